@@ -1,0 +1,1 @@
+"""SuaraWarga application: configuration, wiring, channels and the command line."""

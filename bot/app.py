@@ -1,0 +1,99 @@
+"""Wiring: builds the services once from Settings and runs the configured channels."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import TextIO
+
+from bot.config import Settings
+from handlers.conversation import Core, CoreSettings
+from handlers.i18n import Catalog
+from handlers.language import LanguageDetector
+from handlers.tagging import Tagger, key_terms
+from storage.database import Database
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Services:
+    settings: Settings
+    db: Database
+    catalog: Catalog
+    detector: LanguageDetector
+    tagger: Tagger
+    core: Core
+    channels: dict[str, object] = field(default_factory=dict)
+
+
+@contextlib.asynccontextmanager
+async def open_services(settings: Settings) -> AsyncIterator[Services]:
+    catalog = Catalog.load(settings.default_language)
+    detector = LanguageDetector(catalog.languages, catalog.default)
+    # Load langdetect's profiles and the rules now, not on the first resident's message.
+    detector.warm_up()
+    tagger = Tagger.from_path(settings.rules_path)
+    db = await Database(settings.database_path).open()
+    try:
+        core = Core(
+            db=db, tagger=tagger, catalog=catalog, detector=detector,
+            settings=CoreSettings.from_settings(settings), key_terms=key_terms,
+        )
+        yield Services(settings, db, catalog, detector, tagger, core)
+    finally:
+        await db.close()
+
+
+async def run_terminal(settings: Settings, *, stdin: TextIO = sys.stdin, stdout: TextIO = sys.stdout,
+                       user_id: str | None = None, language: str | None = None) -> None:
+    from bot.channels.terminal import TerminalChannel
+
+    async with open_services(settings) as services:
+        await TerminalChannel(services.core, stdin=stdin, stdout=stdout, user_id=user_id,
+                              language_hint=language).run()
+
+
+async def run_bot(settings: Settings, *, stop: asyncio.Event | None = None) -> None:
+    """Start every configured channel; with none configured, the terminal chat."""
+    if not (settings.telegram_enabled or settings.whatsapp_enabled):
+        print("No TELEGRAM_BOT_TOKEN or WHATSAPP_* settings: starting the terminal chat "
+              "(type /bantuan for help, Ctrl-D to quit).", file=sys.stderr)
+        await run_terminal(settings)
+        return
+    from bot.channels.telegram import TelegramChannel
+
+    stop = stop or _stop_on_signals()
+    async with open_services(settings) as services:
+        started: list = []
+        try:
+            if settings.telegram_enabled:
+                telegram = TelegramChannel(
+                    settings, services.core, services.catalog,
+                    webhook=settings.telegram_mode == "webhook",
+                )
+                await telegram.start()
+                started.append(telegram)
+                services.channels["telegram"] = telegram
+            log.info("SuaraWarga is running for %s", settings.regency_name)
+            await stop.wait()
+        finally:
+            for component in reversed(started):
+                try:
+                    await component.stop()
+                except Exception:  # noqa: BLE001 - keep stopping the others
+                    log.exception("error while stopping %s", component)
+
+
+def _stop_on_signals() -> asyncio.Event:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+    return stop

@@ -1,0 +1,279 @@
+"""Telegram adapter: translates PTB updates into `Incoming` and `Reply` into Bot API calls.
+
+Nothing here decides anything about the conversation; it only translates. One
+`TypeHandler` receives every update (including callback queries and edits) so the core
+sees all input, and conversation state stays in SQLite rather than in PTB's
+ConversationHandler/persistence, which only know Telegram and write every 60 s.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from telegram import (
+    BotCommand,
+    InlineKeyboardButton,
+    InlineKeyboardMarkup,
+    InputFile,
+    Update,
+)
+from telegram.constants import ChatType
+from telegram.error import BadRequest, Forbidden, InvalidToken, NetworkError, RetryAfter, TimedOut
+from telegram.ext import Application, ContextTypes, TypeHandler
+
+from handlers.messages import DeliveryError, Incoming, InputKind, Reply
+from storage.database import utcnow
+
+if TYPE_CHECKING:
+    from bot.config import Settings
+    from handlers.conversation import Core
+    from handlers.i18n import Catalog
+
+log = logging.getLogger(__name__)
+
+TEXT_LIMIT = 4096
+CAPTION_LIMIT = 1024
+MAX_ATTEMPTS = 5
+# Commands shown in Telegram's menu, in this order.
+MENU_COMMANDS = ("report", "idea", "status", "support", "language", "delete", "help", "cancel")
+UNSUPPORTED_ATTRS = (
+    "sticker", "voice", "audio", "document", "video", "video_note", "animation", "contact",
+    "poll", "dice", "game", "venue", "story",
+)
+
+
+def split_text(text: str, limit: int = TEXT_LIMIT) -> list[str]:
+    """Split at paragraph or line breaks where possible, never mid-word unless forced."""
+    chunks: list[str] = []
+    rest = text
+    while len(rest) > limit:
+        cut = max(rest.rfind("\n\n", 0, limit), rest.rfind("\n", 0, limit))
+        if cut < limit // 2:
+            cut = rest.rfind(" ", 0, limit)
+        if cut < limit // 2:
+            cut = limit
+        chunks.append(rest[:cut].rstrip())
+        rest = rest[cut:].lstrip()
+    chunks.append(rest)
+    return [c for c in chunks if c] or [""]
+
+
+def to_incoming(update: Update) -> Incoming | None:
+    """The core's view of an update, or None for updates nobody needs to answer."""
+    message_id = str(update.update_id)
+    if update.callback_query is not None:
+        query = update.callback_query
+        user = query.from_user
+        chat_id = query.message.chat.id if query.message is not None else user.id
+        return Incoming(
+            channel="telegram", user_id=str(user.id), chat_id=str(chat_id),
+            kind=InputKind.BUTTON, received_at=_now(), message_id=message_id,
+            payload=query.data or "", language_hint=user.language_code,
+            display_name=user.full_name,
+        )
+    edited = update.edited_message
+    if edited is not None and edited.from_user is not None:
+        if edited.chat.type != ChatType.PRIVATE:
+            return None
+        return _base(update, edited, InputKind.EDITED, message_id)
+    message = update.message
+    if message is None or message.from_user is None:
+        return None
+    private = message.chat.type == ChatType.PRIVATE
+    text = message.text
+    if text is not None and text.startswith("/"):
+        head, _, args = text[1:].partition(" ")
+        command = head.split("@", 1)[0]
+        return _base(update, message, InputKind.COMMAND, message_id, text=text,
+                     command=command.lower(), args=args.strip())
+    if not private:
+        return None  # officials' groups: only commands are for us
+    if text is not None:
+        return _base(update, message, InputKind.TEXT, message_id, text=text)
+    if message.location is not None:
+        return _base(update, message, InputKind.LOCATION, message_id,
+                     latitude=message.location.latitude, longitude=message.location.longitude)
+    if message.photo:
+        return _base(update, message, InputKind.PHOTO, message_id,
+                     photo_ref=message.photo[-1].file_id, caption=message.caption)
+    for attr in UNSUPPORTED_ATTRS:
+        if getattr(message, attr, None):
+            return _base(update, message, InputKind.UNSUPPORTED, message_id, unsupported_type=attr)
+    return None  # service messages (joins, pins, ...)
+
+
+def _now() -> datetime:
+    return utcnow()
+
+
+def _base(update: Update, message, kind: InputKind, message_id: str, **fields) -> Incoming:  # noqa: ANN001
+    user = message.from_user
+    return Incoming(
+        channel="telegram", user_id=str(user.id), chat_id=str(message.chat.id), kind=kind,
+        received_at=_now(), message_id=message_id, language_hint=user.language_code,
+        display_name=user.full_name, **fields,
+    )
+
+
+def keyboard(reply: Reply) -> InlineKeyboardMarkup | None:
+    if not reply.buttons:
+        return None
+    rows = []
+    short = all(len(b.label) <= 14 for b in reply.buttons) and len(reply.buttons) <= 3
+    if short:
+        rows.append([InlineKeyboardButton(b.label, callback_data=b.payload) for b in reply.buttons])
+    else:
+        rows = [[InlineKeyboardButton(b.label, callback_data=b.payload)] for b in reply.buttons]
+    return InlineKeyboardMarkup(rows)
+
+
+class TelegramChannel:
+    name = "telegram"
+
+    def __init__(self, settings: "Settings", core: "Core", catalog: "Catalog", *, webhook: bool = False):
+        self.settings = settings
+        self.core = core
+        self.catalog = catalog
+        self.webhook = webhook
+        builder = (
+            Application.builder()
+            .token(settings.telegram_bot_token or "")
+            .base_url(settings.telegram_api_base_url)
+            .base_file_url(settings.telegram_file_base_url)
+            # Retries are ours (below): PTB's defaults would raise on the first 429.
+            .connect_timeout(10).read_timeout(15).write_timeout(15).pool_timeout(5)
+            .get_updates_read_timeout(35)
+        )
+        if webhook:
+            builder = builder.updater(None)
+        self.app: Application = builder.build()
+        self.app.add_handler(TypeHandler(Update, self._on_update))
+        self.app.add_error_handler(self._on_error)
+
+    # Lifecycle ------------------------------------------------------------------------------
+    async def start(self) -> None:
+        try:
+            await self.app.initialize()
+        except InvalidToken:
+            raise SystemExit("TELEGRAM_BOT_TOKEN was refused by the Bot API") from None
+        await self.register_commands()
+        await self.app.start()
+        if self.webhook:
+            await self.app.bot.set_webhook(
+                url=self.settings.telegram_webhook_url or "",
+                secret_token=self.settings.telegram_webhook_secret,
+                allowed_updates=Update.ALL_TYPES,
+            )
+            log.info("Telegram webhook registered")
+        else:
+            assert self.app.updater is not None
+            await self.app.updater.start_polling(
+                poll_interval=0.0, timeout=30, allowed_updates=Update.ALL_TYPES,
+                drop_pending_updates=False,
+            )
+            log.info("Telegram polling started")
+
+    async def stop(self) -> None:
+        if self.app.updater is not None and self.app.updater.running:
+            await self.app.updater.stop()
+        if self.app.running:
+            await self.app.stop()
+        await self.app.shutdown()
+
+    async def register_commands(self) -> None:
+        """The command menu in every catalogue language (and the default for the rest)."""
+        for lang in self.catalog.languages:
+            commands = [
+                BotCommand(self.catalog.text(lang, f"commands.{name}").split(",")[0],
+                           self.catalog.text(lang, f"cmd_desc.{name}"))
+                for name in MENU_COMMANDS
+            ]
+            await self._call(self.app.bot.set_my_commands, commands, language_code=lang)
+            if lang == self.catalog.default:
+                await self._call(self.app.bot.set_my_commands, commands)
+
+    async def process_webhook_update(self, data: dict) -> None:
+        """Handle one webhook body fully before the HTTP answer, so a 2xx means 'saved'."""
+        update = Update.de_json(data, self.app.bot)
+        await self.app.process_update(update)
+
+    # Inbound ----------------------------------------------------------------------------------
+    async def _on_update(self, update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
+        if not isinstance(update, Update):
+            return
+        incoming = to_incoming(update)
+        if update.callback_query is not None:
+            try:  # stop the button's spinner; harmless if it fails
+                await update.callback_query.answer()
+            except (BadRequest, NetworkError):
+                pass
+        if incoming is None:
+            return
+        outcome = await self.core.handle(incoming)
+        for reply in outcome.replies:
+            await self.send(incoming.chat_id, reply)
+
+    async def _on_error(self, update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
+        log.error("error while handling a Telegram update", exc_info=context.error)
+        if isinstance(update, Update) and update.effective_chat is not None:
+            lang = self.catalog.default
+            if update.effective_user is not None and self.catalog.supports(update.effective_user.language_code):
+                lang = update.effective_user.language_code or lang
+            try:
+                await self.app.bot.send_message(update.effective_chat.id, self.catalog.text(lang, "error.internal"))
+            except Exception:  # noqa: BLE001 - already in the error path; logged above
+                log.warning("could not tell the user about the error")
+
+    # Outbound ----------------------------------------------------------------------------------
+    async def send(self, chat_id: str, reply: Reply, *, purpose: str = "reply") -> str | None:
+        bot = self.app.bot
+        markup = keyboard(reply)
+        last_id: str | None = None
+        text = reply.text
+        if reply.photo_ref or reply.image:
+            photo = reply.photo_ref or InputFile(reply.image.data, filename=reply.image.filename)  # type: ignore[union-attr]
+            caption, text = (text, "") if len(text) <= CAPTION_LIMIT else ("", text)
+            msg = await self._call(bot.send_photo, chat_id, photo=photo, caption=caption or None,
+                                   reply_markup=None if text else markup)
+            last_id = str(msg.message_id)
+        if reply.latitude is not None and reply.longitude is not None:
+            await self._call(bot.send_location, chat_id, latitude=reply.latitude, longitude=reply.longitude)
+        if text:
+            chunks = split_text(text)
+            for i, chunk in enumerate(chunks):
+                msg = await self._call(bot.send_message, chat_id, chunk,
+                                       reply_markup=markup if i == len(chunks) - 1 else None)
+                last_id = str(msg.message_id)
+        if reply.document is not None:
+            doc = reply.document
+            msg = await self._call(bot.send_document, chat_id,
+                                   document=InputFile(doc.data, filename=doc.filename))
+            last_id = str(msg.message_id)
+        return last_id
+
+    async def _call(self, method, *args, **kwargs):  # noqa: ANN001, ANN202
+        """Call the Bot API, waiting out 429s and retrying network failures with backoff."""
+        delay = 0.5
+        for attempt in range(1, MAX_ATTEMPTS + 1):
+            try:
+                return await method(*args, **kwargs)
+            except RetryAfter as exc:
+                wait = exc.retry_after.total_seconds() if hasattr(exc.retry_after, "total_seconds") else float(exc.retry_after)
+                log.warning("Telegram rate limit: waiting %.1f s (attempt %d)", wait, attempt)
+                if attempt == MAX_ATTEMPTS:
+                    raise DeliveryError("rate limited", retryable=True, retry_after=wait) from exc
+                await asyncio.sleep(wait)
+            except (TimedOut, NetworkError) as exc:
+                if isinstance(exc, BadRequest):
+                    raise DeliveryError(f"Telegram refused the request: {exc}", retryable=False) from exc
+                log.warning("Telegram unreachable (%s), attempt %d", exc.__class__.__name__, attempt)
+                if attempt == MAX_ATTEMPTS:
+                    raise DeliveryError(f"Telegram unreachable: {exc}", retryable=True) from exc
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 8)
+            except Forbidden as exc:  # blocked by the user: nothing to retry
+                raise DeliveryError(f"Telegram forbade the message: {exc}", retryable=False) from exc
+        raise AssertionError("unreachable")

@@ -1,0 +1,230 @@
+"""Settings: built once in the entry point from the environment and `.env`, then passed down.
+
+Every key is documented in config.example.env; tests/test_docs.py fails when one is not.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Annotated, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from apscheduler.triggers.cron import CronTrigger
+from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+# The 18 kecamatan of Kabupaten Magetan, the first regency using SuaraWarga.
+MAGETAN_KECAMATAN = (
+    "Barat", "Bendo", "Karangrejo", "Karas", "Kartoharjo", "Kawedanan", "Lembeyan", "Magetan",
+    "Maospati", "Ngariboyo", "Nguntoronadi", "Panekan", "Parang", "Plaosan", "Poncol",
+    "Sidorejo", "Sukomoro", "Takeran",
+)
+
+_TELEGRAM_TOKEN = re.compile(r"^\d{3,}:[A-Za-z0-9_-]{30,}$")
+_WEBHOOK_SECRET = re.compile(r"^[A-Za-z0-9_-]{1,256}$")
+_OFFICIAL = re.compile(r"^(telegram|whatsapp|terminal):[A-Za-z0-9_.+-]{1,64}$")
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+
+CommaList = Annotated[list[str], NoDecode]
+
+
+def _split(value: object) -> object:
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_file=".env", env_file_encoding="utf-8", extra="ignore", case_sensitive=False
+    )
+
+    regency_name: str = "Kabupaten Magetan"
+    areas: CommaList = Field(default_factory=lambda: list(MAGETAN_KECAMATAN))
+    default_language: str = "id"
+    timezone: str = "Asia/Jakarta"
+    database_path: Path = Path("data/suarawarga.db")
+    rules_path: Path | None = None
+    privacy_notice_version: str = "2026-11"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    telegram_bot_token: str | None = None
+    telegram_api_base_url: str = "https://api.telegram.org/bot"
+    telegram_file_base_url: str = "https://api.telegram.org/file/bot"
+    telegram_mode: Literal["polling", "webhook"] = "polling"
+    telegram_webhook_url: str | None = None
+    telegram_webhook_secret: str | None = None
+
+    whatsapp_access_token: str | None = None
+    whatsapp_phone_number_id: str | None = None
+    whatsapp_app_secret: str | None = None
+    whatsapp_verify_token: str | None = None
+    whatsapp_api_base_url: str = "https://graph.facebook.com/v23.0"
+    whatsapp_template_status: str | None = None
+    whatsapp_template_reply: str | None = None
+    whatsapp_template_digest: str | None = None
+    whatsapp_template_language: str = "id"
+
+    http_host: str = "127.0.0.1"
+    http_port: int = Field(8080, ge=0, le=65535)
+
+    officials: CommaList = Field(default_factory=list)
+    max_submissions_per_day: int = Field(10, ge=1)
+    flood_max_messages: int = Field(15, ge=2)
+    flood_window_seconds: float = Field(15.0, gt=0)
+
+    digest_schedule: str = "0 7 * * mon"
+    digest_telegram_chat_ids: CommaList = Field(default_factory=list)
+    digest_emails: CommaList = Field(default_factory=list)
+    digest_whatsapp_numbers: CommaList = Field(default_factory=list)
+    smtp_host: str | None = None
+    smtp_port: int = Field(587, ge=1, le=65535)
+    smtp_user: str | None = None
+    smtp_password: str | None = None
+    smtp_starttls: bool = True
+    smtp_from: str = "suarawarga@localhost"
+
+    _split_lists = field_validator(
+        "areas", "officials", "digest_telegram_chat_ids", "digest_emails",
+        "digest_whatsapp_numbers", mode="before",
+    )(_split)
+
+    @field_validator("telegram_bot_token")
+    @classmethod
+    def _token_shape(cls, v: str | None) -> str | None:
+        if v and not _TELEGRAM_TOKEN.match(v):
+            # Never echo the value: it may be a real token with a typo.
+            raise ValueError("is not a Bot API token (digits, a colon, then at least 30 characters)")
+        return v or None
+
+    @field_validator("telegram_webhook_secret")
+    @classmethod
+    def _secret_shape(cls, v: str | None) -> str | None:
+        if v and not _WEBHOOK_SECRET.match(v):
+            raise ValueError("must be 1-256 characters of A-Z, a-z, 0-9, _ and -")
+        return v or None
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, v: str) -> str:
+        try:
+            ZoneInfo(v)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown timezone {v!r}") from None
+        return v
+
+    @field_validator("officials")
+    @classmethod
+    def _officials_shape(cls, v: list[str]) -> list[str]:
+        bad = [item for item in v if not _OFFICIAL.match(item)]
+        if bad:
+            raise ValueError(f"entries must look like telegram:123456789 or whatsapp:628123...: {bad}")
+        return v
+
+    @field_validator("digest_emails")
+    @classmethod
+    def _emails_shape(cls, v: list[str]) -> list[str]:
+        bad = [item for item in v if not _EMAIL.match(item)]
+        if bad:
+            raise ValueError(f"not e-mail addresses: {bad}")
+        return v
+
+    @field_validator("digest_telegram_chat_ids")
+    @classmethod
+    def _chat_ids_shape(cls, v: list[str]) -> list[str]:
+        bad = [item for item in v if not re.fullmatch(r"-?\d{1,20}", item)]
+        if bad:
+            raise ValueError(f"Telegram chat ids are integers: {bad}")
+        return v
+
+    @field_validator("digest_whatsapp_numbers")
+    @classmethod
+    def _wa_numbers_shape(cls, v: list[str]) -> list[str]:
+        bad = [item for item in v if not re.fullmatch(r"\d{6,20}", item)]
+        if bad:
+            raise ValueError(f"WhatsApp numbers are digits with country code, no '+': {bad}")
+        return v
+
+    @field_validator("areas")
+    @classmethod
+    def _areas_present(cls, v: list[str]) -> list[str]:
+        if not v:
+            raise ValueError("needs at least one area")
+        if len(set(a.casefold() for a in v)) != len(v):
+            raise ValueError("lists an area twice")
+        return v
+
+    @field_validator("digest_schedule")
+    @classmethod
+    def _cron_shape(cls, v: str) -> str:
+        try:
+            CronTrigger.from_crontab(v)
+        except ValueError as exc:
+            raise ValueError(f"not a crontab expression (minute hour day month weekday): {exc}") from None
+        return v
+
+    @model_validator(mode="after")
+    def _channel_completeness(self) -> "Settings":
+        wa = {
+            "whatsapp_access_token": self.whatsapp_access_token,
+            "whatsapp_phone_number_id": self.whatsapp_phone_number_id,
+            "whatsapp_app_secret": self.whatsapp_app_secret,
+            "whatsapp_verify_token": self.whatsapp_verify_token,
+        }
+        if any(wa.values()) and not all(wa.values()):
+            missing = ", ".join(k.upper() for k, v in wa.items() if not v)
+            raise ValueError(f"WhatsApp is half configured: also set {missing}")
+        if self.telegram_mode == "webhook":
+            if not self.telegram_bot_token:
+                raise ValueError("TELEGRAM_MODE=webhook needs TELEGRAM_BOT_TOKEN")
+            if not (self.telegram_webhook_url and self.telegram_webhook_secret):
+                raise ValueError(
+                    "TELEGRAM_MODE=webhook needs TELEGRAM_WEBHOOK_URL and TELEGRAM_WEBHOOK_SECRET"
+                )
+        return self
+
+    # Derived values -------------------------------------------------------------------
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+    @property
+    def whatsapp_enabled(self) -> bool:
+        return bool(self.whatsapp_access_token)
+
+    @property
+    def telegram_enabled(self) -> bool:
+        return bool(self.telegram_bot_token)
+
+    @property
+    def needs_web_server(self) -> bool:
+        return self.whatsapp_enabled or (self.telegram_enabled and self.telegram_mode == "webhook")
+
+    def secrets(self) -> list[str]:
+        """Values that must never reach a log line."""
+        values = [
+            self.telegram_bot_token, self.telegram_webhook_secret, self.whatsapp_access_token,
+            self.whatsapp_app_secret, self.whatsapp_verify_token, self.smtp_password,
+        ]
+        return [v for v in values if v]
+
+
+class ConfigError(Exception):
+    """Invalid configuration: one human-readable line per bad key."""
+
+    def __init__(self, problems: list[str]):
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+def load_settings(**overrides: object) -> Settings:
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            key = "_".join(str(part) for part in err["loc"]).upper() or "CONFIG"
+            msg = err["msg"].removeprefix("Value error, ")
+            problems.append(f"{key}: {msg}")
+        raise ConfigError(problems) from None

@@ -1,0 +1,695 @@
+"""The resident conversation: consent, menu, the guided submission, status, language, erasure.
+
+Channel-agnostic: `Core.handle(Incoming) -> Outcome`. Each incoming message is one
+database transaction that claims the platform message id (a repeat has no effect),
+reads the resident and their conversation step, and writes what changed. The step and
+the draft live in SQLite, so a restart mid-conversation continues where the resident was.
+
+Buttons carry `<step>.<serial>:<value>`; the serial grows with every new flow, so a
+button pressed on an old message is recognised as stale instead of acting on today's draft.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import re
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Protocol
+
+import aiosqlite
+
+from handlers.domain import PILLARS, TrackingCode
+from handlers.i18n import Catalog
+from handlers.language import LanguageDetector, language_hint
+from handlers.messages import Button, Incoming, InputKind, Outcome, Reply
+from storage import repository as repo
+from storage.database import Database, StorageUnavailable, utcnow
+from storage.repository import Conversation, User
+
+log = logging.getLogger(__name__)
+
+MIN_TEXT = 10
+MAX_TEXT = 4000
+AREA_PAGE = 8          # 8 areas + "more" + "skip" = 10 rows, WhatsApp's list limit
+SIMILAR_DAYS = 90
+_LETTERS = re.compile(r"[^\W\d_]", re.UNICODE)
+
+# Canonical command -> catalogue key listing its words in every language.
+RESIDENT_COMMANDS = (
+    "start", "menu", "report", "idea", "status", "language", "delete", "help", "cancel", "support",
+)
+OFFICIAL_COMMANDS = ("new", "view", "reply", "pillar", "hide", "unhide", "stats", "digest", "export")
+
+
+class TaggerLike(Protocol):
+    def classify(self, text: str) -> Any: ...
+    def subtopic_label(self, pillar: str, subtopic: str, language: str) -> str: ...
+
+
+class OfficialDeskLike(Protocol):
+    async def handle(
+        self, conn: aiosqlite.Connection, *, actor: str, language: str, command: str,
+        args: str, msg: Incoming, now: datetime,
+    ) -> list[Reply]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class CoreSettings:
+    regency_name: str
+    areas: tuple[str, ...]
+    notice_version: str
+    officials: frozenset[str]
+    max_submissions_per_day: int = 10
+    flood_max_messages: int = 15
+    flood_window_seconds: float = 15.0
+
+    @classmethod
+    def from_settings(cls, s: Any) -> "CoreSettings":
+        return cls(
+            regency_name=s.regency_name, areas=tuple(s.areas),
+            notice_version=s.privacy_notice_version, officials=frozenset(s.officials),
+            max_submissions_per_day=s.max_submissions_per_day,
+            flood_max_messages=s.flood_max_messages, flood_window_seconds=s.flood_window_seconds,
+        )
+
+
+class FloodGuard:
+    """Per-sender sliding window kept in memory: flooding is about seconds, not history."""
+
+    def __init__(self, max_messages: int, window: float, clock: Callable[[], float] = time.monotonic):
+        self.max_messages = max_messages
+        self.window = window
+        self.clock = clock
+        self._seen: dict[str, deque[float]] = {}
+        self._warned: dict[str, float] = {}
+
+    def check(self, sender: str) -> str:
+        """'ok', 'warn' (first message over the limit) or 'drop' (already warned)."""
+        now = self.clock()
+        seen = self._seen.setdefault(sender, deque())
+        while seen and now - seen[0] > self.window:
+            seen.popleft()
+        if len(seen) >= self.max_messages:
+            if now - self._warned.get(sender, -1e9) > self.window:
+                self._warned[sender] = now
+                return "warn"
+            return "drop"
+        seen.append(now)
+        if len(self._seen) > 50_000:  # bounded memory under a broadcast burst
+            for key in [k for k, v in self._seen.items() if not v or now - v[-1] > self.window]:
+                self._seen.pop(key, None)
+                self._warned.pop(key, None)
+        return "ok"
+
+
+class Core:
+    def __init__(
+        self, *, db: Database, tagger: TaggerLike, catalog: Catalog, detector: LanguageDetector,
+        settings: CoreSettings, key_terms: Callable[[str], frozenset[str]],
+        desk: OfficialDeskLike | None = None, clock: Callable[[], datetime] = utcnow,
+        rng: random.Random | None = None,
+    ):
+        self.db = db
+        self.tagger = tagger
+        self.catalog = catalog
+        self.detector = detector
+        self.settings = settings
+        self.key_terms = key_terms
+        self.desk = desk
+        self.clock = clock
+        # SystemRandom: tracking codes must not be predictable from earlier ones.
+        self.rng = rng or random.SystemRandom()
+        self.flood = FloodGuard(settings.flood_max_messages, settings.flood_window_seconds)
+        self.on_outbox: Callable[[], None] = lambda: None
+        self._commands = {
+            word: name
+            for name in (*RESIDENT_COMMANDS, *OFFICIAL_COMMANDS)
+            for word in catalog.aliases(f"commands.{name}") | {name}
+        }
+
+    # Entry point ------------------------------------------------------------------------
+    async def handle(self, msg: Incoming) -> Outcome:
+        sender = f"{msg.channel}:{msg.user_id}"
+        # The terminal is the operator's own keyboard (and scripts): no flood guard there.
+        verdict = "ok" if msg.channel == "terminal" else self.flood.check(sender)
+        if verdict != "ok":
+            lang = self._guess_language(msg)
+            if verdict == "warn":
+                log.info("flood guard: %s is sending too fast", msg.channel)
+                return Outcome([Reply(self.t(lang, "flood"))])
+            return Outcome([])
+        try:
+            async with self.db.transaction() as conn:
+                now = self.clock()
+                if msg.message_id is not None and not await repo.claim_inbound(
+                    conn, msg.channel, msg.message_id, now
+                ):
+                    return Outcome(duplicate=True)
+                turn = Turn(self, conn, msg, now)
+                replies = await turn.run()
+        except StorageUnavailable as exc:
+            log.error("could not save a %s message: %s", msg.channel, exc)
+            return Outcome([Reply(self.t(self._guess_language(msg), "error.storage"))])
+        if turn.outbox_written:
+            self.on_outbox()
+        return Outcome(replies)
+
+    # Helpers shared by turns ----------------------------------------------------------------
+    def t(self, lang: str, key: str, /, **params: object) -> str:
+        return self.catalog.text(lang, key, **params)
+
+    def _guess_language(self, msg: Incoming) -> str:
+        hint = language_hint(msg.language_hint)
+        return hint if self.catalog.supports(hint) else self.catalog.default
+
+    def command_of(self, msg: Incoming) -> tuple[str | None, str]:
+        if msg.kind is InputKind.COMMAND and msg.command:
+            return self._commands.get(msg.command.lower(), f"?{msg.command}"), msg.args
+        if msg.kind is InputKind.TEXT and msg.text:
+            # WhatsApp has no slash commands: a message that is just a command word
+            # ("lapor", "status K7Q-4MX") works as one, on every channel.
+            head, _, rest = msg.text.strip().partition(" ")
+            word = head.lower().lstrip("/")
+            name = self._commands.get(word)
+            if name and (not rest or name in ("status", "support", *OFFICIAL_COMMANDS)):
+                if head.startswith("/") or len(msg.text.split()) <= 8:
+                    return name, rest.strip()
+            if head.startswith("/"):
+                return f"?{word}", rest.strip()
+        return None, ""
+
+
+class Turn:
+    """Handling of one incoming message inside its transaction."""
+
+    def __init__(self, core: Core, conn: aiosqlite.Connection, msg: Incoming, now: datetime):
+        self.core = core
+        self.conn = conn
+        self.msg = msg
+        self.now = now
+        self.outbox_written = False
+        self.user: User | None = None
+        self.conv = Conversation()
+        self.lang = core._guess_language(msg)
+
+    def t(self, key: str, /, **params: object) -> str:
+        return self.core.t(self.lang, key, **params)
+
+    async def run(self) -> list[Reply]:
+        core, msg = self.core, self.msg
+        command, args = core.command_of(msg)
+        self.user, self.conv = await repo.get_user_and_conversation(
+            self.conn, msg.channel, msg.user_id
+        )
+        if self.user is not None:
+            self.lang = self.user.language
+        if command in OFFICIAL_COMMANDS or (command == "status" and len(args.split()) >= 2):
+            return await self.official(command, args)
+        if self.user is None:
+            return await self.before_consent()
+        await repo.touch_user(
+            self.conn, self.user, now=self.now, chat_id=msg.chat_id, display_name=msg.display_name
+        )
+        before = (self.conv.step, dict(self.conv.draft))
+        replies = await self.dispatch(command, args)
+        if self.user is not None and (self.conv.step, self.conv.draft) != before:
+            await repo.save_conversation(self.conn, self.user.id, self.conv, self.now)
+        return replies
+
+    # Officials ----------------------------------------------------------------------------
+    async def official(self, command: str | None, args: str) -> list[Reply]:
+        actor = f"{self.msg.channel}:{self.msg.user_id}"
+        if actor not in self.core.settings.officials:
+            log.warning("refused official command /%s from a non-official on %s", command, self.msg.channel)
+            return [Reply(self.t("official.refused"))]
+        if self.core.desk is None:
+            return [Reply(self.t("official.unavailable"))]
+        replies = await self.core.desk.handle(
+            self.conn, actor=actor, language=self.lang, command=command or "", args=args,
+            msg=self.msg, now=self.now,
+        )
+        self.outbox_written = True  # officials' actions are what notify residents
+        return replies
+
+    # Consent (UU PDP): nothing but the consent record is stored before it -----------------
+    async def before_consent(self) -> list[Reply]:
+        msg, core = self.msg, self.core
+        payload = msg.payload or ""
+        if msg.kind is InputKind.BUTTON and payload.startswith("consent:"):
+            parts = payload.split(":")
+            lang = parts[2] if len(parts) > 2 and core.catalog.supports(parts[2]) else self.lang
+            if parts[1] == "lang":
+                self.lang = lang
+                return [self.notice()]
+            if parts[1] == "yes":
+                source = "chosen" if parts[-1] == "c" else "hint"
+                self.user = await repo.create_user(
+                    self.conn, channel=msg.channel, platform_id=msg.user_id, chat_id=msg.chat_id,
+                    display_name=msg.display_name, language=lang, language_source=source,
+                    consent_version=core.settings.notice_version, now=self.now,
+                )
+                self.lang = lang
+                await repo.save_conversation(self.conn, self.user.id, Conversation(), self.now)
+                return [Reply(self.t("consent.thanks")), self.menu()]
+        if msg.kind is InputKind.TEXT and core.detector.is_substantive(msg.text):
+            self.lang = core.detector.detect(msg.text, self.lang)
+        return [self.notice()]
+
+    def notice(self) -> Reply:
+        other = next((l for l in self.core.catalog.languages if l != self.lang), None)
+        buttons = [Button(self.t("consent.agree"), f"consent:yes:{self.lang}:c" if self.msg.payload else f"consent:yes:{self.lang}")]
+        if other:
+            buttons.append(Button(self.core.t(other, "language.name"), f"consent:lang:{other}"))
+        return Reply(
+            self.t("consent.notice", regency=self.core.settings.regency_name,
+                   version=self.core.settings.notice_version),
+            tuple(buttons),
+        )
+
+    # Dispatch -------------------------------------------------------------------------------
+    async def dispatch(self, command: str | None, args: str) -> list[Reply]:
+        msg = self.msg
+        if msg.kind is InputKind.BUTTON:
+            return await self.button(msg.payload or "")
+        if command is not None:
+            return await self.command(command, args)
+        if msg.kind is InputKind.EDITED:
+            return [Reply(self.t("edited")), *self.reprompt()]
+        if msg.kind is InputKind.UNSUPPORTED:
+            return [Reply(self.t("unsupported")), *self.reprompt()]
+        step = self.conv.step
+        handler = {
+            "describe": self.on_description,
+            "area": self.on_area_input,
+            "photo": self.on_photo_input,
+        }.get(step)
+        if handler is not None:
+            return await handler()
+        if step == "idle":
+            if msg.kind is InputKind.TEXT and self.core.detector.is_substantive(msg.text):
+                # Someone who just starts typing their problem: take it as a report.
+                return await self.start_flow("report", text=msg.text)
+            return [self.menu()]
+        # A step that wants a button, and got text/photo/location.
+        return [Reply(self.t("use_buttons")), *self.reprompt()]
+
+    async def command(self, command: str, args: str) -> list[Reply]:
+        in_flow = self.conv.step != "idle"
+        if command in ("start", "menu"):
+            if in_flow:
+                return [Reply(self.t("flow.paused")), *self.reprompt()]
+            return [self.menu()]
+        if command in ("report", "idea"):
+            return await self.start_flow(command, restarted=in_flow)
+        if command == "cancel":
+            self.conv = Conversation("idle", {"n": self.serial})
+            return [Reply(self.t("cancelled" if in_flow else "nothing_to_cancel")), self.menu()]
+        if command == "help":
+            return [Reply(self.t("helptext.body", max=self.core.settings.max_submissions_per_day)), *self.reprompt()]
+        if command == "language":
+            return [self.language_choice()]
+        if command == "status":
+            return [*await self.status(args), *self.reprompt()]
+        if command == "support":
+            return [*await self.support_by_code(args), *self.reprompt()]
+        if command == "delete":
+            self.conv = Conversation("erase", {"n": self.serial + 1})
+            return [self.prompt()]
+        return [Reply(self.t("unknown_command")), *self.reprompt()]
+
+    # Buttons ---------------------------------------------------------------------------------
+    async def button(self, payload: str) -> list[Reply]:
+        scope, _, value = payload.partition(":")
+        if scope == "menu":
+            if value in ("report", "idea", "status", "language", "help", "delete"):
+                return await self.command(value, "")
+        if scope == "lang" and self.core.catalog.supports(value):
+            assert self.user is not None
+            await repo.set_language(self.conn, self.user, value, "chosen")
+            self.lang = value
+            return [Reply(self.t("language.set")), *(self.reprompt() or [self.menu()])]
+        if scope == "consent":
+            return [Reply(self.t("consent.already")), *(self.reprompt() or [self.menu()])]
+        step, _, serial = scope.partition(".")
+        if step != self.conv.step or serial != str(self.serial):
+            return [Reply(self.t("stale_button")), *(self.reprompt() or [self.menu()])]
+        handler: Callable[[str], Awaitable[list[Reply]]] | None = {
+            "pillar": self.on_pillar_button,
+            "pick": self.on_pick_button,
+            "area": self.on_area_button,
+            "similar": self.on_similar_button,
+            "photo": self.on_photo_button,
+            "identity": self.on_identity_button,
+            "confirm": self.on_confirm_button,
+            "erase": self.on_erase_button,
+        }.get(step)
+        if handler is None:
+            return [Reply(self.t("stale_button")), self.menu()]
+        return await handler(value)
+
+    # The guided submission ------------------------------------------------------------------
+    @property
+    def serial(self) -> int:
+        return int(self.conv.draft.get("n", 0))
+
+    def btn(self, key: str, value: str, **params: object) -> Button:
+        return Button(self.t(key, **params), f"{self.conv.step}.{self.serial}:{value}")
+
+    async def start_flow(self, kind: str, *, text: str | None = None, restarted: bool = False) -> list[Reply]:
+        assert self.user is not None
+        limit = self.core.settings.max_submissions_per_day
+        used = await repo.count_submissions_since(self.conn, self.user.id, self.now - timedelta(days=1))
+        if used >= limit:
+            self.conv = Conversation("idle", {"n": self.serial})
+            return [Reply(self.t("limit.reached", max=limit))]
+        self.conv = Conversation("describe", {"n": self.serial + 1, "kind": kind})
+        replies = [Reply(self.t("flow.restarted"))] if restarted else []
+        if text is not None:
+            return replies + await self.on_description()
+        return replies + [self.prompt()]
+
+    async def on_description(self) -> list[Reply]:
+        msg = self.msg
+        if msg.kind is not InputKind.TEXT or not msg.text:
+            return [Reply(self.t("describe.need_text")), self.prompt()]
+        text = msg.text.strip()
+        if len(text) < MIN_TEXT or not _LETTERS.search(text):
+            return [Reply(self.t("describe.too_short", min=MIN_TEXT))]
+        if len(text) > MAX_TEXT:
+            return [Reply(self.t("describe.too_long", max=MAX_TEXT, got=len(text)))]
+        core, user = self.core, self.user
+        assert user is not None
+        language = core.detector.detect(text, self.lang)
+        if user.language_source == "hint" and core.detector.is_substantive(text):
+            # First substantive message of someone who never chose: settle their language.
+            await repo.set_language(self.conn, user, language, "detected")
+            self.lang = language
+        tag = core.tagger.classify(text)
+        draft = self.conv.draft
+        draft.update(
+            text=text, language=language, auto_pillar=tag.pillar, pillar=tag.pillar,
+            subtopic=tag.subtopic, matched=list(tag.matched),
+        )
+        self.conv.step = "pillar" if tag.pillar else "pick"
+        return [self.prompt()]
+
+    async def on_pillar_button(self, value: str) -> list[Reply]:
+        if value == "ok":
+            return self.goto("area")
+        if value == "other":
+            return self.goto("pick")
+        return [Reply(self.t("stale_button")), self.prompt()]
+
+    async def on_pick_button(self, value: str) -> list[Reply]:
+        draft = self.conv.draft
+        if value == "none":
+            draft.update(pillar=None, subtopic=None)
+        elif value in PILLARS:
+            if value != draft.get("auto_pillar"):
+                draft["subtopic"] = None
+            draft["pillar"] = value
+        else:
+            return [Reply(self.t("stale_button")), self.prompt()]
+        return self.goto("area")
+
+    async def on_area_button(self, value: str) -> list[Reply]:
+        areas = self.core.settings.areas
+        if value == "skip":
+            return await self.after_area()
+        if value.startswith("page"):
+            self.conv.draft["page"] = int(value[4:] or 0)
+            return [self.prompt()]
+        if value.isdigit() and int(value) < len(areas):
+            self.conv.draft["area"] = areas[int(value)]
+            return await self.after_area()
+        return [Reply(self.t("stale_button")), self.prompt()]
+
+    async def on_area_input(self) -> list[Reply]:
+        msg = self.msg
+        if msg.kind is InputKind.LOCATION and msg.latitude is not None:
+            if not (-90 <= msg.latitude <= 90 and -180 <= (msg.longitude or 0) <= 180):
+                return [Reply(self.t("area.bad_location")), self.prompt()]
+            self.conv.draft.update(latitude=msg.latitude, longitude=msg.longitude)
+            return await self.after_area()
+        if msg.kind is InputKind.TEXT and msg.text:
+            wanted = msg.text.strip().casefold().removeprefix("kecamatan ").strip()
+            for area in self.core.settings.areas:
+                if area.casefold() == wanted:
+                    self.conv.draft["area"] = area
+                    return await self.after_area()
+            return [Reply(self.t("area.unknown", name=msg.text.strip()[:60])), self.prompt()]
+        return [Reply(self.t("use_buttons")), self.prompt()]
+
+    async def after_area(self) -> list[Reply]:
+        draft = self.conv.draft
+        draft.pop("page", None)
+        if draft.get("pillar") and draft.get("area"):
+            similar = await self.find_similar()
+            if similar:
+                draft["similar"] = [[s.code, s.text[:72], s.supports] for s in similar]
+                return self.goto("similar")
+        return self.goto("photo")
+
+    async def find_similar(self) -> list[repo.Submission]:
+        draft = self.conv.draft
+        mine = self.core.key_terms(draft["text"])
+        if not mine:
+            return []
+        candidates = await repo.similar_candidates(
+            self.conn, pillar=draft["pillar"], area=draft["area"],
+            since=self.now - timedelta(days=SIMILAR_DAYS),
+        )
+        scored = []
+        for sub in candidates:
+            if self.user is not None and sub.user_id == self.user.id:
+                continue
+            shared = mine & self.core.key_terms(sub.text)
+            # Two shared key terms, or one when the texts are tiny: "jalan rusak" ~ "jalan rusak parah".
+            if len(shared) >= 2 or (len(shared) == 1 and min(len(mine), 2) == 1):
+                scored.append((len(shared), sub.supports, sub.created_at, sub))
+        scored.sort(key=lambda item: (item[0], item[1], item[2]), reverse=True)
+        return [item[3] for item in scored[:3]]
+
+    async def on_similar_button(self, value: str) -> list[Reply]:
+        if value == "mine":
+            return self.goto("photo")
+        code = TrackingCode.parse(value)
+        listed = {row[0] for row in self.conv.draft.get("similar", [])}
+        if code is None or code.value not in listed:
+            return [Reply(self.t("stale_button")), self.prompt()]
+        replies = await self.support(code)
+        self.conv = Conversation("idle", {"n": self.serial})
+        return replies
+
+    async def on_photo_input(self) -> list[Reply]:
+        if self.msg.kind is InputKind.PHOTO and self.msg.photo_ref:
+            self.conv.draft["photo"] = self.msg.photo_ref
+            return self.goto("identity")
+        return [Reply(self.t("photo.need_photo")), self.prompt()]
+
+    async def on_photo_button(self, value: str) -> list[Reply]:
+        return self.goto("identity") if value == "skip" else [self.prompt()]
+
+    async def on_identity_button(self, value: str) -> list[Reply]:
+        if value not in ("name", "anon"):
+            return [self.prompt()]
+        assert self.user is not None
+        self.conv.draft["anonymous"] = value == "anon"
+        self.conv.draft["name"] = None if value == "anon" else (self.user.display_name or self.user.platform_id)
+        return self.goto("confirm")
+
+    async def on_confirm_button(self, value: str) -> list[Reply]:
+        if value == "cancel":
+            self.conv = Conversation("idle", {"n": self.serial})
+            return [Reply(self.t("cancelled")), self.menu()]
+        if value != "send":
+            return [self.prompt()]
+        assert self.user is not None
+        limit = self.core.settings.max_submissions_per_day
+        used = await repo.count_submissions_since(self.conn, self.user.id, self.now - timedelta(days=1))
+        if used >= limit:
+            self.conv = Conversation("idle", {"n": self.serial})
+            return [Reply(self.t("limit.reached", max=limit))]
+        draft = self.conv.draft
+        code = await repo.insert_submission(
+            self.conn, user=self.user, draft=draft, rng=self.core.rng, now=self.now
+        )
+        self.conv = Conversation("idle", {"n": self.serial})
+        key = "saved.report" if draft["kind"] == "report" else "saved.idea"
+        return [Reply(self.t(key, code=str(code))), self.menu(brief=True)]
+
+    def goto(self, step: str) -> list[Reply]:
+        self.conv.step = step
+        return [self.prompt()]
+
+    # Status and support ---------------------------------------------------------------------
+    async def status(self, args: str) -> list[Reply]:
+        assert self.user is not None
+        if not args.strip():
+            mine = await repo.recent_submissions_of(self.conn, self.user.id)
+            if not mine:
+                return [Reply(self.t("status.none"))]
+            lines = [
+                self.t("status.line", code=str(s.tracking_code), status=self.t(f"statuses.{s.status}"),
+                       text=_clip(s.text, 40))
+                for s in mine
+            ]
+            return [Reply(self.t("status.list") + "\n" + "\n".join(lines))]
+        code = TrackingCode.parse(args)
+        if code is None:
+            return [Reply(self.t("status.bad_code"))]
+        sub = await repo.get_submission(self.conn, code)
+        if sub is None or sub.user_id != self.user.id:
+            # Same answer for "no such code" and "not yours": codes reveal nothing.
+            return [Reply(self.t("status.not_found", code=str(code)))]
+        return [Reply(self.describe_submission(sub))]
+
+    def describe_submission(self, sub: repo.Submission) -> str:
+        zone = self.core.settings
+        pillar = self.t(f"pillars.{sub.pillar}") if sub.pillar else self.t("pillars.none")
+        where = sub.area or (f"{sub.latitude:.5f}, {sub.longitude:.5f}" if sub.latitude is not None else self.t("area.none"))
+        note = f"\n{self.t('status.note', note=sub.status_note)}" if sub.status_note else ""
+        return self.t(
+            "status.detail", code=str(sub.tracking_code), kind=self.t(f"kinds.{sub.kind}"),
+            pillar=pillar, area=where, status=self.t(f"statuses.{sub.status}"),
+            date=sub.created_at.strftime("%Y-%m-%d"), supports=sub.supports,
+        ) + note
+
+    async def support_by_code(self, args: str) -> list[Reply]:
+        code = TrackingCode.parse(args)
+        if code is None:
+            return [Reply(self.t("support.bad_code"))]
+        return await self.support(code)
+
+    async def support(self, code: TrackingCode) -> list[Reply]:
+        assert self.user is not None
+        sub = await repo.get_submission(self.conn, code)
+        if sub is None or sub.hidden:
+            return [Reply(self.t("support.not_found", code=str(code)))]
+        if sub.user_id == self.user.id:
+            return [Reply(self.t("support.own", code=str(code)))]
+        if not await repo.add_support(self.conn, sub.id, self.user.id, self.now):
+            return [Reply(self.t("support.already", code=str(code)))]
+        return [Reply(self.t("support.done", code=str(code), count=sub.supports + 1))]
+
+    # Erasure -------------------------------------------------------------------------------
+    async def on_erase_button(self, value: str) -> list[Reply]:
+        assert self.user is not None
+        if value == "cancel":
+            self.conv = Conversation("idle", {"n": self.serial})
+            return [Reply(self.t("erase.kept")), self.menu()]
+        if value not in ("delete", "anonymise"):
+            return [self.prompt()]
+        lang = self.lang
+        count = await repo.erase_user(
+            self.conn, self.user.id, keep_submissions=value == "anonymise", now=self.now
+        )
+        await repo.audit(
+            self.conn, actor="resident", action="erase", target=None,
+            after={"mode": value, "submissions": count, "channel": self.user.channel}, now=self.now,
+        )
+        self.user = None  # nothing to save afterwards: the row is gone
+        key = "erase.done_deleted" if value == "delete" else "erase.done_anonymised"
+        return [Reply(self.core.t(lang, key, count=count))]
+
+    # Prompts ---------------------------------------------------------------------------------
+    def language_choice(self) -> Reply:
+        buttons = tuple(
+            Button(self.core.t(lang, "language.name"), f"lang:{lang}") for lang in self.core.catalog.languages
+        )
+        return Reply(self.t("language.ask"), buttons)
+
+    def menu(self, brief: bool = False) -> Reply:
+        items = ("report", "idea", "status", "language", "help", "delete")
+        return Reply(
+            self.t("menu.brief" if brief else "menu.text", regency=self.core.settings.regency_name),
+            tuple(Button(self.t(f"menu.{item}"), f"menu:{item}") for item in items),
+            list_label=self.t("menu.list_label"),
+        )
+
+    def reprompt(self) -> list[Reply]:
+        return [] if self.conv.step == "idle" else [self.prompt()]
+
+    def prompt(self) -> Reply:
+        step, draft, t = self.conv.step, self.conv.draft, self.t
+        if step == "describe":
+            return Reply(t(f"describe.ask_{draft.get('kind', 'report')}"))
+        if step == "pillar":
+            pillar = draft["pillar"]
+            sub = draft.get("subtopic")
+            label = self.core.tagger.subtopic_label(pillar, sub, self.lang) if sub else ""
+            return Reply(
+                t("pillar.proposed", pillar=t(f"pillars.{pillar}"),
+                  subtopic=f" ({label})" if label else "",
+                  words=", ".join(draft.get("matched", [])[:5])),
+                (self.btn("pillar.yes", "ok"), self.btn("pillar.other", "other")),
+            )
+        if step == "pick":
+            auto = draft.get("auto_pillar")
+            choices = [p for p in PILLARS if p != auto]
+            text = t("pick.ask_other") if auto else t("pick.ask_none")
+            buttons = [
+                Button(t(f"pillars.{p}"), f"pick.{self.serial}:{p}", t(f"pillar_help.{p}"))
+                for p in choices
+            ]
+            buttons.append(Button(t("pick.unsure"), f"pick.{self.serial}:none"))
+            return Reply(text, tuple(buttons), list_label=t("pick.list_label"))
+        if step == "area":
+            areas = self.core.settings.areas
+            page = int(draft.get("page", 0))
+            start = page * AREA_PAGE
+            buttons = [Button(a, f"area.{self.serial}:{start + i}") for i, a in enumerate(areas[start:start + AREA_PAGE])]
+            if start + AREA_PAGE < len(areas):
+                buttons.append(self.btn("area.more", f"page{page + 1}"))
+            elif page:
+                buttons.append(self.btn("area.first", "page0"))
+            buttons.append(self.btn("skip", "skip"))
+            return Reply(t("area.ask"), tuple(buttons), list_label=t("area.list_label"))
+        if step == "similar":
+            lines = [
+                t("similar.line", code=str(TrackingCode(code)), text=text, supports=supports)
+                for code, text, supports in draft.get("similar", [])
+            ]
+            buttons = [self.btn("similar.support", code, code=str(TrackingCode(code))) for code, _, _ in draft.get("similar", [])]
+            buttons.append(self.btn("similar.mine", "mine"))
+            return Reply(t("similar.ask") + "\n" + "\n".join(lines), tuple(buttons), list_label=t("similar.list_label"))
+        if step == "photo":
+            return Reply(t("photo.ask"), (self.btn("skip", "skip"),))
+        if step == "identity":
+            assert self.user is not None
+            name = self.user.display_name or self.user.platform_id
+            return Reply(t("identity.ask"), (self.btn("identity.name", "name", name=_clip(name, 12)), self.btn("identity.anon", "anon")))
+        if step == "confirm":
+            return Reply(self.summary(), (self.btn("confirm.send", "send"), self.btn("confirm.cancel", "cancel")))
+        if step == "erase":
+            return Reply(t("erase.ask"), (
+                self.btn("erase.delete", "delete"), self.btn("erase.anonymise", "anonymise"),
+                self.btn("erase.cancel", "cancel"),
+            ))
+        return self.menu()
+
+    def summary(self) -> str:
+        d, t = self.conv.draft, self.t
+        if d.get("area"):
+            where = d["area"]
+        elif d.get("latitude") is not None:
+            where = t("area.gps", lat=f"{d['latitude']:.5f}", lon=f"{d['longitude']:.5f}")
+        else:
+            where = t("area.none")
+        return t(
+            "confirm.summary", kind=t(f"kinds.{d['kind']}"),
+            pillar=t(f"pillars.{d['pillar']}") if d.get("pillar") else t("pillars.none"),
+            area=where, photo=t("yes") if d.get("photo") else t("no"),
+            name=t("identity.anonymous") if d.get("anonymous") else (d.get("name") or ""),
+            text=_clip(d["text"], 600),
+        )
+
+
+def _clip(text: str, limit: int) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
