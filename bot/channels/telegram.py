@@ -63,7 +63,17 @@ def split_text(text: str, limit: int = TEXT_LIMIT) -> list[str]:
 
 def to_incoming(update: Update) -> Incoming | None:
     """The core's view of an update, or None for updates nobody needs to answer."""
-    message_id = str(update.update_id)
+    # Deduplication key from the content, not update_id: Telegram restarts update ids at
+    # random after a quiet week, while chat+message ids and callback ids never repeat.
+    if update.callback_query is not None:
+        message_id = f"c{update.callback_query.id}"
+    elif update.edited_message is not None:
+        edit = update.edited_message
+        message_id = f"e{edit.chat.id}:{edit.message_id}:{edit.edit_date.timestamp() if edit.edit_date else ''}"
+    elif update.message is not None:
+        message_id = f"m{update.message.chat.id}:{update.message.message_id}"
+    else:
+        message_id = f"u{update.update_id}"
     if update.callback_query is not None:
         query = update.callback_query
         user = query.from_user
@@ -152,6 +162,9 @@ class TelegramChannel:
         self.app: Application = builder.build()
         self.app.add_handler(TypeHandler(Update, self._on_update))
         self.app.add_error_handler(self._on_error)
+        # Updates fully handled (replies sent), for tests and benchmarks to await.
+        self.handled = 0
+        self._handled_changed = asyncio.Condition()
 
     # Lifecycle ------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -210,11 +223,22 @@ class TelegramChannel:
                 await update.callback_query.answer()
             except (BadRequest, NetworkError):
                 pass
-        if incoming is None:
-            return
-        outcome = await self.core.handle(incoming)
-        for reply in outcome.replies:
-            await self.send(incoming.chat_id, reply)
+        try:
+            if incoming is not None:
+                outcome = await self.core.handle(incoming)
+                for reply in outcome.replies:
+                    await self.send(incoming.chat_id, reply)
+        finally:
+            async with self._handled_changed:
+                self.handled += 1
+                self._handled_changed.notify_all()
+
+    async def wait_handled(self, count: int, timeout: float = 10.0) -> None:
+        """Wait until `count` updates in total have been handled."""
+        async with self._handled_changed:
+            await asyncio.wait_for(
+                self._handled_changed.wait_for(lambda: self.handled >= count), timeout
+            )
 
     async def _on_error(self, update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
         log.error("error while handling a Telegram update", exc_info=context.error)

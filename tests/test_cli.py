@@ -1,0 +1,85 @@
+"""The command line as a newcomer and an operator meet it: real processes, real files."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run_cli(args: list[str], tmp_path: Path, stdin: str = "", **env: str) -> subprocess.CompletedProcess:
+    environment = {
+        k: v for k, v in os.environ.items()
+        if not k.startswith(("TELEGRAM_", "WHATSAPP_", "DIGEST_", "SMTP_"))
+    }
+    environment.update({"DATABASE_PATH": str(tmp_path / "cli.db"), **env})
+    return subprocess.run(
+        [sys.executable, "-m", "bot", *args], input=stdin, capture_output=True, text=True,
+        cwd=tmp_path, env=environment, timeout=60,
+    )
+
+
+def test_run_without_credentials_starts_the_terminal_chat(tmp_path):
+    """`suarawarga run` on a fresh machine: one line about it, then the bot talks."""
+    result = run_cli(["run"], tmp_path, stdin="1\n/lapor\n")
+    assert result.returncode == 0, result.stderr
+    notice = [line for line in result.stderr.splitlines() if "terminal chat" in line]
+    assert len(notice) == 1
+    assert "pemberitahuan privasi" in result.stdout
+    assert "Ceritakan masalahnya" in result.stdout
+
+
+def test_scripted_terminal_chat_saves_a_report_and_exits_at_end_of_input(tmp_path):
+    script = "\n".join([
+        "1",                                   # Setuju
+        "/lapor",
+        "Lampu PJU di jalan desa Sukomoro mati sudah dua minggu, gelap sekali kalau malam",
+        "1",                                   # Ya, benar
+        "Sukomoro",                            # typed area name
+        "1",                                   # Lewati (photo)
+        "2",                                   # Anonim
+        "1",                                   # Ya, kirim
+    ]) + "\n"
+    result = run_cli(["chat", "--user", "tester"], tmp_path, stdin=script)
+    assert result.returncode == 0, result.stderr
+    assert "laporan Anda sudah kami terima" in result.stdout
+    with sqlite3.connect(tmp_path / "cli.db") as conn:
+        rows = conn.execute("SELECT pillar, area, anonymous, channel FROM submissions").fetchall()
+    assert rows == [("living", "Sukomoro", 1, "terminal")]
+
+
+def test_invalid_configuration_exits_2_naming_each_bad_key(tmp_path):
+    result = run_cli(["run"], tmp_path, TIMEZONE="Asia/Atlantis", TELEGRAM_BOT_TOKEN="not-a-token",
+                     OFFICIALS="bob", DIGEST_EMAILS="nobody")
+    assert result.returncode == 2
+    for key in ("TIMEZONE", "TELEGRAM_BOT_TOKEN", "OFFICIALS", "DIGEST_EMAILS"):
+        assert key in result.stderr
+    assert "Traceback" not in result.stderr
+    assert "not-a-token" not in result.stderr  # a mistyped secret is not echoed
+
+
+def test_backup_of_a_live_database_while_writing(tmp_path):
+    """`suarawarga backup` copies a consistent snapshot while another process writes."""
+    db = tmp_path / "cli.db"
+    run_cli(["chat"], tmp_path, stdin="1\n")  # creates and migrates the database
+    writer = subprocess.Popen([sys.executable, "-c", (
+        "import sqlite3,sys\n"
+        f"c=sqlite3.connect({str(db)!r}, timeout=30)\n"
+        "c.execute('CREATE TABLE IF NOT EXISTS t(x)')\n"
+        "for i in range(3000):\n"
+        "    c.execute('INSERT INTO t VALUES (?)', (i,)); c.commit()\n"
+    )])
+    try:
+        result = run_cli(["backup", str(tmp_path / "copy.db")], tmp_path)
+    finally:
+        writer.wait(timeout=60)
+    assert result.returncode == 0, result.stderr
+    with sqlite3.connect(tmp_path / "copy.db") as conn:
+        assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+        assert conn.execute("SELECT count(*) FROM users").fetchone() == (1,)
+    again = run_cli(["backup", str(tmp_path / "copy.db")], tmp_path)
+    assert again.returncode != 0 and "exists" in again.stderr
