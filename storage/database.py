@@ -32,6 +32,14 @@ class StorageUnavailable(Exception):
     Callers tell the resident we cannot save at the moment; nothing was acknowledged."""
 
 
+_UNAVAILABLE = ("locked", "busy", "full", "readonly", "read-only", "disk i/o", "unable to open")
+
+
+def is_unavailable(exc: sqlite3.Error) -> bool:
+    """A condition of the machine (lock, disk), not a bug: it clears by itself."""
+    return any(word in str(exc).lower() for word in _UNAVAILABLE)
+
+
 def utcnow() -> datetime:
     return datetime.now(UTC)
 
@@ -126,6 +134,11 @@ class Database:
             await self._begin(conn)
             try:
                 yield conn
+            except sqlite3.OperationalError as exc:
+                await self._rollback(conn)
+                if is_unavailable(exc):
+                    raise StorageUnavailable(str(exc)) from exc
+                raise
             except BaseException:
                 await self._rollback(conn)
                 raise
@@ -144,7 +157,7 @@ class Database:
                 return
             except sqlite3.OperationalError as exc:
                 message = str(exc)
-                if "locked" in message or "busy" in message:
+                if "locked" in message or "busy" in message:  # another process holds it
                     log.warning(
                         "database %s is locked by another process (attempt %d of 3); waiting",
                         self.path, attempt + 1,

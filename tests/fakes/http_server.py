@@ -27,8 +27,10 @@ __all__ = [
     "UploadedFile",
     "drop_connection",
     "parse_multipart",
+    "read_params",
     "serve",
     "wait_for_disconnect",
+    "wait_or_disconnect",
 ]
 
 

@@ -102,13 +102,20 @@ class SentMessage:
 
     method: str  # "sendMessage", "sendPhoto", "sendDocument", "editMessageText", ...
     chat_id: int | str | None
-    text: str | None  # text, or caption for media
+    text: str | None  # text (or caption) exactly as sent, markup included; see .plain
     reply_markup: dict | None  # parsed JSON
     params: dict[str, Any]
     message_id: int | None
     document: bytes | None = None  # uploaded file content (sendDocument/sendPhoto/sendVoice)
     filename: str | None = None
     result: Any = None  # what the fake answered (the Message dict, or True)
+
+    @property
+    def plain(self) -> str | None:
+        """Visible text after parse_mode parsing, as Telegram stores it."""
+        if isinstance(self.result, dict):
+            return self.result.get("text", self.result.get("caption"))
+        return self.text
 
     @property
     def parse_mode(self) -> str | None:
@@ -307,6 +314,7 @@ class FakeTelegram(ASGIFake):
         self.commands: dict[tuple[str, str], list[dict]] = {}  # (scope json, lang) -> commands
         self.messages: dict[tuple[Any, int], dict] = {}  # (chat_id, message_id) -> Message
         self.files: dict[str, _File] = {}
+        self._raw: dict[tuple[Any, int], str] = {}  # raw (pre-parse_mode) text of stored messages
         self._queue: list[_Queued] = []
         self._faults: dict[str, list[_Fault]] = {}
         self._users: dict[int, dict] = {}
@@ -839,14 +847,15 @@ class FakeTelegram(ASGIFake):
                     raise _bad("BUTTON_DATA_INVALID")
         return markup
 
-    def _check_text(self, text: Any, parse_mode: Any, *, limit: int, caption: bool) -> str:
+    def _check_text(self, text: Any, parse_mode: Any, *, limit: int, caption: bool) -> tuple[str, str]:
+        """Validate; return (raw text as sent, visible text after entity parsing)."""
         text = "" if text is None else str(text)
         visible = _visible_text(text, parse_mode) if self.validate_entities else text
         if not caption and not visible.strip():
             raise _bad("message text is empty")
         if len(visible) > limit:
             raise _bad("message caption is too long" if caption else "message is too long")
-        return text
+        return text, visible
 
     def _new_message(self, chat_id: Any, markup: dict | None, **content: Any) -> dict:
         message = {
@@ -876,10 +885,11 @@ class FakeTelegram(ASGIFake):
 
     async def _m_sendmessage(self, params: dict, request: Request) -> dict:
         chat_id = self._chat_id(params)
-        text = self._check_text(params.get("text"), params.get("parse_mode"), limit=4096, caption=False)
+        text, visible = self._check_text(params.get("text"), params.get("parse_mode"), limit=4096, caption=False)
         markup = self._check_markup(params.get("reply_markup"))
         entities = params.get("entities")
-        message = self._new_message(chat_id, markup, text=text, entities=entities if isinstance(entities, list) else None)
+        message = self._new_message(chat_id, markup, text=visible, entities=entities if isinstance(entities, list) else None)
+        self._raw[self._key(message)] = text
         self._record_sent("sendMessage", params, chat_id, text, markup, message)
         return message
 
@@ -900,20 +910,23 @@ class FakeTelegram(ASGIFake):
     async def _m_sendphoto(self, params: dict, request: Request) -> dict:
         chat_id = self._chat_id(params)
         caption = params.get("caption")
+        visible = None
         if caption is not None:
-            self._check_text(caption, params.get("parse_mode"), limit=1024, caption=True)
+            caption, visible = self._check_text(caption, params.get("parse_mode"), limit=1024, caption=True)
         markup = self._check_markup(params.get("reply_markup"))
         file_id, upload, size = self._media(params, "photo", "photo.jpg")
         photo = [{"file_id": file_id, "file_unique_id": f"u{file_id}", "width": 800, "height": 600, "file_size": size}]
-        message = self._new_message(chat_id, markup, photo=photo, caption=caption)
+        message = self._new_message(chat_id, markup, photo=photo, caption=visible)
+        self._raw[self._key(message)] = caption
         self._record_sent("sendPhoto", params, chat_id, caption, markup, message, upload)
         return message
 
     async def _m_senddocument(self, params: dict, request: Request) -> dict:
         chat_id = self._chat_id(params)
         caption = params.get("caption")
+        visible = None
         if caption is not None:
-            self._check_text(caption, params.get("parse_mode"), limit=1024, caption=True)
+            caption, visible = self._check_text(caption, params.get("parse_mode"), limit=1024, caption=True)
         markup = self._check_markup(params.get("reply_markup"))
         file_id, upload, size = self._media(params, "document", "document")
         document = {
@@ -921,7 +934,8 @@ class FakeTelegram(ASGIFake):
             "file_name": (upload.filename if upload else None) or "document",
             "mime_type": (upload.content_type if upload else None) or "application/octet-stream",
         }
-        message = self._new_message(chat_id, markup, document=document, caption=caption)
+        message = self._new_message(chat_id, markup, document=document, caption=visible)
+        self._raw[self._key(message)] = caption
         self._record_sent("sendDocument", params, chat_id, caption, markup, message, upload)
         return message
 
@@ -955,12 +969,22 @@ class FakeTelegram(ASGIFake):
             raise _bad("message to edit not found")
         return message
 
-    def _apply_edit(self, method: str, params: dict, message: dict | None, changes: dict, markup: dict | None) -> Any:
+    @staticmethod
+    def _key(message: dict) -> tuple[Any, int]:
+        return message["chat"]["id"], message["message_id"]
+
+    def _apply_edit(self, method: str, params: dict, message: dict | None, changes: dict, markup: dict | None,
+                    raw: str | None = None) -> Any:
         new_markup = markup if markup and "inline_keyboard" in markup else None
         if message is None:
-            self._record_sent(method, params, None, changes.get("text") or changes.get("caption"), markup, True)
+            self._record_sent(method, params, None, raw, markup, True)
             return True
-        unchanged = all(message.get(k) == v for k, v in changes.items()) and message.get("reply_markup") == new_markup
+        key = self._key(message)
+        unchanged = (
+            all(message.get(k) == v for k, v in changes.items())
+            and (raw is None or self._raw.get(key) == raw)
+            and message.get("reply_markup") == new_markup
+        )
         if unchanged:
             raise _bad(_NOT_MODIFIED[len("Bad Request: "):])
         message.update(changes)
@@ -969,25 +993,25 @@ class FakeTelegram(ASGIFake):
         else:
             message["reply_markup"] = new_markup
         message["edit_date"] = int(time.time())
+        if raw is not None:
+            self._raw[key] = raw
         result = json.loads(json.dumps(message))
-        text = message.get("text", message.get("caption"))
-        self._record_sent(method, params, message["chat"]["id"], text, markup, result)
+        self._record_sent(method, params, message["chat"]["id"], self._raw.get(key), markup, result)
         return result
 
     async def _m_editmessagetext(self, params: dict, request: Request) -> Any:
         message = self._target(params)
-        text = self._check_text(params.get("text"), params.get("parse_mode"), limit=4096, caption=False)
+        text, visible = self._check_text(params.get("text"), params.get("parse_mode"), limit=4096, caption=False)
         if message is not None and "text" not in message:
             raise _bad("there is no text in the message to edit")
         markup = self._check_markup(params.get("reply_markup"))
-        return self._apply_edit("editMessageText", params, message, {"text": text}, markup)
+        return self._apply_edit("editMessageText", params, message, {"text": visible}, markup, text)
 
     async def _m_editmessagecaption(self, params: dict, request: Request) -> Any:
         message = self._target(params)
-        caption = params.get("caption") or ""
-        self._check_text(caption, params.get("parse_mode"), limit=1024, caption=True)
+        caption, visible = self._check_text(params.get("caption") or "", params.get("parse_mode"), limit=1024, caption=True)
         markup = self._check_markup(params.get("reply_markup"))
-        return self._apply_edit("editMessageCaption", params, message, {"caption": caption}, markup)
+        return self._apply_edit("editMessageCaption", params, message, {"caption": visible}, markup, caption)
 
     async def _m_editmessagereplymarkup(self, params: dict, request: Request) -> Any:
         message = self._target(params)

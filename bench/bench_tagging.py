@@ -1,0 +1,70 @@
+"""Tagging throughput on one core: messages per second, median of several runs + spread.
+
+    .venv/bin/python bench/bench_tagging.py [--runs 7] [--repeat 20] [--rules PATH] [--json]
+
+The corpus is the evaluation set (tests/data/eval_messages.jsonl) repeated; the token
+cache is warmed first, as it is in a running bot. Only Tagger.classify is timed.
+A calibration figure (µs for sum(range(100))) is printed so numbers from different
+machines can be compared; virtual machines vary a lot between runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+import timeit
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from handlers.tagging import Tagger  # noqa: E402
+from handlers.tagging_eval import DEFAULT_DATA, load_rows  # noqa: E402
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--runs", type=int, default=7)
+    ap.add_argument("--repeat", type=int, default=20, help="copies of the eval set per run")
+    ap.add_argument("--rules", default=None)
+    ap.add_argument("--data", default=str(DEFAULT_DATA))
+    ap.add_argument("--json", action="store_true")
+    args = ap.parse_args()
+
+    tagger = Tagger.from_path(args.rules)
+    texts = [r.text for r in load_rows(args.data)] * args.repeat
+    classify = tagger.classify
+    for t in texts[: len(texts) // args.repeat]:
+        classify(t)  # warm the per-token cache
+    rates = []
+    for _ in range(args.runs):
+        t0 = time.perf_counter()
+        for t in texts:
+            classify(t)
+        rates.append(len(texts) / (time.perf_counter() - t0))
+    calib = min(timeit.repeat("sum(range(100))", number=100_000, repeat=5)) / 100_000 * 1e6
+    result = {
+        "messages": len(texts),
+        "runs": args.runs,
+        "msgs_per_s_median": round(statistics.median(rates)),
+        "msgs_per_s_min": round(min(rates)),
+        "msgs_per_s_max": round(max(rates)),
+        "us_per_msg_median": round(1e6 / statistics.median(rates), 2),
+        "calibration_us_sum_range_100": round(calib, 3),
+    }
+    if args.json:
+        print(json.dumps(result))
+    else:
+        print(
+            f"{result['msgs_per_s_median']:,} msgs/s median of {args.runs} runs "
+            f"(min {result['msgs_per_s_min']:,}, max {result['msgs_per_s_max']:,}; "
+            f"{result['us_per_msg_median']} µs/msg; {len(texts):,} messages per run; "
+            f"calibration sum(range(100)) = {calib:.2f} µs)"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,171 @@
+"""Command line for the pillar tagger: `classify`, `rules check`, `rules suggest`, `rules eval`.
+
+Standalone they take --rules / --db; under the main CLI, ctx.obj is the Settings object and
+its rules_path / database_path are the defaults.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from handlers.tagging import RulesError, Tagger, check_rules, suggest_keywords
+
+_RULES_OPTION = click.option(
+    "--rules",
+    "rules_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Rules file (default: RULES_PATH, else the packaged handlers/rules/pillars.toml).",
+)
+
+# Latest correction per submission (by time, then id): the pillar the submission now has.
+_CORRECTED_SQL = """
+SELECT s.text, c.to_pillar
+FROM pillar_corrections c JOIN submissions s ON s.id = c.submission_id
+WHERE c.id = (
+    SELECT c2.id FROM pillar_corrections c2 WHERE c2.submission_id = c.submission_id
+    ORDER BY c2.created_at DESC, c2.id DESC LIMIT 1
+)
+"""
+_OTHERS_SQL = """
+SELECT s.text, s.pillar FROM submissions s
+WHERE s.pillar IS NOT NULL
+  AND NOT EXISTS (SELECT 1 FROM pillar_corrections c WHERE c.submission_id = s.id)
+"""
+
+
+def _settings_default(ctx: click.Context, name: str) -> Any:
+    obj = ctx.find_root().obj if ctx.obj is None else ctx.obj
+    return getattr(obj, name, None) if obj is not None else None
+
+
+def _rules_path(ctx: click.Context, given: Path | None) -> Path | None:
+    return given if given is not None else _settings_default(ctx, "rules_path")
+
+
+def _load_tagger(ctx: click.Context, given: Path | None) -> Tagger:
+    path = _rules_path(ctx, given)
+    try:
+        return Tagger.from_path(path)
+    except RulesError as exc:
+        raise click.ClickException(f"rules file is invalid: {exc}\nRun `suarawarga rules check` for details.") from exc
+    except OSError as exc:
+        raise click.ClickException(f"cannot read rules file {path}: {exc}") from exc
+
+
+@click.command("classify")
+@click.argument("text", required=False)
+@click.option("--jsonl", is_flag=True, help="Read JSON lines {id?, text} from stdin, write one result per line.")
+@_RULES_OPTION
+@click.pass_context
+def classify(ctx: click.Context, text: str | None, jsonl: bool, rules_path: Path | None) -> None:
+    """Show which pillar the tagger gives TEXT, and why."""
+    if jsonl == (text is not None):
+        raise click.UsageError("give either TEXT or --jsonl (with JSON lines on stdin)")
+    tagger = _load_tagger(ctx, rules_path)
+    if jsonl:
+        _classify_jsonl(tagger)
+        return
+    assert text is not None
+    result = tagger.classify(text)
+    if result.pillar is None:
+        click.echo("Pilar: (tidak ada) - perlu dipilah petugas")
+        return
+    assert result.subtopic is not None
+    click.echo(f"Pilar:      {result.pillar}")
+    click.echo(
+        f"Subtopik:   {result.subtopic} ({tagger.subtopic_label(result.pillar, result.subtopic, 'id')} / "
+        f"{tagger.subtopic_label(result.pillar, result.subtopic, 'en')})"
+    )
+    click.echo(f"Skor:       {result.score:g}")
+    click.echo(f"Kata kunci: {', '.join(result.matched)}")
+    click.echo(f"Pilar lain: {', '.join(result.secondary) or '-'}")
+
+
+def _classify_jsonl(tagger: Tagger) -> None:
+    stdin = sys.stdin  # CliRunner swaps it in tests
+    for n, line in enumerate(stdin, 1):
+        if not line.strip():
+            continue
+        item_id: Any = None
+        try:
+            item = json.loads(line)
+            if not isinstance(item, dict):
+                raise ValueError("line is not a JSON object")
+            item_id = item.get("id")
+            text = item.get("text")
+            if not isinstance(text, str):
+                raise ValueError("missing or non-string field 'text'")
+            out = {"id": item_id, **tagger.classify(text).to_dict()}
+        except ValueError as exc:  # json.JSONDecodeError is a ValueError
+            out = {"id": item_id, "line": n, "error": str(exc)}
+        click.echo(json.dumps(out, ensure_ascii=False))
+
+
+@click.group("rules")
+def rules() -> None:
+    """Check and improve the pillar rules file."""
+
+
+@rules.command("check")
+@click.argument("path", required=False, type=click.Path(dir_okay=False, path_type=Path))
+@click.pass_context
+def rules_check(ctx: click.Context, path: Path | None) -> None:
+    """Validate a rules file; exits 1 and lists each problem with its line number."""
+    path = _rules_path(ctx, path)
+    shown = str(path) if path is not None else "handlers/rules/pillars.toml (packaged)"
+    problems = check_rules(path)
+    for p in problems:
+        click.echo(f"{shown}:{p.line}: {p.message}", err=True)
+    if problems:
+        click.echo(f"{len(problems)} problem(s) in {shown}", err=True)
+        ctx.exit(1)
+    tagger = Tagger.from_path(path)
+    click.echo(f"OK: {shown} - {len(tagger.subtopics())} sub-topics, {len(tagger.terms)} terms")
+
+
+@rules.command("suggest")
+@click.option("--db", "db_path", type=click.Path(dir_okay=False, path_type=Path), default=None, help="SQLite database (default: DATABASE_PATH).")
+@click.option("--limit", default=20, show_default=True, type=click.IntRange(min=1))
+@_RULES_OPTION
+@click.pass_context
+def rules_suggest(ctx: click.Context, db_path: Path | None, limit: int, rules_path: Path | None) -> None:
+    """List candidate keywords from corrected submissions, for an official to review."""
+    db_path = db_path if db_path is not None else _settings_default(ctx, "database_path")
+    if db_path is None:
+        raise click.UsageError("give --db PATH")
+    if not Path(db_path).is_file():
+        raise click.ClickException(f"database not found: {db_path}")
+    tagger = _load_tagger(ctx, rules_path)
+    try:
+        conn = sqlite3.connect(Path(db_path).resolve().as_uri() + "?mode=ro", uri=True)
+        try:
+            corrected = conn.execute(_CORRECTED_SQL).fetchall()
+            others = conn.execute(_OTHERS_SQL).fetchall()
+        finally:
+            conn.close()
+    except sqlite3.Error as exc:
+        raise click.ClickException(f"cannot read {db_path}: {exc}") from exc
+    suggestions = suggest_keywords(corrected, others, tagger, limit=limit)
+    if not suggestions:
+        click.echo(f"No suggestions ({len(corrected)} corrected submissions).")
+        return
+    click.echo(f"{'pilar':<12} {'kata':<20} {'jumlah':>6} {'skor':>7}")
+    for s in suggestions:
+        click.echo(f"{s.pillar:<12} {s.term:<20} {s.count:>6} {s.score:>7.2f}")
+    click.echo("Review, then add the useful ones to the rules file and run `suarawarga rules check`.")
+
+
+@rules.command("eval", context_settings={"ignore_unknown_options": True})
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+def rules_eval(args: tuple[str, ...]) -> None:
+    """Accuracy on the labelled set (same options as python -m handlers.tagging_eval)."""
+    from handlers.tagging_eval import main as eval_main
+
+    sys.exit(eval_main(list(args)))

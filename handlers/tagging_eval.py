@@ -1,0 +1,196 @@
+"""Measure the pillar tagger against the labelled evaluation set.
+
+    python -m handlers.tagging_eval                 # accuracy, coverage, P/R, confusion
+    python -m handlers.tagging_eval --split dev --errors   # what to look at while tuning
+    python -m handlers.tagging_eval --compare-stemmers     # affix rules vs Sastrawi vs none
+    python -m handlers.tagging_eval --json
+
+The holdout split (``"split": "holdout"`` in the data file) is not looked at while tuning
+the rules; comparing its accuracy with the dev split shows how much the rules overfit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+from handlers.domain import PILLARS
+from handlers.tagging import STEMMERS, Tagger
+
+DEFAULT_DATA = Path(__file__).resolve().parents[1] / "tests" / "data" / "eval_messages.jsonl"
+NONE_LABEL = "(none)"
+
+
+@dataclass(frozen=True, slots=True)
+class EvalRow:
+    id: str
+    text: str
+    pillar: str
+    kind: str
+    split: str
+
+
+@dataclass(frozen=True, slots=True)
+class EvalReport:
+    n: int
+    accuracy: float  # share of all messages with the right pillar (no pillar counts as wrong)
+    coverage: float  # share of messages that got a pillar
+    per_pillar: dict[str, dict[str, float]]  # pillar -> precision, recall, f1, support
+    confusion: dict[str, dict[str, int]]  # gold -> predicted (incl. "(none)") -> count
+    errors: list[tuple[EvalRow, str | None, tuple[str, ...]]]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "n": self.n,
+            "accuracy": round(self.accuracy, 4),
+            "coverage": round(self.coverage, 4),
+            "per_pillar": self.per_pillar,
+            "confusion": self.confusion,
+        }
+
+
+def load_rows(path: str | Path = DEFAULT_DATA) -> list[EvalRow]:
+    rows = []
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            if line.strip():
+                d = json.loads(line)
+                rows.append(EvalRow(d["id"], d["text"], d["pillar"], d["kind"], d["split"]))
+    return rows
+
+
+def evaluate(tagger: Tagger, rows: Iterable[EvalRow]) -> EvalReport:
+    rows = list(rows)
+    labels = list(PILLARS) + [NONE_LABEL]
+    confusion = {g: {p: 0 for p in labels} for g in PILLARS}
+    errors = []
+    correct = covered = 0
+    for row in rows:
+        result = tagger.classify(row.text)
+        predicted = result.pillar or NONE_LABEL
+        confusion[row.pillar][predicted] += 1
+        covered += result.pillar is not None
+        if result.pillar == row.pillar:
+            correct += 1
+        else:
+            errors.append((row, result.pillar, result.matched))
+    per_pillar = {}
+    for p in PILLARS:
+        tp = confusion[p][p]
+        predicted_p = sum(confusion[g][p] for g in PILLARS)
+        support = sum(confusion[p].values())
+        precision = tp / predicted_p if predicted_p else 0.0
+        recall = tp / support if support else 0.0
+        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+        per_pillar[p] = {
+            "precision": round(precision, 4),
+            "recall": round(recall, 4),
+            "f1": round(f1, 4),
+            "support": support,
+        }
+    n = len(rows)
+    return EvalReport(n, correct / n if n else 0.0, covered / n if n else 0.0, per_pillar, confusion, errors)
+
+
+def format_report(name: str, report: EvalReport) -> str:
+    out = [f"== {name}: {report.n} messages", f"accuracy {report.accuracy:.1%}   coverage {report.coverage:.1%}", ""]
+    out.append(f"{'pillar':<12} {'precision':>9} {'recall':>7} {'f1':>6} {'n':>4}")
+    for p, m in report.per_pillar.items():
+        out.append(f"{p:<12} {m['precision']:>9.1%} {m['recall']:>7.1%} {m['f1']:>6.2f} {m['support']:>4}")
+    short = {p: p[:4] for p in PILLARS} | {NONE_LABEL: "none"}
+    out += ["", "confusion (rows: label, columns: tagger)", f"{'':<12}" + "".join(f"{short[c]:>6}" for c in short)]
+    for g, row in report.confusion.items():
+        out.append(f"{g:<12}" + "".join(f"{row[c]:>6}" for c in short))
+    return "\n".join(out)
+
+
+def _speed(tagger: Tagger, texts: Sequence[str], cold: bool) -> float:
+    """Messages per second; cold = first sight of every word (cache emptied)."""
+    runs = []
+    for _ in range(5):
+        if cold:
+            tagger._cache.clear()
+        t0 = time.perf_counter()
+        for t in texts:
+            tagger.classify(t)
+        runs.append(len(texts) / (time.perf_counter() - t0))
+    return statistics.median(runs)
+
+
+def compare_stemmers(rows: list[EvalRow], rules: str | None) -> list[dict[str, Any]]:
+    table = []
+    texts = [r.text for r in rows]
+    for stemmer in STEMMERS:
+        try:
+            t0 = time.perf_counter()
+            tagger = Tagger.from_path(rules, stemmer=stemmer)
+            load_s = time.perf_counter() - t0
+        except ImportError:
+            table.append({"stemmer": stemmer, "error": "not installed"})
+            continue
+        dev = evaluate(tagger, [r for r in rows if r.split == "dev"])
+        hold = evaluate(tagger, [r for r in rows if r.split == "holdout"])
+        allr = evaluate(tagger, rows)
+        table.append(
+            {
+                "stemmer": stemmer,
+                "accuracy": round(allr.accuracy, 4),
+                "dev": round(dev.accuracy, 4),
+                "holdout": round(hold.accuracy, 4),
+                "coverage": round(allr.coverage, 4),
+                "load_s": round(load_s, 3),
+                "msgs_per_s_cold": round(_speed(tagger, texts, cold=True)),
+                "msgs_per_s_warm": round(_speed(tagger, texts, cold=False)),
+            }
+        )
+    return table
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m handlers.tagging_eval", description=__doc__.split("\n")[0])
+    ap.add_argument("--data", default=str(DEFAULT_DATA), help="JSON lines with id, text, pillar, kind, split")
+    ap.add_argument("--rules", default=None, help="rules file (default: the packaged one)")
+    ap.add_argument("--split", choices=("all", "dev", "holdout"), default=None, help="only this part")
+    ap.add_argument("--stemmer", choices=STEMMERS, default="affix")
+    ap.add_argument("--errors", action="store_true", help="list the misclassified messages")
+    ap.add_argument("--compare-stemmers", action="store_true")
+    ap.add_argument("--json", action="store_true", help="one JSON object")
+    args = ap.parse_args(argv)
+
+    rows = load_rows(args.data)
+    if args.compare_stemmers:
+        table = compare_stemmers(rows, args.rules)
+        if args.json:
+            print(json.dumps(table))
+        else:
+            for r in table:
+                print("  ".join(f"{k}={v}" for k, v in r.items()))
+        return 0
+
+    tagger = Tagger.from_path(args.rules, stemmer=args.stemmer)
+    parts = {"all": rows, "dev": [r for r in rows if r.split == "dev"], "holdout": [r for r in rows if r.split == "holdout"]}
+    chosen = [args.split] if args.split else ["all", "dev", "holdout"]
+    reports = {name: evaluate(tagger, parts[name]) for name in chosen}
+    if args.json:
+        print(json.dumps({name: rep.to_dict() for name, rep in reports.items()}))
+        return 0
+    for name, rep in reports.items():
+        if name == "all" or args.split:
+            print(format_report(name, rep))
+        else:
+            print(f"== {name}: {rep.n} messages, accuracy {rep.accuracy:.1%}, coverage {rep.coverage:.1%}")
+        if args.errors and args.split:
+            print("\nerrors:")
+            for row, got, matched in rep.errors:
+                print(f"  {row.id} {row.pillar:>11} -> {str(got):<11} {list(matched)}  {row.text}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
