@@ -12,9 +12,13 @@ from dataclasses import dataclass, field
 from typing import TextIO
 
 from bot.config import Settings
+from bot.digest_service import make_digest_command
+from bot.exports import make_export_command
 from handlers.conversation import Core, CoreSettings
 from handlers.i18n import Catalog
 from handlers.language import LanguageDetector
+from handlers.messages import Reply
+from handlers.officials import OfficialDesk
 from handlers.tagging import Tagger, key_terms
 from storage.database import Database
 
@@ -45,9 +49,29 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
             db=db, tagger=tagger, catalog=catalog, detector=detector,
             settings=CoreSettings.from_settings(settings), key_terms=key_terms,
         )
-        yield Services(settings, db, catalog, detector, tagger, core)
+        services = Services(settings, db, catalog, detector, tagger, core)
+        core.desk = _officials_desk(services)
+        yield services
     finally:
         await db.close()
+
+
+def _officials_desk(services: Services) -> OfficialDesk:
+    settings, catalog = services.settings, services.catalog
+
+    async def deliver(channel: str, chat_id: str, reply: Reply) -> None:
+        # Large chat exports are made after the official's transaction and sent here.
+        target = services.channels.get(channel)
+        if target is not None:
+            await target.send(chat_id, reply)  # type: ignore[attr-defined]
+
+    return OfficialDesk(
+        catalog, services.tagger, zone=settings.zone,
+        extra={
+            "digest": make_digest_command(settings, catalog, subtopic_label=services.tagger.subtopic_label),
+            "export": make_export_command(settings, catalog, deliver=deliver),
+        },
+    )
 
 
 async def run_terminal(settings: Settings, *, stdin: TextIO = sys.stdin, stdout: TextIO = sys.stdout,
@@ -55,8 +79,10 @@ async def run_terminal(settings: Settings, *, stdin: TextIO = sys.stdin, stdout:
     from bot.channels.terminal import TerminalChannel
 
     async with open_services(settings) as services:
-        await TerminalChannel(services.core, stdin=stdin, stdout=stdout, user_id=user_id,
-                              language_hint=language).run()
+        terminal = TerminalChannel(services.core, stdin=stdin, stdout=stdout, user_id=user_id,
+                                   language_hint=language)
+        services.channels["terminal"] = terminal
+        await terminal.run()
 
 
 async def run_bot(settings: Settings, *, stop: asyncio.Event | None = None) -> None:
@@ -67,11 +93,20 @@ async def run_bot(settings: Settings, *, stop: asyncio.Event | None = None) -> N
         await run_terminal(settings)
         return
     from bot.channels.telegram import TelegramChannel
+    from bot.digest_service import DigestScheduler, DigestService
+    from bot.outbox import OutboxWorker
 
     stop = stop or _stop_on_signals()
     async with open_services(settings) as services:
         started: list = []
         try:
+            whatsapp = None
+            if settings.whatsapp_enabled:
+                from bot.channels.whatsapp import WhatsAppChannel
+
+                whatsapp = WhatsAppChannel(settings, db=services.db, catalog=services.catalog)
+                started.append(whatsapp)
+                services.channels["whatsapp"] = whatsapp
             if settings.telegram_enabled:
                 telegram = TelegramChannel(
                     settings, services.core, services.catalog,
@@ -80,6 +115,26 @@ async def run_bot(settings: Settings, *, stop: asyncio.Event | None = None) -> N
                 await telegram.start()
                 started.append(telegram)
                 services.channels["telegram"] = telegram
+            if settings.needs_web_server:
+                from bot.web import WebServer, build_web_app
+
+                webhook_telegram = services.channels.get("telegram") if settings.telegram_mode == "webhook" else None
+                web = WebServer(build_web_app(services, whatsapp=whatsapp, telegram=webhook_telegram), settings)
+                await web.start()  # also starts the durable WhatsApp inbound worker
+                started.append(web)
+            # Notifications to residents: after the channels, before the digest.
+            worker = OutboxWorker(services.db, services.channels, settings, services.catalog)
+            services.core.on_outbox = worker.wake
+            await worker.start()
+            started.append(worker)
+            digest = DigestService(
+                settings, services.catalog, db=services.db,
+                telegram=services.channels.get("telegram"), whatsapp=services.channels.get("whatsapp"),
+                subtopic_label=services.tagger.subtopic_label,
+            )
+            scheduler = DigestScheduler(digest, settings)
+            await scheduler.start()
+            started.append(scheduler)
             log.info("SuaraWarga is running for %s", settings.regency_name)
             await stop.wait()
         finally:

@@ -16,6 +16,8 @@ from bot.logs import setup_logging
 # Sub-commands that live beside their feature; each module exposes click commands.
 COMMAND_MODULES: dict[str, tuple[str, ...]] = {
     "bot.cli_tagging": ("classify", "rules"),
+    "bot.cli_digest": ("digest",),
+    "bot.cli_export": ("export",),
 }
 
 

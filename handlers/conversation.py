@@ -17,7 +17,7 @@ import re
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
@@ -37,6 +37,8 @@ MIN_TEXT = 10
 MAX_TEXT = 4000
 AREA_PAGE = 8          # 8 areas + "more" + "skip" = 10 rows, WhatsApp's list limit
 SIMILAR_DAYS = 90
+# A WhatsApp user silent this long had (nearly) closed their 24-hour window.
+WINDOW_REOPENS = timedelta(hours=23, minutes=55)
 _LETTERS = re.compile(r"[^\W\d_]", re.UNICODE)
 
 # Canonical command -> catalogue key listing its words in every language.
@@ -134,9 +136,12 @@ class Core:
 
     # Entry point ------------------------------------------------------------------------
     async def handle(self, msg: Incoming) -> Outcome:
+        msg = _valid_text(msg)
         sender = f"{msg.channel}:{msg.user_id}"
         # The terminal is the operator's own keyboard (and scripts): no flood guard there.
-        verdict = "ok" if msg.channel == "terminal" else self.flood.check(sender)
+        # Officials triaging in bursts are not flooding either.
+        exempt = msg.channel == "terminal" or sender in self.settings.officials
+        verdict = "ok" if exempt else self.flood.check(sender)
         if verdict != "ok":
             lang = self._guess_language(msg)
             if verdict == "warn":
@@ -208,12 +213,22 @@ class Turn:
         )
         if self.user is not None:
             self.lang = self.user.language
-        if command in OFFICIAL_COMMANDS or (command == "status" and len(args.split()) >= 2):
+        if command in OFFICIAL_COMMANDS or (
+            # "/status K7Q-4MX selesai" changes a status; "/status K7Q 4MX" only reads one.
+            command == "status" and len(args.split()) >= 2 and TrackingCode.parse(args) is None
+        ):
             return await self.official(command, args)
         if self.user is None:
             return await self.before_consent()
+        last = self.user.last_inbound_at
+        if msg.channel == "whatsapp" and (last is None or self.now - last >= WINDOW_REOPENS):
+            # The 24-hour window opens again: notifications held for it can go now.
+            self.outbox_written = True
         await repo.touch_user(
-            self.conn, self.user, now=self.now, chat_id=msg.chat_id, display_name=msg.display_name
+            # The platform's timestamp, not ours: after an outage the 24-hour window is
+            # counted from when the resident wrote, not from when we caught up.
+            self.conn, self.user, now=min(msg.received_at, self.now), chat_id=msg.chat_id,
+            display_name=msg.display_name,
         )
         before = (self.conv.step, dict(self.conv.draft))
         replies = await self.dispatch(command, args)
@@ -421,10 +436,12 @@ class Turn:
         areas = self.core.settings.areas
         if value == "skip":
             return await self.after_area()
-        if value.startswith("page"):
-            self.conv.draft["page"] = int(value[4:] or 0)
+        # Button data comes from the client and may be forged: only plain ASCII digits.
+        page = value.removeprefix("page")
+        if value.startswith("page") and page.isascii() and page.isdigit():
+            self.conv.draft["page"] = min(int(page), (len(areas) - 1) // AREA_PAGE)
             return [self.prompt()]
-        if value.isdigit() and int(value) < len(areas):
+        if value.isascii() and value.isdigit() and int(value) < len(areas):
             self.conv.draft["area"] = areas[int(value)]
             return await self.after_area()
         return [Reply(self.t("stale_button")), self.prompt()]
@@ -688,6 +705,19 @@ class Turn:
             name=t("identity.anonymous") if d.get("anonymous") else (d.get("name") or ""),
             text=_clip(d["text"], 600),
         )
+
+
+def _valid_text(msg: Incoming) -> Incoming:
+    """Text SQLite can store: a lone surrogate (valid JSON, invalid UTF-8) becomes U+FFFD."""
+    fields = {}
+    for name in ("text", "args", "payload", "caption", "display_name"):
+        value = getattr(msg, name)
+        if value:
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                fields[name] = value.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+    return replace(msg, **fields) if fields else msg
 
 
 def _clip(text: str, limit: int) -> str:

@@ -29,22 +29,10 @@ class Catalog:
         entries = (
             list(folder.iterdir()) if folder else list(resources.files("handlers.locales").iterdir())
         )
-        pending: list[dict] = []
         for entry in sorted(entries, key=lambda e: e.name):
-            if not entry.name.endswith(".toml"):
-                continue
-            data = tomllib.loads(entry.read_text(encoding="utf-8"))
-            if entry.name.startswith("pending_"):
-                # Texts of a feature not yet merged into the language files:
-                # one table per language, same key layout.
-                pending.append(data)
-            else:
-                texts.setdefault(entry.name.removesuffix(".toml"), {}).update(_flatten(data))
-        for data in pending:
-            for lang, table in data.items():
-                if lang in texts:
-                    for key, value in _flatten(table).items():
-                        texts[lang].setdefault(key, value)
+            if entry.name.endswith(".toml"):
+                data = tomllib.loads(entry.read_text(encoding="utf-8"))
+                texts[entry.name.removesuffix(".toml")] = _flatten(data)
         return cls(texts, default)
 
     @property

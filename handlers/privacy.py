@@ -17,8 +17,9 @@ NIK = re.compile(r"(?<!\d)(?:\d[ .]?){15}\d(?!\d)")
 PHONE = re.compile(r"(?<![\w+])(?:\+62|62|0)[ .-]?\(?\d{2,4}\)?(?:[ .-]?\d{2,4}){2,4}(?!\d)")
 # A capitalised word (or two) after a form of address or a self-introduction.
 NAME = re.compile(
-    r"\b((?:nama\s+(?:saya|aku|kula)|saya\s+bernama|my\s+name\s+is|i\s+am|"
-    r"[Pp]ak|[Bb]apak|[Bb]u|[Ii]bu|[Mm]as|[Mm]bak|[Ss]dr\.?|[Ss]dri\.?|[Mm]r\.?|[Mm]rs\.?|[Mm]s\.?)\s+)"
+    # The introduction in any case ("Nama saya", "NAMA SAYA"); the name itself capitalised.
+    r"\b((?i:nama\s+(?:saya|aku|kula)|saya\s+bernama|my\s+name\s+is|i\s+am|"
+    r"pak|bapak|bu|ibu|mas|mbak|sdr\.?|sdri\.?|mr\.?|mrs\.?|ms\.?)\s+)"
     r"([A-Z][a-z]+(?:\s+[A-Z][a-z]+)?)"
 )
 

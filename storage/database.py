@@ -22,8 +22,10 @@ import aiosqlite
 
 log = logging.getLogger(__name__)
 
-# How long SQLite itself waits for another process's lock before giving up, per attempt.
-BUSY_TIMEOUT_MS = 5_000
+# How long SQLite itself waits for another process's lock, per attempt. Short attempts,
+# many of them (15 s in all), so a lock held by someone else is in the log within a second.
+BUSY_TIMEOUT_MS = 1_000
+LOCK_ATTEMPTS = 15
 
 
 class StorageUnavailable(Exception):
@@ -149,18 +151,20 @@ class Database:
                 raise StorageUnavailable(str(exc)) from exc
 
     async def _begin(self, conn: aiosqlite.Connection) -> None:
-        # busy_timeout already waited BUSY_TIMEOUT_MS inside SQLite; a few more tries cover
-        # an official's backup holding the lock for a while, then we give up loudly.
-        for attempt in range(3):
+        # busy_timeout already waited BUSY_TIMEOUT_MS inside SQLite; more tries cover an
+        # official's backup holding the lock for a while, then we give up loudly.
+        for attempt in range(LOCK_ATTEMPTS):
             try:
                 await conn.execute("BEGIN IMMEDIATE")
+                if attempt:
+                    log.warning("database %s is writable again after %d attempts", self.path, attempt + 1)
                 return
             except sqlite3.OperationalError as exc:
                 message = str(exc)
                 if "locked" in message or "busy" in message:  # another process holds it
                     log.warning(
-                        "database %s is locked by another process (attempt %d of 3); waiting",
-                        self.path, attempt + 1,
+                        "database %s is locked by another process (attempt %d of %d); waiting",
+                        self.path, attempt + 1, LOCK_ATTEMPTS,
                     )
                     continue
                 raise StorageUnavailable(message) from exc

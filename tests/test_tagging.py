@@ -16,10 +16,12 @@ from handlers.tagging_eval import evaluate, load_rows
 
 PACKAGED = Path(__file__).resolve().parents[1] / "handlers" / "rules" / "pillars.toml"
 
-# Measured 2026-11-28 on tests/data/eval_messages.jsonl (602 messages): all 97.2%,
-# coverage 99.7%. Floors sit about a point below so a careless rule edit fails the build.
-ACCURACY_FLOOR = 0.96
-COVERAGE_FLOOR = 0.985
+# Measured 2026-11-28 on tests/data/eval_messages.jsonl (686 messages, after broadening the
+# vocabulary and the fixes found by the blind batch holdout2): all 99.0%, coverage 99.9%.
+# In-sample figures; the blind batch scored 95.2% / 98.8% before any fix on it.
+# Floors sit about a point below so a careless rule edit fails the build.
+ACCURACY_FLOOR = 0.98
+COVERAGE_FLOOR = 0.99
 
 
 @pytest.fixture(scope="module")
@@ -264,6 +266,27 @@ def test_classify_never_raises(text: str) -> None:
 def test_classify_never_raises_on_rule_words(words: list[str]) -> None:
     result = _HYPO_TAGGER.classify(" ".join(words))
     assert result.pillar is None or result.pillar in PILLARS
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet=st.characters(max_codepoint=127)))
+def test_ascii_fast_path_tokenises_like_the_regex(text: str) -> None:
+    """classify splits ASCII text with bytes.translate; it must give the regex's tokens."""
+    from handlers.tagging import _ASCII_WORDS, _TOKEN_RE
+
+    assert text.encode().translate(_ASCII_WORDS).decode().split() == _TOKEN_RE.findall(text.lower())
+
+
+def test_matched_words_keep_their_spelling_and_order_when_repeated(tagger: Tagger) -> None:
+    result = tagger.classify("jalan rusak, Jalan rusak lagi di jalan-rusak")
+    assert result.matched == ("jalan rusak", "Jalan rusak", "jalan-rusak")
+    assert tagger.classify("KTP KTP ktp belum jadi").matched == ("KTP", "ktp")
+
+
+def test_blind_batch_is_kept_apart() -> None:
+    """holdout2 (ev0603-) was labelled before the tagger saw it; it stays in the file."""
+    rows = [r for r in load_rows() if r.split == "holdout2"]
+    assert len(rows) >= 80 and {r.pillar for r in rows} == set(PILLARS)
 
 
 _HYPO_TAGGER = Tagger.from_path(None)

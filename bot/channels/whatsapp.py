@@ -1,0 +1,597 @@
+"""WhatsApp Business Cloud API adapter: webhook messages -> `Incoming`, `Reply` -> Graph API.
+
+Like the Telegram adapter it only translates; the conversation is the core's. Webhook
+bodies are verified and stored by bot/web.py and handled by bot/inbound_worker.py; this
+module parses them, renders replies within Meta's limits and talks to the Graph API.
+
+Why a thin httpx client of our own rather than pywa: the calls we need are four (send a
+message, mark as read, look up a media URL, download it), all plain JSON over HTTPS.
+pywa's Graph base URL is fixed, so WHATSAPP_API_BASE_URL (a self-hosted proxy, the test
+fake) could only be reached by rewriting requests inside a custom httpx transport; its
+duplicate filter is in memory (ours is the `inbound` table, which survives restarts);
+and its typed errors would still need mapping onto our `DeliveryError(retryable=...)`.
+Owning ~200 lines buys the base URL, the retry policy and the error types we need.
+
+The 24-hour customer-service window: replies to an incoming message are always inside it.
+Later messages (a status change, an official's reply, the digest) go through the outbox,
+which asks `window_open()`: inside, a free-form `send()`; outside, `send_template()` with
+the WHATSAPP_TEMPLATE_* of that purpose, or, with none configured, the notification waits
+until the resident writes again. Should Meta still say the window is closed (131047),
+`send()` raises WindowClosed, so the outbox takes the same decision.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import random
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+import httpx
+
+from bot.channels.telegram import split_text
+from handlers.messages import Button, DeliveryError, Incoming, InputKind, Reply, WindowClosed
+from storage.database import StorageUnavailable, to_db, utcnow
+
+if TYPE_CHECKING:
+    import aiosqlite
+
+    from bot.config import Settings
+    from handlers.i18n import Catalog
+    from storage.database import Database
+
+log = logging.getLogger(__name__)
+
+# Meta's limits for what we send (PLATFORMS.md; the fake Graph API enforces the same).
+TEXT_LIMIT = 4096
+BODY_LIMIT = 1024            # interactive body text
+MAX_BUTTONS = 3
+BUTTON_TITLE_LIMIT = 20
+MAX_ROWS = 10
+ROW_TITLE_LIMIT = 24
+ROW_DESCRIPTION_LIMIT = 72
+LIST_BUTTON_LIMIT = 20
+TEMPLATE_PARAM_LIMIT = 1024
+# We only ever fetch residents' photos (WhatsApp caps images at 5 MB); the cap keeps a
+# wrong media id from pulling a 100 MB document into memory.
+MEDIA_LIMIT = 16 * 1024 * 1024
+_MEDIA_ID = re.compile(r"[A-Za-z0-9_.=-]{1,200}")
+
+# The customer-service window. Our last_inbound_at is when we handled the message, a little
+# after Meta received it (and touch_user refreshes it at most once a minute), so we close
+# the window a few minutes early rather than collect 131047 refusals at its very end.
+WINDOW = timedelta(hours=24)
+WINDOW_SAFETY = timedelta(minutes=5)
+
+THROTTLE_CODES = frozenset({4, 80007, 130429, 131056})  # app, account, number, pair limits
+PAIR_RATE_CODE = 131056      # too many messages to one user: about one per 6 s
+WINDOW_CODE = 131047         # more than 24 h since the user last wrote
+AUTH_CODES = frozenset({0, 10, 102, 190, 200})  # token expired/invalid, permission missing
+
+
+# Errors ---------------------------------------------------------------------------------------
+class GraphError(DeliveryError):
+    """The Graph API answered with an error. `code` is Meta's error code (131009, 190, ...)."""
+
+    def __init__(self, message: str, *, status: int | None, code: int | None, details: str = "",
+                 retryable: bool, retry_after: float | None = None):
+        super().__init__(message, retryable=retryable, retry_after=retry_after)
+        self.status = status
+        self.code = code
+        self.details = details
+
+
+class GraphThrottled(GraphError):
+    """130429 (number throughput), 131056 (pair rate), 80007/4 (account/app): wait and retry."""
+
+
+class GraphUnavailable(GraphError):
+    """5xx: Meta's side failed; trying again later can help."""
+
+
+class GraphAuthError(GraphError):
+    """The access token is invalid or lacks a permission: nothing to retry until fixed."""
+
+
+class GraphRequestError(GraphError):
+    """131009, 100, ...: we sent something Meta refuses. Retrying the same request is useless."""
+
+
+class GraphUnreachable(DeliveryError):
+    """Timeout or dropped connection: we do not know whether Meta got the request."""
+
+    def __init__(self, message: str):
+        super().__init__(message, retryable=True)
+
+
+def classify(response: httpx.Response) -> DeliveryError:
+    """The typed error for a non-2xx Graph API answer."""
+    status = response.status_code
+    try:
+        error = response.json().get("error") or {}
+    except (ValueError, AttributeError):
+        error = {}
+    code = error.get("code") if isinstance(error.get("code"), int) else None
+    details = str((error.get("error_data") or {}).get("details") or error.get("message") or "")[:500]
+    message = f"Graph API HTTP {status}, code {code}: {details or response.reason_phrase}"
+    if code == WINDOW_CODE:
+        return WindowClosed(message)
+    if code in THROTTLE_CODES or status == 429:
+        return GraphThrottled(message, status=status, code=code, details=details, retryable=True)
+    if code in AUTH_CODES or status in (401, 403):
+        return GraphAuthError(message, status=status, code=code, details=details, retryable=False)
+    if status >= 500:
+        return GraphUnavailable(message, status=status, code=code, details=details, retryable=True)
+    return GraphRequestError(message, status=status, code=code, details=details, retryable=False)
+
+
+# Inbound: webhook bodies ----------------------------------------------------------------------
+class WebhookInvalid(ValueError):
+    """The body is JSON but not a WhatsApp webhook envelope."""
+
+
+@dataclass(frozen=True, slots=True)
+class InboundMessage:
+    wamid: str
+    sender: str                      # wa_id: the lane that keeps one resident's messages in order
+    payload: dict[str, Any]          # {"message": ..., "contact": ...}: what to_incoming reads
+
+
+@dataclass(frozen=True, slots=True)
+class StatusUpdate:
+    wamid: str
+    status: str                      # sent | delivered | read | failed
+    at: datetime
+    errors: list[Any] | None = None
+
+
+@dataclass(slots=True)
+class WebhookBatch:
+    messages: list[InboundMessage] = field(default_factory=list)
+    statuses: list[StatusUpdate] = field(default_factory=list)
+
+
+STATUS_RANK = {"accepted": 0, "sent": 1, "delivered": 2, "read": 3, "failed": 4}
+WEBHOOK_STATUSES = ("sent", "delivered", "read", "failed")
+
+
+def parse_webhook(data: Any, *, phone_number_id: str | None) -> WebhookBatch:
+    """Messages and statuses of one webhook body, for our phone number only.
+
+    Raises WebhookInvalid when the body does not have the envelope's shape (a container of
+    the wrong JSON type included: Meta never sends one, so it is not Meta). Inside a valid
+    envelope, a message or status we cannot use is skipped and logged, so one odd item
+    never blocks the others."""
+    if not isinstance(data, dict):
+        raise WebhookInvalid("body is not a JSON object")
+    batch = WebhookBatch()
+    if data.get("object") != "whatsapp_business_account":
+        log.info("ignoring a webhook for another kind of object")
+        return batch
+    for entry in _list(data.get("entry"), "entry", required=True):
+        for change in _list(_object(entry, "entry[]").get("changes"), "changes"):
+            change = _object(change, "changes[]")
+            if change.get("field") != "messages":
+                continue
+            value = _object(change.get("value"), "value")
+            target = _object(value.get("metadata", {}), "metadata").get("phone_number_id")
+            if phone_number_id and str(target) != phone_number_id:
+                # Another number of the same Meta app: not ours to answer.
+                log.warning("ignoring a webhook for another phone number id")
+                continue
+            _collect(value, batch)
+    return batch
+
+
+def _list(value: Any, what: str, *, required: bool = False) -> list[Any]:
+    if value is None and not required:
+        return []
+    if not isinstance(value, list):
+        raise WebhookInvalid(f"{what} is not a list")
+    return value
+
+
+def _object(value: Any, what: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise WebhookInvalid(f"{what} is not an object")
+    return value
+
+
+# Meta's ids are ASCII; anything else (a lone surrogate from a \ud800 escape, say) could not
+# even be written to SQLite, so such an item is skipped rather than failing the whole body.
+_WAMID = re.compile(r"[\x21-\x7e]{1,256}")
+_SENDER = re.compile(r"[A-Za-z0-9_.:+-]{1,128}")  # wa_id digits, or a business-scoped id
+
+
+def _collect(value: dict[str, Any], batch: WebhookBatch) -> None:
+    contacts = [_object(c, "contacts[]") for c in _list(value.get("contacts"), "contacts")]
+    by_id = {str(c.get("wa_id")): c for c in contacts}
+    for message in _list(value.get("messages"), "messages"):
+        message = _object(message, "messages[]")
+        wamid, sender = message.get("id"), message.get("from")
+        sender = str(sender) if isinstance(sender, (str, int)) and not isinstance(sender, bool) else ""
+        if not (isinstance(wamid, str) and _WAMID.fullmatch(wamid) and _SENDER.fullmatch(sender)):
+            log.warning("skipping a WhatsApp message without a usable id or sender")
+            continue
+        contact = by_id.get(sender) or (contacts[0] if len(contacts) == 1 else None)
+        batch.messages.append(InboundMessage(wamid, sender, {"message": message, "contact": contact}))
+    for status in _list(value.get("statuses"), "statuses"):
+        status = _object(status, "statuses[]")
+        wamid = status.get("id")
+        if not (isinstance(wamid, str) and _WAMID.fullmatch(wamid) and status.get("status") in WEBHOOK_STATUSES):
+            log.info("skipping a status webhook item we do not know")
+            continue
+        errors = status.get("errors")
+        batch.statuses.append(StatusUpdate(
+            wamid, status["status"], _timestamp(status.get("timestamp")) or utcnow(),
+            errors if isinstance(errors, list) else None,
+        ))
+    for error in _list(value.get("errors"), "errors"):
+        if isinstance(error, dict):
+            log.warning("WhatsApp webhook error %s", error.get("code"))
+
+
+def _timestamp(raw: Any) -> datetime | None:
+    try:
+        return datetime.fromtimestamp(int(raw), UTC)
+    except (TypeError, ValueError, OverflowError, OSError):
+        return None
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _text(value: Any) -> str | None:
+    """A string from the webhook, or None; a lone surrogate (valid JSON, invalid UTF-8)
+    becomes U+FFFD, so nothing downstream fails to encode what the resident wrote."""
+    if not isinstance(value, str):
+        return None
+    return _SURROGATE.sub("\ufffd", value)
+
+
+def to_incoming(payload: dict[str, Any], *, now: datetime | None = None) -> Incoming | None:
+    """The core's view of one stored webhook message; None when nobody needs to answer.
+
+    Every field is type-checked: the body is signed by Meta, but its inner shapes are only
+    as good as Meta's documentation, and a surprise must become UNSUPPORTED, not a crash."""
+    message = payload["message"]
+    contact = payload.get("contact") if isinstance(payload.get("contact"), dict) else {}
+    wa_id = str(message.get("from"))
+    mtype = message.get("type") if isinstance(message.get("type"), str) else "unknown"
+    content = message.get(mtype)
+    content = content if isinstance(content, dict) else {}
+    profile = contact.get("profile") if isinstance(contact.get("profile"), dict) else {}
+    base: dict[str, Any] = dict(
+        channel="whatsapp", user_id=wa_id, chat_id=wa_id, message_id=message["id"],
+        # Meta's timestamp, not ours: after an outage the message is older than its handling.
+        received_at=_timestamp(message.get("timestamp")) or now or utcnow(),
+        display_name=_text(profile.get("name")) or None,
+        language_hint=None,  # WhatsApp tells us nothing about the user's language
+    )
+    if mtype == "text" and _text(content.get("body")) is not None:
+        return Incoming(kind=InputKind.TEXT, text=_text(content["body"]), **base)
+    if mtype == "interactive" and content.get("type") in ("button_reply", "list_reply"):
+        chosen = content.get(content["type"])
+        chosen_id = _text(chosen.get("id")) if isinstance(chosen, dict) else None
+        return Incoming(kind=InputKind.BUTTON, payload=chosen_id or "", **base)
+    if mtype == "button" and _text(content.get("text")) is not None:
+        # A quick-reply button of a template: its text is what the resident "said".
+        return Incoming(kind=InputKind.TEXT, text=_text(content["text"]), **base)
+    if mtype == "location":
+        try:
+            return Incoming(kind=InputKind.LOCATION, latitude=float(content["latitude"]),
+                            longitude=float(content["longitude"]), **base)
+        except (KeyError, TypeError, ValueError, OverflowError):
+            return Incoming(kind=InputKind.UNSUPPORTED, unsupported_type="location", **base)
+    if mtype == "image" and _text(content.get("id")):
+        # Only the media id is kept: the photo is fetched when an official looks at it.
+        return Incoming(kind=InputKind.PHOTO, photo_ref=f"wa:{_text(content['id'])}",
+                        caption=_text(content.get("caption")), **base)
+    if mtype == "request_welcome":
+        # The user opened the chat for the first time: greet them like /start.
+        return Incoming(kind=InputKind.COMMAND, command="start", **base)
+    if mtype == "reaction" and not content.get("emoji"):
+        return None  # a reaction was taken back: nothing to say
+    if mtype == "system":
+        return None  # "user changed number" and the like
+    return Incoming(kind=InputKind.UNSUPPORTED, unsupported_type=_text(mtype)[:40], **base)
+
+
+# Outbound: rendering (pure) -------------------------------------------------------------------
+def clip(text: str, limit: int) -> str:
+    """One line of at most `limit` characters, cut with an ellipsis when it had to be."""
+    text = " ".join(text.split())
+    if len(text) <= limit:
+        return text
+    cut = text[: limit - 1]
+    if text[limit - 1] != " " and cut.rfind(" ") > limit // 2:
+        cut = cut[: cut.rfind(" ")]  # end on a whole word when one is near
+    return cut.rstrip(" ,.;:-") + "…"
+
+
+def split_tail(text: str, limit: int) -> tuple[str, str]:
+    """(head, tail) with tail <= limit, cut at a paragraph, line or word boundary if possible."""
+    if len(text) <= limit:
+        return "", text
+    start = len(text) - limit
+    for sep in ("\n\n", "\n", " "):
+        cut = text.find(sep, start)
+        if cut != -1 and text[cut:].strip():
+            return text[:cut].rstrip(), text[cut:].strip()
+    return text[:start], text[start:]
+
+
+def _message(chat_id: str, mtype: str, content: dict[str, Any]) -> dict[str, Any]:
+    return {"messaging_product": "whatsapp", "recipient_type": "individual", "to": chat_id,
+            "type": mtype, mtype: content}
+
+
+def fits_reply_buttons(buttons: tuple[Button, ...]) -> bool:
+    labels = [b.label for b in buttons]
+    return (len(buttons) <= MAX_BUTTONS and len(set(labels)) == len(labels)
+            and all(0 < len(label) <= BUTTON_TITLE_LIMIT and label == label.strip() for label in labels))
+
+
+def interactive(reply: Reply, body: str, *, list_button: str) -> dict[str, Any]:
+    """Reply buttons when Meta allows them (1-3 short, unique titles), a list otherwise."""
+    if fits_reply_buttons(reply.buttons):
+        return {"type": "button", "body": {"text": body}, "action": {"buttons": [
+            {"type": "reply", "reply": {"id": b.payload, "title": b.label}} for b in reply.buttons
+        ]}}
+    if len(reply.buttons) > MAX_ROWS:
+        log.error("a reply has %d options; WhatsApp lists show at most %d", len(reply.buttons), MAX_ROWS)
+    rows = []
+    for b in reply.buttons[:MAX_ROWS]:
+        title = clip(b.label, ROW_TITLE_LIMIT) or "…"
+        row: dict[str, Any] = {"id": b.payload, "title": title}
+        # A cut title keeps its full wording in the description, where there is room.
+        description = b.description or (b.label if title != b.label.strip() else None)
+        if description:
+            row["description"] = clip(description, ROW_DESCRIPTION_LIMIT)
+        rows.append(row)
+    return {"type": "list", "body": {"text": body}, "action": {
+        "button": clip(reply.list_label or list_button, LIST_BUTTON_LIMIT),
+        "sections": [{"rows": rows}],
+    }}
+
+
+def render(chat_id: str, reply: Reply, *, list_button: str = "Pilih") -> list[dict[str, Any]]:
+    """The Graph API message payloads for one reply, in sending order."""
+    out: list[dict[str, Any]] = []
+    if reply.latitude is not None and reply.longitude is not None:
+        out.append(_message(chat_id, "location", {"latitude": reply.latitude, "longitude": reply.longitude}))
+    text = reply.text.strip()
+    if not reply.buttons:
+        out.extend(_message(chat_id, "text", {"body": chunk, "preview_url": False})
+                   for chunk in split_text(text, TEXT_LIMIT) if chunk)
+        return out
+    # Interactive bodies take 1,024 characters: longer text goes first as plain text.
+    *lead, last = split_text(text, TEXT_LIMIT) if text else [""]
+    head, body = split_tail(last, BODY_LIMIT)
+    out.extend(_message(chat_id, "text", {"body": chunk, "preview_url": False})
+               for chunk in (*lead, head) if chunk)
+    out.append(_message(chat_id, "interactive", interactive(reply, body or "…", list_button=list_button)))
+    return out
+
+
+def template_payload(chat_id: str, name: str, language: str, params: list[str]) -> dict[str, Any]:
+    # Meta refuses template parameters with newlines, tabs or more than four spaces in a row.
+    template: dict[str, Any] = {"name": name, "language": {"code": language}}
+    if params:
+        template["components"] = [{"type": "body", "parameters": [
+            {"type": "text", "text": clip(str(p), TEMPLATE_PARAM_LIMIT) or "-"} for p in params
+        ]}]
+    return _message(chat_id, "template", template)
+
+
+def window_open(last_inbound_at: datetime | None, now: datetime) -> bool:
+    """May a free-form message go to someone who last wrote at `last_inbound_at`?"""
+    return last_inbound_at is not None and now - last_inbound_at < WINDOW - WINDOW_SAFETY
+
+
+@dataclass(frozen=True, slots=True)
+class Sent:
+    """One message Meta accepted from us."""
+
+    wamid: str
+    chat_id: str
+    kind: str                        # text | interactive | template | location
+
+
+# The channel ----------------------------------------------------------------------------------
+class WhatsAppChannel:
+    """Sends through `{WHATSAPP_API_BASE_URL}/{WHATSAPP_PHONE_NUMBER_ID}/messages`.
+
+    One httpx.AsyncClient for the channel's life (connection reuse); close it with aclose().
+    When given the database, every sent message is recorded in `whatsapp_messages` so the
+    statuses Meta reports later (delivered, read, failed) can be kept against it."""
+
+    name = "whatsapp"
+
+    def __init__(
+        self, settings: "Settings", *, db: "Database | None" = None, catalog: "Catalog | None" = None,
+        http: httpx.AsyncClient | None = None, max_attempts: int = 5, backoff: float = 0.5,
+        pair_gap: float = 6.0, timeout: float = 15.0, clock: Callable[[], datetime] = utcnow,
+    ):
+        if not (settings.whatsapp_access_token and settings.whatsapp_phone_number_id):
+            raise ValueError("WhatsApp needs WHATSAPP_ACCESS_TOKEN and WHATSAPP_PHONE_NUMBER_ID")
+        self.base_url = settings.whatsapp_api_base_url.rstrip("/")
+        self.phone_number_id = settings.whatsapp_phone_number_id
+        self.messages_url = f"{self.base_url}/{self.phone_number_id}/messages"
+        self._auth = {"Authorization": f"Bearer {settings.whatsapp_access_token}"}
+        self.db = db
+        self.clock = clock
+        self.max_attempts = max_attempts
+        self.backoff = backoff
+        self.pair_gap = pair_gap
+        self._owns_http = http is None
+        self.http = http or httpx.AsyncClient(
+            timeout=httpx.Timeout(timeout, connect=min(timeout, 5.0)),
+            limits=httpx.Limits(max_connections=64, max_keepalive_connections=16),
+        )
+        self.list_button = (
+            catalog.text(catalog.default, "whatsapp.list_button") if catalog is not None else "Pilih"
+        )
+
+    async def aclose(self) -> None:
+        if self._owns_http:
+            await self.http.aclose()
+
+    stop = aclose  # the lifecycle name run_bot uses for its components
+
+    # Channel protocol ---------------------------------------------------------------------
+    async def send(self, chat_id: str, reply: Reply, *, purpose: str = "reply") -> str | None:
+        """Deliver one reply (possibly several WhatsApp messages); return the last wamid."""
+        sent: list[Sent] = []
+        try:
+            await self.deliver(chat_id, reply, sent)
+        finally:
+            await self.record(sent, purpose)  # a partly delivered reply is tracked too
+        return sent[-1].wamid if sent else None
+
+    async def deliver(self, chat_id: str, reply: Reply, sent: list[Sent]) -> None:
+        """Send without recording, appending each message Meta accepted to `sent` as it goes
+        (the inbound worker records them in the transaction that closes the message)."""
+        if reply.photo_ref or reply.image or reply.document:
+            # Media must be uploaded to Meta first (POST /{phone-id}/media), and a received
+            # media id cannot be sent back: not supported yet, the text still goes.
+            log.warning("WhatsApp: media in a reply is not sent yet; sending the text only")
+        for payload in render(chat_id, reply, list_button=self.list_button):
+            sent.append(await self._post_message(payload))
+
+    async def send_template(self, chat_id: str, name: str, language: str, params: list[str], *,
+                            purpose: str = "template") -> str:
+        """An approved template: the only kind of message allowed outside the 24-hour window."""
+        sent = [await self._post_message(template_payload(chat_id, name, language, params))]
+        await self.record(sent, purpose)
+        return sent[0].wamid
+
+    async def record(self, sent: list[Sent], purpose: str) -> None:
+        """Keep sent messages in `whatsapp_messages`, so Meta's statuses can be matched."""
+        if self.db is None or not sent:
+            return
+        try:
+            async with self.db.transaction() as conn:
+                await record_sent(conn, sent, purpose=purpose, now=self.clock())
+        except StorageUnavailable as exc:
+            # The messages went out; only their delivery tracking is missing.
+            log.warning("could not record sent WhatsApp messages: %s", exc)
+
+    def window_open(self, last_inbound_at: datetime | None, now: datetime) -> bool:
+        return window_open(last_inbound_at, now)
+
+    async def mark_read(self, wamid: str) -> None:
+        """Blue ticks for a message we took in. Cosmetic: failures are logged, never raised."""
+        body = {"messaging_product": "whatsapp", "status": "read", "message_id": wamid}
+        try:
+            await self._call("POST", self.messages_url, json=body, what="mark as read", attempts=2)
+        except DeliveryError as exc:
+            log.info("could not mark a WhatsApp message as read: %s", exc)
+
+    async def download_media(self, media_id: str) -> bytes:
+        """A resident's photo: GET /{media-id} for a short-lived URL, then the bytes with our token."""
+        media_id = media_id.removeprefix("wa:")
+        if not _MEDIA_ID.fullmatch(media_id):  # it becomes a URL path segment
+            raise GraphRequestError("not a WhatsApp media id", status=None, code=None, retryable=False)
+        info = (await self._call("GET", f"{self.base_url}/{media_id}", what="media lookup")).json()
+        url, size = info.get("url"), info.get("file_size")
+        if not isinstance(url, str) or not url.startswith(("https://", "http://")):
+            raise GraphRequestError("media lookup gave no URL", status=None, code=None, retryable=False)
+        if isinstance(size, int) and size > MEDIA_LIMIT:
+            raise GraphRequestError(f"media is {size} bytes, over {MEDIA_LIMIT}", status=None,
+                                    code=None, retryable=False)
+        data = (await self._call("GET", url, what="media download")).content
+        if len(data) > MEDIA_LIMIT:
+            raise GraphRequestError("media is too large", status=None, code=None, retryable=False)
+        return data
+
+    # HTTP ---------------------------------------------------------------------------------
+    async def _post_message(self, payload: dict[str, Any]) -> Sent:
+        response = await self._call("POST", self.messages_url, json=payload, what=f"send {payload['type']}")
+        try:
+            wamid = str(response.json()["messages"][0]["id"])
+        except (ValueError, KeyError, IndexError, TypeError):
+            raise GraphUnavailable("Graph API accepted a message but returned no id", status=response.status_code,
+                                   code=None, retryable=False) from None
+        return Sent(wamid, payload["to"], payload["type"])
+
+    async def _call(self, method: str, url: str, *, json: dict | None = None, what: str,
+                    attempts: int | None = None) -> httpx.Response:
+        """One Graph API request, retried with backoff on throttling, 5xx, timeouts and drops.
+
+        A timeout or a dropped connection may hide a message Meta did accept, so a retry can
+        in rare cases deliver it twice; not retrying would lose it, which is worse here."""
+        attempts = attempts or self.max_attempts
+        delay = self.backoff
+        for attempt in range(1, attempts + 1):
+            try:
+                response = await self.http.request(method, url, json=json, headers=self._auth)
+            except httpx.TimeoutException:
+                error: DeliveryError = GraphUnreachable(f"Graph API timed out ({what})")
+            except httpx.TransportError as exc:
+                error = GraphUnreachable(f"Graph API unreachable ({what}): {exc.__class__.__name__}")
+            else:
+                if response.is_success:
+                    return response
+                error = classify(response)
+                if not error.retryable:
+                    # The detail goes to the log (never the token: it is only in a header).
+                    log.error("Graph API refused to %s: HTTP %s %s", what, response.status_code,
+                              response.text[:1000])
+                    raise error
+            if attempt == attempts:
+                log.warning("giving up on %s after %d attempts: %s", what, attempts, error)
+                raise error
+            wait = error.retry_after or delay
+            if isinstance(error, GraphThrottled) and error.code == PAIR_RATE_CODE:
+                wait = max(wait, self.pair_gap)  # one user takes about one message per 6 s
+            log.warning("%s failed (%s); retrying in %.2f s (attempt %d of %d)", what, error, wait,
+                        attempt, attempts)
+            await asyncio.sleep(wait * random.uniform(1.0, 1.25))  # jitter: don't retry in lockstep
+            delay = min(delay * 2, 30.0)
+        raise AssertionError("unreachable")
+
+
+# SQL for 0002_whatsapp.sql (small enough to live beside its only user) --------------------------
+async def record_sent(conn: "aiosqlite.Connection", sent: list[Sent], *, purpose: str, now: datetime) -> None:
+    stamp = to_db(now)
+    await conn.executemany(
+        "INSERT INTO whatsapp_messages (wamid, user_id, chat_id, purpose, kind, created_at, updated_at) "
+        "VALUES (?, (SELECT id FROM users WHERE channel = 'whatsapp' AND platform_id = ?), ?, ?, ?, ?, ?) "
+        "ON CONFLICT (wamid) DO NOTHING",
+        [(m.wamid, m.chat_id, m.chat_id, purpose, m.kind, stamp, stamp) for m in sent],
+    )
+
+
+async def apply_statuses(conn: "aiosqlite.Connection", statuses: list[StatusUpdate], now: datetime) -> int:
+    """Record delivery statuses; returns how many matched a message we sent.
+
+    Meta repeats and reorders statuses, so a message only moves forward (a late 'delivered'
+    never undoes 'read'), while each status's own timestamp is kept the first time it comes."""
+    matched = 0
+    for item in statuses:
+        async with conn.execute("SELECT status FROM whatsapp_messages WHERE wamid = ?", (item.wamid,)) as cur:
+            row = await cur.fetchone()
+        if row is None:
+            # Not ours, sent before 0002 existed, or its 'sent' raced our own record: harmless.
+            log.debug("status %s for a WhatsApp message we did not record", item.status)
+            continue
+        matched += 1
+        newer = STATUS_RANK[item.status] > STATUS_RANK.get(row[0], 0)
+        column = f"{item.status}_at"  # one of the four fixed WEBHOOK_STATUSES
+        await conn.execute(
+            f"UPDATE whatsapp_messages SET {column} = COALESCE({column}, ?), "
+            "status = CASE WHEN ? THEN ? ELSE status END, error = COALESCE(?, error), "
+            "updated_at = ? WHERE wamid = ?",
+            (to_db(item.at), newer, item.status,
+             json.dumps(item.errors, ensure_ascii=False) if item.errors else None, to_db(now), item.wamid),
+        )
+        if item.status == "failed":
+            codes = [e.get("code") for e in item.errors or () if isinstance(e, dict)]
+            log.warning("WhatsApp reports a message failed (%s)", codes)
+    return matched

@@ -1,0 +1,147 @@
+"""`suarawarga digest`: print a digest (a dry run), or send it to the configured recipients.
+
+    suarawarga digest                          # last full week, text, printed only
+    suarawarga digest --week 2026-W48 --format json
+    suarawarga digest --since 2026-11-01 --until 2026-11-15 --format markdown
+    suarawarga digest --send                   # deliver last week's digest, exactly once
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from datetime import datetime
+
+import click
+
+from bot.config import Settings
+from handlers.digest import (
+    Period,
+    PeriodError,
+    compute_digest,
+    parse_period,
+    render_html,
+    render_markdown,
+    render_text,
+    to_json,
+)
+from handlers.i18n import Catalog
+from storage.database import Database, utcnow
+
+FORMATS = ("text", "markdown", "html", "json")
+
+
+@click.command("digest")
+@click.option("--since", type=click.DateTime(["%Y-%m-%d"]), default=None,
+              help="First day (YYYY-MM-DD, local time).")
+@click.option("--until", type=click.DateTime(["%Y-%m-%d"]), default=None,
+              help="Last day, included (YYYY-MM-DD; default today with --since).")
+@click.option("--week", default=None, help="ISO week, e.g. 2026-W48.")
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default="text", show_default=True)
+@click.option("--send", is_flag=True,
+              help="Deliver to DIGEST_* recipients (each once per period); without it, only print.")
+@click.option("--lang", default=None, help="Language of the printed digest (id, en); default DEFAULT_LANGUAGE.")
+@click.pass_obj
+def digest(settings: Settings, since: datetime | None, until: datetime | None, week: str | None,
+           fmt: str, send: bool, lang: str | None) -> None:
+    """The weekly digest for the masterplan team (default: the last full week)."""
+    catalog = Catalog.load(settings.default_language)
+    lang = lang or catalog.default
+    if not catalog.supports(lang):
+        raise click.BadParameter(f"no catalogue for {lang!r}; choose one of {', '.join(catalog.languages)}",
+                                 param_hint="--lang")
+    period = _period(settings, since, until, week)
+    if not settings.database_path.exists():
+        raise click.ClickException(f"no database at {settings.database_path}")
+    # Apply pending migrations (the digest's index) the way the bot does at start-up.
+    asyncio.run(_migrate(settings))
+    if send:
+        sys.exit(asyncio.run(_send(settings, catalog, period)))
+    from storage.digest_queries import read_digest_rows
+
+    result = compute_digest(period, read_digest_rows(settings.database_path, period),
+                            regency=settings.regency_name)
+    if fmt == "json":
+        click.echo(json.dumps(to_json(result), ensure_ascii=False, indent=2))
+        return
+    label = _subtopic_label(settings)
+    if fmt == "markdown":
+        click.echo(render_markdown(result, catalog, lang, subtopic_label=label), nl=False)
+    elif fmt == "html":
+        click.echo(render_html(result, catalog, lang, subtopic_label=label))
+    else:
+        click.echo(render_text(result, catalog, lang, subtopic_label=label), nl=False)
+
+
+def _period(settings: Settings, since: datetime | None, until: datetime | None,
+            week: str | None) -> Period:
+    zone = settings.zone
+    if week and (since or until):
+        raise click.UsageError("use either --week or --since/--until, not both")
+    try:
+        if week:
+            period = parse_period(week, now=utcnow(), zone=zone)
+            if not period.is_iso_week:
+                raise PeriodError(week)
+            return period
+        if until and not since:
+            raise click.UsageError("--until needs --since")
+        if since:
+            last = until.date() if until else datetime.now(zone).date()
+            return Period.days(since.date(), last, zone)
+        return Period.week_before(utcnow(), zone)
+    except PeriodError as exc:
+        hint = "--week" if week else "--since/--until"
+        raise click.BadParameter(f"{exc} (expected e.g. 2026-W48, or --since 2026-11-01 --until "
+                                 "2026-11-15)", param_hint=hint) from None
+
+
+async def _migrate(settings: Settings) -> None:
+    db = await Database(settings.database_path).open()
+    await db.close()
+
+
+async def _send(settings: Settings, catalog: Catalog, period: Period) -> int:
+    from bot.digest_service import DigestService
+
+    async with Database(settings.database_path) as db:
+        telegram = whatsapp = None
+        try:
+            if settings.telegram_enabled and settings.digest_telegram_chat_ids:
+                from bot.channels.telegram import TelegramChannel
+
+                # Sending only: no polling, no webhook, no conversation core.
+                telegram = TelegramChannel(settings, None, catalog)  # type: ignore[arg-type]
+                await telegram.app.initialize()
+            if settings.whatsapp_enabled and settings.digest_whatsapp_numbers:
+                from bot.channels.whatsapp import WhatsAppChannel
+
+                whatsapp = WhatsAppChannel(settings, db=db, catalog=catalog)
+            service = DigestService(settings, catalog, db=db, telegram=telegram, whatsapp=whatsapp,
+                                    subtopic_label=_subtopic_label(settings))
+            report = await service.deliver(period)
+        finally:
+            if telegram is not None:
+                await telegram.app.shutdown()
+            if whatsapp is not None:
+                await whatsapp.aclose()
+    click.echo(f"digest {period.label}: {len(report.sent)} sent, {len(report.skipped)} already sent "
+               f"or in progress, {len(report.failed)} failed")
+    for key in report.sent:
+        click.echo(f"  sent     {key}")
+    for key in report.skipped:
+        click.echo(f"  skipped  {key}")
+    for key, error in report.failed.items():
+        click.echo(f"  FAILED   {key}: {error}")
+    return 1 if report.failed else 0
+
+
+def _subtopic_label(settings: Settings):  # noqa: ANN202
+    """The rules' names for sub-topics; without readable rules, the keys are shown."""
+    try:
+        from handlers.tagging import Tagger
+
+        return Tagger.from_path(settings.rules_path).subtopic_label
+    except Exception:  # noqa: BLE001 - labels are cosmetic; the digest must still go out
+        return None

@@ -1,0 +1,235 @@
+"""Durable handling of accepted WhatsApp messages.
+
+Meta delivers webhooks at least once and wants a fast 200. So the webhook route only
+verifies the signature and calls `accept()`, which stores every message in the `inbound`
+table (payload kept, handled_at NULL) in one transaction, and answers. This worker then
+hands each stored message to `Core.handle`, which claims the row in the same transaction
+as its effect (repository.claim_inbound), and sends the replies.
+
+What this buys:
+- a repeated wamid is refused at `accept()` (primary key), so it has no second effect;
+- a crash after the 200 loses nothing: `start()` picks up rows still pending;
+- one resident's messages are handled in the order they were accepted (one lane per
+  sender), different residents' concurrently (a few lanes at once, bounded).
+The row is closed (handled_at, payload dropped) with the sent replies' tracking in one
+transaction after sending. A crash after the core committed but before the replies went
+out loses those replies (the resident sees no answer and writes again); the effect itself
+is saved exactly once, because the core's claim refuses the message when it comes again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections import deque
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from bot.channels.whatsapp import Sent, WebhookBatch, apply_statuses, record_sent, to_incoming
+from handlers.messages import DeliveryError, Outcome, Reply
+from storage.database import StorageUnavailable, to_db, utcnow
+
+if TYPE_CHECKING:
+    from bot.channels.whatsapp import WhatsAppChannel
+    from handlers.conversation import Core
+    from storage.database import Database
+
+log = logging.getLogger(__name__)
+
+CHANNEL = "whatsapp"
+
+
+class InboundWorker:
+    def __init__(
+        self, db: "Database", core: "Core", whatsapp: "WhatsAppChannel", *, concurrency: int = 8,
+        sweep_interval: float = 60.0, clock: Callable[[], datetime] = utcnow,
+    ):
+        self.db = db
+        self.core = core
+        self.whatsapp = whatsapp
+        self.clock = clock
+        self.sweep_interval = sweep_interval
+        # Lanes overlap different residents' Graph API round trips. The database has one
+        # writer, and each lane's transaction queued on its lock delays the webhook's own
+        # insert (and so the 200 Meta waits for): more lanes would not add throughput.
+        self._slots = asyncio.Semaphore(concurrency)
+        self._lanes: dict[str, deque[tuple[str, dict[str, Any]]]] = {}
+        self._lane_tasks: dict[str, asyncio.Task[None]] = {}
+        self._queued: set[str] = set()      # wamids in a lane or being handled
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._running = False
+        self._sweeper: asyncio.Task[None] | None = None
+
+    @property
+    def backlog(self) -> int:
+        return len(self._queued)
+
+    # Accepting (called by the webhook route) -------------------------------------------------
+    async def accept(self, batch: WebhookBatch) -> int:
+        """Store new messages and apply statuses in one transaction; return how many were new.
+
+        Raises StorageUnavailable: the route then answers 503 and Meta delivers again later."""
+        now = self.clock()
+        fresh = []
+        async with self.db.transaction() as conn:
+            for i, message in enumerate(batch.messages):
+                # received_at orders the recovery after a crash; +i µs keeps a batch in order.
+                cur = await conn.execute(
+                    "INSERT INTO inbound (channel, message_id, payload, received_at) VALUES (?, ?, ?, ?) "
+                    "ON CONFLICT (channel, message_id) DO NOTHING",
+                    # ASCII JSON: a lone surrogate in a text (valid JSON, not UTF-8) stays escaped.
+                    (CHANNEL, message.wamid, json.dumps(message.payload),
+                     to_db(now + timedelta(microseconds=i))),
+                )
+                if cur.rowcount == 1:
+                    fresh.append(message)
+                else:
+                    log.info("WhatsApp delivered a message again; it has no second effect")
+            if batch.statuses:
+                await apply_statuses(conn, batch.statuses, now)
+        for message in fresh:
+            self._enqueue(message.wamid, message.sender, message.payload)
+        return len(fresh)
+
+    # Lifecycle --------------------------------------------------------------------------------
+    async def start(self) -> None:
+        self._running = True
+        # Before the web server takes requests: what a crash left behind goes first.
+        recovered = await self.sweep()
+        if recovered:
+            log.info("resuming %d WhatsApp message(s) accepted before the last stop", recovered)
+        self._sweeper = asyncio.create_task(self._sweep_forever(), name="whatsapp-inbound-sweep")
+
+    async def stop(self, timeout: float = 10.0) -> None:
+        """Let messages being handled finish (up to `timeout`); the rest stay pending in SQLite."""
+        self._running = False
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sweeper
+        tasks = list(self._lane_tasks.values())
+        if tasks:
+            _, late = await asyncio.wait(tasks, timeout=timeout)
+            for task in late:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+        self._lanes.clear()
+        self._lane_tasks.clear()
+        self._queued.clear()
+        self._idle.set()
+
+    async def wait_idle(self) -> None:
+        """Return once every accepted message has been handled and answered."""
+        await self._idle.wait()
+
+    async def sweep(self) -> int:
+        """Queue rows still pending in the database that no lane holds; return how many."""
+        rows = await self.db.fetchall(
+            "SELECT message_id, payload FROM inbound WHERE handled_at IS NULL AND channel = ? "
+            "ORDER BY received_at, message_id",
+            (CHANNEL,),
+        )
+        queued = 0
+        for row in rows:
+            wamid, raw = row[0], row[1]
+            if wamid in self._queued:
+                continue
+            try:
+                payload = json.loads(raw)
+                sender = str(payload["message"]["from"])
+            except (TypeError, ValueError, KeyError):
+                log.error("a stored WhatsApp message cannot be read; marking it handled")
+                await self._finish(wamid)
+                continue
+            self._enqueue(wamid, sender, payload)
+            queued += 1
+        return queued
+
+    async def _sweep_forever(self) -> None:
+        # A safety net for rows accepted while a lane could not take them (e.g. stop/start).
+        while True:
+            await asyncio.sleep(self.sweep_interval)
+            try:
+                await self.sweep()
+            except Exception:  # noqa: BLE001 - keep sweeping; the next round may work
+                log.exception("could not look for pending WhatsApp messages")
+
+    # Lanes ------------------------------------------------------------------------------------
+    def _enqueue(self, wamid: str, sender: str, payload: dict[str, Any]) -> None:
+        if not self._running or wamid in self._queued:
+            return  # stopped: the row stays pending and start() takes it
+        self._queued.add(wamid)
+        self._idle.clear()
+        self._lanes.setdefault(sender, deque()).append((wamid, payload))
+        if sender not in self._lane_tasks:
+            self._lane_tasks[sender] = asyncio.create_task(self._drain(sender), name="whatsapp-lane")
+
+    async def _drain(self, sender: str) -> None:
+        lane = self._lanes[sender]
+        try:
+            while lane:
+                wamid, payload = lane[0]
+                try:
+                    async with self._slots:
+                        await self._process(wamid, payload)
+                except Exception:  # noqa: BLE001 - the lane must go on to the next message
+                    log.exception("unexpected error with a WhatsApp message; the sweep retries it")
+                lane.popleft()
+                self._queued.discard(wamid)
+        finally:
+            # No await between the emptiness check and the removal: a message enqueued
+            # meanwhile either lands in this lane before the check or starts a new task.
+            if not lane:
+                self._lanes.pop(sender, None)
+            self._lane_tasks.pop(sender, None)
+            if not self._lane_tasks:
+                self._idle.set()
+
+    async def _process(self, wamid: str, payload: dict[str, Any]) -> None:
+        try:
+            incoming = to_incoming(payload, now=self.clock())
+        except (KeyError, TypeError, ValueError, AttributeError):
+            log.error("a WhatsApp message has an unexpected shape; skipped")
+            incoming = None
+        if incoming is None:
+            await self._finish(wamid)
+            return
+        read = asyncio.create_task(self.whatsapp.mark_read(wamid))
+        try:
+            outcome = await self.core.handle(incoming)
+        except Exception:  # noqa: BLE001 - one bad message must not stop the others
+            log.exception("error while handling a WhatsApp message")
+            catalog = self.core.catalog
+            outcome = Outcome([Reply(catalog.text(catalog.default, "error.internal"))])
+        sent: list[Sent] = []
+        for reply in outcome.replies:
+            try:
+                await self.whatsapp.deliver(incoming.chat_id, reply, sent)
+            except DeliveryError as exc:
+                log.error("could not send a WhatsApp reply: %s", exc)
+                if exc.retryable:
+                    break  # Meta is down or throttling after all our retries: stop this burst
+        # Rows the core did not claim (flood guard, storage error) are closed here too: the
+        # resident got an answer telling them what to do, and a retry would repeat it.
+        await self._finish(wamid, sent)
+        await read
+
+    async def _finish(self, wamid: str, sent: list[Sent] | None = None) -> None:
+        """One transaction: the replies' delivery tracking, and the message closed."""
+        now = self.clock()
+        try:
+            async with self.db.transaction() as conn:
+                if sent:
+                    await record_sent(conn, sent, purpose="reply", now=now)
+                await conn.execute(
+                    "UPDATE inbound SET handled_at = ?, payload = NULL "
+                    "WHERE channel = ? AND message_id = ? AND handled_at IS NULL",
+                    (to_db(now), CHANNEL, wamid),
+                )
+        except StorageUnavailable as exc:
+            # Left pending: the sweep offers it again and the core's claim makes that harmless.
+            log.warning("could not close a handled WhatsApp message: %s", exc)

@@ -1,0 +1,243 @@
+"""The SQL behind the weekly digest: aggregates for a period and the one before it.
+
+Runs on its own read-only sqlite3 connection, in a worker thread (asyncio.to_thread), so
+residents keep being answered on the write connection while a digest is computed (WAL lets
+readers and the writer proceed together). All reads happen in one read transaction: every
+figure of a digest comes from the same snapshot.
+
+Speed at 1,000,000 submissions (bench/bench_digest.py): the queries are shaped for the
+indexes of migration 0004 and name them with INDEXED BY. SQLite's documentation reserves
+INDEXED BY for exactly this: a time-sensitive query whose plan must not change silently.
+The weekly totals walk submissions_digest in GROUP BY order (no sort; both weeks in one
+pass); the obvious created_at-range GROUP BY sorts every row of the fortnight instead.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from datetime import datetime, timedelta
+from pathlib import Path
+from urllib.parse import quote
+
+import aiosqlite
+
+from handlers.digest import MOVEMENT, DigestRows, GroupCount, Period, Sample
+from handlers.domain import KINDS, PILLARS
+from storage.database import BUSY_TIMEOUT_MS, from_db, to_db
+
+QUOTE_CANDIDATES = 12     # per pillar and kind: the digest keeps 2-3 after dropping short texts
+TOP_IDEAS = 3
+BACKLOG = 5
+OPEN_STATUSES = ("new", "reviewed", "forwarded")   # the team still owes the resident a step
+
+_SAMPLE_COLUMNS = (
+    "s.code, s.pillar, s.kind, s.subtopic, s.area, s.text, s.supports, s.status, "
+    "s.created_at, s.status_changed_at"
+)
+
+# Both periods in one pass: [previous.start, period.end) split by period.start. The index
+# walk follows the GROUP BY columns, so SQLite aggregates as it goes; entries outside the
+# fortnight are skipped inside the index.
+GROUPS_SQL = """
+SELECT pillar, kind, area, subtopic, status,
+       sum(created_at >= :start) AS current, sum(created_at < :start) AS previous
+FROM submissions INDEXED BY submissions_digest
+WHERE hidden = 0 AND created_at >= :previous_start AND created_at < :end
+GROUP BY pillar, kind, area, subtopic, status
+"""
+
+# Per pillar and kind: supports downwards, newest first among equals, the first rows that
+# fall in the period. Only the winners' rows are read from the table (for their text).
+TOP_SQL = f"""
+SELECT {_SAMPLE_COLUMNS} FROM submissions AS s INDEXED BY submissions_top
+WHERE s.hidden = 0 AND s.pillar = :pillar AND s.kind = :kind
+  AND s.created_at >= :start AND s.created_at < :end
+ORDER BY s.supports DESC, s.created_at DESC LIMIT :limit
+"""
+
+# Status movement: distinct submissions per status, from the index alone; then the moves of
+# hidden submissions (few) are taken away. Joining every move to its submission to test
+# `hidden` instead costs a random table read per move.
+MOVEMENT_SQL = """
+SELECT count(DISTINCT submission_id) FROM status_history INDEXED BY status_history_movement
+WHERE to_status = :status AND created_at >= :start AND created_at < :end
+"""
+
+MOVEMENT_HIDDEN_SQL = """
+SELECT h.to_status, count(DISTINCT h.submission_id)
+FROM submissions AS s INDEXED BY submissions_hidden_changed
+JOIN status_history AS h INDEXED BY status_history_submission ON h.submission_id = s.id
+WHERE s.hidden = 1 AND s.status_changed_at >= :start
+  AND h.to_status <> 'new' AND h.created_at >= :start AND h.created_at < :end
+GROUP BY h.to_status
+"""
+
+UNTAGGED_OPEN_SQL = """
+SELECT count(*) FROM submissions INDEXED BY submissions_untagged
+WHERE pillar IS NULL AND hidden = 0 AND created_at < :end AND status IN ('new', 'reviewed', 'forwarded')
+"""
+
+UNTAGGED_OLDEST_SQL = f"""
+SELECT {_SAMPLE_COLUMNS} FROM submissions AS s INDEXED BY submissions_untagged
+WHERE s.pillar IS NULL AND s.hidden = 0 AND s.created_at < :end
+  AND s.status IN ('new', 'reviewed', 'forwarded')
+ORDER BY s.created_at LIMIT :limit
+"""
+
+# One status at a time: with "status IN (...)" the index no longer yields rows in
+# status_changed_at order and SQLite would sort every open submission to keep five.
+WAITING_SQL = f"""
+SELECT {_SAMPLE_COLUMNS} FROM submissions AS s INDEXED BY submissions_status
+WHERE s.status = :status AND s.status_changed_at < :end AND s.hidden = 0
+ORDER BY s.status_changed_at LIMIT :limit
+"""
+
+
+def connect_readonly(db_path: Path | str) -> sqlite3.Connection:
+    """A connection that cannot write, even by mistake (mode=ro)."""
+    uri = f"file:{quote(str(Path(db_path).resolve()))}?mode=ro"
+    conn = sqlite3.connect(uri, uri=True, isolation_level=None)
+    conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+    return conn
+
+
+def read_digest_rows(db_path: Path | str, period: Period) -> DigestRows:
+    """Everything compute_digest needs for `period` (and the one before), hidden excluded."""
+    conn = connect_readonly(db_path)
+    try:
+        conn.execute("BEGIN")  # one snapshot for every figure
+        return read_digest_rows_on(conn, period)
+    finally:
+        conn.close()
+
+
+def read_digest_rows_on(conn: sqlite3.Connection, period: Period) -> DigestRows:
+    bounds = _bounds(period)
+    current: list[GroupCount] = []
+    previous: list[GroupCount] = []
+    for pillar, kind, area, subtopic, status, now_n, before_n in conn.execute(GROUPS_SQL, bounds):
+        if now_n:
+            current.append(GroupCount(pillar, kind, area, subtopic, status, now_n))
+        if before_n:
+            previous.append(GroupCount(pillar, kind, area, subtopic, status, before_n))
+    top = {
+        (pillar, kind): _samples(conn, TOP_SQL, {**bounds, "pillar": pillar, "kind": kind,
+                                                 "limit": QUOTE_CANDIDATES})
+        for pillar in PILLARS for kind in KINDS
+    }
+    return DigestRows(
+        current=current,
+        previous=previous,
+        ideas=[s for p in PILLARS for s in top[p, "idea"][:TOP_IDEAS]],
+        quotes=[s for samples in top.values() for s in samples],
+        movement=_movement(conn, bounds),
+        untagged_open=conn.execute(UNTAGGED_OPEN_SQL, bounds).fetchone()[0],
+        untagged_oldest=_samples(conn, UNTAGGED_OLDEST_SQL, {**bounds, "limit": BACKLOG}),
+        waiting=[
+            sample for status in OPEN_STATUSES
+            for sample in _samples(conn, WAITING_SQL, {**bounds, "status": status, "limit": BACKLOG})
+        ],
+    )
+
+
+def _movement(conn: sqlite3.Connection, bounds: dict[str, str]) -> dict[str, int]:
+    moved = {status: conn.execute(MOVEMENT_SQL, {**bounds, "status": status}).fetchone()[0]
+             for status in MOVEMENT}
+    for status, n in conn.execute(MOVEMENT_HIDDEN_SQL, bounds):
+        if status in moved:
+            moved[status] -= n
+    return moved
+
+
+def _bounds(period: Period) -> dict[str, str]:
+    return {"start": to_db(period.start), "end": to_db(period.end),
+            "previous_start": to_db(period.previous.start)}
+
+
+def _samples(conn: sqlite3.Connection, sql: str, params: dict[str, object]) -> list[Sample]:
+    return [
+        Sample(code=r[0], pillar=r[1], kind=r[2], subtopic=r[3], area=r[4], text=r[5],
+               supports=r[6], status=r[7], created_at=from_db(r[8]),  # type: ignore[arg-type]
+               status_changed_at=from_db(r[9]))  # type: ignore[arg-type]
+        for r in conn.execute(sql, params)
+    ]
+
+
+def query_plans(conn: sqlite3.Connection, period: Period) -> dict[str, list[str]]:
+    """EXPLAIN QUERY PLAN of every digest query: for the benchmark and a test that fails
+    when a query stops using its index."""
+    bounds = _bounds(period)
+    queries = {
+        "groups": (GROUPS_SQL, bounds),
+        "top": (TOP_SQL, {**bounds, "pillar": "living", "kind": "idea", "limit": QUOTE_CANDIDATES}),
+        "movement": (MOVEMENT_SQL, {**bounds, "status": "reviewed"}),
+        "movement_hidden": (MOVEMENT_HIDDEN_SQL, bounds),
+        "untagged_open": (UNTAGGED_OPEN_SQL, bounds),
+        "untagged_oldest": (UNTAGGED_OLDEST_SQL, {**bounds, "limit": BACKLOG}),
+        "waiting": (WAITING_SQL, {**bounds, "status": "new", "limit": BACKLOG}),
+    }
+    return {
+        name: [row[3] for row in conn.execute("EXPLAIN QUERY PLAN " + sql, params)]
+        for name, (sql, params) in queries.items()
+    }
+
+
+# Exactly once per period and recipient (table digest_deliveries, migration 0004) -----------
+# Each call runs inside the caller's write transaction (Database.transaction()), so two
+# processes claiming the same row are serialised by SQLite's write lock.
+async def claim_delivery(
+    conn: aiosqlite.Connection, period: Period, recipient: str, *, now: datetime, lease: timedelta,
+    max_attempts: int,
+) -> bool:
+    """True when this caller may send `period` to `recipient` now.
+
+    Free rows are taken; 'failed' rows are taken again while they have had fewer than
+    `max_attempts` attempts in all (a later round retries; a chat that will never accept
+    stops being tried); a 'sending' claim older than `lease` belongs to a sender that died
+    mid-way and is taken over. 'sent' rows and fresh claims of another process are left alone."""
+    cur = await conn.execute(
+        "INSERT INTO digest_deliveries (period_start, period_end, recipient, state, attempts, claimed_at) "
+        "VALUES (?, ?, ?, 'sending', 0, ?) "
+        "ON CONFLICT (period_start, recipient) DO UPDATE SET state = 'sending', "
+        "claimed_at = excluded.claimed_at "
+        "WHERE (digest_deliveries.state = 'failed' AND digest_deliveries.attempts < ?) "
+        "OR (digest_deliveries.state = 'sending' AND digest_deliveries.claimed_at < ?)",
+        (to_db(period.start), to_db(period.end), recipient, to_db(now), max_attempts,
+         to_db(now - lease)),
+    )
+    return cur.rowcount == 1
+
+
+async def record_attempt(
+    conn: aiosqlite.Connection, period: Period, recipient: str, *, now: datetime,
+    error: str | None, final: bool,
+) -> None:
+    """After each try: count it, keep the error, renew the claim (we are still alive)."""
+    if error is None:
+        await conn.execute(
+            "UPDATE digest_deliveries SET state = 'sent', attempts = attempts + 1, last_error = NULL, "
+            "sent_at = ?, claimed_at = ? WHERE period_start = ? AND recipient = ?",
+            (to_db(now), to_db(now), to_db(period.start), recipient),
+        )
+        return
+    await conn.execute(
+        "UPDATE digest_deliveries SET state = ?, attempts = attempts + 1, last_error = ?, claimed_at = ? "
+        "WHERE period_start = ? AND recipient = ?",
+        ("failed" if final else "sending", error[:500], to_db(now), to_db(period.start), recipient),
+    )
+
+
+async def recipient_profile(
+    conn: aiosqlite.Connection, channel: str, address: str
+) -> tuple[str | None, datetime | None]:
+    """(language, last_inbound_at) of the user behind a digest recipient, if we know them:
+    an official who has talked to the bot in a private chat, or a WhatsApp number that has."""
+    async with conn.execute(
+        "SELECT language, last_inbound_at FROM users WHERE channel = ? AND (platform_id = ? OR chat_id = ?) "
+        "ORDER BY last_inbound_at DESC LIMIT 1",
+        (channel, address, address),
+    ) as cur:
+        row = await cur.fetchone()
+    if row is None:
+        return None, None
+    return row[0], from_db(row[1])

@@ -1,0 +1,378 @@
+"""Fault tests: whatever fails (the process, the platform, the disk), nothing a resident was
+told is saved is lost, nothing is saved twice, and conversations carry on.
+
+End-to-end over the real python-telegram-bot stack and a fake Bot API on 127.0.0.1, with
+real SQLite files; the crash test runs the production entry point in a subprocess.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import sqlite3
+import sys
+from collections import Counter
+
+import pytest
+
+from handlers.messages import Incoming, InputKind
+from storage import database
+from storage.database import utcnow
+from tests.crowd import CODE, INTERNAL_ERROR, BotProcess, Resident
+from tests.drivers import TelegramPollingDriver
+from tests.fakes.http_server import serve
+from tests.fakes.telegram_api import FakeTelegram
+from tests.harness import Resident as CoreResident
+from tests.scenarios import ROAD
+
+SAVED = "sudah kami terima"
+CANNOT_SAVE = "belum bisa kami simpan"
+
+
+def rows(db_path, sql: str, params: tuple = ()) -> list[tuple]:
+    with sqlite3.connect(db_path) as conn:
+        return conn.execute(sql, params).fetchall()
+
+
+# --------------------------------------------------------------------------------------------
+# The process dies
+# --------------------------------------------------------------------------------------------
+
+KILLS = 3  # each restart costs ~2.5 s (imports, langdetect profiles, Bot API handshake)
+
+
+async def test_sigkill_mid_conversation_loses_and_duplicates_nothing(tmp_path):
+    """Six residents report while the bot is SIGKILLed three times at random moments: every
+    tracking code the bot sent exists exactly once, nothing is saved twice, and every
+    resident finishes their reports after the restarts."""
+    rng = random.Random(20261128)
+    fake = FakeTelegram()
+    db_path = tmp_path / "suarawarga.db"
+    async with serve(fake.app) as url:
+        # The flood guard is not under test here: a scripted resident types fast.
+        bot = BotProcess(db_path, url, fake.token, tmp_path / "bot.log", FLOOD_MAX_MESSAGES="100000")
+        ready = asyncio.Event()
+
+        async def launch() -> None:
+            polls = sum(1 for c in fake.calls if c.method == "getUpdates")
+            await bot.start()
+            try:
+                await fake.wait_for_call("getUpdates", count=polls + 1, timeout=20)
+            except TimeoutError:
+                raise AssertionError(f"bot did not start:\n{bot.log_text()[-3000:]}") from None
+            ready.set()
+
+        await launch()
+        crowd = [Resident(7100 + i, fake, random.Random(rng.random()), ready) for i in range(6)]
+        tasks = [asyncio.create_task(r.run(), name=f"resident-{r.user_id}") for r in crowd]
+        kills = 0
+        try:
+            for _ in range(KILLS):
+                target = len(fake.sent) + rng.randint(8, 30)
+                try:
+                    await fake.wait_for_sent(count=target, timeout=15)
+                except TimeoutError:
+                    break  # the crowd finished before this kill
+                await asyncio.sleep(rng.uniform(0, 0.02))  # a random moment, not a sent one
+                ready.clear()
+                await bot.kill()
+                kills += 1
+                await launch()
+            await asyncio.wait_for(asyncio.gather(*tasks), timeout=30)
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await bot.stop()
+    log_text = bot.log_text()
+    assert kills == KILLS, "the crowd finished too early for the kills to mean anything"
+
+    sent_codes: Counter[str] = Counter()
+    for message in fake.sent:
+        for code in CODE.findall(message.text or ""):
+            sent_codes[(message.chat_id, code.replace("-", ""))] += 1
+    stored = rows(db_path, "SELECT s.code, u.platform_id, s.text FROM submissions s JOIN users u ON u.id = s.user_id")
+    by_code = {code: (int(owner), text) for code, owner, text in stored}
+    written = {r.user_id: set(r.written) for r in crowd}
+    for (chat_id, code), times in sent_codes.items():
+        assert times == 1, f"confirmation {code} was sent {times} times"
+        assert code in by_code, f"the bot confirmed {code} but it is not in the database"
+        owner, text = by_code[code]
+        assert owner == chat_id and text in written[owner]
+    texts = Counter(text for _, _, text in stored)
+    assert [t for t, n in texts.items() if n > 1] == [], "a submission was saved twice"
+    assert all(text in written[owner] for _, owner, text in ((c, int(o), t) for c, o, t in stored))
+    for r in crowd:
+        assert len(r.codes) == r.goal
+    # Conversations restarted cleanly: no resident was ever shown an internal error, and
+    # everyone is back at the menu.
+    assert not [m.text for m in fake.sent if INTERNAL_ERROR in (m.text or "")]
+    assert {step for (step,) in rows(db_path, "SELECT step FROM conversations")} == {"idle"}
+    assert "error while handling a Telegram update" not in log_text
+    assert bot.starts == kills + 1
+
+
+# --------------------------------------------------------------------------------------------
+# The same message twice, at the same time
+# --------------------------------------------------------------------------------------------
+
+
+async def _telegram_at_confirm(tg: TelegramPollingDriver) -> None:
+    await tg.send_text("/start")
+    await tg.press("Setuju")
+    await tg.send_text("/lapor")
+    await tg.send_text(ROAD)
+    await tg.press("Ya, benar")
+    await tg.press("Bendo")
+    await tg.press("Lewati")
+    await tg.press("Anonim")
+    await tg.replies()
+
+
+async def test_same_telegram_update_delivered_twice_concurrently_has_one_effect(make_settings):
+    """The 'send' press arrives twice at once (webhook retry racing the first delivery):
+    one submission, one confirmation."""
+    async with TelegramPollingDriver(make_settings) as tg:
+        await _telegram_at_confirm(tg)
+        confirm = [m for m in tg.fake.sent_to(tg.user_id) if m.buttons][-1]
+        send = next(b["callback_data"] for b in confirm.buttons if b["text"] == "Ya, kirim")
+        update = tg.fake.make_update_callback(tg.user_id, send, confirm.message_id)
+        await asyncio.gather(
+            tg.channel.process_webhook_update(update), tg.channel.process_webhook_update(update)
+        )
+        answers = await tg.replies()
+    assert sum(SAVED in a for a in answers) == 1, answers
+    assert rows(tg.db_path, "SELECT count(*) FROM submissions") == [(1,)]
+
+
+async def test_same_message_twice_concurrently_through_the_core_has_one_effect(services):
+    """Two identical Incoming values handled at once: the second is a recognised duplicate."""
+    resident = CoreResident(services.core)
+    await resident.say("halo")
+    await resident.press("Setuju")
+    await resident.command("lapor")
+    message = Incoming(
+        channel="telegram", user_id=resident.user_id, chat_id=resident.user_id, kind=InputKind.TEXT,
+        received_at=utcnow(), message_id="m-dup-1", text=ROAD, language_hint="id",
+    )
+    first, second = await asyncio.gather(services.core.handle(message), services.core.handle(message))
+    assert sorted([first.duplicate, second.duplicate]) == [False, True]
+    assert [r for r in (first, second) if r.duplicate][0].replies == []
+    drafts = rows(services.settings.database_path, "SELECT step FROM conversations")
+    assert drafts == [("pillar",)]
+
+
+# --------------------------------------------------------------------------------------------
+# The platform fails while the bot answers
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("mode", ["drop", "timeout"])
+async def test_reply_survives_dropped_or_timed_out_bot_api_call(make_settings, mode):
+    """sendMessage loses its connection, or never answers: the reply is sent again and
+    reaches the resident exactly once."""
+    async with TelegramPollingDriver(make_settings) as tg:
+        if mode == "timeout":
+            # Production waits 15 s for Telegram; a test cannot. Same failure, shorter fuse:
+            # PTB raises TimedOut from httpx's read timeout either way.
+            import httpx
+
+            tg.channel.app.bot.request._client.timeout = httpx.Timeout(0.3, connect=2.0)
+            tg.fake.fail_next("sendMessage", mode="timeout", delay=5)
+        else:
+            tg.fake.fail_next("sendMessage", mode="drop")
+        await tg.send_text("/start")
+        notices = [r for r in await tg.replies() if "privasi" in r]
+        faults = [c for c in tg.fake.calls if c.fault == mode]
+    assert len(faults) == 1
+    assert len(notices) == 1
+
+
+async def test_confirmation_survives_rate_limit_then_outage(make_settings):
+    """The confirmation hits a 429 (retry after 1 s), then a 503, then a dropped connection:
+    the resident still gets their tracking code once, and it is saved once."""
+    async with TelegramPollingDriver(make_settings) as tg:
+        await _telegram_at_confirm(tg)
+        tg.fake.fail_next("sendMessage", status=429, retry_after=1)
+        tg.fake.fail_next("sendMessage", status=503)
+        tg.fake.fail_next("sendMessage", mode="drop")
+        await tg.press("Ya, kirim")
+        answers = await tg.replies()
+    codes = [CODE.search(a).group(1) for a in answers if SAVED in a]
+    assert len(codes) == 1
+    assert rows(tg.db_path, "SELECT code FROM submissions") == [(codes[0].replace("-", ""),)]
+
+
+async def test_updates_are_not_lost_when_polling_loses_its_connection(make_settings):
+    """getUpdates is cut off mid-poll: the update is fetched again and handled once."""
+    async with TelegramPollingDriver(make_settings) as tg:
+        tg.fake.fail_next("getUpdates", mode="drop")
+        await tg.send_text("/start")
+        notices = [r for r in await tg.replies() if "privasi" in r]
+    assert len(notices) == 1
+
+
+# --------------------------------------------------------------------------------------------
+# The database is locked, full or read-only
+# --------------------------------------------------------------------------------------------
+
+LOCKER = """
+import sqlite3, sys
+conn = sqlite3.connect(sys.argv[1], isolation_level=None)
+conn.execute("BEGIN EXCLUSIVE")
+print("locked", flush=True)
+sys.stdin.readline()
+conn.execute("COMMIT")
+"""
+
+
+class _Locker:
+    """Another process (an official's backup script, say) holding the write lock."""
+
+    def __init__(self, path):
+        self.path = path
+
+    async def __aenter__(self) -> "_Locker":
+        self.proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-c", LOCKER, str(self.path),
+            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+        )
+        assert (await self.proc.stdout.readline()).strip() == b"locked"
+        return self
+
+    async def release(self) -> None:
+        if self.proc.returncode is None:
+            self.proc.stdin.write(b"go\n")
+            await self.proc.stdin.drain()
+            await self.proc.wait()
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self.proc.returncode is None:
+            self.proc.kill()
+            await self.proc.wait()
+
+
+class _LogEvent(logging.Handler):
+    """Sets an asyncio event when a record containing `needle` is logged."""
+
+    def __init__(self, needle: str):
+        super().__init__(logging.WARNING)
+        self.needle = needle
+        self.event = asyncio.Event()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self.needle in record.getMessage():
+            self.event.set()
+
+
+@pytest.fixture
+def short_busy_timeout(monkeypatch):
+    # SQLite's own wait is 5 s per attempt in production; 150 ms keeps the test fast while
+    # going through the very same code path (busy timeout expires, warning, retry).
+    monkeypatch.setattr(database, "BUSY_TIMEOUT_MS", 150)
+
+
+async def _resident_at_confirm(services) -> CoreResident:
+    resident = CoreResident(services.core)
+    await resident.say("halo")
+    await resident.press("Setuju")
+    await resident.command("lapor")
+    await resident.say(ROAD)
+    await resident.press("Ya, benar")
+    await resident.press("Bendo")
+    await resident.press("Lewati")
+    await resident.press("Anonim")
+    return resident
+
+
+async def test_brief_lock_by_another_process_delays_but_loses_nothing(
+    short_busy_timeout, services, caplog
+):
+    """A lock held for a while: the message waits, a warning says the database is locked
+    by another process, and once the lock is released the report is saved and confirmed."""
+    resident = await _resident_at_confirm(services)
+    watcher = _LogEvent("locked by another process")
+    logging.getLogger("storage.database").addHandler(watcher)
+    try:
+        async with _Locker(services.settings.database_path) as locker:
+            press = asyncio.create_task(resident.press("Ya, kirim"))
+            await asyncio.wait_for(watcher.event.wait(), 5)
+            assert not press.done()
+            await locker.release()
+            answers = await asyncio.wait_for(press, 5)
+    finally:
+        logging.getLogger("storage.database").removeHandler(watcher)
+    assert SAVED in answers[0].text
+    assert rows(services.settings.database_path, "SELECT count(*) FROM submissions") == [(1,)]
+    assert any("locked by another process" in r.getMessage() and r.levelno == logging.WARNING
+               for r in caplog.records)
+
+
+async def test_long_lock_tells_the_resident_and_the_retry_succeeds(short_busy_timeout, services, caplog):
+    """Locked longer than the bot waits: the resident is told we cannot save right now, no
+    confirmation is given, the step is kept, and the same press works once the lock is gone.
+    The same platform message delivered again after the failure is handled, not dropped as
+    a duplicate (its claim was rolled back with everything else)."""
+    resident = await _resident_at_confirm(services)
+    send = next(b.payload for b in resident.last_buttons.buttons if b.label == "Ya, kirim")
+    message = resident._incoming(InputKind.BUTTON, payload=send)
+    async with _Locker(services.settings.database_path) as locker:
+        refused = await services.core.handle(message)
+        await locker.release()
+    assert [r.text for r in refused.replies] == [services.catalog.text("id", "error.storage")]
+    assert CANNOT_SAVE in refused.replies[0].text
+    assert rows(services.settings.database_path, "SELECT count(*) FROM submissions") == [(0,)]
+    assert any("could not save" in r.getMessage() and r.levelno >= logging.ERROR for r in caplog.records)
+    again = await services.core.handle(message)
+    assert not again.duplicate and SAVED in again.replies[0].text
+    assert rows(services.settings.database_path, "SELECT count(*) FROM submissions") == [(1,)]
+
+
+async def test_disk_full_keeps_what_was_acknowledged_and_recovers(services):
+    """The disk fills up mid-conversation: the resident is told we cannot save, their earlier
+    report is intact, and when space is back the same conversation continues by itself."""
+    path = services.settings.database_path
+    first = await _resident_at_confirm(services)
+    await first.press("Ya, kirim")
+    acknowledged = rows(path, "SELECT code, text FROM submissions")
+    assert len(acknowledged) == 1
+
+    second = CoreResident(services.core, user_id="2002")
+    await second.say("halo")
+    await second.press("Setuju")
+    await second.command("lapor")
+    (pages,) = (await services.db.fetchall("PRAGMA page_count"))[0]
+    # No page may be added any more: exactly what a full disk does to SQLite.
+    await services.db.fetchall(f"PRAGMA max_page_count = {pages}")
+    # Long, and partly in Javanese script (3 bytes a letter): it needs new pages for sure.
+    long_text = ("Saluran air di gang kami tersumbat sampah, banjir setiap hujan. ꦧꦚ꧀ꦗꦶꦂ ꦱꦩ꧀ꦥꦃ " * 60)[:3990]
+    answers = await second.say(long_text)
+    assert [a.text for a in answers] == [services.catalog.text("id", "error.storage")]
+    assert rows(path, "SELECT code, text FROM submissions") == acknowledged
+
+    await services.db.fetchall("PRAGMA max_page_count = 1073741823")
+    answers = await second.say(long_text)
+    assert "pilar" in answers[0].text.lower()
+    step = "SELECT step FROM conversations c JOIN users u ON u.id = c.user_id WHERE u.platform_id = '2002'"
+    assert rows(path, step) in ([("pillar",)], [("pick",)])
+
+
+async def test_read_only_database_tells_residents_and_recovers(services, caplog):
+    """The database cannot be written (a read-only remount, wrong permissions): residents are
+    told we cannot save, what was saved stays, and writes resume when it is writable again.
+
+    Tests run as root, for whom chmod does not stop writes; `PRAGMA query_only` makes SQLite
+    refuse writes on the bot's own connection with the same SQLITE_READONLY error."""
+    path = services.settings.database_path
+    resident = await _resident_at_confirm(services)
+    await services.db.fetchall("PRAGMA query_only = ON")
+    answers = await resident.press("Ya, kirim")
+    assert [a.text for a in answers] == [services.catalog.text("id", "error.storage")]
+    assert rows(path, "SELECT count(*) FROM submissions") == [(0,)]
+    assert any("could not save" in r.getMessage() for r in caplog.records)
+
+    await services.db.fetchall("PRAGMA query_only = OFF")
+    answers = await resident.press("Ya, kirim")  # the same button: the step was kept
+    assert SAVED in answers[0].text
+    assert rows(path, "SELECT count(*) FROM submissions") == [(1,)]
