@@ -44,7 +44,7 @@ def plan(quick: bool) -> dict[str, tuple[list[str], float]]:
         "digest": ([py, "bench/bench_digest.py", "--json", "--rows", str(rows), "--db", str(digest_db),
                     *(["--runs", "3"] if quick else [])], 1200),
         "export": ([py, "bench/bench_export.py", "--json", "--rows", str(rows), "--db", str(export_db),
-                    *(["--runs", "3", "--formats", "csv"] if quick else [])], 1800),
+                    *(["--runs", "2", "--formats", "csv"] if quick else [])], 1800),
         "memory": ([py, "-m", "bench.bench_memory", "--json", "--rows", str(rows), "--db", str(digest_db)], 1200),
     }
     return {name: (argv, timeout) for name, (argv, timeout) in benches.items()

@@ -500,11 +500,11 @@ async def run_descriptions(folder: Path, *, naive: bool, messages: int, concurre
 async def main_async(quick: bool) -> dict[str, Any]:
     texts = load_texts()
     runs = 3 if quick else 5
-    budget = 3.0 if quick else 8.0                   # seconds per closed-loop run
+    budget = 2.0 if quick else 8.0                   # seconds per closed-loop run
     conv_residents = 1000                            # x ~11 messages each: more than a run takes
     desc_messages = 4000 if quick else 10000         # seeded residents; the budget ends the run
     rate = 200.0
-    latency_count = int(rate * (4 if quick else 10))  # open loop: 4 s or 10 s of arrivals
+    latency_count = int(rate * (3 if quick else 10))  # open loop: 3 s or 10 s of arrivals
     concurrency = 32
 
     results: dict[str, list[dict[str, Any]]] = {}

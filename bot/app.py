@@ -9,6 +9,7 @@ import signal
 import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import TextIO
 
 from bot.config import Settings
@@ -20,7 +21,8 @@ from handlers.language import LanguageDetector
 from handlers.messages import Reply
 from handlers.officials import OfficialDesk
 from handlers.tagging import Tagger, key_terms
-from storage.database import Database
+from storage import repository as repo
+from storage.database import Database, StorageUnavailable, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -135,6 +137,9 @@ async def run_bot(settings: Settings, *, stop: asyncio.Event | None = None) -> N
             scheduler = DigestScheduler(digest, settings)
             await scheduler.start()
             started.append(scheduler)
+            housekeeping = Housekeeping(services.db)
+            await housekeeping.start()
+            started.append(housekeeping)
             log.info("SuaraWarga is running for %s", settings.regency_name)
             await stop.wait()
         finally:
@@ -143,6 +148,41 @@ async def run_bot(settings: Settings, *, stop: asyncio.Event | None = None) -> N
                     await component.stop()
                 except Exception:  # noqa: BLE001 - keep stopping the others
                     log.exception("error while stopping %s", component)
+
+
+class Housekeeping:
+    """Keeps the deduplication table from growing forever: a few deletes every 6 hours."""
+
+    KEEP = timedelta(days=8)        # Meta redelivers for up to 7 days, Telegram for a day
+    INTERVAL = 6 * 3600.0
+
+    def __init__(self, db: Database):
+        self.db = db
+        self._task: asyncio.Task[None] | None = None
+
+    async def run_once(self) -> int:
+        async with self.db.transaction() as conn:
+            purged = await repo.purge_inbound(conn, utcnow() - self.KEEP)
+        if purged:
+            log.info("forgot %d handled message ids older than %s", purged, self.KEEP)
+        return purged
+
+    async def start(self) -> None:
+        async def loop() -> None:
+            while True:
+                try:
+                    await self.run_once()
+                except StorageUnavailable as exc:
+                    log.warning("housekeeping skipped: %s", exc)
+                await asyncio.sleep(self.INTERVAL)
+
+        self._task = asyncio.create_task(loop(), name="housekeeping")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
 
 
 def _stop_on_signals() -> asyncio.Event:

@@ -212,14 +212,31 @@ _ASCII_NON_WORD = bytes(
     32 if (c < 128 and not (chr(c).isalnum() or c == 0x5F)) or 0x1C <= c <= 0x1F else c
     for c in range(256)
 )
-# Words that can stand right before a name in privacy.NAME (case as that pattern allows).
+# Words that can stand right before a name in privacy.NAME, lower-cased (that pattern
+# takes them in any case: "Pak", "PAK", "Nama saya", "I am").
 _TITLE_WORDS = frozenset(
     w.encode() for w in (
-        "Pak", "pak", "Bapak", "bapak", "Bu", "bu", "Ibu", "ibu", "Mas", "mas", "Mbak", "mbak",
-        "Sdr", "sdr", "Sdri", "sdri", "Mr", "mr", "Mrs", "mrs", "Ms", "ms",
+        "pak", "bapak", "bu", "ibu", "mas", "mbak", "sdr", "sdri", "mr", "mrs", "ms",
         "saya", "aku", "kula", "bernama", "is", "am",
     )
 )
+# Non-ASCII letters that case-insensitive matching folds onto ASCII ones (Python's re
+# documentation): with them a title may hide in a non-ASCII spelling, e.g. "Pa\u212a".
+_FOLDS_TO_ASCII = ("\u0130", "\u0131", "\u017f", "\u212a")
+
+# What the shortcut below was written against: handlers/privacy.py's patterns, masks
+# and redact itself. Should that module change, the shortcut switches itself off
+# (plain redact: slower, never wrong) and tests/test_exports.py says so.
+_PRIVACY_FINGERPRINT = "22d62872e5332939"
+
+
+def _privacy_fingerprint() -> str:
+    import hashlib  # noqa: PLC0415
+    import inspect  # noqa: PLC0415
+
+    parts = [(p.pattern, p.flags) for p in (privacy.EMAIL, privacy.NIK, privacy.PHONE, privacy.NAME)]
+    source = inspect.getsource(privacy.redact)
+    return hashlib.sha256(repr((parts, sorted(privacy.MASKS.items()), source)).encode()).hexdigest()[:16]
 
 
 def _may_hold_name(raw: bytes) -> bool:
@@ -232,10 +249,12 @@ def _may_hold_name(raw: bytes) -> bool:
     a non-ASCII character becomes "?", a separator, which can only add candidates
     (a superset is safe; the real pattern decides).
     """
-    words = raw.translate(_ASCII_NON_WORD).split()
-    if _TITLE_WORDS.isdisjoint(words):
+    spaced = raw.translate(_ASCII_NON_WORD)
+    lowered = spaced.lower().split()
+    if _TITLE_WORDS.isdisjoint(lowered):
         return False
-    for word, following in zip(words, words[1:]):
+    words = spaced.split()
+    for word, following in zip(lowered, words[1:]):
         if word in _TITLE_WORDS and len(following) > 1 and 65 <= following[0] <= 90 \
                 and 97 <= following[1] <= 122:
             return True
@@ -254,8 +273,8 @@ def redact_text(text: str) -> str:
     far. tests/test_exports.py checks equality with redact on generated texts. Keep
     this in step with handlers/privacy.py (same patterns, same order).
     """
-    if not text:
-        return text
+    if not text or not _SHORTCUT_SAFE:
+        return privacy.redact(text)
     raw = text.encode("ascii", "replace")
     digits = len(raw) - len(raw.translate(None, _ASCII_DIGITS))
     if not text.isascii():
@@ -271,13 +290,19 @@ def redact_text(text: str) -> str:
         masked = privacy.PHONE.sub(privacy.MASKS["phone"], masked)
     if masked is not text:
         raw = masked.encode("ascii", "replace")
-    if _may_hold_name(raw):
+    if _may_hold_name(raw) or (not text.isascii() and any(c in masked for c in _FOLDS_TO_ASCII)):
         masked = privacy.NAME.sub(_mask_name, masked)
     return masked
 
 
 def _mask_name(match: re.Match[str]) -> str:
     return match.group(1) + privacy.MASKS["name"]
+
+
+_SHORTCUT_SAFE = _privacy_fingerprint() == _PRIVACY_FINGERPRINT
+if not _SHORTCUT_SAFE:
+    log.warning("handlers/privacy.py changed since bot/exports.py's redaction shortcut was "
+                "checked against it; exports use plain redact (slower) until both agree")
 
 
 _ASCII_DIGITS = b"0123456789"

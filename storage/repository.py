@@ -106,6 +106,14 @@ async def claim_inbound(
     return cur.rowcount == 1
 
 
+async def purge_inbound(conn: aiosqlite.Connection, before: datetime) -> int:
+    """Forget handled message ids older than any platform's redelivery (Meta: 7 days)."""
+    cur = await conn.execute(
+        "DELETE FROM inbound WHERE handled_at IS NOT NULL AND handled_at < ?", (to_db(before),)
+    )
+    return cur.rowcount
+
+
 # Users and conversations ---------------------------------------------------------------
 async def get_user_and_conversation(
     conn: aiosqlite.Connection, channel: str, platform_id: str

@@ -318,3 +318,18 @@ def test_tracking_codes_use_the_unambiguous_alphabet():
     assert len(codes) == 200
     assert all(set(c) <= set(CODE_ALPHABET) for c in codes)
     assert TrackingCode.parse("O0I-1LX") is None
+
+
+async def test_housekeeping_forgets_old_message_ids_only(services, settings):
+    """Handled ids older than 8 days go; recent and pending ones stay."""
+    from bot.app import Housekeeping
+
+    with sqlite3.connect(settings.database_path) as conn:
+        conn.executemany(
+            "INSERT INTO inbound (channel, message_id, payload, received_at, handled_at) VALUES (?, ?, ?, ?, ?)",
+            [("telegram", "old", None, "2020-01-01T00:00:00.000000+00:00", "2020-01-01T00:00:00.000000+00:00"),
+             ("whatsapp", "pending", "{}", "2020-01-01T00:00:00.000000+00:00", None),
+             ("telegram", "new", None, "2999-01-01T00:00:00.000000+00:00", "2999-01-01T00:00:00.000000+00:00")],
+        )
+    assert await Housekeeping(services.db).run_once() == 1
+    assert sorted(r[0] for r in rows(settings, "SELECT message_id FROM inbound")) == ["new", "pending"]

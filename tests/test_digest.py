@@ -233,9 +233,9 @@ async def test_text_digest_in_indonesian_reads_like_a_report(seeded, catalog):
                            "Periode: 23–29 November 2026 (2026-W48)")
     assert "Total masuk: 10 (+6, +150% dibanding periode sebelumnya)" in text
     assert "• Kelayakan Hidup: 6 (+3, +100%) – 4 laporan, 2 ide" in text
-    assert "• Belum ditentukan: 2 (+2, sebelumnya 0)" in text
+    assert "• Belum ditentukan: 2 (+2 dari 0)" in text
     assert "• W48-AA6: Bangun halte bus" in text and "(7 dukungan)" in text
-    assert "Kenaikan tertajam: Maospati (+4, +400%), Poncol (+1, sebelumnya 0)" in text
+    assert "Kenaikan tertajam: Maospati (+4, +400%), Poncol (+1 dari 0)" in text
     assert "• ditinjau: 2" in text and "• diteruskan: 1" in text and "• ditolak: 1" in text
     assert "0812" not in text and "sari.w@" not in text
 
