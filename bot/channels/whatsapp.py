@@ -4,13 +4,19 @@ Like the Telegram adapter it only translates; the conversation is the core's. We
 bodies are verified and stored by bot/web.py and handled by bot/inbound_worker.py; this
 module parses them, renders replies within Meta's limits and talks to the Graph API.
 
-Why a thin httpx client of our own rather than pywa: the calls we need are four (send a
-message, mark as read, look up a media URL, download it), all plain JSON over HTTPS.
+Why a thin httpx client of our own rather than pywa: the calls we need are five (send a
+message, mark as read, look up a media URL, download it, upload a file), plain HTTPS.
 pywa's Graph base URL is fixed, so WHATSAPP_API_BASE_URL (a self-hosted proxy, the test
 fake) could only be reached by rewriting requests inside a custom httpx transport; its
 duplicate filter is in memory (ours is the `inbound` table, which survives restarts);
 and its typed errors would still need mapping onto our `DeliveryError(retryable=...)`.
 Owning ~200 lines buys the base URL, the retry policy and the error types we need.
+
+Media in a reply (a digest chart, an export, the photo an official looks at with /lihat) is
+uploaded first (POST /{phone-id}/media, multipart) and then sent by the id Meta returns.
+A photo a resident sent us ("wa:<media id>") is downloaded and uploaded again: an inbound
+media id cannot be reliably sent back. Every upload happens before the first message of the
+reply goes out, so a failed upload never leaves half a reply behind to be sent twice.
 
 The 24-hour customer-service window: replies to an incoming message are always inside it.
 Later messages (a status change, an official's reply, the digest) go through the outbox,
@@ -35,7 +41,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 
 from bot.channels.telegram import split_text
-from handlers.messages import Button, DeliveryError, Incoming, InputKind, Reply, WindowClosed
+from handlers.messages import Button, DeliveryError, Document, Incoming, InputKind, Reply, WindowClosed
 from storage.database import StorageUnavailable, to_db, utcnow
 
 if TYPE_CHECKING:
@@ -57,10 +63,32 @@ ROW_TITLE_LIMIT = 24
 ROW_DESCRIPTION_LIMIT = 72
 LIST_BUTTON_LIMIT = 20
 TEMPLATE_PARAM_LIMIT = 1024
+CAPTION_LIMIT = 1024         # image and document captions
 # We only ever fetch residents' photos (WhatsApp caps images at 5 MB); the cap keeps a
 # wrong media id from pulling a 100 MB document into memory.
 MEDIA_LIMIT = 16 * 1024 * 1024
 _MEDIA_ID = re.compile(r"[A-Za-z0-9_.=-]{1,200}")
+
+# What we may upload (Meta's "supported media types"): images are JPEG or PNG up to 5 MB,
+# documents one of the types below up to 100 MB.
+IMAGE_TYPES = frozenset({"image/jpeg", "image/png"})
+IMAGE_LIMIT = 5 * 1024 * 1024
+DOCUMENT_TYPES = frozenset({
+    "text/plain", "application/pdf",
+    "application/vnd.ms-excel", "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+    "application/msword", "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+    "application/vnd.ms-powerpoint",
+    "application/vnd.openxmlformats-officedocument.presentationml.presentation",
+})
+DOCUMENT_LIMIT = 100 * 1024 * 1024
+# CSV, JSON Lines, GeoJSON and Markdown exports are text but not a type Meta takes: they go
+# up as text/plain, and the filename's extension tells the recipient's phone what they are.
+_TEXT_LIKE = frozenset({"application/json", "application/x-ndjson", "application/geo+json"})
+# Said when a file cannot go (catalogue key, then the text used when the catalogue lacks it).
+FILE_TOO_LARGE = ("whatsapp.file_too_large",
+                  "Berkas {filename} terlalu besar untuk dikirim lewat WhatsApp.")
+FILE_NOT_SENT = ("whatsapp.file_not_sent",
+                 "Berkas {filename} tidak dapat dikirim lewat WhatsApp.")
 
 # The customer-service window. Our last_inbound_at is when we handled the message, a little
 # after Meta received it (and touch_user refreshes it at most once a minute), so we close
@@ -400,7 +428,37 @@ class Sent:
 
     wamid: str
     chat_id: str
-    kind: str                        # text | interactive | template | location
+    kind: str                        # text | interactive | template | location | image | document
+
+
+@dataclass(frozen=True, slots=True)
+class Media:
+    """One file of a reply, ready to send: uploaded (`media_id`) or refused (`note` to say)."""
+
+    kind: str                        # image | document
+    filename: str
+    media_id: str | None = None
+    note: str | None = None
+
+
+def upload_type(kind: str, mime_type: str) -> str | None:
+    """The MIME type to upload a file of `kind` as; None when WhatsApp cannot take it."""
+    mime = mime_type.split(";")[0].strip().lower()
+    if kind == "image":
+        return mime if mime in IMAGE_TYPES else None
+    if mime in DOCUMENT_TYPES:
+        return mime
+    if mime.startswith("text/") or mime in _TEXT_LIKE:
+        return "text/plain"
+    return None
+
+
+def sniff_image(data: bytes) -> str | None:
+    if data.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "image/png"
+    if data.startswith(b"\xff\xd8\xff"):
+        return "image/jpeg"
+    return None
 
 
 # The channel ----------------------------------------------------------------------------------
@@ -423,8 +481,10 @@ class WhatsAppChannel:
         self.base_url = settings.whatsapp_api_base_url.rstrip("/")
         self.phone_number_id = settings.whatsapp_phone_number_id
         self.messages_url = f"{self.base_url}/{self.phone_number_id}/messages"
+        self.media_url = f"{self.base_url}/{self.phone_number_id}/media"
         self._auth = {"Authorization": f"Bearer {settings.whatsapp_access_token}"}
         self.db = db
+        self.catalog = catalog
         self.clock = clock
         self.max_attempts = max_attempts
         self.backoff = backoff
@@ -457,12 +517,93 @@ class WhatsAppChannel:
     async def deliver(self, chat_id: str, reply: Reply, sent: list[Sent]) -> None:
         """Send without recording, appending each message Meta accepted to `sent` as it goes
         (the inbound worker records them in the transaction that closes the message)."""
-        if reply.photo_ref or reply.image or reply.document:
-            # Media must be uploaded to Meta first (POST /{phone-id}/media), and a received
-            # media id cannot be sent back: not supported yet, the text still goes.
-            log.warning("WhatsApp: media in a reply is not sent yet; sending the text only")
+        # Uploads first: should one fail for good, nothing of the reply has gone out yet.
+        media: list[Media] = []
+        picture = await self._picture(reply)
+        if picture is not None:
+            media.append(await self._prepare("image", picture))
+        if reply.document is not None:
+            media.append(await self._prepare("document", reply.document))
+        text = reply.text.strip()
+        if media and not reply.buttons and text and len(text) <= CAPTION_LIMIT:
+            # The text fits as the first file's caption (like a photo's caption on Telegram).
+            first, *rest = media
+            await self._send_media(chat_id, first, text, sent)
+            await self._send_rendered(chat_id, Reply("", latitude=reply.latitude, longitude=reply.longitude), sent)
+            for item in rest:
+                await self._send_media(chat_id, item, None, sent)
+            return
+        if reply.buttons and picture is not None:
+            # The buttons come last, so they are at hand in the chat; the picture before them.
+            await self._send_media(chat_id, media.pop(0), None, sent)
+        await self._send_rendered(chat_id, reply, sent)
+        for item in media:
+            await self._send_media(chat_id, item, None, sent)
+
+    async def _send_rendered(self, chat_id: str, reply: Reply, sent: list[Sent]) -> None:
         for payload in render(chat_id, reply, list_button=self.list_button):
             sent.append(await self._post_message(payload))
+
+    async def _picture(self, reply: Reply) -> Document | None:
+        """The image of a reply: one we made, or a resident's photo fetched back from Meta."""
+        if reply.image is not None:
+            return reply.image
+        ref = reply.photo_ref
+        if not ref:
+            return None
+        if not ref.startswith("wa:"):
+            # A Telegram file id: WhatsApp cannot show it. The officials' desk only shows a
+            # photo on its own channel, so this is not expected; the text still goes.
+            log.info("a reply shows a photo from another channel; sending its text only")
+            return None
+        try:
+            data, mime = await self._fetch_media(ref)
+        except GraphRequestError as exc:
+            # Gone (Meta keeps received media for a limited time) or not an image we can fetch.
+            log.warning("could not fetch the WhatsApp photo of a reply (%s); sending its text only", exc)
+            return None
+        mime = sniff_image(data) or mime
+        extension = {"image/png": "png"}.get(mime, "jpg")
+        return Document(f"foto.{extension}", data, mime)
+
+    async def _prepare(self, kind: str, doc: Document) -> Media:
+        """Upload one file; a file WhatsApp cannot take becomes a note to send instead."""
+        mime = upload_type(kind, doc.mime_type)
+        limit = IMAGE_LIMIT if kind == "image" else DOCUMENT_LIMIT
+        if mime is None:
+            log.warning("WhatsApp cannot take a %s of type %s (%s); sending a note instead",
+                        kind, doc.mime_type, doc.filename)
+            return Media(kind, doc.filename, note=self._say(FILE_NOT_SENT, doc.filename))
+        if len(doc.data) > limit:
+            log.warning("%s %s is %d bytes, over WhatsApp's %d; sending a note instead",
+                        kind, doc.filename, len(doc.data), limit)
+            return Media(kind, doc.filename, note=self._say(FILE_TOO_LARGE, doc.filename))
+        try:
+            return Media(kind, doc.filename, media_id=await self.upload_media(doc.filename, doc.data, mime))
+        except GraphRequestError as exc:
+            # Meta refuses this file (its content, say): the rest of the reply still goes.
+            log.error("WhatsApp refused the upload of %s: %s", doc.filename, exc)
+            return Media(kind, doc.filename, note=self._say(FILE_NOT_SENT, doc.filename))
+
+    async def _send_media(self, chat_id: str, item: Media, caption: str | None, sent: list[Sent]) -> None:
+        if item.media_id is None:
+            for body in (caption, item.note):
+                if body:
+                    sent.append(await self._post_message(
+                        _message(chat_id, "text", {"body": body, "preview_url": False})))
+            return
+        content: dict[str, Any] = {"id": item.media_id}
+        if item.kind == "document":
+            content["filename"] = item.filename
+        if caption:
+            content["caption"] = caption
+        sent.append(await self._post_message(_message(chat_id, item.kind, content)))
+
+    def _say(self, what: tuple[str, str], filename: str) -> str:
+        key, fallback = what
+        if self.catalog is not None and key in self.catalog.keys(self.catalog.default):
+            return self.catalog.text(self.catalog.default, key, filename=filename)
+        return fallback.format(filename=filename)
 
     async def send_template(self, chat_id: str, name: str, language: str, params: list[str], *,
                             purpose: str = "template") -> str:
@@ -493,8 +634,27 @@ class WhatsAppChannel:
         except DeliveryError as exc:
             log.info("could not mark a WhatsApp message as read: %s", exc)
 
+    async def upload_media(self, filename: str, data: bytes, mime_type: str) -> str:
+        """POST /{phone-id}/media (multipart): the media id to send the file by."""
+        response = await self._call(
+            "POST", self.media_url, data={"messaging_product": "whatsapp", "type": mime_type},
+            files={"file": (filename, data, mime_type)}, what=f"upload {mime_type}",
+        )
+        try:
+            media_id = response.json()["id"]
+        except (ValueError, KeyError, TypeError):
+            media_id = None
+        if not isinstance(media_id, str) or not media_id:
+            raise GraphUnavailable("Graph API accepted an upload but returned no id", status=response.status_code,
+                                   code=None, retryable=False)
+        return media_id
+
     async def download_media(self, media_id: str) -> bytes:
         """A resident's photo: GET /{media-id} for a short-lived URL, then the bytes with our token."""
+        return (await self._fetch_media(media_id))[0]
+
+    async def _fetch_media(self, media_id: str) -> tuple[bytes, str]:
+        """(bytes, MIME type Meta reports) of a media id, "wa:" prefix or not."""
         media_id = media_id.removeprefix("wa:")
         if not _MEDIA_ID.fullmatch(media_id):  # it becomes a URL path segment
             raise GraphRequestError("not a WhatsApp media id", status=None, code=None, retryable=False)
@@ -508,7 +668,8 @@ class WhatsAppChannel:
         data = (await self._call("GET", url, what="media download")).content
         if len(data) > MEDIA_LIMIT:
             raise GraphRequestError("media is too large", status=None, code=None, retryable=False)
-        return data
+        mime = info.get("mime_type")
+        return data, mime if isinstance(mime, str) else "application/octet-stream"
 
     # HTTP ---------------------------------------------------------------------------------
     async def _post_message(self, payload: dict[str, Any]) -> Sent:
@@ -520,8 +681,8 @@ class WhatsAppChannel:
                                    code=None, retryable=False) from None
         return Sent(wamid, payload["to"], payload["type"])
 
-    async def _call(self, method: str, url: str, *, json: dict | None = None, what: str,
-                    attempts: int | None = None) -> httpx.Response:
+    async def _call(self, method: str, url: str, *, json: dict | None = None, data: dict | None = None,
+                    files: dict | None = None, what: str, attempts: int | None = None) -> httpx.Response:
         """One Graph API request, retried with backoff on throttling, 5xx, timeouts and drops.
 
         A timeout or a dropped connection may hide a message Meta did accept, so a retry can
@@ -530,7 +691,8 @@ class WhatsAppChannel:
         delay = self.backoff
         for attempt in range(1, attempts + 1):
             try:
-                response = await self.http.request(method, url, json=json, headers=self._auth)
+                response = await self.http.request(method, url, json=json, data=data, files=files,
+                                                   headers=self._auth)
             except httpx.TimeoutException:
                 error: DeliveryError = GraphUnreachable(f"Graph API timed out ({what})")
             except httpx.TransportError as exc:

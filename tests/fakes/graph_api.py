@@ -7,6 +7,9 @@ webhook payloads Meta POSTs to the bot.
 
 Sends are validated against Meta's documented limits; a breach is answered like Meta does:
 HTTP 400 with {"error": {"code": 131009, "error_data": {"details": ...}, ...}}.
+
+Uploads (POST {base}/{PHONE_ID}/media, multipart) are checked for Meta's supported types and
+sizes, kept in `graph.uploads`, and only an uploaded media id may be sent as image/document.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from .http_server import ASGIFake, Notifier, drop_connection, read_params, wait_or_disconnect
+from .http_server import ASGIFake, Notifier, UploadedFile, drop_connection, read_params, wait_or_disconnect
 
 __all__ = [
     "DEFAULT_WA_TOKEN",
@@ -67,6 +70,7 @@ _ERROR_INFO: dict[int, tuple[str, str]] = {
     131000: ("(#131000) Something went wrong", "Something went wrong"),
     131009: ("(#131009) Parameter value is not valid", "Parameter value is not valid"),
     131026: ("(#131026) Message undeliverable", "Message undeliverable"),
+    131053: ("(#131053) Media upload error", "Media upload error"),
     131047: (
         "(#131047) Re-engagement message",
         "Message failed to send because more than 24 hours have passed since the customer "
@@ -81,6 +85,37 @@ _ERROR_INFO: dict[int, tuple[str, str]] = {
 }
 _STATUS_FOR_CODE = {190: 401, 130429: 429, 131056: 429, 131048: 429, 131000: 500}
 _CODE_FOR_STATUS = {400: 131009, 401: 190, 429: 130429, 500: 131000, 503: 131000}
+
+_MB = 1024 * 1024
+# Meta's supported media types for upload, with their size limits.
+UPLOAD_LIMITS: dict[str, int] = {
+    "image/jpeg": 5 * _MB,
+    "image/png": 5 * _MB,
+    "image/webp": 500 * 1024,  # stickers
+    "text/plain": 100 * _MB,
+    "application/pdf": 100 * _MB,
+    "application/vnd.ms-excel": 100 * _MB,
+    "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet": 100 * _MB,
+    "application/msword": 100 * _MB,
+    "application/vnd.openxmlformats-officedocument.wordprocessingml.document": 100 * _MB,
+    "application/vnd.ms-powerpoint": 100 * _MB,
+    "application/vnd.openxmlformats-officedocument.presentationml.presentation": 100 * _MB,
+    "audio/aac": 16 * _MB,
+    "audio/amr": 16 * _MB,
+    "audio/mpeg": 16 * _MB,
+    "audio/mp4": 16 * _MB,
+    "audio/ogg": 16 * _MB,
+    "video/mp4": 16 * _MB,
+    "video/3gpp": 16 * _MB,
+}
+# Which uploaded types each media message may carry.
+_MESSAGE_MEDIA = {
+    "image": {"image/jpeg", "image/png"},
+    "document": {t for t, limit in UPLOAD_LIMITS.items() if limit == 100 * _MB},
+    "sticker": {"image/webp"},
+    "audio": {t for t in UPLOAD_LIMITS if t.startswith("audio/")},
+    "video": {t for t in UPLOAD_LIMITS if t.startswith("video/")},
+}
 
 
 def _graph_error(code: int, details: str | None = None, status: int | None = None, message: str | None = None) -> JSONResponse:
@@ -215,12 +250,23 @@ def validate_message(payload: Any) -> None:
     elif mtype in ("image", "document", "audio", "video", "sticker"):
         media = payload.get(mtype)
         _require(isinstance(media, dict) and (media.get("id") or media.get("link")), f"{mtype}.id or {mtype}.link is required")
+        _require(not (media.get("id") and media.get("link")), f"{mtype} takes an id or a link, not both")
         if "caption" in media:
             _require(mtype in ("image", "document", "video"), f"{mtype} does not take a caption")
             _text_len(media["caption"], f"{mtype}.caption", 0, 1024)
+        if "filename" in media:
+            _require(mtype == "document", f"{mtype} does not take a filename")
+            _text_len(media["filename"], "document.filename", 1, 240)
     elif mtype == "location":
         loc = payload.get("location")
         _require(isinstance(loc, dict) and "latitude" in loc and "longitude" in loc, "location.latitude and location.longitude are required")
+        for axis, bound in (("latitude", 90), ("longitude", 180)):
+            value = loc[axis]
+            _require(isinstance(value, (int, float)) and not isinstance(value, bool) and -bound <= value <= bound,
+                     f"location.{axis} must be a number between -{bound} and {bound}")
+        for name in ("name", "address"):
+            if name in loc:
+                _require(isinstance(loc[name], str), f"location.{name} must be a string")
     elif mtype == "reaction":
         reaction = payload.get("reaction")
         _require(isinstance(reaction, dict) and reaction.get("message_id") and "emoji" in reaction, "reaction.message_id and reaction.emoji are required")
@@ -261,7 +307,9 @@ class FakeGraph(ASGIFake):
         self.read_marks: list[dict] = []  # accepted mark-as-read payloads
         self.rejected: list[tuple[Any, str]] = []  # (payload, details) answered with 131009
         self.calls: list[GraphCall] = []
-        self.media: dict[str, tuple[bytes, str]] = {}
+        self.media: dict[str, tuple[bytes, str]] = {}  # media id -> (bytes, mime): GET-able
+        self.uploads: list[tuple[str, str | None, str, bytes]] = []  # (media_id, filename, mime, bytes)
+        self._upload_ids = itertools.count(1)
         self._faults: list[_Fault] = []
         self._ids = itertools.count(1)
         self._signal = Notifier()
@@ -289,10 +337,10 @@ class FakeGraph(ASGIFake):
         mode="drop": close the connection without a response; mode="timeout": answer nothing
         until the client gives up (or `delay` s pass, then 504).
         route: "send" (message sends, default), "read" (mark-as-read), "media" (media URL
-        lookup and download) or "any"."""
+        lookup and download), "upload" (POST /{phone-id}/media) or "any"."""
         if mode not in (None, "drop", "timeout"):
             raise ValueError(f"unknown mode {mode!r}")
-        if route not in ("send", "read", "media", "any"):
+        if route not in ("send", "read", "media", "upload", "any"):
             raise ValueError(f"unknown route {route!r}")
         if mode is None:
             if status is None and code is None:
@@ -332,6 +380,10 @@ class FakeGraph(ASGIFake):
         except TimeoutError:
             raise TimeoutError(f"waited {timeout}s for {count} read mark(s); got {self.read_marks}") from None
 
+    def uploaded(self, media_id: str) -> tuple[str, str | None, str, bytes]:
+        """The (media_id, filename, mime, bytes) of one upload."""
+        return next(u for u in self.uploads if u[0] == media_id)
+
     def sent_to(self, wa_id: str) -> list[dict]:
         return [p for p in self.sent if p.get("to") == wa_id]
 
@@ -341,6 +393,7 @@ class FakeGraph(ASGIFake):
         self.read_marks.clear()
         self.rejected.clear()
         self.calls.clear()
+        self.uploads.clear()
 
     # ---------------------------------------------------------------- HTTP layer
 
@@ -367,9 +420,10 @@ class FakeGraph(ASGIFake):
         if parts and _VERSION_RE.match(parts[0]):
             parts = parts[1:]
         body: Any = None
+        files: dict[str, UploadedFile] = {}
         if request.method == "POST":
             try:
-                fields, _files, is_json = await read_params(request)
+                fields, files, is_json = await read_params(request)
             except (ValueError, UnicodeDecodeError):
                 return _graph_error(100, "Request body is not valid JSON", 400, "(#100) Invalid parameter")
             body = fields if is_json else dict(fields)
@@ -382,6 +436,8 @@ class FakeGraph(ASGIFake):
             route = "media"
         elif request.method == "POST" and len(parts) == 2 and parts[1] == "messages":
             route = "read" if isinstance(body, dict) and body.get("status") == "read" else "send"
+        elif request.method == "POST" and len(parts) == 2 and parts[1] == "media":
+            route = "upload"
         elif request.method == "GET" and len(parts) == 1:
             route = "media"
         else:
@@ -413,6 +469,8 @@ class FakeGraph(ASGIFake):
                 f"Unsupported post request. Object with ID '{parts[0]}' does not exist, cannot be "
                 "loaded due to missing permissions, or does not support this operation.",
             ))
+        if route == "upload":
+            return self._record(call, self._upload(body, files))
         if route == "read":
             ok = body.get("messaging_product") == "whatsapp" and isinstance(body.get("message_id"), str) and body["message_id"]
             if not ok:
@@ -423,6 +481,7 @@ class FakeGraph(ASGIFake):
 
         try:
             validate_message(body)
+            self._check_media_ref(body)
         except _Invalid as err:
             self.rejected.append((body, err.details))
             return self._record(call, _graph_error(131009, err.details))
@@ -437,6 +496,39 @@ class FakeGraph(ASGIFake):
             "contacts": [{"input": body["to"], "wa_id": body["to"]}],
             "messages": [message],
         }))
+
+    def _upload(self, fields: dict[str, Any], files: dict[str, UploadedFile]) -> Response:
+        """POST /{phone-id}/media: multipart messaging_product, type and file -> {"id": ...}."""
+        if fields.get("messaging_product") != "whatsapp":
+            return _graph_error(100, "The parameter messaging_product is required.", 400,
+                                "(#100) The parameter messaging_product is required.")
+        upload = files.get("file")
+        if upload is None:
+            return _graph_error(100, "The parameter file is required.", 400, "(#100) The parameter file is required.")
+        mime = str(fields.get("type") or upload.content_type or "").split(";")[0].strip().lower()
+        if mime not in UPLOAD_LIMITS:
+            return _graph_error(100, f"Param type must be one of {{{', '.join(UPLOAD_LIMITS)}}}", 400,
+                                f"(#100) Param type must be a supported media type, got '{mime}'")
+        if upload.content_type and upload.content_type.split(";")[0].strip().lower() != mime:
+            return _graph_error(131053, f"File content type {upload.content_type} does not match type {mime}")
+        if not upload.data:
+            return _graph_error(131053, "Uploaded file is empty")
+        if len(upload.data) > UPLOAD_LIMITS[mime]:
+            return _graph_error(131053, f"File of {len(upload.data)} bytes is over the {UPLOAD_LIMITS[mime]}-byte limit for {mime}")
+        media_id = f"media-{next(self._upload_ids)}"
+        self.media[media_id] = (upload.data, mime)
+        self.uploads.append((media_id, upload.filename, mime, upload.data))
+        return JSONResponse({"id": media_id})
+
+    def _check_media_ref(self, body: dict[str, Any]) -> None:
+        """An image/document sent by id must be one uploaded here, of a fitting type."""
+        mtype = body.get("type")
+        if mtype not in _MESSAGE_MEDIA or not body[mtype].get("id"):
+            return
+        media_id = body[mtype]["id"]
+        upload = next((u for u in self.uploads if u[0] == media_id), None)
+        _require(upload is not None, f"{mtype}.id '{media_id}' is not a media id uploaded by this business number")
+        _require(upload[2] in _MESSAGE_MEDIA[mtype], f"media '{media_id}' of type {upload[2]} cannot be sent as {mtype}")
 
     def _media_info(self, request: Request, media_id: str) -> Response:
         item = self.media.get(media_id)
