@@ -260,7 +260,7 @@ class Turn:
             lang = parts[2] if len(parts) > 2 and core.catalog.supports(parts[2]) else self.lang
             if parts[1] == "lang":
                 self.lang = lang
-                return [self.notice()]
+                return [self.notice(chosen=True)]
             if parts[1] == "yes":
                 source = "chosen" if parts[-1] == "c" else "hint"
                 self.user = await repo.create_user(
@@ -275,9 +275,12 @@ class Turn:
             self.lang = core.detector.detect(msg.text, self.lang)
         return [self.notice()]
 
-    def notice(self) -> Reply:
+    def notice(self, *, chosen: bool = False) -> Reply:
+        """The privacy notice. `chosen`: the resident picked this language on the notice,
+        so agreeing also settles it (':c'); otherwise it stays open to detection."""
         other = next((l for l in self.core.catalog.languages if l != self.lang), None)
-        buttons = [Button(self.t("consent.agree"), f"consent:yes:{self.lang}:c" if self.msg.payload else f"consent:yes:{self.lang}")]
+        agree = f"consent:yes:{self.lang}:c" if chosen else f"consent:yes:{self.lang}"
+        buttons = [Button(self.t("consent.agree"), agree)]
         if other:
             buttons.append(Button(self.core.t(other, "language.name"), f"consent:lang:{other}"))
         return Reply(
