@@ -52,7 +52,7 @@ from storage import digest_queries as q
 from storage.database import utcnow
 
 if TYPE_CHECKING:
-    import aiosqlite
+    from storage.database import Connection
 
     from bot.config import Settings
     from handlers.i18n import Catalog
@@ -437,7 +437,7 @@ def make_digest_command(settings: "Settings", catalog: "Catalog", *,
     transaction is not touched."""
     service = service or DigestService(settings, catalog, subtopic_label=subtopic_label)
 
-    async def digest_command(conn: "aiosqlite.Connection", *, actor: str, language: str,
+    async def digest_command(conn: "Connection", *, actor: str, language: str,
                              command: str, args: str, msg: Any, now: datetime) -> list[Reply]:
         try:
             period = parse_period(

@@ -21,14 +21,13 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-import aiosqlite
 
 from handlers.domain import PILLARS, TrackingCode
 from handlers.i18n import Catalog
 from handlers.language import LanguageDetector, language_hint
 from handlers.messages import Button, Incoming, InputKind, Outcome, Reply
 from storage import repository as repo
-from storage.database import Database, StorageUnavailable, utcnow
+from storage.database import Connection, Database, StorageUnavailable, utcnow
 from storage.repository import Conversation, User
 
 log = logging.getLogger(__name__)
@@ -55,7 +54,7 @@ class TaggerLike(Protocol):
 
 class OfficialDeskLike(Protocol):
     async def handle(
-        self, conn: aiosqlite.Connection, *, actor: str, language: str, command: str,
+        self, conn: Connection, *, actor: str, language: str, command: str,
         args: str, msg: Incoming, now: datetime,
     ) -> list[Reply]: ...
 
@@ -192,7 +191,7 @@ class Core:
 class Turn:
     """Handling of one incoming message inside its transaction."""
 
-    def __init__(self, core: Core, conn: aiosqlite.Connection, msg: Incoming, now: datetime):
+    def __init__(self, core: Core, conn: Connection, msg: Incoming, now: datetime):
         self.core = core
         self.conn = conn
         self.msg = msg

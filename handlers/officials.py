@@ -22,13 +22,13 @@ from datetime import datetime, tzinfo
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
-import aiosqlite
 
 from handlers.domain import PILLARS, STATUSES, Status, TrackingCode
 from handlers.i18n import Catalog
 from handlers.messages import Incoming, Reply
 from storage import officials_repo as orepo
 from storage import repository as repo
+from storage.database import Connection
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +42,7 @@ PHOTO_CHANNELS = ("telegram", "whatsapp")
 
 class Handler(Protocol):
     def __call__(
-        self, conn: aiosqlite.Connection, *, actor: str, language: str, command: str,
+        self, conn: Connection, *, actor: str, language: str, command: str,
         args: str, msg: Incoming, now: datetime,
     ) -> Awaitable[list[Reply]]: ...
 
@@ -84,7 +84,7 @@ def split_code(args: str) -> tuple[TrackingCode | None, str]:
 class _Act:
     """One official command being handled."""
 
-    conn: aiosqlite.Connection
+    conn: Connection
     actor: str
     lang: str
     args: str
@@ -125,7 +125,7 @@ class OfficialDesk:
 
     # Entry point -------------------------------------------------------------------------------
     async def handle(
-        self, conn: aiosqlite.Connection, *, actor: str, language: str, command: str,
+        self, conn: Connection, *, actor: str, language: str, command: str,
         args: str, msg: Incoming, now: datetime,
     ) -> list[Reply]:
         if command in self._extra:

@@ -4,7 +4,13 @@ One process-wide connection does all the writing, each unit of work in a single
 `BEGIN IMMEDIATE` transaction held under an asyncio lock (the Datasette model): SQLite
 allows one writer anyway, and taking the write lock up front means a transaction never
 fails half-way on SQLITE_BUSY after it already read. Read-heavy work (exports, digests)
-opens its own connections; WAL lets them read while residents keep writing.
+opens its own connections in worker threads; WAL lets them read while residents write.
+
+aiosqlite opens the database and runs the migrations (a long script must not hold the
+event loop). The per-message connection then runs on the loop itself (LoopConnection,
+with aiosqlite's `await conn.execute(...)` shape): measured in bench/RESULTS.md, the
+thread hop aiosqlite makes for every statement cost ~400 µs of CPU per transaction
+against ~30 µs inline, and on one busy core it put p99 latency in seconds.
 """
 
 from __future__ import annotations
@@ -75,23 +81,108 @@ def configure(conn: sqlite3.Connection) -> None:
     conn.execute("PRAGMA synchronous = NORMAL")
 
 
+class _Cursor:
+    """The part of aiosqlite's Cursor the repository uses, over a sqlite3 cursor."""
+
+    __slots__ = ("_cur",)
+
+    def __init__(self, cur: sqlite3.Cursor):
+        self._cur = cur
+
+    @property
+    def rowcount(self) -> int:
+        return self._cur.rowcount
+
+    @property
+    def lastrowid(self) -> int | None:
+        return self._cur.lastrowid
+
+    async def fetchone(self) -> sqlite3.Row | None:
+        return self._cur.fetchone()
+
+    async def fetchall(self) -> list[sqlite3.Row]:
+        return self._cur.fetchall()
+
+    async def close(self) -> None:
+        self._cur.close()
+
+
+class _Executed:
+    """`await conn.execute(...)` and `async with conn.execute(...) as cur`, like aiosqlite."""
+
+    __slots__ = ("_cursor",)
+
+    def __init__(self, cur: sqlite3.Cursor):
+        self._cursor = _Cursor(cur)
+
+    def __await__(self):  # noqa: ANN204 - already done: nothing to wait for
+        return self._done().__await__()
+
+    async def _done(self) -> _Cursor:
+        return self._cursor
+
+    async def __aenter__(self) -> _Cursor:
+        return self._cursor
+
+    async def __aexit__(self, *exc: object) -> None:
+        self._cursor._cur.close()
+
+
+class LoopConnection:
+    """The write connection, run on the event loop's own thread.
+
+    aiosqlite hands every call to a worker thread and back: ~75 µs of CPU and two context
+    switches per await, ten or so per resident message, and on a busy core each hand-off
+    can wait for a scheduler slice (bench/RESULTS.md: p99 of seconds at 200 msg/s). Our
+    statements are index lookups and single-row writes of a few microseconds, and in WAL
+    mode with synchronous=NORMAL a COMMIT does not fsync, so running them inline is cheaper
+    than the hop. What could block the loop is handled apart: busy_timeout is 0 (a lock held
+    by another process is waited out with asyncio.sleep in Database._begin), and the WAL
+    checkpoint (the one fsync) runs every wal_autocheckpoint pages, a few ms at a time."""
+
+    def __init__(self, conn: sqlite3.Connection):
+        self._conn = conn
+
+    def execute(self, sql: str, params: tuple | dict | list = ()) -> _Executed:
+        return _Executed(self._conn.execute(sql, params))
+
+    async def executemany(self, sql: str, rows: object) -> _Cursor:
+        return _Cursor(self._conn.executemany(sql, rows))  # type: ignore[arg-type]
+
+    async def execute_fetchall(self, sql: str, params: tuple | dict = ()) -> list[sqlite3.Row]:
+        return self._conn.execute(sql, params).fetchall()
+
+    async def close(self) -> None:
+        self._conn.close()
+
+
+# What every storage function receives inside `Database.transaction()`.
+Connection = LoopConnection
+
+# How long to wait for another process's write lock in all, polled without blocking the loop.
+LOCK_WAIT_S = BUSY_TIMEOUT_MS / 1000 * LOCK_ATTEMPTS
+
+
 class Database:
     def __init__(self, path: Path | str):
         self.path = Path(path)
-        self._conn: aiosqlite.Connection | None = None
+        self._conn: LoopConnection | None = None
         self._lock = asyncio.Lock()
 
     async def open(self) -> "Database":
         if str(self.path) != ":memory:":
             self.path.parent.mkdir(parents=True, exist_ok=True)
-        # isolation_level=None: we issue BEGIN/COMMIT ourselves.
-        self._conn = await aiosqlite.connect(self.path, isolation_level=None)
-        self._conn.row_factory = sqlite3.Row
-        await self._conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-        await self._conn.execute("PRAGMA foreign_keys = ON")
-        await self._conn.execute("PRAGMA journal_mode = WAL")
-        await self._conn.execute("PRAGMA synchronous = NORMAL")
-        await self._migrate()
+        # Migrations off the loop: a long script (or another process's lock) must not
+        # stall the event loop at start-up. isolation_level=None: we issue BEGIN/COMMIT.
+        async with aiosqlite.connect(self.path, isolation_level=None) as setup:
+            await setup.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS * LOCK_ATTEMPTS}")
+            await setup.execute("PRAGMA journal_mode = WAL")
+            await self._migrate(setup)
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        conn.row_factory = sqlite3.Row
+        configure(conn)
+        conn.execute("PRAGMA busy_timeout = 0")  # never block the loop on another process
+        self._conn = LoopConnection(conn)
         return self
 
     async def close(self) -> None:
@@ -106,13 +197,12 @@ class Database:
         await self.close()
 
     @property
-    def conn(self) -> aiosqlite.Connection:
+    def conn(self) -> LoopConnection:
         if self._conn is None:
             raise RuntimeError("database is not open")
         return self._conn
 
-    async def _migrate(self) -> None:
-        conn = self.conn
+    async def _migrate(self, conn: aiosqlite.Connection) -> None:
         await conn.execute(
             "CREATE TABLE IF NOT EXISTS schema_migrations (number INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)"
         )
@@ -129,7 +219,7 @@ class Database:
             )
 
     @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[aiosqlite.Connection]:
+    async def transaction(self) -> AsyncIterator[LoopConnection]:
         """One unit of work, all or nothing. Raises StorageUnavailable when SQLite can't write."""
         async with self._lock:
             conn = self.conn
@@ -150,28 +240,34 @@ class Database:
                 await self._rollback(conn)
                 raise StorageUnavailable(str(exc)) from exc
 
-    async def _begin(self, conn: aiosqlite.Connection) -> None:
-        # busy_timeout already waited BUSY_TIMEOUT_MS inside SQLite; more tries cover an
-        # official's backup holding the lock for a while, then we give up loudly.
-        for attempt in range(LOCK_ATTEMPTS):
+    async def _begin(self, conn: LoopConnection) -> None:
+        # busy_timeout is 0 on the loop connection: another process's lock (an official's
+        # backup) is waited out here, with asyncio.sleep, so other residents' messages and
+        # the webhooks keep being served meanwhile; then we give up loudly.
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + LOCK_WAIT_S
+        delay, warned = 0.001, False
+        while True:
             try:
                 await conn.execute("BEGIN IMMEDIATE")
-                if attempt:
-                    log.warning("database %s is writable again after %d attempts", self.path, attempt + 1)
+                if warned:
+                    log.warning("database %s is writable again", self.path)
                 return
             except sqlite3.OperationalError as exc:
                 message = str(exc)
-                if "locked" in message or "busy" in message:  # another process holds it
-                    log.warning(
-                        "database %s is locked by another process (attempt %d of %d); waiting",
-                        self.path, attempt + 1, LOCK_ATTEMPTS,
-                    )
-                    continue
-                raise StorageUnavailable(message) from exc
-        raise StorageUnavailable("database is locked by another process")
+                if not ("locked" in message or "busy" in message):
+                    raise StorageUnavailable(message) from exc
+                if loop.time() >= deadline:
+                    raise StorageUnavailable("database is locked by another process") from exc
+                if not warned and delay >= 0.1:  # not a blip: say so once
+                    log.warning("database %s is locked by another process; waiting up to %.0f s",
+                                self.path, LOCK_WAIT_S)
+                    warned = True
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 0.25)
 
     @staticmethod
-    async def _rollback(conn: aiosqlite.Connection) -> None:
+    async def _rollback(conn: LoopConnection) -> None:
         try:
             await conn.execute("ROLLBACK")
         except sqlite3.OperationalError:

@@ -19,11 +19,10 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from urllib.parse import quote
 
-import aiosqlite
 
 from handlers.digest import MOVEMENT, DigestRows, GroupCount, Period, Sample
 from handlers.domain import KINDS, PILLARS
-from storage.database import BUSY_TIMEOUT_MS, from_db, to_db
+from storage.database import Connection, BUSY_TIMEOUT_MS, from_db, to_db
 
 QUOTE_CANDIDATES = 12     # per pillar and kind: the digest keeps 2-3 after dropping short texts
 TOP_IDEAS = 3
@@ -186,7 +185,7 @@ def query_plans(conn: sqlite3.Connection, period: Period) -> dict[str, list[str]
 # Each call runs inside the caller's write transaction (Database.transaction()), so two
 # processes claiming the same row are serialised by SQLite's write lock.
 async def claim_delivery(
-    conn: aiosqlite.Connection, period: Period, recipient: str, *, now: datetime, lease: timedelta,
+    conn: Connection, period: Period, recipient: str, *, now: datetime, lease: timedelta,
     max_attempts: int,
 ) -> bool:
     """True when this caller may send `period` to `recipient` now.
@@ -209,7 +208,7 @@ async def claim_delivery(
 
 
 async def record_attempt(
-    conn: aiosqlite.Connection, period: Period, recipient: str, *, now: datetime,
+    conn: Connection, period: Period, recipient: str, *, now: datetime,
     error: str | None, final: bool,
 ) -> None:
     """After each try: count it, keep the error, renew the claim (we are still alive)."""
@@ -228,7 +227,7 @@ async def record_attempt(
 
 
 async def recipient_profile(
-    conn: aiosqlite.Connection, channel: str, address: str
+    conn: Connection, channel: str, address: str
 ) -> tuple[str | None, datetime | None]:
     """(language, last_inbound_at) of the user behind a digest recipient, if we know them:
     an official who has talked to the bot in a private chat, or a WhatsApp number that has."""

@@ -14,9 +14,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-import aiosqlite
 
-from storage.database import from_db, to_db
+from storage.database import Connection, from_db, to_db
 
 
 # Officials' desk ---------------------------------------------------------------------------
@@ -82,14 +81,14 @@ class Recipient:
     language: str
 
 
-async def get_case(conn: aiosqlite.Connection, code: str) -> Case | None:
+async def get_case(conn: Connection, code: str) -> Case | None:
     async with conn.execute(f"SELECT {_CASE_COLUMNS} FROM submissions WHERE code = ?", (code,)) as cur:
         row = await cur.fetchone()
     return _case(row) if row else None
 
 
 async def triage_page(
-    conn: aiosqlite.Connection, *, limit: int, offset: int
+    conn: Connection, *, limit: int, offset: int
 ) -> tuple[int, list[Case]]:
     """Submissions waiting for triage (status new, not hidden), oldest first."""
     where = "status = 'new' AND hidden = 0"
@@ -104,7 +103,7 @@ async def triage_page(
     return int(total), [_case(row) for row in rows]
 
 
-async def status_history(conn: aiosqlite.Connection, submission_id: int) -> list[HistoryEntry]:
+async def status_history(conn: Connection, submission_id: int) -> list[HistoryEntry]:
     async with conn.execute(
         "SELECT from_status, to_status, note, actor, created_at FROM status_history "
         "WHERE submission_id = ? ORDER BY created_at, id",
@@ -118,7 +117,7 @@ async def status_history(conn: aiosqlite.Connection, submission_id: int) -> list
 
 
 async def set_status(
-    conn: aiosqlite.Connection, case: Case, *, status: str, note: str | None,
+    conn: Connection, case: Case, *, status: str, note: str | None,
     forwarded_to: str | None, actor: str, now: datetime,
 ) -> None:
     stamp = to_db(now)
@@ -135,7 +134,7 @@ async def set_status(
 
 
 async def set_pillar(
-    conn: aiosqlite.Connection, case: Case, *, pillar: str, subtopic: str | None, now: datetime
+    conn: Connection, case: Case, *, pillar: str, subtopic: str | None, now: datetime
 ) -> None:
     """Re-tag, and keep the correction as material for improving the tagging rules."""
     stamp = to_db(now)
@@ -151,7 +150,7 @@ async def set_pillar(
 
 
 async def set_hidden(
-    conn: aiosqlite.Connection, case: Case, *, hidden: bool, reason: str | None, now: datetime
+    conn: Connection, case: Case, *, hidden: bool, reason: str | None, now: datetime
 ) -> None:
     await conn.execute(
         "UPDATE submissions SET hidden = ?, hidden_reason = ?, updated_at = ? WHERE id = ?",
@@ -159,7 +158,7 @@ async def set_hidden(
     )
 
 
-async def recipient(conn: aiosqlite.Connection, user_id: int | None) -> Recipient | None:
+async def recipient(conn: Connection, user_id: int | None) -> Recipient | None:
     if user_id is None:
         return None  # the resident erased their data (anonymised submissions keep no owner)
     async with conn.execute(
@@ -169,7 +168,7 @@ async def recipient(conn: aiosqlite.Connection, user_id: int | None) -> Recipien
     return Recipient(row[0], row[1], row[2], row[3]) if row else None
 
 
-async def supporters(conn: aiosqlite.Connection, submission_id: int) -> list[Recipient]:
+async def supporters(conn: Connection, submission_id: int) -> list[Recipient]:
     async with conn.execute(
         "SELECT u.id, u.channel, u.chat_id, u.language FROM supports s "
         "JOIN users u ON u.id = s.user_id WHERE s.submission_id = ? ORDER BY s.created_at",
@@ -180,7 +179,7 @@ async def supporters(conn: aiosqlite.Connection, submission_id: int) -> list[Rec
 
 
 async def enqueue(
-    conn: aiosqlite.Connection, items: Iterable[tuple[Recipient, dict[str, Any]]], *,
+    conn: Connection, items: Iterable[tuple[Recipient, dict[str, Any]]], *,
     purpose: str, now: datetime,
 ) -> int:
     """Queue one notification per (recipient, payload); batched, since an idea may have
@@ -199,7 +198,7 @@ async def enqueue(
     return len(rows)
 
 
-async def stats(conn: aiosqlite.Connection) -> tuple[int, dict[str, list[tuple[str | None, int]]]]:
+async def stats(conn: Connection) -> tuple[int, dict[str, list[tuple[str | None, int]]]]:
     """(hidden count, {dimension: [(value, count), ...]}) over the visible submissions."""
     async with conn.execute("SELECT count(*) FROM submissions WHERE hidden = 1") as cur:
         hidden = int((await cur.fetchone())[0])
@@ -227,7 +226,7 @@ class OutboxRow:
     last_inbound_at: datetime | None  # the resident's, for the WhatsApp window
 
 
-async def release_window_waiters(conn: aiosqlite.Connection, *, window_start: datetime) -> int:
+async def release_window_waiters(conn: Connection, *, window_start: datetime) -> int:
     """Rows waiting for a WhatsApp window whose resident has written since: due again."""
     cur = await conn.execute(
         "UPDATE outbox SET window_wait = NULL WHERE window_wait IS NOT NULL AND EXISTS ("
@@ -239,7 +238,7 @@ async def release_window_waiters(conn: aiosqlite.Connection, *, window_start: da
 
 
 async def due_heads(
-    conn: aiosqlite.Connection, channels: Sequence[str], *, now: datetime, limit: int
+    conn: Connection, channels: Sequence[str], *, now: datetime, limit: int
 ) -> list[OutboxRow]:
     """The oldest pending row of every chat, when it is due and nobody is sending it.
 
@@ -264,7 +263,7 @@ async def due_heads(
 
 
 async def next_attempt_at(
-    conn: aiosqlite.Connection, channels: Sequence[str], *, now: datetime
+    conn: Connection, channels: Sequence[str], *, now: datetime
 ) -> datetime | None:
     """When the earliest row now backing off becomes due (None: nothing is)."""
     if not channels:
@@ -279,14 +278,14 @@ async def next_attempt_at(
     return from_db(row[0]) if row and row[0] else None
 
 
-async def claim(conn: aiosqlite.Connection, ids: Sequence[int], *, now: datetime) -> None:
+async def claim(conn: Connection, ids: Sequence[int], *, now: datetime) -> None:
     await conn.executemany(
         "UPDATE outbox SET claimed_at = ?, attempts = attempts + 1 WHERE id = ? AND state = 'pending'",
         [(to_db(now), i) for i in ids],
     )
 
 
-async def wait_for_window(conn: aiosqlite.Connection, ids: Iterable[tuple[int, datetime | None]]) -> None:
+async def wait_for_window(conn: Connection, ids: Iterable[tuple[int, datetime | None]]) -> None:
     """Park rows until the resident writes again (see 0003_officials.sql)."""
     await conn.executemany(
         "UPDATE outbox SET window_wait = ?, claimed_at = NULL WHERE id = ? AND state = 'pending'",
@@ -295,7 +294,7 @@ async def wait_for_window(conn: aiosqlite.Connection, ids: Iterable[tuple[int, d
 
 
 async def mark_sent(
-    conn: aiosqlite.Connection, row_id: int, *, platform_message_id: str | None, now: datetime
+    conn: Connection, row_id: int, *, platform_message_id: str | None, now: datetime
 ) -> None:
     await conn.execute(
         "UPDATE outbox SET state = 'sent', sent_at = ?, platform_message_id = ?, claimed_at = NULL, "
@@ -305,7 +304,7 @@ async def mark_sent(
 
 
 async def reschedule(
-    conn: aiosqlite.Connection, row_id: int, *, at: datetime, error: str
+    conn: Connection, row_id: int, *, at: datetime, error: str
 ) -> None:
     await conn.execute(
         "UPDATE outbox SET next_attempt_at = ?, last_error = ?, claimed_at = NULL WHERE id = ?",
@@ -313,7 +312,7 @@ async def reschedule(
     )
 
 
-async def mark_failed(conn: aiosqlite.Connection, row_id: int, *, error: str) -> None:
+async def mark_failed(conn: Connection, row_id: int, *, error: str) -> None:
     await conn.execute(
         "UPDATE outbox SET state = 'failed', last_error = ?, claimed_at = NULL WHERE id = ?",
         (error, row_id),
@@ -321,7 +320,7 @@ async def mark_failed(conn: aiosqlite.Connection, row_id: int, *, error: str) ->
 
 
 async def release_claims(
-    conn: aiosqlite.Connection, *, now: datetime, ids: Sequence[int] | None = None
+    conn: Connection, *, now: datetime, ids: Sequence[int] | None = None
 ) -> int:
     """Make claimed rows due again: all of them at start-up, or the given ones at stop."""
     if ids is None:
@@ -338,7 +337,7 @@ async def release_claims(
     return len(ids)
 
 
-async def counts_by_state(conn: aiosqlite.Connection) -> dict[str, int]:
+async def counts_by_state(conn: Connection) -> dict[str, int]:
     """{state: rows}, with waiting-for-window rows counted apart as 'window'."""
     async with conn.execute(
         "SELECT CASE WHEN window_wait IS NOT NULL THEN 'window' ELSE state END, count(*) "
@@ -347,7 +346,7 @@ async def counts_by_state(conn: aiosqlite.Connection) -> dict[str, int]:
         return {row[0]: int(row[1]) for row in await cur.fetchall()}
 
 
-async def forget_delivered(conn: aiosqlite.Connection, *, before: datetime) -> int:
+async def forget_delivered(conn: Connection, *, before: datetime) -> int:
     """Delete delivered rows older than `before`: they still hold a chat id and the text of
     a message to a resident, which nothing needs once it has arrived (UU PDP)."""
     cur = await conn.execute(

@@ -13,10 +13,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-import aiosqlite
 
 from handlers.domain import TrackingCode
-from storage.database import from_db, to_db
+from storage.database import Connection, from_db, to_db
 
 
 @dataclass(slots=True)
@@ -93,7 +92,7 @@ def _submission(row: sqlite3.Row) -> Submission:
 
 # Inbound deduplication ---------------------------------------------------------------
 async def claim_inbound(
-    conn: aiosqlite.Connection, channel: str, message_id: str, now: datetime
+    conn: Connection, channel: str, message_id: str, now: datetime
 ) -> bool:
     """True the first time a platform message is handled; False for any repeat."""
     stamp = to_db(now)
@@ -106,7 +105,7 @@ async def claim_inbound(
     return cur.rowcount == 1
 
 
-async def purge_inbound(conn: aiosqlite.Connection, before: datetime) -> int:
+async def purge_inbound(conn: Connection, before: datetime) -> int:
     """Forget handled message ids older than any platform's redelivery (Meta: 7 days)."""
     cur = await conn.execute(
         "DELETE FROM inbound WHERE handled_at IS NOT NULL AND handled_at < ?", (to_db(before),)
@@ -116,9 +115,9 @@ async def purge_inbound(conn: aiosqlite.Connection, before: datetime) -> int:
 
 # Users and conversations ---------------------------------------------------------------
 async def get_user_and_conversation(
-    conn: aiosqlite.Connection, channel: str, platform_id: str
+    conn: Connection, channel: str, platform_id: str
 ) -> tuple[User | None, Conversation]:
-    # One round trip for both: each aiosqlite await is a thread hop (~75 µs).
+    # One query for both: the hot path of every message.
     async with conn.execute(
         "SELECT u.id, u.channel, u.platform_id, u.chat_id, u.display_name, u.language, "
         "u.language_source, u.last_inbound_at, c.step, c.draft FROM users u "
@@ -136,7 +135,7 @@ async def get_user_and_conversation(
     return user, conversation
 
 
-async def get_user(conn: aiosqlite.Connection, user_id: int) -> User | None:
+async def get_user(conn: Connection, user_id: int) -> User | None:
     async with conn.execute(
         "SELECT id, channel, platform_id, chat_id, display_name, language, language_source, "
         "last_inbound_at FROM users WHERE id = ?",
@@ -149,7 +148,7 @@ async def get_user(conn: aiosqlite.Connection, user_id: int) -> User | None:
 
 
 async def create_user(
-    conn: aiosqlite.Connection, *, channel: str, platform_id: str, chat_id: str,
+    conn: Connection, *, channel: str, platform_id: str, chat_id: str,
     display_name: str | None, language: str, language_source: str, consent_version: str,
     now: datetime,
 ) -> User:
@@ -169,7 +168,7 @@ async def create_user(
 
 
 async def touch_user(
-    conn: aiosqlite.Connection, user: User, *, now: datetime, chat_id: str,
+    conn: Connection, user: User, *, now: datetime, chat_id: str,
     display_name: str | None,
 ) -> None:
     """Keep the WhatsApp window and contact details current, writing only on change."""
@@ -185,7 +184,7 @@ async def touch_user(
 
 
 async def set_language(
-    conn: aiosqlite.Connection, user: User, language: str, source: str
+    conn: Connection, user: User, language: str, source: str
 ) -> None:
     await conn.execute(
         "UPDATE users SET language = ?, language_source = ? WHERE id = ?",
@@ -196,7 +195,7 @@ async def set_language(
 
 
 async def save_conversation(
-    conn: aiosqlite.Connection, user_id: int, conversation: Conversation, now: datetime
+    conn: Connection, user_id: int, conversation: Conversation, now: datetime
 ) -> None:
     await conn.execute(
         "INSERT INTO conversations (user_id, step, draft, updated_at) VALUES (?, ?, ?, ?) "
@@ -208,7 +207,7 @@ async def save_conversation(
 
 # Submissions -----------------------------------------------------------------------------
 async def insert_submission(
-    conn: aiosqlite.Connection, *, user: User, draft: dict[str, Any], rng: random.Random,
+    conn: Connection, *, user: User, draft: dict[str, Any], rng: random.Random,
     now: datetime,
 ) -> TrackingCode:
     stamp = to_db(now)
@@ -249,7 +248,7 @@ async def insert_submission(
     raise RuntimeError("could not draw a free tracking code")
 
 
-async def get_submission(conn: aiosqlite.Connection, code: TrackingCode) -> Submission | None:
+async def get_submission(conn: Connection, code: TrackingCode) -> Submission | None:
     async with conn.execute(
         f"SELECT {_SUBMISSION_COLUMNS} FROM submissions WHERE code = ?", (code.value,)
     ) as cur:
@@ -258,7 +257,7 @@ async def get_submission(conn: aiosqlite.Connection, code: TrackingCode) -> Subm
 
 
 async def recent_submissions_of(
-    conn: aiosqlite.Connection, user_id: int, limit: int = 5
+    conn: Connection, user_id: int, limit: int = 5
 ) -> list[Submission]:
     async with conn.execute(
         f"SELECT {_SUBMISSION_COLUMNS} FROM submissions WHERE user_id = ? "
@@ -269,7 +268,7 @@ async def recent_submissions_of(
 
 
 async def count_submissions_since(
-    conn: aiosqlite.Connection, user_id: int, since: datetime
+    conn: Connection, user_id: int, since: datetime
 ) -> int:
     async with conn.execute(
         "SELECT count(*) FROM submissions WHERE user_id = ? AND created_at >= ?",
@@ -280,7 +279,7 @@ async def count_submissions_since(
 
 
 async def similar_candidates(
-    conn: aiosqlite.Connection, *, pillar: str, area: str, since: datetime, limit: int = 300
+    conn: Connection, *, pillar: str, area: str, since: datetime, limit: int = 300
 ) -> list[Submission]:
     async with conn.execute(
         f"SELECT {_SUBMISSION_COLUMNS} FROM submissions WHERE pillar = ? AND area = ? "
@@ -291,7 +290,7 @@ async def similar_candidates(
 
 
 async def add_support(
-    conn: aiosqlite.Connection, submission_id: int, user_id: int, now: datetime
+    conn: Connection, submission_id: int, user_id: int, now: datetime
 ) -> bool:
     """One support per resident per submission: False when already given."""
     cur = await conn.execute(
@@ -308,7 +307,7 @@ async def add_support(
 
 # The right to be forgotten ---------------------------------------------------------------
 async def erase_user(
-    conn: aiosqlite.Connection, user_id: int, *, keep_submissions: bool, now: datetime
+    conn: Connection, user_id: int, *, keep_submissions: bool, now: datetime
 ) -> int:
     """Remove a resident's identity; their submissions go too or stay anonymised.
 
@@ -334,7 +333,7 @@ async def erase_user(
 
 
 async def audit(
-    conn: aiosqlite.Connection, *, actor: str, action: str, target: str | None,
+    conn: Connection, *, actor: str, action: str, target: str | None,
     before: Any = None, after: Any = None, now: datetime,
 ) -> None:
     await conn.execute(
@@ -349,7 +348,7 @@ async def audit(
 
 
 async def enqueue_notification(
-    conn: aiosqlite.Connection, *, user_id: int, channel: str, chat_id: str, purpose: str,
+    conn: Connection, *, user_id: int, channel: str, chat_id: str, purpose: str,
     payload: dict[str, Any], now: datetime,
 ) -> None:
     stamp = to_db(now)

@@ -9,8 +9,10 @@ ConversationHandler/persistence, which only know Telegram and write every 60 s.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from datetime import datetime
+from functools import lru_cache
 from typing import TYPE_CHECKING
 
 from telegram import (
@@ -126,6 +128,15 @@ def _base(update: Update, message, kind: InputKind, message_id: str, **fields) -
         received_at=_now(), message_id=message_id, language_hint=user.language_code,
         display_name=user.full_name, **fields,
     )
+
+
+@lru_cache(maxsize=4096)
+def keyboard_json(buttons: tuple) -> str | None:  # tuple[Button, ...]: frozen, hashable
+    """The reply_markup parameter as the Bot API takes it (a JSON string), built once per
+    distinct keyboard: PTB's InlineKeyboardButton objects cost ~0.1 ms each to build and
+    serialise, and the menu, pillar and area keyboards repeat for every resident."""
+    markup = keyboard(Reply("", buttons))
+    return json.dumps(markup.to_dict(), ensure_ascii=False) if markup is not None else None
 
 
 def keyboard(reply: Reply) -> InlineKeyboardMarkup | None:
@@ -254,7 +265,8 @@ class TelegramChannel:
     # Outbound ----------------------------------------------------------------------------------
     async def send(self, chat_id: str, reply: Reply, *, purpose: str = "reply") -> str | None:
         bot = self.app.bot
-        markup = keyboard(reply)
+        # PTB markup objects only for a photo's caption keyboard; text uses keyboard_json.
+        markup = keyboard(reply) if (reply.photo_ref or reply.image) else None
         last_id: str | None = None
         text = reply.text
         if reply.photo_ref or reply.image:
@@ -267,10 +279,17 @@ class TelegramChannel:
             await self._call(bot.send_location, chat_id, latitude=reply.latitude, longitude=reply.longitude)
         if text:
             chunks = split_text(text)
+            markup_json = keyboard_json(reply.buttons) if reply.buttons else None
             for i, chunk in enumerate(chunks):
-                msg = await self._call(bot.send_message, chat_id, chunk,
-                                       reply_markup=markup if i == len(chunks) - 1 else None)
-                last_id = str(msg.message_id)
+                params: dict[str, object] = {"chat_id": chat_id, "text": chunk}
+                if markup_json is not None and i == len(chunks) - 1:
+                    params["reply_markup"] = markup_json
+                # The raw method (Bot API method names are case-insensitive; the lower-case
+                # spelling keeps PTB from warning that send_message exists): the same request
+                # layer, errors and retries, but the answer stays a dict instead of a Message
+                # whose keyboard PTB would rebuild object by object only for us to read its id.
+                result = await self._call(bot.do_api_request, "sendmessage", api_kwargs=params)
+                last_id = str(result["message_id"])
         if reply.document is not None:
             doc = reply.document
             msg = await self._call(bot.send_document, chat_id,

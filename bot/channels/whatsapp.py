@@ -45,7 +45,7 @@ from handlers.messages import Button, DeliveryError, Document, Incoming, InputKi
 from storage.database import StorageUnavailable, to_db, utcnow
 
 if TYPE_CHECKING:
-    import aiosqlite
+    from storage.database import Connection
 
     from bot.config import Settings
     from handlers.i18n import Catalog
@@ -720,7 +720,7 @@ class WhatsAppChannel:
 
 
 # SQL for 0002_whatsapp.sql (small enough to live beside its only user) --------------------------
-async def record_sent(conn: "aiosqlite.Connection", sent: list[Sent], *, purpose: str, now: datetime) -> None:
+async def record_sent(conn: "Connection", sent: list[Sent], *, purpose: str, now: datetime) -> None:
     stamp = to_db(now)
     await conn.executemany(
         "INSERT INTO whatsapp_messages (wamid, user_id, chat_id, purpose, kind, created_at, updated_at) "
@@ -730,7 +730,7 @@ async def record_sent(conn: "aiosqlite.Connection", sent: list[Sent], *, purpose
     )
 
 
-async def apply_statuses(conn: "aiosqlite.Connection", statuses: list[StatusUpdate], now: datetime) -> int:
+async def apply_statuses(conn: "Connection", statuses: list[StatusUpdate], now: datetime) -> int:
     """Record delivery statuses; returns how many matched a message we sent.
 
     Meta repeats and reorders statuses, so a message only moves forward (a late 'delivered'
