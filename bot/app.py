@@ -41,7 +41,7 @@ class Services:
 @contextlib.asynccontextmanager
 async def open_services(settings: Settings) -> AsyncIterator[Services]:
     catalog = Catalog.load(settings.default_language)
-    detector = LanguageDetector(catalog.languages, catalog.default)
+    detector = LanguageDetector.for_catalog(catalog)
     # Load langdetect's profiles and the rules now, not on the first resident's message.
     detector.warm_up()
     tagger = Tagger.from_path(settings.rules_path)

@@ -12,21 +12,38 @@ from __future__ import annotations
 import logging
 import os
 import re
+from typing import TYPE_CHECKING
 
 from langdetect.detector_factory import PROFILES_DIRECTORY, DetectorFactory
 from langdetect.lang_detect_exception import LangDetectException
+
+if TYPE_CHECKING:
+    from handlers.i18n import Catalog
 
 log = logging.getLogger(__name__)
 
 # Below this many words detection is a coin toss (PLATFORMS.md): use the hint instead.
 MIN_WORDS = 4
 _WORD = re.compile(r"[^\W\d_]{2,}", re.UNICODE)
+_ANY_WORD = re.compile(r"[^\W\d_]+", re.UNICODE)
+
+
+# A clear majority of one language's function words decides without langdetect.
+CLEAR_VOTES = 2
+CLEAR_MARGIN = 2
 
 
 class LanguageDetector:
-    def __init__(self, languages: tuple[str, ...], default: str):
+    def __init__(self, languages: tuple[str, ...], default: str,
+                 function_words: dict[str, frozenset[str]] | None = None):
         self.default = default
         self.languages = languages
+        # Most residents' messages are plainly Indonesian or plainly English: counting
+        # function words settles those in microseconds; langdetect (~0.8 ms) only sees
+        # the mixed and the unusual ones (bench: a third of a description's CPU before).
+        self.function_words = {
+            lang: words for lang, words in (function_words or {}).items() if lang in languages and words
+        }
         self._factory = DetectorFactory()
         self._factory.set_seed(0)
         profiles = []
@@ -51,7 +68,12 @@ class LanguageDetector:
     def detect(self, text: str | None, hint: str | None = None) -> str:
         """The language of `text`, or the hint / default when the text is too short to tell."""
         fallback = hint if hint in self.languages else self.default
-        if not self._enabled or not self.is_substantive(text):
+        if not self.is_substantive(text):
+            return fallback
+        clear = self.clear_case(text or "")
+        if clear is not None:
+            return clear
+        if not self._enabled:
             return fallback
         try:
             detector = self._factory.create()
@@ -60,6 +82,30 @@ class LanguageDetector:
         except LangDetectException:
             return fallback
         return found if found in self.languages else fallback
+
+
+    def clear_case(self, text: str) -> str | None:
+        """The language whose function words clearly dominate `text`, else None."""
+        if len(self.function_words) < 2:
+            return None
+        words = _ANY_WORD.findall(text.lower())
+        votes = sorted(
+            ((sum(1 for w in words if w in fw), lang) for lang, fw in self.function_words.items()),
+            reverse=True,
+        )
+        (best, lang), (second, _) = votes[0], votes[1]
+        if best >= CLEAR_VOTES and best >= CLEAR_MARGIN * max(second, 1):
+            return lang
+        return None
+
+    @classmethod
+    def for_catalog(cls, catalog: "Catalog") -> "LanguageDetector":
+        words = {
+            lang: frozenset(catalog.text(lang, "language.function_words").split(","))
+            for lang in catalog.languages
+            if "language.function_words" in catalog.keys(lang)
+        }
+        return cls(catalog.languages, catalog.default, words)
 
 
 def language_hint(code: str | None) -> str | None:
