@@ -377,13 +377,20 @@ class Turn:
     def btn(self, key: str, value: str, **params: object) -> Button:
         return Button(self.t(key, **params), f"{self.conv.step}.{self.serial}:{value}")
 
-    async def start_flow(self, kind: str, *, text: str | None = None, restarted: bool = False) -> list[Reply]:
+    async def over_daily_limit(self) -> list[Reply]:
+        """Checked when a flow starts and again at sending: a draft can outlive a day."""
         assert self.user is not None
         limit = self.core.settings.max_submissions_per_day
         used = await repo.count_submissions_since(self.conn, self.user.id, self.now - timedelta(days=1))
-        if used >= limit:
-            self.conv = Conversation("idle", {"n": self.serial})
-            return [Reply(self.t("limit.reached", max=limit))]
+        if used < limit:
+            return []
+        self.conv = Conversation("idle", {"n": self.serial})
+        return [Reply(self.t("limit.reached", max=limit))]
+
+    async def start_flow(self, kind: str, *, text: str | None = None, restarted: bool = False) -> list[Reply]:
+        refused = await self.over_daily_limit()
+        if refused:
+            return refused
         self.conv = Conversation("describe", {"n": self.serial + 1, "kind": kind})
         replies = [Reply(self.t("flow.restarted"))] if restarted else []
         if text is not None:
@@ -528,12 +535,10 @@ class Turn:
             return [Reply(self.t("cancelled")), self.menu()]
         if value != "send":
             return [self.prompt()]
+        refused = await self.over_daily_limit()
+        if refused:
+            return refused
         assert self.user is not None
-        limit = self.core.settings.max_submissions_per_day
-        used = await repo.count_submissions_since(self.conn, self.user.id, self.now - timedelta(days=1))
-        if used >= limit:
-            self.conv = Conversation("idle", {"n": self.serial})
-            return [Reply(self.t("limit.reached", max=limit))]
         draft = self.conv.draft
         code = await repo.insert_submission(
             self.conn, user=self.user, draft=draft, rng=self.core.rng, now=self.now
