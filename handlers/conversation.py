@@ -649,7 +649,7 @@ class Turn:
             label = self.core.tagger.subtopic_label(pillar, sub, self.lang) if sub else ""
             return Reply(
                 t("pillar.proposed", pillar=t(f"pillars.{pillar}"),
-                  subtopic=f" ({label})" if label else "",
+                  subtopic=t("pillar.subtopic", label=label) if label else "",
                   words=", ".join(draft.get("matched", [])[:5])),
                 (self.btn("pillar.yes", "ok"), self.btn("pillar.other", "other")),
             )
