@@ -11,10 +11,6 @@ from __future__ import annotations
 
 import io
 
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
-from matplotlib.patches import Patch
-
 from handlers.digest import PILLARS, UNTAGGED, Digest, Wording
 from handlers.i18n import Catalog
 
@@ -26,6 +22,12 @@ TEXT_COLOUR = "#1a1a1a"
 
 def render_chart(digest: Digest, catalog: Catalog, lang: str) -> bytes:
     """PNG bytes. CPU-bound (~0.2 s): call it through asyncio.to_thread from async code."""
+    # Imported here, not at module level: matplotlib is ~50 MB and ~1 s of start-up that
+    # the bot only needs once a week (bench/RESULTS.md, memory).
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    from matplotlib.patches import Patch
+
     w = Wording(catalog, lang, None)
     keys = [*PILLARS] + ([UNTAGGED] if digest.by_pillar[UNTAGGED].current or digest.by_pillar[UNTAGGED].previous else [])
     current = [digest.by_pillar[k].current for k in keys]
