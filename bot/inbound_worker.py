@@ -11,6 +11,12 @@ What this buys:
 - a crash after the 200 loses nothing: `start()` picks up rows still pending;
 - one resident's messages are handled in the order they were accepted (one lane per
   sender), different residents' concurrently (a few lanes at once, bounded).
+Accepting comes first: while webhook requests are in flight (or were a few ms ago) lanes
+wait before starting a message, so a burst is stored and answered at the webhook's own
+rate and the backlog, durable in `inbound`, drains after it. So that a sustained burst
+cannot starve replies, one message still starts at least every `max_defer` seconds.
+Blue ticks: a sender's message is marked read only when no later message of theirs is
+waiting in the lane (Meta marks earlier messages read along with a later one).
 The row is closed (handled_at, payload dropped) with the sent replies' tracking in one
 transaction after sending. A crash after the core committed but before the replies went
 out loses those replies (the resident sees no answer and writes again); the effect itself
@@ -24,7 +30,7 @@ import contextlib
 import json
 import logging
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -46,6 +52,7 @@ class InboundWorker:
     def __init__(
         self, db: "Database", core: "Core", whatsapp: "WhatsAppChannel", *, concurrency: int = 8,
         sweep_interval: float = 60.0, clock: Callable[[], datetime] = utcnow,
+        yield_gap: float = 0.005, max_defer: float = 0.1,
     ):
         self.db = db
         self.core = core
@@ -63,12 +70,42 @@ class InboundWorker:
         self._idle.set()
         self._running = False
         self._sweeper: asyncio.Task[None] | None = None
+        # Priority of the webhook: see the module docstring.
+        self.yield_gap = yield_gap
+        self.max_defer = max_defer
+        self._requests = 0              # webhook requests in flight
+        self._last_request = float("-inf")
+        self._last_start = float("-inf")
 
     @property
     def backlog(self) -> int:
         return len(self._queued)
 
     # Accepting (called by the webhook route) -------------------------------------------------
+    @contextlib.contextmanager
+    def request(self) -> Iterator[None]:
+        """Wrap a webhook request: lanes hold back while any is in flight."""
+        self._requests += 1
+        try:
+            yield
+        finally:
+            self._requests -= 1
+            self._last_request = asyncio.get_running_loop().time()
+
+    async def _turn(self) -> None:
+        """Wait until the webhook has been quiet for `yield_gap`, or `max_defer` has passed
+        since any lane last started a message (progress during a sustained burst)."""
+        loop = asyncio.get_running_loop()
+        while True:
+            now = loop.time()
+            if self._requests == 0 and now - self._last_request >= self.yield_gap:
+                break
+            if now - self._last_start >= self.max_defer:
+                break
+            quiet = self._last_request + self.yield_gap if self._requests == 0 else now + self.yield_gap
+            await asyncio.sleep(max(0.001, min(quiet, self._last_start + self.max_defer) - now))
+        self._last_start = loop.time()
+
     async def accept(self, batch: WebhookBatch) -> int:
         """Store new messages and apply statuses in one transaction; return how many were new.
 
@@ -170,12 +207,17 @@ class InboundWorker:
 
     async def _drain(self, sender: str) -> None:
         lane = self._lanes[sender]
+        owed = False  # an earlier message of this sender left its read mark to a later one
         try:
             while lane:
                 wamid, payload = lane[0]
                 try:
                     async with self._slots:
-                        await self._process(wamid, payload)
+                        await self._turn()
+                        # A later message of the same sender already waiting gets the mark.
+                        mark = len(lane) == 1
+                        await self._process(wamid, payload, mark_read=mark, owed=owed)
+                        owed = not mark
                 except Exception:  # noqa: BLE001 - the lane must go on to the next message
                     log.exception("unexpected error with a WhatsApp message; the sweep retries it")
                 lane.popleft()
@@ -189,7 +231,8 @@ class InboundWorker:
             if not self._lane_tasks:
                 self._idle.set()
 
-    async def _process(self, wamid: str, payload: dict[str, Any]) -> None:
+    async def _process(self, wamid: str, payload: dict[str, Any], *, mark_read: bool = True,
+                       owed: bool = False) -> None:
         try:
             incoming = to_incoming(payload, now=self.clock())
         except (KeyError, TypeError, ValueError, AttributeError):
@@ -197,8 +240,10 @@ class InboundWorker:
             incoming = None
         if incoming is None:
             await self._finish(wamid)
+            if mark_read and owed:  # earlier messages of this sender left their mark to this one
+                await self.whatsapp.mark_read(wamid)
             return
-        read = asyncio.create_task(self.whatsapp.mark_read(wamid))
+        read = asyncio.create_task(self.whatsapp.mark_read(wamid)) if mark_read else None
         try:
             outcome = await self.core.handle(incoming)
         except Exception:  # noqa: BLE001 - one bad message must not stop the others
@@ -216,7 +261,8 @@ class InboundWorker:
         # Rows the core did not claim (flood guard, storage error) are closed here too: the
         # resident got an answer telling them what to do, and a retry would repeat it.
         await self._finish(wamid, sent)
-        await read
+        if read is not None:
+            await read
 
     async def _finish(self, wamid: str, sent: list[Sent] | None = None) -> None:
         """One transaction: the replies' delivery tracking, and the message closed."""

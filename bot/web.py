@@ -104,6 +104,11 @@ def build_web_app(
 
     async def whatsapp_receive(request: Request) -> Response:
         assert worker is not None and whatsapp is not None
+        with worker.request():  # the inbound worker's lanes give way meanwhile
+            return await _whatsapp_receive(request)
+
+    async def _whatsapp_receive(request: Request) -> Response:
+        assert worker is not None and whatsapp is not None
         signature = request.headers.get("x-hub-signature-256")
         if not signature:
             log.warning("refused a WhatsApp webhook without a signature")

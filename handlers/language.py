@@ -30,7 +30,7 @@ _ANY_WORD = re.compile(r"[^\W\d_]+", re.UNICODE)
 
 # A clear majority of one language's function words decides without langdetect.
 CLEAR_VOTES = 2
-CLEAR_MARGIN = 2
+CLEAR_MARGIN = 3
 
 
 class LanguageDetector:
@@ -94,7 +94,8 @@ class LanguageDetector:
             reverse=True,
         )
         (best, lang), (second, _) = votes[0], votes[1]
-        if best >= CLEAR_VOTES and best >= CLEAR_MARGIN * max(second, 1):
+        # Unmixed (no word of the other language), or mixed but overwhelmingly one.
+        if best >= CLEAR_VOTES and (second == 0 or best >= CLEAR_MARGIN * second):
             return lang
         return None
 
