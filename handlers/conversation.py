@@ -175,16 +175,20 @@ class Core:
         if msg.kind is InputKind.COMMAND and msg.command:
             return self._commands.get(msg.command.lower(), f"?{msg.command}"), msg.args
         if msg.kind is InputKind.TEXT and msg.text:
-            # WhatsApp has no slash commands: a message that is just a command word
-            # ("lapor", "status K7Q-4MX") works as one, on every channel.
             head, _, rest = msg.text.strip().partition(" ")
-            word = head.lower().lstrip("/")
-            name = self._commands.get(word)
-            if name and (not rest or name in ("status", "support", *OFFICIAL_COMMANDS)):
-                if head.startswith("/") or len(msg.text.split()) <= 8:
-                    return name, rest.strip()
-            if head.startswith("/"):
-                return f"?{word}", rest.strip()
+            rest = rest.strip()
+            if head.startswith("/"):  # typed slash commands (WhatsApp, the terminal)
+                word = head[1:].lower()
+                return self._commands.get(word, f"?{word}"), rest
+            # WhatsApp has no slash commands, so a message that is only a resident's command
+            # word ("lapor", "bantuan") or "status"/"dukung" with a tracking code works as
+            # one. Anything longer is the resident's own words: "Baru kemarin jalan
+            # diperbaiki..." is a description, not the officials' /baru.
+            name = self._commands.get(head.lower())
+            if name in RESIDENT_COMMANDS and (
+                not rest or (name in ("status", "support") and TrackingCode.parse(rest) is not None)
+            ):
+                return name, rest
         return None, ""
 
 

@@ -333,3 +333,27 @@ async def test_housekeeping_forgets_old_message_ids_only(services, settings):
         )
     assert await Housekeeping(services.db).run_once() == 1
     assert sorted(r[0] for r in rows(settings, "SELECT message_id FROM inbound")) == ["new", "pending"]
+
+
+@pytest.mark.parametrize("text", [
+    "Baru kemarin jalan diperbaiki, sekarang sudah rusak lagi berlubang",
+    "Lihat saja jalan di depan SD Bendo, rusak parah dan berlubang",
+    "Status jalan desa kami tidak jelas, sudah rusak parah berlubang",
+    "Balas dong pak, jalan rusak berlubang di depan pasar belum diperbaiki",
+])
+async def test_descriptions_starting_with_a_command_word_are_descriptions(services, text):
+    """Only a bare command word (or "status KODE") is a command; a sentence is the resident's."""
+    sari = Resident(services.core)
+    await sari.agree()
+    await sari.command("lapor")
+    replies = await sari.say(text)
+    assert "Kelayakan Hidup" in texts(replies) and "petugas" not in texts(replies)
+
+
+async def test_bare_command_words_work_without_a_slash(services):
+    sari = Resident(services.core, channel="whatsapp")
+    await sari.agree()
+    assert "Ceritakan masalahnya" in texts(await sari.say("lapor"))
+    assert "/lapor" in texts(await sari.say("Bantuan"))
+    assert "tidak ditemukan" in texts(await sari.say("status K7Q-4MX"))
+    assert "hanya untuk petugas" in texts(await sari.say("/status K7Q-4MX selesai"))
