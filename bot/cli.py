@@ -41,8 +41,12 @@ def cli(ctx: click.Context) -> None:
 def run(settings: Settings) -> None:
     """Start every configured channel (the terminal chat when none is configured)."""
     from bot.app import run_bot
+    from handlers.messages import StartupError
 
-    asyncio.run(run_bot(settings))
+    try:
+        asyncio.run(run_bot(settings))
+    except StartupError as exc:
+        raise click.ClickException(str(exc)) from None
 
 
 @cli.command()

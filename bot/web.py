@@ -23,6 +23,8 @@ from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
 import uvicorn
+
+from handlers.messages import StartupError
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
@@ -222,7 +224,7 @@ class WebServer:
             sock.bind((self.host, self.port))
         except OSError as exc:
             sock.close()
-            raise RuntimeError(f"cannot listen on {self.host}:{self.port}: {exc.strerror}") from None
+            raise StartupError(f"cannot listen on {self.host}:{self.port}: {exc.strerror}") from None
         self.port = sock.getsockname()[1]
         config = uvicorn.Config(
             self.app, lifespan="on", access_log=False,
@@ -244,7 +246,7 @@ class WebServer:
         await server.up.wait()
         if not server.started:
             await self._task
-            raise RuntimeError("the web server could not start (see the log above)")
+            raise StartupError("the web server could not start (see the log above)")
         log.info("web server listening on %s:%d", self.host, self.port)
 
     async def stop(self) -> None:

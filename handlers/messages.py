@@ -105,6 +105,10 @@ class DeliveryError(Exception):
         self.retry_after = retry_after
 
 
+class StartupError(Exception):
+    """A channel cannot start (refused token, unreachable platform, port in use)."""
+
+
 class WindowClosed(DeliveryError):
     """WhatsApp: the 24-hour customer-service window is closed and no template fits."""
 

@@ -17,6 +17,7 @@ import pytest_asyncio
 from bot.app import open_services
 from bot.config import Settings
 from bot.web import MAX_BODY, WebServer, build_web_app
+from handlers.messages import StartupError
 from tests.drivers_web import (
     APP_SECRET,
     TELEGRAM_SECRET,
@@ -207,7 +208,7 @@ async def test_web_server_serves_on_the_configured_port_and_stops(make_settings)
             assert health.status_code == 200
             taken = WebServer(build_web_app(services, whatsapp=None, telegram=None),
                               make_settings(http_host="127.0.0.1", http_port=server.port))
-            with pytest.raises(RuntimeError, match="cannot listen"):
+            with pytest.raises(StartupError, match="cannot listen"):
                 await taken.start()
         finally:
             await server.stop()

@@ -26,7 +26,7 @@ from telegram.constants import ChatType
 from telegram.error import BadRequest, Forbidden, InvalidToken, NetworkError, RetryAfter, TimedOut
 from telegram.ext import Application, ContextTypes, TypeHandler
 
-from handlers.messages import DeliveryError, Incoming, InputKind, Reply
+from handlers.messages import DeliveryError, Incoming, InputKind, Reply, StartupError
 from storage.database import utcnow
 
 if TYPE_CHECKING:
@@ -182,7 +182,11 @@ class TelegramChannel:
         try:
             await self.app.initialize()
         except InvalidToken:
-            raise SystemExit("TELEGRAM_BOT_TOKEN was refused by the Bot API") from None
+            raise StartupError("TELEGRAM_BOT_TOKEN was refused by the Bot API") from None
+        except NetworkError as exc:
+            raise StartupError(
+                f"cannot reach the Telegram Bot API at {self.settings.telegram_api_base_url}: {exc}"
+            ) from None
         await self.register_commands()
         await self.app.start()
         if self.webhook:
