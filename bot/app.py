@@ -18,9 +18,9 @@ from bot.exports import make_export_command
 from handlers.conversation import Core, CoreSettings
 from handlers.i18n import Catalog
 from handlers.language import LanguageDetector
-from handlers.messages import Reply
+from handlers.messages import Reply, StartupError
 from handlers.officials import OfficialDesk
-from handlers.tagging import Tagger, key_terms
+from handlers.tagging import RulesError, Tagger
 from storage import repository as repo
 from storage.database import Database, StorageUnavailable, utcnow
 
@@ -44,12 +44,15 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
     detector = LanguageDetector.for_catalog(catalog)
     # Load langdetect's profiles and the rules now, not on the first resident's message.
     detector.warm_up()
-    tagger = Tagger.from_path(settings.rules_path)
+    try:
+        tagger = Tagger.from_path(settings.rules_path)
+    except (RulesError, OSError) as exc:
+        raise StartupError(f"RULES_PATH: {exc}") from None
     db = await Database(settings.database_path).open()
     try:
         core = Core(
             db=db, tagger=tagger, catalog=catalog, detector=detector,
-            settings=CoreSettings.from_settings(settings), key_terms=key_terms,
+            settings=CoreSettings.from_settings(settings), key_terms=tagger.key_terms,
         )
         services = Services(settings, db, catalog, detector, tagger, core)
         core.desk = _officials_desk(services)

@@ -56,8 +56,12 @@ def run(settings: Settings) -> None:
 def chat(settings: Settings, user_id: str | None, language: str | None) -> None:
     """Chat with the bot in this terminal, on the same database."""
     from bot.app import run_terminal
+    from handlers.messages import StartupError
 
-    asyncio.run(run_terminal(settings, user_id=user_id, language=language))
+    try:
+        asyncio.run(run_terminal(settings, user_id=user_id, language=language))
+    except StartupError as exc:
+        raise click.ClickException(str(exc)) from None
 
 
 @cli.command()

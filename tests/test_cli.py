@@ -83,3 +83,12 @@ def test_backup_of_a_live_database_while_writing(tmp_path):
         assert conn.execute("SELECT count(*) FROM users").fetchone() == (1,)
     again = run_cli(["backup", str(tmp_path / "copy.db")], tmp_path)
     assert again.returncode != 0 and "exists" in again.stderr
+
+
+def test_a_broken_rules_file_stops_start_up_with_its_line(tmp_path):
+    rules = tmp_path / "rules.toml"
+    rules.write_text('[governance.x]\nkeywords = 5\n', encoding="utf-8")
+    result = run_cli(["chat"], tmp_path, RULES_PATH=str(rules))
+    assert result.returncode == 1
+    assert "RULES_PATH" in result.stderr and "line 2" in result.stderr
+    assert "Traceback" not in result.stderr
