@@ -18,7 +18,7 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any, Protocol
 
 
@@ -68,6 +68,7 @@ class CoreSettings:
     max_submissions_per_day: int = 10
     flood_max_messages: int = 15
     flood_window_seconds: float = 15.0
+    zone: tzinfo = UTC  # the regency's time zone: dates residents see are local dates
 
     @classmethod
     def from_settings(cls, s: Any) -> "CoreSettings":
@@ -76,6 +77,7 @@ class CoreSettings:
             notice_version=s.privacy_notice_version, officials=frozenset(s.officials),
             max_submissions_per_day=s.max_submissions_per_day,
             flood_max_messages=s.flood_max_messages, flood_window_seconds=s.flood_window_seconds,
+            zone=s.zone,
         )
 
 
@@ -578,14 +580,14 @@ class Turn:
         return [Reply(self.describe_submission(sub))]
 
     def describe_submission(self, sub: repo.Submission) -> str:
-        zone = self.core.settings
         pillar = self.t(f"pillars.{sub.pillar}") if sub.pillar else self.t("pillars.none")
         where = sub.area or (f"{sub.latitude:.5f}, {sub.longitude:.5f}" if sub.latitude is not None else self.t("area.none"))
         note = f"\n{self.t('status.note', note=sub.status_note)}" if sub.status_note else ""
         return self.t(
             "status.detail", code=str(sub.tracking_code), kind=self.t(f"kinds.{sub.kind}"),
             pillar=pillar, area=where, status=self.t(f"statuses.{sub.status}"),
-            date=sub.created_at.strftime("%Y-%m-%d"), supports=sub.supports,
+            date=sub.created_at.astimezone(self.core.settings.zone).strftime("%Y-%m-%d"),
+            supports=sub.supports,
         ) + note
 
     async def support_by_code(self, args: str) -> list[Reply]:

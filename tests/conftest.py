@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+import pytest_asyncio
 
 # Tests never read the developer's .env or environment: every setting is explicit here.
 for _key in list(os.environ):
@@ -39,3 +40,34 @@ async def services(settings) -> AsyncIterator[object]:
 
     async with open_services(settings) as svc:
         yield svc
+
+
+# One bot per test module for the web channels: starting uvicorn, the fakes and the
+# services for every test would triple the suite's time.
+@pytest.fixture(scope="module")
+def module_settings(tmp_path_factory):
+    from bot.config import Settings
+
+    def build(**overrides: object) -> Settings:
+        folder = tmp_path_factory.mktemp("bot")
+        return Settings(_env_file=None, database_path=folder / "suarawarga.db", **overrides)  # type: ignore[call-arg]
+
+    return build
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def wa_bot(module_settings):
+    """The WhatsApp webhook server with a fake Graph API (tests/drivers_web.py)."""
+    from tests.drivers_web import WhatsAppDriver
+
+    async with WhatsAppDriver(module_settings) as driver:
+        yield driver
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def tg_bot(module_settings):
+    """Telegram in webhook mode with a fake Bot API (tests/drivers_web.py)."""
+    from tests.drivers_web import TelegramWebhookDriver
+
+    async with TelegramWebhookDriver(module_settings) as driver:
+        yield driver

@@ -8,6 +8,7 @@ import sqlite3
 import pytest
 
 from bot.app import open_services
+from handlers.messages import InputKind
 from tests.harness import Resident, code_in, texts
 
 ROAD = "Jalan di depan rumah saya rusak parah dan berlubang besar, bahaya untuk motor"
@@ -181,9 +182,7 @@ class TestRobustness:
         await sari.press("Lewati")
         await sari.press("Anonim")
         button = next(b for b in sari.last_buttons.buttons if "kirim" in b.label)
-        first = await sari.press_payload.__func__(sari, button.payload) if False else None  # noqa: F841
-        incoming = sari._incoming(__import__("handlers.messages").messages.InputKind.BUTTON,
-                                  payload=button.payload, message_id="dup-1")
+        incoming = sari._incoming(InputKind.BUTTON, payload=button.payload, message_id="dup-1")
         one = await sari.deliver(incoming)
         two = await services.core.handle(incoming)
         assert code_in(one[0].text) and two.duplicate and two.replies == []

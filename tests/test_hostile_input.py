@@ -14,7 +14,6 @@ import sqlite3
 from contextlib import contextmanager
 from datetime import UTC, datetime
 
-import pytest
 import pytest_asyncio
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st

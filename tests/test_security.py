@@ -18,8 +18,7 @@ import pytest
 import pytest_asyncio
 
 from bot.logs import RedactSecrets, setup_logging
-from handlers.messages import InputKind
-from tests.drivers_web import TELEGRAM_SECRET, TelegramWebhookDriver, WhatsAppDriver
+from tests.drivers_web import TELEGRAM_SECRET
 from tests.fakes import PHONE_ID, sign, wa_text_message
 from tests.harness import Resident
 from tests.scenarios import ROAD
@@ -194,29 +193,6 @@ async def test_forged_area_button_for_the_current_step_gets_a_polite_answer(serv
 # One bot per channel for the whole module (start-up costs seconds); each test counts
 # what changed rather than assuming an empty database.
 on_bot = pytest.mark.asyncio(loop_scope="module")
-
-
-@pytest.fixture(scope="module")
-def module_settings(tmp_path_factory):
-    from bot.config import Settings
-
-    def build(**overrides: object) -> Settings:
-        folder = tmp_path_factory.mktemp("security")
-        return Settings(_env_file=None, database_path=folder / "suarawarga.db", **overrides)  # type: ignore[call-arg]
-
-    return build
-
-
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def wa_bot(module_settings):
-    async with WhatsAppDriver(module_settings) as driver:
-        yield driver
-
-
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def tg_bot(module_settings):
-    async with TelegramWebhookDriver(module_settings) as driver:
-        yield driver
 
 
 def inbound_count(db_path) -> int:

@@ -12,17 +12,14 @@ from pathlib import Path
 
 import httpx
 import pytest
-import pytest_asyncio
 
 from bot.app import open_services
-from bot.config import Settings
 from bot.web import MAX_BODY, WebServer, build_web_app
 from handlers.messages import StartupError
 from tests.drivers_web import (
     APP_SECRET,
     TELEGRAM_SECRET,
     VERIFY_TOKEN,
-    TelegramWebhookDriver,
     WhatsAppDriver,
 )
 from tests.fakes import PHONE_ID, sign, wa_body, wa_text_message
@@ -30,27 +27,6 @@ from tests.fakes import PHONE_ID, sign, wa_body, wa_text_message
 on_bot = pytest.mark.asyncio(loop_scope="module")
 _numbers = itertools.count(6281200000001)
 _telegram_ids = itertools.count(5001)
-
-
-@pytest.fixture(scope="module")
-def module_settings(tmp_path_factory):
-    def build(**overrides: object) -> Settings:
-        folder = tmp_path_factory.mktemp("web")
-        return Settings(_env_file=None, database_path=folder / "suarawarga.db", **overrides)  # type: ignore[call-arg]
-
-    return build
-
-
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def wa_bot(module_settings):
-    async with WhatsAppDriver(module_settings) as driver:
-        yield driver
-
-
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def tg_bot(module_settings):
-    async with TelegramWebhookDriver(module_settings) as driver:
-        yield driver
 
 
 @pytest.fixture

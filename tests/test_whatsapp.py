@@ -15,7 +15,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-import pytest_asyncio
 
 from bot.app import open_services
 from bot.channels.whatsapp import (
@@ -27,7 +26,6 @@ from bot.channels.whatsapp import (
     to_incoming,
     window_open,
 )
-from bot.config import Settings
 from bot.inbound_worker import InboundWorker
 from bot.web import build_web_app
 from handlers.messages import Button, InputKind, Reply, WindowClosed
@@ -59,25 +57,14 @@ on_bot = pytest.mark.asyncio(loop_scope="module")
 _numbers = itertools.count(6281100000001)
 
 
-@pytest.fixture(scope="module")
-def module_settings(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("whatsapp")
-
-    def build(**overrides: object) -> Settings:
-        return Settings(_env_file=None, database_path=folder / "suarawarga.db", **overrides)  # type: ignore[call-arg]
-
-    return build
-
-
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def bot(module_settings):
-    async with WhatsAppDriver(module_settings) as driver:
-        yield driver
+@pytest.fixture
+def bot(wa_bot) -> WhatsAppDriver:
+    return wa_bot
 
 
 @pytest.fixture
-def resident(bot) -> WhatsAppDriver:
-    return bot.another(str(next(_numbers)))
+def resident(wa_bot) -> WhatsAppDriver:
+    return wa_bot.another(str(next(_numbers)))
 
 
 def query(db_path: Path, sql: str, *params: object) -> list[tuple]:
