@@ -17,6 +17,23 @@ for _key in list(os.environ):
         del os.environ[_key]
 
 
+@pytest.fixture(scope="session")
+def migrated(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An empty database migrated once; tests start from copies (the suite stays fast)."""
+    import asyncio
+
+    from storage.database import Database
+
+    path = tmp_path_factory.mktemp("template") / "suarawarga.db"
+
+    async def migrate() -> None:
+        async with Database(path):
+            pass
+
+    asyncio.run(migrate())
+    return path
+
+
 @pytest.fixture
 def make_settings(tmp_path: Path):
     from bot.config import Settings

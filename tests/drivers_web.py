@@ -75,7 +75,26 @@ def graph_choices(payload: dict[str, Any]) -> list[dict[str, str]]:
     return []
 
 
-class WhatsAppDriver:
+class _WebDriver:
+    """What both web drivers share: the app served on 127.0.0.1, a client, teardown."""
+
+    _stack: contextlib.AsyncExitStack
+    settings: Settings
+
+    async def _serve(self, app: Any) -> None:
+        self.app = app
+        self.url = await self._stack.enter_async_context(serve(app))
+        self.http = await self._stack.enter_async_context(httpx.AsyncClient(base_url=self.url, timeout=10))
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self._stack.aclose()
+
+    @property
+    def db_path(self) -> Path:
+        return Path(self.settings.database_path)
+
+
+class WhatsAppDriver(_WebDriver):
     """A resident on WhatsApp: signed webhooks in, a FakeGraph records what the bot sends."""
 
     def __init__(self, make_settings: Callable[..., Settings], *, wa_id: str = "6281234567890",
@@ -106,20 +125,11 @@ class WhatsAppDriver:
             self.channel = WhatsAppChannel(self.settings, db=self.services.db, catalog=self.services.catalog,
                                            backoff=0.01, pair_gap=0.02, timeout=2.0)
             stack.push_async_callback(self.channel.aclose)
-            self.app = build_web_app(self.services, whatsapp=self.channel, telegram=None)
-            self.url = await stack.enter_async_context(serve(self.app))
-            self.http = await stack.enter_async_context(httpx.AsyncClient(base_url=self.url, timeout=10))
+            await self._serve(build_web_app(self.services, whatsapp=self.channel, telegram=None))
         except BaseException:
             await stack.aclose()
             raise
         return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self._stack.aclose()
-
-    @property
-    def db_path(self) -> Path:
-        return Path(self.settings.database_path)
 
     def another(self, wa_id: str, name: str = "Sari") -> "WhatsAppDriver":
         """A second resident on the same running bot (shares servers and database; the
@@ -194,7 +204,7 @@ class WhatsAppDriver:
         raise AssertionError("the bot has not sent any buttons yet")
 
 
-class TelegramWebhookDriver:
+class TelegramWebhookDriver(_WebDriver):
     """A resident on Telegram with the bot in webhook mode: updates are POSTed to
     /webhook/telegram with the secret token; a FakeTelegram records what the bot sends."""
 
@@ -227,20 +237,11 @@ class TelegramWebhookDriver:
             self.channel = TelegramChannel(self.settings, self.services.core, self.services.catalog, webhook=True)
             await self.channel.start()
             stack.push_async_callback(self.channel.stop)
-            self.app = build_web_app(self.services, whatsapp=None, telegram=self.channel)
-            self.url = await stack.enter_async_context(serve(self.app))
-            self.http = await stack.enter_async_context(httpx.AsyncClient(base_url=self.url, timeout=10))
+            await self._serve(build_web_app(self.services, whatsapp=None, telegram=self.channel))
         except BaseException:
             await stack.aclose()
             raise
         return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self._stack.aclose()
-
-    @property
-    def db_path(self) -> Path:
-        return Path(self.settings.database_path)
 
     def another(self, user_id: int, first_name: str = "Sari") -> "TelegramWebhookDriver":
         """A second resident on the same running bot (see WhatsAppDriver.another)."""

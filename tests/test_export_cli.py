@@ -7,7 +7,6 @@ progress bar.
 
 from __future__ import annotations
 
-import asyncio
 import csv
 import fcntl
 import io
@@ -28,22 +27,9 @@ from click.testing import CliRunner
 
 from bot.cli_export import export
 from bot.exports import COLUMNS, CONTACT_COLUMNS
-from storage.database import Database, to_db
+from storage.database import to_db
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-@pytest.fixture(scope="session")
-def migrated(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """An empty database migrated once; tests start from copies (the suite stays fast)."""
-    path = tmp_path_factory.mktemp("template") / "suarawarga.db"
-
-    async def migrate() -> None:
-        async with Database(path):
-            pass
-
-    asyncio.run(migrate())
-    return path
 
 
 @pytest.fixture

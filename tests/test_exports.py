@@ -37,19 +37,6 @@ T0 = datetime(2026, 11, 2, 3, 0, tzinfo=UTC)          # 10:00 in Magetan
 
 
 # Seeding ---------------------------------------------------------------------------------
-@pytest.fixture(scope="session")
-def migrated(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """An empty database migrated once; tests start from copies (the suite stays fast)."""
-    path = tmp_path_factory.mktemp("template") / "suarawarga.db"
-
-    async def migrate() -> None:
-        async with Database(path):
-            pass
-
-    asyncio.run(migrate())
-    return path
-
-
 @pytest.fixture
 def db_path(tmp_path: Path, migrated: Path) -> Path:
     path = tmp_path / "suarawarga.db"
