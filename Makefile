@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 
 .PHONY: run test bench eval clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml setup.py handlers/_tagcore.c
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev]'

@@ -77,7 +77,8 @@ class LanguageDetector:
             return fallback
         try:
             detector = self._factory.create()
-            detector.append(text or "")
+            # lower-cased: langdetect takes an ALL-CAPS Indonesian complaint for English
+            detector.append((text or "").lower())
             found = detector.detect()
         except LangDetectException:
             return fallback

@@ -5,10 +5,14 @@
     python -m handlers.tagging_eval --compare-stemmers     # affix rules vs Sastrawi vs none
     python -m handlers.tagging_eval --json
 
-The holdout splits (``"split": "holdout"`` / ``"holdout2"`` in the data file) were written
+The holdout splits (``"split": "holdout"`` ... ``"holdout4"`` in the data file) were written
 blind, after freezing the rules, and measured once before any rule fix; comparing their
 accuracy with the dev split shows how much the rules overfit. ``holdout2`` (ev0603-ev0686)
-is the newer batch, written after the vocabulary was broadened topic by topic.
+was written after the vocabulary was broadened topic by topic. ``holdout3`` (ev0687-ev0836,
+longer portal-style complaints) and ``holdout4`` (ev0837-ev0986, short chat messages) were
+written by two writers who never saw the rules; first measurements, before any fix:
+holdout3 96.7% (coverage 100%), holdout4 90.7% (coverage 98.0%); holdout4 again after
+fixing only holdout3's errors: 90.7%, i.e. those fixes did not carry over by themselves.
 """
 
 from __future__ import annotations
@@ -117,7 +121,7 @@ def _speed(tagger: Tagger, texts: Sequence[str], cold: bool) -> float:
     runs = []
     for _ in range(5):
         if cold:
-            tagger._cache.clear()
+            tagger.forget_words()
         t0 = time.perf_counter()
         for t in texts:
             tagger.classify(t)
@@ -158,7 +162,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m handlers.tagging_eval", description=__doc__.split("\n")[0])
     ap.add_argument("--data", default=str(DEFAULT_DATA), help="JSON lines with id, text, pillar, kind, split")
     ap.add_argument("--rules", default=None, help="rules file (default: the packaged one)")
-    ap.add_argument("--split", choices=("all", "dev", "holdout", "holdout2"), default=None, help="only this part")
+    ap.add_argument("--split", default=None, help="only this part (all, dev, holdout, holdout2, ...)")
     ap.add_argument("--stemmer", choices=STEMMERS, default="affix")
     ap.add_argument("--errors", action="store_true", help="list the misclassified messages")
     ap.add_argument("--compare-stemmers", action="store_true")
@@ -176,8 +180,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
 
     tagger = Tagger.from_path(args.rules, stemmer=args.stemmer)
-    parts = {"all": rows} | {s: [r for r in rows if r.split == s] for s in ("dev", "holdout", "holdout2")}
-    chosen = [args.split] if args.split else ["all", "dev", "holdout", "holdout2"]
+    parts = {"all": rows} | {s: [r for r in rows if r.split == s] for s in dict.fromkeys(r.split for r in rows)}
+    if args.split and args.split not in parts:
+        ap.error(f"--split: {args.split!r} is not in {args.data} (there: {', '.join(parts)})")
+    chosen = [args.split] if args.split else list(parts)
     reports = {name: evaluate(tagger, parts[name]) for name in chosen}
     if args.json:
         print(json.dumps({name: rep.to_dict() for name, rep in reports.items()}))
@@ -187,7 +193,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(format_report(name, rep))
         else:
             print(f"== {name}: {rep.n} messages, accuracy {rep.accuracy:.1%}, coverage {rep.coverage:.1%}")
-        if args.errors and args.split:
+        if args.errors and (args.split or name == "all"):
             print("\nerrors:")
             for row, got, matched in rep.errors:
                 print(f"  {row.id} {row.pillar:>11} -> {str(got):<11} {list(matched)}  {row.text}")

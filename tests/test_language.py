@@ -43,3 +43,11 @@ def test_detection_is_repeatable():
 
 def test_platform_language_codes_are_normalised():
     assert language_hint("en-US") == "en" and language_hint("id") == "id" and language_hint(None) is None
+
+
+def test_shouting_in_capitals_is_still_indonesian():
+    """langdetect alone, on the text as typed, took this for English."""
+    reference = LanguageDetector(CATALOG.languages, CATALOG.default)
+    text = "BALAP LIAR TIAP MALAM MINGGU DI JL RAYA MAOSPATI, BERISIK & BAHAYA, POLISI KEMANA??"
+    assert reference.detect(text, "en") == "id"
+    assert DETECTOR.detect("JALAN DESA RUSAK PARAH, LUBANG BESAR BAHAYA", "en") == "id"
