@@ -16,10 +16,9 @@ from handlers.tagging_eval import evaluate, load_rows
 
 PACKAGED = Path(__file__).resolve().parents[1] / "handlers" / "rules" / "pillars.toml"
 
-# Measured 2026-11-28 on tests/data/eval_messages.jsonl (986 messages, after the fixes
-# found by the blind batches): all 98.9%, coverage 99.9%. In-sample figures; the blind
-# batches scored, before any fix on them: holdout2 95.2% / 98.8% coverage, holdout3 96.7% /
-# 100%, holdout4 90.7% / 98.0% (see handlers/tagging_eval.py).
+# Measured 2026-11-28 on tests/data/eval_messages.jsonl (1,376 messages, after the fixes
+# found by the blind batches): all 99.0%, coverage 99.9%. In-sample figures; what the blind
+# batches scored before any fix on them is in handlers/tagging_eval.py (90.7%-100%).
 # Floors sit about a point below so a careless rule edit fails the build.
 ACCURACY_FLOOR = 0.98
 COVERAGE_FLOOR = 0.99
@@ -249,8 +248,10 @@ def test_eval_set_is_balanced_and_labelled() -> None:
     rows = load_rows()
     assert {r.pillar for r in rows} == set(PILLARS)
     assert {r.kind for r in rows} == {"report", "idea"}
-    assert 0.2 <= sum(r.split == "holdout" for r in rows) / len(rows) <= 0.45
+    assert 0.2 <= sum(r.split.startswith("holdout") for r in rows) / len(rows) <= 0.8
     assert len({r.id for r in rows}) == len(rows)
+    for pillar in PILLARS:  # no pillar under 15% of the set
+        assert sum(r.pillar == pillar for r in rows) >= 0.15 * len(rows)
 
 
 @settings(max_examples=300, deadline=None)
@@ -284,7 +285,9 @@ def test_matched_words_keep_their_spelling_and_order_when_repeated(tagger: Tagge
     assert tagger.classify("KTP KTP ktp belum jadi").matched == ("KTP", "ktp")
 
 
-@pytest.mark.parametrize(("split", "size"), [("holdout2", 80), ("holdout3", 150), ("holdout4", 150)])
+@pytest.mark.parametrize(("split", "size"), [
+        ("holdout2", 80), ("holdout3", 150), ("holdout4", 150), ("holdout5", 150), ("holdout6", 150), ("holdout7", 90)
+    ])
 def test_blind_batches_are_kept_apart(split: str, size: int) -> None:
     """Batches labelled before the tagger saw them stay in the file, all pillars each."""
     rows = [r for r in load_rows() if r.split == split]
