@@ -110,7 +110,7 @@ class Settings(BaseSettings):
     def _known_zone(cls, v: str) -> str:
         try:
             ZoneInfo(v)
-        except (ZoneInfoNotFoundError, ValueError):
+        except (ZoneInfoNotFoundError, ValueError, OSError):  # "America" is a folder of zones: IsADirectoryError
             raise ValueError(f"unknown timezone {v!r}") from None
         return v
 

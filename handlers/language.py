@@ -26,6 +26,10 @@ log = logging.getLogger(__name__)
 MIN_WORDS = 4
 _WORD = re.compile(r"[^\W\d_]{2,}", re.UNICODE)
 _ANY_WORD = re.compile(r"[^\W\d_]+", re.UNICODE)
+# Not language: anything with a digit ("K7Q-4MX", "50rb", "RT05", plates) and tracking
+# codes typed in capitals ("ABC-DEF"). Left in, "status K7Q-4MX selesai" counted as four
+# words and langdetect took the code's letters for English now and then.
+_NOT_WORDS = re.compile(r"\S*\d\S*|\b[A-Z]{3}-[A-Z]{3}\b")
 
 
 # A clear majority of one language's function words decides without langdetect.
@@ -68,9 +72,10 @@ class LanguageDetector:
     def detect(self, text: str | None, hint: str | None = None) -> str:
         """The language of `text`, or the hint / default when the text is too short to tell."""
         fallback = hint if hint in self.languages else self.default
+        text = _NOT_WORDS.sub(" ", text or "")
         if not self.is_substantive(text):
             return fallback
-        clear = self.clear_case(text or "")
+        clear = self.clear_case(text)
         if clear is not None:
             return clear
         if not self._enabled:
@@ -78,7 +83,7 @@ class LanguageDetector:
         try:
             detector = self._factory.create()
             # lower-cased: langdetect takes an ALL-CAPS Indonesian complaint for English
-            detector.append((text or "").lower())
+            detector.append(text.lower())
             found = detector.detect()
         except LangDetectException:
             return fallback

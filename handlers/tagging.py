@@ -50,10 +50,13 @@ several rounds (C-level set and sum operations, ~600 bytecodes a message), reach
 was Python scoring and recovering the resident's words. So Tagger.classify now runs in a
 compiled core (handlers/_tagcore.c, built at install, optional): the same steps stated on
 token spans (a word-level trie of the keys instead of Aho-Corasick over characters), in one
-C call, 3-6 us a message. The Python path stays as the reference the core is tested
-against (tests/test_tagging_core.py: identical results on the eval set, random word salad
-and overlap/tie rules), and as the path for text whose letters are not all ASCII and for
-machines without a compiler. Figures: bench/bench_tagging.py, bench/RESULTS.md.
+C call, 3-6 us a message. A word seen the first time is canonicalised once; its affix
+search (~13 us in the Python generator) also runs in C (_tagcore.Affixes: the same
+candidates in the same order, looked up without allocating), ~1 us. The Python path stays
+as the reference both are tested against (tests/test_tagging_core.py: identical results
+on the eval set, random word salad, overlap/tie rules and generated affixed words), and
+as the path for text whose letters are not all ASCII and for machines without a compiler.
+Figures: bench/bench_tagging.py, bench/RESULTS.md.
 The stemmer table above was measured before the vocabulary was broadened.
 """
 
@@ -199,6 +202,12 @@ class Suggestion:
 # --------------------------------------------------------------------------- stemming
 
 
+# particles and possessives (Indonesian), -e/-ne/-ane/-en (Javanese), English endings
+_SUFFIXES = ("nya", "lah", "kah", "pun", "ku", "mu", "ne", "e", "s", "es", "ing", "ed", "ly", "ies")
+# derivational suffixes, stripped after those
+_SECOND_SUFFIXES = ("kan", "an", "i", "nya")
+
+
 def _affix_candidates(word: str) -> Iterator[str]:
     """Possible roots of an Indonesian / Javanese / English word, least stripping first.
 
@@ -206,8 +215,7 @@ def _affix_candidates(word: str) -> Iterator[str]:
     vocabulary, so over-generation is harmless and the rules stay readable roots.
     """
     suffix_forms = [word]
-    # particles and possessives (Indonesian), -e/-ne/-ane/-en (Javanese), English endings
-    for suf in ("nya", "lah", "kah", "pun", "ku", "mu", "ne", "e", "s", "es", "ing", "ed", "ly", "ies"):
+    for suf in _SUFFIXES:
         if word.endswith(suf) and len(word) - len(suf) >= 3:
             base = word[: -len(suf)]
             suffix_forms.append(base)
@@ -219,7 +227,7 @@ def _affix_candidates(word: str) -> Iterator[str]:
                 suffix_forms.append(base + "e")  # "closing" -> "close"
     more = []
     for form in suffix_forms:
-        for suf in ("kan", "an", "i", "nya"):
+        for suf in _SECOND_SUFFIXES:
             if form.endswith(suf) and len(form) - len(suf) >= 3:
                 more.append(form[: -len(suf)])
     suffix_forms += more
@@ -532,6 +540,13 @@ class Tagger:
         if self._sastrawi is not None:
             raw_vocab |= {self._sastrawi(t) for t in raw_vocab}
         self._vocab = frozenset(raw_vocab)
+        # The affix search of a word seen the first time, in C (same candidates, same
+        # order): the strings a candidate may be, each with the rules word it stands for.
+        self._affixes = None
+        if compiled and _tagcore is not None and stemmer == "affix":
+            norm = self._normalize
+            accepted = {c: norm.get(c, c) for c in (*self._vocab, *norm) if norm.get(c, c) in self._vocab}
+            self._affixes = _tagcore.Affixes(accepted, _PREFIXES, _SUFFIXES, _SECOND_SUFFIXES)
         for st in rules.subtopics:
             for t in st.terms:
                 t.canon = " ".join(self.canonical(tok) for tok in _tokens(t.text))
@@ -697,6 +712,10 @@ class Tagger:
             return norm.get(s, s)
         if self.stemmer == "none":
             return t
+        if self._affixes is not None:
+            found = self._affixes.first(t)
+            if found is not NotImplemented:  # NotImplemented: not ASCII, or very long
+                return t if found is None else found
         for cand in _affix_candidates(t):
             cand = norm.get(cand, cand)
             if cand in vocab:

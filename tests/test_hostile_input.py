@@ -163,6 +163,7 @@ def environment(values: dict[str, str]):
 
 @FAST
 @given(env=st.dictionaries(st.sampled_from(_ENV_KEYS), _ENV_VALUES, max_size=5))
+@example(env={"TIMEZONE": "America"})  # a folder of zones: ZoneInfo raised IsADirectoryError
 def test_any_environment_gives_settings_or_config_error(env):
     """Whatever an operator writes in .env, the bot starts or prints ConfigError lines,
     never a traceback, and never echoes a token value."""

@@ -51,3 +51,12 @@ def test_shouting_in_capitals_is_still_indonesian():
     text = "BALAP LIAR TIAP MALAM MINGGU DI JL RAYA MAOSPATI, BERISIK & BAHAYA, POLISI KEMANA??"
     assert reference.detect(text, "en") == "id"
     assert DETECTOR.detect("JALAN DESA RUSAK PARAH, LUBANG BESAR BAHAYA", "en") == "id"
+
+
+def test_tracking_codes_and_numbers_are_not_words_of_a_language():
+    """"status K7Q-4MX selesai" is two Indonesian words: too few to tell, so the hint stays;
+    the code's letters once made langdetect answer English now and then."""
+    for code in ("K7Q-4MX", "XWZ-9QK", "ABC-DEF", "2X9-WYZ"):
+        assert DETECTOR.detect(f"status {code} selesai", "id") == "id"
+        assert DETECTOR.detect(f"pilar {code} economy", "id") == "id"
+    assert DETECTOR.detect("status K7Q-4MX please tell me what happened", "id") == "en"

@@ -134,6 +134,38 @@ def test_long_messages_and_other_scripts_agree(packaged: tuple[Tagger, Tagger]) 
     assert fast._core_classify("Jalan rusak di Café") is NotImplemented
 
 
+_FAST = Tagger.from_path(None)
+_REFERENCE = Tagger.from_path(None, compiled=False)
+_PREFIX_WORDS = [p for p, _ in tagging._PREFIXES] + [""] * 6
+_SUFFIX_WORDS = list(tagging._SUFFIXES + tagging._SECOND_SUFFIXES) + [""] * 6
+
+
+@settings(max_examples=1000, deadline=None)
+@given(
+    st.sampled_from(_PREFIX_WORDS),
+    st.sampled_from(_PREFIX_WORDS),
+    st.sampled_from(sorted(_FAST._vocab)),
+    st.sampled_from(_SUFFIX_WORDS),
+    st.sampled_from(_SUFFIX_WORDS),
+    st.integers(0, 2),
+    st.booleans(),
+)
+def test_affixed_words_find_the_same_root_in_c(
+    p1: str, p2: str, root: str, s1: str, s2: str, cut: int, double: bool
+) -> None:
+    """"dipermasalahkannya", "ngurusi", "jammed": the compiled affix search agrees."""
+    root = root.replace(" ", "")
+    word = (p1 + p2 + root + (root[-1] if double else "") + s1 + s2)[cut:]
+    assert _FAST._canonical(word) == _REFERENCE._canonical(word)
+
+
+def test_every_eval_word_finds_the_same_root_in_c() -> None:
+    words = sorted({w for r in load_rows() for w in tagging._tokens(r.text)})
+    words += ["x" * 70 + "an", "kebanjiran" * 7, "dibersihkannya", "stopped", "studies", "ngurusi", "jammed", "jamming"]
+    assert [_FAST._canonical(w) for w in words] == [_REFERENCE._canonical(w) for w in words]
+    assert [_FAST._canonical(w) for w in ("kebanjiran", "membuang", "dalane")] == ["banjir", "buang", "jalan"]
+
+
 def test_new_words_are_learnt_once_and_forgetting_changes_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
     tagger = Tagger.from_path(None)
     first = tagger.classify("Dalane rusak, kebanjiran terus")
