@@ -1,5 +1,6 @@
 /*
- * Compiled core of handlers/tagging.py: Tagger.classify for ASCII text, in one C call.
+ * Compiled core of handlers/tagging.py: Tagger.classify in one C call (Core), and the affix
+ * search for a word seen the first time (Affixes, further down).
  *
  * Why C: the issue asks for 50,000 messages/s on one core with the full rules file. The
  * pure-Python tagger (kept in tagging.py as the reference and the fallback when no
@@ -13,7 +14,8 @@
  *   - a key is a sequence of canonical words; a match is a span of tokens whose word ids
  *     are the key's (tokens the rules do not know have id -1 and match nothing);
  *   - a match contained in another match is hidden ("sampah" in "bank sampah"); what is
- *     left are, per start token, the longest match not reaching past the previous one;
+ *     left is, per start token, the longest match, kept when it ends after every match
+ *     that starts earlier;
  *   - each distinct key counts once; its terms add their weight (in thousandths) to their
  *     pillar and sub-topic;
  *   - pillars ranked by (score desc, strongest term desc, pillar index); the sub-topic of
@@ -22,9 +24,10 @@
  *     each distinct string once.
  *
  * Core.classify(text) returns a tuple (pillar, subtopic, score, matched, secondary),
- * None when nothing scored, NotImplemented for non-ASCII text (the Python path handles
- * it), or a list of tokens the token dict has not seen yet (the caller learns them and
- * calls again), so no Python code ever runs inside this function.
+ * None when nothing scored, NotImplemented for text with non-ASCII letters or digits (the
+ * Python path handles it; emoji and curly quotes are separators here too), or a list of
+ * tokens the token dict has not seen yet (the caller learns them and calls again), so no
+ * Python code ever runs inside this function.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
