@@ -751,12 +751,18 @@ class Tagger:
         return self._classify_py(text)
 
     def _learn(self, tokens: list[str]) -> None:
-        ids = self._ids
+        """Canonical form and word id of tokens the compiled core has not seen."""
+        ids, cache = self._ids, self._cache
         if len(ids) + len(tokens) > _CACHE_LIMIT:
             ids.clear()
-        word_id, canonical = self._word_id.get, self.canonical
+        if len(cache) + len(tokens) > _CACHE_LIMIT:
+            cache.clear()
+        word_id, canonical = self._word_id.get, self._canonical
         for tok in tokens:
-            ids[tok] = word_id(canonical(tok), -1)
+            c = cache.get(tok)
+            if c is None:
+                c = cache[tok] = canonical(tok)
+            ids[tok] = word_id(c, -1)
 
     def _classify_py(self, text: str) -> TagResult:
         """The reference implementation; classify gives the same result in C."""

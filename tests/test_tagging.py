@@ -16,9 +16,10 @@ from handlers.tagging_eval import evaluate, load_rows
 
 PACKAGED = Path(__file__).resolve().parents[1] / "handlers" / "rules" / "pillars.toml"
 
-# Measured 2026-11-28 on tests/data/eval_messages.jsonl (1,376 messages, after the fixes
+# Measured 2026-11-28 on tests/data/eval_messages.jsonl (1,616 messages, after the fixes
 # found by the blind batches): all 99.0%, coverage 99.9%. In-sample figures; what the blind
-# batches scored before any fix on them is in handlers/tagging_eval.py (90.7%-100%).
+# batches scored before any fix on them is in handlers/tagging_eval.py (90.7%-100%,
+# 95.9% over 930).
 # Floors sit about a point below so a careless rule edit fails the build.
 ACCURACY_FLOOR = 0.98
 COVERAGE_FLOOR = 0.99
@@ -285,9 +286,11 @@ def test_matched_words_keep_their_spelling_and_order_when_repeated(tagger: Tagge
     assert tagger.classify("KTP KTP ktp belum jadi").matched == ("KTP", "ktp")
 
 
-@pytest.mark.parametrize(("split", "size"), [
-        ("holdout2", 80), ("holdout3", 150), ("holdout4", 150), ("holdout5", 150), ("holdout6", 150), ("holdout7", 90)
-    ])
+@pytest.mark.parametrize(
+    ("split", "size"),
+    [("holdout2", 80), ("holdout3", 150), ("holdout4", 150), ("holdout5", 150), ("holdout6", 150),
+     ("holdout7", 90), ("holdout8", 120), ("holdout9", 120)],
+)
 def test_blind_batches_are_kept_apart(split: str, size: int) -> None:
     """Batches labelled before the tagger saw them stay in the file, all pillars each."""
     rows = [r for r in load_rows() if r.split == split]
