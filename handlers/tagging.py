@@ -57,7 +57,13 @@ as the reference both are tested against (tests/test_tagging_core.py: identical 
 on the eval set, random word salad, overlap/tie rules and generated affixed words), and
 as the path for text whose letters are not all ASCII and for machines without a compiler.
 Figures: bench/bench_tagging.py, bench/RESULTS.md.
-The stemmer table above was measured before the vocabulary was broadened.
+The stemmer table above was measured before the vocabulary was broadened. Again on
+2026-11-28 with 1,616 messages (blind batches included) and the broadened rules:
+    stemmer    accuracy  holdout splits  coverage  load
+    affix       99.0%       99.0%         99.9%    0.15 s
+    sastrawi    98.8%       98.7%         99.8%    0.65 s
+    none        98.3%       98.2%         99.8%    0.17 s
+(in-sample for all three, since the rules were tuned with the affix rules on).
 """
 
 from __future__ import annotations
