@@ -113,6 +113,37 @@ async def test_sigkill_mid_conversation_loses_and_duplicates_nothing(tmp_path):
     assert bot.starts == kills + 1
 
 
+async def test_updates_fetched_but_not_handled_when_the_bot_dies_come_again(tmp_path):
+    """Twelve residents agree at once; the bot fetches the burst and dies before handling it.
+    After the restart each of them gets the thanks, once. (PTB's own Updater confirms a batch
+    to Telegram as soon as it has queued it: the burst would be gone.)"""
+    fake = FakeTelegram()
+    db_path = tmp_path / "suarawarga.db"
+    residents = range(8100, 8112)
+    for user_id in residents:
+        fake.push_callback(user_id, "consent:yes:id")
+    # Stopping the button's spinner is the first thing the bot does with a press: while it
+    # hangs, nothing of the burst is handled.
+    fake.fail_next("answerCallbackQuery", mode="timeout", times=1000, delay=60)
+    async with serve(fake.app) as url:
+        bot = BotProcess(db_path, url, fake.token, tmp_path / "bot.log", FLOOD_MAX_MESSAGES="100000")
+        try:
+            await bot.start()
+            await fake.wait_for_call("answerCallbackQuery", count=len(residents), timeout=20)
+            assert len(fake.pending_updates) == len(residents)  # not confirmed while unhandled
+            await bot.kill()
+            assert rows(db_path, "SELECT count(*) FROM users")[0][0] == 0
+            fake.clear_faults()
+            await bot.start()
+            thanks = await fake.wait_for_sent(lambda m: "persetujuan Anda sudah kami catat" in (m.text or ""),
+                                              count=len(residents), timeout=20)
+        finally:
+            await bot.stop()
+    assert sorted(m.chat_id for m in thanks) == list(residents)
+    assert rows(db_path, "SELECT count(*) FROM users")[0][0] == len(residents)
+    assert fake.pending_updates == []  # the clean stop confirmed them
+
+
 # --------------------------------------------------------------------------------------------
 # The same message twice, at the same time
 # --------------------------------------------------------------------------------------------

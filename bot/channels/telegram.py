@@ -23,7 +23,15 @@ from telegram import (
     Update,
 )
 from telegram.constants import ChatType
-from telegram.error import BadRequest, Forbidden, InvalidToken, NetworkError, RetryAfter, TimedOut
+from telegram.error import (
+    BadRequest,
+    Forbidden,
+    InvalidToken,
+    NetworkError,
+    RetryAfter,
+    TelegramError,
+    TimedOut,
+)
 from telegram.ext import Application, ContextTypes, TypeHandler
 
 from handlers.messages import DeliveryError, Incoming, InputKind, Reply, StartupError
@@ -117,6 +125,11 @@ def to_incoming(update: Update) -> Incoming | None:
     return None  # service messages (joins, pins, ...)
 
 
+def _seconds(value: object) -> float:
+    """RetryAfter.retry_after: an int today, a timedelta in a later PTB."""
+    return value.total_seconds() if hasattr(value, "total_seconds") else float(value)  # type: ignore[arg-type, union-attr]
+
+
 def _now() -> datetime:
     return utcnow()
 
@@ -168,9 +181,16 @@ class TelegramChannel:
             .connect_timeout(10).read_timeout(15).write_timeout(15).pool_timeout(5)
             .get_updates_read_timeout(35)
         )
-        if webhook:
-            builder = builder.updater(None)
+        # No PTB Updater: it confirms a batch of updates (the next getUpdates' offset) as
+        # soon as it has queued it, so a crash loses what was queued and not yet handled.
+        # _poll_forever asks for the next batch only after handling this one.
+        builder = builder.updater(None)
         self.app: Application = builder.build()
+        self._poller: asyncio.Task[None] | None = None
+        self._stopping = asyncio.Event()
+        self._in_batch = False
+        self._offset: int | None = None
+        self.poll_timeout = 30
         self.app.add_handler(TypeHandler(Update, self._on_update))
         self.app.add_error_handler(self._on_error)
         # Updates fully handled (replies sent), for tests and benchmarks to await.
@@ -197,19 +217,83 @@ class TelegramChannel:
             )
             log.info("Telegram webhook registered")
         else:
-            assert self.app.updater is not None
-            await self.app.updater.start_polling(
-                poll_interval=0.0, timeout=30, allowed_updates=Update.ALL_TYPES,
-                drop_pending_updates=False,
-            )
+            # A webhook left from an earlier run would make getUpdates fail (409).
+            await self.app.bot.delete_webhook(drop_pending_updates=False)
+            self._stopping.clear()
+            self._poller = asyncio.create_task(self._poll_forever(), name="telegram-polling")
             log.info("Telegram polling started")
 
     async def stop(self) -> None:
-        if self.app.updater is not None and self.app.updater.running:
-            await self.app.updater.stop()
+        if self._poller is not None:
+            self._stopping.set()
+            if not self._in_batch:  # waiting on the long poll: nothing to finish
+                self._poller.cancel()
+            try:  # a batch being handled is finished first (bounded)
+                await asyncio.wait_for(self._poller, timeout=10)
+            except (asyncio.CancelledError, TimeoutError):
+                pass
+            self._poller = None
+            await self._confirm_handled()
         if self.app.running:
             await self.app.stop()
         await self.app.shutdown()
+
+    # Polling ------------------------------------------------------------------------------------
+    async def _poll_forever(self) -> None:
+        """getUpdates, handle the whole batch, then ask again: only the next call's offset
+        tells Telegram the batch is done. A crash mid-batch means the batch comes again
+        after the restart, and the claims in the database make the repeats harmless
+        (at-least-once delivery, exactly-once effects)."""
+        backoff = 0.0
+        while not self._stopping.is_set():
+            try:
+                updates = await self.app.bot.get_updates(
+                    offset=self._offset, timeout=self.poll_timeout, allowed_updates=Update.ALL_TYPES
+                )
+                backoff = 0.0
+            except RetryAfter as exc:
+                await asyncio.sleep(_seconds(exc.retry_after))
+                continue
+            except InvalidToken:
+                log.error("Telegram refused the bot token; polling stopped")
+                return
+            except TelegramError as exc:  # network trouble, 5xx, 409 (another poller)
+                backoff = min(30.0, backoff * 2 or 1.0)
+                log.warning("getUpdates failed (%s); retrying in %.0f s", exc, backoff)
+                await asyncio.sleep(backoff)
+                continue
+            if not updates:
+                continue
+            self._in_batch = True
+            try:
+                await self._handle_batch(updates)
+            finally:
+                self._in_batch = False
+            self._offset = updates[-1].update_id + 1
+
+    async def _handle_batch(self, updates: list[Update]) -> None:
+        """Each chat's updates in order; different chats side by side."""
+        by_chat: dict[object, list[Update]] = {}
+        for update in updates:
+            chat = update.effective_chat
+            key = chat.id if chat is not None else ("update", update.update_id)
+            by_chat.setdefault(key, []).append(update)
+
+        async def in_order(chat_updates: list[Update]) -> None:
+            for update in chat_updates:
+                await self.app.process_update(update)  # errors go to _on_error
+
+        await asyncio.gather(*(in_order(u) for u in by_chat.values()))
+
+    async def _confirm_handled(self) -> None:
+        """On a clean stop, tell Telegram the last batch is done (repeats would be harmless,
+        only wasted work)."""
+        if self._offset is None:
+            return
+        try:
+            await self.app.bot.get_updates(offset=self._offset, timeout=0, limit=1)
+        except TelegramError as exc:
+            log.info("could not confirm the last updates on stop: %s", exc)
 
     async def register_commands(self) -> None:
         """The command menu in every catalogue language (and the default for the rest)."""
@@ -308,7 +392,7 @@ class TelegramChannel:
             try:
                 return await method(*args, **kwargs)
             except RetryAfter as exc:
-                wait = exc.retry_after.total_seconds() if hasattr(exc.retry_after, "total_seconds") else float(exc.retry_after)
+                wait = _seconds(exc.retry_after)
                 log.warning("Telegram rate limit: waiting %.1f s (attempt %d)", wait, attempt)
                 if attempt == MAX_ATTEMPTS:
                     raise DeliveryError("rate limited", retryable=True, retry_after=wait) from exc

@@ -406,6 +406,10 @@ class FakeTelegram(ASGIFake):
     def sent_to(self, chat_id: int | str) -> list[SentMessage]:
         return [m for m in self.sent if m.chat_id == chat_id]
 
+    def clear_faults(self) -> None:
+        """Forget every fault still waiting to happen (fail_next)."""
+        self._faults.clear()
+
     def clear(self) -> None:
         """Forget recorded sent messages and calls (not updates, files or messages)."""
         self.sent.clear()
