@@ -35,7 +35,9 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from bot.channels.whatsapp import Sent, WebhookBatch, apply_statuses, record_sent, to_incoming
+from handlers.conversation import owed_replies
 from handlers.messages import DeliveryError, Outcome, Reply
+from storage.repository import replies_delivered
 from storage.database import StorageUnavailable, to_db, utcnow
 
 if TYPE_CHECKING:
@@ -46,6 +48,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 CHANNEL = "whatsapp"
+# Kept answers older than this and not being sent by a lane are owed (see resend_owed).
+OWED_AFTER = timedelta(minutes=2)
 
 
 class InboundWorker:
@@ -187,8 +191,16 @@ class InboundWorker:
         return queued
 
     async def _sweep_forever(self) -> None:
-        # A safety net for rows accepted while a lane could not take them (e.g. stop/start).
+        # A safety net for rows accepted while a lane could not take them (e.g. stop/start),
+        # and for answers saved but never sent. At start-up no lane of this process is
+        # answering anything yet, so every kept answer is owed.
+        owed_after = timedelta(0)
         while True:
+            try:
+                await self.resend_owed(owed_after)
+            except Exception:  # noqa: BLE001 - keep sweeping; the next round may work
+                log.exception("could not send owed WhatsApp answers")
+            owed_after = OWED_AFTER
             await asyncio.sleep(self.sweep_interval)
             try:
                 await self.sweep()
@@ -251,21 +263,61 @@ class InboundWorker:
             catalog = self.core.catalog
             outcome = Outcome([Reply(catalog.text(catalog.default, "error.internal"))])
         sent: list[Sent] = []
-        for reply in outcome.replies:
-            try:
-                await self.whatsapp.deliver(incoming.chat_id, reply, sent)
-            except DeliveryError as exc:
-                log.error("could not send a WhatsApp reply: %s", exc)
-                if exc.retryable:
-                    break  # Meta is down or throttling after all our retries: stop this burst
+        complete = await self._deliver(incoming.chat_id, outcome.replies, sent)
         # Rows the core did not claim (flood guard, storage error) are closed here too: the
         # resident got an answer telling them what to do, and a retry would repeat it.
-        await self._finish(wamid, sent)
+        # Answers kept by the core and not all sent stay owed: the sweep sends them later.
+        try:
+            await self._finish(wamid, sent, answered=complete)
+        finally:
+            self.core.answered(incoming)
         if read is not None:
             await read
 
-    async def _finish(self, wamid: str, sent: list[Sent] | None = None) -> None:
-        """One transaction: the replies' delivery tracking, and the message closed."""
+    async def _deliver(self, chat_id: str, replies: list[Reply], sent: list[Sent]) -> bool:
+        """Send in order; False when one could not be sent (the rest are not tried)."""
+        for reply in replies:
+            try:
+                await self.whatsapp.deliver(chat_id, reply, sent)
+            except DeliveryError as exc:
+                log.error("could not send a WhatsApp reply: %s", exc)
+                if exc.retryable:
+                    return False  # Meta is down or throttling after all our retries
+                # not retryable (window closed, blocked number): trying again will not help
+        return True
+
+    async def resend_owed(self, owed_after: timedelta = OWED_AFTER) -> int:
+        """Answers the core kept for messages whose sending never finished (the process
+        died after saving, or Meta was down): sent now, then dropped. Returns how many
+        messages were answered."""
+        cutoff = to_db(self.clock() - owed_after)
+        rows = await self.db.fetchall(
+            "SELECT message_id, replies FROM inbound WHERE channel = ? AND replies IS NOT NULL "
+            "AND handled_at IS NOT NULL AND handled_at < ?",
+            (CHANNEL, cutoff),
+        )
+        done = 0
+        for wamid, kept in rows:
+            if wamid in self._queued:
+                continue  # still being answered by its lane
+            try:
+                chat_id = str(json.loads(kept)["chat"])
+            except (TypeError, ValueError, KeyError):
+                chat_id = ""
+            replies = owed_replies(kept)
+            sent: list[Sent] = []
+            if chat_id and replies and not await self._deliver(chat_id, replies, sent):
+                await self._finish(wamid, sent, answered=False)
+                break  # Meta is still down: the next sweep tries again
+            await self._finish(wamid, sent, answered=True)
+            done += 1
+        if done:
+            log.info("sent the owed answers to %d WhatsApp message(s)", done)
+        return done
+
+    async def _finish(self, wamid: str, sent: list[Sent] | None = None, *, answered: bool = True) -> None:
+        """One transaction: the replies' delivery tracking, the message closed and, when
+        every answer went out, the core's kept copy of them dropped."""
         now = self.clock()
         try:
             async with self.db.transaction() as conn:
@@ -276,6 +328,8 @@ class InboundWorker:
                     "WHERE channel = ? AND message_id = ? AND handled_at IS NULL",
                     (to_db(now), CHANNEL, wamid),
                 )
+                if answered:
+                    await replies_delivered(conn, [(CHANNEL, wamid)])
         except StorageUnavailable as exc:
             # Left pending: the sweep offers it again and the core's claim makes that harmless.
             log.warning("could not close a handled WhatsApp message: %s", exc)

@@ -11,6 +11,8 @@ button pressed on an old message is recognised as stale instead of acting on tod
 
 from __future__ import annotations
 
+import asyncio
+import json
 import logging
 import random
 import re
@@ -33,6 +35,7 @@ from storage.repository import Conversation, User
 log = logging.getLogger(__name__)
 
 MIN_TEXT = 10
+ANSWERING_LIMIT = 10_000  # messages being answered that a repeat must not answer again
 MAX_TEXT = 4000
 AREA_PAGE = 8          # 8 areas + "more" + "skip" = 10 rows, WhatsApp's list limit
 SIMILAR_DAYS = 90
@@ -79,6 +82,23 @@ class CoreSettings:
             flood_max_messages=s.flood_max_messages, flood_window_seconds=s.flood_window_seconds,
             zone=s.zone,
         )
+
+
+def keep(chat_id: str, replies: list[Reply]) -> str | None:
+    """JSON of the answers to keep until sent: files (exports, charts) are made again on
+    request, not kept; None when nothing is left to keep."""
+    kept = [r.to_json() for r in replies if r.document is None and r.image is None]
+    return json.dumps({"chat": chat_id, "replies": kept}, ensure_ascii=False) if kept else None
+
+
+def owed_replies(kept: str | None) -> list[Reply]:
+    if not kept:
+        return []
+    try:
+        return [Reply.from_json(r) for r in json.loads(kept)["replies"]]
+    except (ValueError, KeyError, TypeError):
+        log.error("kept answers cannot be read; dropped")
+        return []
 
 
 class FloodGuard:
@@ -129,6 +149,14 @@ class Core:
         self.rng = rng or random.SystemRandom()
         self.flood = FloodGuard(settings.flood_max_messages, settings.flood_window_seconds)
         self.on_outbox: Callable[[], None] = lambda: None
+        # (channel, message id) of messages whose answers the channel has sent; their kept
+        # copies are dropped in the next transaction (or by flush_delivered), not one by one.
+        self._delivered: list[tuple[str, str]] = []
+        self._flush_scheduled = False
+        self._flush_task: asyncio.Future[None] | None = None
+        # Messages this process has saved and is still answering: a repeat of one of them
+        # (a webhook retry, a duplicate delivery) must not be answered a second time.
+        self._answering: dict[tuple[str, str], None] = {}
         self._commands = {
             word: name
             for name in (*RESIDENT_COMMANDS, *OFFICIAL_COMMANDS)
@@ -149,21 +177,69 @@ class Core:
                 log.info("flood guard: %s is sending too fast", msg.channel)
                 return Outcome([Reply(self.t(lang, "flood"))])
             return Outcome([])
+        delivered, self._delivered = self._delivered, []
         try:
             async with self.db.transaction() as conn:
+                if delivered:
+                    await repo.replies_delivered(conn, delivered)
                 now = self.clock()
                 if msg.message_id is not None and not await repo.claim_inbound(
                     conn, msg.channel, msg.message_id, now
                 ):
-                    return Outcome(duplicate=True)
+                    # Handled before. Answers kept and never marked sent (the process died
+                    # between saving and answering) are owed: the channel sends them now.
+                    if (msg.channel, msg.message_id) in self._answering:
+                        return Outcome(duplicate=True)
+                    return Outcome(owed_replies(await repo.owed_replies(conn, msg.channel, msg.message_id)),
+                                   duplicate=True)
                 turn = Turn(self, conn, msg, now)
                 replies = await turn.run()
+                kept = keep(msg.chat_id, replies) if msg.message_id is not None else None
+                if kept is not None:
+                    await repo.keep_replies(conn, msg.channel, msg.message_id, kept)
         except StorageUnavailable as exc:
+            self._delivered[:0] = delivered
             log.error("could not save a %s message: %s", msg.channel, exc)
             return Outcome([Reply(self.t(self._guess_language(msg), "error.storage"))])
         if turn.outbox_written:
             self.on_outbox()
+        if kept is not None:
+            self._answering[(msg.channel, msg.message_id)] = None  # type: ignore[index]
+            if len(self._answering) > ANSWERING_LIMIT:  # a channel that never reports back
+                del self._answering[next(iter(self._answering))]
         return Outcome(replies)
+
+    def answered(self, msg: Incoming) -> None:
+        """The channel is done answering `msg` (sent or not): a repeat may be answered again
+        from the kept copy, unless delivered() dropped it."""
+        if msg.message_id is not None:
+            self._answering.pop((msg.channel, msg.message_id), None)
+
+    def delivered(self, msg: Incoming) -> None:
+        """Every answer to `msg` went out: its kept copy can go."""
+        if msg.message_id is None:
+            return
+        self._delivered.append((msg.channel, msg.message_id))
+        if not self._flush_scheduled:
+            # Under load the next message's transaction takes them along; when it is quiet,
+            # one small transaction a second at most.
+            self._flush_scheduled = True
+            asyncio.get_running_loop().call_later(1.0, self._start_flush)
+
+    def _start_flush(self) -> None:
+        self._flush_task = asyncio.ensure_future(self.flush_delivered())  # kept: not collected mid-run
+
+    async def flush_delivered(self) -> None:
+        self._flush_scheduled = False
+        delivered, self._delivered = self._delivered, []
+        if not delivered:
+            return
+        try:
+            async with self.db.transaction() as conn:
+                await repo.replies_delivered(conn, delivered)
+        except StorageUnavailable as exc:
+            self._delivered[:0] = delivered
+            log.warning("could not mark answers as sent: %s", exc)
 
     # Helpers shared by turns ----------------------------------------------------------------
     def t(self, lang: str, key: str, /, **params: object) -> str:

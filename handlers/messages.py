@@ -71,20 +71,28 @@ class Reply:
     image: Document | None = None    # an image we made (digest chart)
 
     def to_json(self) -> dict:
-        """Serialisable form for the outbox (documents are not queued)."""
+        """Serialisable form for the outbox and owed replies (files are not kept)."""
         data: dict = {"text": self.text}
         if self.buttons:
             data["buttons"] = [[b.label, b.payload, b.description] for b in self.buttons]
         if self.list_label:
             data["list_label"] = self.list_label
+        if self.photo_ref:
+            data["photo_ref"] = self.photo_ref
+        if self.latitude is not None and self.longitude is not None:
+            data["location"] = [self.latitude, self.longitude]
         return data
 
     @classmethod
     def from_json(cls, data: dict) -> "Reply":
+        latitude, longitude = data.get("location") or (None, None)
         return cls(
             text=data["text"],
             buttons=tuple(Button(*b) for b in data.get("buttons", ())),
             list_label=data.get("list_label"),
+            photo_ref=data.get("photo_ref"),
+            latitude=latitude,
+            longitude=longitude,
         )
 
 

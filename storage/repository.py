@@ -105,6 +105,29 @@ async def claim_inbound(
     return cur.rowcount == 1
 
 
+async def keep_replies(conn: Connection, channel: str, message_id: str, owed: str) -> None:
+    """The answers to a message, kept with its claim until the channel has sent them."""
+    await conn.execute(
+        "UPDATE inbound SET replies = ? WHERE channel = ? AND message_id = ?", (owed, channel, message_id)
+    )
+
+
+async def owed_replies(conn: Connection, channel: str, message_id: str) -> str | None:
+    """Answers kept for a handled message and not yet marked delivered."""
+    async with conn.execute(
+        "SELECT replies FROM inbound WHERE channel = ? AND message_id = ?", (channel, message_id)
+    ) as cur:
+        row = await cur.fetchone()
+    return row[0] if row else None
+
+
+async def replies_delivered(conn: Connection, messages: list[tuple[str, str]]) -> None:
+    await conn.executemany(
+        "UPDATE inbound SET replies = NULL WHERE channel = ? AND message_id = ? AND replies IS NOT NULL",
+        messages,
+    )
+
+
 async def purge_inbound(conn: Connection, before: datetime) -> int:
     """Forget handled message ids older than any platform's redelivery (Meta: 7 days)."""
     cur = await conn.execute(

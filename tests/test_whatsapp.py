@@ -415,3 +415,36 @@ async def test_a_message_accepted_before_a_crash_is_handled_after_restart(make_s
     assert notice["to"] == "628999" and "pemberitahuan privasi" in notice["interactive"]["body"]["text"]
     assert query(settings.database_path, "SELECT payload IS NULL, handled_at IS NOT NULL FROM inbound "
                  "WHERE message_id = 'wamid.CRASH'") == [(1, 1)]
+
+
+@pytest.mark.asyncio(loop_scope="function")
+async def test_an_answer_meta_would_not_take_is_sent_later_once(make_settings):
+    """Saved, but Graph answered 500 to every try: the answer is kept with the message and
+    the worker's sweep sends it once Meta is back, once."""
+    graph = FakeGraph()
+    async with serve(graph.app) as graph_url:
+        settings = make_settings(
+            whatsapp_access_token=DEFAULT_WA_TOKEN, whatsapp_phone_number_id=PHONE_ID,
+            whatsapp_app_secret="secret-1", whatsapp_verify_token="v", whatsapp_api_base_url=f"{graph_url}/v21.0",
+        )
+        async with open_services(settings) as services:
+            channel = WhatsAppChannel(settings, db=services.db, max_attempts=2, backoff=0.01)
+            app = build_web_app(services, whatsapp=channel, telegram=None)
+            async with serve(app, lifespan="off") as url, httpx.AsyncClient(base_url=url) as http:
+                body = wa_body(wa_text_message("628777", "halo", wamid="wamid.DOWN"))
+                await http.post("/webhook/whatsapp", content=body,
+                                headers={"X-Hub-Signature-256": sign(body, "secret-1")})
+            graph.fail_next(status=500, times=2)  # both tries of the one answer
+            worker = InboundWorker(services.db, services.core, channel)
+            await worker.start()
+            await worker.wait_idle()
+            assert graph.sent == []
+            assert query(settings.database_path, "SELECT replies IS NOT NULL FROM inbound "
+                         "WHERE message_id = 'wamid.DOWN'") == [(1,)]
+            assert await worker.resend_owed(timedelta(0)) == 1  # Meta is back
+            assert await worker.resend_owed(timedelta(0)) == 0  # nothing owed twice
+            await worker.stop()
+            await channel.aclose()
+    [notice] = graph.sent
+    assert notice["to"] == "628777" and "pemberitahuan privasi" in notice["interactive"]["body"]["text"]
+    assert query(settings.database_path, "SELECT replies FROM inbound WHERE message_id = 'wamid.DOWN'") == [(None,)]

@@ -267,6 +267,10 @@ class TelegramChannel:
             self._in_batch = True
             try:
                 await self._handle_batch(updates)
+                # Answers sent are marked before the next getUpdates confirms the batch: if
+                # the process dies in between, the batch comes again and nothing of it is
+                # answered twice.
+                await self.core.flush_delivered()
             finally:
                 self._in_batch = False
             self._offset = updates[-1].update_id + 1
@@ -325,8 +329,12 @@ class TelegramChannel:
         try:
             if incoming is not None:
                 outcome = await self.core.handle(incoming)
-                for reply in outcome.replies:
-                    await self.send(incoming.chat_id, reply)
+                try:
+                    for reply in outcome.replies:
+                        await self.send(incoming.chat_id, reply)
+                    self.core.delivered(incoming)
+                finally:
+                    self.core.answered(incoming)
         finally:
             async with self._handled_changed:
                 self.handled += 1
