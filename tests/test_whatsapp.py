@@ -382,24 +382,33 @@ async def test_channel_send_template_long_text_and_typed_errors(bot):
 
 
 # Durability ------------------------------------------------------------------------------------
+def _durable_settings(make_settings, graph_url: str):  # noqa: ANN001, ANN202
+    return make_settings(
+        whatsapp_access_token=DEFAULT_WA_TOKEN, whatsapp_phone_number_id=PHONE_ID,
+        whatsapp_app_secret="secret-1", whatsapp_verify_token="v", whatsapp_api_base_url=f"{graph_url}/v21.0",
+    )
+
+
+async def _accept_only(services, channel: WhatsAppChannel, message: dict) -> httpx.Response:  # noqa: ANN001
+    """POST one signed webhook with the app's lifespan off: recorded, but no worker runs,
+    as if the process died right after the 200."""
+    app = build_web_app(services, whatsapp=channel, telegram=None)
+    async with serve(app, lifespan="off") as url, httpx.AsyncClient(base_url=url) as http:
+        body = wa_body(message)
+        return await http.post("/webhook/whatsapp", content=body,
+                               headers={"X-Hub-Signature-256": sign(body, "secret-1")})
+
+
 @pytest.mark.asyncio(loop_scope="function")
 async def test_a_message_accepted_before_a_crash_is_handled_after_restart(make_settings):
     """200 was answered, then the process died: the next start handles the message."""
     graph = FakeGraph()
     async with serve(graph.app) as graph_url:
-        settings = make_settings(
-            whatsapp_access_token=DEFAULT_WA_TOKEN, whatsapp_phone_number_id=PHONE_ID,
-            whatsapp_app_secret="secret-1", whatsapp_verify_token="v", whatsapp_api_base_url=f"{graph_url}/v21.0",
-        )
+        settings = _durable_settings(make_settings, graph_url)
         async with open_services(settings) as services:
             channel = WhatsAppChannel(settings, db=services.db)
-            app = build_web_app(services, whatsapp=channel, telegram=None)
-            # lifespan off: the worker never starts, as if the process died right after the 200.
-            async with serve(app, lifespan="off") as url, httpx.AsyncClient(base_url=url) as http:
-                body = wa_body(wa_text_message("628999", "halo", wamid="wamid.CRASH"))
-                answer = await http.post("/webhook/whatsapp", content=body,
-                                         headers={"X-Hub-Signature-256": sign(body, "secret-1")})
-                assert answer.status_code == 200
+            answer = await _accept_only(services, channel, wa_text_message("628999", "halo", wamid="wamid.CRASH"))
+            assert answer.status_code == 200
             await channel.aclose()
         assert graph.sent == []
         assert query(settings.database_path, "SELECT handled_at FROM inbound WHERE message_id = 'wamid.CRASH'") == [(None,)]
@@ -423,17 +432,10 @@ async def test_an_answer_meta_would_not_take_is_sent_later_once(make_settings):
     the worker's sweep sends it once Meta is back, once."""
     graph = FakeGraph()
     async with serve(graph.app) as graph_url:
-        settings = make_settings(
-            whatsapp_access_token=DEFAULT_WA_TOKEN, whatsapp_phone_number_id=PHONE_ID,
-            whatsapp_app_secret="secret-1", whatsapp_verify_token="v", whatsapp_api_base_url=f"{graph_url}/v21.0",
-        )
+        settings = _durable_settings(make_settings, graph_url)
         async with open_services(settings) as services:
             channel = WhatsAppChannel(settings, db=services.db, max_attempts=2, backoff=0.01)
-            app = build_web_app(services, whatsapp=channel, telegram=None)
-            async with serve(app, lifespan="off") as url, httpx.AsyncClient(base_url=url) as http:
-                body = wa_body(wa_text_message("628777", "halo", wamid="wamid.DOWN"))
-                await http.post("/webhook/whatsapp", content=body,
-                                headers={"X-Hub-Signature-256": sign(body, "secret-1")})
+            await _accept_only(services, channel, wa_text_message("628777", "halo", wamid="wamid.DOWN"))
             graph.fail_next(status=500, times=2)  # both tries of the one answer
             worker = InboundWorker(services.db, services.core, channel)
             await worker.start()
