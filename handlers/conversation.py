@@ -194,7 +194,9 @@ class Core:
                                    duplicate=True)
                 turn = Turn(self, conn, msg, now)
                 replies = await turn.run()
-                kept = keep(msg.chat_id, replies) if msg.message_id is not None else None
+                # Only for someone who has agreed: before "Setuju" nothing of theirs is kept
+                # (a lost privacy notice is answered by writing again).
+                kept = keep(msg.chat_id, replies) if msg.message_id is not None and turn.user is not None else None
                 if kept is not None:
                     await repo.keep_replies(conn, msg.channel, msg.message_id, kept)
         except StorageUnavailable as exc:

@@ -422,8 +422,9 @@ async def test_a_message_accepted_before_a_crash_is_handled_after_restart(make_s
             await channel.aclose()
     [notice] = graph.sent
     assert notice["to"] == "628999" and "pemberitahuan privasi" in notice["interactive"]["body"]["text"]
-    assert query(settings.database_path, "SELECT payload IS NULL, handled_at IS NOT NULL FROM inbound "
-                 "WHERE message_id = 'wamid.CRASH'") == [(1, 1)]
+    # Before "Setuju" not even the answer is kept with the message.
+    assert query(settings.database_path, "SELECT payload IS NULL, handled_at IS NOT NULL, replies FROM inbound "
+                 "WHERE message_id = 'wamid.CRASH'") == [(1, 1, None)]
 
 
 @pytest.mark.asyncio(loop_scope="function")
@@ -435,8 +436,8 @@ async def test_an_answer_meta_would_not_take_is_sent_later_once(make_settings):
         settings = _durable_settings(make_settings, graph_url)
         async with open_services(settings) as services:
             channel = WhatsAppChannel(settings, db=services.db, max_attempts=2, backoff=0.01)
-            await _accept_only(services, channel, wa_text_message("628777", "halo", wamid="wamid.DOWN"))
-            graph.fail_next(status=500, times=2)  # both tries of the one answer
+            await _accept_only(services, channel, wa_button_reply("628777", "consent:yes:id", "Setuju", wamid="wamid.DOWN"))
+            graph.fail_next(status=500, times=2)  # both tries of the first answer
             worker = InboundWorker(services.db, services.core, channel)
             await worker.start()
             await worker.wait_idle()
@@ -447,6 +448,6 @@ async def test_an_answer_meta_would_not_take_is_sent_later_once(make_settings):
             assert await worker.resend_owed(timedelta(0)) == 0  # nothing owed twice
             await worker.stop()
             await channel.aclose()
-    [notice] = graph.sent
-    assert notice["to"] == "628777" and "pemberitahuan privasi" in notice["interactive"]["body"]["text"]
+    thanks, menu = graph.sent
+    assert thanks["to"] == menu["to"] == "628777" and "persetujuan Anda sudah kami catat" in thanks["text"]["body"]
     assert query(settings.database_path, "SELECT replies FROM inbound WHERE message_id = 'wamid.DOWN'") == [(None,)]
