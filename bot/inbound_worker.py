@@ -300,11 +300,7 @@ class InboundWorker:
         for wamid, kept in rows:
             if wamid in self._queued:
                 continue  # still being answered by its lane
-            try:
-                chat_id = str(json.loads(kept)["chat"])
-            except (TypeError, ValueError, KeyError):
-                chat_id = ""
-            replies = owed_replies(kept)
+            chat_id, replies = owed_replies(kept)
             sent: list[Sent] = []
             if chat_id and replies and not await self._deliver(chat_id, replies, sent):
                 await self._finish(wamid, sent, answered=False)

@@ -91,14 +91,16 @@ def keep(chat_id: str, replies: list[Reply]) -> str | None:
     return json.dumps({"chat": chat_id, "replies": kept}, ensure_ascii=False) if kept else None
 
 
-def owed_replies(kept: str | None) -> list[Reply]:
+def owed_replies(kept: str | None) -> tuple[str, list[Reply]]:
+    """The chat and the answers of a kept copy (see keep); ("", []) when unreadable."""
     if not kept:
-        return []
+        return "", []
     try:
-        return [Reply.from_json(r) for r in json.loads(kept)["replies"]]
+        data = json.loads(kept)
+        return str(data["chat"]), [Reply.from_json(r) for r in data["replies"]]
     except (ValueError, KeyError, TypeError):
         log.error("kept answers cannot be read; dropped")
-        return []
+        return "", []
 
 
 class FloodGuard:
@@ -190,8 +192,8 @@ class Core:
                     # between saving and answering) are owed: the channel sends them now.
                     if (msg.channel, msg.message_id) in self._answering:
                         return Outcome(duplicate=True)
-                    return Outcome(owed_replies(await repo.owed_replies(conn, msg.channel, msg.message_id)),
-                                   duplicate=True)
+                    _, owed = owed_replies(await repo.owed_replies(conn, msg.channel, msg.message_id))
+                    return Outcome(owed, duplicate=True)
                 turn = Turn(self, conn, msg, now)
                 replies = await turn.run()
                 # Only for someone who has agreed: before "Setuju" nothing of theirs is kept
