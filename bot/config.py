@@ -65,9 +65,14 @@ class Settings(BaseSettings):
     whatsapp_template_reply: str | None = None
     whatsapp_template_digest: str | None = None
     whatsapp_template_language: str = "id"
+    # Meta's throughput per business number: 80 at the lowest tier, up to 1,000 above it.
+    whatsapp_messages_per_second: float = Field(80.0, gt=0, le=1000)
 
     http_host: str = "127.0.0.1"
     http_port: int = Field(8080, ge=0, le=65535)
+    # Deadlines for a client to send its request headers and its whole body (slowloris).
+    http_header_timeout: float = Field(10.0, gt=0, le=300)
+    http_body_timeout: float = Field(10.0, gt=0, le=300)
 
     officials: CommaList = Field(default_factory=list)
     max_submissions_per_day: int = Field(10, ge=1)
