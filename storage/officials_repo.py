@@ -262,6 +262,22 @@ async def due_heads(
     ]
 
 
+async def pending_for_chat(conn: Connection, channel: str, chat_id: str) -> list[OutboxRow]:
+    """Every pending notification for one chat, oldest first (the terminal session shows
+    them when that resident's chat is open; no worker delivers them otherwise)."""
+    async with conn.execute(
+        "SELECT o.id, o.user_id, o.channel, o.chat_id, o.purpose, o.payload, o.attempts, "
+        "u.last_inbound_at FROM outbox o LEFT JOIN users u ON u.id = o.user_id "
+        "WHERE o.state = 'pending' AND o.window_wait IS NULL AND o.channel = ? AND o.chat_id = ? "
+        "ORDER BY o.id",
+        (channel, chat_id),
+    ) as cur:
+        rows = await cur.fetchall()
+    return [
+        OutboxRow(r[0], r[1], r[2], r[3], r[4], json.loads(r[5]), r[6], from_db(r[7])) for r in rows
+    ]
+
+
 async def next_attempt_at(
     conn: Connection, channels: Sequence[str], *, now: datetime
 ) -> datetime | None:
