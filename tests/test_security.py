@@ -318,3 +318,49 @@ def test_redaction_survives_a_record_whose_message_cannot_be_formatted():
     record = logging.LogRecord("x", logging.INFO, __file__, 1, "token %s %s", (secret, "b"), None)
     RedactSecrets([secret]).filter(record)
     assert secret not in record.getMessage()
+
+
+# --------------------------------------------------------------------------------------------
+# Refusals cannot flood the log
+# --------------------------------------------------------------------------------------------
+
+
+@on_bot
+async def test_a_flood_of_forged_webhooks_writes_at_most_one_warning_a_minute(wa_bot, caplog):
+    """Fifty forged signatures in a row: all refused, at most one WARNING line about them
+    (before: fifty)."""
+    body = json.dumps(wa_text_message("6281234567890", "halo")).encode()
+    with caplog.at_level(logging.WARNING, logger="bot.web"):
+        for _ in range(50):
+            response = await wa_bot.post(body, secret="forged-secret")
+            assert response.status_code == 403
+    lines = [r for r in caplog.records if r.name == "bot.web" and "wrong signature" in r.getMessage()]
+    assert len(lines) <= 1
+
+
+def test_the_refusal_log_counts_what_it_did_not_write():
+    """The first refusal of a kind is logged; the next line, a minute later, says how many
+    came in between; another kind has its own minute."""
+    from bot.web import RefusalLog
+
+    now = [1000.0]
+    stream = io.StringIO()
+    logger = logging.getLogger("test.refusals")
+    logger.propagate = False
+    handler = logging.StreamHandler(stream)
+    logger.addHandler(handler)
+    try:
+        refusals = RefusalLog(logger, interval=60, clock=lambda: now[0])
+        for _ in range(10):
+            refusals.warning("bad-signature", "refused a webhook with a wrong signature")
+            now[0] += 1
+        refusals.warning("unsigned", "refused a webhook without a signature")
+        now[0] += 60
+        refusals.warning("bad-signature", "refused a webhook with a wrong signature")
+    finally:
+        logger.removeHandler(handler)
+    assert stream.getvalue().splitlines() == [
+        "refused a webhook with a wrong signature",
+        "refused a webhook without a signature",
+        "refused a webhook with a wrong signature (and 9 more since the last such line)",
+    ]

@@ -3,11 +3,14 @@ uvicorn component, all over real HTTP on 127.0.0.1."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import itertools
 import json
 import socket
 import sqlite3
+import statistics
+import time
 from pathlib import Path
 
 import httpx
@@ -239,3 +242,101 @@ async def test_the_same_scenario_reads_the_same_on_whatsapp_and_telegram(wa_bot,
     assert on_whatsapp == on_telegram
     assert "Wilayah: lokasi GPS -7.65120, 111.33210\nFoto: ada" in on_whatsapp[-2][0]
     assert on_whatsapp[-1][0] == "Dibatalkan. Tidak ada yang disimpan."
+
+
+# Slow and stalled clients ----------------------------------------------------------------------
+async def _http_exchange(reader, writer, request: bytes) -> tuple[int, bytes]:  # noqa: ANN001
+    """Write one HTTP/1.1 request, read one Content-Length framed response."""
+    writer.write(request)
+    head = await reader.readuntil(b"\r\n\r\n")
+    status = int(head.split(b" ", 2)[1])
+    length = next((int(line.split(b":", 1)[1]) for line in head.split(b"\r\n")
+                   if line.lower().startswith(b"content-length:")), 0)
+    return status, await reader.readexactly(length)
+
+
+@pytest.mark.asyncio(loop_scope="function")
+async def test_a_stalled_signed_post_slows_nobody_and_is_cut_off_at_the_deadline(make_settings):
+    """A client sends a signature header and half a body, then nothing: meanwhile thirty
+    new residents are answered at the usual speed (before: ~10 a second while it stayed
+    open), and the stalled connection gets 408 and is closed at HTTP_BODY_TIMEOUT."""
+    deadline = 2.0
+    async with WhatsAppDriver(make_settings, http_body_timeout=deadline) as bot:
+        host, port = bot.url.removeprefix("http://").rsplit(":", 1)
+        reader, writer = await asyncio.open_connection(host, int(port))
+        body, _ = text_body("6281299999999")
+        writer.write(b"POST /webhook/whatsapp HTTP/1.1\r\nHost: bot\r\nContent-Type: application/json\r\n"
+                     b"X-Hub-Signature-256: " + sign(body, APP_SECRET).encode() + b"\r\n"
+                     b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body[: len(body) // 2])
+        await writer.drain()
+        stalled_at = asyncio.get_running_loop().time()
+        await asyncio.sleep(0)  # the server has the headers: the request is in flight
+        residents = [bot.another(str(6281298000000 + i)) for i in range(30)]
+        started = asyncio.get_running_loop().time()
+        await asyncio.gather(*(r.send_text("halo") for r in residents))
+        await bot.graph.wait_for_sent(lambda p: p["to"] in {r.wa_id for r in residents}, count=30, timeout=10)
+        handled_in = asyncio.get_running_loop().time() - started
+        assert handled_in < 1.5, f"30 residents took {handled_in:.2f} s to be answered"
+        assert not reader.at_eof()  # all of that happened while the stalled client was connected
+        answer = await asyncio.wait_for(reader.read(), deadline + 3)  # read() ends at the server's close
+        closed_after = asyncio.get_running_loop().time() - stalled_at
+        writer.close()
+    assert answer.startswith(b"HTTP/1.1 408"), answer[:40]
+    assert deadline - 0.2 < closed_after < deadline + 2
+    assert stored(bot.db_path, "6281299999999") == 0
+
+
+async def test_clients_that_send_no_headers_or_trickle_them_are_disconnected(make_settings):
+    """A connection that sends nothing, or one header byte at a time, is closed once
+    HTTP_HEADER_TIMEOUT has passed (uvicorn alone held both forever); a normal request on
+    another connection meanwhile is answered."""
+    settings = make_settings(http_host="127.0.0.1", http_port=0, http_header_timeout=0.5)
+    async with open_services(settings) as services:
+        server = WebServer(build_web_app(services, whatsapp=None, telegram=None), settings)
+        await server.start()
+        try:
+            loop = asyncio.get_running_loop()
+            started = loop.time()
+            silent = await asyncio.open_connection("127.0.0.1", server.port)
+            trickle = await asyncio.open_connection("127.0.0.1", server.port)
+
+            async def drip() -> None:
+                for byte in b"POST /webhook/whatsapp HTTP/1.1\r\nHost: bot\r\nX-Pad: " + b"a" * 100:
+                    trickle[1].write(bytes([byte]))
+                    await asyncio.sleep(0.05)
+
+            dripping = asyncio.create_task(drip())
+            async with httpx.AsyncClient() as http:
+                assert (await http.get(f"http://127.0.0.1:{server.port}/healthz")).status_code == 200
+            for reader, _ in (silent, trickle):
+                assert await asyncio.wait_for(reader.read(), 3) == b""
+            closed_after = loop.time() - started
+            dripping.cancel()
+            for _, writer in (silent, trickle):
+                writer.close()
+        finally:
+            await server.stop()
+    assert 0.4 < closed_after < 2.0
+
+
+async def test_keep_alive_requests_are_answered_without_a_nagle_delay(make_settings):
+    """Twenty requests one after another on one keep-alive connection: each is answered in
+    well under the ~40 ms Nagle's algorithm and a delayed ACK cost (TCP_NODELAY is set)."""
+    settings = make_settings(http_host="127.0.0.1", http_port=0)
+    async with open_services(settings) as services:
+        server = WebServer(build_web_app(services, whatsapp=None, telegram=None), settings)
+        await server.start()
+        try:
+            reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+            request = b"GET /healthz HTTP/1.1\r\nHost: bot\r\n\r\n"
+            await _http_exchange(reader, writer, request)  # warm up
+            times = []
+            for _ in range(20):
+                started = time.perf_counter()
+                status, _ = await _http_exchange(reader, writer, request)
+                times.append(time.perf_counter() - started)
+                assert status == 200
+            writer.close()
+        finally:
+            await server.stop()
+    assert statistics.median(times) < 0.020, f"median {statistics.median(times) * 1000:.1f} ms"
