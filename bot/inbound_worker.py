@@ -34,7 +34,9 @@ from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from bot.channels.whatsapp import Sent, WebhookBatch, apply_statuses, record_sent, to_incoming
+from bot.channels.whatsapp import (
+    InboundMessage, Sent, WebhookBatch, apply_statuses, message_time, record_sent, to_incoming,
+)
 from handlers.conversation import owed_replies
 from handlers.messages import DeliveryError, Outcome, Reply
 from storage.repository import replies_delivered
@@ -48,6 +50,12 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 CHANNEL = "whatsapp"
+# Meta retries a webhook for up to 7 days. A message whose own timestamp is older than
+# that is no retry but a replay, and may be older than our memory of handled ids
+# (Housekeeping.KEEP, 8 days, counted from handling): it is acknowledged and dropped, or a
+# 9-day-old wamid would be answered (and take effect) a second time. The day between the
+# two absorbs clock differences between Meta and us.
+REPLAY_WINDOW = timedelta(days=7)
 # Kept answers older than this and not being sent by a lane are owed (see resend_owed).
 OWED_AFTER = timedelta(minutes=2)
 
@@ -116,8 +124,13 @@ class InboundWorker:
         Raises StorageUnavailable: the route then answers 503 and Meta delivers again later."""
         now = self.clock()
         fresh = []
+        oldest = now - REPLAY_WINDOW
+        messages = [m for m in batch.messages if not _too_old(m, oldest)]
+        if len(messages) < len(batch.messages):
+            log.info("refused %d WhatsApp message(s) older than %d days (a replay, not a retry)",
+                     len(batch.messages) - len(messages), REPLAY_WINDOW.days)
         async with self.db.transaction() as conn:
-            for i, message in enumerate(batch.messages):
+            for i, message in enumerate(messages):
                 # received_at orders the recovery after a crash; +i µs keeps a batch in order.
                 cur = await conn.execute(
                     "INSERT INTO inbound (channel, message_id, payload, received_at) VALUES (?, ?, ?, ?) "
@@ -264,8 +277,13 @@ class InboundWorker:
             outcome = Outcome([Reply(catalog.text(catalog.default, "error.internal"))])
         sent: list[Sent] = []
         complete = await self._deliver(incoming.chat_id, outcome.replies, sent)
-        # Rows the core did not claim (flood guard, storage error) are closed here too: the
-        # resident got an answer telling them what to do, and a retry would repeat it.
+        if not outcome.stored:
+            # The database could not take it (disk full, locked): the message stays pending
+            # and the sweep offers it again; the core tells the resident once per incident.
+            self.core.answered(incoming)
+            if read is not None:
+                await read
+            return
         # Answers kept by the core and not all sent stay owed: the sweep sends them later.
         try:
             await self._finish(wamid, sent, answered=complete)
@@ -329,3 +347,8 @@ class InboundWorker:
         except StorageUnavailable as exc:
             # Left pending: the sweep offers it again and the core's claim makes that harmless.
             log.warning("could not close a handled WhatsApp message: %s", exc)
+
+
+def _too_old(message: InboundMessage, oldest: datetime) -> bool:
+    sent_at = message_time(message.payload)
+    return sent_at is not None and sent_at < oldest

@@ -451,3 +451,26 @@ async def test_an_answer_meta_would_not_take_is_sent_later_once(make_settings):
     thanks, menu = graph.sent
     assert thanks["to"] == menu["to"] == "628777" and "persetujuan Anda sudah kami catat" in thanks["text"]["body"]
     assert query(settings.database_path, "SELECT replies FROM inbound WHERE message_id = 'wamid.DOWN'") == [(None,)]
+
+
+@on_bot
+async def test_a_replay_older_than_the_dedup_window_is_acknowledged_and_ignored(resident, caplog):
+    """A 9-day-old wamid (its id long forgotten by the deduplication) comes again: Meta gets
+    its 200, nothing is stored or answered, and the log says so without the number. A
+    message six days old (Meta retrying after an outage) is still answered."""
+    from bot.app import Housekeeping
+    from bot.inbound_worker import REPLAY_WINDOW
+
+    assert REPLAY_WINDOW < Housekeeping.KEEP  # refused before its id can have been forgotten
+    now = datetime.now(UTC)
+    old = wa_text_message(resident.wa_id, "halo", wamid="wamid.OLD-" + resident.wa_id,
+                          timestamp=int((now - timedelta(days=9)).timestamp()))
+    with caplog.at_level(logging.INFO, logger="bot.inbound_worker"):
+        await resident.deliver(old)
+        assert await resident.replies() == []
+    assert query(resident.db_path, "SELECT COUNT(*) FROM inbound WHERE message_id = ?", "wamid.OLD-" + resident.wa_id) == [(0,)]
+    refusal = [r.getMessage() for r in caplog.records if "older than" in r.getMessage()]
+    assert refusal and resident.wa_id not in " ".join(refusal) and refusal[0].startswith("refused 1 ")
+    late = wa_text_message(resident.wa_id, "halo", timestamp=int((now - timedelta(days=6)).timestamp()))
+    await resident.deliver(late)
+    assert "pemberitahuan privasi" in (await resident.replies())[0]

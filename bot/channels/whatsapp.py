@@ -271,6 +271,12 @@ def _timestamp(raw: Any) -> datetime | None:
         return None
 
 
+def message_time(payload: dict[str, Any]) -> datetime | None:
+    """When the resident sent a stored webhook message, by Meta's clock (None if unstated)."""
+    message = payload.get("message")
+    return _timestamp(message.get("timestamp")) if isinstance(message, dict) else None
+
+
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
 
@@ -722,11 +728,16 @@ class WhatsAppChannel:
 # SQL for 0002_whatsapp.sql (small enough to live beside its only user) --------------------------
 async def record_sent(conn: "Connection", sent: list[Sent], *, purpose: str, now: datetime) -> None:
     stamp = to_db(now)
+    # The number is kept only for residents (erasing them erases the row) and for recipients
+    # that are not residents by design (officials' digests). An answer to someone who is not
+    # (or no longer) a resident, such as the privacy notice before consent or the
+    # confirmation of an erasure, keeps no number: nothing would ever delete it.
     await conn.executemany(
         "INSERT INTO whatsapp_messages (wamid, user_id, chat_id, purpose, kind, created_at, updated_at) "
-        "VALUES (?, (SELECT id FROM users WHERE channel = 'whatsapp' AND platform_id = ?), ?, ?, ?, ?, ?) "
+        "SELECT ?, u.id, CASE WHEN u.id IS NOT NULL OR ? != 'reply' THEN ? ELSE '' END, ?, ?, ?, ? "
+        "FROM (SELECT 1) LEFT JOIN users u ON u.channel = 'whatsapp' AND u.platform_id = ? "
         "ON CONFLICT (wamid) DO NOTHING",
-        [(m.wamid, m.chat_id, m.chat_id, purpose, m.kind, stamp, stamp) for m in sent],
+        [(m.wamid, purpose, m.chat_id, purpose, m.kind, stamp, stamp, m.chat_id) for m in sent],
     )
 
 
