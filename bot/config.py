@@ -29,6 +29,14 @@ _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 CommaList = Annotated[list[str], NoDecode]
 
 
+def _catalogue_languages() -> list[str]:
+    """The languages handlers/locales has a catalogue for (adding one is adding a file)."""
+    from importlib import resources
+
+    return sorted(entry.name.removesuffix(".toml")
+                  for entry in resources.files("handlers.locales").iterdir() if entry.name.endswith(".toml"))
+
+
 def _split(value: object) -> object:
     if isinstance(value, str):
         return [part.strip() for part in value.split(",") if part.strip()]
@@ -124,7 +132,18 @@ class Settings(BaseSettings):
     def _officials_shape(cls, v: list[str]) -> list[str]:
         bad = [item for item in v if not _OFFICIAL.match(item)]
         if bad:
-            raise ValueError(f"entries must look like telegram:123456789 or whatsapp:628123...: {bad}")
+            raise ValueError(
+                "entries must look like telegram:123456789, whatsapp:628123... or terminal:NAME "
+                f"(the --user of `suarawarga chat`): {bad}"
+            )
+        return v
+
+    @field_validator("default_language")
+    @classmethod
+    def _catalogue_exists(cls, v: str) -> str:
+        languages = _catalogue_languages()
+        if v not in languages:
+            raise ValueError(f"no message catalogue for {v!r}; available: {', '.join(languages)}")
         return v
 
     @field_validator("digest_emails")
