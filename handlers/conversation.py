@@ -28,6 +28,8 @@ from handlers.domain import PILLARS, TrackingCode
 from handlers.i18n import Catalog
 from handlers.language import LanguageDetector, language_hint
 from handlers.messages import Button, Incoming, InputKind, Outcome, Reply
+from handlers.erasure import scrubber
+from handlers.privacy import redact
 from storage import repository as repo
 from storage.database import Connection, Database, StorageUnavailable, utcnow
 from storage.repository import Conversation, User
@@ -39,6 +41,7 @@ ANSWERING_LIMIT = 10_000  # messages being answered that a repeat must not answe
 MAX_TEXT = 4000
 AREA_PAGE = 8          # 8 areas + "more" + "skip" = 10 rows, WhatsApp's list limit
 SIMILAR_DAYS = 90
+SIMILAR_LOOKUPS_PER_HOUR = 6
 # A WhatsApp user silent this long had (nearly) closed their 24-hour window.
 WINDOW_REOPENS = timedelta(hours=23, minutes=55)
 _LETTERS = re.compile(r"[^\W\d_]", re.UNICODE)
@@ -104,26 +107,29 @@ def owed_replies(kept: str | None) -> tuple[str, list[Reply]]:
 
 
 class FloodGuard:
-    """Per-sender sliding window kept in memory: flooding is about seconds, not history."""
+    """Per-sender sliding window kept in memory: flooding is about seconds, not history.
 
-    def __init__(self, max_messages: int, window: float, clock: Callable[[], float] = time.monotonic):
+    Counted by the platform's message time, not by when we handle it: after a restart the
+    sweep handles a resident's queued messages back to back, and counting those by handling
+    time made an ordinary conversation look like a flood."""
+
+    def __init__(self, max_messages: int, window: float):
         self.max_messages = max_messages
         self.window = window
-        self.clock = clock
         self._seen: dict[str, deque[float]] = {}
         self._warned: dict[str, float] = {}
 
-    def check(self, sender: str) -> str:
-        """'ok', 'warn' (first message over the limit) or 'drop' (already warned)."""
-        now = self.clock()
+    def check(self, sender: str, sent_at: float) -> str:
+        """'ok', 'warn' (first message over the limit) or 'quiet' (already warned)."""
+        now = sent_at
         seen = self._seen.setdefault(sender, deque())
         while seen and now - seen[0] > self.window:
             seen.popleft()
         if len(seen) >= self.max_messages:
-            if now - self._warned.get(sender, -1e9) > self.window:
+            if now - self._warned.get(sender, -1e18) > self.window:
                 self._warned[sender] = now
                 return "warn"
-            return "drop"
+            return "quiet"
         seen.append(now)
         if len(self._seen) > 50_000:  # bounded memory under a broadcast burst
             for key in [k for k, v in self._seen.items() if not v or now - v[-1] > self.window]:
@@ -150,6 +156,7 @@ class Core:
         # SystemRandom: tracking codes must not be predictable from earlier ones.
         self.rng = rng or random.SystemRandom()
         self.flood = FloodGuard(settings.flood_max_messages, settings.flood_window_seconds)
+        self.similar_lookups = FloodGuard(SIMILAR_LOOKUPS_PER_HOUR, 3600.0)
         self.on_outbox: Callable[[], None] = lambda: None
         # (channel, message id) of messages whose answers the channel has sent; their kept
         # copies are dropped in the next transaction (or by flush_delivered), not one by one.
@@ -159,6 +166,8 @@ class Core:
         # Messages this process has saved and is still answering: a repeat of one of them
         # (a webhook retry, a duplicate delivery) must not be answered a second time.
         self._answering: dict[tuple[str, str], None] = {}
+        # sender -> the storage incident they were told about (see handle)
+        self._told_storage: dict[str, int] = {}
         self._commands = {
             word: name
             for name in (*RESIDENT_COMMANDS, *OFFICIAL_COMMANDS)
@@ -168,17 +177,15 @@ class Core:
     # Entry point ------------------------------------------------------------------------
     async def handle(self, msg: Incoming) -> Outcome:
         msg = _valid_text(msg)
+        if not msg.private and not self._for_officials_group(msg):
+            # A resident's conversation lives in their private chat only: nothing from a
+            # group is recorded, and notifications never follow them into it.
+            return Outcome([Reply(self.t(self._guess_language(msg), "group.private_only"))])
         sender = f"{msg.channel}:{msg.user_id}"
         # The terminal is the operator's own keyboard (and scripts): no flood guard there.
         # Officials triaging in bursts are not flooding either.
         exempt = msg.channel == "terminal" or sender in self.settings.officials
-        verdict = "ok" if exempt else self.flood.check(sender)
-        if verdict != "ok":
-            lang = self._guess_language(msg)
-            if verdict == "warn":
-                log.info("flood guard: %s is sending too fast", msg.channel)
-                return Outcome([Reply(self.t(lang, "flood"))])
-            return Outcome([])
+        verdict = "ok" if exempt else self.flood.check(sender, msg.received_at.timestamp())
         delivered, self._delivered = self._delivered, []
         try:
             async with self.db.transaction() as conn:
@@ -196,6 +203,13 @@ class Core:
                     return Outcome(owed, duplicate=True)
                 turn = Turn(self, conn, msg, now)
                 replies = await turn.run()
+                if verdict != "ok":
+                    # Too fast: the message still takes effect (it was accepted, and an
+                    # accepted message is never dropped), but the answers are held back
+                    # to one short warning so a flood cannot make the bot flood back.
+                    if verdict == "warn":
+                        log.info("flood guard: a %s sender is sending too fast", msg.channel)
+                    replies = [Reply(self.t(turn.lang, "flood"))] if verdict == "warn" else []
                 # Only for someone who has agreed: before "Setuju" nothing of theirs is kept
                 # (a lost privacy notice is answered by writing again).
                 kept = keep(msg.chat_id, replies) if msg.message_id is not None and turn.user is not None else None
@@ -204,14 +218,32 @@ class Core:
         except StorageUnavailable as exc:
             self._delivered[:0] = delivered
             log.error("could not save a %s message: %s", msg.channel, exc)
-            return Outcome([Reply(self.t(self._guess_language(msg), "error.storage"))])
+            # Once per resident per incident: the WhatsApp sweep retries the same messages
+            # every few seconds, and each retry used to send another "cannot save".
+            if self._told_storage.get(sender) == self.db.incident:
+                return Outcome([], stored=False)
+            self._told_storage[sender] = self.db.incident
+            if len(self._told_storage) > 50_000:
+                self._told_storage.clear()
+            return Outcome([Reply(self.t(self._guess_language(msg), "error.storage"))], stored=False)
         if turn.outbox_written:
             self.on_outbox()
+        if turn.erased:
+            # The WAL still holds the pages with their rows as they were: fold it into the
+            # (secure_delete) file and truncate it, so no copy of them is left behind.
+            await self.db.compact_wal()
         if kept is not None:
             self._answering[(msg.channel, msg.message_id)] = None  # type: ignore[index]
             if len(self._answering) > ANSWERING_LIMIT:  # a channel that never reports back
                 del self._answering[next(iter(self._answering))]
         return Outcome(replies)
+
+    def _for_officials_group(self, msg: Incoming) -> bool:
+        """Officials may work from a group chat (their digest group): their commands count."""
+        if f"{msg.channel}:{msg.user_id}" not in self.settings.officials:
+            return False
+        command, args = self.command_of(msg)
+        return command in OFFICIAL_COMMANDS or command == "status" or command == "help"
 
     def answered(self, msg: Incoming) -> None:
         """The channel is done answering `msg` (sent or not): a repeat may be answered again
@@ -283,6 +315,7 @@ class Turn:
         self.msg = msg
         self.now = now
         self.outbox_written = False
+        self.erased = False  # the resident asked to be forgotten: the WAL is compacted after
         self.user: User | None = None
         self.conv = Conversation()
         self.lang = core._guess_language(msg)
@@ -563,7 +596,10 @@ class Turn:
         if draft.get("pillar") and draft.get("area"):
             similar = await self.find_similar()
             if similar:
-                draft["similar"] = [[s.code, s.text[:72], s.supports] for s in similar]
+                # Other residents' words, masked: never a phone number, NIK, e-mail or name,
+                # and never the submitter of an anonymous one.
+                draft["similar"] = [[s.code, _clip(redact(s.text), 72), s.supports]
+                                    for s in similar]
                 return self.goto("similar")
         return self.goto("photo")
 
@@ -571,6 +607,11 @@ class Turn:
         draft = self.conv.draft
         mine = self.core.key_terms(draft["text"])
         if not mine:
+            return []
+        # Cancelling before saving and starting again allowed probing other residents'
+        # submissions without limit: a few look-ups an hour are what honest use needs.
+        assert self.user is not None
+        if self.core.similar_lookups.check(str(self.user.id), self.now.timestamp()) != "ok":
             return []
         candidates = await repo.similar_candidates(
             self.conn, pillar=draft["pillar"], area=draft["area"],
@@ -696,9 +737,13 @@ class Turn:
         if value not in ("delete", "anonymise"):
             return [self.prompt()]
         lang = self.lang
+        user = self.user
+        names = await repo.submitter_names(self.conn, user.id)
+        scrub = scrubber([user.platform_id, user.chat_id, user.display_name, *names])
         count = await repo.erase_user(
-            self.conn, self.user.id, keep_submissions=value == "anonymise", now=self.now
+            self.conn, user, keep_submissions=value == "anonymise", now=self.now, scrub=scrub,
         )
+        self.erased = True
         await repo.audit(
             self.conn, actor="resident", action="erase", target=None,
             after={"mode": value, "submissions": count, "channel": self.user.channel}, now=self.now,

@@ -41,6 +41,9 @@ class Incoming:
     language_hint: str | None = None  # the platform's idea of the user's language
     display_name: str | None = None
     unsupported_type: str | None = None
+    # A one-to-one chat with the bot. Residents are served only there: a group is where
+    # other people read along.
+    private: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,6 +105,9 @@ class Outcome:
 
     replies: list[Reply] = field(default_factory=list)
     duplicate: bool = False          # already handled once: nothing was done
+    # False when the database could not take it (disk full, locked): the message had no
+    # effect, and a channel that accepted it must keep it to be handled again later.
+    stored: bool = True
 
 
 class DeliveryError(Exception):

@@ -4,7 +4,9 @@
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from handlers.conversation import Core
 from handlers.messages import Incoming, InputKind, Reply
@@ -22,12 +24,15 @@ class Resident:
     name: str | None = "Sari Wulandari"
     transcript: list[Reply] = field(default_factory=list)
     last_buttons: Reply | None = None
+    # The platform's time of each message (what the flood guard counts by); now by default.
+    clock: Callable[[], datetime] | None = None
 
     def _incoming(self, kind: InputKind, **fields: object) -> Incoming:
         fields.setdefault("message_id", f"m{next(_ids)}")
+        fields.setdefault("received_at", self.clock() if self.clock else utcnow())
         return Incoming(
             channel=self.channel, user_id=self.user_id, chat_id=self.user_id, kind=kind,
-            received_at=utcnow(), language_hint=self.hint, display_name=self.name,
+            language_hint=self.hint, display_name=self.name,
             **fields,  # type: ignore[arg-type]
         )
 

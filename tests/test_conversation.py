@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 import sqlite3
 
 import pytest
 
 from bot.app import open_services
 from handlers.messages import InputKind
+from storage.database import utcnow
 from tests.harness import Resident, code_in, texts
 
 ROAD = "Jalan di depan rumah saya rusak parah dan berlubang besar, bahaya untuk motor"
@@ -221,18 +223,48 @@ class TestRobustness:
             assert "1 laporan/ide dalam 24 jam" in replies[0].text
 
     async def test_flood_guard_warns_once_then_recovers(self, make_settings):
+        """Counted by the platform's message time: over the limit the resident is warned
+        once, then answers pause until the window has passed."""
         settings = make_settings(flood_max_messages=3, flood_window_seconds=60)
         async with open_services(settings) as svc:
-            now = [0.0]
-            svc.core.flood.clock = lambda: now[0]
-            sari = Resident(svc.core)
+            start = utcnow()
+            sent = [start]
+            sari = Resident(svc.core, clock=lambda: sent[0])
             for _ in range(3):
                 await sari.command("start")
             warned = await sari.command("start")
-            assert "terlalu cepat" in warned[0].text
+            assert "sangat cepat" in warned[0].text
             assert await sari.command("start") == []
-            now[0] = 120.0
+            sent[0] = start + timedelta(seconds=120)
             assert "privasi" in texts(await sari.command("start"))
+
+    async def test_a_backlog_handled_back_to_back_is_not_a_flood(self, make_settings):
+        """After a restart the queued messages of a calm conversation (one every 10 s when
+        written) are handled within milliseconds: every one is answered."""
+        settings = make_settings(flood_max_messages=3, flood_window_seconds=15)
+        async with open_services(settings) as svc:
+            start = utcnow() - timedelta(minutes=5)
+            step = [0]
+            sari = Resident(svc.core, clock=lambda: start + timedelta(seconds=10 * step[0]))
+            await sari.agree()
+            step[0] += 1
+            await sari.command("lapor")
+            step[0] += 1
+            answered = await sari.say(ROAD)
+            assert "Kelayakan Hidup" in answered[0].text
+            step[0] += 1
+            assert "kecamatan" in texts(await sari.press("Ya"))
+
+    async def test_a_flooded_message_still_takes_effect(self, make_settings):
+        """An accepted message is never dropped: over the limit only the answers pause."""
+        settings = make_settings(flood_max_messages=3, flood_window_seconds=60)
+        async with open_services(settings) as svc:
+            sari = Resident(svc.core, clock=lambda: utcnow().replace(microsecond=0))
+            await sari.agree()              # /start + Setuju: two messages
+            await sari.command("lapor")     # the third
+            warned = await sari.say(ROAD)   # over the limit: warned, but kept as the description
+            assert "sangat cepat" in texts(warned)
+            assert rows(settings, "SELECT step FROM conversations") == [("pillar",)]
 
 
 class TestLanguage:

@@ -88,11 +88,12 @@ def to_incoming(update: Update) -> Incoming | None:
         query = update.callback_query
         user = query.from_user
         chat_id = query.message.chat.id if query.message is not None else user.id
+        private = query.message is None or query.message.chat.type == ChatType.PRIVATE
         return Incoming(
             channel="telegram", user_id=str(user.id), chat_id=str(chat_id),
             kind=InputKind.BUTTON, received_at=_now(), message_id=message_id,
             payload=query.data or "", language_hint=user.language_code,
-            display_name=user.full_name,
+            display_name=user.full_name, private=private,
         )
     edited = update.edited_message
     if edited is not None and edited.from_user is not None:
@@ -108,7 +109,7 @@ def to_incoming(update: Update) -> Incoming | None:
         head, _, args = text[1:].partition(" ")
         command = head.split("@", 1)[0]
         return _base(update, message, InputKind.COMMAND, message_id, text=text,
-                     command=command.lower(), args=args.strip())
+                     command=command.lower(), args=args.strip(), private=private)
     if not private:
         return None  # officials' groups: only commands are for us
     if text is not None:
@@ -136,9 +137,12 @@ def _now() -> datetime:
 
 def _base(update: Update, message, kind: InputKind, message_id: str, **fields) -> Incoming:  # noqa: ANN001
     user = message.from_user
+    # The platform's time of the message (the flood guard counts by it), never in the future.
+    sent = message.edit_date or message.date
+    received = min(sent, _now()) if sent is not None else _now()
     return Incoming(
         channel="telegram", user_id=str(user.id), chat_id=str(message.chat.id), kind=kind,
-        received_at=_now(), message_id=message_id, language_hint=user.language_code,
+        received_at=received, message_id=message_id, language_hint=user.language_code,
         display_name=user.full_name, **fields,
     )
 
