@@ -122,7 +122,10 @@ _PILLAR_MASK = (1 << _N) - 1
 _PILLAR_FIELDS = (1 << (_BITS * _N)) - 1
 # mask of pillars -> their indices, in PILLARS order
 _PILLAR_BITS = tuple(tuple(i for i in range(_N) if m >> i & 1) for m in range(1 << _N))
-_RESERVED_TABLES = ("meta", "normalize", "stopwords")
+_RESERVED_TABLES = ("meta", "normalize", "stopwords", "places")
+_PLACES_KEYS = ("label_id", "label_en", "names", "context", "weight", "context_weight", "weights", "visitor_topics", "switch_weight")
+#: The branding sub-topic the [places] section becomes.
+PLACES_SUBTOPIC = "places"
 _SUBTOPIC_KEYS = ("label_id", "label_en", "keywords", "phrases", "weights", "exclude")
 _DEFAULT_WEIGHT = {"keywords": 1.0, "phrases": 1.5}
 # A cache of canonical tokens per Tagger; cleared when it grows past this (long-tail words).
@@ -327,6 +330,11 @@ class _Rules:
     stopwords: frozenset[str]
     subtopics: list[_Subtopic]
     problems: list[RuleProblem]
+    # [places]: sub-topics ("pillar", "key") whose problems, met at a listed place, are
+    # about the place and its visitors (branding). Empty: no place switch.
+    visitor_topics: frozenset[tuple[str, str]] = frozenset()
+    # place terms weighing at least this make the switch; lighter ones only score
+    switch_weight: float = 2.0
 
 
 class _LineIndex:
@@ -490,7 +498,94 @@ def _parse_rules(text: str) -> _Rules:
             if not any(not t.exclude for t in st.terms):
                 problems.append(RuleProblem(tline, f"sub-topic {table} is empty (no keywords or phrases)"))
             subtopics.append(st)
-    return _Rules(normalize, stopwords, subtopics, problems)
+    visitor: frozenset[tuple[str, str]] = frozenset()
+    switch = 2.0
+    if "places" in data:
+        visitor = _parse_places(data["places"], lines, subtopics, problems)
+        raw_switch = data["places"].get("switch_weight", 2.0) if isinstance(data["places"], dict) else 2.0
+        if isinstance(raw_switch, (int, float)) and not isinstance(raw_switch, bool) and raw_switch > 0:
+            switch = float(raw_switch)
+        else:
+            problems.append(RuleProblem(lines.keys.get(("places", "switch_weight"), 1), "places: switch_weight must be a number > 0"))
+    return _Rules(normalize, stopwords, subtopics, problems, visitor, switch)
+
+
+def _parse_places(body: Any, lines: _LineIndex, subtopics: list[_Subtopic], problems: list[RuleProblem]) -> frozenset[tuple[str, str]]:
+    """[places]: the regency's tourist, heritage and iconic places.
+
+    ``names`` (a place's own name, weight ``weight``) and ``context`` (words that make any
+    spot a visitor's place: "objek wisata", "peziarah"; weight ``context_weight``) count
+    for branding like keywords, in the sub-topic branding.places. ``visitor_topics`` lists
+    sub-topics ("society.public-order") whose problems, when the message also names a
+    place, are about what visitors meet there: such a message goes to branding (PILLARS.md
+    tie-break 7), and the same complaint without a place keeps its usual pillar. Only place
+    terms weighing at least ``switch_weight`` (2) make that switch: a light one (the
+    mountain's name in a village address, the town square) only adds its weight.
+    """
+    tline = lines.tables.get("places", 1)
+    if not isinstance(body, dict):
+        problems.append(RuleProblem(tline, "[places] must be a table"))
+        return frozenset()
+    for unknown in sorted(set(body) - set(_PLACES_KEYS)):
+        problems.append(RuleProblem(lines.keys.get(("places", unknown), tline), f"places: unknown setting {unknown!r}"))
+    weights = body.get("weights", {})
+    if not isinstance(weights, dict):
+        problems.append(RuleProblem(lines.keys.get(("places", "weights"), tline), "places: weights must be a table"))
+        weights = {}
+    st = _Subtopic("branding", PLACES_SUBTOPIC, str(body.get("label_id", "Tempat wisata dan ikon daerah")),
+                   str(body.get("label_en", "Tourist and iconic places")), tline)
+    listed = set()
+    for kind, default_key, default in (("names", "weight", 3.0), ("context", "context_weight", 1.5)):
+        base = body.get(default_key, default)
+        if not isinstance(base, (int, float)) or isinstance(base, bool) or not base > 0:
+            problems.append(RuleProblem(lines.keys.get(("places", default_key), tline), f"places: {default_key} must be a number > 0"))
+            base = default
+        values = body.get(kind, [])
+        if not isinstance(values, list):
+            problems.append(RuleProblem(lines.keys.get(("places", kind), tline), f"places.{kind} must be a list"))
+            continue
+        seen: Counter[str] = Counter()
+        for value in values:
+            if not isinstance(value, str) or not _tokens(value):
+                problems.append(RuleProblem(lines.keys.get(("places", kind), tline), f"places.{kind}: {value!r} is not a word"))
+                continue
+            line = lines.value_line("places", kind, value, seen[value])
+            seen[value] += 1
+            w = weights.get(value, base)
+            if not isinstance(w, (int, float)) or isinstance(w, bool) or not w > 0:
+                problems.append(RuleProblem(lines.value_line("places", "weights", value), f"places: weight of {value!r} must be a number > 0"))
+                w = base
+            listed.add(value)
+            st.terms.append(_Term("branding", PLACES_SUBTOPIC, value, "", float(w), False, line))
+    for wkey in weights:
+        if wkey not in listed:
+            problems.append(RuleProblem(lines.value_line("places", "weights", wkey), f"places: weight given for {wkey!r}, which is not among its names or context"))
+    if not st.terms:
+        problems.append(RuleProblem(tline, "[places] lists no names or context words"))
+        return frozenset()
+    if any(x.pillar == "branding" and x.key == PLACES_SUBTOPIC for x in subtopics):
+        problems.append(RuleProblem(tline, f"[places] and [branding.{PLACES_SUBTOPIC}] cannot both be given"))
+        return frozenset()
+    subtopics.append(st)
+    known = {(x.pillar, x.key) for x in subtopics}
+    visitor = set()
+    raw = body.get("visitor_topics", [])
+    if not isinstance(raw, list):
+        problems.append(RuleProblem(lines.keys.get(("places", "visitor_topics"), tline), "places.visitor_topics must be a list"))
+        raw = []
+    for value in raw:
+        pillar, _, key = str(value).partition(".")
+        line = lines.value_line("places", "visitor_topics", str(value))
+        if (pillar, key) not in known or pillar == "branding":
+            problems.append(RuleProblem(line, f"places.visitor_topics: {value!r} is not a sub-topic of another pillar (write pillar.sub-topic)"))
+            continue
+        visitor.add((pillar, key))
+    return frozenset(visitor)
+
+
+def _copy_subtopic(st: _Subtopic) -> _Subtopic:
+    return _Subtopic(st.pillar, st.key, st.label_id, st.label_en, st.line,
+                     [_Term(t.pillar, t.subtopic, t.text, "", t.weight, t.exclude, t.line) for t in st.terms])
 
 
 def _first_table_line(lines: _LineIndex, top: str) -> int:
@@ -538,6 +633,18 @@ class Tagger:
         self._normalize = rules.normalize
         self.stopwords = rules.stopwords
         self._subtopics = {(st.pillar, st.key): st for st in rules.subtopics}
+        # [places]: a small tagger of the place terms alone, asked only when a message's
+        # winning sub-topic is a visitor topic and branding scored too (rare, ~1 in 50).
+        self._visitor = rules.visitor_topics
+        self._place_tagger: Tagger | None = None
+        places = self._subtopics.get(("branding", PLACES_SUBTOPIC))
+        if self._visitor and places is not None:
+            strong = _copy_subtopic(places)
+            strong.terms = [t for t in strong.terms if t.weight >= rules.switch_weight]
+            if strong.terms:
+                self._place_tagger = Tagger(
+                    _Rules(rules.normalize, rules.stopwords, [strong], []), stemmer=stemmer, compiled=compiled
+                )
         self._cache: dict[str, str] = {}
         self._sastrawi = _SastrawiStem() if stemmer == "sastrawi" else None
         self.stemmer = stemmer
@@ -745,6 +852,24 @@ class Tagger:
 
     def classify(self, text: str) -> TagResult:
         """Primary pillar, sub-topic, score, the words that decided it, other pillars."""
+        r = self._classify(text)
+        if r.secondary and (r.pillar, r.subtopic) in self._visitor and "branding" in r.secondary:
+            return self._at_place(text, r)
+        return r
+
+    def _at_place(self, text: str, r: TagResult) -> TagResult:
+        """A visitor topic's problem (beggars, rubbish, parking...) at a listed place: branding.
+
+        The place's words come first among the words shown, then the problem's."""
+        p = self._place_tagger._classify(text) if self._place_tagger is not None else NO_PILLAR
+        if p.pillar is None:
+            return r
+        matched = p.matched + tuple(m for m in r.matched if m not in p.matched)
+        secondary = tuple(x for x in (r.pillar, *r.secondary) if x != "branding")
+        return _new_result("branding", PLACES_SUBTOPIC, round(r.score + p.score, 3), matched, secondary)
+
+    def _classify(self, text: str) -> TagResult:
+        """The keyword scores alone (compiled core, else the Python reference)."""
         if self._core is not None:
             r = self._core_classify(text)
             while r.__class__ is list:  # words seen for the first time: learn, then again

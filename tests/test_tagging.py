@@ -44,7 +44,7 @@ def tagger() -> Tagger:
         ("ngurus KTP sdh 3 bln gak jadi2", "governance", "civil-registration"),
         ("antri di puskesmas lama, BPJS ditolak", "living", "health"),
         ("balap liar tiap malam minggu", "society", "public-order"),
-        ("tiket masuk Telaga Sarangan mahal, toilet jorok", "branding", "tourism"),
+        ("tiket masuk Telaga Sarangan mahal, toilet jorok", "branding", "places"),
     ],
 )
 def test_everyday_messages_get_the_expected_pillar(tagger: Tagger, text: str, pillar: str, subtopic: str) -> None:
