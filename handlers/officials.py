@@ -172,6 +172,8 @@ class OfficialDesk:
 
     def _age(self, lang: str, age: Any) -> str:
         minutes = max(0, int(age.total_seconds() // 60))
+        if minutes < 1:
+            return self.t(lang, "officials.age_now")  # not "0 menit"
         if minutes < 60:
             return self.t(lang, "officials.age_minutes", n=minutes)
         if minutes < 48 * 60:
