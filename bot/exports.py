@@ -32,22 +32,33 @@ from typing import Any, BinaryIO
 from urllib.parse import quote
 from zoneinfo import ZoneInfo
 
-from handlers.domain import PILLARS, TrackingCode
+from bot.geo import PUBLIC_DECIMALS, Centroids, osm_url
+from handlers.domain import PILLARS, STATUSES, TrackingCode
 from handlers.i18n import Catalog
 from handlers import privacy
+from storage import export_queries as eq
 from storage.database import BUSY_TIMEOUT_MS, to_db, utcnow
 
 log = logging.getLogger(__name__)
 
 FORMATS: tuple[str, ...] = ("csv", "xlsx", "jsonl", "geojson", "markdown")
 
-# The columns of every row-per-submission format, in this order (issue 6).
+# The columns of every row-per-submission format, in this order (issues 6, 14.15, 14.16).
+# Outcomes: tagger_pillar is what the rules said, pillar what it is now (corrected by the
+# resident or an official); status_note holds the programme or the rejection reason,
+# forwarded_to the agency. area_source says where area came from: "resident" (chosen or
+# typed) or "gps" (the nearest kecamatan seat to the GPS point, see bot/geo.py).
 COLUMNS: tuple[str, ...] = (
-    "code", "kind", "pillar", "subtopic", "text", "language", "area", "latitude", "longitude",
-    "status", "supports", "anonymous", "channel", "created_at", "updated_at",
+    "code", "kind", "pillar", "tagger_pillar", "pillar_corrected", "subtopic", "text", "language",
+    "area", "area_source", "latitude", "longitude", "status", "status_note", "forwarded_to",
+    "status_changed_at", "has_photo", "supports", "anonymous", "channel", "created_at", "updated_at",
 )
 # Added only with include_contact; always empty for anonymous submissions.
 CONTACT_COLUMNS: tuple[str, ...] = ("contact_name", "contact_channel", "contact_id")
+# CSV dialects: RFC 4180 (comma, decimal point, ISO 8601 times), and what Excel with
+# Indonesian regional settings expects when it opens a .csv by double-click: semicolons,
+# decimal commas, and "YYYY-MM-DD HH:MM:SS" local times it reads as dates (issue 14.19).
+CSV_DIALECTS: tuple[str, ...] = ("rfc4180", "excel-id")
 
 NO_PILLAR = "none"     # filter value selecting submissions the tagger left without a pillar
 PROGRESS_EVERY = 10_000
@@ -121,25 +132,10 @@ def connect_readonly(db_path: Path | str) -> sqlite3.Connection:
 
 
 def _where(filters: ExportFilter) -> tuple[str, list[Any]]:
-    clauses = ["s.hidden = 0"]   # hidden = spam or abuse, kept for the record only
-    params: list[Any] = []
-    for bound, op in ((filters.since, ">="), (filters.until, "<")):
-        if bound is not None:
-            if bound.tzinfo is None:
-                raise ExportError("since/until need a time zone")
-            clauses.append(f"s.created_at {op} ?")
-            params.append(to_db(bound))
-    if filters.pillar == NO_PILLAR:
-        clauses.append("s.pillar IS NULL")
-    elif filters.pillar is not None:
-        clauses.append("s.pillar = ?")
-        params.append(filters.pillar)
-    for column in ("kind", "status", "area"):
-        value = getattr(filters, column)
-        if value is not None:
-            clauses.append(f"s.{column} = ?")
-            params.append(value)
-    return " AND ".join(clauses), params
+    try:
+        return eq.where(filters)
+    except eq.FilterError as exc:
+        raise ExportError(str(exc)) from None
 
 
 def count_rows(db_path: Path | str, filters: ExportFilter) -> Counts:
@@ -151,16 +147,9 @@ def count_rows(db_path: Path | str, filters: ExportFilter) -> Counts:
         conn.close()
 
 
-def _counts(conn: sqlite3.Connection, filters: ExportFilter, *, geo: bool = False) -> Counts:
-    where, params = _where(filters)
-    if geo:
-        where += " AND s.latitude IS NOT NULL AND s.longitude IS NOT NULL"
-    total, anonymous, contactable = conn.execute(
-        f"SELECT COUNT(*), COALESCE(SUM(s.anonymous <> 0), 0), COALESCE(SUM(s.anonymous = 0 AND "
-        f"(s.user_id IS NOT NULL OR s.submitter_name IS NOT NULL)), 0) FROM submissions s WHERE {where}",
-        params,
-    ).fetchone()
-    return Counts(total, anonymous, contactable)
+def _counts(conn: sqlite3.Connection, filters: ExportFilter) -> Counts:
+    _where(filters)   # the filter check, with its ExportError
+    return Counts(*eq.counts(conn, filters))
 
 
 class LocalTime:
@@ -321,43 +310,53 @@ def neutralise(value: str) -> str:
 
 
 # Rows ------------------------------------------------------------------------------------
-_SELECT = (
-    "SELECT s.code, s.kind, s.pillar, s.subtopic, s.text, s.language, s.area, s.latitude, "
-    "s.longitude, s.status, s.supports, s.anonymous, s.channel, s.created_at, s.updated_at"
-)
-# Contact identity, in SQL so an anonymous row cannot carry it whatever the code below does.
-_SELECT_CONTACT = (
-    ", CASE WHEN s.anonymous THEN NULL ELSE COALESCE(s.submitter_name, u.display_name) END"
-    ", CASE WHEN s.anonymous THEN NULL ELSE u.channel END"
-    ", CASE WHEN s.anonymous THEN NULL ELSE u.platform_id END"
-)
-
-
-def _rows(conn: sqlite3.Connection, filters: ExportFilter, *, contact: bool, geo: bool = False,
+def _rows(conn: sqlite3.Connection, filters: ExportFilter, *, contact: bool,
           order: str = "s.id") -> Iterator[tuple]:
-    where, params = _where(filters)
-    if geo:
-        where += " AND s.latitude IS NOT NULL AND s.longitude IS NOT NULL"
-    sql = _SELECT + (_SELECT_CONTACT if contact else "") + " FROM submissions s"
-    if contact:
-        sql += " LEFT JOIN users u ON u.id = s.user_id"
-    return iter(conn.execute(f"{sql} WHERE {where} ORDER BY {order}", params))
+    _where(filters)
+    return eq.rows(conn, filters, contact=contact, order=order)
+
+
+def _locate(area: str | None, lat: float | None, lon: float | None, exact: bool,
+            centroids: Centroids) -> tuple[str | None, str | None, float | None, float | None]:
+    """(area, area_source, latitude, longitude) as an export shows them.
+
+    Coordinates rounded to ~100 m unless `exact` (the internal export, issue 12.5); a GPS
+    point without a kecamatan gets the nearest seat's, marked "gps"."""
+    if lat is None or lon is None:
+        return area, ("resident" if area else None), None, None
+    if not exact:
+        lat, lon = round(lat, PUBLIC_DECIMALS), round(lon, PUBLIC_DECIMALS)
+    if area:
+        return area, "resident", lat, lon
+    found = centroids.nearest(lat, lon)
+    return found, ("gps" if found else None), lat, lon
+
+
+def _note(value: str | None) -> str | None:
+    # Officials' notes can quote a resident ("Pak Budi 0812..."): masked like the text.
+    return redact_text(value) if value else None
 
 
 def _records(rows: Iterator[tuple], local: LocalTime, contact: bool,
-             progress: Callable[[int], None] | None) -> Iterator[dict[str, Any]]:
+             progress: Callable[[int], None] | None, *, exact: bool = False,
+             centroids: Centroids | None = None) -> Iterator[dict[str, Any]]:
     """Rows as the JSON formats show them: clean values, local times, masked text."""
     n = 0
+    centroids = centroids or Centroids.packaged()
     for row in rows:
         code = row[0]
+        area, source, lat, lon = _locate(row[7], row[8], row[9], exact, centroids)
         record = {
-            "code": f"{code[:3]}-{code[3:]}", "kind": row[1], "pillar": row[2], "subtopic": row[3],
-            "text": redact_text(row[4]), "language": row[5], "area": row[6], "latitude": row[7],
-            "longitude": row[8], "status": row[9], "supports": row[10], "anonymous": bool(row[11]),
-            "channel": row[12], "created_at": local(row[13]), "updated_at": local(row[14]),
+            "code": f"{code[:3]}-{code[3:]}", "kind": row[1], "pillar": row[2], "tagger_pillar": row[3],
+            "pillar_corrected": row[2] != row[3], "subtopic": row[4], "text": redact_text(row[5]),
+            "language": row[6], "area": area, "area_source": source, "latitude": lat, "longitude": lon,
+            "status": row[10], "status_note": _note(row[11]), "forwarded_to": _note(row[12]),
+            "status_changed_at": local(row[13]), "has_photo": bool(row[14]), "supports": row[15],
+            "anonymous": bool(row[16]), "channel": row[17], "created_at": local(row[18]),
+            "updated_at": local(row[19]),
         }
         if contact:
-            record["contact_name"], record["contact_channel"], record["contact_id"] = row[15:18]
+            record["contact_name"], record["contact_channel"], record["contact_id"] = row[20:23]
         yield record
         n += 1
         if progress is not None and n % PROGRESS_EVERY == 0:
@@ -371,9 +370,12 @@ def export(
     db_path: Path, fmt: str, out: BinaryIO, filters: ExportFilter, *, lang: str = "id",
     include_contact: bool = False, actor: str = "cli",
     progress: Callable[[int], None] | None = None, zone: ZoneInfo | None = None,
+    csv_dialect: str = "rfc4180",
 ) -> int:
     """Write the submissions matching `filters` to `out` in `fmt`; return how many.
 
+    Coordinates are rounded to 3 decimals (~100 m) in every export except the internal
+    one, `include_contact`, which is audited and keeps them exact (issue 12.5).
     `progress`, when given, is called with the number of rows written since its last
     call (tqdm's `update`). Raises ExportError (or a subclass) before writing anything
     when the export cannot be made.
@@ -382,25 +384,30 @@ def export(
         raise ExportError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
     if include_contact and fmt == "markdown":
         raise ContactNotAllowed("the Markdown annex is for publication and never lists contacts")
+    if csv_dialect not in CSV_DIALECTS:
+        raise ExportError(f"unknown CSV dialect {csv_dialect!r}; choose one of {', '.join(CSV_DIALECTS)}")
     catalog = Catalog.load("id")
     if not catalog.supports(lang):
         raise ExportError(f"unknown language {lang!r}; choose one of {', '.join(catalog.languages)}")
     local = LocalTime(zone)
+    exact = include_contact
     conn = connect_readonly(db_path)
     try:
         # One snapshot for every query of this export (WAL: writers carry on meanwhile).
         conn.execute("BEGIN")
-        counts = _counts(conn, filters, geo=fmt == "geojson")
+        counts = _counts(conn, filters)
         if include_contact:
             _audit_contact_export(db_path, actor=actor, fmt=fmt, filters=filters, counts=counts)
         if fmt == "csv":
-            written = _write_csv(conn, filters, out, local, include_contact, progress)
+            written = _write_csv(conn, filters, out, local, include_contact, progress, exact=exact,
+                                 dialect=csv_dialect)
         elif fmt == "jsonl":
-            written = _write_jsonl(conn, filters, out, local, include_contact, progress)
+            written = _write_jsonl(conn, filters, out, local, include_contact, progress, exact=exact)
         elif fmt == "geojson":
-            written = _write_geojson(conn, filters, out, local, include_contact, progress)
+            written = _write_geojson(conn, filters, out, local, include_contact, progress, exact=exact)
         elif fmt == "xlsx":
-            written = _write_xlsx(conn, filters, out, local, include_contact, progress, catalog, lang)
+            written = _write_xlsx(conn, filters, out, local, include_contact, progress, catalog, lang,
+                                  exact=exact)
         else:
             written = _write_markdown(conn, filters, out, local, catalog, lang)
         conn.execute("COMMIT")
@@ -440,69 +447,102 @@ def _audit_contact_export(db_path: Path, *, actor: str, fmt: str, filters: Expor
 
 
 # CSV ------------------------------------------------------------------------------------------
-def _csv_cell(value: str | None) -> str:
+def _csv_cell(value: str | None, sep: str = ",") -> str:
     """One CSV field, RFC 4180 quoted when needed and neutralised against formulas."""
     if value is None:
         return ""
     value = neutralise(value)
-    if any(ch in value for ch in ',"\r\n'):
+    if any(ch in value for ch in (sep, '"', "\r", "\n")):
         return '"' + value.replace('"', '""') + '"'
     return value
 
 
 def _write_csv(conn: sqlite3.Connection, filters: ExportFilter, out: BinaryIO, local: LocalTime,
-               contact: bool, progress: Callable[[int], None] | None) -> int:
-    """RFC 4180 CSV (Excel dialect), UTF-8 with a byte-order mark.
+               contact: bool, progress: Callable[[int], None] | None, *, exact: bool = False,
+               dialect: str = "rfc4180") -> int:
+    """CSV, UTF-8 with a byte-order mark: RFC 4180 (Excel's "comma" dialect) or excel-id.
 
     The hot path of a million-row export, hence written out by hand rather than through
     csv.writer (20 µs a row here, more than everything else together): the free text is
     always quoted; fields from small vocabularies (kind, pillar, area, ...) are quoted
-    and neutralised once per distinct value through three small caches; times use LocalTime's
+    and neutralised once per distinct value through small caches; times use LocalTime's
     per-hour cache inline. The csv module reads the result back exactly (tests).
     """
+    indonesian = dialect == "excel-id"
+    sep = ";" if indonesian else ","
     # The byte-order mark is what makes Excel read the file as UTF-8 (é, “quotes”, emoji).
     out.write(codecs.BOM_UTF8)
     header = COLUMNS + (CONTACT_COLUMNS if contact else ())
-    out.write((",".join(header) + "\r\n").encode("ascii"))
+    out.write((sep.join(header) + "\r\n").encode("ascii"))
+    cell = functools.partial(_csv_cell, sep=sep)
     heads: dict[tuple, str] = {}
     places: dict[tuple, str] = {}
-    states: dict[tuple, tuple[str, str]] = {}
+    states: dict[tuple, str] = {}
+    tails: dict[tuple, str] = {}
     hours = local._hours
     convert = local.__call__
+    nearest = Centroids.packaged().nearest
+
+    def stamp(value: str | None) -> str:
+        if not value:
+            return ""
+        hour = hours.get(value[:13]) if len(value) == 32 and value.endswith("+00:00") else None
+        text = hour[0] + value[13:19] + hour[1] if hour else (convert(value) or "")
+        # excel-id: "2026-11-28 22:43:22", which Excel takes for a date and time.
+        return text[:10] + " " + text[11:19] if indonesian else text
+
+    def number(value: float) -> str:
+        return repr(value).replace(".", ",") if indonesian else repr(value)
+
     buffer: list[str] = []
     n = 0
     for row in _rows(conn, filters, contact=contact):
-        (code, kind, pillar, subtopic, body, language, area, lat, lon, status, supports,
-         anonymous, channel, created, updated) = row[:15]
+        (code, kind, pillar, auto, subtopic, body, language, area, lat, lon, status, note, agency,
+         changed, photo, supports, anonymous, channel, created, updated) = row[:20]
         body = redact_text(body)
         # Neutralise after masking: the apostrophe must be the very first character.
         if body[:1] in _FORMULA_FIRST:
             body = "'" + body
-        # Three small-vocabulary groups, each quoted and neutralised once per distinct value.
-        head = heads.get((kind, pillar, subtopic))
+        # Small-vocabulary groups, each quoted and neutralised once per distinct value.
+        key = (kind, pillar, auto, subtopic)
+        head = heads.get(key)
         if head is None:
-            head = heads[(kind, pillar, subtopic)] = ",".join(map(_csv_cell, (kind, pillar, subtopic)))
-        place = places.get((language, area))
+            head = heads[key] = sep.join(
+                (cell(kind), cell(pillar), cell(auto), "true" if pillar != auto else "false", cell(subtopic)))
+        if lat is not None and lon is not None:
+            if not exact:
+                lat, lon = round(lat, PUBLIC_DECIMALS), round(lon, PUBLIC_DECIMALS)
+            if area:
+                source = "resident"
+            else:
+                area = nearest(lat, lon)
+                source = "gps" if area else None
+            coords = number(lat) + sep + number(lon)
+        else:
+            source, coords = ("resident" if area else None), sep
+        key = (language, area, source)
+        place = places.get(key)
         if place is None:
-            place = places[(language, area)] = ",".join(map(_csv_cell, (language, area)))
+            place = places[key] = sep.join((cell(language), cell(area), cell(source)))
         state = states.get((status, channel))
         if state is None:
-            state = states[(status, channel)] = (_csv_cell(status), _csv_cell(channel))
-        # LocalTime inlined: a cached hour is the common case (see LocalTime).
-        hour = hours.get(created[:13]) if len(created) == 32 and created.endswith("+00:00") else None
-        created = hour[0] + created[13:19] + hour[1] if hour else convert(created)
-        if updated == row[13]:   # never changed since it came in: the common case
-            updated = created
-        else:
-            hour = hours.get(updated[:13]) if len(updated) == 32 and updated.endswith("+00:00") else None
-            updated = hour[0] + updated[13:19] + hour[1] if hour else convert(updated)
+            state = states[(status, channel)] = cell(status)
+        outcome = sep if note is None and agency is None else (
+            cell(_note(note)) + sep + cell(_note(agency)))
+        key = (bool(photo), anonymous, channel)
+        tail = tails.get(key)
+        if tail is None:
+            tail = tails[key] = (f'{"true" if photo else "false"}', "true" if anonymous else "false", cell(channel))
+        created_text = stamp(created)
+        updated_text = created_text if updated == created else stamp(updated)
+        changed_text = created_text if changed == created else stamp(changed)
         line = (
-            f'{code[:3]}-{code[3:]},{head},"{body.replace(chr(34), chr(34) * 2)}",{place},'
-            f'{"" if lat is None else repr(lat)},{"" if lon is None else repr(lon)},'
-            f'{state[0]},{supports},{"true" if anonymous else "false"},{state[1]},{created},{updated}'
+            f'{code[:3]}-{code[3:]}{sep}{head}{sep}"{body.replace(chr(34), chr(34) * 2)}"{sep}{place}{sep}'
+            f'{coords}{sep}{state}{sep}{outcome}{sep}{changed_text}{sep}{tail[0]}{sep}{supports}{sep}'
+            f'{tail[1]}{sep}{tail[2]}{sep}{created_text}{sep}{updated_text}'
         )
         if contact:
-            line += "," + ",".join(_csv_cell(v if v is None else str(v)) for v in row[15:18])
+            line += sep + sep.join(cell(v if v is None else str(v)) for v in row[20:23])
         buffer.append(line)
         n += 1
         if n % 2_000 == 0:
@@ -521,11 +561,11 @@ def _write_csv(conn: sqlite3.Connection, filters: ExportFilter, out: BinaryIO, l
 
 # JSON lines and GeoJSON --------------------------------------------------------------------------
 def _write_jsonl(conn: sqlite3.Connection, filters: ExportFilter, out: BinaryIO, local: LocalTime,
-                 contact: bool, progress: Callable[[int], None] | None) -> int:
+                 contact: bool, progress: Callable[[int], None] | None, *, exact: bool = False) -> int:
     n = 0
     dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
     buffer: list[str] = []
-    for record in _records(_rows(conn, filters, contact=contact), local, contact, progress):
+    for record in _records(_rows(conn, filters, contact=contact), local, contact, progress, exact=exact):
         buffer.append(dumps(record))
         n += 1
         if len(buffer) >= 1000:
@@ -537,19 +577,32 @@ def _write_jsonl(conn: sqlite3.Connection, filters: ExportFilter, out: BinaryIO,
 
 
 def _write_geojson(conn: sqlite3.Connection, filters: ExportFilter, out: BinaryIO, local: LocalTime,
-                   contact: bool, progress: Callable[[int], None] | None) -> int:
+                   contact: bool, progress: Callable[[int], None] | None, *, exact: bool = False) -> int:
+    """Every submission as a Feature (issue 14.16).
+
+    location_source says where the point comes from: "gps" (the resident's shared
+    location, rounded to ~100 m unless internal) or "kecamatan" (the seat of the kecamatan
+    the resident named, location_approximate true; bot/geo.py). A submission with neither
+    keeps a null geometry (RFC 7946 3.2: an unlocated feature), so counts match the other
+    formats."""
     # Written piece by piece: a FeatureCollection of a million points never sits in memory.
     dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+    centroids = Centroids.packaged()
     out.write(b'{"type":"FeatureCollection","features":[\n')
     n = 0
-    rows = _rows(conn, filters, contact=contact, geo=True)
-    for record in _records(rows, local, contact, progress):
-        feature = {
-            "type": "Feature",
+    rows = _rows(conn, filters, contact=contact)
+    for record in _records(rows, local, contact, progress, exact=exact, centroids=centroids):
+        geometry: dict[str, Any] | None = None
+        if record["latitude"] is not None:
             # RFC 7946: longitude first.
-            "geometry": {"type": "Point", "coordinates": [record["longitude"], record["latitude"]]},
-            "properties": record,
-        }
+            geometry = {"type": "Point", "coordinates": [record["longitude"], record["latitude"]]}
+            record["location_source"], record["location_approximate"] = "gps", False
+        elif (seat := centroids.centroid(record["area"])) is not None:
+            geometry = {"type": "Point", "coordinates": [seat[1], seat[0]]}
+            record["location_source"], record["location_approximate"] = "kecamatan", True
+        else:
+            record["location_source"], record["location_approximate"] = None, None
+        feature = {"type": "Feature", "geometry": geometry, "properties": record}
         out.write((",\n" if n else "").encode() + dumps(feature).encode("utf-8"))
         n += 1
     out.write(b"\n]}\n")
@@ -558,11 +611,19 @@ def _write_geojson(conn: sqlite3.Connection, filters: ExportFilter, out: BinaryI
 
 # XLSX -------------------------------------------------------------------------------------------
 _SHEET_NAME_BAD = re.compile(r"[\[\]:*?/\\]")
+# The sheet's columns: COLUMNS with a map link after the coordinates.
+XLSX_COLUMNS: tuple[str, ...] = COLUMNS[:12] + ("map",) + COLUMNS[12:]
 _COLUMN_WIDTHS = {
-    "code": 9, "kind": 8, "pillar": 13, "subtopic": 20, "text": 70, "language": 9, "area": 14,
-    "latitude": 11, "longitude": 11, "status": 13, "supports": 9, "anonymous": 10, "channel": 10,
-    "created_at": 26, "updated_at": 26, "contact_name": 22, "contact_channel": 15, "contact_id": 16,
+    "code": 9, "kind": 8, "pillar": 16, "tagger_pillar": 16, "pillar_corrected": 9, "subtopic": 18,
+    "text": 60, "language": 7, "area": 13, "area_source": 10, "latitude": 9, "longitude": 9, "map": 8,
+    "status": 12, "status_note": 24, "forwarded_to": 18, "status_changed_at": 16, "has_photo": 7,
+    "supports": 9, "anonymous": 8, "channel": 10, "created_at": 16, "updated_at": 16,
+    "contact_name": 22, "contact_channel": 12, "contact_id": 16,
 }
+# Characters per wrapped line in the text and note columns (Calibri 11: a column of width
+# w holds about w * 1.1 average characters; words wrap early, so a little less).
+_TEXT_LINE, _NOTE_LINE, _LINE_PT = 62, 24, 15.0
+_MAX_ROW_PT = 409.0   # Excel's maximum row height
 
 
 def _sheet_name(label: str, used: set[str]) -> str:
@@ -575,158 +636,236 @@ def _sheet_name(label: str, used: set[str]) -> str:
     return name
 
 
-class _PillarSheet:
-    """One pillar's worksheet, filled row by row (constant_memory needs rows in order)."""
+class _ExcelTime:
+    """UTC database stamps -> Excel date serials in the regency's zone (days since 1899-12-30).
 
-    def __init__(self, book: Any, label: str, used: set[str], columns: tuple[str, ...],
-                 formats: dict[str, Any]):
-        self.book, self.label, self.used = book, label, used
-        self.columns, self.formats = columns, formats
-        self.sheet: Any = None
-        self.row = 0
-        self._open()
+    Same per-hour cache as LocalTime: the local hour's serial is computed once, minutes
+    and seconds added from the text."""
 
-    def _open(self) -> None:
-        if self.sheet is not None:
-            self._finish()
-        self.sheet = self.book.add_worksheet(_sheet_name(self.label, self.used))
-        for col, name in enumerate(self.columns):
-            fmt = self.formats["wrap"] if name == "text" else None
-            self.sheet.set_column(col, col, _COLUMN_WIDTHS.get(name, 12), fmt)
-            self.sheet.write_string(0, col, name, self.formats["header"])
-        self.sheet.freeze_panes(1, 0)
-        self.row = 0
+    _EPOCH = datetime(1899, 12, 30)
 
-    def _finish(self) -> None:
-        self.sheet.autofilter(0, 0, max(self.row, 1), len(self.columns) - 1)
+    def __init__(self, zone: ZoneInfo):
+        self.zone = zone
+        self._hours: dict[str, float | None] = {}
 
-    def add(self, cells: tuple) -> None:
-        if self.row >= XLSX_MAX_ROWS:
-            # Excel stops at 1,048,576 rows: the pillar continues on a sheet "<name> (2)".
-            self._open()
-        self.row += 1
-        r, sheet, formats = self.row, self.sheet, self.formats
-        for col, value in enumerate(cells):
-            if value is None:
-                continue
-            if isinstance(value, bool):
-                sheet.write_boolean(r, col, value)
-            elif isinstance(value, (int, float)):
-                sheet.write_number(r, col, value)
-            elif value[:1] in ("=", "+", "-", "@", "\t", "\r"):
-                # Stored as text already (write_string); the quote prefix keeps Excel from
-                # turning it into a formula when someone edits the cell.
-                sheet.write_string(r, col, value, formats["quoted_wrap" if col == 4 else "quoted"])
-            else:
-                sheet.write_string(r, col, value)
+    def __call__(self, stamp: str | None) -> str | None:
+        if not stamp:
+            return None
+        if len(stamp) == 32 and stamp.endswith("+00:00"):
+            base = self._hours.get(stamp[:13], False)
+            if base is False:
+                base = self._hour(stamp[:13])
+            if base is not None:
+                seconds = int(stamp[14:16]) * 60 + int(stamp[17:19]) + int(stamp[20:26]) / 1e6
+                return f"{base + seconds / 86400:.8f}"
+        local = datetime.fromisoformat(stamp).astimezone(self.zone).replace(tzinfo=None)
+        return f"{(local - self._EPOCH) / timedelta(days=1):.8f}"
 
-    def close(self) -> None:
-        self._finish()
+    def _hour(self, key: str) -> float | None:
+        if len(self._hours) > 200_000:
+            self._hours.clear()
+        start = datetime.fromisoformat(key + ":00:00+00:00")
+        local = start.astimezone(self.zone)
+        end = (start + timedelta(minutes=59, seconds=59)).astimezone(self.zone)
+        value = None
+        if local.utcoffset() == end.utcoffset():
+            value = (local.replace(tzinfo=None) - self._EPOCH) / timedelta(days=1)
+        self._hours[key] = value
+        return value
+
+
+def _lines(text: str, width: int) -> int:
+    if len(text) <= width and "\n" not in text:
+        return 1
+    return sum(max(1, -(-len(part) // width)) for part in text.split("\n"))
+
+
+class _Labels:
+    """Values as the export's language shows them (issue 14.14): kinds, pillars, statuses."""
+
+    def __init__(self, catalog: Catalog, lang: str):
+        t = functools.partial(catalog.text, lang)
+        self.kind = {k: t(f"kinds.{k}") for k in ("report", "idea")}
+        self.pillar: dict[str | None, str] = {p: t(f"pillars.{p}") for p in PILLARS}
+        self.pillar[None] = t("exports.sheet_untagged")
+        self.status = {s: t(f"statuses.{s}") for s in STATUSES}
+        self.yes, self.no = t("exports.yes"), t("exports.no")
+        self.source = {"resident": t("exports.area_from_resident"), "gps": t("exports.area_from_gps"), None: None}
+        self.map = t("exports.map_link")
+        self.header = [t(f"exports.columns.{c}") for c in XLSX_COLUMNS + CONTACT_COLUMNS]
+        self.subtopic = _subtopic_labeller(lang)
 
 
 def _write_xlsx(conn: sqlite3.Connection, filters: ExportFilter, out: BinaryIO, local: LocalTime,
                 contact: bool, progress: Callable[[int], None] | None, catalog: Catalog,
-                lang: str) -> int:
-    import xlsxwriter  # noqa: PLC0415 - only the XLSX format needs it
+                lang: str, *, exact: bool = False) -> int:
+    """Summary, all submissions, then one sheet per pillar (bot/xlsx_stream.py).
+
+    Every value a drafter filters on is a real value: dates are dates, counts numbers,
+    kinds, pillars and statuses in the export's language; map links open OpenStreetMap
+    at the (rounded) point."""
+    from bot import xlsx_stream as x  # noqa: PLC0415
 
     t = lambda key, **kw: catalog.text(lang, f"exports.{key}", **kw)  # noqa: E731
-    where, params = _where(filters)
-    # The summary sheet must come first in the workbook and constant_memory writes rows
-    # in order, so its figures come from two cheap GROUP BYs before the row pass.
-    by_pillar: dict[str | None, dict[str, int]] = {}
-    for pillar, kind, count in conn.execute(
-        f"SELECT s.pillar, s.kind, COUNT(*) FROM submissions s WHERE {where} GROUP BY 1, 2", params
-    ):
-        by_pillar.setdefault(pillar, {})[kind] = count
-    by_area: dict[str | None, dict[str, int]] = {}
-    for area, kind, count in conn.execute(
-        f"SELECT s.area, s.kind, COUNT(*) FROM submissions s WHERE {where} GROUP BY 1, 2", params
-    ):
-        by_area.setdefault(area, {})[kind] = count
-
-    book = xlsxwriter.Workbook(out, {
-        "constant_memory": True,
-        # Every string is a string: never a formula, a URL or a number by accident.
-        "strings_to_formulas": False, "strings_to_urls": False, "strings_to_numbers": False,
-    })
-    formats = {
-        "header": book.add_format({"bold": True, "bg_color": "#DDEBF7", "border": 1}),
-        "title": book.add_format({"bold": True, "font_size": 14}),
-        "bold": book.add_format({"bold": True}),
-        "wrap": book.add_format({"text_wrap": True, "valign": "top"}),
-        "quoted": book.add_format({"quote_prefix": True}),
-        "quoted_wrap": book.add_format({"quote_prefix": True, "text_wrap": True, "valign": "top"}),
-    }
+    labels = _Labels(catalog, lang)
+    # The summary sheet comes first, so its figures come from cheap GROUP BYs before the
+    # row pass.
+    by_pillar = eq.grouped(conn, filters, "pillar")
+    by_area = eq.grouped(conn, filters, "area")
+    by_status = eq.grouped(conn, filters, "status")
+    book = x.Workbook(out)
     used: set[str] = set()
     total = sum(sum(kinds.values()) for kinds in by_pillar.values())
-    _summary_sheet(book, _sheet_name(t("sheet_summary"), used), formats, t, catalog, lang,
-                   by_pillar, by_area, total, local, filters)
+    _summary_sheet(book, _sheet_name(t("sheet_summary"), used), t, catalog, lang, labels,
+                   by_pillar, by_area, by_status, total, local, filters, exact)
 
-    columns = COLUMNS + (CONTACT_COLUMNS if contact else ())
-    sheets: dict[str | None, _PillarSheet] = {
-        p: _PillarSheet(book, catalog.text(lang, f"pillars.{p}"), used, columns, formats)
-        for p in PILLARS
-    }
+    columns = XLSX_COLUMNS + (CONTACT_COLUMNS if contact else ())
+    widths = [_COLUMN_WIDTHS.get(c, 12) for c in columns]
+    header = "".join(x.string_cell(h, x.HEADER) for h in labels.header[: len(columns)])
+
+    class Target:
+        """A sheet that continues on "<name> (2)" past Excel's row limit."""
+
+        def __init__(self, label: str):
+            self.label = label
+            self.sheet = self._open()
+
+        def _open(self) -> Any:
+            sheet = book.add_sheet(_sheet_name(self.label, used), widths)
+            sheet.row(header, 30.0)
+            return sheet
+
+        def add(self, xml: str) -> None:
+            if self.sheet.full:
+                self.sheet = self._open()
+            self.sheet.raw_row(xml)
+
+    everything = Target(t("sheet_all"))
+    sheets: dict[str | None, Target] = {p: Target(labels.pillar[p]) for p in PILLARS}
+    excel_time = _ExcelTime(local.zone)
+    nearest = Centroids.packaged().nearest
+    S, N = x.string_cell, x.number_cell
+    TOP, WRAP, DATE, QUOTED, LINK = x.TOP, x.WRAP, x.DATE, x.QUOTED_WRAP, x.LINK
+    empty_top = f'<c s="{TOP}"/>'
+    heads: dict[tuple, str] = {}
+    places: dict[tuple, str] = {}
+    states: dict[str, str] = {}
+    flags: dict[tuple, tuple[str, str, str]] = {}
+
+    def date_cell(stamp: str | None) -> str:
+        serial = excel_time(stamp)
+        return f'<c s="{DATE}"><v>{serial}</v></c>' if serial else f'<c s="{DATE}"/>'
+
     n = 0
     try:
-        for record in _records(_rows(conn, filters, contact=contact), local, contact, progress):
-            pillar = record["pillar"]
-            sheet = sheets.get(pillar)
-            if sheet is None:
+        for row in _rows(conn, filters, contact=contact):
+            (code, kind, pillar, auto, subtopic, body, language, area, lat, lon, status, note, agency,
+             changed, photo, supports, anonymous, channel, created, updated) = row[:20]
+            body = _XLSX_CLEAN.sub("", redact_text(body))
+            key = (kind, pillar, auto, subtopic)
+            head = heads.get(key)
+            if head is None:
+                head = heads[key] = (
+                    S(labels.kind.get(kind, kind)) + S(labels.pillar.get(pillar, pillar))
+                    + S(labels.pillar.get(auto, auto)) + S(labels.yes if pillar != auto else labels.no)
+                    + S(labels.subtopic(pillar, subtopic) if pillar and subtopic else subtopic))
+            if lat is not None and lon is not None:
+                if not exact:
+                    lat, lon = round(lat, PUBLIC_DECIMALS), round(lon, PUBLIC_DECIMALS)
+                if area:
+                    source = "resident"
+                else:
+                    area = nearest(lat, lon)
+                    source = "gps" if area else None
+                url = osm_url(lat, lon).replace("&", "&amp;")
+                coords = (f'<c s="{TOP}"><v>{lat!r}</v></c><c s="{TOP}"><v>{lon!r}</v></c>'
+                          f'<c s="{LINK}" t="str"><f>HYPERLINK("{url}","{labels.map}")</f>'
+                          f"<v>{labels.map}</v></c>")
+            else:
+                source = "resident" if area else None
+                coords = empty_top * 3
+            key = (language, area, source)
+            place = places.get(key)
+            if place is None:
+                place = places[key] = S(language) + S(area) + S(labels.source[source])
+            state = states.get(status)
+            if state is None:
+                state = states[status] = S(labels.status.get(status, status))
+            note_text = _XLSX_CLEAN.sub("", _note(note)) if note else None
+            outcome = (f'<c s="{WRAP}"/><c s="{WRAP}"/>' if note is None and agency is None else
+                       S(note_text, WRAP) + S(_XLSX_CLEAN.sub("", _note(agency) or ""), WRAP))
+            key = (bool(photo), bool(anonymous), channel)
+            flag = flags.get(key)
+            if flag is None:
+                flag = flags[key] = (S(labels.yes if photo else labels.no),
+                                     S(labels.yes if anonymous else labels.no), S(channel))
+            text_style = QUOTED if body[:1] in _FORMULA_FIRST else WRAP
+            cells = (
+                f'{S(f"{code[:3]}-{code[3:]}")}{head}'
+                f'<c s="{text_style}" t="inlineStr"><is><t xml:space="preserve">{x.text(body)}</t></is></c>'
+                f'{place}{coords}{state}{outcome}{date_cell(changed)}{flag[0]}'
+                f'<c s="{TOP}"><v>{supports}</v></c>{flag[1]}{flag[2]}{date_cell(created)}{date_cell(updated)}'
+            )
+            if contact:
+                cells += "".join(S(None if v is None else str(v)) for v in row[20:23])
+            lines = _lines(body, _TEXT_LINE)
+            if note_text:
+                lines = max(lines, _lines(note_text, _NOTE_LINE))
+            xml = (f"<row>{cells}</row>" if lines == 1 else
+                   f'<row ht="{min(_MAX_ROW_PT, lines * _LINE_PT)}" customHeight="1">{cells}</row>')
+            everything.add(xml)
+            target = sheets.get(pillar)
+            if target is None:
                 # Untagged (or a pillar key this version does not know): kept, never dropped.
-                label = t("sheet_untagged") if pillar is None else str(pillar)
-                sheet = sheets[pillar] = _PillarSheet(book, label, used, columns, formats)
-            record["text"] = _XLSX_CLEAN.sub("", record["text"])
-            sheet.add(tuple(record.values()))
+                target = sheets[pillar] = Target(labels.pillar.get(pillar, str(pillar)))
+            target.add(xml)
             n += 1
-        for sheet in sheets.values():
-            sheet.close()
-    finally:
+            if progress is not None and n % PROGRESS_EVERY == 0:
+                progress(PROGRESS_EVERY)
+        if progress is not None and n % PROGRESS_EVERY:
+            progress(n % PROGRESS_EVERY)
         book.close()
+    except x.XlsxTooLarge as exc:
+        raise ExportError(f"too large for XLSX ({exc}); export as csv or jsonl instead") from None
     return n
 
 
 # Control characters other than tab and newline are not allowed in XLSX text.
-_XLSX_CLEAN = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")
+_XLSX_CLEAN = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
 
 
-def _summary_sheet(book: Any, name: str, formats: dict[str, Any], t: Callable[..., str],
-                   catalog: Catalog, lang: str, by_pillar: dict[str | None, dict[str, int]],
-                   by_area: dict[str | None, dict[str, int]], total: int, local: LocalTime,
-                   filters: ExportFilter) -> None:
-    sheet = book.add_worksheet(name)
-    sheet.set_column(0, 0, 30)
-    sheet.set_column(1, 3, 11)
-    report, idea = catalog.text(lang, "kinds.report"), catalog.text(lang, "kinds.idea")
-    sheet.write_string(0, 0, t("summary_title"), formats["title"])
+def _summary_sheet(book: Any, name: str, t: Callable[..., str], catalog: Catalog, lang: str,
+                   labels: _Labels, by_pillar: dict[Any, dict[str, int]],
+                   by_area: dict[Any, dict[str, int]], by_status: dict[Any, dict[str, int]],
+                   total: int, local: LocalTime, filters: ExportFilter, exact: bool) -> None:
+    from bot import xlsx_stream as x  # noqa: PLC0415
+
+    sheet = book.add_sheet(name, [34, 12, 12, 12], header_rows=0, autofilter=False, landscape=False)
+    S, N = x.string_cell, x.number_cell
     now = utcnow()
     made = f"{_date(now, local, catalog, lang)} {now.astimezone(local.zone):%H:%M %Z}"
-    sheet.write_string(1, 0, t("summary_made", date=made, count=_number(total, lang)))
-    sheet.write_string(2, 0, t("summary_filters", filters=_describe_filters(filters, catalog, lang, local)))
-    row = 4
+    sheet.row(S(t("summary_title"), x.TITLE), 21.0)
+    sheet.row(S(t("summary_made", date=made, count=_number(total, lang)), x.DEFAULT))
+    sheet.row(S(t("summary_filters", filters=_describe_filters(filters, catalog, lang, local)), x.DEFAULT))
+    sheet.row(S(t("summary_exact" if exact else "summary_rounded"), x.DEFAULT))
+    sheet.row("")
 
     def table(first: str, lines: list[tuple[str, dict[str, int]]]) -> None:
-        nonlocal row
-        for col, head in enumerate((first, report, idea, t("summary_total"))):
-            sheet.write_string(row, col, head, formats["header"])
+        sheet.row("".join(S(h, x.HEADER) for h in (first, labels.kind["report"], labels.kind["idea"],
+                                                    t("summary_total"))))
         for label, kinds in lines:
-            row += 1
-            sheet.write_string(row, 0, label)
-            sheet.write_number(row, 1, kinds.get("report", 0))
-            sheet.write_number(row, 2, kinds.get("idea", 0))
-            sheet.write_number(row, 3, sum(kinds.values()))
-        row += 1
+            sheet.row(S(label, x.DEFAULT) + N(kinds.get("report", 0), x.NUMBER)
+                      + N(kinds.get("idea", 0), x.NUMBER) + N(sum(kinds.values()), x.NUMBER))
         sums = {k: sum(kinds.get(k, 0) for _, kinds in lines) for k in ("report", "idea")}
-        sheet.write_string(row, 0, t("summary_total"), formats["bold"])
-        sheet.write_number(row, 1, sums["report"], formats["bold"])
-        sheet.write_number(row, 2, sums["idea"], formats["bold"])
-        sheet.write_number(row, 3, sum(sums.values()), formats["bold"])
-        row += 2
+        sheet.row(S(t("summary_total"), x.BOLD) + N(sums["report"], x.BOLD) + N(sums["idea"], x.BOLD)
+                  + N(sum(sums.values()), x.BOLD))
+        sheet.row("")
 
-    pillars = [(catalog.text(lang, f"pillars.{p}"), by_pillar.get(p, {})) for p in PILLARS]
-    pillars += [(t("sheet_untagged") if p is None else str(p), kinds)
-                for p, kinds in by_pillar.items() if p not in PILLARS]
+    pillars = [(labels.pillar[p], by_pillar.get(p, {})) for p in PILLARS]
+    pillars += [(labels.pillar.get(p, str(p)), kinds) for p, kinds in by_pillar.items() if p not in PILLARS]
     table(t("summary_pillar"), pillars)
+    table(t("summary_status"), [(labels.status.get(s, s), by_status.get(s, {})) for s in STATUSES]
+          + [(str(s), k) for s, k in by_status.items() if s not in STATUSES])
     areas = sorted(by_area.items(), key=lambda item: (item[0] is None, -sum(item[1].values()), item[0] or ""))
     table(t("summary_area"), [(a if a is not None else t("no_area"), kinds) for a, kinds in areas])
 

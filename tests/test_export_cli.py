@@ -86,7 +86,7 @@ def test_xlsx_is_written_to_the_named_file(seeded, tmp_path: Path) -> None:
     result = invoke(seeded, "--format", "xlsx", "--out", str(out), "--lang", "en")
     assert result.exit_code == 0, result.stderr
     book = openpyxl.load_workbook(out)
-    assert book.sheetnames[:2] == ["Summary", "Smart Governance"]
+    assert book.sheetnames[:3] == ["Summary", "All submissions", "Smart Governance"]
     assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".part")] == []
 
 
@@ -97,7 +97,8 @@ def test_text_formats_go_to_standard_output(seeded, fmt: str) -> None:
     if fmt == "jsonl":
         assert [json.loads(line)["code"] for line in result.stdout.splitlines()] == ["AAA-AAA", "BBB-BBB", "CCC-CCC"]
     elif fmt == "geojson":
-        assert json.loads(result.stdout)["features"] == []
+        assert [f["properties"]["code"] for f in json.loads(result.stdout)["features"]] == [
+            "AAA-AAA", "BBB-BBB", "CCC-CCC"]
     else:
         assert result.stdout.startswith("# Aspirasi Masyarakat")
 

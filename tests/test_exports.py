@@ -10,6 +10,7 @@ import asyncio
 import csv
 import io
 import json
+import zipfile
 import shutil
 import sqlite3
 from collections.abc import AsyncIterator
@@ -117,13 +118,19 @@ def varied(db_path: Path) -> Path:
     add(db_path, text="Lampu PJU mati, “gelap” sekali 🙏; warga bilang \"bahaya\"\nbaris kedua, café",
         latitude=-7.6543219876543, longitude=111.3312345678901, supports=4)
     add(db_path, kind="idea", pillar="environment", subtopic="waste", text="Usul bank sampah, 50% hasilnya untuk RT",
-        area="Magetan", anonymous=1, user_id=2, channel="telegram", supports=9, status="in_masterplan")
+        area="Magetan", anonymous=1, user_id=2, channel="telegram", supports=9, status="in_masterplan",
+        status_note="Program Magetan Bersih 2027", auto_pillar="environment", photo_ref="AgACAgUAAx0",
+        status_changed_at=to_db(T0 + timedelta(days=2)))
     add(db_path, pillar=None, subtopic=None, area=None, text="Tidak tahu masuk mana, pokoknya ramai",
         updated_at=to_db(T0 + timedelta(days=3)))
     add(db_path, pillar="governance", subtopic="civil-registration", text="KTP belum jadi 3 bulan",
         latitude=-7.7, longitude=111.4, hidden=1)   # hidden: spam or abuse, never exported
     add(db_path, kind="idea", pillar="economy", subtopic="agriculture", text="Pasar tani tiap Minggu",
-        latitude=-7.61, longitude=111.29, area="Sukomoro", status="reviewed")
+        latitude=-7.61, longitude=111.29, area="Sukomoro", status="forwarded", forwarded_to="Dinas Pertanian",
+        status_note="Dinas Pertanian", auto_pillar="living")   # re-tagged by an official
+    add(db_path, text="Saluran mampet, hubungi saya 081234567890", status="rejected",
+        status_note="Ditolak: sudah ditangani, Pak Budi 081234567890", area=None,
+        latitude=-7.6012, longitude=111.4433)            # GPS only: Maospati's seat is nearest
     return db_path
 
 
@@ -133,16 +140,29 @@ def expect_local(stamp: str, exported: str) -> None:
     assert value == datetime.fromisoformat(stamp).replace(microsecond=0)
 
 
+def public(value: float | None) -> float | None:
+    """A coordinate as exports publish it: 3 decimals (about 100 m)."""
+    return None if value is None else round(value, 3)
+
+
 def check_record(record: dict[str, object], row: sqlite3.Row) -> None:
     """One exported submission against its database row (JSON types)."""
     assert record["code"] == str(TrackingCode(row["code"]))
-    for key in ("kind", "pillar", "subtopic", "language", "area", "status", "supports", "channel",
-                "latitude", "longitude"):
+    for key in ("kind", "pillar", "subtopic", "language", "status", "supports", "channel"):
         assert record[key] == row[key], key
+    assert record["tagger_pillar"] == row["auto_pillar"]
+    assert record["pillar_corrected"] is (row["pillar"] != row["auto_pillar"])
+    assert record["latitude"] == public(row["latitude"]) and record["longitude"] == public(row["longitude"])
+    if row["area"]:
+        assert (record["area"], record["area_source"]) == (row["area"], "resident")
     assert record["text"] == redact(row["text"])
     assert record["anonymous"] is bool(row["anonymous"])
+    assert record["has_photo"] is (row["photo_ref"] is not None)
+    assert record["status_note"] == (redact(row["status_note"]) if row["status_note"] else None)
+    assert record["forwarded_to"] == row["forwarded_to"]
     expect_local(row["created_at"], str(record["created_at"]))
     expect_local(row["updated_at"], str(record["updated_at"]))
+    expect_local(row["status_changed_at"], str(record["status_changed_at"]))
 
 
 # Round trips ---------------------------------------------------------------------------------
@@ -159,11 +179,17 @@ def test_csv_round_trip_matches_database(varied: Path) -> None:
         assert record["anonymous"] == ("true" if row["anonymous"] else "false")
         assert int(record["supports"]) == row["supports"]
         for key in ("latitude", "longitude"):
-            assert (float(record[key]) if record[key] else None) == row[key]
-        for key in ("kind", "pillar", "subtopic", "area", "status", "channel", "language"):
+            assert (float(record[key]) if record[key] else None) == public(row[key])
+        for key in ("kind", "pillar", "subtopic", "status", "channel", "language", "forwarded_to"):
             assert (record[key] or None) == row[key]
+        assert (record["tagger_pillar"] or None) == row["auto_pillar"]
+        assert record["status_note"] == (redact(row["status_note"]) if row["status_note"] else "")
+        assert record["has_photo"] == ("true" if row["photo_ref"] else "false")
+        if row["area"]:
+            assert (record["area"], record["area_source"]) == (row["area"], "resident")
         expect_local(row["created_at"], record["created_at"])
         expect_local(row["updated_at"], record["updated_at"])
+        expect_local(row["status_changed_at"], record["status_changed_at"])
 
 
 def test_jsonl_round_trip_matches_database(varied: Path) -> None:
@@ -177,56 +203,109 @@ def test_jsonl_round_trip_matches_database(varied: Path) -> None:
         check_record(record, rows[record["code"]])
 
 
-def test_geojson_holds_only_located_submissions(varied: Path) -> None:
-    """A FeatureCollection of points (longitude first) with the JSON lines' properties."""
+def test_geojson_places_every_submission_gps_first_then_kecamatan(varied: Path) -> None:
+    """GPS points (rounded, longitude first); the others at their kecamatan's seat, flagged
+    approximate; one with neither keeps a null geometry, so no submission goes missing."""
+    from bot.geo import Centroids
+
     collection = json.loads(run(varied, "geojson"))
-    rows = db_rows(varied, "hidden = 0 AND latitude IS NOT NULL")
+    rows = db_rows(varied)
     assert collection["type"] == "FeatureCollection"
     assert [f["properties"]["code"] for f in collection["features"]] == list(rows)
+    seats = Centroids.packaged()
     for feature in collection["features"]:
-        row = rows[feature["properties"]["code"]]
+        row, props = rows[feature["properties"]["code"]], feature["properties"]
         assert feature["type"] == "Feature"
-        assert feature["geometry"] == {"type": "Point", "coordinates": [row["longitude"], row["latitude"]]}
-        check_record(feature["properties"], row)
+        check_record(props, row)
+        if row["latitude"] is not None:
+            assert feature["geometry"] == {
+                "type": "Point", "coordinates": [public(row["longitude"]), public(row["latitude"])]}
+            assert (props["location_source"], props["location_approximate"]) == ("gps", False)
+        elif row["area"]:
+            lat, lon = seats.centroid(row["area"])
+            assert feature["geometry"] == {"type": "Point", "coordinates": [lon, lat]}
+            assert (props["location_source"], props["location_approximate"]) == ("kecamatan", True)
+        else:
+            assert feature["geometry"] is None and props["location_source"] is None
+    gps_only = next(f["properties"] for f in collection["features"] if f["properties"]["status"] == "rejected")
+    assert (gps_only["area"], gps_only["area_source"]) == ("Maospati", "gps")
 
 
-def test_xlsx_has_summary_then_one_sheet_per_pillar(varied: Path) -> None:
-    """Summary first, the six pillars in order, untagged last; frozen, filtered headers."""
+def test_exact_coordinates_never_leave_unless_internal(varied: Path) -> None:
+    """Every format rounds GPS to 3 decimals; only the audited internal export keeps them."""
+    for fmt in ("csv", "jsonl", "geojson", "xlsx"):
+        data = run(varied, fmt)
+        if fmt == "xlsx":
+            data = b"".join(zipfile.ZipFile(io.BytesIO(data)).read(n) for n in zipfile.ZipFile(io.BytesIO(data)).namelist())
+        assert b"7.6543" not in data and b"111.3312" not in data, fmt
+        assert b"7.654" in data, fmt
+    (internal,) = [json.loads(line) for line in run(varied, "jsonl", include_contact=True).splitlines()][:1]
+    assert internal["latitude"] == -7.6543219876543
+
+
+def test_xlsx_has_summary_all_then_one_sheet_per_pillar(varied: Path) -> None:
+    """Summary, all submissions, the six pillars in order, untagged last; frozen, filtered
+    Indonesian headers; dates are dates; values in Indonesian; outcomes and map links."""
     book = read_xlsx(run(varied, "xlsx"))
     catalog = Catalog.load("id")
-    assert book.sheetnames == ["Ringkasan", *(catalog.text("id", f"pillars.{p}") for p in PILLARS), "Tanpa pilar"]
+    assert book.sheetnames == ["Ringkasan", "Semua kiriman",
+                               *(catalog.text("id", f"pillars.{p}") for p in PILLARS), "Tanpa pilar"]
     rows = db_rows(varied)
     seen = []
-    for pillar, name in zip((*PILLARS, None), book.sheetnames[1:]):
+    for pillar, name in zip((*PILLARS, None), book.sheetnames[2:]):
         ws = book[name]
         assert ws.freeze_panes == "A2"
-        assert ws.auto_filter.ref and ws.auto_filter.ref.startswith("A1:O")
-        assert ws.column_dimensions["E"].width >= 60           # the text column is wide
+        assert ws.auto_filter.ref and ws.auto_filter.ref.startswith("A1:W")
+        assert ws.column_dimensions["G"].width >= 60           # the text column is wide
+        assert ws.page_setup.orientation == "landscape" and ws.page_setup.fitToWidth == 1
+        assert ws.sheet_properties.pageSetUpPr.fitToPage and ws.print_title_rows in ("1:1", "$1:$1")
         records = sheet_records(ws)
         for record in records:
-            row = rows[record["code"]]
+            row = rows[record["Kode"]]
             assert row["pillar"] == pillar
-            assert record["text"] == redact(row["text"])
-            assert record["anonymous"] is bool(row["anonymous"])
-            assert record["latitude"] == row["latitude"] and record["supports"] == row["supports"]
-            expect_local(row["created_at"], record["created_at"])
-            seen.append(record["code"])
+            assert record["Isi"] == redact(row["text"])
+            assert record["Anonim"] == ("ya" if row["anonymous"] else "tidak")
+            assert record["Lintang"] == public(row["latitude"]) and record["Dukungan"] == row["supports"]
+            created = datetime.fromisoformat(row["created_at"]).astimezone(JAKARTA).replace(tzinfo=None)
+            assert isinstance(record["Masuk"], datetime)
+            assert abs(record["Masuk"] - created) < timedelta(seconds=1)
+            seen.append(record["Kode"])
     assert sorted(seen) == sorted(rows)
+    everything = {r["Kode"]: r for r in sheet_records(book["Semua kiriman"])}
+    assert list(everything) == list(rows)
+    idea = everything[next(c for c, r in rows.items() if r["status"] == "in_masterplan")]
+    assert (idea["Jenis"], idea["Pilar"], idea["Status"]) == ("Ide", "Lingkungan", "masuk masterplan")
+    assert (idea["Catatan status"], idea["Ada foto"], idea["Pilar dikoreksi"]) == (
+        "Program Magetan Bersih 2027", "ya", "tidak")
+    forwarded = next(r for r in everything.values() if r["Status"] == "diteruskan")
+    assert (forwarded["Diteruskan ke"], forwarded["Pilar usulan sistem"], forwarded["Pilar"],
+            forwarded["Pilar dikoreksi"]) == ("Dinas Pertanian", "Kelayakan Hidup", "Ekonomi", "ya")
+    assert forwarded["Peta"].startswith('=HYPERLINK("https://www.openstreetmap.org/?mlat=-7.610&')
+    rejected = next(r for r in everything.values() if r["Status"] == "ditolak")
+    assert "081234567890" not in rejected["Catatan status"]
+    assert (rejected["Kecamatan"], rejected["Sumber kecamatan"]) == ("Maospati", "dari GPS")
+    # Wrapped text gets a row tall enough for it (LibreOffice does not grow rows itself).
+    two_lines = next(i for i, r in enumerate(everything.values(), start=2) if "\n" in r["Isi"])
+    assert book["Semua kiriman"].row_dimensions[two_lines].height >= 30
 
     summary = [r for r in book["Ringkasan"].iter_rows(values_only=True)]
     by_label = {r[0]: r[1:4] for r in summary if r[0]}
-    assert by_label["Kelayakan Hidup"] == (1, 0, 1)
+    assert by_label["Kelayakan Hidup"] == (2, 0, 2)
     assert by_label["Ekonomi"] == (0, 1, 1)
     assert by_label["Tanpa pilar"] == (1, 0, 1)
     assert by_label["Sukomoro"] == (0, 1, 1)
-    assert by_label["Tanpa kecamatan"] == (1, 0, 1)
+    assert by_label["Tanpa kecamatan"] == (2, 0, 2)
     assert by_label["Plaosan"] == (1, 0, 1)         # the hidden one is not counted
+    assert by_label["diteruskan"] == (0, 1, 1) and by_label["ditolak"] == (1, 0, 1)
+    assert by_label["baru"] == (2, 0, 2)
 
 
 def test_xlsx_speaks_english_when_asked(varied: Path) -> None:
     book = read_xlsx(run(varied, "xlsx", lang="en"))
-    assert book.sheetnames[:3] == ["Summary", "Smart Governance", "Smart Branding"]
+    assert book.sheetnames[:4] == ["Summary", "All submissions", "Smart Governance", "Smart Branding"]
     assert book.sheetnames[-1] == "No pillar"
+    record = sheet_records(book["All submissions"])[1]
+    assert (record["Kind"], record["Pillar"], record["Status"]) == ("Idea", "Smart Environment", "in the masterplan")
 
 
 def test_markdown_annex_reads_as_a_masterplan_chapter(db_path: Path) -> None:
@@ -264,7 +343,7 @@ def test_empty_database_gives_a_valid_file_in_every_format(db_path: Path, fmt: s
         assert json.loads(data) == {"type": "FeatureCollection", "features": []}
     elif fmt == "xlsx":
         book = read_xlsx(data)
-        assert book.sheetnames[0] == "Ringkasan" and len(book.sheetnames) == 7
+        assert book.sheetnames[:2] == ["Ringkasan", "Semua kiriman"] and len(book.sheetnames) == 8
         assert all(sheet_records(book[name]) == [] for name in book.sheetnames[1:])
     else:
         assert data.decode().startswith("# Aspirasi Masyarakat")
@@ -287,7 +366,7 @@ def test_formula_injection_neutralised_in_csv_and_xlsx(db_path: Path) -> None:
     add(db_path, text=ATTACK)
     (record,) = read_csv(run(db_path, "csv"))
     assert record["text"] == "'" + ATTACK
-    cell = read_xlsx(run(db_path, "xlsx"))["Kelayakan Hidup"]["E2"]
+    cell = read_xlsx(run(db_path, "xlsx"))["Kelayakan Hidup"]["G2"]
     # XLSX: stored as text (never a formula) and quote-prefixed, so editing keeps it text.
     assert cell.value == ATTACK and cell.data_type == "s" and cell.quotePrefix
     assert read_xlsx(run(db_path, "xlsx"))["Kelayakan Hidup"]["A2"].quotePrefix is False
@@ -306,7 +385,7 @@ PERSONAL = "Hubungi Bu Sari di 0812-3456-7890 atau sari.w@example.com, NIK 3520 
 def test_personal_data_in_text_is_masked_in_every_format(db_path: Path, fmt: str) -> None:
     add(db_path, text=PERSONAL, latitude=-7.6, longitude=111.3)
     data = run(db_path, fmt)
-    content = json.dumps([c for ws in read_xlsx(data) for r in ws.iter_rows(values_only=True) for c in r],
+    content = json.dumps([str(c) for ws in read_xlsx(data) for r in ws.iter_rows(values_only=True) for c in r],
                          ensure_ascii=False) if fmt == "xlsx" else data.decode("utf-8-sig")
     content = content.replace("\\[", "[").replace("\\]", "]")      # Markdown escapes brackets
     for secret in ("0812", "sari.w@", "3520 1234", "Sari", "6281234500001", "Wulandari"):
@@ -407,7 +486,8 @@ def test_filters_select_exactly_the_matching_submissions(
 def test_filters_apply_to_xlsx_summary_and_markdown_counts(db_path: Path, filtered: dict[str, str]) -> None:
     filters = ExportFilter(kind="report", since=datetime(2026, 11, 1, tzinfo=JAKARTA))
     book = read_xlsx(run(db_path, "xlsx", filters))
-    assert sum(len(sheet_records(book[n])) for n in book.sheetnames[1:]) == 4
+    assert sum(len(sheet_records(book[n])) for n in book.sheetnames[2:]) == 4
+    assert len(sheet_records(book["Semua kiriman"])) == 4
     text = run(db_path, "markdown", filters).decode()
     assert "merangkum 4 laporan dan ide" in text and "Cakupan: sejak 1 November 2026, Laporan." in text
 
@@ -527,7 +607,7 @@ async def test_with_delivery_the_file_follows_and_residents_are_answered_meanwhi
 async def test_export_document_runs_beside_the_event_loop(settings, bot_db, chat_rows) -> None:
     document = await export_document(settings, "geojson", ExportFilter(), lang="id")
     assert document.mime_type == "application/geo+json"
-    assert len(json.loads(document.data)["features"]) == 2
+    assert len(json.loads(document.data)["features"]) == 4     # every submission, GPS or not
 
 
 CATALOG = Catalog.load("id")

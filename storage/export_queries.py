@@ -1,0 +1,168 @@
+"""The SQL behind the exports (bot/exports.py): one place for every query they run.
+
+Synchronous sqlite3 on the export's own read-only connection (WAL: the bot's writer
+carries on). `filters` is any object with since, until, pillar, kind, status and area
+(bot.exports.ExportFilter); bounds are aware datetimes, stored text compared as text.
+
+Outcomes live on the submission row itself: status_note (the programme, the rejection
+reason), forwarded_to (the agency, migration 0003), status_changed_at, photo_ref, and
+auto_pillar (what the tagger said, beside pillar as corrected by the resident or an
+official). No join to the audit log is needed, so rows still stream in id order.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from typing import Any
+
+from storage.database import to_db
+
+NO_PILLAR = "none"
+
+# The row every row-per-submission format is built from, in this order.
+SELECT_ROW = (
+    "SELECT s.code, s.kind, s.pillar, s.auto_pillar, s.subtopic, s.text, s.language, s.area, "
+    "s.latitude, s.longitude, s.status, s.status_note, s.forwarded_to, s.status_changed_at, "
+    "s.photo_ref IS NOT NULL, s.supports, s.anonymous, s.channel, s.created_at, s.updated_at"
+)
+ROW_WIDTH = 20
+# Contact identity, in SQL so an anonymous row cannot carry it whatever the caller does.
+SELECT_CONTACT = (
+    ", CASE WHEN s.anonymous THEN NULL ELSE COALESCE(s.submitter_name, u.display_name) END"
+    ", CASE WHEN s.anonymous THEN NULL ELSE u.channel END"
+    ", CASE WHEN s.anonymous THEN NULL ELSE u.platform_id END"
+)
+
+
+class FilterError(ValueError):
+    """A filter the queries cannot apply (e.g. a naive datetime)."""
+
+
+def where(filters: Any, *, hidden: bool = False) -> tuple[str, list[Any]]:
+    """WHERE clause and parameters; hidden (spam, abuse) rows only with hidden=True."""
+    clauses = ["s.hidden <> 0" if hidden else "s.hidden = 0"]
+    params: list[Any] = []
+    for bound, op in ((filters.since, ">="), (filters.until, "<")):
+        if bound is not None:
+            if bound.tzinfo is None:
+                raise FilterError("since/until need a time zone")
+            clauses.append(f"s.created_at {op} ?")
+            params.append(to_db(bound))
+    if filters.pillar == NO_PILLAR:
+        clauses.append("s.pillar IS NULL")
+    elif filters.pillar is not None:
+        clauses.append("s.pillar = ?")
+        params.append(filters.pillar)
+    for column in ("kind", "status", "area"):
+        value = getattr(filters, column)
+        if value is not None:
+            clauses.append(f"s.{column} = ?")
+            params.append(value)
+    return " AND ".join(clauses), params
+
+
+def counts(conn: sqlite3.Connection, filters: Any, *, geo: bool = False) -> tuple[int, int, int]:
+    """(total, anonymous, contactable) for the filters; geo: only GPS-located rows."""
+    sql_where, params = where(filters)
+    if geo:
+        sql_where += " AND s.latitude IS NOT NULL AND s.longitude IS NOT NULL"
+    row = conn.execute(
+        f"SELECT COUNT(*), COALESCE(SUM(s.anonymous <> 0), 0), COALESCE(SUM(s.anonymous = 0 AND "
+        f"(s.user_id IS NOT NULL OR s.submitter_name IS NOT NULL)), 0) FROM submissions s WHERE {sql_where}",
+        params,
+    ).fetchone()
+    return int(row[0]), int(row[1]), int(row[2])
+
+
+def rows(conn: sqlite3.Connection, filters: Any, *, contact: bool, order: str = "s.id") -> Iterator[tuple]:
+    """SELECT_ROW (+ SELECT_CONTACT) for every matching submission, streamed."""
+    sql_where, params = where(filters)
+    sql = SELECT_ROW + (SELECT_CONTACT if contact else "") + " FROM submissions s"
+    if contact:
+        sql += " LEFT JOIN users u ON u.id = s.user_id"
+    return iter(conn.execute(f"{sql} WHERE {sql_where} ORDER BY {order}", params))
+
+
+def grouped(conn: sqlite3.Connection, filters: Any, column: str) -> dict[Any, dict[str, int]]:
+    """{value of `column`: {kind: count}} for the summary tables (pillar, area, status)."""
+    if column not in ("pillar", "area", "status"):
+        raise ValueError(column)
+    sql_where, params = where(filters)
+    out: dict[Any, dict[str, int]] = {}
+    for value, kind, count in conn.execute(
+        f"SELECT s.{column}, s.kind, COUNT(*) FROM submissions s WHERE {sql_where} GROUP BY 1, 2", params
+    ):
+        out.setdefault(value, {})[kind] = count
+    return out
+
+
+def hidden_count(conn: sqlite3.Connection, filters: Any) -> int:
+    sql_where, params = where(filters, hidden=True)
+    return int(conn.execute(f"SELECT COUNT(*) FROM submissions s WHERE {sql_where}", params).fetchone()[0])
+
+
+# The annex ------------------------------------------------------------------------------------
+# Published: rejected submissions (and hidden ones) are neither quoted nor counted.
+ANNEX_EXCLUDED_STATUS = "rejected"
+
+
+def annex_where(filters: Any) -> tuple[str, list[Any]]:
+    sql_where, params = where(filters)
+    return sql_where + f" AND s.status <> '{ANNEX_EXCLUDED_STATUS}'", params
+
+
+def annex_left_out(conn: sqlite3.Connection, filters: Any) -> tuple[int, int]:
+    """(rejected, hidden) submissions matching the filters, which the annex leaves out."""
+    sql_where, params = where(filters)
+    rejected = conn.execute(
+        f"SELECT COUNT(*) FROM submissions s WHERE {sql_where} AND s.status = '{ANNEX_EXCLUDED_STATUS}'",
+        params).fetchone()[0]
+    return int(rejected), hidden_count(conn, filters)
+
+
+def annex_stats(conn: sqlite3.Connection, sql_where: str, params: list[Any]) -> list[tuple]:
+    return conn.execute(
+        f"SELECT s.pillar, s.kind, COUNT(*), COALESCE(SUM(s.supports), 0) FROM submissions s "
+        f"WHERE {sql_where} GROUP BY 1, 2", params).fetchall()
+
+
+def annex_span(conn: sqlite3.Connection, sql_where: str, params: list[Any]) -> tuple[str | None, str | None]:
+    return conn.execute(
+        f"SELECT MIN(s.created_at), MAX(s.created_at) FROM submissions s WHERE {sql_where}", params).fetchone()
+
+
+def annex_subtopics(conn: sqlite3.Connection, sql_where: str, params: list[Any], limit: int) -> list[tuple]:
+    return conn.execute(
+        f"SELECT s.subtopic, COUNT(*) AS n FROM submissions s WHERE {sql_where} AND s.subtopic IS NOT NULL "
+        f"GROUP BY 1 ORDER BY n DESC, 1 LIMIT {int(limit)}", params).fetchall()
+
+
+def annex_ideas(conn: sqlite3.Connection, sql_where: str, params: list[Any], limit: int) -> list[tuple]:
+    return conn.execute(
+        f"SELECT s.code, s.text, s.supports, s.area FROM submissions s WHERE {sql_where} AND s.kind = 'idea' "
+        f"ORDER BY s.supports DESC, s.created_at LIMIT {int(limit)}", params).fetchall()
+
+
+def annex_quotes(conn: sqlite3.Connection, sql_where: str, params: list[Any], limit: int) -> list[tuple]:
+    # Representative: the most-supported report of each leading sub-topic first, so the
+    # quotes cover the pillar's main themes rather than one loud issue; then the
+    # runners-up when the pillar has fewer themes than quotes.
+    return conn.execute(
+        f"SELECT code, text, area, created_at FROM (SELECT s.code, s.text, s.area, s.created_at, "
+        f"s.supports, ROW_NUMBER() OVER (PARTITION BY COALESCE(s.subtopic, '') "
+        f"ORDER BY s.supports DESC, s.created_at) AS rank, COUNT(*) OVER (PARTITION BY "
+        f"COALESCE(s.subtopic, '')) AS theme FROM submissions s WHERE {sql_where} AND s.kind = 'report') "
+        f"ORDER BY rank, theme DESC, supports DESC LIMIT {int(limit)}", params).fetchall()
+
+
+def annex_areas(conn: sqlite3.Connection, sql_where: str, params: list[Any]) -> list[tuple]:
+    return conn.execute(
+        f"SELECT s.area, SUM(s.kind = 'report'), SUM(s.kind = 'idea'), COALESCE(SUM(s.supports), 0), "
+        f"COUNT(*) AS n FROM submissions s WHERE {sql_where} GROUP BY 1 ORDER BY s.area IS NULL, n DESC, 1",
+        params).fetchall()
+
+
+def annex_grid(conn: sqlite3.Connection, sql_where: str, params: list[Any]) -> list[tuple]:
+    return conn.execute(
+        f"SELECT s.area, s.pillar, COUNT(*) FROM submissions s WHERE {sql_where} GROUP BY 1, 2", params).fetchall()
