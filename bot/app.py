@@ -6,13 +6,15 @@ import asyncio
 import contextlib
 import logging
 import signal
+import sqlite3
 import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import timedelta
+from pathlib import Path
 from typing import TextIO
 
-from bot.config import Settings
+from bot.config import ConfigError, Settings
 from bot.digest_service import make_digest_command
 from bot.exports import make_export_command
 from handlers.conversation import Core, CoreSettings
@@ -36,6 +38,13 @@ class Services:
     tagger: Tagger
     core: Core
     channels: dict[str, object] = field(default_factory=dict)
+    # Work started by a message and finished after its answer (chat exports): what a
+    # process that is about to end waits for.
+    background: set[asyncio.Task[None]] = field(default_factory=set)
+
+    async def finish_background(self, timeout: float = 600.0) -> None:
+        if self.background:
+            await asyncio.wait(set(self.background), timeout=timeout)
 
 
 @contextlib.asynccontextmanager
@@ -48,7 +57,12 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
         tagger = Tagger.from_path(settings.rules_path)
     except (RulesError, OSError) as exc:
         raise StartupError(f"RULES_PATH: {exc}") from None
-    db = await Database(settings.database_path).open()
+    try:
+        db = await Database(settings.database_path).open()
+    except (sqlite3.Error, OSError) as exc:
+        # A read-only folder or file system, a folder named like the file, not a database.
+        reason = getattr(exc, "strerror", None) or str(exc)
+        raise ConfigError([f"DATABASE_PATH: cannot open {settings.database_path} for writing: {reason}"]) from None
     try:
         core = Core(
             db=db, tagger=tagger, catalog=catalog, detector=detector,
@@ -70,32 +84,56 @@ def _officials_desk(services: Services) -> OfficialDesk:
         if target is not None:
             await target.send(chat_id, reply)  # type: ignore[attr-defined]
 
+    export = make_export_command(settings, catalog, deliver=deliver)
+    services.background = export.running  # type: ignore[attr-defined]
     return OfficialDesk(
         catalog, services.tagger, zone=settings.zone,
         extra={
             "digest": make_digest_command(settings, catalog, subtopic_label=services.tagger.subtopic_label),
-            "export": make_export_command(settings, catalog, deliver=deliver),
+            "export": export,
         },
     )
 
 
 async def run_terminal(settings: Settings, *, stdin: TextIO = sys.stdin, stdout: TextIO = sys.stdout,
-                       user_id: str | None = None, language: str | None = None) -> None:
+                       user_id: str | None = None, language: str | None = None,
+                       announce: str | None = None) -> None:
+    """The terminal chat; `announce` is printed on stderr once the database is open."""
     from bot.channels.terminal import TerminalChannel
 
     async with open_services(settings) as services:
         terminal = TerminalChannel(services.core, stdin=stdin, stdout=stdout, user_id=user_id,
-                                   language_hint=language)
+                                   language_hint=language, files_dir=terminal_files_dir(settings))
         services.channels["terminal"] = terminal
+        if announce:
+            print(announce, file=sys.stderr, flush=True)
         await terminal.run()
+        # An official's export is made after its answer: at the end of a scripted input it
+        # would otherwise be lost with the process.
+        await services.finish_background()
 
 
-async def run_bot(settings: Settings, *, stop: asyncio.Event | None = None) -> None:
+def terminal_log_path(settings: Settings) -> Path:
+    """Where the terminal chat logs: beside the database, off the conversation's screen."""
+    return settings.database_path.parent / "suarawarga.log"
+
+
+def terminal_files_dir(settings: Settings) -> Path:
+    """Where the terminal chat writes the files it is sent (exports, digest chart)."""
+    return settings.database_path.parent / "exports"
+
+
+def terminal_banner(settings: Settings, log_to: str) -> str:
+    """The terminal chat's first line: what it runs on and where its log and files go."""
+    return (f"database {settings.database_path}, log in {log_to}, "
+            f"files in {terminal_files_dir(settings)}/ (type /bantuan for help, Ctrl-D to quit)")
+
+
+async def run_bot(settings: Settings, *, stop: asyncio.Event | None = None,
+                  announce: str | None = None) -> None:
     """Start every configured channel; with none configured, the terminal chat."""
     if not (settings.telegram_enabled or settings.whatsapp_enabled):
-        print("No TELEGRAM_BOT_TOKEN or WHATSAPP_* settings: starting the terminal chat "
-              "(type /bantuan for help, Ctrl-D to quit).", file=sys.stderr)
-        await run_terminal(settings)
+        await run_terminal(settings, announce=announce)
         return
     from bot.channels.telegram import TelegramChannel
     from bot.digest_service import DigestScheduler, DigestService

@@ -3,15 +3,23 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib
+import logging
+import os
 import sqlite3
 import sys
 from pathlib import Path
 
 import click
 
-from bot.config import ConfigError, Settings, load_settings
-from bot.logs import setup_logging
+from bot.logs import hold_early_records, setup_logging
+
+hold_early_records()  # what the imports below log waits for the log's set-up
+
+from bot.config import ConfigError, Settings, load_settings  # noqa: E402
+
+log = logging.getLogger(__name__)
 
 # Sub-commands that live beside their feature; each module exposes click commands.
 COMMAND_MODULES: dict[str, tuple[str, ...]] = {
@@ -21,30 +29,100 @@ COMMAND_MODULES: dict[str, tuple[str, ...]] = {
 }
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class Unusable(click.ClickException):
+    """A setting, file or folder the command cannot use: one line, exit status 2."""
+
+    exit_code = 2
+
+
+def _config_problems(exc: ConfigError) -> None:
+    if len(exc.problems) == 1:
+        click.echo(f"Invalid configuration: {exc.problems[0]}", err=True)
+        return
+    click.echo("Invalid configuration:", err=True)
+    for problem in exc.problems:
+        click.echo(f"  {problem}", err=True)
+
+
+class SuaraWargaGroup(click.Group):
+    """Turns what an operator can fix (configuration, files and folders, the database
+    file) into one line and exit status 2, for every sub-command, instead of a traceback.
+    The traceback still goes to the log at DEBUG."""
+
+    def invoke(self, ctx: click.Context):  # noqa: ANN201
+        try:
+            return super().invoke(ctx)
+        except ConfigError as exc:
+            _config_problems(exc)
+            ctx.exit(2)
+        except BrokenPipeError:
+            # `suarawarga ... | head`: the reader has gone; nothing left to say to it.
+            with contextlib.suppress(OSError):
+                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            ctx.exit(1)
+        except OSError as exc:
+            log.debug("operating system error", exc_info=True)
+            where = f"{exc.filename}: " if exc.filename else ""
+            name = Path(str(exc.filename or ""))
+            if name.name.startswith(".") and name.name.endswith(".part"):
+                where = f"cannot write into {name.parent}: "  # our temporary file, not the user's
+            raise Unusable(f"{where}{exc.strerror or exc}") from None
+        except sqlite3.Error as exc:
+            log.debug("database error", exc_info=True)
+            settings = ctx.obj if isinstance(ctx.obj, Settings) else None
+            where = f" ({settings.database_path})" if settings else ""
+            raise Unusable(f"database{where}: {exc}") from None
+
+
+@click.group(cls=SuaraWargaGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.pass_context
 def cli(ctx: click.Context) -> None:
     """SuaraWarga: residents' voice for the smart-city masterplan."""
     try:
         settings = load_settings()
     except ConfigError as exc:
-        click.echo("Invalid configuration:", err=True)
-        for problem in exc.problems:
-            click.echo(f"  {problem}", err=True)
+        _config_problems(exc)
         ctx.exit(2)
-    setup_logging(settings.log_level, settings.secrets())
     ctx.obj = settings
+    # The terminal chat logs to a file beside the database: log lines on the screen would
+    # interleave with the conversation. Its first line says where (_announce).
+    log_to = "stderr"
+    if ctx.invoked_subcommand == "chat" or (ctx.invoked_subcommand == "run" and _terminal_only(settings)):
+        from bot.app import terminal_log_path
+
+        try:
+            setup_logging(settings.log_level, settings.secrets(), path=terminal_log_path(settings))
+            log_to = str(terminal_log_path(settings))
+        except OSError:
+            pass  # the folder is not writable: opening the database will say so
+    if log_to == "stderr":
+        setup_logging(settings.log_level, settings.secrets())
+    ctx.meta["suarawarga.log_to"] = log_to
+
+
+def _terminal_only(settings: Settings) -> bool:
+    return not (settings.telegram_enabled or settings.whatsapp_enabled)
+
+
+def _announce(ctx: click.Context, lead: str) -> str:
+    from bot.app import terminal_banner
+
+    return f"{lead}{terminal_banner(ctx.obj, ctx.meta['suarawarga.log_to'])}"
 
 
 @cli.command()
-@click.pass_obj
-def run(settings: Settings) -> None:
+@click.pass_context
+def run(ctx: click.Context) -> None:
     """Start every configured channel (the terminal chat when none is configured)."""
     from bot.app import run_bot
     from handlers.messages import StartupError
 
+    settings: Settings = ctx.obj
+    announce = None
+    if _terminal_only(settings):
+        announce = _announce(ctx, "No TELEGRAM_BOT_TOKEN or WHATSAPP_* settings: starting the terminal chat; ")
     try:
-        asyncio.run(run_bot(settings))
+        asyncio.run(run_bot(settings, announce=announce))
     except StartupError as exc:
         raise click.ClickException(str(exc)) from None
 
@@ -52,14 +130,16 @@ def run(settings: Settings) -> None:
 @cli.command()
 @click.option("--user", "user_id", default=None, help="Resident id to chat as (default: your login).")
 @click.option("--lang", "language", default=None, help="Language hint, e.g. id or en.")
-@click.pass_obj
-def chat(settings: Settings, user_id: str | None, language: str | None) -> None:
+@click.pass_context
+def chat(ctx: click.Context, user_id: str | None, language: str | None) -> None:
     """Chat with the bot in this terminal, on the same database."""
     from bot.app import run_terminal
     from handlers.messages import StartupError
 
+    settings: Settings = ctx.obj
+    announce = _announce(ctx, "Terminal chat: ")
     try:
-        asyncio.run(run_terminal(settings, user_id=user_id, language=language))
+        asyncio.run(run_terminal(settings, user_id=user_id, language=language, announce=announce))
     except StartupError as exc:
         raise click.ClickException(str(exc)) from None
 
@@ -71,18 +151,29 @@ def backup(settings: Settings, path: Path) -> None:
     """Consistent copy of the live database (SQLite online backup) to PATH."""
     if path.exists():
         raise click.ClickException(f"{path} exists; choose a new file name")
-    source = sqlite3.connect(settings.database_path)
+    database = settings.database_path
+    if not database.is_file():
+        # A mistyped DATABASE_PATH must not become a new, empty database "backed up".
+        raise Unusable(f"no database at {database}; check DATABASE_PATH")
+    if not path.parent.is_dir():
+        raise Unusable(f"folder {path.parent} does not exist")
+    source = sqlite3.connect(database)
+    partial = path.with_name(f".{path.name}.part")
     try:
-        target = sqlite3.connect(path)
+        if source.execute("SELECT count(*) FROM sqlite_master WHERE name = 'schema_migrations'").fetchone() == (0,):
+            raise Unusable(f"{database} is not a SuaraWarga database; check DATABASE_PATH")
+        target = sqlite3.connect(partial)
         try:
             # Pages are copied in steps; writers may continue between steps, and SQLite
             # restarts the copy when they do, so the result is one consistent snapshot.
             source.backup(target, pages=1024)
         finally:
             target.close()
+        os.replace(partial, path)  # a failed copy never leaves a file that looks like a backup
     finally:
         source.close()
-    click.echo(f"Backed up {settings.database_path} to {path}")
+        partial.unlink(missing_ok=True)
+    click.echo(f"Backed up {database} to {path}")
 
 
 def _register() -> None:

@@ -1,4 +1,5 @@
-"""Logging set-up: one line per event on stderr, with secrets scrubbed from every record.
+"""Logging set-up: one line per event on stderr (in the terminal chat, in a file), with
+secrets scrubbed from every record.
 
 PTB's HTTP client (httpx) logs request URLs, and Bot API URLs contain the token, so a
 filter on the handler rewrites any known secret and anything shaped like a bot token.
@@ -9,6 +10,7 @@ from __future__ import annotations
 import logging
 import re
 import sys
+from pathlib import Path
 
 _BOT_URL_TOKEN = re.compile(r"bot\d{3,}:[A-Za-z0-9_-]{20,}")
 _BARE_TOKEN = re.compile(r"\b\d{6,}:[A-Za-z0-9_-]{30,}\b")
@@ -36,15 +38,50 @@ class RedactSecrets(logging.Filter):
         return True
 
 
-def setup_logging(level: str, secrets: list[str], stream=sys.stderr) -> None:  # noqa: ANN001
-    handler = logging.StreamHandler(stream)
+class _EarlyRecords(logging.Handler):
+    """Keeps what is logged before set-up (at import time) for the handler set up later, so
+    an early warning lands in the log file, not in the middle of the terminal chat."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if len(self.records) < 1000:
+            self.records.append(record)
+
+
+def hold_early_records() -> None:
+    """Call before importing the application: its import-time log lines wait for set-up."""
+    root = logging.getLogger()
+    if not root.handlers:
+        root.addHandler(_EarlyRecords())  # at the root's level (WARNING until set-up)
+
+
+def setup_logging(level: str, secrets: list[str], stream=sys.stderr, path: Path | None = None) -> None:  # noqa: ANN001
+    """Log to `stream`, or, with `path`, append to that file instead (the terminal chat:
+    log lines on the screen would interleave with the conversation)."""
+    handler: logging.Handler
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handler = logging.FileHandler(path, encoding="utf-8")
+    else:
+        handler = logging.StreamHandler(stream)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     handler.addFilter(RedactSecrets(secrets))
     root = logging.getLogger()
+    early: list[logging.LogRecord] = []
     for old in list(root.handlers):
         root.removeHandler(old)
+        if isinstance(old, _EarlyRecords):
+            early.extend(old.records)
+        elif isinstance(old, logging.FileHandler):
+            old.close()
     root.addHandler(handler)
     root.setLevel(level)
+    for record in early:
+        if record.levelno >= root.level:
+            handler.handle(record)
     # httpx logs every request URL at INFO; those URLs carry the bot token.
     logging.getLogger("httpx").setLevel(logging.WARNING)
     logging.getLogger("httpcore").setLevel(logging.WARNING)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import sqlite3
 import subprocess
 import sys
@@ -11,15 +12,19 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def run_cli(args: list[str], tmp_path: Path, stdin: str = "", **env: str) -> subprocess.CompletedProcess:
+def cli_environment(tmp_path: Path, **env: str) -> dict[str, str]:
     environment = {
         k: v for k, v in os.environ.items()
         if not k.startswith(("TELEGRAM_", "WHATSAPP_", "DIGEST_", "SMTP_"))
     }
     environment.update({"DATABASE_PATH": str(tmp_path / "cli.db"), **env})
+    return environment
+
+
+def run_cli(args: list[str], tmp_path: Path, stdin: str = "", **env: str) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "bot", *args], input=stdin, capture_output=True, text=True,
-        cwd=tmp_path, env=environment, timeout=60,
+        cwd=tmp_path, env=cli_environment(tmp_path, **env), timeout=60,
     )
 
 
@@ -92,3 +97,47 @@ def test_a_broken_rules_file_stops_start_up_with_its_line(tmp_path):
     assert result.returncode == 1
     assert "RULES_PATH" in result.stderr and "line 2" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def _one_line_exit_2(result: subprocess.CompletedProcess, *words: str) -> None:
+    assert result.returncode == 2, (result.returncode, result.stderr)
+    assert "Traceback" not in result.stderr
+    # Log lines (timestamped) are the log's business; what the operator is told is one line.
+    lines = [line for line in result.stderr.strip().splitlines() if not re.match(r"\d{4}-\d\d-\d\d ", line)]
+    assert len(lines) == 1, result.stderr
+    for word in words:
+        assert word in lines[0], lines[0]
+
+
+def test_a_default_language_without_a_catalogue_is_one_line(tmp_path):
+    _one_line_exit_2(run_cli(["chat"], tmp_path, DEFAULT_LANGUAGE="fr"), "DEFAULT_LANGUAGE", "fr", "id")
+
+
+def test_a_database_path_that_cannot_be_written_is_one_line(tmp_path):
+    """A folder that is a file, a read-only file system: as root too (chmod does not stop root)."""
+    (tmp_path / "notes.txt").write_text("x")
+    for where in (tmp_path / "notes.txt" / "suarawarga.db", Path("/proc/suarawarga-test/x.db"), tmp_path):
+        result = run_cli(["chat"], tmp_path, stdin="1\n", DATABASE_PATH=str(where))
+        _one_line_exit_2(result, "DATABASE_PATH", str(where))
+
+
+def test_backup_refuses_when_there_is_no_database(tmp_path):
+    """A mistyped DATABASE_PATH is not 'backed up' as a new, empty database."""
+    result = run_cli(["backup", str(tmp_path / "copy.db")], tmp_path, DATABASE_PATH=str(tmp_path / "typo.db"))
+    _one_line_exit_2(result, "no database", "typo.db")
+    assert not (tmp_path / "typo.db").exists() and not (tmp_path / "copy.db").exists()
+    (tmp_path / "notes.txt").write_text("not a database")
+    result = run_cli(["backup", str(tmp_path / "copy.db")], tmp_path, DATABASE_PATH=str(tmp_path / "notes.txt"))
+    _one_line_exit_2(result, "notes.txt")
+    assert not (tmp_path / "copy.db").exists()
+
+
+def test_backup_into_a_missing_folder_is_one_line(tmp_path):
+    run_cli(["chat"], tmp_path, stdin="1\n")
+    _one_line_exit_2(run_cli(["backup", "/nonexistent/dir/x.db"], tmp_path), "/nonexistent/dir")
+
+
+def test_export_into_a_folder_that_cannot_be_written_is_one_line(tmp_path):
+    run_cli(["chat"], tmp_path, stdin="1\n")
+    result = run_cli(["export", "--format", "csv", "--out", "/proc/aspirasi.csv"], tmp_path)
+    _one_line_exit_2(result, "/proc")

@@ -4,20 +4,39 @@ Buttons appear as numbered options; typing the number presses the button. Input 
 from stdin line by line, so a conversation can be scripted with a pipe, and the chat
 ends cleanly at end of input. Extra inputs a terminal cannot otherwise make:
 `/lokasi -7.65 111.33` shares a location, `/foto NAME` sends a photo reference.
+
+Files the bot sends (an official's export, the digest's spreadsheet and chart) are written
+to a folder and their path printed. Notifications (an official's status change or reply)
+have no worker to send them here: the session shows the ones waiting for its resident when
+it opens, after each message, and (interactive sessions) every few seconds, marking each
+sent in the same transaction; a resident who is not chatting sees them next time.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import getpass
+import logging
 import sys
+from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
-from handlers.messages import Incoming, InputKind, Reply
-from storage.database import utcnow
+from handlers.messages import Document, Incoming, InputKind, Reply
+from storage import officials_repo as ox
+from storage.database import StorageUnavailable, utcnow
 
 if TYPE_CHECKING:
     from handlers.conversation import Core
+    from handlers.i18n import Catalog
+
+log = logging.getLogger(__name__)
+
+# Sentences written for buttons and attachments, said the terminal's way (the catalogues'
+# `terminal.*` keys): the core speaks the same words on every channel.
+TERMINAL_WORDING = ("use_buttons", "stale_button", "area.ask")
+NOTIFICATION_POLL_S = 3.0  # an official in another terminal: their news shows within seconds
 
 
 def parse_line(line: str, last: Reply | None, *, user_id: str, display_name: str, hint: str | None) -> Incoming | None:
@@ -43,13 +62,18 @@ def parse_line(line: str, last: Reply | None, *, user_id: str, display_name: str
     return Incoming(kind=InputKind.TEXT, text=text, **base)
 
 
-def render(reply: Reply) -> str:
-    lines = [reply.text]
+def render(reply: Reply, *, saved: dict[str, Path | str] | None = None,
+           wording: Callable[[str], str] = lambda text: text) -> str:
+    """The reply as terminal lines; `saved` maps a file's name to where it was written."""
+    saved = saved or {}
+    lines = [wording(reply.text)]
     for i, button in enumerate(reply.buttons, 1):
         extra = f" – {button.description}" if button.description else ""
         lines.append(f"  [{i}] {button.label}{extra}")
-    if reply.document is not None:
-        lines.append(f"  (file: {reply.document.filename}, {len(reply.document.data)} bytes)")
+    for icon, document in (("🖼", reply.image), ("📎", reply.document)):
+        if document is not None:
+            where = saved.get(document.filename)
+            lines.append(f"  {icon} {where if where is not None else document.filename}")
     return "\n".join(lines)
 
 
@@ -57,45 +81,123 @@ class TerminalChannel:
     name = "terminal"
 
     def __init__(self, core: "Core", *, stdin: TextIO = sys.stdin, stdout: TextIO = sys.stdout,
-                 user_id: str | None = None, language_hint: str | None = None):
+                 user_id: str | None = None, language_hint: str | None = None,
+                 files_dir: Path | None = None, poll_interval: float = NOTIFICATION_POLL_S):
         self.core = core
         self.stdin = stdin
         self.stdout = stdout
         self.user_id = user_id or _local_user()
         self.display_name = self.user_id
         self.language_hint = language_hint
+        self.files_dir = files_dir or Path("exports")
+        self.poll_interval = poll_interval
         self.last: Reply | None = None
         self.interactive = stdin.isatty() if hasattr(stdin, "isatty") else False
+        self._wording = _terminal_wording(core.catalog)
 
     async def send(self, chat_id: str, reply: Reply, *, purpose: str = "reply") -> str | None:
         if reply.buttons:
             self.last = reply
-        print(render(reply) + "\n", file=self.stdout, flush=True)
+        saved: dict[str, Path | str] = {}
+        for document in (reply.image, reply.document):
+            if document is not None:
+                try:
+                    saved[document.filename] = self._save(document)
+                except OSError as exc:
+                    log.error("terminal: could not write %s: %s", document.filename, exc)
+                    saved[document.filename] = f"{document.filename} ✗ {exc.strerror or exc}"
+        text = render(reply, saved=saved, wording=self._wording)
+        if purpose != "reply":
+            text = f"🔔 {text}"
+        print(text + "\n", file=self.stdout, flush=True)
         return None
 
     async def run(self) -> None:
+        await self.show_notifications()
         await self._handle(Incoming(
             channel="terminal", user_id=self.user_id, chat_id=self.user_id, kind=InputKind.COMMAND,
             command="start", received_at=utcnow(), language_hint=self.language_hint,
             display_name=self.display_name,
         ))
+        poller = asyncio.create_task(self._poll()) if self.interactive else None
+        try:
+            while True:
+                if self.interactive:
+                    print("> ", end="", file=self.stdout, flush=True)
+                line = await asyncio.to_thread(self.stdin.readline)
+                if not line:  # end of input
+                    break
+                if not self.interactive:
+                    print(f"> {line.rstrip()}", file=self.stdout, flush=True)
+                incoming = parse_line(line, self.last, user_id=self.user_id,
+                                      display_name=self.display_name, hint=self.language_hint)
+                if incoming is not None:
+                    await self._handle(incoming)
+        finally:
+            if poller is not None:
+                poller.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await poller
+
+    async def show_notifications(self) -> int:
+        """Print the notifications waiting for this session's resident and mark them sent,
+        in one transaction (a crash before the commit shows them again, never loses them)."""
+        db = self.core.db
+        async with db.transaction() as conn:
+            rows = await ox.pending_for_chat(conn, self.name, self.user_id)
+            for row in rows:
+                await self.send(row.chat_id, Reply.from_json(row.payload), purpose=row.purpose)
+                await ox.mark_sent(conn, row.id, platform_message_id=None, now=utcnow())
+        return len(rows)
+
+    async def _poll(self) -> None:
         while True:
-            if self.interactive:
-                print("> ", end="", file=self.stdout, flush=True)
-            line = await asyncio.to_thread(self.stdin.readline)
-            if not line:  # end of input
-                break
-            if not self.interactive:
-                print(f"> {line.rstrip()}", file=self.stdout, flush=True)
-            incoming = parse_line(line, self.last, user_id=self.user_id,
-                                  display_name=self.display_name, hint=self.language_hint)
-            if incoming is not None:
-                await self._handle(incoming)
+            await asyncio.sleep(self.poll_interval)
+            try:
+                if await self.show_notifications() and self.interactive:
+                    print("> ", end="", file=self.stdout, flush=True)
+            except StorageUnavailable as exc:
+                log.warning("terminal: notifications not checked: %s", exc)
 
     async def _handle(self, incoming: Incoming) -> None:
         outcome = await self.core.handle(incoming)
         for reply in outcome.replies:
             await self.send(incoming.chat_id, reply)
+        try:
+            await self.show_notifications()
+        except StorageUnavailable as exc:
+            log.warning("terminal: notifications not checked: %s", exc)
+
+    def _save(self, document: Document) -> Path:
+        """Write a file the bot sent into files_dir under its own name (never over another)."""
+        self.files_dir.mkdir(parents=True, exist_ok=True)
+        name = Path(document.filename).name or "file"  # never a path from elsewhere
+        stem, suffix = Path(name).stem, Path(name).suffix
+        for n in range(1, 1000):
+            path = self.files_dir / (name if n == 1 else f"{stem}-{n}{suffix}")
+            try:
+                with open(path, "xb") as stream:
+                    stream.write(document.data)
+            except FileExistsError:
+                continue
+            return path
+        raise FileExistsError(self.files_dir / name)
+
+
+def _terminal_wording(catalog: "Catalog") -> Callable[[str], str]:
+    swaps = []
+    for lang in catalog.languages:
+        for key in TERMINAL_WORDING:
+            if f"terminal.{key}" in catalog.keys(lang):
+                swaps.append((catalog.text(lang, key), catalog.text(lang, f"terminal.{key}")))
+
+    def reword(text: str) -> str:
+        for said, meant in swaps:
+            if said in text:
+                text = text.replace(said, meant)
+        return text
+
+    return reword
 
 
 def _local_user() -> str:
