@@ -151,9 +151,14 @@ def build_web_app(
     refusals = RefusalLog(log)
 
     async def healthz(request: Request) -> Response:
-        ok = await services.db.ping()
+        # Never waits for the write lock (the read connection answers); reports writes that
+        # fail (disk full, read-only, locked for long), since then nothing can be saved.
+        reachable = await services.db.ping()
+        writes = services.db.write_error
+        ok = reachable and writes is None
         body: dict[str, Any] = {"status": "ok" if ok else "unavailable",
-                                "database": "ok" if ok else "unreachable"}
+                                "database": "ok" if reachable else "unreachable",
+                                "writes": "ok" if writes is None else "failing"}
         if worker is not None:
             body["whatsapp_backlog"] = worker.backlog
         return JSONResponse(body, status_code=200 if ok else 503, headers=_HEADERS)

@@ -116,25 +116,30 @@ class FloodGuard:
     def __init__(self, max_messages: int, window: float):
         self.max_messages = max_messages
         self.window = window
-        self._seen: dict[str, deque[float]] = {}
+        self._seen: dict[str, deque[tuple[float, str | None]]] = {}
         self._warned: dict[str, float] = {}
 
-    def check(self, sender: str, sent_at: float) -> str:
-        """'ok', 'warn' (first message over the limit) or 'quiet' (already warned)."""
+    def check(self, sender: str, sent_at: float, key: str | None = None) -> str:
+        """'ok', 'warn' (first message over the limit) or 'quiet' (already warned).
+
+        `key` is the platform's message id: a message offered again (a retry after a storage
+        failure, a repeated delivery) is counted once."""
         now = sent_at
         seen = self._seen.setdefault(sender, deque())
-        while seen and now - seen[0] > self.window:
+        while seen and now - seen[0][0] > self.window:
             seen.popleft()
+        if key is not None and any(k == key for _, k in seen):
+            return "ok"
         if len(seen) >= self.max_messages:
             if now - self._warned.get(sender, -1e18) > self.window:
                 self._warned[sender] = now
                 return "warn"
             return "quiet"
-        seen.append(now)
+        seen.append((now, key))
         if len(self._seen) > 50_000:  # bounded memory under a broadcast burst
-            for key in [k for k, v in self._seen.items() if not v or now - v[-1] > self.window]:
-                self._seen.pop(key, None)
-                self._warned.pop(key, None)
+            for stale in [k for k, v in self._seen.items() if not v or now - v[-1][0] > self.window]:
+                self._seen.pop(stale, None)
+                self._warned.pop(stale, None)
         return "ok"
 
 
@@ -185,7 +190,7 @@ class Core:
         # The terminal is the operator's own keyboard (and scripts): no flood guard there.
         # Officials triaging in bursts are not flooding either.
         exempt = msg.channel == "terminal" or sender in self.settings.officials
-        verdict = "ok" if exempt else self.flood.check(sender, msg.received_at.timestamp())
+        verdict = "ok" if exempt else self.flood.check(sender, msg.received_at.timestamp(), msg.message_id)
         delivered, self._delivered = self._delivered, []
         try:
             async with self.db.transaction() as conn:
@@ -611,7 +616,7 @@ class Turn:
         # Cancelling before saving and starting again allowed probing other residents'
         # submissions without limit: a few look-ups an hour are what honest use needs.
         assert self.user is not None
-        if self.core.similar_lookups.check(str(self.user.id), self.now.timestamp()) != "ok":
+        if self.core.similar_lookups.check(str(self.user.id), self.now.timestamp(), self.msg.message_id) != "ok":
             return []
         candidates = await repo.similar_candidates(
             self.conn, pillar=draft["pillar"], area=draft["area"],

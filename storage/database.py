@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import sqlite3
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
@@ -33,6 +34,7 @@ log = logging.getLogger(__name__)
 BUSY_TIMEOUT_MS = 1_000
 LOCK_ATTEMPTS = 15
 JOURNAL_SIZE_LIMIT = 16 * 1024 * 1024
+INCIDENT_QUIET_S = 60.0
 
 
 class StorageUnavailable(Exception):
@@ -181,6 +183,11 @@ class Database:
         # succeeds again: /healthz reports it, and residents are told once per incident.
         self.write_error: str | None = None
         self.incident = 0  # grows with each new incident (writable -> unwritable)
+        # An incident ends after this long without a failed write. On a full disk small
+        # writes still fit (into the WAL's reused frames) while larger ones fail, so one
+        # success does not mean the trouble is over.
+        self.incident_quiet_s = INCIDENT_QUIET_S
+        self._failed_at = float("-inf")
 
     async def open(self) -> "Database":
         if str(self.path) != ":memory:":
@@ -282,7 +289,7 @@ class Database:
                 await self._rollback(conn)
                 self._failed(str(exc))
                 raise StorageUnavailable(str(exc)) from exc
-            if self.write_error is not None:
+            if self.write_error is not None and time.monotonic() - self._failed_at >= self.incident_quiet_s:
                 log.warning("database %s takes writes again", self.path)
                 self.write_error = None
         finally:
@@ -292,6 +299,7 @@ class Database:
         if self.write_error is None:
             self.incident += 1
         self.write_error = reason
+        self._failed_at = time.monotonic()
 
     async def _begin(self, conn: LoopConnection, deadline: float) -> None:
         # busy_timeout is 0 on the loop connection: another process's lock (an official's

@@ -406,14 +406,14 @@ async def test_disk_full_keeps_what_was_acknowledged_and_recovers(services):
     await second.command("lapor")
     (pages,) = (await services.db.fetchall("PRAGMA page_count"))[0]
     # No page may be added any more: exactly what a full disk does to SQLite.
-    await services.db.fetchall(f"PRAGMA max_page_count = {pages}")
+    await services.db.conn.execute(f"PRAGMA max_page_count = {pages}")
     # Long, and partly in Javanese script (3 bytes a letter): it needs new pages for sure.
     long_text = ("Saluran air di gang kami tersumbat sampah, banjir setiap hujan. ꦧꦚ꧀ꦗꦶꦂ ꦱꦩ꧀ꦥꦃ " * 60)[:3990]
     answers = await second.say(long_text)
     assert [a.text for a in answers] == [services.catalog.text("id", "error.storage")]
     assert rows(path, "SELECT code, text FROM submissions") == acknowledged
 
-    await services.db.fetchall("PRAGMA max_page_count = 1073741823")
+    await services.db.conn.execute("PRAGMA max_page_count = 1073741823")
     answers = await second.say(long_text)
     assert "pilar" in answers[0].text.lower()
     step = "SELECT step FROM conversations c JOIN users u ON u.id = c.user_id WHERE u.platform_id = '2002'"
@@ -428,13 +428,13 @@ async def test_read_only_database_tells_residents_and_recovers(services, caplog)
     refuse writes on the bot's own connection with the same SQLITE_READONLY error."""
     path = services.settings.database_path
     resident = await _resident_at_confirm(services)
-    await services.db.fetchall("PRAGMA query_only = ON")
+    await services.db.conn.execute("PRAGMA query_only = ON")
     answers = await resident.press("Ya, kirim")
     assert [a.text for a in answers] == [services.catalog.text("id", "error.storage")]
     assert rows(path, "SELECT count(*) FROM submissions") == [(0,)]
     assert any("could not save" in r.getMessage() for r in caplog.records)
 
-    await services.db.fetchall("PRAGMA query_only = OFF")
+    await services.db.conn.execute("PRAGMA query_only = OFF")
     answers = await resident.press("Ya, kirim")  # the same button: the step was kept
     assert SAVED in answers[0].text
     assert rows(path, "SELECT count(*) FROM submissions") == [(1,)]
