@@ -956,23 +956,22 @@ def _write_markdown(conn: sqlite3.Connection, filters: ExportFilter, out: Binary
                     local: LocalTime, catalog: Catalog, lang: str) -> int:
     """"Aspirasi Masyarakat": the annex the masterplan team pastes into the document.
 
-    Built from aggregates and a few top-N queries, never from all rows at once.
+    Built from aggregates and a few top-N queries, never from all rows at once. For
+    publication: rejected submissions (and hidden ones, as everywhere) are neither quoted
+    nor counted, and the introduction says how many were left out (issue 14.17).
     """
     t = lambda key, **kw: catalog.text(lang, f"exports.annex.{key}", **kw)  # noqa: E731
     num = lambda n: _number(int(n or 0), lang)  # noqa: E731
-    where, params = _where(filters)
+    _where(filters)
+    where, params = eq.annex_where(filters)
+    rejected, hidden = eq.annex_left_out(conn, filters)
     report_word, idea_word = catalog.text(lang, "kinds.report"), catalog.text(lang, "kinds.idea")
 
     stats: dict[str | None, dict[str, list[int]]] = {}
-    for pillar, kind, count, supports in conn.execute(
-        f"SELECT s.pillar, s.kind, COUNT(*), COALESCE(SUM(s.supports), 0) FROM submissions s "
-        f"WHERE {where} GROUP BY 1, 2", params,
-    ):
+    for pillar, kind, count, supports in eq.annex_stats(conn, where, params):
         stats.setdefault(pillar, {})[kind] = [count, supports]
     total = sum(v[0] for kinds in stats.values() for v in kinds.values())
-    first, last = conn.execute(
-        f"SELECT MIN(s.created_at), MAX(s.created_at) FROM submissions s WHERE {where}", params
-    ).fetchone()
+    first, last = eq.annex_span(conn, where, params)
 
     def period() -> str:
         start = filters.since or (datetime.fromisoformat(first) if first else None)
@@ -988,7 +987,10 @@ def _write_markdown(conn: sqlite3.Connection, filters: ExportFilter, out: Binary
         return reports[0] + ideas[0], reports[0], ideas[0], reports[1] + ideas[1]
 
     lines = [f"# {t('title')}", ""]
-    lines += [t("intro", count=num(total), period=period()), "", f"_{_md(t('privacy'))}_", ""]
+    lines += [t("intro", count=num(total), period=period()), ""]
+    if rejected or hidden:
+        lines += [t("left_out", rejected=num(rejected), hidden=num(hidden)), ""]
+    lines += [f"_{_md(t('privacy'))}_", ""]
     if filters != ExportFilter():
         lines += [t("filters", filters=_md(_describe_filters(filters, catalog, lang, local))), ""]
     if total == 0:
@@ -1023,10 +1025,7 @@ def _write_markdown(conn: sqlite3.Connection, filters: ExportFilter, out: Binary
         pw, pp = (where + " AND s.pillar IS NULL", params) if p is None else (
             where + " AND s.pillar = ?", [*params, p])
 
-        subtopics = conn.execute(
-            f"SELECT s.subtopic, COUNT(*) AS n FROM submissions s WHERE {pw} AND s.subtopic IS NOT NULL "
-            f"GROUP BY 1 ORDER BY n DESC, 1 LIMIT {ANNEX_TOP}", pp,
-        ).fetchall()
+        subtopics = eq.annex_subtopics(conn, pw, pp, ANNEX_TOP)
         if subtopics:
             lines += [f"### {t('subtopics')}", ""]
             for subtopic, n in subtopics:
@@ -1035,10 +1034,7 @@ def _write_markdown(conn: sqlite3.Connection, filters: ExportFilter, out: Binary
                 lines.append(f"- {_md(name)}: {num(n)} ({share}%)")
             lines.append("")
 
-        top_ideas = conn.execute(
-            f"SELECT s.code, s.text, s.supports, s.area FROM submissions s WHERE {pw} AND s.kind = 'idea' "
-            f"ORDER BY s.supports DESC, s.created_at LIMIT {ANNEX_TOP}", pp,
-        ).fetchall()
+        top_ideas = eq.annex_ideas(conn, pw, pp, ANNEX_TOP)
         if top_ideas:
             lines += [f"### {t('ideas')}", ""]
             for code, text, support_count, area in top_ideas:
@@ -1049,16 +1045,7 @@ def _write_markdown(conn: sqlite3.Connection, filters: ExportFilter, out: Binary
                 )
             lines.append("")
 
-        # Representative: the most-supported report of each leading sub-topic first, so
-        # the quotes cover the pillar's main themes rather than one loud issue; then the
-        # runners-up when the pillar has fewer themes than quotes.
-        quotes = conn.execute(
-            f"SELECT code, text, area, created_at FROM (SELECT s.code, s.text, s.area, s.created_at, "
-            f"s.supports, ROW_NUMBER() OVER (PARTITION BY COALESCE(s.subtopic, '') "
-            f"ORDER BY s.supports DESC, s.created_at) AS rank, COUNT(*) OVER (PARTITION BY "
-            f"COALESCE(s.subtopic, '')) AS theme FROM submissions s WHERE {pw} AND s.kind = 'report') "
-            f"ORDER BY rank, theme DESC, supports DESC LIMIT {ANNEX_QUOTES}", pp,
-        ).fetchall()
+        quotes = eq.annex_quotes(conn, pw, pp, ANNEX_QUOTES)
         if quotes:
             lines += [f"### {t('quotes')}", ""]
             for code, text, area, created in quotes:
@@ -1067,30 +1054,32 @@ def _write_markdown(conn: sqlite3.Connection, filters: ExportFilter, out: Binary
                     str(TrackingCode(code))) if x)
                 lines += [f"> “{_md(redact_text(text), QUOTE_CHARS)}”", f"> — {source}", ""]
 
-        area_rows = conn.execute(
-            f"SELECT s.area, SUM(s.kind = 'report'), SUM(s.kind = 'idea'), COALESCE(SUM(s.supports), 0), "
-            f"COUNT(*) AS n FROM submissions s WHERE {pw} GROUP BY 1 ORDER BY s.area IS NULL, n DESC, 1", pp,
-        ).fetchall()
+        area_rows = eq.annex_areas(conn, pw, pp)
         lines += [f"### {t('areas')}", ""]
         lines += [f"| {t('col_area')} | {report_word} | {idea_word} | {t('col_supports')} |", "|---|---:|---:|---:|"]
         for area, r, i, s, _ in area_rows:
             lines.append(f"| {_md(area) if area else t('no_area')} | {num(r)} | {num(i)} | {num(s)} |")
         lines.append("")
 
-    # Area x pillar, for the chapter on where needs concentrate.
+    # Area x pillar, for the chapter on where needs concentrate. Nine columns do not fit a
+    # portrait page: two tables of at most six columns, the kecamatan repeated in each.
     grid: dict[str | None, dict[str | None, int]] = {}
-    for area, pillar, n in conn.execute(
-        f"SELECT s.area, s.pillar, COUNT(*) FROM submissions s WHERE {where} GROUP BY 1, 2", params
-    ):
+    for area, pillar, n in eq.annex_grid(conn, where, params):
         grid.setdefault(area, {})[pillar] = n
+    ordered = sorted(grid.items(), key=lambda kv: (kv[0] is None, -sum(kv[1].values()), kv[0] or ""))
     lines += [f"## {t('by_area')}", ""]
-    lines += ["| " + " | ".join([t("col_area"), *(_md(label(p)) for p in pillars), t("col_total")]) + " |",
-              "|---|" + "---:|" * (len(pillars) + 1)]
-    for area, row in sorted(grid.items(), key=lambda kv: (kv[0] is None, -sum(kv[1].values()), kv[0] or "")):
-        cells = [_md(area) if area else t("no_area"), *(num(row.get(p, 0)) for p in pillars),
-                 num(sum(row.values()))]
-        lines.append("| " + " | ".join(cells) + " |")
-    lines += ["", f"_{t('footer', date=_date(utcnow(), local, catalog, lang))}_", ""]
+    halves = [pillars[:3], pillars[3:]] if len(pillars) > 4 else [pillars]
+    for i, group in enumerate(halves):
+        last = i == len(halves) - 1
+        heads = [t("col_area"), *(_md(label(p)) for p in group)] + ([t("col_total")] if last else [])
+        lines += ["| " + " | ".join(heads) + " |", "|---|" + "---:|" * (len(heads) - 1)]
+        for area, row in ordered:
+            cells = [_md(area) if area else t("no_area"), *(num(row.get(p, 0)) for p in group)]
+            if last:
+                cells.append(num(sum(row.values())))
+            lines.append("| " + " | ".join(cells) + " |")
+        lines.append("")
+    lines += [f"_{t('footer', date=_date(utcnow(), local, catalog, lang))}_", ""]
     out.write("\n".join(lines).encode("utf-8"))
     return total
 

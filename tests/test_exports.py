@@ -332,6 +332,26 @@ def test_markdown_annex_reads_as_a_masterplan_chapter(db_path: Path) -> None:
     assert "## Smart Living" in english and "- Roads and transport: 3 (75%)" in english
 
 
+def test_annex_leaves_rejected_and_hidden_out_and_says_so(db_path: Path) -> None:
+    """Rejected and hidden submissions are neither quoted nor counted in the public annex;
+    the introduction gives both numbers. The kecamatan-by-pillar table is split in two
+    tables of at most six columns, so it fits a portrait page."""
+    add(db_path, text="Jalan desa rusak parah dekat balai desa", supports=3)
+    add(db_path, text="Iklan judi online di tiang listrik harus dicopot", status="rejected", supports=50,
+        status_note="Ditolak: bukan wewenang kabupaten")
+    add(db_path, text="Spam spam spam beli pulsa murah", hidden=1, supports=40)
+    text = run(db_path, "markdown").decode("utf-8")
+    assert "merangkum 1 laporan dan ide" in text
+    assert "Tidak termasuk: 1 kiriman yang ditolak dan 1 yang disembunyikan" in text
+    assert "judi" not in text and "Spam" not in text and "dicopot" not in text
+    grid = text.split("## Sebaran per kecamatan dan pilar\n", 1)[1]
+    tables = [block.strip() for block in grid.split("\n\n") if block.strip().startswith("|")]
+    assert len(tables) == 2
+    assert all(block.splitlines()[0].count("|") - 1 <= 6 for block in tables)
+    assert tables[0].splitlines()[0] == "| Kecamatan | Tata Kelola Pemerintahan | Citra Daerah & Wisata | Ekonomi |"
+    assert "| Plaosan | 1 | 0 | 0 | 1 |" in tables[1]
+
+
 @pytest.mark.parametrize("fmt", FORMATS)
 def test_empty_database_gives_a_valid_file_in_every_format(db_path: Path, fmt: str) -> None:
     data = run(db_path, fmt)
