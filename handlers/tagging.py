@@ -123,7 +123,7 @@ _PILLAR_FIELDS = (1 << (_BITS * _N)) - 1
 # mask of pillars -> their indices, in PILLARS order
 _PILLAR_BITS = tuple(tuple(i for i in range(_N) if m >> i & 1) for m in range(1 << _N))
 _RESERVED_TABLES = ("meta", "normalize", "stopwords", "places")
-_PLACES_KEYS = ("label_id", "label_en", "names", "context", "weight", "context_weight", "weights", "visitor_topics", "switch_weight")
+_PLACES_KEYS = ("label_id", "label_en", "names", "context", "weight", "context_weight", "weights", "visitor_topics", "switch_weight", "exclude")
 #: The branding sub-topic the [places] section becomes.
 PLACES_SUBTOPIC = "places"
 _SUBTOPIC_KEYS = ("label_id", "label_en", "keywords", "phrases", "weights", "exclude")
@@ -557,10 +557,19 @@ def _parse_places(body: Any, lines: _LineIndex, subtopics: list[_Subtopic], prob
                 w = base
             listed.add(value)
             st.terms.append(_Term("branding", PLACES_SUBTOPIC, value, "", float(w), False, line))
+    excl = body.get("exclude", [])
+    if not isinstance(excl, list):
+        problems.append(RuleProblem(lines.keys.get(("places", "exclude"), tline), "places.exclude must be a list"))
+        excl = []
+    for value in excl:  # "jalan lawu": a street named after the place, not the place
+        if not isinstance(value, str) or not _tokens(value):
+            problems.append(RuleProblem(lines.keys.get(("places", "exclude"), tline), f"places.exclude: {value!r} is not a word"))
+            continue
+        st.terms.append(_Term("branding", PLACES_SUBTOPIC, value, "", 0.0, True, lines.value_line("places", "exclude", value)))
     for wkey in weights:
         if wkey not in listed:
             problems.append(RuleProblem(lines.value_line("places", "weights", wkey), f"places: weight given for {wkey!r}, which is not among its names or context"))
-    if not st.terms:
+    if not any(not t.exclude for t in st.terms):
         problems.append(RuleProblem(tline, "[places] lists no names or context words"))
         return frozenset()
     if any(x.pillar == "branding" and x.key == PLACES_SUBTOPIC for x in subtopics):
@@ -640,8 +649,8 @@ class Tagger:
         places = self._subtopics.get(("branding", PLACES_SUBTOPIC))
         if self._visitor and places is not None:
             strong = _copy_subtopic(places)
-            strong.terms = [t for t in strong.terms if t.weight >= rules.switch_weight]
-            if strong.terms:
+            strong.terms = [t for t in strong.terms if t.exclude or t.weight >= rules.switch_weight]
+            if any(not t.exclude for t in strong.terms):
                 self._place_tagger = Tagger(
                     _Rules(rules.normalize, rules.stopwords, [strong], []), stemmer=stemmer, compiled=compiled
                 )
