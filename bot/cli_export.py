@@ -3,6 +3,7 @@
     suarawarga export --format xlsx --out aspirasi.xlsx --since 2026-11-01 --until 2026-11-30
     suarawarga export --format csv --pillar living | gzip > living.csv.gz
     suarawarga export --format markdown --lang en --out annex-en.md
+    suarawarga export --format csv --csv-dialect excel-id --out aspirasi.csv   # Excel, Indonesian settings
 
 Reads through its own read-only connection, so it runs beside the live bot. The file
 appears complete or not at all: rows go to a temporary file next to the target, which
@@ -22,7 +23,7 @@ from typing import BinaryIO
 import click
 
 from bot.config import Settings
-from bot.exports import FORMATS, NO_PILLAR, ExportError, ExportFilter, count_rows
+from bot.exports import CSV_DIALECTS, FORMATS, NO_PILLAR, ExportError, ExportFilter, count_rows
 from bot.exports import export as run_export
 from handlers.domain import KINDS, PILLARS, STATUSES
 
@@ -91,16 +92,23 @@ def _progress_bar(total: int, fmt: str):
 @click.option("--lang", type=click.Choice(("id", "en")), default="id", show_default=True,
               help="Language of sheet names, the summary and the Markdown annex.")
 @click.option("--include-contact", is_flag=True,
-              help="Add residents' names and chat ids (never for anonymous submissions). Audited.")
+              help="The internal export: adds residents' names and chat ids (never for anonymous "
+                   "submissions) and keeps GPS coordinates exact. Audited.")
+@click.option("--csv-dialect", type=click.Choice(CSV_DIALECTS), default="rfc4180", show_default=True,
+              help="excel-id: semicolons, decimal commas and plain local times, for Excel with "
+                   "Indonesian regional settings.")
 @click.pass_obj
 def export(settings: Settings, fmt: str, out: Path | None, force: bool, since: str | None,
            until: str | None, pillar: str | None, kind: str | None, status: str | None,
-           area: str | None, lang: str, include_contact: bool) -> None:
+           area: str | None, lang: str, include_contact: bool, csv_dialect: str) -> None:
     """Export submissions as csv, xlsx, jsonl, geojson or a Markdown annex.
 
-    Residents' contact identity is left out and personal data inside the text (phone
-    numbers, NIK, e-mail addresses, names) is masked, unless --include-contact.
+    Residents' contact identity is left out, personal data inside the text (phone
+    numbers, NIK, e-mail addresses, names) is masked, and GPS coordinates are rounded to
+    3 decimals (about 100 m) -- all unless --include-contact, the internal export.
     """
+    if csv_dialect != "rfc4180" and fmt.lower() != "csv":
+        raise click.BadParameter("only applies to --format csv", param_hint="--csv-dialect")
     fmt = fmt.lower()
     zone = settings.zone
     first, last = _day(since, "--since"), _day(until, "--until")
@@ -127,10 +135,10 @@ def export(settings: Settings, fmt: str, out: Path | None, force: bool, since: s
     try:
         if out is None:
             stdout = sys.stdout.buffer
-            written = _run(settings, fmt, stdout, filters, lang, include_contact, actor, bar)
+            written = _run(settings, fmt, stdout, filters, lang, include_contact, actor, bar, csv_dialect)
             stdout.flush()
         else:
-            written = _write_file(out, settings, fmt, filters, lang, include_contact, actor, bar)
+            written = _write_file(out, settings, fmt, filters, lang, include_contact, actor, bar, csv_dialect)
     except ExportError as exc:
         raise click.ClickException(str(exc)) from None
     except BrokenPipeError:
@@ -154,22 +162,23 @@ def export(settings: Settings, fmt: str, out: Path | None, force: bool, since: s
 
 
 def _run(settings: Settings, fmt: str, stream: BinaryIO, filters: ExportFilter, lang: str,
-         include_contact: bool, actor: str, bar) -> int:
+         include_contact: bool, actor: str, bar, csv_dialect: str = "rfc4180") -> int:
     return run_export(
         settings.database_path, fmt, stream, filters, lang=lang, include_contact=include_contact,
         actor=actor, progress=bar.update if bar is not None else None, zone=settings.zone,
+        csv_dialect=csv_dialect,
     )
 
 
 def _write_file(out: Path, settings: Settings, fmt: str, filters: ExportFilter, lang: str,
-                include_contact: bool, actor: str, bar) -> int:
+                include_contact: bool, actor: str, bar, csv_dialect: str = "rfc4180") -> int:
     # mkstemp: a fresh file (O_EXCL, mode 0600) in the target's folder, so the final
     # rename is atomic and a half-written export never carries the requested name.
     fd, tmp_name = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".part", dir=out.parent)
     tmp = Path(tmp_name)
     try:
         with os.fdopen(fd, "wb") as stream:
-            written = _run(settings, fmt, stream, filters, lang, include_contact, actor, bar)
+            written = _run(settings, fmt, stream, filters, lang, include_contact, actor, bar, csv_dialect)
         if not include_contact:
             # Contact exports stay readable by their owner only; others get the usual mode.
             umask = os.umask(0)

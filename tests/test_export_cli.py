@@ -90,6 +90,25 @@ def test_xlsx_is_written_to_the_named_file(seeded, tmp_path: Path) -> None:
     assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".part")] == []
 
 
+def test_csv_for_indonesian_excel_uses_semicolons_decimal_commas_and_plain_times(seeded) -> None:
+    """--csv-dialect excel-id: what Excel with Indonesian regional settings splits into
+    columns on opening: ';' between fields, ',' in decimals, local "YYYY-MM-DD HH:MM:SS"."""
+    conn = sqlite3.connect(seeded.database_path)
+    conn.execute("UPDATE submissions SET latitude = -7.6543219, longitude = 111.3312345, "
+                 "text = 'Jalan rusak; tolong, segera' WHERE code = 'AAAAAA'")
+    conn.commit()
+    conn.close()
+    result = invoke(seeded, "--csv-dialect", "excel-id")
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout_bytes.startswith(b"\xef\xbb\xbf")
+    rows = list(csv.DictReader(io.StringIO(result.stdout_bytes.decode("utf-8-sig"), newline=""), delimiter=";"))
+    first = rows[0]
+    assert first["code"] == "AAA-AAA" and first["text"] == "Jalan rusak; tolong, segera"
+    assert (first["latitude"], first["longitude"]) == ("-7,654", "111,331")
+    assert first["created_at"] == "2026-11-30 23:59:00"
+    assert invoke(seeded, "--format", "jsonl", "--csv-dialect", "excel-id").exit_code == 2
+
+
 @pytest.mark.parametrize("fmt", ["jsonl", "geojson", "markdown"])
 def test_text_formats_go_to_standard_output(seeded, fmt: str) -> None:
     result = invoke(seeded, "--format", fmt)
