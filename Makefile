@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test bench eval clean
+.PHONY: run test bench eval eval-real clean
 
 $(STAMP): pyproject.toml setup.py handlers/_tagcore.c
 	$(PYTHON) -m venv $(VENV)
@@ -22,6 +22,11 @@ test: $(STAMP)
 
 eval: $(STAMP)
 	$(BIN)/python -m handlers.tagging_eval
+
+# The tagger on real residents' text (rebuilt from fetched snapshots; see bench/realtext/).
+MIRROR ?= /work/.mirror
+eval-real: $(STAMP)
+	$(BIN)/python bench/realtext/eval_real.py --mirror $(MIRROR)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench

@@ -1,0 +1,76 @@
+"""The pillar tagger on real residents' text: accuracy, per-pillar precision/recall, confusion.
+
+    make eval-real                                   # rebuild the set, then dev and test parts
+    .venv/bin/python bench/realtext/eval_real.py --part dev [--rules FILE] [--mirror DIR] [--json]
+
+Rebuilds bench/realtext/data/ from the fetched snapshots first (build.py: reserved rows are
+dropped before anything is kept), then scores the packaged rules (or --rules) on our own
+labels (labels.csv). The texts state no licence and are never committed; when a snapshot
+is missing this says so and how to fetch it, and exits with status 2.
+
+The test part is for measuring once the rules are frozen: every run that prints it is
+counted in data/test_looks.log, so the number of looks can be reported honestly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import json
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parents[1]))
+sys.path.insert(0, str(HERE))
+
+import build  # noqa: E402
+from handlers.domain import PILLARS  # noqa: E402
+from handlers.tagging import Tagger  # noqa: E402
+from handlers.tagging_eval import evaluate, format_report, load_rows  # noqa: E402
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="eval_real", description=__doc__.split("\n")[0])
+    ap.add_argument("--mirror", type=Path, default=Path("/work/.mirror"), help="folder of the fetched snapshots")
+    ap.add_argument("--rules", default=None, help="rules file (default: the packaged one)")
+    ap.add_argument("--part", choices=("dev", "test", "both"), default="both")
+    ap.add_argument("--json", action="store_true")
+    args = ap.parse_args(argv)
+
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        status = build.main(["--mirror", str(args.mirror)])
+    if status != 0 or not (build.DATA / "real.jsonl").exists():
+        print(out.getvalue(), end="", file=sys.stderr)
+        print(
+            "eval-real: the real-text snapshot is missing, so there is nothing to measure.\n"
+            f"  Fetch {build.FETCH_HINT['surabaya']} (and {build.FETCH_HINT['reviews']}) with the\n"
+            f"  search tool's fetch into {args.mirror}, then run `make eval-real` again.",
+            file=sys.stderr,
+        )
+        return 2
+    rows = load_rows(build.DATA / "real.jsonl")
+    tagger = Tagger.from_path(args.rules)
+    parts = ["dev", "test"] if args.part == "both" else [args.part]
+    if "test" in parts:
+        with open(build.DATA / "test_looks.log", "a", encoding="utf-8") as f:
+            f.write(f"{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())} rules={args.rules or 'packaged'}\n")
+    reports = {p: evaluate(tagger, [r for r in rows if r.split == p]) for p in parts}
+    if args.json:
+        print(json.dumps({p: rep.to_dict() for p, rep in reports.items()}))
+        return 0
+    print(out.getvalue().strip())
+    for p, rep in reports.items():
+        print()
+        print(format_report(f"real {p} part ({', '.join(sorted({r.id.split(':')[0] for r in rows if r.split == p}))})", rep))
+    if "test" in parts:
+        looks = sum(1 for _ in open(build.DATA / "test_looks.log", encoding="utf-8"))
+        print(f"\n(test part printed {looks} time(s) so far: data/test_looks.log)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
