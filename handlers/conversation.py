@@ -16,7 +16,6 @@ import json
 import logging
 import random
 import re
-import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
@@ -30,9 +29,13 @@ from handlers.language import LanguageDetector, language_hint
 from handlers.messages import Button, Incoming, InputKind, Outcome, Reply
 from handlers.erasure import scrubber
 from handlers.privacy import redact
-from storage import repository as repo
+from storage import audit
+from storage import erasure
+from storage import inbound
+from storage import submissions
+from storage import users
 from storage.database import Connection, Database, StorageUnavailable, utcnow
-from storage.repository import Conversation, User
+from storage.users import Conversation, User
 
 log = logging.getLogger(__name__)
 
@@ -195,16 +198,16 @@ class Core:
         try:
             async with self.db.transaction() as conn:
                 if delivered:
-                    await repo.replies_delivered(conn, delivered)
+                    await inbound.replies_delivered(conn, delivered)
                 now = self.clock()
-                if msg.message_id is not None and not await repo.claim_inbound(
+                if msg.message_id is not None and not await inbound.claim_inbound(
                     conn, msg.channel, msg.message_id, now
                 ):
                     # Handled before. Answers kept and never marked sent (the process died
                     # between saving and answering) are owed: the channel sends them now.
                     if (msg.channel, msg.message_id) in self._answering:
                         return Outcome(duplicate=True)
-                    _, owed = owed_replies(await repo.owed_replies(conn, msg.channel, msg.message_id))
+                    _, owed = owed_replies(await inbound.owed_replies(conn, msg.channel, msg.message_id))
                     return Outcome(owed, duplicate=True)
                 turn = Turn(self, conn, msg, now)
                 replies = await turn.run()
@@ -219,7 +222,7 @@ class Core:
                 # (a lost privacy notice is answered by writing again).
                 kept = keep(msg.chat_id, replies) if msg.message_id is not None and turn.user is not None else None
                 if kept is not None:
-                    await repo.keep_replies(conn, msg.channel, msg.message_id, kept)
+                    await inbound.keep_replies(conn, msg.channel, msg.message_id, kept)
         except StorageUnavailable as exc:
             self._delivered[:0] = delivered
             log.error("could not save a %s message: %s", msg.channel, exc)
@@ -277,7 +280,7 @@ class Core:
             return
         try:
             async with self.db.transaction() as conn:
-                await repo.replies_delivered(conn, delivered)
+                await inbound.replies_delivered(conn, delivered)
         except StorageUnavailable as exc:
             self._delivered[:0] = delivered
             log.warning("could not mark answers as sent: %s", exc)
@@ -331,7 +334,7 @@ class Turn:
     async def run(self) -> list[Reply]:
         core, msg = self.core, self.msg
         command, args = core.command_of(msg)
-        self.user, self.conv = await repo.get_user_and_conversation(
+        self.user, self.conv = await users.get_user_and_conversation(
             self.conn, msg.channel, msg.user_id
         )
         if self.user is not None:
@@ -347,7 +350,7 @@ class Turn:
         if msg.channel == "whatsapp" and (last is None or self.now - last >= WINDOW_REOPENS):
             # The 24-hour window opens again: notifications held for it can go now.
             self.outbox_written = True
-        await repo.touch_user(
+        await users.touch_user(
             # The platform's timestamp, not ours: after an outage the 24-hour window is
             # counted from when the resident wrote, not from when we caught up.
             self.conn, self.user, now=min(msg.received_at, self.now), chat_id=msg.chat_id,
@@ -356,7 +359,7 @@ class Turn:
         before = (self.conv.step, dict(self.conv.draft))
         replies = await self.dispatch(command, args)
         if self.user is not None and (self.conv.step, self.conv.draft) != before:
-            await repo.save_conversation(self.conn, self.user.id, self.conv, self.now)
+            await users.save_conversation(self.conn, self.user.id, self.conv, self.now)
         return replies
 
     # Officials ----------------------------------------------------------------------------
@@ -386,13 +389,13 @@ class Turn:
                 return [self.notice(chosen=True)]
             if parts[1] == "yes":
                 source = "chosen" if parts[-1] == "c" else "hint"
-                self.user = await repo.create_user(
+                self.user = await users.create_user(
                     self.conn, channel=msg.channel, platform_id=msg.user_id, chat_id=msg.chat_id,
                     display_name=msg.display_name, language=lang, language_source=source,
                     consent_version=core.settings.notice_version, now=self.now,
                 )
                 self.lang = lang
-                await repo.save_conversation(self.conn, self.user.id, Conversation(), self.now)
+                await users.save_conversation(self.conn, self.user.id, Conversation(), self.now)
                 return [Reply(self.t("consent.thanks")), self.menu()]
         if msg.kind is InputKind.TEXT and core.detector.is_substantive(msg.text):
             self.lang = core.detector.detect(msg.text, self.lang)
@@ -471,7 +474,7 @@ class Turn:
                 return await self.command(value, "")
         if scope == "lang" and self.core.catalog.supports(value):
             assert self.user is not None
-            await repo.set_language(self.conn, self.user, value, "chosen")
+            await users.set_language(self.conn, self.user, value, "chosen")
             self.lang = value
             return [Reply(self.t("language.set")), *(self.reprompt() or [self.menu()])]
         if scope == "consent":
@@ -505,7 +508,7 @@ class Turn:
         """Checked when a flow starts and again at sending: a draft can outlive a day."""
         assert self.user is not None
         limit = self.core.settings.max_submissions_per_day
-        used = await repo.count_submissions_since(self.conn, self.user.id, self.now - timedelta(days=1))
+        used = await submissions.count_submissions_since(self.conn, self.user.id, self.now - timedelta(days=1))
         if used < limit:
             return []
         self.conv = Conversation("idle", {"n": self.serial})
@@ -535,7 +538,7 @@ class Turn:
         language = core.detector.detect(text, self.lang)
         if user.language_source == "hint" and core.detector.is_substantive(text):
             # First substantive message of someone who never chose: settle their language.
-            await repo.set_language(self.conn, user, language, "detected")
+            await users.set_language(self.conn, user, language, "detected")
             self.lang = language
         tag = core.tagger.classify(text)
         draft = self.conv.draft
@@ -608,7 +611,7 @@ class Turn:
                 return self.goto("similar")
         return self.goto("photo")
 
-    async def find_similar(self) -> list[repo.Submission]:
+    async def find_similar(self) -> list[submissions.Submission]:
         draft = self.conv.draft
         mine = self.core.key_terms(draft["text"])
         if not mine:
@@ -618,7 +621,7 @@ class Turn:
         assert self.user is not None
         if self.core.similar_lookups.check(str(self.user.id), self.now.timestamp(), self.msg.message_id) != "ok":
             return []
-        candidates = await repo.similar_candidates(
+        candidates = await submissions.similar_candidates(
             self.conn, pillar=draft["pillar"], area=draft["area"],
             since=self.now - timedelta(days=SIMILAR_DAYS),
         )
@@ -672,9 +675,11 @@ class Turn:
             return refused
         assert self.user is not None
         draft = self.conv.draft
-        code = await repo.insert_submission(
-            self.conn, user=self.user, draft=draft, rng=self.core.rng, now=self.now
-        )
+        rng = self.core.rng
+        code = TrackingCode(await submissions.insert_submission(
+            self.conn, user=self.user, draft=draft, draw_code=lambda: TrackingCode.generate(rng).value,
+            now=self.now,
+        ))
         self.conv = Conversation("idle", {"n": self.serial})
         key = "saved.report" if draft["kind"] == "report" else "saved.idea"
         return [Reply(self.t(key, code=str(code))), self.menu(brief=True)]
@@ -687,11 +692,11 @@ class Turn:
     async def status(self, args: str) -> list[Reply]:
         assert self.user is not None
         if not args.strip():
-            mine = await repo.recent_submissions_of(self.conn, self.user.id)
+            mine = await submissions.recent_submissions_of(self.conn, self.user.id)
             if not mine:
                 return [Reply(self.t("status.none"))]
             lines = [
-                self.t("status.line", code=str(s.tracking_code), status=self.t(f"statuses.{s.status}"),
+                self.t("status.line", code=str(TrackingCode(s.code)), status=self.t(f"statuses.{s.status}"),
                        text=_clip(s.text, 40))
                 for s in mine
             ]
@@ -699,18 +704,18 @@ class Turn:
         code = TrackingCode.parse(args)
         if code is None:
             return [Reply(self.t("status.bad_code"))]
-        sub = await repo.get_submission(self.conn, code)
+        sub = await submissions.get_submission(self.conn, code.value)
         if sub is None or sub.user_id != self.user.id:
             # Same answer for "no such code" and "not yours": codes reveal nothing.
             return [Reply(self.t("status.not_found", code=str(code)))]
         return [Reply(self.describe_submission(sub))]
 
-    def describe_submission(self, sub: repo.Submission) -> str:
+    def describe_submission(self, sub: submissions.Submission) -> str:
         pillar = self.t(f"pillars.{sub.pillar}") if sub.pillar else self.t("pillars.none")
         where = sub.area or (f"{sub.latitude:.5f}, {sub.longitude:.5f}" if sub.latitude is not None else self.t("area.none"))
         note = f"\n{self.t('status.note', note=sub.status_note)}" if sub.status_note else ""
         return self.t(
-            "status.detail", code=str(sub.tracking_code), kind=self.t(f"kinds.{sub.kind}"),
+            "status.detail", code=str(TrackingCode(sub.code)), kind=self.t(f"kinds.{sub.kind}"),
             pillar=pillar, area=where, status=self.t(f"statuses.{sub.status}"),
             date=sub.created_at.astimezone(self.core.settings.zone).strftime("%Y-%m-%d"),
             supports=sub.supports,
@@ -724,12 +729,12 @@ class Turn:
 
     async def support(self, code: TrackingCode) -> list[Reply]:
         assert self.user is not None
-        sub = await repo.get_submission(self.conn, code)
+        sub = await submissions.get_submission(self.conn, code.value)
         if sub is None or sub.hidden:
             return [Reply(self.t("support.not_found", code=str(code)))]
         if sub.user_id == self.user.id:
             return [Reply(self.t("support.own", code=str(code)))]
-        if not await repo.add_support(self.conn, sub.id, self.user.id, self.now):
+        if not await submissions.add_support(self.conn, sub.id, self.user.id, self.now):
             return [Reply(self.t("support.already", code=str(code)))]
         return [Reply(self.t("support.done", code=str(code), count=sub.supports + 1))]
 
@@ -743,13 +748,13 @@ class Turn:
             return [self.prompt()]
         lang = self.lang
         user = self.user
-        names = await repo.submitter_names(self.conn, user.id)
+        names = await users.submitter_names(self.conn, user.id)
         scrub = scrubber([user.platform_id, user.chat_id, user.display_name, *names])
-        count = await repo.erase_user(
+        count = await erasure.erase_user(
             self.conn, user, keep_submissions=value == "anonymise", now=self.now, scrub=scrub,
         )
         self.erased = True
-        await repo.audit(
+        await audit.audit(
             self.conn, actor="resident", action="erase", target=None,
             after={"mode": value, "submissions": count, "channel": self.user.channel}, now=self.now,
         )

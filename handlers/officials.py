@@ -26,8 +26,9 @@ from zoneinfo import ZoneInfo
 from handlers.domain import PILLARS, STATUSES, Status, TrackingCode
 from handlers.i18n import Catalog
 from handlers.messages import Incoming, Reply
-from storage import officials_repo as orepo
-from storage import repository as repo
+from storage import audit
+from storage import desk
+from storage import outbox
 from storage.database import Connection
 
 log = logging.getLogger(__name__)
@@ -149,7 +150,7 @@ class OfficialDesk:
         if raw and not raw.isdigit():
             return [Reply(self.t(lang, "officials.usage_new"))]
         page = max(1, int(raw or 1))
-        total, cases = await orepo.triage_page(
+        total, cases = await desk.triage_page(
             act.conn, limit=self.page_size, offset=(page - 1) * self.page_size
         )
         if total == 0:
@@ -180,7 +181,7 @@ class OfficialDesk:
             return self.t(lang, "officials.age_hours", n=minutes // 60)
         return self.t(lang, "officials.age_days", n=minutes // (24 * 60))
 
-    def _where(self, lang: str, case: orepo.Case) -> str:
+    def _where(self, lang: str, case: desk.Case) -> str:
         if case.area:
             return case.area
         if case.latitude is not None and case.longitude is not None:
@@ -193,10 +194,10 @@ class OfficialDesk:
         code, _ = split_code(act.args)
         if code is None:
             return [Reply(self.t(lang, "officials.usage_view"))]
-        case = await orepo.get_case(act.conn, code.value)
+        case = await desk.get_case(act.conn, code.value)
         if case is None:
             return [Reply(self.t(lang, "officials.not_found", code=str(code)))]
-        history = await orepo.status_history(act.conn, case.id)
+        history = await desk.status_history(act.conn, case.id)
         pillar = self.t(lang, f"pillars.{case.pillar}") if case.pillar else self.t(lang, "pillars.none")
         if case.pillar and case.subtopic:
             pillar += f" ({self.tagger.subtopic_label(case.pillar, case.subtopic, lang)})"
@@ -264,7 +265,7 @@ class OfficialDesk:
         usage = t(lang, "officials.usage_status", statuses=self._status_choices(lang))
         if code is None or not rest:
             return [Reply(usage)]
-        case = await orepo.get_case(act.conn, code.value)
+        case = await desk.get_case(act.conn, code.value)
         if case is None:
             return [Reply(t(lang, "officials.not_found", code=str(code)))]
         status, note, word = self.parse_status(rest)
@@ -279,11 +280,11 @@ class OfficialDesk:
         if status == case.status and (note or None) == case.status_note:
             return [Reply(t(lang, "officials.status_same", code=str(code), status=t(lang, f"statuses.{status}")))]
         forwarded_to = note if status == Status.FORWARDED else case.forwarded_to
-        await orepo.set_status(
+        await desk.set_status(
             act.conn, case, status=status, note=note or None, forwarded_to=forwarded_to,
             actor=act.actor, now=act.now,
         )
-        await repo.audit(
+        await audit.audit(
             act.conn, actor=act.actor, action="status", target=case.code,
             before={"status": case.status, "note": case.status_note},
             after={"status": status, "note": note or None}, now=act.now,
@@ -295,12 +296,12 @@ class OfficialDesk:
             *told,
         ]))]
 
-    async def _notify_status(self, act: _Act, case: orepo.Case, status: str, note: str) -> list[str]:
+    async def _notify_status(self, act: _Act, case: desk.Case, status: str, note: str) -> list[str]:
         """Queue the news for the submitter and every supporter; say what was queued."""
         code = str(TrackingCode(case.code))
         notice = {"type": "status", "code": code, "status": status}
         lines = []
-        submitter = await orepo.recipient(act.conn, case.user_id)
+        submitter = await desk.recipient(act.conn, case.user_id)
         if submitter is not None:
             lang = submitter.language
             if status == Status.FORWARDED:
@@ -311,12 +312,12 @@ class OfficialDesk:
                 extra = self.t(lang, "notify.note", note=note) if note else ""
             text = self.t(lang, "notify.status", kind=self.t(lang, f"kinds.{case.kind}").lower(),
                           code=code, status=self.t(lang, f"statuses.{status}"), note=extra)
-            await orepo.enqueue(act.conn, [(submitter, {"text": text, "notice": notice})],
+            await outbox.enqueue(act.conn, [(submitter, {"text": text, "notice": notice})],
                                 purpose="status_change", now=act.now)
             lines.append(self.t(act.lang, "officials.notify_submitter"))
         else:
             lines.append(self.t(act.lang, "officials.notify_gone"))
-        fans = [r for r in await orepo.supporters(act.conn, case.id) if r.user_id != case.user_id]
+        fans = [r for r in await desk.supporters(act.conn, case.id) if r.user_id != case.user_id]
         if fans:
             rendered: dict[str, str] = {}
             for fan in fans:
@@ -326,7 +327,7 @@ class OfficialDesk:
                         kind=self.t(fan.language, f"kinds.{case.kind}").lower(), code=code,
                         status=self.t(fan.language, f"statuses.{status}"),
                     )
-            await orepo.enqueue(
+            await outbox.enqueue(
                 act.conn, [(fan, {"text": rendered[fan.language], "notice": notice}) for fan in fans],
                 purpose="supported_status", now=act.now,
             )
@@ -344,17 +345,17 @@ class OfficialDesk:
             return [Reply(t(lang, "officials.usage_reply"))]
         if len(text) > REPLY_MAX:
             return [Reply(t(lang, "officials.too_long", got=len(text), max=REPLY_MAX))]
-        case = await orepo.get_case(act.conn, code.value)
+        case = await desk.get_case(act.conn, code.value)
         if case is None:
             return [Reply(t(lang, "officials.not_found", code=str(code)))]
-        resident = await orepo.recipient(act.conn, case.user_id)
+        resident = await desk.recipient(act.conn, case.user_id)
         if resident is None:
             return [Reply(t(lang, "officials.reply_gone", code=str(code)))]
         body = t(resident.language, "notify.reply", code=str(code), text=text)
         notice = {"type": "reply", "code": str(code), "text": text}
-        await orepo.enqueue(act.conn, [(resident, {"text": body, "notice": notice})],
+        await outbox.enqueue(act.conn, [(resident, {"text": body, "notice": notice})],
                             purpose="official_reply", now=act.now)
-        await repo.audit(act.conn, actor=act.actor, action="reply", target=case.code,
+        await audit.audit(act.conn, actor=act.actor, action="reply", target=case.code,
                          after={"text": text}, now=act.now)
         return [Reply(t(lang, "officials.reply_done", code=str(code)))]
 
@@ -368,7 +369,7 @@ class OfficialDesk:
         pillar = self._pillars.get(_words(rest))
         if pillar is None:
             return [Reply(t(lang, "officials.pillar_unknown", word=rest[:40], pillars=choices))]
-        case = await orepo.get_case(act.conn, code.value)
+        case = await desk.get_case(act.conn, code.value)
         if case is None:
             return [Reply(t(lang, "officials.not_found", code=str(code)))]
         if case.pillar == pillar:
@@ -376,8 +377,8 @@ class OfficialDesk:
         # Keep a sub-topic only when the tagger itself would put the text in this pillar.
         tag = self.tagger.classify(case.text)
         subtopic = tag.subtopic if tag.pillar == pillar else None
-        await orepo.set_pillar(act.conn, case, pillar=pillar, subtopic=subtopic, now=act.now)
-        await repo.audit(
+        await desk.set_pillar(act.conn, case, pillar=pillar, subtopic=subtopic, now=act.now)
+        await audit.audit(
             act.conn, actor=act.actor, action="pillar", target=case.code,
             before={"pillar": case.pillar, "subtopic": case.subtopic},
             after={"pillar": pillar, "subtopic": subtopic}, now=act.now,
@@ -399,13 +400,13 @@ class OfficialDesk:
             return [Reply(t(lang, "officials.usage_hide" if hidden else "officials.usage_unhide"))]
         if len(reason) > NOTE_MAX:
             return [Reply(t(lang, "officials.too_long", got=len(reason), max=NOTE_MAX))]
-        case = await orepo.get_case(act.conn, code.value)
+        case = await desk.get_case(act.conn, code.value)
         if case is None:
             return [Reply(t(lang, "officials.not_found", code=str(code)))]
         if case.hidden == hidden:
             return [Reply(t(lang, "officials.hide_already" if hidden else "officials.unhide_already", code=str(code)))]
-        await orepo.set_hidden(act.conn, case, hidden=hidden, reason=reason or None, now=act.now)
-        await repo.audit(
+        await desk.set_hidden(act.conn, case, hidden=hidden, reason=reason or None, now=act.now)
+        await audit.audit(
             act.conn, actor=act.actor, action="hide" if hidden else "unhide", target=case.code,
             before={"hidden": case.hidden, "reason": case.hidden_reason},
             after={"hidden": hidden, "reason": (reason or None) if hidden else None}, now=act.now,
@@ -415,7 +416,7 @@ class OfficialDesk:
     # /statistik ---------------------------------------------------------------------------------------
     async def stats(self, act: _Act) -> list[Reply]:
         lang, t = act.lang, self.t
-        hidden, counts = await orepo.stats(act.conn)
+        hidden, counts = await desk.stats(act.conn)
         total = sum(n for _, n in counts["kind"])
         if total == 0 and hidden == 0:
             return [Reply(t(lang, "officials.stats_empty"))]

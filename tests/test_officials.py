@@ -63,9 +63,11 @@ async def add_submission(
     draft = {"kind": kind, "text": text, "pillar": pillar, "auto_pillar": pillar, "area": area,
              "anonymous": anonymous, "name": None if anonymous else user.display_name, **extra}
     async with db.transaction() as conn:
-        return await repo.insert_submission(
-            conn, user=user, draft=draft, rng=random.Random(next(_seeds)), now=utcnow() - age
-        )
+        rng = random.Random(next(_seeds))
+        return TrackingCode(await repo.insert_submission(
+            conn, user=user, draft=draft, draw_code=lambda: TrackingCode.generate(rng).value,
+            now=utcnow() - age,
+        ))
 
 
 def scalar(db_path: Path, sql: str, *params: object) -> Any:
