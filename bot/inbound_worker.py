@@ -17,10 +17,20 @@ rate and the backlog, durable in `inbound`, drains after it. So that a sustained
 cannot starve replies, one message still starts at least every `max_defer` seconds.
 Blue ticks: a sender's message is marked read only when no later message of theirs is
 waiting in the lane (Meta marks earlier messages read along with a later one).
-The row is closed (handled_at, payload dropped) with the sent replies' tracking in one
-transaction after sending. A crash after the core committed but before the replies went
-out loses those replies (the resident sees no answer and writes again); the effect itself
-is saved exactly once, because the core's claim refuses the message when it comes again.
+Handling and sending are two stages: a lane hands a handled message's replies to its
+sender's queue and goes on to the next message, while the sender sends them (one resident's
+replies in order, many residents' at once, all within the number's pace). A message is
+closed once its replies are confirmed by Meta: handled_at, payload dropped, the replies'
+delivery tracking and the core's kept copy dropped, for every message closed meanwhile in
+one transaction (a burst closes hundreds per commit instead of one each).
+
+Answers are at least once, and no part twice when it can be helped: when a reply fails
+part-way (Meta down after all retries, or a send that got no answer and may have been
+delivered), the kept copy is cut down to what was not confirmed, with `skip` = how many
+WhatsApp messages of its first reply went out, and `resend_owed` sends only that. A crash
+between the core's commit and the close leaves the whole copy owed: sent again at start-up
+(at least once). The effect itself is saved exactly once, because the core's claim
+refuses the message when it comes again.
 """
 
 from __future__ import annotations
@@ -31,14 +41,16 @@ import json
 import logging
 from collections import deque
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from bot.channels.whatsapp import (
-    InboundMessage, Sent, WebhookBatch, apply_statuses, message_time, record_sent, to_incoming,
+    GraphOutcomeUnknown, InboundMessage, Sent, WebhookBatch, apply_statuses, message_time, record_sent,
+    to_incoming,
 )
 from handlers.conversation import owed_replies
-from handlers.messages import DeliveryError, Outcome, Reply
+from handlers.messages import DeliveryError, Incoming, Outcome, Reply
 from storage.repository import replies_delivered
 from storage.database import StorageUnavailable, to_db, utcnow
 
@@ -60,6 +72,55 @@ REPLAY_WINDOW = timedelta(days=7)
 OWED_AFTER = timedelta(minutes=2)
 
 
+@dataclass(slots=True)
+class _Answer:
+    """A handled message and what it owes the resident, on its way out."""
+
+    wamid: str
+    chat_id: str
+    replies: list[Reply]
+    mark_read: bool = False
+    incoming: Incoming | None = None
+    skip: int = 0                    # WhatsApp messages of replies[0] that went out before
+
+
+@dataclass(slots=True)
+class _Closing:
+    """What closing a message writes: the sent messages' tracking, and what stays owed
+    (None: everything was answered, the kept copy goes; else the kept copy cut down to
+    the rest, see `_rest`)."""
+
+    wamid: str
+    sent: list[Sent] = field(default_factory=list)
+    rest: str | None = None
+
+
+def _rest(chat_id: str, replies: list[Reply], skip: int) -> str | None:
+    """The kept copy of what is still owed: `replies`, the first of which has had `skip`
+    of its WhatsApp messages sent. Files are not kept (handlers.conversation.keep)."""
+    keepable = [r for r in replies if r.document is None and r.image is None]
+    if not keepable:
+        return None
+    if keepable[0] is not replies[0]:
+        skip = 0
+    data: dict[str, Any] = {"chat": chat_id, "replies": [r.to_json() for r in keepable]}
+    if skip:
+        data["skip"] = skip
+    return json.dumps(data, ensure_ascii=False)
+
+
+def _owed(kept: str) -> tuple[str, list[Reply], int]:
+    """(chat, replies, skip) of a kept copy."""
+    chat_id, replies = owed_replies(kept)
+    skip = 0
+    if replies and '"skip"' in kept:  # only a copy cut down by _rest has one
+        try:
+            skip = max(0, int(json.loads(kept).get("skip", 0)))
+        except (ValueError, TypeError, AttributeError):
+            skip = 0
+    return chat_id, replies, skip
+
+
 class InboundWorker:
     def __init__(
         self, db: "Database", core: "Core", whatsapp: "WhatsAppChannel", *, concurrency: int = 8,
@@ -71,13 +132,17 @@ class InboundWorker:
         self.whatsapp = whatsapp
         self.clock = clock
         self.sweep_interval = sweep_interval
-        # Lanes overlap different residents' Graph API round trips. The database has one
-        # writer, and each lane's transaction queued on its lock delays the webhook's own
-        # insert (and so the 200 Meta waits for): more lanes would not add throughput.
+        # Handling slots: the core's work is CPU and one database writer, so a few at once
+        # only overlap its thread hops. Sending has no such bound here: its concurrency is
+        # the channel's connection pool and pace.
         self._slots = asyncio.Semaphore(concurrency)
         self._lanes: dict[str, deque[tuple[str, dict[str, Any]]]] = {}
         self._lane_tasks: dict[str, asyncio.Task[None]] = {}
-        self._queued: set[str] = set()      # wamids in a lane or being handled
+        self._outgoing: dict[str, deque[_Answer]] = {}
+        self._senders: dict[str, asyncio.Task[None]] = {}
+        self._closing: list[tuple[_Closing, Incoming | None]] = []
+        self._closer: asyncio.Task[None] | None = None
+        self._queued: set[str] = set()      # wamids accepted and not yet closed
         self._idle = asyncio.Event()
         self._idle.set()
         self._running = False
@@ -107,6 +172,8 @@ class InboundWorker:
     async def _turn(self) -> None:
         """Wait until the webhook has been quiet for `yield_gap`, or `max_defer` has passed
         since any lane last started a message (progress during a sustained burst)."""
+        if self.yield_gap <= 0:
+            return
         loop = asyncio.get_running_loop()
         while True:
             now = loop.time()
@@ -159,26 +226,39 @@ class InboundWorker:
         self._sweeper = asyncio.create_task(self._sweep_forever(), name="whatsapp-inbound-sweep")
 
     async def stop(self, timeout: float = 10.0) -> None:
-        """Let messages being handled finish (up to `timeout`); the rest stay pending in SQLite."""
+        """Let messages being handled and answered finish (up to `timeout`); the rest stay
+        pending in SQLite."""
         self._running = False
         if self._sweeper is not None:
             self._sweeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._sweeper
-        tasks = list(self._lane_tasks.values())
-        if tasks:
-            _, late = await asyncio.wait(tasks, timeout=timeout)
-            for task in late:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        # Lanes first (they feed the senders), then senders (they feed the closer).
+        for tasks in (lambda: list(self._lane_tasks.values()), lambda: list(self._senders.values()),
+                      lambda: [self._closer] if self._closer is not None else []):
+            pending = tasks()
+            if pending:
+                _, late = await asyncio.wait(pending, timeout=max(0.0, deadline - loop.time()))
+                for task in late:
+                    task.cancel()
+                await asyncio.gather(*pending, return_exceptions=True)
         self._lanes.clear()
         self._lane_tasks.clear()
+        self._outgoing.clear()
+        self._senders.clear()
+        self._closing.clear()
         self._queued.clear()
         self._idle.set()
 
     async def wait_idle(self) -> None:
-        """Return once every accepted message has been handled and answered."""
+        """Return once every accepted message has been handled, answered and closed."""
         await self._idle.wait()
+
+    def _check_idle(self) -> None:
+        if not (self._lane_tasks or self._senders or self._closing or self._closer is not None):
+            self._idle.set()
 
     async def sweep(self) -> int:
         """Queue rows still pending in the database that no lane holds; return how many."""
@@ -197,7 +277,7 @@ class InboundWorker:
                 sender = str(payload["message"]["from"])
             except (TypeError, ValueError, KeyError):
                 log.error("a stored WhatsApp message cannot be read; marking it handled")
-                await self._finish(wamid)
+                await self._commit([_Closing(wamid)])
                 continue
             self._enqueue(wamid, sender, payload)
             queued += 1
@@ -220,7 +300,7 @@ class InboundWorker:
             except Exception:  # noqa: BLE001 - keep sweeping; the next round may work
                 log.exception("could not look for pending WhatsApp messages")
 
-    # Lanes ------------------------------------------------------------------------------------
+    # Lanes: handling --------------------------------------------------------------------------
     def _enqueue(self, wamid: str, sender: str, payload: dict[str, Any]) -> None:
         if not self._running or wamid in self._queued:
             return  # stopped: the row stays pending and start() takes it
@@ -241,73 +321,100 @@ class InboundWorker:
                         await self._turn()
                         # A later message of the same sender already waiting gets the mark.
                         mark = len(lane) == 1
-                        await self._process(wamid, payload, mark_read=mark, owed=owed)
+                        answer = await self._handle(wamid, payload, mark_read=mark, owed=owed)
                         owed = not mark
                 except Exception:  # noqa: BLE001 - the lane must go on to the next message
                     log.exception("unexpected error with a WhatsApp message; the sweep retries it")
+                    self._queued.discard(wamid)
+                else:
+                    self._send_later(sender, answer)
                 lane.popleft()
-                self._queued.discard(wamid)
         finally:
             # No await between the emptiness check and the removal: a message enqueued
             # meanwhile either lands in this lane before the check or starts a new task.
             if not lane:
                 self._lanes.pop(sender, None)
             self._lane_tasks.pop(sender, None)
-            if not self._lane_tasks:
-                self._idle.set()
+            self._check_idle()
 
-    async def _process(self, wamid: str, payload: dict[str, Any], *, mark_read: bool = True,
-                       owed: bool = False) -> None:
+    async def _handle(self, wamid: str, payload: dict[str, Any], *, mark_read: bool, owed: bool) -> _Answer:
         try:
             incoming = to_incoming(payload, now=self.clock())
         except (KeyError, TypeError, ValueError, AttributeError):
             log.error("a WhatsApp message has an unexpected shape; skipped")
             incoming = None
         if incoming is None:
-            await self._finish(wamid)
-            if mark_read and owed:  # earlier messages of this sender left their mark to this one
-                await self.whatsapp.mark_read(wamid)
-            return
-        read = asyncio.create_task(self.whatsapp.mark_read(wamid)) if mark_read else None
+            # Nothing to answer; earlier messages of this sender may have left it their mark.
+            return _Answer(wamid, "", [], mark_read=mark_read and owed)
         try:
             outcome = await self.core.handle(incoming)
         except Exception:  # noqa: BLE001 - one bad message must not stop the others
             log.exception("error while handling a WhatsApp message")
             catalog = self.core.catalog
             outcome = Outcome([Reply(catalog.text(catalog.default, "error.internal"))])
-        sent: list[Sent] = []
-        complete = await self._deliver(incoming.chat_id, outcome.replies, sent)
-        if not outcome.stored:
-            # The database could not take it (disk full, locked): the message stays pending
-            # and the sweep offers it again; the core tells the resident once per incident.
-            self.core.answered(incoming)
+        return _Answer(wamid, incoming.chat_id, outcome.replies, mark_read=mark_read, incoming=incoming)
+
+    # Senders: one per resident with replies on their way, in order -----------------------------
+    def _send_later(self, sender: str, answer: _Answer) -> None:
+        self._outgoing.setdefault(sender, deque()).append(answer)
+        if sender not in self._senders:
+            self._senders[sender] = asyncio.create_task(self._send_all(sender), name="whatsapp-sender")
+
+    async def _send_all(self, sender: str) -> None:
+        queue = self._outgoing[sender]
+        try:
+            while queue:
+                answer = queue[0]
+                try:
+                    closing = await self._answer(answer)
+                except Exception:  # noqa: BLE001 - the next message must still be answered
+                    log.exception("unexpected error while answering a WhatsApp message")
+                    self._queued.discard(answer.wamid)  # left as it is: owed, or pending
+                    if answer.incoming is not None:
+                        self.core.answered(answer.incoming)
+                else:
+                    self._close_later(closing, answer.incoming)
+                queue.popleft()
+        finally:
+            if not queue:
+                self._outgoing.pop(sender, None)
+            self._senders.pop(sender, None)
+            self._check_idle()
+
+    async def _answer(self, answer: _Answer) -> _Closing:
+        read = asyncio.create_task(self.whatsapp.mark_read(answer.wamid)) if answer.mark_read else None
+        closing = _Closing(answer.wamid)
+        try:
+            if answer.replies:
+                closing.rest = await self._deliver(answer.chat_id, answer.replies, closing.sent, skip=answer.skip)
+        finally:
             if read is not None:
                 await read
-            return
-        # Answers kept by the core and not all sent stay owed: the sweep sends them later.
-        try:
-            await self._finish(wamid, sent, answered=complete)
-        finally:
-            self.core.answered(incoming)
-        if read is not None:
-            await read
+        return closing
 
-    async def _deliver(self, chat_id: str, replies: list[Reply], sent: list[Sent]) -> bool:
-        """Send in order; False when one could not be sent (the rest are not tried)."""
-        for reply in replies:
+    async def _deliver(self, chat_id: str, replies: list[Reply], sent: list[Sent], *, skip: int = 0) -> str | None:
+        """Send in order; None when everything went out, else the kept copy of the rest
+        (see _rest): Meta is down or throttling after all retries, or a send may or may not
+        have arrived (counted as sent: better one lost than one twice, see _call)."""
+        for i, reply in enumerate(replies):
+            before = len(sent)
+            first = skip if i == 0 else 0
             try:
-                await self.whatsapp.deliver(chat_id, reply, sent)
+                await self.whatsapp.deliver(chat_id, reply, sent, skip=first)
+            except GraphOutcomeUnknown as exc:
+                log.error("a WhatsApp reply may not have arrived: %s", exc)
+                return _rest(chat_id, replies[i:], first + len(sent) - before + 1)
             except DeliveryError as exc:
                 log.error("could not send a WhatsApp reply: %s", exc)
                 if exc.retryable:
-                    return False  # Meta is down or throttling after all our retries
+                    return _rest(chat_id, replies[i:], first + len(sent) - before)
                 # not retryable (window closed, blocked number): trying again will not help
-        return True
+        return None
 
     async def resend_owed(self, owed_after: timedelta = OWED_AFTER) -> int:
         """Answers the core kept for messages whose sending never finished (the process
-        died after saving, or Meta was down): sent now, then dropped. Returns how many
-        messages were answered."""
+        died after saving, or Meta was down): what was not confirmed is sent now, then
+        dropped. Returns how many messages were answered."""
         cutoff = to_db(self.clock() - owed_after)
         rows = await self.db.fetchall(
             "SELECT message_id, replies FROM inbound WHERE channel = ? AND replies IS NOT NULL "
@@ -318,35 +425,67 @@ class InboundWorker:
         for wamid, kept in rows:
             if wamid in self._queued:
                 continue  # still being answered by its lane
-            chat_id, replies = owed_replies(kept)
-            sent: list[Sent] = []
-            if chat_id and replies and not await self._deliver(chat_id, replies, sent):
-                await self._finish(wamid, sent, answered=False)
+            chat_id, replies, skip = _owed(kept)
+            closing = _Closing(wamid)
+            if chat_id and replies:
+                closing.rest = await self._deliver(chat_id, replies, closing.sent, skip=skip)
+            await self._commit([closing])
+            if closing.rest is not None:
                 break  # Meta is still down: the next sweep tries again
-            await self._finish(wamid, sent, answered=True)
             done += 1
         if done:
             log.info("sent the owed answers to %d WhatsApp message(s)", done)
         return done
 
-    async def _finish(self, wamid: str, sent: list[Sent] | None = None, *, answered: bool = True) -> None:
-        """One transaction: the replies' delivery tracking, the message closed and, when
-        every answer went out, the core's kept copy of them dropped."""
+    # Closing: every message answered meanwhile in one transaction ------------------------------
+    def _close_later(self, closing: _Closing, incoming: Incoming | None) -> None:
+        self._closing.append((closing, incoming))
+        if self._closer is None:
+            self._closer = asyncio.create_task(self._close_all(), name="whatsapp-close")
+
+    async def _close_all(self) -> None:
+        try:
+            while self._closing:
+                batch, self._closing = self._closing, []
+                await self._commit([closing for closing, _ in batch])
+                for closing, incoming in batch:
+                    self._queued.discard(closing.wamid)
+                    if incoming is not None:
+                        self.core.answered(incoming)
+        finally:
+            self._closer = None
+            self._check_idle()
+
+    async def _commit(self, batch: list[_Closing]) -> None:
+        """One transaction: the replies' delivery tracking, the messages closed, and each
+        kept copy dropped (all answered) or cut down to what is still owed."""
         now = self.clock()
+        stamp = to_db(now)
+        sent = [m for closing in batch for m in closing.sent]
         try:
             async with self.db.transaction() as conn:
                 if sent:
                     await record_sent(conn, sent, purpose="reply", now=now)
-                await conn.execute(
+                # Rows the core did not claim (flood guard, storage error, nothing to answer)
+                # are closed here too: a retry would only repeat what the resident was told.
+                await conn.executemany(
                     "UPDATE inbound SET handled_at = ?, payload = NULL "
                     "WHERE channel = ? AND message_id = ? AND handled_at IS NULL",
-                    (to_db(now), CHANNEL, wamid),
+                    [(stamp, CHANNEL, closing.wamid) for closing in batch],
                 )
+                answered = [(CHANNEL, c.wamid) for c in batch if c.rest is None]
                 if answered:
-                    await replies_delivered(conn, [(CHANNEL, wamid)])
+                    await replies_delivered(conn, answered)
+                owed = [(c.rest, CHANNEL, c.wamid) for c in batch if c.rest is not None]
+                if owed:
+                    # Only where the core kept a copy: before consent nothing is kept.
+                    await conn.executemany(
+                        "UPDATE inbound SET replies = ? WHERE channel = ? AND message_id = ? "
+                        "AND replies IS NOT NULL", owed)
         except StorageUnavailable as exc:
-            # Left pending: the sweep offers it again and the core's claim makes that harmless.
-            log.warning("could not close a handled WhatsApp message: %s", exc)
+            # Left as they were: pending rows are offered again by the sweep (the core's
+            # claim makes that harmless), kept copies are resent whole.
+            log.warning("could not close %d handled WhatsApp message(s): %s", len(batch), exc)
 
 
 def _too_old(message: InboundMessage, oldest: datetime) -> bool:

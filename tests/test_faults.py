@@ -8,19 +8,29 @@ real SQLite files; the crash test runs the production entry point in a subproces
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import sqlite3
 import sys
 from collections import Counter
+from datetime import timedelta
 
+import httpx
 import pytest
+
+from bot.app import open_services
+from bot.channels.whatsapp import WhatsAppChannel
+from bot.inbound_worker import InboundWorker
+from bot.web import build_web_app
 
 from handlers.messages import Incoming, InputKind
 from storage import database
 from storage.database import utcnow
 from tests.crowd import CODE, INTERNAL_ERROR, BotProcess, Resident
 from tests.drivers import TelegramPollingDriver
+from tests.drivers_web import graph_text
+from tests.fakes import DEFAULT_WA_TOKEN, PHONE_ID, FakeGraph, sign, wa_body, wa_button_reply, wa_text_message
 from tests.fakes.http_server import serve
 from tests.fakes.telegram_api import FakeTelegram
 from tests.harness import Resident as CoreResident
@@ -438,3 +448,83 @@ async def test_read_only_database_tells_residents_and_recovers(services, caplog)
     answers = await resident.press("Ya, kirim")  # the same button: the step was kept
     assert SAVED in answers[0].text
     assert rows(path, "SELECT count(*) FROM submissions") == [(1,)]
+
+
+# --------------------------------------------------------------------------------------------
+# The Graph API fails part-way through a WhatsApp answer
+# --------------------------------------------------------------------------------------------
+
+WA_SECRET = "faults-app-secret"
+
+
+@contextlib.asynccontextmanager
+async def whatsapp_bot(make_settings, graph: FakeGraph, **channel_kw):  # noqa: ANN001, ANN201
+    """The WhatsApp webhook app served on 127.0.0.1 with its inbound worker, talking to
+    `graph`; yields (post, worker, settings)."""
+    async with serve(graph.app) as graph_url:
+        settings = make_settings(
+            whatsapp_access_token=DEFAULT_WA_TOKEN, whatsapp_phone_number_id=PHONE_ID,
+            whatsapp_app_secret=WA_SECRET, whatsapp_verify_token="v",
+            whatsapp_api_base_url=f"{graph_url}/v21.0", whatsapp_messages_per_second=1000,
+        )
+        async with open_services(settings) as services:
+            channel = WhatsAppChannel(settings, db=services.db, catalog=services.catalog, backoff=0.01,
+                                      **channel_kw)
+            worker = InboundWorker(services.db, services.core, channel)
+            app = build_web_app(services, whatsapp=channel, telegram=None, worker=worker)
+            try:
+                async with serve(app) as url, httpx.AsyncClient(base_url=url) as http:
+                    async def post(payload: dict) -> None:
+                        body = wa_body(payload)
+                        answer = await http.post("/webhook/whatsapp", content=body,
+                                                 headers={"X-Hub-Signature-256": sign(body, WA_SECRET)})
+                        assert answer.status_code == 200
+                        await worker.wait_idle()
+
+                    yield post, worker, settings
+            finally:
+                await channel.aclose()
+
+
+def _texts(graph: FakeGraph, wa_id: str) -> list[str]:
+    return [graph_text(p) for p in graph.sent_to(wa_id)]
+
+
+THANKS = "persetujuan Anda sudah kami catat"
+
+
+async def test_when_one_part_of_an_answer_fails_only_that_part_is_sent_again(make_settings):
+    """The consent is answered with the thanks and the menu; the menu fails for good (500
+    on every try). The sweep later sends the menu, and only the menu: the thanks once."""
+    graph = FakeGraph()
+    async with whatsapp_bot(make_settings, graph, max_attempts=2) as (post, worker, settings):
+        await post(wa_text_message("628555", "halo"))
+        graph.fail_next(status=500, times=2, after=1)  # the thanks goes, the menu does not
+        await post(wa_button_reply("628555", "consent:yes:id", "Setuju"))
+        texts = _texts(graph, "628555")
+        assert sum(THANKS in t for t in texts) == 1 and len(texts) == 2  # notice, thanks
+        assert await worker.resend_owed(timedelta(0)) == 1  # Meta is back
+        assert await worker.resend_owed(timedelta(0)) == 0
+    texts = _texts(graph, "628555")
+    assert sum(THANKS in t for t in texts) == 1, texts
+    assert len(texts) == 3 and graph.sent_to("628555")[-1]["type"] == "interactive"  # the menu, once
+    assert rows(settings.database_path, "SELECT count(*) FROM inbound WHERE replies IS NOT NULL") == [(0,)]
+
+
+async def test_a_send_meta_accepted_but_answered_late_is_not_sent_twice(make_settings):
+    """Meta takes the thanks but answers after the bot stopped waiting: the thanks is not
+    sent again (before: retried and delivered twice); the menu after it still arrives,
+    from the sweep, once. The privacy notice, answered late too, also arrives once."""
+    graph = FakeGraph()
+    async with whatsapp_bot(make_settings, graph, timeout=0.3) as (post, worker, settings):
+        graph.fail_next(mode="slow", delay=2)
+        await post(wa_text_message("628556", "halo"))
+        assert len(graph.sent_to("628556")) == 1  # the notice, not resent
+        graph.fail_next(mode="slow", delay=2)
+        await post(wa_button_reply("628556", "consent:yes:id", "Setuju"))
+        assert sum(THANKS in t for t in _texts(graph, "628556")) == 1
+        assert await worker.resend_owed(timedelta(0)) == 1
+    texts = _texts(graph, "628556")
+    assert sum(THANKS in t for t in texts) == 1 and len(texts) == 3, texts
+    assert graph.sent_to("628556")[-1]["type"] == "interactive"
+    assert rows(settings.database_path, "SELECT count(*) FROM inbound WHERE replies IS NOT NULL") == [(0,)]

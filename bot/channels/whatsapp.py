@@ -30,9 +30,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import json as _json
 import logging
 import random
 import re
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -40,6 +42,7 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
+from bot.channels.http11 import Answer, Http11Pool, NoAnswer, RequestNotSent, proxied
 from bot.channels.telegram import split_text
 from handlers.messages import Button, DeliveryError, Document, Incoming, InputKind, Reply, WindowClosed
 from storage.database import StorageUnavailable, to_db, utcnow
@@ -131,13 +134,21 @@ class GraphRequestError(GraphError):
 
 
 class GraphUnreachable(DeliveryError):
-    """Timeout or dropped connection: we do not know whether Meta got the request."""
+    """Meta could not be reached, or did not answer: trying again later can help."""
 
     def __init__(self, message: str):
         super().__init__(message, retryable=True)
 
 
-def classify(response: httpx.Response) -> DeliveryError:
+class GraphOutcomeUnknown(GraphUnreachable):
+    """A message send went out and no answer came in time: Meta may have delivered it.
+
+    Not retried: sending it again would, when Meta was merely slow, give the resident the
+    same message twice (the Cloud API has no idempotency key for sends). The caller counts
+    it as sent and carries on later with the rest of the reply; see WhatsAppChannel._call."""
+
+
+def classify(response: "httpx.Response | Answer") -> DeliveryError:
     """The typed error for a non-2xx Graph API answer."""
     status = response.status_code
     try:
@@ -500,11 +511,23 @@ class WhatsAppChannel:
             timeout=httpx.Timeout(timeout, connect=min(timeout, 5.0)),
             limits=httpx.Limits(max_connections=64, max_keepalive_connections=16),
         )
+        # Sends and read marks, the calls every message makes, go through a lean client of
+        # our own (bot/channels/http11.py says why, with the measurement); everything else,
+        # and everything when a proxy is configured or a client is given, through httpx.
+        self._fast: Http11Pool | None = None
+        if self._owns_http and not proxied(self.messages_url):
+            self._fast = Http11Pool(self.messages_url, max_connections=32,
+                                    connect_timeout=min(timeout, 5.0), read_timeout=timeout)
+            self._messages_path = httpx.URL(self.messages_url).raw_path.decode("ascii")
+        self._fast_headers = {**self._auth, "Content-Type": "application/json"}
+        self.pace = Pace(settings.whatsapp_messages_per_second)
         self.list_button = (
             catalog.text(catalog.default, "whatsapp.list_button") if catalog is not None else "Pilih"
         )
 
     async def aclose(self) -> None:
+        if self._fast is not None:
+            await self._fast.aclose()
         if self._owns_http:
             await self.http.aclose()
 
@@ -520,9 +543,14 @@ class WhatsAppChannel:
             await self.record(sent, purpose)  # a partly delivered reply is tracked too
         return sent[-1].wamid if sent else None
 
-    async def deliver(self, chat_id: str, reply: Reply, sent: list[Sent]) -> None:
+    async def deliver(self, chat_id: str, reply: Reply, sent: list[Sent], *, skip: int = 0) -> None:
         """Send without recording, appending each message Meta accepted to `sent` as it goes
-        (the inbound worker records them in the transaction that closes the message)."""
+        (the inbound worker records them in the transaction that closes the message).
+
+        `skip`: the first so many WhatsApp messages of this reply went out before (a resend
+        after a failure part-way): they are not sent again."""
+        if skip:
+            sent = _Skipping(sent, skip)
         # Uploads first: should one fail for good, nothing of the reply has gone out yet.
         media: list[Media] = []
         picture = await self._picture(reply)
@@ -548,7 +576,7 @@ class WhatsAppChannel:
 
     async def _send_rendered(self, chat_id: str, reply: Reply, sent: list[Sent]) -> None:
         for payload in render(chat_id, reply, list_button=self.list_button):
-            sent.append(await self._post_message(payload))
+            await self._send(payload, sent)
 
     async def _picture(self, reply: Reply) -> Document | None:
         """The image of a reply: one we made, or a resident's photo fetched back from Meta."""
@@ -595,15 +623,14 @@ class WhatsAppChannel:
         if item.media_id is None:
             for body in (caption, item.note):
                 if body:
-                    sent.append(await self._post_message(
-                        _message(chat_id, "text", {"body": body, "preview_url": False})))
+                    await self._send(_message(chat_id, "text", {"body": body, "preview_url": False}), sent)
             return
         content: dict[str, Any] = {"id": item.media_id}
         if item.kind == "document":
             content["filename"] = item.filename
         if caption:
             content["caption"] = caption
-        sent.append(await self._post_message(_message(chat_id, item.kind, content)))
+        await self._send(_message(chat_id, item.kind, content), sent)
 
     def _say(self, what: tuple[str, str], filename: str) -> str:
         key, fallback = what
@@ -678,8 +705,14 @@ class WhatsAppChannel:
         return data, mime if isinstance(mime, str) else "application/octet-stream"
 
     # HTTP ---------------------------------------------------------------------------------
+    async def _send(self, payload: dict[str, Any], sent: list[Sent]) -> None:
+        if isinstance(sent, _Skipping) and sent.skip():
+            return
+        sent.append(await self._post_message(payload))
+
     async def _post_message(self, payload: dict[str, Any]) -> Sent:
-        response = await self._call("POST", self.messages_url, json=payload, what=f"send {payload['type']}")
+        response = await self._call("POST", self.messages_url, json=payload, what=f"send {payload['type']}",
+                                    send=True)
         try:
             wamid = str(response.json()["messages"][0]["id"])
         except (ValueError, KeyError, IndexError, TypeError):
@@ -688,21 +721,44 @@ class WhatsAppChannel:
         return Sent(wamid, payload["to"], payload["type"])
 
     async def _call(self, method: str, url: str, *, json: dict | None = None, data: dict | None = None,
-                    files: dict | None = None, what: str, attempts: int | None = None) -> httpx.Response:
-        """One Graph API request, retried with backoff on throttling, 5xx, timeouts and drops.
+                    files: dict | None = None, what: str, attempts: int | None = None,
+                    send: bool = False) -> "httpx.Response | Answer":
+        """One Graph API request, retried with backoff on throttling, 5xx and failures that
+        cannot have reached Meta.
 
-        A timeout or a dropped connection may hide a message Meta did accept, so a retry can
-        in rare cases deliver it twice; not retrying would lose it, which is worse here."""
+        Which failures are retried decides between a lost and a doubled message, so: a
+        connection that could not be made, or that closed before any byte of an answer (a
+        kept-alive connection the server had just closed: the common case by far), is
+        retried; so is anything for a call that is harmless twice (a read mark, a lookup,
+        an upload). A message send that went out and got no answer in time (Meta slow, or
+        a read timeout after the request was written) is NOT retried: GraphOutcomeUnknown,
+        which the inbound worker counts as sent. Meta offers no idempotency key for sends,
+        so this risks, rarely, one lost message where retrying risked, whenever Meta is
+        slow, the same message twice. `send` marks a message send, which is also paced."""
         attempts = attempts or self.max_attempts
         delay = self.backoff
+        fast = self._fast is not None and url == self.messages_url and json is not None
+        body = _json.dumps(json, ensure_ascii=False, separators=(",", ":")).encode() if fast else b""
         for attempt in range(1, attempts + 1):
+            if send:
+                await self.pace.wait()
             try:
-                response = await self.http.request(method, url, json=json, data=data, files=files,
-                                                   headers=self._auth)
-            except httpx.TimeoutException:
-                error: DeliveryError = GraphUnreachable(f"Graph API timed out ({what})")
-            except httpx.TransportError as exc:
-                error = GraphUnreachable(f"Graph API unreachable ({what}): {exc.__class__.__name__}")
+                if fast:
+                    assert self._fast is not None
+                    response: httpx.Response | Answer = await self._fast.request(
+                        "POST", self._messages_path, body, self._fast_headers)
+                else:
+                    response = await self.http.request(method, url, json=json, data=data, files=files,
+                                                       headers=self._auth)
+            except (RequestNotSent, httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout,
+                    httpx.WriteError, httpx.WriteTimeout, httpx.RemoteProtocolError) as exc:
+                error: DeliveryError = GraphUnreachable(f"Graph API unreachable ({what}): {exc.__class__.__name__}")
+            except (NoAnswer, httpx.TimeoutException, httpx.TransportError) as exc:
+                if send:
+                    log.warning("Graph API did not answer a message send in time (%s); not sending it again",
+                                exc.__class__.__name__)
+                    raise GraphOutcomeUnknown(f"Graph API gave no answer ({what})") from None
+                error = GraphUnreachable(f"Graph API gave no answer ({what}): {exc.__class__.__name__}")
             else:
                 if response.is_success:
                     return response
@@ -723,6 +779,43 @@ class WhatsAppChannel:
             await asyncio.sleep(wait * random.uniform(1.0, 1.25))  # jitter: don't retry in lockstep
             delay = min(delay * 2, 30.0)
         raise AssertionError("unreachable")
+
+
+class Pace:
+    """At most `per_second` message sends a second from our number (WHATSAPP_MESSAGES_PER_SECOND:
+    Meta's throughput tier, 80 to 1,000), spaced evenly; above it Meta answers 130429 and
+    we would only wait and retry. One per channel: replies, notifications and templates
+    share the number's allowance."""
+
+    def __init__(self, per_second: float, clock: Callable[[], float] = time.monotonic):
+        self.interval = 1.0 / per_second
+        self.clock = clock
+        self._next = float("-inf")
+
+    async def wait(self) -> None:
+        now = self.clock()
+        slot = max(now, self._next)
+        self._next = slot + self.interval
+        if slot > now:
+            await asyncio.sleep(slot - now)
+
+
+class _Skipping(list):  # type: ignore[type-arg]
+    """The `sent` list of a resumed reply: the first `skip` sends are passed over."""
+
+    def __init__(self, sent: list[Sent], skip: int):
+        super().__init__()
+        self.target = sent
+        self.left = skip
+
+    def skip(self) -> bool:
+        if self.left > 0:
+            self.left -= 1
+            return True
+        return False
+
+    def append(self, item: Sent) -> None:  # type: ignore[override]
+        self.target.append(item)
 
 
 # SQL for 0002_whatsapp.sql (small enough to live beside its only user) --------------------------

@@ -294,6 +294,7 @@ class _Fault:
     delay: float
     times: int
     route: str
+    after: int = 0  # matching requests let through before the fault starts
 
 
 class FakeGraph(ASGIFake):
@@ -329,16 +330,19 @@ class FakeGraph(ASGIFake):
         times: int = 1,
         delay: float = 30.0,
         route: str = "send",
+        after: int = 0,
     ) -> None:
-        """Make the next `times` matching requests fail.
+        """Make the next `times` matching requests fail (after letting `after` through).
 
         status/code: Graph error; a missing one is derived from the other
         (429<->130429, 500<->131000, 400->131009, 131047/131009->400, 131056->429, 401<->190).
         mode="drop": close the connection without a response; mode="timeout": answer nothing
-        until the client gives up (or `delay` s pass, then 504).
+        until the client gives up (or `delay` s pass, then 504); mode="slow": accept the
+        message (it counts as sent) but answer only after `delay` s, or never if the
+        client gives up first, like Meta delivering while its answer is late.
         route: "send" (message sends, default), "read" (mark-as-read), "media" (media URL
         lookup and download), "upload" (POST /{phone-id}/media) or "any"."""
-        if mode not in (None, "drop", "timeout"):
+        if mode not in (None, "drop", "timeout", "slow"):
             raise ValueError(f"unknown mode {mode!r}")
         if route not in ("send", "read", "media", "upload", "any"):
             raise ValueError(f"unknown route {route!r}")
@@ -349,7 +353,7 @@ class FakeGraph(ASGIFake):
                 code = _CODE_FOR_STATUS.get(status, 131000 if status >= 500 else 131009)  # type: ignore[operator]
             elif status is None:
                 status = _STATUS_FOR_CODE.get(code, 400)
-        self._faults.append(_Fault(status, code, details, mode, delay, times, route))
+        self._faults.append(_Fault(status, code, details, mode, delay, times, route, after))
 
     async def wait_for_sent(
         self,
@@ -400,6 +404,9 @@ class FakeGraph(ASGIFake):
     def _take_fault(self, route: str) -> _Fault | None:
         for fault in self._faults:
             if fault.route in (route, "any"):
+                if fault.after > 0:
+                    fault.after -= 1
+                    return None
                 fault.times -= 1
                 if fault.times <= 0:
                     self._faults.remove(fault)
@@ -444,7 +451,8 @@ class FakeGraph(ASGIFake):
             return self._record(call, _graph_error(100, "Unknown path", 400, f"Unsupported {request.method.lower()} request."))
 
         fault = self._take_fault(route)
-        if fault is not None:
+        slow = fault is not None and fault.mode == "slow"
+        if fault is not None and not slow:
             call.fault = fault.mode or f"status {fault.status} code {fault.code}"
             if fault.mode == "drop":
                 self._record(call, None)
@@ -491,11 +499,17 @@ class FakeGraph(ASGIFake):
             message["message_status"] = "accepted"
         self.sent.append(body)
         self.sent_ids.append(wamid)
-        return self._record(call, JSONResponse({
+        answer = JSONResponse({
             "messaging_product": "whatsapp",
             "contacts": [{"input": body["to"], "wa_id": body["to"]}],
             "messages": [message],
-        }))
+        })
+        if slow:
+            assert fault is not None
+            call.fault = "slow"
+            self._signal.notify()  # it is in `sent` already
+            await wait_or_disconnect(request, asyncio.sleep(fault.delay), fault.delay + 1)
+        return self._record(call, answer)
 
     def _upload(self, fields: dict[str, Any], files: dict[str, UploadedFile]) -> Response:
         """POST /{phone-id}/media: multipart messaging_product, type and file -> {"id": ...}."""
