@@ -344,6 +344,10 @@ class Turn:
             command == "status" and len(args.split()) >= 2 and TrackingCode.parse(args) is None
         ):
             return await self.official(command, args)
+        if self.is_official and (command == "help" or (command == "status" and not args.strip())):
+            # An official asking for help wants their own commands, and a bare /status from
+            # them is the start of a status change, not a resident's list.
+            return await self.official("help" if command == "help" else "status", args)
         if self.user is None:
             return await self.before_consent()
         last = self.user.last_inbound_at
@@ -363,6 +367,10 @@ class Turn:
         return replies
 
     # Officials ----------------------------------------------------------------------------
+    @property
+    def is_official(self) -> bool:
+        return f"{self.msg.channel}:{self.msg.user_id}" in self.core.settings.officials
+
     async def official(self, command: str | None, args: str) -> list[Reply]:
         actor = f"{self.msg.channel}:{self.msg.user_id}"
         if actor not in self.core.settings.officials:

@@ -9,6 +9,7 @@ features already cover are inserted with the storage functions to keep tests sho
 from __future__ import annotations
 
 import contextlib
+import json
 import itertools
 import logging
 import random
@@ -476,3 +477,26 @@ def test_codes_are_read_as_people_type_them():
     assert split_code("K7Q 4MX Terima kasih\nbaris dua") == (TrackingCode("K7Q4MX"), "Terima kasih\nbaris dua")
     assert split_code("hello world") == (None, "hello world")
     assert split_code("") == (None, "")
+
+
+# What an official finds in their first hour (issue 14, item 2) ---------------------------------------
+async def test_an_official_asking_for_help_gets_every_official_command(make_settings):
+    """/bantuan and a bare /status from an official answer with the officials' help, even
+    before they ever agreed to the residents' privacy notice."""
+    async with telegram_stack(make_settings) as tg:
+        [help_text] = await tg.say(OFFICIAL, "/bantuan")
+        [bare_status] = await tg.say(OFFICIAL, "/status")
+    for command in ("/baru", "/lihat", "/status", "/balas", "/pilar", "/sembunyikan", "/tampilkan",
+                    "/statistik", "/ringkasan", "/ekspor"):
+        assert command in help_text.plain
+    assert "pemberitahuan privasi" not in help_text.plain
+    assert "belum mengirim" not in bare_status.plain and "/status K7Q-4MX selesai" in bare_status.plain
+
+
+async def test_officials_chats_get_a_command_menu_with_the_desk(make_settings):
+    async with telegram_stack(make_settings) as tg:
+        menus = {key: [c["command"] for c in commands] for key, commands in tg.fake.commands.items()}
+    official_menu = menus[(json.dumps({"chat_id": OFFICIAL, "type": "chat"}, sort_keys=True), "")]
+    assert {"baru", "lihat", "balas", "ringkasan", "ekspor", "lapor"} <= set(official_menu)
+    default = menus[(json.dumps({"type": "default"}, sort_keys=True), "")]
+    assert "baru" not in default and "lapor" in default

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 from telegram import (
     BotCommand,
+    BotCommandScopeChat,
     InlineKeyboardButton,
     InlineKeyboardMarkup,
     InputFile,
@@ -49,6 +50,7 @@ CAPTION_LIMIT = 1024
 MAX_ATTEMPTS = 5
 # Commands shown in Telegram's menu, in this order.
 MENU_COMMANDS = ("report", "idea", "status", "support", "language", "delete", "help", "cancel")
+OFFICIAL_MENU = ("new", "view", "reply", "pillar", "hide", "unhide", "stats", "digest", "export")
 UNSUPPORTED_ATTRS = (
     "sticker", "voice", "audio", "document", "video", "video_note", "animation", "contact",
     "poll", "dice", "game", "venue", "story",
@@ -314,6 +316,19 @@ class TelegramChannel:
             await self._call(self.app.bot.set_my_commands, commands, language_code=lang)
             if lang == self.catalog.default:
                 await self._call(self.app.bot.set_my_commands, commands)
+        # Officials see their own commands too, in their private chat with the bot (a
+        # chat-scoped menu, in the default language: Telegram has one menu per scope).
+        lang = self.catalog.default
+        desk = [
+            BotCommand(self.catalog.text(lang, f"commands.{name}").split(",")[0],
+                       self.catalog.text(lang, f"cmd_desc.{name}"))
+            for name in (*OFFICIAL_MENU, *MENU_COMMANDS)
+        ]
+        for official in self.settings.officials:
+            channel, _, user_id = official.partition(":")
+            if channel == "telegram" and user_id.lstrip("-").isdigit():
+                await self._call(self.app.bot.set_my_commands, desk,
+                                 scope=BotCommandScopeChat(int(user_id)))
 
     async def process_webhook_update(self, data: dict) -> None:
         """Handle one webhook body fully before the HTTP answer, so a 2xx means 'saved'."""
