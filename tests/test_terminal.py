@@ -131,3 +131,32 @@ def test_the_terminal_asks_for_the_number_not_a_button(tmp_path):
     ))
     assert "ketik nomor" in result.stdout
     assert "tombol" not in result.stdout
+
+
+def test_a_resident_typing_at_a_terminal_sees_the_news_without_typing_anything(tmp_path):
+    """At a real terminal (a pty here) the open session shows a notification within seconds
+    of the official's action, while the resident is still looking at the prompt."""
+    import os
+    import pty
+
+    code = submit_report(tmp_path)
+    controller, terminal = pty.openpty()
+    resident = subprocess.Popen(
+        [sys.executable, "-m", "bot", "chat", "--user", "warga1"], stdin=terminal,
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=tmp_path,
+        env=cli_environment(tmp_path),
+    )
+    os.close(terminal)
+    try:
+        _read_until(resident, "Hapus data saya")
+        run_cli(["chat", "--user", "petugas"], tmp_path, **OFFICIAL, stdin=script(f"/status {code} ditinjau"))
+        seen = _read_until(resident, f"Kabar untuk laporan Anda {code}")
+        assert "Hapus data saya" not in seen  # nothing typed, nothing answered: only the news
+    finally:
+        os.write(controller, b"\x04")  # Ctrl-D
+        try:
+            assert resident.wait(timeout=30) == 0
+        finally:
+            if resident.poll() is None:
+                resident.kill()
+            os.close(controller)

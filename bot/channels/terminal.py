@@ -94,6 +94,7 @@ class TerminalChannel:
         self.last: Reply | None = None
         self.interactive = stdin.isatty() if hasattr(stdin, "isatty") else False
         self._wording = _terminal_wording(core.catalog)
+        self._prompting = False  # the prompt is shown and the resident is typing
 
     async def send(self, chat_id: str, reply: Reply, *, purpose: str = "reply") -> str | None:
         if reply.buttons:
@@ -109,7 +110,13 @@ class TerminalChannel:
         text = render(reply, saved=saved, wording=self._wording)
         if purpose != "reply":
             text = f"🔔 {text}"
-        print(text + "\n", file=self.stdout, flush=True)
+        if self._prompting:
+            # Arrived while the prompt waits (a finished export, a polled notification):
+            # off the prompt's line, then the prompt again.
+            print("\n" + text + "\n", file=self.stdout, flush=True)
+            print("> ", end="", file=self.stdout, flush=True)
+        else:
+            print(text + "\n", file=self.stdout, flush=True)
         return None
 
     async def run(self) -> None:
@@ -124,8 +131,14 @@ class TerminalChannel:
             while True:
                 if self.interactive:
                     print("> ", end="", file=self.stdout, flush=True)
-                line = await asyncio.to_thread(self.stdin.readline)
+                    self._prompting = True
+                try:
+                    line = await asyncio.to_thread(self.stdin.readline)
+                finally:
+                    self._prompting = False
                 if not line:  # end of input
+                    if self.interactive:
+                        print(file=self.stdout, flush=True)  # Ctrl-D: the shell's prompt on a line of its own
                     break
                 if not self.interactive:
                     print(f"> {line.rstrip()}", file=self.stdout, flush=True)
@@ -154,8 +167,7 @@ class TerminalChannel:
         while True:
             await asyncio.sleep(self.poll_interval)
             try:
-                if await self.show_notifications() and self.interactive:
-                    print("> ", end="", file=self.stdout, flush=True)
+                await self.show_notifications()
             except StorageUnavailable as exc:
                 log.warning("terminal: notifications not checked: %s", exc)
 
