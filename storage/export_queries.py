@@ -40,8 +40,14 @@ class FilterError(ValueError):
 
 
 def where(filters: Any, *, hidden: bool = False) -> tuple[str, list[Any]]:
-    """WHERE clause and parameters; hidden (spam, abuse) rows only with hidden=True."""
-    clauses = ["s.hidden <> 0" if hidden else "s.hidden = 0"]
+    """WHERE clause and parameters; hidden (spam, abuse) rows only with hidden=True.
+
+    `+s.hidden`: the unary plus keeps SQLite from answering "hidden = 0" through an index
+    that starts with hidden (the digest's submissions_top): it picked that index, read
+    every row through it at random and sorted a million rows by id in a temporary
+    B-tree (9-11 µs a row). Without it an unfiltered export is a plain table scan in id
+    order, and a date or pillar filter still uses its own index."""
+    clauses = ["+s.hidden <> 0" if hidden else "+s.hidden = 0"]
     params: list[Any] = []
     for bound, op in ((filters.since, ">="), (filters.until, "<")):
         if bound is not None:
