@@ -98,7 +98,10 @@ HOME = re.compile(
     r"dalem[ ]kula|(?:saya|kami|aku)[ ]tinggal|tinggal|domisili|berdomisili|kediaman[ ](?:saya|kami)|"
     r"address(?:[ ]is)?|live[sd]?|living|house(?:[ ]is)?|home(?:[ ]is)?)"
     r"[ ]?[:,(]?(?:[ ](?:di|ing|wonten|neng|nang|at|in|is|sekarang[ ]di))?[ ]?"
-    rf"((?:{_STREET}\b\.?[ ]?[^\W_][\w'-]*"
+    # Up to a house number within six words, in any case ("perum taman asri blok b no 14"),
+    # else the street's capitalised words ("Jl. Dr. Soetomo", "Jl. Anggrek").
+    rf"((?:{_STREET}\b\.?[ ]?(?:[\w'-]+\.?[ ]){{0,5}}?{_HOUSE_NO}"
+    rf"|{_STREET}\b\.?[ ]?[^\W_][\w'-]*\.?"
     r"(?:[ ](?!(?:no|nomor|nomer|rt|rw|km|kec|kel|desa|kelurahan|kecamatan)\b)(?-i:[A-Z][\w'-]*)\.?"
     rf"|[ ][0-9]{{1,3}}\b|[ ]{_STREET}\b\.?[ ]?[0-9A-Za-z]+)*(?:,?[ ]?{_HOUSE_NO})?)"
     r"|[0-9]{1,4}[A-Za-z]?[ ](?:[A-Z][a-z]+[ ]){1,3}(?:Street|St|Road|Rd|Lane|Ln|Avenue|Ave|Drive|Dr)\b)",
@@ -117,7 +120,7 @@ _TITLES = (r"pak|bapak|bpk|bp|pk|bu|ibu|mas|mbak|mba|mbah|cak|dik|adik|dek|ning|
            r"kak|kakak|teh|teteh|kang|akang|om|tante|sdr|sdri|saudara|saudari|tuan|nyonya|ny|"
            r"mr|mrs|ms|miss|gus|ustadz|ustad|ustazah|kyai|kiai|romo|dr|dokter|bidan")
 _ROLES = (r"(?:rt|rw)(?:[ ]?[0-9]{1,3})?|ketua|h|hj|haji|hajah|dr|drs|dra|ir|prof|kh|bidan|guru|"
-          r"dokter|mantri|sekdes|carik|kasun|kadus|kamituwo|modin|babinsa|pendeta|kakung|kung|uti|buyut")
+          r"dokter|mantri|sekdes|carik|kasun|kadus|dukuh|kamituwo|modin|babinsa|pendeta|kakung|kung|uti|buyut")
 # Offices of a place: "Pak Camat Maospati" names the kecamatan, "Pak Camat Bambang Suprapto"
 # the man. After one of these only two or more name-like words count as a name.
 _OFFICES = r"lurah|camat|kades|bupati|gubernur|walikota|wali[ ]kota|kepala[ ]desa|kepala[ ]dusun"
@@ -175,7 +178,8 @@ NOT_NAMES = frozenset("""
     not no yes very so just also still already going writing from here there sorry happy
     sure glad afraid worried living resident citizen villager farmer teacher new old sick
     mister sir madam mrs mr ms miss mayor head chief officer police village district city
-""".split())
+""".split()) | frozenset(_TITLES.split("|")) | frozenset(
+    w for w in re.sub(r"\(.*?\)|\[.*?\]|[?]", "", _ROLES).split("|") if w.isalpha())
 
 _DIGITS = "0123456789"
 _NO_DIGITS = str.maketrans("", "", _DIGITS)
