@@ -182,3 +182,40 @@ def rules_eval(args: tuple[str, ...]) -> None:
     from handlers.tagging_eval import main as eval_main
 
     sys.exit(eval_main(list(args)))
+
+
+@rules.command("fit")
+@click.argument("labelled", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--out", "out_path", required=True, type=click.Path(dir_okay=False, path_type=Path), help="Rules file to write (the input is not changed).")
+@click.option("--split", "splits", multiple=True, help="Only rows of this split (repeatable; default: every row).")
+@click.option("--epochs", default=6, show_default=True, type=click.IntRange(min=1))
+@click.option("--step", default=0.2, show_default=True, type=click.FloatRange(min=0.01))
+@_RULES_OPTION
+@click.pass_context
+def rules_fit(ctx: click.Context, labelled: Path, out_path: Path, splits: tuple[str, ...], epochs: int, step: float, rules_path: Path | None) -> None:
+    """Fit the rules' weights to LABELLED.jsonl ({text, pillar, kind, split, id}) and write them to --out.
+
+    Only weights change, so the result is still plain keyword rules an official can read.
+    Measure it on messages it was not fitted on before using it (on the real Surabaya set a
+    fit on half the development part lowered the other half: bench/RESULTS.md)."""
+    from handlers.tagging_eval import evaluate, fit_weights, load_rows, write_weights
+    from handlers.tagging import _read_rules_text
+
+    path = _rules_path(ctx, rules_path)
+    tagger = _load_tagger(ctx, rules_path)
+    try:
+        rows = load_rows(labelled)
+    except (KeyError, ValueError) as exc:
+        raise click.ClickException(f"{labelled}: each line needs id, text, pillar, kind, split ({exc})") from exc
+    if splits:
+        rows = [r for r in rows if r.split in splits]
+    if not rows:
+        raise click.ClickException("no labelled rows to fit on")
+    changes = fit_weights(tagger, rows, epochs=epochs, step=step)
+    text, _ = _read_rules_text(path)
+    out_text = write_weights(text, changes)
+    fitted = Tagger.from_text(out_text, name=str(out_path))
+    out_path.write_text(out_text, encoding="utf-8")
+    before, after = evaluate(tagger, rows), evaluate(fitted, rows)
+    click.echo(f"{len(changes)} weights changed; on these {len(rows)} rows: accuracy {before.accuracy:.1%} -> {after.accuracy:.1%}")
+    click.echo(f"Wrote {out_path}. Measure it on other rows, then `suarawarga rules check {out_path}`.")

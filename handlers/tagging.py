@@ -731,6 +731,7 @@ class Tagger:
             for key, value in values.items():
                 automaton.add_word(key, objs[value[0]])
             automaton.make_automaton()
+        self._key_canon = keys  # term id -> canonical term
         self._ready = len(automaton) > 0
         self._automaton = automaton
         self._iter = automaton.iter
@@ -889,6 +890,28 @@ class Tagger:
             if r is not NotImplemented:  # NotImplemented: non-ASCII text, the Python path
                 return _new_result(*r)
         return self._classify_py(text)
+
+    def term_hits(self, text: str) -> list[tuple[str, tuple[tuple[str, str, float], ...]]]:
+        """The distinct rule terms a message scores with, after nested matches are hidden:
+        [(canonical term, ((pillar, sub-topic, weight), ...)), ...] in text order.
+
+        What classify adds up (before the place switch); used to fit weights."""
+        if not self._ready:
+            return []
+        low = text.lower()
+        toks = _TOKEN_RE.findall(low)
+        if not toks:
+            return []
+        s = " " + " ".join([self.canonical(t) for t in toks]) + " "
+        found = list(self._iter(s))
+        if len(found) > 1:
+            hidden = {(e - r, k) for e, v in found for r, k in v.inner}
+            found = [f for f in found if f not in hidden]
+        out = []
+        for v in dict.fromkeys(map(_second, found)):
+            if v.terms:
+                out.append((self._key_canon[v.tid], tuple((PILLARS[p], self._sub_keys[sub][1], w / 1000) for p, sub, w in v.terms)))
+        return out
 
     def _learn(self, tokens: list[str]) -> None:
         """Canonical form and word id of tokens the compiled core has not seen."""

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import statistics
 import sys
 import time
@@ -168,6 +169,121 @@ def compare_stemmers(rows: list[EvalRow], rules: str | None) -> list[dict[str, A
             }
         )
     return table
+
+
+# --------------------------------------------------------------------------- fitting weights
+
+
+def fit_weights(
+    tagger: Tagger,
+    rows: Iterable[EvalRow],
+    *,
+    epochs: int = 6,
+    step: float = 0.2,
+    margin: float = 0.5,
+    low: float = 0.3,
+    high: float = 6.0,
+    seed: int = 0,
+) -> dict[tuple[str, str, str], float]:
+    """New weights for the rules' terms, fitted to labelled messages (a perceptron).
+
+    Only weights move; the terms, phrases and exclusions stay as an official wrote them, so
+    the result is still plain keyword rules. For each message whose label does not win by
+    ``margin``, the label's terms gain ``step`` and the winning wrong pillar's terms lose
+    it, within [low, high]. Returns {(pillar, sub-topic, canonical term): weight} for the
+    terms that changed, rounded to 0.05.
+    """
+    import random
+
+    data = [(tagger.term_hits(r.text), r.pillar) for r in rows]
+    data = [(h, g) for h, g in data if any(p == g for _, ts in h for p, _, _ in ts)]
+    weights: dict[tuple[str, str, str], float] = {}
+    for hits, _ in data:
+        for canon, ts in hits:
+            for p, sub, w in ts:
+                weights.setdefault((p, sub, canon), w)
+    start = dict(weights)
+    order = list(range(len(data)))
+    rnd = random.Random(seed)
+    for _ in range(epochs):
+        rnd.shuffle(order)
+        for i in order:
+            hits, gold = data[i]
+            score = dict.fromkeys(PILLARS, 0.0)
+            for canon, ts in hits:
+                for p, sub, _w in ts:
+                    score[p] += weights[(p, sub, canon)]
+            rival = max((p for p in PILLARS if p != gold), key=lambda p: score[p])
+            if score[gold] >= score[rival] + margin or score[rival] == 0 and score[gold] > 0:
+                continue
+            for canon, ts in hits:
+                for p, sub, _w in ts:
+                    k = (p, sub, canon)
+                    if p == gold:
+                        weights[k] = min(high, weights[k] + step)
+                    elif p == rival:
+                        weights[k] = max(low, weights[k] - step)
+    out = {}
+    for k, w in weights.items():
+        w = round(round(w / 0.05) * 0.05, 2)
+        if abs(w - start[k]) >= 0.05:
+            out[k] = w
+    return out
+
+
+_BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
+
+
+def write_weights(rules_text: str, changes: dict[tuple[str, str, str], float]) -> str:
+    """The rules file with the given weights written into each sub-topic's weights table.
+
+    Every spelling of a term that shares the canonical form is given the weight; the rest
+    of the file (comments, order, other settings) is left as it was."""
+    from handlers.tagging import PLACES_SUBTOPIC, _parse_rules
+
+    rules = _parse_rules(rules_text)
+    Tagger(rules)  # fills in each term's canonical form
+    texts: dict[tuple[str, str, str], list[str]] = {}
+    for st in rules.subtopics:
+        for t in st.terms:
+            if not t.exclude:
+                texts.setdefault((st.pillar, st.key, t.canon), []).append(t.text)
+    by_table: dict[str, dict[str, float]] = {}
+    for (p, sub, canon), w in changes.items():
+        table = "places" if (p, sub) == ("branding", PLACES_SUBTOPIC) else f"{p}.{sub}"
+        for text in texts.get((p, sub, canon), []):
+            by_table.setdefault(table, {})[text] = w
+    lines = rules_text.split("\n")
+    header = re.compile(r"^\s*\[\s*([^\[\]]+?)\s*\]\s*(?:#.*)?$")
+    table = ""
+    done: set[str] = set()
+    for n, line in enumerate(lines):
+        m = header.match(line)
+        if m:
+            table = m.group(1).strip()
+            continue
+        if table in by_table and table not in done and re.match(r"^weights\s*=\s*\{.*\}\s*$", line):
+            body = line[line.index("{") + 1 : line.rindex("}")]
+            for text, w in by_table[table].items():
+                key = text if _BARE_KEY.fullmatch(text) else json.dumps(text, ensure_ascii=False)
+                pat = re.compile(r"(^|,)(\s*)%s\s*=\s*[0-9.]+" % re.escape(key))
+                new, k = pat.subn(lambda mm: f"{mm.group(1)}{mm.group(2)}{key} = {w:g}", body, count=1)
+                body = new if k else (body.rstrip() + f", {key} = {w:g}" if body.strip() else f" {key} = {w:g}")
+            lines[n] = "weights = {" + body.rstrip() + " }"
+            done.add(table)
+    missing = set(by_table) - done
+    if missing:  # a sub-topic without a weights table: add one after its header
+        out = []
+        table = ""
+        for line in lines:
+            out.append(line)
+            m = header.match(line)
+            if m and m.group(1).strip() in missing:
+                t = m.group(1).strip()
+                items = ", ".join(f"{k if _BARE_KEY.fullmatch(k) else json.dumps(k, ensure_ascii=False)} = {w:g}" for k, w in by_table[t].items())
+                out.append("weights = { " + items + " }")
+        lines = out
+    return "\n".join(lines)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

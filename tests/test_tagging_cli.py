@@ -159,3 +159,26 @@ def test_rules_suggest_uses_settings_database_path(db: Path) -> None:
 def test_rules_suggest_without_database_is_a_usage_error(tmp_path: Path) -> None:
     assert CliRunner().invoke(rules, ["suggest"]).exit_code == 2
     assert CliRunner().invoke(rules, ["suggest", "--db", str(tmp_path / "none.db")]).exit_code == 1
+
+
+def test_rules_fit_writes_fitted_weights_into_a_rules_file(tmp_path: Path) -> None:
+    """Weights move towards the labels; the output is a valid rules file with the same terms."""
+    rules_in = tmp_path / "in.toml"
+    rules_in.write_text(
+        '[society.order]\nkeywords = ["pengemis"]\n\n[branding.tourism]\nkeywords = ["telaga"]\nweights = { telaga = 0.5 }\n',
+        encoding="utf-8",
+    )
+    labelled = tmp_path / "l.jsonl"
+    rows = [{"id": f"r{i}", "text": "pengemis di telaga", "pillar": "branding", "kind": "report", "split": "dev"} for i in range(3)]
+    labelled.write_text("\n".join(json.dumps(r) for r in rows) + "\n", encoding="utf-8")
+    out = tmp_path / "out.toml"
+    result = CliRunner().invoke(rules, ["fit", str(labelled), "--rules", str(rules_in), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "accuracy 0.0% -> 100.0%" in result.output
+    check = CliRunner().invoke(rules, ["check", str(out)])
+    assert check.exit_code == 0, check.output
+    from handlers.tagging import Tagger
+
+    assert Tagger.from_path(out).classify("pengemis di telaga").pillar == "branding"
+    assert Tagger.from_path(out).classify("pengemis di pasar").pillar == "society"
+    assert '["pengemis"]' in out.read_text(encoding="utf-8")
