@@ -25,17 +25,18 @@ import statistics
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from handlers import privacy  # noqa: E402
+from handlers import privacy
 
 DATA = ROOT / "tests" / "data" / "masking.jsonl"
 KINDS = ("phone", "nik", "email", "name", "address")
 
 
-def load_cases(path: Path = DATA) -> list[dict]:
+def load_cases(path: Path = DATA) -> list[dict[str, Any]]:
     with path.open(encoding="utf-8") as f:
         return [json.loads(line) for line in f if line.strip()]
 
@@ -44,9 +45,9 @@ def _covered(text: str, start: int, end: int, spans: list[tuple[int, int]]) -> b
     return all(any(a <= i < b for a, b in spans) for i in range(start, end) if text[i].isalnum())
 
 
-def score(cases: list[dict]) -> dict[str, dict]:
+def score(cases: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     """Per kind: labelled, found (true positives), false alarms, misses, precision, recall."""
-    result = {k: {"labelled": 0, "found": 0, "predicted": 0, "right": 0, "misses": [], "false_alarms": []}
+    result: dict[str, dict[str, Any]] = {k: {"labelled": 0, "found": 0, "predicted": 0, "right": 0, "misses": [], "false_alarms": []}
               for k in KINDS}
     for case in cases:
         text = case["text"]
@@ -75,7 +76,7 @@ def score(cases: list[dict]) -> dict[str, dict]:
 
 
 def _export_texts(n: int) -> list[str]:
-    import bench_export  # noqa: PLC0415 - bench/ is on sys.path when run as a script
+    import bench_export  # bench/ is on sys.path when run as a script
 
     rng = random.Random(6)
     return [bench_export._text(rng) for _ in range(n)]
