@@ -11,8 +11,15 @@ Three processes, so each figure is the bot's and not the load generator's:
     core and capped every figure at ~140 msg/s; its CPU per post is reported.)
 
 "Accepted and recorded" = the webhook answered 200, which bot/web.py does only after the
-`inbound` row is committed. We also report when every accepted message has been handled
-(core, SQLite, replies sent to the fake Graph API): the backlog a burst leaves behind.
+`inbound` row is committed. "Answered" = every reply of the message POSTed to the fake
+Graph API and confirmed by it: the bot process notes the moment (CLOCK_MONOTONIC, which
+both processes share) and the generator subtracts when it began POSTing that message, so
+"reply lag" is webhook -> reply sent, per message, seen from outside the bot's queueing.
+Issue 20's figures: a burst of 1,500 messages from 150 residents (10 each) posted as fast
+as the bot takes them -> handled end to end per second (1,500 / until the last answer),
+p99 reply lag, CPU per message; and a steady 100 msg/s -> p99 reply lag. The fake Graph
+API's own CPU share during each run and its capacity (a probe before the runs) show it
+is not the limit. The bot runs with WHATSAPP_MESSAGES_PER_SECOND=1000.
 Residents are consented WhatsApp users in a cycle of description (a new report: language
 detection and tagging), "batal", "status", "menu"; a few new numbers say "halo".
 
@@ -74,11 +81,22 @@ async def serve_bot(db: str, graph_url: str, accept_only: bool = False) -> None:
         Path(db), whatsapp_access_token=WA_TOKEN, whatsapp_phone_number_id=PHONE_ID,
         whatsapp_app_secret=APP_SECRET, whatsapp_verify_token=VERIFY,
         whatsapp_api_base_url=f"{graph_url}/v21.0", http_host="127.0.0.1", http_port=0,
+        whatsapp_messages_per_second=1000,
     )
     if accept_only:
         # Diagnostic: what the webhook path alone sustains when no lane competes for the
         # core (messages stay pending, as after a crash; nothing is lost).
         InboundWorker._enqueue = lambda self, *a, **k: None  # type: ignore[method-assign]
+    # When each message's replies were confirmed by the Graph API (the end of its answer).
+    answered: dict[str, float] = {}
+    answer = InboundWorker._answer
+
+    async def timed(self, pending):  # type: ignore[no-untyped-def]
+        closing = await answer(self, pending)
+        answered[pending.wamid] = time.perf_counter()
+        return closing
+
+    InboundWorker._answer = timed  # type: ignore[method-assign]
     async with open_services(settings) as services:
         channel = WhatsAppChannel(settings, db=services.db, catalog=services.catalog)
         server = WebServer(build_web_app(services, whatsapp=channel, telegram=None), settings)
@@ -91,7 +109,8 @@ async def serve_bot(db: str, graph_url: str, accept_only: bool = False) -> None:
             cpu = time.process_time() - cpu0
             await server.stop()
             await channel.aclose()
-            print(json.dumps({"peak_rss_mb": round(peak_rss_mb(), 1), "cpu_s": cpu}), flush=True)
+            print(json.dumps({"peak_rss_mb": round(peak_rss_mb(), 1), "cpu_s": cpu, "answered": answered}),
+                  flush=True)
 
 
 async def _until_stdin_closes() -> None:
@@ -132,7 +151,7 @@ class Child:
 
 
 # The residents -------------------------------------------------------------------------------------
-def make_bodies(count: int, residents: int, seed: int, catalog: Any) -> tuple[list[bytes], list[str]]:
+def make_bodies(count: int, residents: int, seed: int, catalog: Any) -> tuple[list[bytes], list[str], list[str]]:
     """Signed-ready webhook bodies, serialised the way Meta does (non-ASCII as \\uXXXX)."""
     from bench.bench_ingest import load_texts
     from handlers.language import LanguageDetector
@@ -144,17 +163,19 @@ def make_bodies(count: int, residents: int, seed: int, catalog: Any) -> tuple[li
     word = {name: catalog.text("id", f"commands.{name}").split(",")[0].strip() for name in ("cancel", "status", "menu")}
     numbers = [f"62812{seed:02d}{i:06d}" for i in range(residents)]
     cycle = ["describe", word["cancel"], word["status"], word["menu"]]
-    bodies = []
+    bodies, wamids = [], []
     for i in range(count):
         r = i % residents
         turn = cycle[(i // residents) % len(cycle)]
+        wamid = f"wamid.BENCH{seed:02d}{i:06d}"
+        wamids.append(wamid)
         if rng.random() < 0.05:  # a new number writes for the first time
-            bodies.append(wa_body(wa_text_message(f"62899{seed:02d}{i:06d}", "halo", name="Warga Baru")))
+            bodies.append(wa_body(wa_text_message(f"62899{seed:02d}{i:06d}", "halo", wamid=wamid, name="Warga Baru")))
             continue
         text = (f"{rng.choice(texts)}, dekat {rng.choice(PLACES)} RT {rng.randint(1, 20)}"
                 if turn == "describe" else turn)
-        bodies.append(wa_body(wa_text_message(numbers[r], text, name=f"Warga {r}")))
-    return bodies, numbers
+        bodies.append(wa_body(wa_text_message(numbers[r], text, wamid=wamid, name=f"Warga {r}")))
+    return bodies, numbers, wamids
 
 
 def sign(body: bytes) -> str:
@@ -174,14 +195,17 @@ async def one_run(folder: Path, *, count: int, residents: int, seed: int, in_fli
     db = folder / "wa.db"
     async with Database(db):
         pass  # migrations, so the residents can be seeded before the bot starts
-    bodies, numbers = make_bodies(count, residents, seed, Catalog.load("id"))
+    bodies, numbers, wamids = make_bodies(count, residents, seed, Catalog.load("id"))
     seed_users(db, [(n, "id", "chosen") for n in numbers], "idle", {"n": 0}, channel="whatsapp")
     signed = [(body, {"Content-Type": "application/json", "X-Hub-Signature-256": sign(body)}) for body in bodies]
 
     bot = Child(["--serve-bot", str(db), graph.url, *(["--accept-only"] if accept_only else [])], core=0)
     statuses: dict[int, int] = {}
     latencies: list[float] = []
+    posted: dict[int, float] = {}   # message index -> when its POST began
     gen_cpu0 = time.process_time()
+    graph_cpu0 = _proc_cpu(graph.proc.pid)
+    bot_cpu0 = _proc_cpu(bot.proc.pid)
     host, port = bot.url.removeprefix("http://").rsplit(":", 1)
     # Requests are written as raw HTTP/1.1 bytes on keep-alive connections: httpx costs
     # ~5 ms of CPU per request on the generator's (shared) core, which capped the figures
@@ -198,7 +222,7 @@ async def one_run(folder: Path, *, count: int, residents: int, seed: int, in_fli
 
         async def post(i: int) -> float:
             reader, writer = await pool.get()
-            started = time.perf_counter()
+            started = posted[i] = time.perf_counter()
             try:
                 writer.write(raw[i])
                 status = await _read_response(reader)
@@ -247,9 +271,14 @@ async def one_run(folder: Path, *, count: int, residents: int, seed: int, in_fli
             handled_s = time.perf_counter() - started
     finally:
         gen_cpu = time.process_time() - gen_cpu0
+        graph_cpu = _proc_cpu(graph.proc.pid) - graph_cpu0
+        bot_cpu = _proc_cpu(bot.proc.pid) - bot_cpu0  # from outside, to check the bot's own figure
         while not pool.empty():
             pool.get_nowait()[1].close()
         extra = bot.stop()
+    answered = extra.get("answered") or {}
+    lags = [answered[wamids[i]] - t for i, t in posted.items() if wamids[i] in answered]
+    last_answer = max(answered.values(), default=float("nan"))
     recorded = _count(db, "SELECT count(*) FROM inbound WHERE channel = 'whatsapp'")
     ok = statuses.get(200, 0)
     figures: dict[str, Any] = {
@@ -262,10 +291,52 @@ async def one_run(folder: Path, *, count: int, residents: int, seed: int, in_fli
         # The bot's own CPU (all its threads) per accepted message, handling included: what
         # one core sustains when it is not shared (1000 / this = messages per second).
         "bot_cpu_ms_per_msg": (extra.get("cpu_s") or 0) * 1000 / max(1, ok),
+        "bot_cpu_ms_per_msg_proc": bot_cpu * 1000 / max(1, ok),
         # The load generator's CPU per post (it shares its core with the fake Graph API).
         "generator_cpu_ms_per_post": gen_cpu * 1000 / max(1, sum(statuses.values())),
+        # Issue 20: every reply of a message confirmed by the Graph API, seen from outside.
+        "answered": len(answered),
+        "answered_per_s": len(answered) / (last_answer - started) if answered else None,
+        **{f"reply_lag_{k}": v for k, v in latency_figures(lags).items()},
+        # The fake Graph API's CPU over the run's wall time: far below 1, it was not the limit.
+        "graph_cpu_share": graph_cpu / max(1e-9, time.perf_counter() - started),
     }
     return figures
+
+
+def _proc_cpu(pid: int) -> float:
+    """CPU seconds (user + system) another process has used so far (Linux /proc)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return float("nan")
+
+
+async def graph_capacity(graph: Child, requests: int = 3000, in_flight: int = 16) -> dict[str, float]:
+    """What the fake Graph API serves on its own: message sends a second with `in_flight`
+    at once, through the bot's own HTTP client (bot/channels/http11.py)."""
+    from bot.channels.http11 import Http11Pool
+
+    pool = Http11Pool(graph.url, max_connections=in_flight)
+    body = json.dumps({"messaging_product": "whatsapp", "to": "6281200000000", "type": "text",
+                       "text": {"body": "Terima kasih, laporan Anda sudah kami terima."}}).encode()
+    headers = {"Authorization": f"Bearer {WA_TOKEN}", "Content-Type": "application/json"}
+    path = f"/v21.0/{PHONE_ID}/messages"
+    await pool.request("POST", path, body, headers)
+    gate = asyncio.Semaphore(in_flight)
+    cpu0 = _proc_cpu(graph.proc.pid)
+
+    async def one() -> None:
+        async with gate:
+            assert (await pool.request("POST", path, body, headers)).status == 200
+
+    started = time.perf_counter()
+    await asyncio.gather(*(one() for _ in range(requests)))
+    seconds = time.perf_counter() - started
+    await pool.aclose()
+    return {"sends_per_s": requests / seconds,
+            "graph_cpu_ms_per_send": (_proc_cpu(graph.proc.pid) - cpu0) * 1000 / requests}
 
 
 def _raw_request(host: str, port: str, body: bytes, headers: dict[str, str]) -> bytes:
@@ -304,9 +375,14 @@ async def main_async(quick: bool) -> dict[str, Any]:
     if hasattr(os, "sched_setaffinity") and (os.cpu_count() or 1) > 1:
         os.sched_setaffinity(0, {1})       # the generator stays off the bot's core
     graph = Child(["--serve-graph"], core=1 if (os.cpu_count() or 1) > 1 else None)
-    throughput, latency, accept_only = [], [], []
+    throughput, latency, accept_only, bursts = [], [], [], []
     try:
+        capacity = await graph_capacity(graph)
         for run in range(runs):
+            with tempfile.TemporaryDirectory(prefix="sw-bench-wa-") as tmp:
+                # Issue 20's burst: 1,500 messages, 150 residents writing 10 each.
+                bursts.append(await one_run(Path(tmp), count=1500, residents=150, seed=80 + run,
+                                            in_flight=in_flight, rate=None, graph=graph, budget_s=60))
             with tempfile.TemporaryDirectory(prefix="sw-bench-wa-") as tmp:
                 throughput.append(await one_run(Path(tmp), count=burst, residents=residents, seed=run,
                                                 in_flight=in_flight, rate=None, graph=graph, budget_s=budget))
@@ -322,12 +398,41 @@ async def main_async(quick: bool) -> dict[str, Any]:
     accepted = summary([r["accepted_per_s"] for r in throughput], "msg/s")
     p99 = summary([r["p99_ms"] for r in latency], "ms")
     handled = [r["handled_per_s"] for r in throughput if r["handled_per_s"]]
+    burst_rate = summary([r["answered_per_s"] or 0 for r in bursts], "msg/s")
+    burst_lag = summary([r["reply_lag_p99_ms"] for r in bursts], "ms")
+    steady_lag = summary([r["reply_lag_p99_ms"] for r in latency], "ms")
+    burst_cpu = summary([r["bot_cpu_ms_per_msg"] for r in bursts], "ms")
     return {
         "setup": {"runs": runs, "closed_loop_seconds": budget, "in_flight": in_flight, "bot_core": 0,
-                  "generator_and_graph_core": 1, "latency_posts": latency_count},
+                  "generator_and_graph_core": 1, "latency_posts": latency_count,
+                  "whatsapp_messages_per_second": 1000},
+        # Issue 20 -------------------------------------------------------------------------
+        "burst_1500_from_150": {
+            "answered_end_to_end": burst_rate,
+            "answered_target": target(burst_rate["median"], 300.0, at_least=True),
+            "reply_lag_p50": summary([r["reply_lag_p50_ms"] for r in bursts], "ms"),
+            "reply_lag_p99": burst_lag,
+            "reply_lag_p99_target": target(burst_lag["median"], 2000.0, at_least=False),
+            "reply_lag_max": summary([r["reply_lag_max_ms"] for r in bursts], "ms"),
+            "accepted": summary([r["accepted_per_s"] for r in bursts], "msg/s"),
+            "bot_cpu_per_message": burst_cpu,
+            "bot_cpu_target": target(burst_cpu["median"], 2.0, at_least=False),
+            "graph_cpu_share": summary([r["graph_cpu_share"] for r in bursts], "of a core"),
+            "answered_of_posted": [f"{r['answered']}/{r['posts']}" for r in bursts],
+        },
+        f"steady_{int(rate)}_per_s_reply_lag": {
+            "p50": summary([r["reply_lag_p50_ms"] for r in latency], "ms"),
+            "p99": steady_lag,
+            "p99_target": target(steady_lag["median"], 100.0, at_least=False),
+            "max": summary([r["reply_lag_max_ms"] for r in latency], "ms"),
+        },
+        "fake_graph_capacity": {"sends_per_s": round(capacity["sends_per_s"]),
+                                "graph_cpu_ms_per_send": round(capacity["graph_cpu_ms_per_send"], 3)},
+        # Earlier targets (accepting) ----------------------------------------------------------
         "accepted": accepted,
         "accepted_target": target(accepted["median"], 500.0, at_least=True),
         "handled_end_to_end": summary(handled, "msg/s") if handled else None,
+        "answered_end_to_end_closed_loop": summary([r["answered_per_s"] or 0 for r in throughput], "msg/s"),
         # At 100/s offered, does handling keep up (≈ 100) or only drain after the arrivals?
         "handled_at_100_per_s": summary([r["handled_per_s"] for r in latency if r["handled_per_s"]], "msg/s"),
         "accepted_with_worker_paused": summary([r["accepted_per_s"] for r in accept_only], "msg/s"),
@@ -340,10 +445,10 @@ async def main_async(quick: bool) -> dict[str, Any]:
             "max": summary([r["max_ms"] for r in latency], "ms"),
         },
         "p99_target": target(p99["median"], 50.0, at_least=False),
-        "lost": sum(r["lost"] for r in throughput + latency + accept_only),
-        "non_200": sum(sum(r["other_statuses"].values()) for r in throughput + latency),
-        "left_unhandled": sum(max(0, r["left_unhandled"]) for r in throughput + latency),
-        "bot_peak_rss_mb": max((r["bot_peak_rss_mb"] or 0) for r in throughput + latency),
+        "lost": sum(r["lost"] for r in throughput + latency + accept_only + bursts),
+        "non_200": sum(sum(r["other_statuses"].values()) for r in throughput + latency + bursts),
+        "left_unhandled": sum(max(0, r["left_unhandled"]) for r in throughput + latency + bursts),
+        "bot_peak_rss_mb": max((r["bot_peak_rss_mb"] or 0) for r in throughput + latency + bursts),
     }
 
 

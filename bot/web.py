@@ -10,9 +10,9 @@ the work); Telegram gets 200 only after the update was handled, because Telegram
 anything else and the core's claim on the update id makes its retry harmless.
 
 Slow clients hold nothing: the whole body must arrive within HTTP_BODY_TIMEOUT (else 408
-and the connection is closed) and is verified before the request counts as a webhook in
-flight for the inbound worker (a stalled unsigned POST used to hold the worker's lanes back,
-~130 -> ~10 messages handled a second, for as long as it stayed open); the headers must
+and the connection is closed) and is verified before anything else happens (a stalled
+unsigned POST used to count as a webhook in flight, which held the inbound worker's lanes
+back: ~130 -> ~10 messages handled a second, for as long as it stayed open); the headers must
 arrive within HTTP_HEADER_TIMEOUT (uvicorn has no such deadline of its own: a connection
 trickling header bytes was held forever). Refusals are logged at most once a minute per
 kind, with the number of those not logged, so a flood of forgeries cannot flood the log.
@@ -201,8 +201,7 @@ def build_web_app(
                              exc.__class__.__name__)
             return _text(400, "malformed body")
         try:
-            with worker.request():  # the inbound worker's lanes give way while we store
-                await worker.accept(batch)
+            await worker.accept(batch)
         except StorageUnavailable as exc:
             # Not stored, not acknowledged: Meta delivers it again later.
             log.error("could not store a WhatsApp webhook: %s", exc)

@@ -474,3 +474,81 @@ async def test_a_replay_older_than_the_dedup_window_is_acknowledged_and_ignored(
     late = wa_text_message(resident.wa_id, "halo", timestamp=int((now - timedelta(days=6)).timestamp()))
     await resident.deliver(late)
     assert "pemberitahuan privasi" in (await resident.replies())[0]
+
+
+@on_bot
+async def test_sends_keep_the_numbers_pace(bot):
+    """WHATSAPP_MESSAGES_PER_SECOND=20: eleven replies to eleven residents at once take at
+    least half a second, and every one arrives."""
+    settings = bot.settings.model_copy(update={"whatsapp_messages_per_second": 20})
+    channel = WhatsAppChannel(settings, db=bot.services.db)
+    numbers = [str(next(_numbers)) for _ in range(11)]
+    try:
+        started = asyncio.get_running_loop().time()
+        await asyncio.gather(*(channel.send(n, Reply("Kabar terbaru")) for n in numbers))
+        took = asyncio.get_running_loop().time() - started
+    finally:
+        await channel.aclose()
+    assert took >= 0.45
+    assert all(len(bot.graph.sent_to(n)) == 1 for n in numbers)
+
+
+async def test_the_graph_client_reads_chunked_closing_and_http_1_0_answers():
+    """The lean HTTP/1.1 client used for sends reads Content-Length, chunked and
+    connection-framed answers from a real socket, and reuses a kept-alive connection."""
+    from bot.channels.http11 import Http11Pool, NoAnswer, RequestNotSent
+
+    answers = [
+        b"HTTP/1.1 200 OK\r\nContent-Length: 7\r\n\r\n{\"a\":1}",
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n4\r\n{\"b\"\r\n3;x=y\r\n:2}\r\n0\r\n\r\n",
+        b"HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Length: 2\r\n\r\n{}",
+        b"HTTP/1.0 200 OK\r\n\r\n{\"c\":3}",
+    ]
+    connections = 0
+
+    async def serve_one(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal connections
+        connections += 1
+        try:
+            while answers:
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = int(next(line for line in head.split(b"\r\n") if line.lower().startswith(b"content-length"))
+                             .split(b":")[1])
+                await reader.readexactly(length)
+                answer = answers.pop(0)
+                writer.write(answer)
+                if b"close" in answer or b"HTTP/1.0" in answer:
+                    break
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(serve_one, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    pool = Http11Pool(f"http://127.0.0.1:{port}/v1/x/messages", read_timeout=1)
+    try:
+        got = [await pool.request("POST", "/v1/x/messages", b"{}", {"Content-Type": "application/json"})
+               for _ in range(4)]
+        assert [(a.status, a.json()) for a in got] == [(200, {"a": 1}), (200, {"b": 2}), (400, {}), (200, {"c": 3})]
+        assert connections == 2  # kept alive until the server said close
+        with pytest.raises(ValueError):
+            pool.head("POST", "/", {"X-Bad": "a\r\nInjected: 1"}, 0)
+    finally:
+        await pool.aclose()
+        server.close()
+        await server.wait_closed()
+    # Nobody listening: the request cannot have been sent. Listening but silent: no answer.
+    with pytest.raises(RequestNotSent):
+        await Http11Pool(f"http://127.0.0.1:{port}/", connect_timeout=1).request("POST", "/", b"", {})
+
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read()
+
+    quiet = await asyncio.start_server(silent, "127.0.0.1", 0)
+    pool = Http11Pool(f"http://127.0.0.1:{quiet.sockets[0].getsockname()[1]}/", read_timeout=0.2)
+    try:
+        with pytest.raises(NoAnswer):
+            await pool.request("POST", "/", b"{}", {})
+    finally:
+        await pool.aclose()
+        quiet.close()
+        await quiet.wait_closed()
