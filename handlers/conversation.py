@@ -12,10 +12,12 @@ button pressed on an old message is recognised as stale instead of acting on tod
 from __future__ import annotations
 
 import asyncio
+import difflib
 import json
 import logging
 import random
 import re
+import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
@@ -45,6 +47,7 @@ MAX_TEXT = 4000
 AREA_PAGE = 8          # 8 areas + "more" + "skip" = 10 rows, WhatsApp's list limit
 SIMILAR_DAYS = 90
 SIMILAR_LOOKUPS_PER_HOUR = 6
+NOTICE_AGAIN_S = 3600.0  # the full privacy notice again after an hour
 # A WhatsApp user silent this long had (nearly) closed their 24-hour window.
 WINDOW_REOPENS = timedelta(hours=23, minutes=55)
 _LETTERS = re.compile(r"[^\W\d_]", re.UNICODE)
@@ -165,6 +168,7 @@ class Core:
         self.rng = rng or random.SystemRandom()
         self.flood = FloodGuard(settings.flood_max_messages, settings.flood_window_seconds)
         self.similar_lookups = FloodGuard(SIMILAR_LOOKUPS_PER_HOUR, 3600.0)
+        self.noticed: dict[str, float] = {}  # sender -> when the full privacy notice was shown
         self.on_outbox: Callable[[], None] = lambda: None
         # (channel, message id) of messages whose answers the channel has sent; their kept
         # copies are dropped in the next transaction (or by flush_delivered), not one by one.
@@ -407,6 +411,18 @@ class Turn:
                 return [Reply(self.t("consent.thanks")), self.menu()]
         if msg.kind is InputKind.TEXT and core.detector.is_substantive(msg.text):
             self.lang = core.detector.detect(msg.text, self.lang)
+        # The full notice once; further messages before consent get a short reminder with
+        # the same buttons (kept in memory only: nothing of theirs is stored before consent).
+        sender = f"{msg.channel}:{msg.user_id}"
+        command, _ = core.command_of(msg)
+        seen = core.noticed.get(sender)
+        clock = time.monotonic()
+        if seen is not None and clock - seen < NOTICE_AGAIN_S and command != "start":
+            full = self.notice()
+            return [Reply(self.t("consent.reminder"), full.buttons)]
+        core.noticed[sender] = clock
+        if len(core.noticed) > 50_000:
+            core.noticed.clear()
         return [self.notice()]
 
     def notice(self, *, chosen: bool = False) -> Reply:
@@ -443,12 +459,38 @@ class Turn:
         if handler is not None:
             return await handler()
         if step == "idle":
-            if msg.kind is InputKind.TEXT and self.core.detector.is_substantive(msg.text):
-                # Someone who just starts typing their problem: take it as a report.
-                return await self.start_flow("report", text=msg.text)
-            return [self.menu()]
+            return await self.on_idle_input()
         # A step that wants a button, and got text/photo/location.
         return [Reply(self.t("use_buttons")), *self.reprompt()]
+
+    async def on_idle_input(self) -> list[Reply]:
+        """Text outside a flow: nothing a resident types is silently ignored."""
+        msg = self.msg
+        text = (msg.text or "").strip() if msg.kind is InputKind.TEXT else ""
+        if not text:
+            return [Reply(self.t("not_understood")), self.menu()]
+        words = _WORDS.findall(text.casefold())
+        if words and (words[0] in _QUESTION_WORDS or text.endswith("?")):
+            # "kapan jalan saya diperbaiki?": an answer about their submissions, or help.
+            assert self.user is not None
+            if await submissions.count_of(self.conn, self.user.id):
+                return [Reply(self.t("status.question")), *await self.status(""), self.menu(brief=True)]
+            return [Reply(self.t("helptext.body", max=self.core.settings.max_submissions_per_day)),
+                    self.menu(brief=True)]
+        if self.core.detector.is_substantive(text):
+            # Someone who just starts typing their problem: take it as a report.
+            return await self.start_flow("report", text=text)
+        if words and _is_greeting(words):
+            return [Reply(self.t("greeting")), self.menu()]
+        if len(text) >= MIN_TEXT and self.core.tagger.classify(text).pillar is not None:
+            # "dalane rusak parah": a problem in three words. Start the report with them and
+            # ask for the detail an official needs.
+            replies = await self.start_flow("report")
+            if self.conv.step == "describe":
+                self.conv.draft["lead"] = text
+                return [Reply(self.t("describe.more_detail"))]
+            return replies
+        return [Reply(self.t("not_understood")), self.menu()]
 
     async def command(self, command: str, args: str) -> list[Reply]:
         in_flow = self.conv.step != "idle"
@@ -537,6 +579,9 @@ class Turn:
         if msg.kind is not InputKind.TEXT or not msg.text:
             return [Reply(self.t("describe.need_text")), self.prompt()]
         text = msg.text.strip()
+        lead = self.conv.draft.pop("lead", None)
+        if lead and lead.casefold() not in text.casefold():
+            text = f"{lead}. {text}"  # the short first message and the detail asked for
         if len(text) < MIN_TEXT or not _LETTERS.search(text):
             return [Reply(self.t("describe.too_short", min=MIN_TEXT))]
         if len(text) > MAX_TEXT:
@@ -555,7 +600,18 @@ class Turn:
             subtopic=tag.subtopic, matched=list(tag.matched),
         )
         self.conv.step = "pillar" if tag.pillar else "pick"
+        mentioned = self.mentioned_area(text)
+        if mentioned is not None:
+            draft["suggest"] = mentioned
         return [self.prompt()]
+
+    def mentioned_area(self, text: str) -> int | None:
+        """The index of a kecamatan named in the description, offered first at the area step."""
+        words = " ".join(_WORDS.findall(text.casefold()))
+        for i, area in enumerate(self.core.settings.areas):
+            if re.search(rf"\b{re.escape(area.casefold())}\b", words):
+                return i
+        return None
 
     async def on_pillar_button(self, value: str) -> list[Reply]:
         if value == "ok":
@@ -577,6 +633,10 @@ class Turn:
         return self.goto("area")
 
     async def on_area_button(self, value: str) -> list[Reply]:
+        if value == "other":
+            self.conv.draft.pop("suggest", None)
+            self.conv.draft.pop("typo", None)
+            return [self.prompt()]
         areas = self.core.settings.areas
         if value == "skip":
             return await self.after_area()
@@ -598,18 +658,27 @@ class Turn:
             self.conv.draft.update(latitude=msg.latitude, longitude=msg.longitude)
             return await self.after_area()
         if msg.kind is InputKind.TEXT and msg.text:
-            wanted = msg.text.strip().casefold().removeprefix("kecamatan ").strip()
-            for area in self.core.settings.areas:
-                if area.casefold() == wanted:
-                    self.conv.draft["area"] = area
-                    return await self.after_area()
+            areas = self.core.settings.areas
+            wanted = _area_key(msg.text)
+            keys = [_area_key(a) for a in areas]
+            if wanted in keys:
+                self.conv.draft["area"] = areas[keys.index(wanted)]
+                return await self.after_area()
+            close = difflib.get_close_matches(wanted, keys, n=1, cutoff=0.75)
+            if close:
+                # "maospti": offer the likely one as a button, the list stays available.
+                self.conv.draft["suggest"] = keys.index(close[0])
+                self.conv.draft["typo"] = True
+                return [self.prompt()]
             return [Reply(self.t("area.unknown", name=msg.text.strip()[:60])), self.prompt()]
         return [Reply(self.t("use_buttons")), self.prompt()]
 
     async def after_area(self) -> list[Reply]:
         draft = self.conv.draft
         draft.pop("page", None)
-        if draft.get("pillar") and draft.get("area"):
+        draft.pop("suggest", None)
+        draft.pop("typo", None)
+        if draft.get("area"):
             similar = await self.find_similar()
             if similar:
                 # Other residents' words, masked: never a phone number, NIK, e-mail or name,
@@ -630,8 +699,7 @@ class Turn:
         if self.core.similar_lookups.check(str(self.user.id), self.now.timestamp(), self.msg.message_id) != "ok":
             return []
         candidates = await submissions.similar_candidates(
-            self.conn, pillar=draft["pillar"], area=draft["area"],
-            since=self.now - timedelta(days=SIMILAR_DAYS),
+            self.conn, area=draft["area"], since=self.now - timedelta(days=SIMILAR_DAYS),
         )
         scored = []
         for sub in candidates:
@@ -701,19 +769,38 @@ class Turn:
         assert self.user is not None
         if not args.strip():
             mine = await submissions.recent_submissions_of(self.conn, self.user.id)
-            if not mine:
+            backed = await submissions.supported_by(self.conn, self.user.id)
+            if not mine and not backed:
                 return [Reply(self.t("status.none"))]
-            lines = [
-                self.t("status.line", code=str(TrackingCode(s.code)), status=self.t(f"statuses.{s.status}"),
-                       text=_clip(s.text, 40))
-                for s in mine
-            ]
-            return [Reply(self.t("status.list") + "\n" + "\n".join(lines))]
+            parts = []
+            if mine:
+                lines = [
+                    self.t("status.line", code=str(TrackingCode(s.code)), status=self.t(f"statuses.{s.status}"),
+                           text=_clip(s.text, 40))
+                    for s in mine
+                ]
+                total = await submissions.count_of(self.conn, self.user.id)
+                if total > len(mine):
+                    lines.append(self.t("status.more", n=total - len(mine)))
+                parts.append(self.t("status.list") + "\n" + "\n".join(lines))
+            if backed:
+                # Supporters were promised news: their part is the public one (masked text).
+                lines = [
+                    self.t("status.line", code=str(TrackingCode(s.code)), status=self.t(f"statuses.{s.status}"),
+                           text=_clip(redact(s.text), 40))
+                    for s in backed
+                ]
+                parts.append(self.t("status.supported") + "\n" + "\n".join(lines))
+            return [Reply("\n\n".join(parts))]
         code = TrackingCode.parse(args)
         if code is None:
             return [Reply(self.t("status.bad_code"))]
         sub = await submissions.get_submission(self.conn, code.value)
-        if sub is None or sub.user_id != self.user.id:
+        if sub is not None and sub.user_id != self.user.id and not (
+            not sub.hidden and await submissions.supports(self.conn, sub.id, self.user.id)
+        ):
+            sub = None
+        if sub is None:
             # Same answer for "no such code" and "not yours": codes reveal nothing.
             return [Reply(self.t("status.not_found", code=str(code)))]
         return [Reply(self.describe_submission(sub))]
@@ -796,8 +883,12 @@ class Turn:
             pillar = draft["pillar"]
             sub = draft.get("subtopic")
             label = self.core.tagger.subtopic_label(pillar, sub, self.lang) if sub else ""
+            about = t(f"pillar_help.{pillar}")
             return Reply(
-                t("pillar.proposed", pillar=t(f"pillars.{pillar}"),
+                # The pillar with what it covers in plain words; the sub-topic label is a
+                # group ("street lights, clean water and electricity") that read as if the
+                # resident had mentioned all of it.
+                t("pillar.proposed", pillar=t(f"pillars.{pillar}"), about=about[:1].lower() + about[1:],
                   subtopic=t("pillar.subtopic", label=label) if label else "",
                   words=", ".join(draft.get("matched", [])[:5])),
                 (self.btn("pillar.yes", "ok"), self.btn("pillar.other", "other")),
@@ -812,6 +903,13 @@ class Turn:
             ]
             buttons.append(Button(t("pick.unsure"), f"pick.{self.serial}:none"))
             return Reply(text, tuple(buttons), list_label=t("pick.list_label"))
+        if step == "area" and draft.get("suggest") is not None:
+            name = self.core.settings.areas[int(draft["suggest"])]
+            key = "area.did_you_mean" if draft.get("typo") else "area.mentioned"
+            return Reply(t(key, name=name), (
+                self.btn("area.yes_area", str(draft["suggest"]), name=_clip(name, 14)),
+                self.btn("area.other_area", "other"), self.btn("skip", "skip"),
+            ))
         if step == "area":
             areas = self.core.settings.areas
             page = int(draft.get("page", 0))
@@ -825,7 +923,8 @@ class Turn:
             return Reply(t("area.ask"), tuple(buttons), list_label=t("area.list_label"))
         if step == "similar":
             lines = [
-                t("similar.line", code=str(TrackingCode(code)), text=text, supports=supports)
+                t("similar.line", code=str(TrackingCode(code)), text=text,
+                  supports=t("similar.supports_one") if supports == 1 else t("similar.supports_many", n=supports))
                 for code, text, supports in draft.get("similar", [])
             ]
             buttons = [self.btn("similar.support", code, code=str(TrackingCode(code))) for code, _, _ in draft.get("similar", [])]
@@ -874,6 +973,31 @@ def _valid_text(msg: Incoming) -> Incoming:
             except UnicodeEncodeError:
                 fields[name] = value.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
     return replace(msg, **fields) if fields else msg
+
+
+_WORDS = re.compile(r"[^\W_]+", re.UNICODE)
+_QUESTION_WORDS = frozenset({
+    "kapan", "bagaimana", "gimana", "apakah", "apa", "kenapa", "mengapa", "dimana", "berapa", "siapa",
+    "kok", "piye", "pripun", "kapan", "when", "how", "what", "why", "where", "is", "are", "can", "does",
+})
+_GREETINGS = frozenset({
+    "halo", "hallo", "hai", "hi", "hello", "hey", "pagi", "siang", "sore", "malam", "selamat",
+    "assalamualaikum", "assalamu", "alaikum", "salam", "permisi", "good", "morning", "afternoon",
+    "evening", "sugeng", "enjing", "dalu", "kak", "min", "pak", "bu", "mas", "mbak",
+})
+
+
+def _is_greeting(words: list[str]) -> bool:
+    """'selamat pagi', 'halo min', 'sugeng enjing': nothing but greeting words."""
+    return bool(words) and len(words) <= 4 and all(w in _GREETINGS for w in words)
+
+
+def _area_key(text: str) -> str:
+    """'Kec. Maospati', 'kecamatan  maospati', 'MAOSPATI' -> 'maospati'."""
+    key = " ".join(_WORDS.findall(text.casefold()))
+    for prefix in ("kecamatan ", "kec ", "kec. "):
+        key = key.removeprefix(prefix)
+    return key.strip()
 
 
 def _clip(text: str, limit: int) -> str:

@@ -135,14 +135,40 @@ async def count_submissions_since(
 
 
 async def similar_candidates(
-    conn: Connection, *, pillar: str, area: str, since: datetime, limit: int = 300
+    conn: Connection, *, area: str, since: datetime, limit: int = 300
 ) -> list[Submission]:
+    """Recent visible, not rejected submissions in an area, of any pillar: the same school's
+    street light is the same problem after an official re-tagged it."""
     async with conn.execute(
-        f"SELECT {_SUBMISSION_COLUMNS} FROM submissions WHERE pillar = ? AND area = ? "
+        f"SELECT {_SUBMISSION_COLUMNS} FROM submissions WHERE area = ? "
         "AND created_at >= ? AND hidden = 0 AND status != 'rejected' ORDER BY created_at DESC LIMIT ?",
-        (pillar, area, to_db(since), limit),
+        (area, to_db(since), limit),
     ) as cur:
         return [_submission(row) for row in await cur.fetchall()]
+
+
+async def count_of(conn: Connection, user_id: int) -> int:
+    async with conn.execute("SELECT count(*) FROM submissions WHERE user_id = ?", (user_id,)) as cur:
+        row = await cur.fetchone()
+    return int(row[0]) if row else 0
+
+
+async def supported_by(conn: Connection, user_id: int, limit: int = 5) -> list[Submission]:
+    """Visible submissions the resident supports, most recent support first."""
+    async with conn.execute(
+        f"SELECT {', '.join('s.' + c.strip() for c in _SUBMISSION_COLUMNS.split(','))} "
+        "FROM supports p JOIN submissions s ON s.id = p.submission_id "
+        "WHERE p.user_id = ? AND s.hidden = 0 ORDER BY p.created_at DESC LIMIT ?",
+        (user_id, limit),
+    ) as cur:
+        return [_submission(row) for row in await cur.fetchall()]
+
+
+async def supports(conn: Connection, submission_id: int, user_id: int) -> bool:
+    async with conn.execute(
+        "SELECT 1 FROM supports WHERE submission_id = ? AND user_id = ?", (submission_id, user_id)
+    ) as cur:
+        return await cur.fetchone() is not None
 
 
 async def add_support(

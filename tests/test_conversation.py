@@ -388,3 +388,117 @@ async def test_bare_command_words_work_without_a_slash(services):
     assert "/lapor" in texts(await sari.say("Bantuan"))
     assert "tidak ditemukan" in texts(await sari.say("status K7Q-4MX"))
     assert "hanya untuk petugas" in texts(await sari.say("/status K7Q-4MX selesai"))
+
+
+class TestFirstHour:
+    """What a resident trips over in their first messages (issue 14, items 9-13)."""
+
+    async def test_a_short_complaint_at_the_menu_starts_a_report_and_asks_for_detail(self, services, settings):
+        sari = Resident(services.core)
+        await sari.agree()
+        asked = await sari.say("dalane rusak parah")
+        assert "lebih lengkap" in texts(asked)
+        proposal = await sari.say("di depan balai desa, lubangnya besar sejak bulan lalu")
+        assert "Kelayakan Hidup" in proposal[0].text
+        draft = rows(settings, "SELECT draft FROM conversations")[0][0]
+        assert "dalane rusak parah. di depan balai desa" in draft
+
+    async def test_a_question_is_answered_with_the_residents_submissions(self, services):
+        sari = Resident(services.core)
+        await sari.agree()
+        code = await sari.submit_report(ROAD)
+        answer = texts(await sari.say("kapan jalan saya diperbaiki?"))
+        assert code in answer and "Ceritakan masalahnya" not in answer
+
+    async def test_a_greeting_is_greeted_back(self, services):
+        sari = Resident(services.core)
+        await sari.agree()
+        answer = await sari.say("selamat pagi")
+        assert answer[0].text.startswith("Halo") and answer[1].buttons
+
+    async def test_nothing_typed_at_the_menu_is_silently_ignored(self, services):
+        sari = Resident(services.core)
+        await sari.agree()
+        answer = await sari.say("ok")
+        assert "belum menangkap" in answer[0].text
+
+    @pytest.mark.parametrize("typed", ["kec maospati", "Kec. Maospati", "KECAMATAN MAOSPATI"])
+    async def test_kecamatan_prefixes_are_understood(self, services, settings, typed):
+        sari = Resident(services.core)
+        await sari.agree()
+        await sari.command("lapor")
+        await sari.say(ROAD)
+        await sari.press("Ya")
+        assert "foto" in texts(await sari.say(typed)).lower()
+        assert rows(settings, "SELECT draft FROM conversations")[0][0].count('"area": "Maospati"') == 1
+
+    async def test_a_mistyped_kecamatan_is_offered(self, services):
+        sari = Resident(services.core)
+        await sari.agree()
+        await sari.command("lapor")
+        await sari.say(ROAD)
+        await sari.press("Ya")
+        offer = await sari.say("maospti")
+        assert "Maksud Anda Kecamatan Maospati?" in offer[0].text
+        assert "foto" in texts(await sari.press("Ya, Maospati")).lower()
+
+    async def test_the_kecamatan_named_in_the_description_is_offered_first(self, services):
+        sari = Resident(services.core)
+        await sari.agree()
+        await sari.command("lapor")
+        await sari.say("Jalan di Maospati dekat pasar rusak parah dan berlubang besar")
+        offer = await sari.press("Ya")
+        assert "Anda menyebut Kecamatan Maospati" in offer[0].text
+        listed = await sari.press("Kecamatan lain")
+        assert len(listed[0].buttons) == 10  # back to the full list
+
+    async def test_the_same_problem_retagged_to_another_pillar_is_still_offered(self, services):
+        first = Resident(services.core, user_id="3001")
+        await first.agree()
+        code = await first.submit_report("Lampu jalan di depan SDN 1 Bendo mati sudah seminggu", area="Bendo")
+        await services.db.conn.execute("UPDATE submissions SET pillar = 'society'")  # an official re-tagged it
+        second = Resident(services.core, user_id="3002")
+        await second.agree()
+        await second.command("lapor")
+        await second.say("Lampu jalan depan SDN 1 Bendo mati, gelap sekali kalau malam")
+        await second.press("Ya")
+        offer = await second.press("Bendo")
+        assert "serupa" in offer[0].text and code in offer[0].text
+
+    async def test_status_says_how_many_more_and_shows_what_one_supports(self, make_settings):
+        settings = make_settings(max_submissions_per_day=20, flood_max_messages=500)
+        async with open_services(settings) as svc:
+            owner = Resident(svc.core, user_id="4001")
+            await owner.agree()
+            codes = [await owner.submit_report(f"{ROAD} nomor {i}", area="Bendo") for i in range(7)]
+            backer = Resident(svc.core, user_id="4002")
+            await backer.agree()
+            await backer.command("dukung", codes[0])
+            listed = texts(await owner.command("status"))
+            theirs = texts(await backer.command("status"))
+            one = texts(await backer.command("status", codes[0]))
+        assert "dan 2 lainnya" in listed
+        assert "Yang Anda dukung" in theirs and codes[0] in theirs
+        assert "Bendo" in one and "tidak ditemukan" not in one
+
+    async def test_english_support_counts_read_naturally(self, services):
+        first = Resident(services.core, user_id="5001")
+        await first.agree()
+        await first.submit_report("Lampu jalan di depan SDN 1 Bendo mati sudah seminggu", area="Bendo")
+        john = Resident(services.core, user_id="5002", hint="en", name="John")
+        await john.agree()
+        await john.command("report")
+        await john.say("The street light in front of SDN 1 Bendo has been broken for a week")
+        await john.press("Yes")
+        offer = await john.press("Bendo")
+        assert "(0 supporters)" in offer[0].text or "(1 supporter)" in offer[0].text
+        assert "supporters)" not in offer[0].text.replace("(0 supporters)", "")
+
+    async def test_before_consent_the_full_notice_comes_once_then_a_short_reminder(self, services):
+        sari = Resident(services.core)
+        first = await sari.say("halo")
+        again = await sari.say("saya mau lapor jalan rusak")
+        assert "pemberitahuan privasi" in first[0].text
+        assert len(again[0].text) < 160 and "Setuju" in again[0].text
+        assert [b.label for b in again[0].buttons] == [b.label for b in first[0].buttons]
+        assert "pemberitahuan privasi ini" in (await sari.command("start"))[0].text

@@ -230,7 +230,8 @@ async def test_supports_are_counted_once_per_resident_and_supporters_hear_back(m
         assert "Sekarang ada 1 dukungan" in first[0].plain
         assert again[0].plain == f"Anda sudah mendukung {code}."
         assert "It now has 2 supporters" in second[0].plain
-        assert own[0].plain == f"{code} adalah kiriman Anda sendiri."
+        assert own[0].plain == (f"{code} adalah kiriman Anda sendiri, jadi tidak perlu didukung: "
+                                "dukungan dihitung dari warga lain.")
         assert scalar(tg.db_path, "SELECT supports FROM submissions") == 2
         assert scalar(tg.db_path, "SELECT count(*) FROM supports") == 2
 
