@@ -4,14 +4,17 @@
     suarawarga digest --week 2026-W48 --format json
     suarawarga digest --since 2026-11-01 --until 2026-11-15 --format markdown
     suarawarga digest --send                   # deliver last week's digest, exactly once
+    suarawarga digest --format html --chart ringkasan.png > ringkasan.html
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import sys
 from datetime import datetime
+from pathlib import Path
 
 import click
 
@@ -33,18 +36,20 @@ FORMATS = ("text", "markdown", "html", "json")
 
 
 @click.command("digest")
-@click.option("--since", type=click.DateTime(["%Y-%m-%d"]), default=None,
-              help="First day (YYYY-MM-DD, local time).")
-@click.option("--until", type=click.DateTime(["%Y-%m-%d"]), default=None,
-              help="Last day, included (YYYY-MM-DD; default today with --since).")
+@click.option("--since", type=click.DateTime(["%Y-%m-%d"]), default=None, metavar="YYYY-MM-DD",
+              help="First day (local time).")
+@click.option("--until", type=click.DateTime(["%Y-%m-%d"]), default=None, metavar="YYYY-MM-DD",
+              help="Last day, included (default today with --since).")
 @click.option("--week", default=None, help="ISO week, e.g. 2026-W48.")
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="text", show_default=True)
 @click.option("--send", is_flag=True,
               help="Deliver to DIGEST_* recipients (each once per period); without it, only print.")
 @click.option("--lang", default=None, help="Language of the printed digest (id, en); default DEFAULT_LANGUAGE.")
+@click.option("--chart", "chart_path", type=click.Path(path_type=Path, dir_okay=False), default=None,
+              help="Also write the chart (PNG) to this file. --format html always carries it inline.")
 @click.pass_obj
 def digest(settings: Settings, since: datetime | None, until: datetime | None, week: str | None,
-           fmt: str, send: bool, lang: str | None) -> None:
+           fmt: str, send: bool, lang: str | None, chart_path: Path | None) -> None:
     """The weekly digest for the masterplan team (default: the last full week)."""
     catalog = Catalog.load(settings.default_language)
     lang = lang or catalog.default
@@ -53,7 +58,8 @@ def digest(settings: Settings, since: datetime | None, until: datetime | None, w
                                  param_hint="--lang")
     period = _period(settings, since, until, week)
     if not settings.database_path.exists():
-        raise click.ClickException(f"no database at {settings.database_path}")
+        raise click.ClickException(f"no database at {settings.database_path} (start the bot once, "
+                                   "or set DATABASE_PATH)")
     # Apply pending migrations (the digest's index) the way the bot does at start-up.
     asyncio.run(_migrate(settings))
     if send:
@@ -61,7 +67,25 @@ def digest(settings: Settings, since: datetime | None, until: datetime | None, w
     from storage.digest_queries import read_digest_rows
 
     result = compute_digest(period, read_digest_rows(settings.database_path, period),
-                            regency=settings.regency_name)
+                            regency=settings.regency_name, as_of=utcnow())
+    if result.empty:
+        # A fresh install prints an empty digest: say which week that was, and how to ask
+        # for another (stderr, so piped output stays the digest alone).
+        from handlers.digest import Wording  # noqa: PLC0415
+
+        w = Wording(catalog, lang, None)
+        click.echo(w.t("digest.looked_at", dates=w.dates(period), label=period.label), err=True)
+    chart = None
+    if chart_path is not None or fmt == "html":
+        from bot.digest_chart import render_chart  # noqa: PLC0415 - matplotlib only when asked
+
+        chart = render_chart(result, catalog, lang)
+    if chart_path is not None:
+        try:
+            chart_path.write_bytes(chart)  # type: ignore[arg-type]
+        except OSError as exc:
+            raise click.ClickException(f"cannot write the chart to {chart_path}: {exc.strerror}") from None
+        click.echo(catalog.text(lang, "digest.chart_file", path=chart_path), err=True)
     if fmt == "json":
         click.echo(json.dumps(to_json(result), ensure_ascii=False, indent=2))
         return
@@ -69,7 +93,9 @@ def digest(settings: Settings, since: datetime | None, until: datetime | None, w
     if fmt == "markdown":
         click.echo(render_markdown(result, catalog, lang, subtopic_label=label), nl=False)
     elif fmt == "html":
-        click.echo(render_html(result, catalog, lang, subtopic_label=label))
+        # One file that stands alone: the chart travels inside it as a data: URI.
+        src = "data:image/png;base64," + base64.b64encode(chart or b"").decode("ascii")
+        click.echo(render_html(result, catalog, lang, chart_src=src, subtopic_label=label))
     else:
         click.echo(render_text(result, catalog, lang, subtopic_label=label), nl=False)
 

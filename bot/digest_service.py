@@ -128,7 +128,8 @@ class DigestService:
     # Building -----------------------------------------------------------------------------
     async def compute(self, period: Period) -> Digest:
         rows = await asyncio.to_thread(q.read_digest_rows, self.settings.database_path, period)
-        return compute_digest(period, rows, regency=self.settings.regency_name)
+        # The backlog's ages are counted to today, the day the team reads it (issue 14.18).
+        return compute_digest(period, rows, regency=self.settings.regency_name, as_of=self.clock())
 
     async def build(self, period: Period, lang: str, *, digest: Digest | None = None,
                     spreadsheet: bool = True) -> DigestPackage:
@@ -309,8 +310,10 @@ class DigestService:
         msg.set_content(pkg.text)
         msg.add_alternative(pkg.html, subtype="html")
         html_part = msg.get_payload()[1]   # type: ignore[index]
+        # Inline only: with a filename, mail clients list the chart as an attachment as well
+        # as showing it in the text (issue 14.18).
         html_part.add_related(pkg.chart.data, maintype="image", subtype="png", cid=pkg.chart_cid,
-                              filename=pkg.chart.filename)
+                              disposition="inline")
         if pkg.spreadsheet is not None:
             maintype, subtype = XLSX_MIME.split("/")
             msg.add_attachment(pkg.spreadsheet.data, maintype=maintype, subtype=subtype,

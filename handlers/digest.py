@@ -32,6 +32,7 @@ QUOTES = 3
 QUOTE_MIN = 25                   # shorter texts say too little to stand for a pillar
 QUOTE_MAX = 220                  # a quote is a glimpse; the export has the full text
 RISING_AREAS = 3
+PERCENT_FROM = 10                # below this many last period a change is shown as a count only
 BACKLOG_ITEMS = 5
 # Status changes the team did (the move to "new" is a submission arriving, not movement).
 MOVEMENT = tuple(s for s in STATUSES if s != Status.NEW)
@@ -172,6 +173,26 @@ class Sample:
 
 
 @dataclass(frozen=True, slots=True)
+class Move:
+    """A submission the team forwarded or took into the masterplan during the period."""
+
+    code: str
+    status: str
+    note: str | None      # the agency (forwarded) or the programme (in_masterplan), raw
+    pillar: str | None
+    area: str | None
+    moved_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Gain:
+    """An idea and the supports it gained during the period (it may be older)."""
+
+    sample: Sample
+    gained: int
+
+
+@dataclass(frozen=True, slots=True)
 class DigestRows:
     current: list[GroupCount]
     previous: list[GroupCount]
@@ -181,6 +202,10 @@ class DigestRows:
     untagged_open: int = 0                                   # untagged, visible, as of the end
     untagged_oldest: list[Sample] = field(default_factory=list)
     waiting: list[Sample] = field(default_factory=list)      # longest without a status change
+    moves: list[Move] = field(default_factory=list)          # forwarded / in_masterplan, by code
+    supports_gained: int = 0                                 # supports given during the period
+    supported: int = 0                                       # ... to this many submissions
+    gains: list[Gain] = field(default_factory=list)          # ideas that gained most
 
 
 # The digest ----------------------------------------------------------------------------------
@@ -242,8 +267,24 @@ class BacklogItem:
     pillar: str | None
     status: str
     since: datetime    # when it arrived, or its last status change
-    days: int          # whole days waiting at the end of the period
+    days: int          # whole days waiting on the day the digest is made (as_of)
     text: str          # redacted, shortened
+    area: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class MoveItem:
+    code: str          # XXX-XXX
+    status: str        # forwarded | in_masterplan
+    note: str          # agency or programme, redacted ("" when none was given)
+    pillar: str | None
+    area: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class GainItem:
+    idea: Quote
+    gained: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -263,13 +304,21 @@ class Digest:
     untagged_oldest: list[BacklogItem]
     waiting: list[BacklogItem]
     movement: dict[str, int]                     # MOVEMENT order
+    moves: list[MoveItem] = field(default_factory=list)
+    supports_gained: int = 0
+    supported: int = 0
+    gains: list[GainItem] = field(default_factory=list)
+    as_of: datetime | None = None                # the backlog's ages are counted to this day
 
     @property
     def empty(self) -> bool:
         return self.total.current == 0 and not any(self.movement.values())
 
 
-def compute_digest(period: Period, rows: DigestRows, *, regency: str = "") -> Digest:
+def compute_digest(period: Period, rows: DigestRows, *, regency: str = "",
+                   as_of: datetime | None = None) -> Digest:
+    """The digest of `period`. `as_of` is when it is made or sent: the backlog's "waiting
+    N days" is counted to that day (default: the end of the period)."""
     cur, prev = _Tally(rows.current), _Tally(rows.previous)
     pillar_keys = [*PILLARS, UNTAGGED]
     by_pillar = {p: Change(cur.pillar[p], prev.pillar[p]) for p in pillar_keys}
@@ -303,7 +352,7 @@ def compute_digest(period: Period, rows: DigestRows, *, regency: str = "") -> Di
         (line for line in areas if line.area is not None and line.count.delta > 0),
         key=lambda line: (-line.count.delta, -(line.count.percent or 1e9), line.area or ""),
     )[:RISING_AREAS]
-    end = period.end
+    end = max(as_of, period.end) if as_of is not None else period.end
     untagged_oldest = rows.untagged_oldest[:BACKLOG_ITEMS]
     return Digest(
         period=period, regency=regency,
@@ -319,6 +368,12 @@ def compute_digest(period: Period, rows: DigestRows, *, regency: str = "") -> Di
             (s for s in rows.waiting if s.code not in {u.code for u in untagged_oldest}),
             key=lambda s: (s.status_changed_at, s.code))[:BACKLOG_ITEMS]],
         movement={s: int(rows.movement.get(s, 0)) for s in MOVEMENT},
+        moves=[MoveItem(code=str(TrackingCode(m.code)), status=m.status,
+                        note=_shorten(redact(m.note), 80) if m.note else "", pillar=m.pillar, area=m.area)
+               for m in rows.moves],
+        supports_gained=rows.supports_gained, supported=rows.supported,
+        gains=[GainItem(_quote(g.sample, 160), g.gained) for g in rows.gains if g.gained > 0],
+        as_of=end,
     )
 
 
@@ -393,7 +448,8 @@ def _pick_quotes(candidates: list[Sample], *, exclude: set[str]) -> list[Quote]:
 
 def _backlog(s: Sample, end: datetime, since: datetime) -> BacklogItem:
     return BacklogItem(code=str(TrackingCode(s.code)), pillar=s.pillar, status=s.status,
-                       since=since, days=max(0, (end - since).days), text=_shorten(redact(s.text), 80))
+                       since=since, days=max(0, (end - since).days), text=_shorten(redact(s.text), 80),
+                       area=s.area)
 
 
 # Rendering -------------------------------------------------------------------------------------
@@ -421,6 +477,8 @@ class Wording:
         return text.replace(",", ".") if self.lang == "id" else text
 
     def change(self, c: Change) -> str:
+        """"+12, +40%"; on small numbers the count alone ("−2", not "−100%"), and from
+        nothing "sebelumnya 0" (issue 14.18)."""
         if c.delta == 0:
             return self.t("digest.same")
         sign = "+" if c.delta > 0 else "−"
@@ -428,8 +486,12 @@ class Wording:
         pct = c.percent
         if pct is None:
             return self.t("digest.new", delta=text)
-        pct_text = f"{abs(pct):.0f}%"
-        return f"{text}, {sign}{pct_text}"
+        if c.previous < PERCENT_FROM:
+            return text
+        return f"{text}, {sign}{abs(pct):.0f}%"
+
+    def supporters(self, n: int) -> str:
+        return self.t("digest.supporters_one" if n == 1 else "digest.supporters", count=self.n(n))
 
     def pillar(self, key: str | None) -> str:
         return _capital(self.t("pillars.none" if key in (None, UNTAGGED) else f"pillars.{key}"))
@@ -471,12 +533,22 @@ class Wording:
 
 
 @dataclass(frozen=True, slots=True)
+class _Table:
+    """Rows of cells; the first row is the header. `right`: columns aligned right."""
+
+    rows: list[list[str]]
+    right: frozenset[int] = frozenset()
+
+
+@dataclass(frozen=True, slots=True)
 class _Block:
-    """One section of the digest, format-neutral: a heading and its lines."""
+    """One section of the digest, format-neutral: a heading, its lines, maybe a table."""
 
     heading: str
     lines: list[str]
     sub: list["_Block"] = field(default_factory=list)
+    table: _Table | None = None
+    after: list[str] = field(default_factory=list)    # lines below the table
 
 
 def _blocks(d: Digest, w: Wording) -> tuple[str, str, list[_Block]]:
@@ -485,9 +557,17 @@ def _blocks(d: Digest, w: Wording) -> tuple[str, str, list[_Block]]:
     if d.empty:
         return title, period, [_Block("", [w.t("digest.empty")])]
     blocks: list[_Block] = []
-    overview = [w.t("digest.total", count=w.n(d.total.current), change=w.change(d.total))]
+    overview = [_total_line(d, w)]
     overview += [w.t("digest.kind_line", kind=w.kind(k), count=w.n(c.current), change=w.change(c))
                  for k, c in d.by_kind.items()]
+    if d.supports_gained:
+        overview.append(w.t("digest.supports_line", count=w.n(d.supports_gained), items=w.n(d.supported)))
+    else:
+        overview.append(w.t("digest.supports_none"))
+    if d.gains:
+        overview.append(w.t("digest.gains"))
+        overview += [w.t("digest.gain_line", code=g.idea.code, text=g.idea.text, gained=w.n(g.gained),
+                         supporters=w.supporters(g.idea.supports)) for g in d.gains]
     blocks.append(_Block(w.t("digest.section_overview"), overview))
     pillar_lines = []
     for p, c in d.by_pillar.items():
@@ -511,7 +591,7 @@ def _blocks(d: Digest, w: Wording) -> tuple[str, str, list[_Block]]:
             lines.append(w.t("digest.subtopics", list=tops))
         if s.ideas:
             lines.append(w.t("digest.ideas"))
-            lines += [w.t("digest.idea_line", code=q.code, text=q.text, supports=w.n(q.supports))
+            lines += [w.t("digest.idea_line", code=q.code, text=q.text, supporters=w.supporters(q.supports))
                       for q in s.ideas]
         if s.quotes:
             lines.append(w.t("digest.quotes"))
@@ -522,31 +602,72 @@ def _blocks(d: Digest, w: Wording) -> tuple[str, str, list[_Block]]:
         details.append(_Block(f"{w.pillar(s.pillar)} ({w.n(s.total.current)})", lines))
     if details:
         blocks.append(_Block(w.t("digest.section_detail"), [], details))
-    area_lines = [w.t("digest.area_line", area=w.area(a.area), count=w.n(a.count.current),
-                      change=w.change(a.count)) for a in d.areas if a.count.current or a.count.previous]
+    rows = [[w.t("digest.col_area"), w.t("digest.col_this"), w.t("digest.col_before"), w.t("digest.col_change")]]
+    rows += [[w.area(a.area), w.n(a.count.current), w.n(a.count.previous),
+              w.change(a.count) if a.count.previous else f"+{w.n(a.count.current)}"]
+             for a in d.areas if a.count.current or a.count.previous]
     if d.rising:
-        rising = ", ".join(f"{a.area} ({w.change(a.count)})" for a in d.rising)
-        area_lines.append(w.t("digest.rising", list=rising))
+        rising = [w.t("digest.rising", list=", ".join(f"{a.area} ({w.change(a.count)})" for a in d.rising))]
     else:
-        area_lines.append(w.t("digest.no_rise"))
-    blocks.append(_Block(w.t("digest.section_areas"), area_lines))
-    attention = [w.t("digest.untagged", count=w.n(d.untagged.current), open=w.n(d.untagged_open))]
+        rising = [w.t("digest.no_rise")]
+    blocks.append(_Block(w.t("digest.section_areas"), [], table=_Table(rows, frozenset({1, 2})), after=rising))
+    attention = [_untagged_line(d, w)]
+    as_of = w.day(d.as_of.astimezone(d.period.zone).date()) if d.as_of else w.day(d.period.last_day)
+
+    def backlog(b: BacklogItem) -> str:
+        return w.t("digest.backlog_line", code=b.code, status=w.status(b.status), days=w.n(b.days),
+                   area=w.area(b.area), text=b.text)
+
     if d.untagged_oldest:
-        attention.append(w.t("digest.untagged_oldest"))
-        attention += [w.t("digest.backlog_line", code=b.code, status=w.status(b.status),
-                          days=w.n(b.days), text=b.text) for b in d.untagged_oldest]
+        attention.append(w.t("digest.untagged_oldest", date=as_of))
+        attention += [backlog(b) for b in d.untagged_oldest]
     if d.waiting:
-        attention.append(w.t("digest.waiting"))
-        attention += [w.t("digest.backlog_line", code=b.code, status=w.status(b.status),
-                          days=w.n(b.days), text=b.text) for b in d.waiting]
+        attention.append(w.t("digest.waiting", date=as_of))
+        attention += [backlog(b) for b in d.waiting]
     blocks.append(_Block(w.t("digest.section_attention"), attention))
     if any(d.movement.values()):
         movement = [w.t("digest.movement_line", status=w.status(s), count=w.n(n))
                     for s, n in d.movement.items()]
     else:
         movement = [w.t("digest.movement_none")]
+    for status in ("forwarded", "in_masterplan"):
+        moved = [m for m in d.moves if m.status == status]
+        if not moved:
+            continue
+        movement.append(w.t(f"digest.moves_{status}"))
+        for m in moved:
+            where = ", ".join(x for x in (w.pillar(m.pillar), m.area) if x)
+            movement.append(w.t(f"digest.move_{status}", code=m.code, note=m.note or w.t("digest.move_no_note"),
+                                where=where))
     blocks.append(_Block(w.t("digest.section_movement"), movement))
     return title, period, blocks
+
+
+def _total_line(d: Digest, w: Wording) -> str:
+    if d.total.previous:
+        return w.t("digest.total", count=w.n(d.total.current), previous=w.n(d.total.previous),
+                   change=w.change(d.total))
+    return w.t("digest.total_first", count=w.n(d.total.current))
+
+
+def _untagged_line(d: Digest, w: Wording) -> str:
+    if d.untagged.current:
+        return w.t("digest.untagged", count=w.n(d.untagged.current), open=w.n(d.untagged_open))
+    if d.untagged_open:
+        return w.t("digest.untagged_old", open=w.n(d.untagged_open))
+    return w.t("digest.untagged_none")
+
+
+def _text_table(table: _Table) -> list[str]:
+    """Columns padded to their widest cell (monospace in a terminal; readable in chats)."""
+    widths = [max(len(row[i]) for row in table.rows) for i in range(len(table.rows[0]))]
+    out = []
+    for n, row in enumerate(table.rows):
+        cells = [c.rjust(widths[i]) if i in table.right else c.ljust(widths[i]) for i, c in enumerate(row)]
+        out.append("  ".join(cells).rstrip())
+        if n == 0:
+            out.append("  ".join("-" * wd for wd in widths))
+    return out
 
 
 def render_text(digest: Digest, catalog: Catalog, lang: str, *,
@@ -561,6 +682,9 @@ def render_text(digest: Digest, catalog: Catalog, lang: str, *,
             out.append(block.heading.upper() if depth == 0 else f"▸ {block.heading}")
         for line in block.lines:
             out.append(line)
+        if block.table is not None:
+            out.extend(_text_table(block.table))
+        out.extend(block.after)
         for sub in block.sub:
             emit(sub, depth + 1)
 
@@ -576,11 +700,11 @@ def render_summary(digest: Digest, catalog: Catalog, lang: str) -> str:
              w.t("digest.period", dates=w.dates(digest.period), label=digest.period.label)]
     if digest.empty:
         return "\n".join([*lines, w.t("digest.empty")])
-    lines.append(w.t("digest.total", count=w.n(digest.total.current), change=w.change(digest.total)))
+    lines.append(_total_line(digest, w))
     busiest = sorted(((p, c) for p, c in digest.by_pillar.items() if c.current),
                      key=lambda item: -item[1].current)[:3]
     lines += [f"• {w.pillar(p)}: {w.n(c.current)} ({w.change(c)})" for p, c in busiest]
-    lines.append(w.t("digest.untagged", count=w.n(digest.untagged.current), open=w.n(digest.untagged_open)))
+    lines.append(_untagged_line(digest, w))
     lines.append(w.t("digest.summary_more"))
     return "\n".join(lines)
 
@@ -610,11 +734,9 @@ def render_markdown(digest: Digest, catalog: Catalog, lang: str, *,
                 out.append(f"| {_md(w.pillar(p))} | {w.n(k['report'].current)} | {w.n(k['idea'].current)} "
                            f"| {w.n(c.current)} | {w.change(c)} |")
 
-    def emit(block: _Block, depth: int) -> None:
-        if block.heading:
-            out.extend(["", f"{'#' * (depth + 2)} {_md(block.heading)}"])
+    def paragraphs(lines: list[str]) -> None:
         in_list = False
-        for line in block.lines:
+        for line in lines:
             bullet = line.startswith("•")
             # A blank line before every paragraph and list: otherwise CommonMark reads a
             # line after a list item as the item's continuation.
@@ -622,6 +744,17 @@ def render_markdown(digest: Digest, catalog: Catalog, lang: str, *,
                 out.append("")
             out.append(f"- {_md(line[1:].strip())}" if bullet else _md(line))
             in_list = bullet
+
+    def emit(block: _Block, depth: int) -> None:
+        if block.heading:
+            out.extend(["", f"{'#' * (depth + 2)} {_md(block.heading)}"])
+        paragraphs(block.lines)
+        if block.table is not None:
+            head, *body = block.table.rows
+            out.extend(["", "| " + " | ".join(_md(c) for c in head) + " |",
+                        "|" + "|".join("---:" if i in block.table.right else "---" for i in range(len(head))) + "|"])
+            out.extend("| " + " | ".join(_md(c) for c in row) + " |" for row in body)
+        paragraphs(block.after)
         for sub in block.sub:
             emit(sub, depth + 1)
 
@@ -636,8 +769,10 @@ def _md(text: str) -> str:
 
 
 def render_html(digest: Digest, catalog: Catalog, lang: str, *, chart_cid: str | None = None,
-                subtopic_label: SubtopicLabel | None = None) -> str:
-    """HTML for e-mail: inline styles only (mail clients drop <style>), the chart by Content-ID."""
+                chart_src: str | None = None, subtopic_label: SubtopicLabel | None = None) -> str:
+    """HTML for e-mail: inline styles only (mail clients drop <style>). The chart by
+    Content-ID in an e-mail (`chart_cid`), or from any URL, e.g. a data: URI for a file
+    that stands alone (`chart_src`, `digest --format html`)."""
     w = Wording(catalog, lang, subtopic_label)
     title, period, blocks = _blocks(digest, w)
     e = html.escape
@@ -666,16 +801,33 @@ def render_html(digest: Digest, catalog: Catalog, lang: str, *, chart_cid: str |
                         (w.n(k["idea"].current), "right"), (w.n(c.current), "right"),
                         (w.change(c), "left"))) + "</tr>")
         out.append("</table>")
-        if chart_cid:
-            out.append(f'<p><img src="cid:{e(chart_cid.strip("<>"))}" alt="{e(w.t("digest.chart_title"))}" '
+        src = f"cid:{chart_cid.strip('<>')}" if chart_cid else chart_src
+        if src:
+            out.append(f'<p><img src="{e(src)}" alt="{e(w.t("digest.chart_title"))}" '
                        'style="max-width:100%;height:auto" width="600"></p>')
 
     def emit(block: _Block, depth: int) -> None:
         if block.heading:
             size = 18 if depth == 0 else 16
             out.append(f'<h{depth + 2} style="font-size:{size}px;margin:18px 0 6px">{e(block.heading)}</h{depth + 2}>')
+        paragraphs(block.lines)
+        if block.table is not None:
+            cell = 'style="padding:3px 8px;border-bottom:1px solid #ddd;text-align:{}"'
+            head, *body = block.table.rows
+            align = lambda i: "right" if i in block.table.right else "left"  # noqa: E731
+            out.append('<table style="border-collapse:collapse;margin:4px 0 8px">')
+            out.append("<tr>" + "".join(f"<th {cell.format(align(i))}>{e(h)}</th>" for i, h in enumerate(head))
+                       + "</tr>")
+            out.extend("<tr>" + "".join(f"<td {cell.format(align(i))}>{e(c)}</td>" for i, c in enumerate(row))
+                       + "</tr>" for row in body)
+            out.append("</table>")
+        paragraphs(block.after)
+        for sub in block.sub:
+            emit(sub, depth + 1)
+
+    def paragraphs(lines: list[str]) -> None:
         bullets: list[str] = []
-        for line in [*block.lines, ""]:  # consecutive "•" lines become one list, in place
+        for line in [*lines, ""]:  # consecutive "•" lines become one list, in place
             if line.startswith("•"):
                 bullets.append(line.lstrip("• "))
                 continue
@@ -685,8 +837,6 @@ def render_html(digest: Digest, catalog: Catalog, lang: str, *, chart_cid: str |
                 bullets = []
             if line:
                 out.append(f'<p style="margin:4px 0">{e(line)}</p>')
-        for sub in block.sub:
-            emit(sub, depth + 1)
 
     for block in blocks:
         emit(block, 0)
@@ -713,6 +863,10 @@ def to_json(digest: Digest) -> dict[str, Any]:
             "by_status": dict(digest.by_status),
         },
         "status_movement": dict(digest.movement),
+        "moves": [{"code": m.code, "status": m.status, "note": m.note or None, "pillar": m.pillar,
+                   "area": m.area} for m in digest.moves],
+        "supports": {"gained": digest.supports_gained, "submissions": digest.supported,
+                     "top_ideas": [{**_quote_json(g.idea), "gained": g.gained} for g in digest.gains]},
         "pillars": [
             {
                 "pillar": s.pillar,
@@ -723,6 +877,7 @@ def to_json(digest: Digest) -> dict[str, Any]:
             for s in digest.sections
         ],
         "rising_areas": [{"area": a.area, **a.count.to_json()} for a in digest.rising],
+        "as_of": digest.as_of.isoformat() if digest.as_of else None,
         "needs_attention": {
             "untagged_in_period": digest.untagged.current,
             "untagged_open": digest.untagged_open,
@@ -738,5 +893,5 @@ def _quote_json(q: Quote) -> dict[str, Any]:
 
 
 def _backlog_json(b: BacklogItem) -> dict[str, Any]:
-    return {"code": b.code, "pillar": b.pillar, "status": b.status, "since": b.since.isoformat(),
-            "days": b.days, "text": b.text}
+    return {"code": b.code, "pillar": b.pillar, "status": b.status, "area": b.area,
+            "since": b.since.isoformat(), "days": b.days, "text": b.text}

@@ -70,7 +70,10 @@ async def seed_weeks(db_path: Path) -> None:
     add("W48AA6", local(26), "idea", "living", "transportasi", "Maospati",
         "Bangun halte bus yang teduh di depan pasar Maospati untuk lansia.", supports=7)
     add("W48AA7", local(27), "idea", "living", "transportasi", "Maospati",
-        "Tambah trayek angkot ke terminal setiap pagi untuk anak sekolah.", supports=2)
+        "Tambah trayek angkot ke terminal setiap pagi untuk anak sekolah.", supports=1)
+    # Submitted two weeks earlier, supported this week: the week's most-supported idea.
+    add("W46AA1", local(10), "idea", "society", "sekolah", "Plaosan",
+        "Taman baca anak di balai desa Plaosan, buka sore hari.", supports=4, status="in_masterplan")
     add("W48AA8", local(27), "report", "environment", "sampah", "Plaosan", f"Sungai penuh sampah. {filler}")
     add("W48AA9", local(28), "idea", "economy", "umkm", "Poncol", "Pelatihan pemasaran daring untuk UMKM keripik.")
     add("W48AB2", local(28), "report", None, None, None, f"Ada masalah di desa kami. {filler}")
@@ -85,17 +88,29 @@ async def seed_weeks(db_path: Path) -> None:
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
             ids = {code: i for code, i in await conn.execute_fetchall("SELECT code, id FROM submissions")}
 
-            async def move(code: str, to_status: str, when: datetime) -> None:
+            async def move(code: str, to_status: str, when: datetime, note: str | None = None) -> None:
                 await conn.execute(
-                    "INSERT INTO status_history (submission_id, from_status, to_status, actor, created_at) "
-                    "VALUES (?, 'new', ?, 'telegram:1', ?)", (ids[code], to_status, to_db(when)))
-                await conn.execute("UPDATE submissions SET status = ?, status_changed_at = ? WHERE id = ?",
-                                   (to_status, to_db(when), ids[code]))
+                    "INSERT INTO status_history (submission_id, from_status, to_status, note, actor, created_at) "
+                    "VALUES (?, 'new', ?, ?, 'telegram:1', ?)", (ids[code], to_status, note, to_db(when)))
+                await conn.execute("UPDATE submissions SET status = ?, status_changed_at = ?, status_note = ?, "
+                                   "forwarded_to = CASE WHEN ? = 'forwarded' THEN ? ELSE forwarded_to END "
+                                   "WHERE id = ?", (to_status, to_db(when), note, to_status, note, ids[code]))
+
+            for user in range(1, 5):
+                await conn.execute(
+                    "INSERT INTO users (id, channel, platform_id, chat_id, language, consent_version, consent_at, "
+                    "created_at) VALUES (?, 'telegram', ?, ?, 'id', '2026-11', ?, ?)",
+                    (user, f"9{user}", f"9{user}", to_db(local(1)), to_db(local(1))))
+            for code, user, when in (("W46AA1", 1, local(12)), ("W46AA1", 2, local(24)), ("W46AA1", 3, local(25)),
+                                     ("W46AA1", 4, local(28)), ("W48AA6", 1, local(27))):
+                await conn.execute("INSERT INTO supports (submission_id, user_id, created_at) VALUES (?, ?, ?)",
+                                   (ids[code], user, to_db(when)))
 
             await move("W47AA1", "reviewed", local(20))        # last week: not this week's movement
             await move("W48AA3", "reviewed", local(25))
             await move("W48AA4", "reviewed", local(26))
-            await move("W48AA4", "forwarded", local(27))
+            await move("W48AA4", "forwarded", local(27), "Dinas PUPR, hubungi Pak Joko 081234567890")
+            await move("W47AA4", "in_masterplan", local(28), "Program Kali Bersih 2027")
             await move("W48AA5", "rejected", local(28))
             await move("W48AB4", "reviewed", local(27))        # hidden: left out
 
@@ -160,7 +175,7 @@ async def test_pillar_detail_has_leading_subtopics_top_ideas_and_redacted_quotes
     living = next(s for s in d.sections if s.pillar == "living")
     assert [(t.subtopic, t.count) for t in living.subtopics] == [
         ("jalan", Change(3, 2)), ("transportasi", Change(2, 0)), ("pju", Change(1, 1))]
-    assert [(i.code, i.supports) for i in living.ideas] == [("W48-AA6", 7), ("W48-AA7", 2)]
+    assert [(i.code, i.supports) for i in living.ideas] == [("W48-AA6", 7), ("W48-AA7", 1)]
     assert 2 <= len(living.quotes) <= 3
     quote = living.quotes[0]
     assert quote.code == "W48-AA2"        # the most-supported report speaks first
@@ -191,7 +206,34 @@ async def test_areas_needs_of_the_team_and_status_movement(seeded):
     # Longest without a status change: W47-AA2 has waited since 18 Nov, 11 days by the end.
     assert d.waiting[0].code == "W47-AA2" and d.waiting[0].days == 11
     assert "W48-AB2" not in [b.code for b in d.waiting]   # already listed as untagged
-    assert d.movement == {"reviewed": 2, "forwarded": 1, "in_masterplan": 0, "resolved": 0, "rejected": 1}
+    assert d.movement == {"reviewed": 2, "forwarded": 1, "in_masterplan": 1, "resolved": 0, "rejected": 1}
+
+
+async def test_outcomes_supports_and_the_backlog_as_the_team_reads_them(seeded, catalog):
+    """Forwarded and masterplan items by code with their agency or programme (masked);
+    supports gained this week, the week's most-supported idea even when it is older; the
+    backlog aged to the day the digest is made, with its kecamatan; areas as a table."""
+    d = compute_digest(W48, read_digest_rows(seeded, W48), regency="Kabupaten Magetan",
+                       as_of=local(2, 9, month=12))
+    text = render_text(d, catalog, "id")
+    assert "Diteruskan ke instansi:\n• W48-AA4 → Dinas PUPR, hubungi Pak [nama] [telepon] (Kelayakan Hidup, Maospati)" in text
+    assert "Masuk masterplan:\n• W47-AA4: Program Kali Bersih 2027 (Lingkungan, Plaosan)" in text
+    assert "Dukungan baru: 4 untuk 2 kiriman." in text
+    gains = text.split("Ide yang paling banyak mendapat dukungan", 1)[1]
+    assert gains.index("W46-AA1: Taman baca anak") < gains.index("W48-AA6")
+    assert "(+3 pada periode ini; total 4 dukungan)" in gains
+    assert "Paling lama belum berpilar (per 2 Desember 2026):\n• W48-AB2 (baru, Tidak disebutkan, 3 hari)" in text
+    assert "• W47-AA3 (baru, Plaosan, 11 hari)" in text        # 20 Nov -> 2 Dec, not -> 29 Nov
+    table = text.split("PER KECAMATAN\n", 1)[1].splitlines()
+    assert table[0].split() == ["Kecamatan", "Periode", "ini", "Sebelumnya", "Perubahan"]
+    assert table[2].split() == ["Maospati", "5", "1", "+4"]
+    assert any(line.split() == ["Poncol", "1", "0", "+1"] for line in table)
+    data = to_json(d)
+    assert data["supports"]["gained"] == 4 and data["supports"]["top_ideas"][0]["gained"] == 3
+    assert {m["code"]: m["status"] for m in data["moves"]} == {"W48-AA4": "forwarded", "W47-AA4": "in_masterplan"}
+    assert "081234567890" not in json.dumps(data)
+    html = render_html(d, catalog, "id")
+    assert "<th" in html and ">Maospati</td>" in html
 
 
 async def test_an_empty_week_says_so(tmp_path):
@@ -210,7 +252,8 @@ async def test_digest_queries_read_their_indexes_not_the_table(seeded):
         plans = query_plans(conn, W48)
     finally:
         conn.close()
-    assert any("COVERING INDEX submissions_digest" in step for step in plans["groups"])
+    assert any("COVERING INDEX submissions_week" in step for step in plans["groups"])
+    assert any("supports_created" in step for step in plans["supports"] + plans["gains"])
     for name, steps in plans.items():
         assert not any(step.startswith("SCAN submissions") or step.startswith("SCAN s ")
                        for step in steps), (name, steps)
@@ -231,11 +274,12 @@ async def test_text_digest_in_indonesian_reads_like_a_report(seeded, catalog):
     text = render_text(d, catalog, "id")
     assert text.startswith("Ringkasan Mingguan SuaraWarga – Kabupaten Magetan\n"
                            "Periode: 23–29 November 2026 (2026-W48)")
-    assert "Total masuk: 10 (+6, +150% dibanding periode sebelumnya)" in text
-    assert "• Kelayakan Hidup: 6 (+3, +100%) – 4 laporan, 2 ide" in text
-    assert "• Belum ditentukan: 2 (+2 dari 0)" in text
+    assert "Total masuk: 10; periode sebelumnya 4 (+6)." in text     # small numbers: counts, no %
+    assert "• Kelayakan Hidup: 6 (+3) – 4 laporan, 2 ide" in text
+    assert "• Belum ditentukan: 2 (sebelumnya 0)" in text
     assert "• W48-AA6: Bangun halte bus" in text and "(7 dukungan)" in text
-    assert "Kenaikan tertajam: Maospati (+4, +400%), Poncol (+1 dari 0)" in text
+    assert "Kenaikan tertajam: Maospati (+4), Poncol (sebelumnya 0)" in text
+    assert "%" not in text
     assert "• ditinjau: 2" in text and "• diteruskan: 1" in text and "• ditolak: 1" in text
     assert "0812" not in text and "sari.w@" not in text
 
@@ -244,10 +288,12 @@ async def test_english_markdown_html_and_json_forms(seeded):
     catalog = Catalog.load("id")
     d = compute_digest(W48, read_digest_rows(seeded, W48), regency="Kabupaten Magetan")
     text = render_text(d, catalog, "en", subtopic_label=lambda p, s, lang: s.title())
-    assert "Received: 10 (+6, +150% against the previous period)" in text
-    assert "Leading topics: Jalan 3 (+1, +50%)" in text
+    assert "Received: 10; previous period 4 (+6)." in text
+    assert "Leading topics: Jalan 3 (+1)" in text
+    assert "(1 supporter)" in text and "(7 supporters)" in text
     md = render_markdown(d, catalog, "en")
-    assert "| Smart Living | 4 | 2 | 6 | +3, +100% |" in md
+    assert "| Smart Living | 4 | 2 | 6 | +3 |" in md
+    assert "| District | This period | Before | Change |" in md and "| Maospati | 5 | 1 | +4 |" in md
     assert "\\[nama\\]" in md                        # residents' words never become markup
     html = render_html(d, catalog, "id", chart_cid="<chart@x>")
     assert '<img src="cid:chart@x"' in html and "<li>" in html and "&lt;" not in d.regency
@@ -290,6 +336,33 @@ async def test_official_asks_for_a_week_in_chat_and_gets_text_chart_and_spreadsh
 
 
 # CLI --------------------------------------------------------------------------------------------
+def test_cli_html_carries_its_chart_and_the_chart_can_be_written_to_a_file(make_settings, seeded, tmp_path):
+    settings = make_settings(database_path=seeded)
+    chart = tmp_path / "grafik.png"
+    result = CliRunner().invoke(digest_cli, ["--week", "2026-W48", "--format", "html", "--chart", str(chart)],
+                                obj=settings)
+    assert result.exit_code == 0, result.output
+    assert '<img src="data:image/png;base64,iVBORw0KGgo' in result.stdout
+    assert chart.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_cli_help_and_an_empty_week_say_what_they_mean(make_settings, tmp_path):
+    help_text = CliRunner().invoke(digest_cli, ["--help"]).output
+    assert "--since YYYY-MM-DD" in help_text and "%Y" not in help_text
+    path = tmp_path / "fresh.db"
+    import asyncio
+
+    async def fresh() -> None:
+        async with Database(path):
+            pass
+
+    asyncio.run(fresh())
+    result = CliRunner().invoke(digest_cli, [], obj=make_settings(database_path=path))
+    assert result.exit_code == 0
+    assert "Periode yang dilihat:" in result.stderr and "--week" in result.stderr
+    assert "Tidak ada aspirasi" in result.stdout
+
+
 def test_cli_dry_run_prints_the_digest_and_sends_nothing(make_settings, seeded):
     settings = make_settings(database_path=seeded, digest_emails="tim@magetan.go.id",
                              smtp_host="127.0.0.1", smtp_port=9)

@@ -128,7 +128,7 @@ async def test_telegram_groups_get_text_chart_and_spreadsheet(world):
         assert methods == ["sendMessage", "sendPhoto", "sendDocument"]
         text = world.sent("sendMessage", group)[0].text
         assert text.startswith("Ringkasan Mingguan SuaraWarga – Kabupaten Magetan")
-        assert "Total masuk: 10 (+6, +150% dibanding periode sebelumnya)" in text
+        assert "Total masuk: 10; periode sebelumnya 4 (+6)." in text
         photo = world.sent("sendPhoto", group)[0]
         assert photo.document[:4] == b"\x89PNG"
         assert photo.text == "Aspirasi per pilar: Minggu ke-48 dibanding Minggu ke-47."
@@ -150,6 +150,9 @@ async def test_email_is_html_with_plain_text_inline_chart_and_the_spreadsheet(wo
     assert "<table" in html and "Kelayakan Hidup" in html
     [image] = [p for p in msg.walk() if p.get_content_type() == "image/png"]
     assert f'src="cid:{image["Content-ID"].strip("<>")}"' in html   # shown inline, not attached
+    assert image.get_content_disposition() == "inline" and image.get_filename() is None
+    assert [p.get_content_type() for p in msg.iter_attachments()] == [
+        "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"]
     assert image.get_content()[:4] == b"\x89PNG"
     [sheet] = [p for p in msg.iter_attachments() if p.get_filename()]
     assert sheet.get_filename() == "suarawarga-2026-W48.xlsx"
@@ -285,4 +288,4 @@ async def test_whatsapp_gets_a_summary_in_the_window_and_the_template_outside(ma
     assert template["type"] == "template"
     assert template["template"]["name"] == "ringkasan_mingguan"
     params = [p["text"] for p in template["template"]["components"][0]["parameters"]]
-    assert params == ["23–29 November 2026", "10", "+6, +150%", "Kelayakan Hidup", "2"]
+    assert params == ["23–29 November 2026", "10", "+6", "Kelayakan Hidup", "2"]
