@@ -694,9 +694,7 @@ def _write_xlsx(conn: sqlite3.Connection, filters: ExportFilter, out: BinaryIO, 
     labels = _Labels(catalog, lang)
     # The summary sheet comes first, so its figures come from cheap GROUP BYs before the
     # row pass.
-    by_pillar = eq.grouped(conn, filters, "pillar")
-    by_area = eq.grouped(conn, filters, "area")
-    by_status = eq.grouped(conn, filters, "status")
+    by_pillar, by_area, by_status = eq.summary(conn, filters)
     book = x.Workbook(out)
     used: set[str] = set()
     total = sum(sum(kinds.values()) for kinds in by_pillar.values())
@@ -736,7 +734,15 @@ def _write_xlsx(conn: sqlite3.Connection, filters: ExportFilter, out: BinaryIO, 
     states: dict[str, str] = {}
     flags: dict[tuple, tuple[str, str, str]] = {}
 
+    serial_hours = excel_time._hours
+
     def date_cell(stamp: str | None) -> str:
+        # The per-hour cache inline (the common case), else _ExcelTime's exact way.
+        if stamp and len(stamp) == 32 and stamp.endswith("+00:00"):
+            base = serial_hours.get(stamp[:13])
+            if base is not None:
+                seconds = int(stamp[14:16]) * 60 + int(stamp[17:19]) + int(stamp[20:26]) / 1e6
+                return f'<c s="{DATE}"><v>{base + seconds / 86400:.8f}</v></c>'
         serial = excel_time(stamp)
         return f'<c s="{DATE}"><v>{serial}</v></c>' if serial else f'<c s="{DATE}"/>'
 
@@ -784,11 +790,13 @@ def _write_xlsx(conn: sqlite3.Connection, filters: ExportFilter, out: BinaryIO, 
                 flag = flags[key] = (S(labels.yes if photo else labels.no),
                                      S(labels.yes if anonymous else labels.no), S(channel))
             text_style = QUOTED if body[:1] in _FORMULA_FIRST else WRAP
+            created_cell = date_cell(created)
             cells = (
-                f'{S(f"{code[:3]}-{code[3:]}")}{head}'
+                f'<c s="{TOP}" t="inlineStr"><is><t>{code[:3]}-{code[3:]}</t></is></c>{head}'
                 f'<c s="{text_style}" t="inlineStr"><is><t xml:space="preserve">{x.text(body)}</t></is></c>'
-                f'{place}{coords}{state}{outcome}{date_cell(changed)}{flag[0]}'
-                f'<c s="{TOP}"><v>{supports}</v></c>{flag[1]}{flag[2]}{date_cell(created)}{date_cell(updated)}'
+                f'{place}{coords}{state}{outcome}{created_cell if changed == created else date_cell(changed)}'
+                f'{flag[0]}<c s="{TOP}"><v>{supports}</v></c>{flag[1]}{flag[2]}{created_cell}'
+                f'{created_cell if updated == created else date_cell(updated)}'
             )
             if contact:
                 cells += "".join(S(None if v is None else str(v)) for v in row[20:23])

@@ -103,6 +103,20 @@ def grouped(conn: sqlite3.Connection, filters: Any, column: str) -> dict[Any, di
     return out
 
 
+def summary(conn: sqlite3.Connection, filters: Any) -> tuple[dict[Any, dict[str, int]], ...]:
+    """grouped() by pillar, by area and by status, from one scan instead of three."""
+    sql_where, params = where(filters)
+    out: tuple[dict[Any, dict[str, int]], ...] = ({}, {}, {})
+    for pillar, area, status, kind, count in conn.execute(
+        f"SELECT s.pillar, s.area, s.status, s.kind, COUNT(*) FROM submissions s WHERE {sql_where} "
+        "GROUP BY 1, 2, 3, 4", params
+    ):
+        for table, value in zip(out, (pillar, area, status)):
+            kinds = table.setdefault(value, {})
+            kinds[kind] = kinds.get(kind, 0) + count
+    return out
+
+
 def hidden_count(conn: sqlite3.Connection, filters: Any) -> int:
     sql_where, params = where(filters, hidden=True)
     return int(conn.execute(f"SELECT COUNT(*) FROM submissions s WHERE {sql_where}", params).fetchone()[0])
