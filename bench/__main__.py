@@ -46,6 +46,8 @@ def plan(quick: bool) -> dict[str, tuple[list[str], float]]:
         "export": ([py, "bench/bench_export.py", "--json", "--rows", str(rows), "--db", str(export_db),
                     *(["--runs", "2", "--formats", "csv"] if quick else [])], 1800),
         "memory": ([py, "-m", "bench.bench_memory", "--json", "--rows", str(rows), "--db", str(digest_db)], 1200),
+        "masking": ([py, "bench/bench_masking.py", "--json",
+                     *(["--runs", "3", "--texts", "50000"] if quick else [])], 600),
     }
     return {name: (argv, timeout) for name, (argv, timeout) in benches.items()
             if argv[1] == "-m" or (ROOT / argv[1]).exists()}
