@@ -89,14 +89,23 @@ async def serve_bot(db: str, graph_url: str, accept_only: bool = False) -> None:
         InboundWorker._enqueue = lambda self, *a, **k: None  # type: ignore[method-assign]
     # When each message's replies were confirmed by the Graph API (the end of its answer).
     answered: dict[str, float] = {}
-    answer = InboundWorker._answer
+    if hasattr(InboundWorker, "_answer"):
+        answer = InboundWorker._answer
 
-    async def timed(self, pending):  # type: ignore[no-untyped-def]
-        closing = await answer(self, pending)
-        answered[pending.wamid] = time.perf_counter()
-        return closing
+        async def timed(self, pending):  # type: ignore[no-untyped-def]
+            closing = await answer(self, pending)
+            answered[pending.wamid] = time.perf_counter()
+            return closing
 
-    InboundWorker._answer = timed  # type: ignore[method-assign]
+        InboundWorker._answer = timed  # type: ignore[method-assign]
+    else:  # the worker before sending became its own stage: one call handled and answered
+        process = InboundWorker._process  # type: ignore[attr-defined]
+
+        async def timed_process(self, wamid, payload, **kw):  # type: ignore[no-untyped-def]
+            await process(self, wamid, payload, **kw)
+            answered[wamid] = time.perf_counter()
+
+        InboundWorker._process = timed_process  # type: ignore[attr-defined]
     async with open_services(settings) as services:
         channel = WhatsAppChannel(settings, db=services.db, catalog=services.catalog)
         server = WebServer(build_web_app(services, whatsapp=channel, telegram=None), settings)
@@ -452,6 +461,87 @@ async def main_async(quick: bool) -> dict[str, Any]:
     }
 
 
+# HTTP clients for the sends (the table in bot/channels/http11.py) ---------------------------------
+_CLIENT_GRAPH = """
+import asyncio, sys
+from tests.fakes.graph_api import FakeGraph
+from tests.fakes.http_server import serve
+async def main():
+    graph = FakeGraph(token=sys.argv[2], phone_number_id=sys.argv[3])
+    h2 = {"http2": True} if sys.argv[1] == "zttp" else {}
+    async with serve(graph.app, http=sys.argv[1], **h2) as url:
+        print(url, flush=True)
+        await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
+asyncio.run(main())
+"""
+
+
+async def client_costs(requests: int = 1000, runs: int = 3) -> dict[str, Any]:
+    """CPU per message send of httpx over HTTP/1.1, httpx over HTTP/2 (h2c, when the h2 and
+    zttp packages are importable) and bot/channels/http11.py, 1 and 16 in flight."""
+    import importlib.util
+
+    import httpx
+
+    from bot.channels.http11 import Http11Pool
+
+    if hasattr(os, "sched_setaffinity") and (os.cpu_count() or 1) > 1:
+        os.sched_setaffinity(0, {0})
+    payload = {"messaging_product": "whatsapp", "recipient_type": "individual", "to": "6281200000000",
+               "type": "text", "text": {"body": "Terima kasih, laporan Anda sudah kami terima.", "preview_url": False}}
+    headers = {"Authorization": f"Bearer {WA_TOKEN}"}
+    path = f"/v21.0/{PHONE_ID}/messages"
+    kinds = ["httpx-http1", "lean-http1"]
+    if importlib.util.find_spec("h2") and importlib.util.find_spec("zttp"):
+        kinds.insert(1, "httpx-http2")
+    out: dict[str, Any] = {}
+    for kind in kinds:
+        for in_flight in (1, 16):
+            cpu, rates = [], []
+            for _ in range(runs):
+                server = subprocess.Popen(
+                    [sys.executable, "-c", _CLIENT_GRAPH, "zttp" if kind == "httpx-http2" else "h11", WA_TOKEN, PHONE_ID],
+                    cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                    preexec_fn=(lambda: os.sched_setaffinity(0, {1})) if (os.cpu_count() or 1) > 1 else None)
+                assert server.stdout is not None
+                url = server.stdout.readline().strip()
+                try:
+                    if kind.startswith("httpx"):
+                        extra = {"http2": True, "http1": False} if kind == "httpx-http2" else {}
+                        client = httpx.AsyncClient(timeout=10, limits=httpx.Limits(max_connections=64,
+                                                   max_keepalive_connections=64), **extra)
+
+                        async def send() -> None:
+                            (await client.post(url + path, json=payload, headers=headers)).json()
+                    else:
+                        pool = Http11Pool(url, max_connections=32)
+                        lean_headers = {**headers, "Content-Type": "application/json"}
+
+                        async def send() -> None:
+                            body = json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()
+                            (await pool.request("POST", path, body, lean_headers)).json()
+                    await send()
+                    gate = asyncio.Semaphore(in_flight)
+
+                    async def one() -> None:
+                        async with gate:
+                            await send()
+
+                    cpu0, t0 = time.process_time(), time.perf_counter()
+                    await asyncio.gather(*(one() for _ in range(requests)))
+                    cpu.append((time.process_time() - cpu0) * 1000 / requests)
+                    rates.append(requests / (time.perf_counter() - t0))
+                    if kind.startswith("httpx"):
+                        await client.aclose()
+                    else:
+                        await pool.aclose()
+                finally:
+                    server.communicate("", timeout=30)
+            out[f"{kind}_{in_flight}_in_flight"] = {"cpu_per_send": summary(cpu, "ms", digits=3),
+                                                    "sends_per_s": summary(rates, "1/s", digits=0)}
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--quick", action="store_true")
@@ -459,9 +549,12 @@ def main() -> None:
     parser.add_argument("--serve-bot", nargs=2, metavar=("DB", "GRAPH_URL"), help=argparse.SUPPRESS)
     parser.add_argument("--serve-graph", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--accept-only", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--clients", action="store_true", help="measure the HTTP clients for sends instead")
     args = parser.parse_args()
     quiet_logs()
-    if args.serve_graph:
+    if args.clients:
+        emit("whatsapp_http_clients", asyncio.run(client_costs()), args.json)
+    elif args.serve_graph:
         asyncio.run(serve_graph())
     elif args.serve_bot:
         asyncio.run(serve_bot(*args.serve_bot, accept_only=args.accept_only))

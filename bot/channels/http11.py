@@ -1,23 +1,31 @@
 """A small HTTP/1.1 client on keep-alive connections, for the Graph API's hot call: the JSON
 POST to /{phone-id}/messages that carries every reply and every read mark.
 
-Why not httpx for these: measured against the fake Graph API on this machine (one core,
-1,000 POSTs, bench/RESULTS.md "WhatsApp end to end"), httpx.AsyncClient costs 0.82 ms of
-CPU per request one at a time and 1.6 ms with 16 in flight (httpcore's pool bookkeeping
-grows with the requests waiting), about as much as handling the message itself. This
-client writes one pre-built request and reads one Content-Length or chunked answer:
-~0.1 ms. httpx stays for everything else (media lookups, downloads, multipart uploads),
-and for every call when a proxy is configured, which this client does not speak.
+Why not httpx for these, and why HTTP/1.1: CPU per message send against the fake Graph API
+on this machine (1,000 POSTs, client pinned to one core, the fake on the other; cleartext,
+so TLS would add to every column alike):
 
-HTTP/2 was not chosen: its gain is many requests over one connection, and a pool of
-keep-alive connections gives us the same concurrency; its framing (the h2 package, pure
-Python, plus HPACK) costs more CPU per request than HTTP/1.1's, and CPU is what a burst
-runs out of.
+    client (median of 3 runs, spread < 10 %)   1 in flight    16 in flight
+    httpx, HTTP/1.1 keep-alive pool             0.96 ms         1.61 ms
+    httpx, HTTP/2 (h2c, one connection)         1.07 ms         0.92 ms
+    this module, HTTP/1.1 keep-alive pool       0.11 ms         0.07 ms
+
+httpx's HTTP/1.1 pool costs more the more requests wait in it (httpcore's bookkeeping);
+HTTP/2 nearly halves that under load but stays ~13x dearer than writing one pre-built request and
+reading one answer, which is all a send needs. At ~1.3 sends and one read mark per message
+httpx alone would cost 2-4 ms of CPU per message, over issue 20's 2 ms budget for all of it.
+So: HTTP/1.1, keep-alive, up to 32 connections, one pool per process (the channel's);
+httpx stays for everything else (media lookups, downloads, multipart uploads), and for
+every call when a proxy is configured, which this client does not speak.
+
+(`python -m bench.bench_whatsapp --clients` measures the table again; its HTTP/2 row
+needs the h2 and zttp packages, which the project does not depend on.)
 
 What a failure means for a retry, the point of the two error types: `RequestNotSent` -
-the connection could not be made, or it closed before any byte of an answer (a kept-alive
-connection the server had just closed); Meta cannot have acted on the request. `NoAnswer` -
-the request was written and no complete answer came in time: Meta may have acted on it.
+the connection could not be made, or it closed before any byte of an answer (mostly a
+kept-alive connection the server had just closed), so Meta has not acted on the request,
+or most unlikely so. `NoAnswer` - the request was written and no complete answer came in
+time: Meta may well have acted on it. WhatsAppChannel._call retries only the first.
 """
 
 from __future__ import annotations
