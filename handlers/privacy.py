@@ -18,6 +18,7 @@ precision and recall per kind and the cost per call).
 
 from __future__ import annotations
 
+import bisect
 import re
 import unicodedata
 from typing import NamedTuple
@@ -384,12 +385,14 @@ def _find(text: str, gated: bool) -> list[Span]:
     if len(found) < 2:
         return found
     # Settle overlaps: kinds in KINDS order, then the longer span; the rest are dropped.
+    # Kept spans stay sorted and disjoint, so one bisection finds the neighbours (a text of
+    # 1,500 "Pak Budi" took 79 ms comparing every pair).
     found.sort(key=lambda s: (_RANK[s.kind], s.start - s.end))
     kept: list[Span] = []
     for s in found:
-        if all(s.end <= k.start or s.start >= k.end for k in kept):
-            kept.append(s)
-    kept.sort()
+        i = bisect.bisect_left(kept, s)
+        if (i == 0 or kept[i - 1].end <= s.start) and (i == len(kept) or s.end <= kept[i].start):
+            kept.insert(i, s)
     return kept
 
 
