@@ -47,6 +47,7 @@ from bench.common import (
     emit,
     latency_figures,
     peak_rss_mb,
+    percentile,
     quiet_logs,
     settings_for,
     summary,
@@ -196,7 +197,7 @@ def sign(body: bytes) -> str:
 # One run -------------------------------------------------------------------------------------------
 async def one_run(folder: Path, *, count: int, residents: int, seed: int, in_flight: int,
                   rate: float | None, graph: Child, accept_only: bool = False,
-                  budget_s: float = 10.0) -> dict[str, Any]:
+                  budget_s: float = 10.0, stalled: bool = False) -> dict[str, Any]:
     from bench.bench_ingest import seed_users
     from handlers.i18n import Catalog
     from storage.database import Database
@@ -227,7 +228,20 @@ async def one_run(folder: Path, *, count: int, residents: int, seed: int, in_fli
         reader, writer = pool.get_nowait()
         writer.write(f"GET /healthz HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
         await _read_response(reader)  # lifespan done
+        # Issue 12 item 7: requests one after another on one keep-alive connection.
+        keepalive = []
+        for _ in range(200):
+            t0 = time.perf_counter()
+            writer.write(f"GET /healthz HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
+            await _read_response(reader)
+            keepalive.append(time.perf_counter() - t0)
         pool.put_nowait((reader, writer))
+        if stalled:
+            # Issue 12 item 6: a client that sent a signature and half a body, then nothing,
+            # connected all through the run.
+            _, stall = await asyncio.open_connection(host, int(port))
+            half = raw[0][: raw[0].index(b"\r\n\r\n") + 4 + len(bodies[0]) // 2]
+            stall.write(half)
 
         async def post(i: int) -> float:
             reader, writer = await pool.get()
@@ -284,6 +298,8 @@ async def one_run(folder: Path, *, count: int, residents: int, seed: int, in_fli
         bot_cpu = _proc_cpu(bot.proc.pid) - bot_cpu0  # from outside, to check the bot's own figure
         while not pool.empty():
             pool.get_nowait()[1].close()
+        if stalled:
+            stall.close()
         extra = bot.stop()
     answered = extra.get("answered") or {}
     lags = [answered[wamids[i]] - t for i, t in posted.items() if wamids[i] in answered]
@@ -307,6 +323,8 @@ async def one_run(folder: Path, *, count: int, residents: int, seed: int, in_fli
         "answered": len(answered),
         "answered_per_s": len(answered) / (last_answer - started) if answered else None,
         **{f"reply_lag_{k}": v for k, v in latency_figures(lags).items()},
+        "keepalive_p50_ms": percentile(sorted(keepalive), 50) * 1000,
+        "keepalive_p99_ms": percentile(sorted(keepalive), 99) * 1000,
         # The fake Graph API's CPU over the run's wall time: far below 1, it was not the limit.
         "graph_cpu_share": graph_cpu / max(1e-9, time.perf_counter() - started),
     }
@@ -384,7 +402,7 @@ async def main_async(quick: bool) -> dict[str, Any]:
     if hasattr(os, "sched_setaffinity") and (os.cpu_count() or 1) > 1:
         os.sched_setaffinity(0, {1})       # the generator stays off the bot's core
     graph = Child(["--serve-graph"], core=1 if (os.cpu_count() or 1) > 1 else None)
-    throughput, latency, accept_only, bursts = [], [], [], []
+    throughput, latency, accept_only, bursts, stalled = [], [], [], [], []
     try:
         capacity = await graph_capacity(graph)
         for run in range(runs):
@@ -392,6 +410,10 @@ async def main_async(quick: bool) -> dict[str, Any]:
                 # Issue 20's burst: 1,500 messages, 150 residents writing 10 each.
                 bursts.append(await one_run(Path(tmp), count=1500, residents=150, seed=80 + run,
                                             in_flight=in_flight, rate=None, graph=graph, budget_s=60))
+            with tempfile.TemporaryDirectory(prefix="sw-bench-wa-") as tmp:
+                stalled.append(await one_run(Path(tmp), count=1500, residents=150, seed=80 + run,
+                                             in_flight=in_flight, rate=None, graph=graph, budget_s=60,
+                                             stalled=True))
             with tempfile.TemporaryDirectory(prefix="sw-bench-wa-") as tmp:
                 throughput.append(await one_run(Path(tmp), count=burst, residents=residents, seed=run,
                                                 in_flight=in_flight, rate=None, graph=graph, budget_s=budget))
@@ -429,6 +451,15 @@ async def main_async(quick: bool) -> dict[str, Any]:
             "graph_cpu_share": summary([r["graph_cpu_share"] for r in bursts], "of a core"),
             "answered_of_posted": [f"{r['answered']}/{r['posts']}" for r in bursts],
         },
+        # Issue 12: the same burst with a stalled client connected all through; keep-alive.
+        "burst_with_a_stalled_client": {
+            "answered_end_to_end": summary([r["answered_per_s"] or 0 for r in stalled], "msg/s"),
+            "reply_lag_p99": summary([r["reply_lag_p99_ms"] for r in stalled], "ms"),
+        },
+        "keepalive_request": {
+            "p50": summary([r["keepalive_p50_ms"] for r in bursts + stalled], "ms", digits=3),
+            "p99": summary([r["keepalive_p99_ms"] for r in bursts + stalled], "ms", digits=3),
+        },
         f"steady_{int(rate)}_per_s_reply_lag": {
             "p50": summary([r["reply_lag_p50_ms"] for r in latency], "ms"),
             "p99": steady_lag,
@@ -454,9 +485,9 @@ async def main_async(quick: bool) -> dict[str, Any]:
             "max": summary([r["max_ms"] for r in latency], "ms"),
         },
         "p99_target": target(p99["median"], 50.0, at_least=False),
-        "lost": sum(r["lost"] for r in throughput + latency + accept_only + bursts),
-        "non_200": sum(sum(r["other_statuses"].values()) for r in throughput + latency + bursts),
-        "left_unhandled": sum(max(0, r["left_unhandled"]) for r in throughput + latency + bursts),
+        "lost": sum(r["lost"] for r in throughput + latency + accept_only + bursts + stalled),
+        "non_200": sum(sum(r["other_statuses"].values()) for r in throughput + latency + bursts + stalled),
+        "left_unhandled": sum(max(0, r["left_unhandled"]) for r in throughput + latency + bursts + stalled),
         "bot_peak_rss_mb": max((r["bot_peak_rss_mb"] or 0) for r in throughput + latency + bursts),
     }
 
