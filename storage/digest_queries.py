@@ -18,7 +18,9 @@ rows of a status-ordered index.
 
 from __future__ import annotations
 
+import json
 import sqlite3
+from collections import Counter
 from datetime import datetime, timedelta
 from pathlib import Path
 from urllib.parse import quote
@@ -88,20 +90,19 @@ ORDER BY h.created_at LIMIT :limit
 MOVES_LISTED = ("forwarded", "in_masterplan")
 MOVES_LIMIT = 10
 
-# Supports given during the period, and to how many submissions (migration 0007's index).
+# Supports given during the period: one range of migration 0007's index, counted per
+# submission here (a Counter over the week's ids costs ~5 ms at 20,000 supports; SQL's
+# count(DISTINCT) plus a GROUP BY joined to every supported submission cost ~25 ms).
 SUPPORTS_SQL = """
-SELECT count(*), count(DISTINCT submission_id) FROM supports INDEXED BY supports_created
+SELECT submission_id FROM supports INDEXED BY supports_created
 WHERE created_at >= :start AND created_at < :end
 """
 
-# The ideas that gained most supports in the period, whenever they were submitted.
+# Then the texts of the most-gaining candidates; only ideas are listed.
+GAIN_CANDIDATES = 60
 GAINS_SQL = f"""
-SELECT {_SAMPLE_COLUMNS}, g.gained
-FROM (SELECT submission_id, count(*) AS gained FROM supports INDEXED BY supports_created
-      WHERE created_at >= :start AND created_at < :end GROUP BY submission_id) AS g
-JOIN submissions AS s ON s.id = g.submission_id
-WHERE s.hidden = 0 AND s.kind = 'idea'
-ORDER BY g.gained DESC, s.supports DESC, s.created_at DESC LIMIT :limit
+SELECT {_SAMPLE_COLUMNS}, s.id FROM submissions AS s
+WHERE s.id IN (SELECT value FROM json_each(:ids)) AND s.hidden = 0 AND s.kind = 'idea'
 """
 GAINS_LIMIT = 3
 
@@ -153,7 +154,7 @@ def read_digest_rows_on(conn: sqlite3.Connection, period: Period) -> DigestRows:
             current.append(GroupCount(pillar, kind, area, subtopic, status, now_n))
         if before_n:
             previous.append(GroupCount(pillar, kind, area, subtopic, status, before_n))
-    supports = conn.execute(SUPPORTS_SQL, bounds).fetchone()
+    gained = Counter(r[0] for r in conn.execute(SUPPORTS_SQL, bounds))
     top = {
         (pillar, kind): _samples(conn, TOP_SQL, {**bounds, "pillar": pillar, "kind": kind,
                                                  "limit": QUOTE_CANDIDATES})
@@ -177,11 +178,20 @@ def read_digest_rows_on(conn: sqlite3.Connection, period: Period) -> DigestRows:
             for status in MOVES_LISTED
             for r in conn.execute(MOVES_SQL, {**bounds, "status": status, "limit": MOVES_LIMIT})
         ],
-        supports_gained=supports[0],
-        supported=supports[1],
-        gains=[Gain(_sample(r), int(r[10]))
-               for r in conn.execute(GAINS_SQL, {**bounds, "limit": GAINS_LIMIT})],
+        supports_gained=sum(gained.values()),
+        supported=len(gained),
+        gains=_gains(conn, gained),
     )
+
+
+def _gains(conn: sqlite3.Connection, gained: Counter[int]) -> list[Gain]:
+    """The ideas that gained most supports in the period, whenever they were submitted."""
+    candidates = [i for i, _ in gained.most_common(GAIN_CANDIDATES)]
+    if not candidates:
+        return []
+    ideas = [Gain(_sample(r), gained[r[10]]) for r in conn.execute(GAINS_SQL, {"ids": json.dumps(candidates)})]
+    ideas.sort(key=lambda g: (-g.gained, -g.sample.supports, -g.sample.created_at.timestamp()))
+    return ideas[:GAINS_LIMIT]
 
 
 def _movement(conn: sqlite3.Connection, bounds: dict[str, str]) -> dict[str, int]:
@@ -222,7 +232,7 @@ def query_plans(conn: sqlite3.Connection, period: Period) -> dict[str, list[str]
         "waiting": (WAITING_SQL, {**bounds, "status": "new", "limit": BACKLOG}),
         "moves": (MOVES_SQL, {**bounds, "status": "forwarded", "limit": MOVES_LIMIT}),
         "supports": (SUPPORTS_SQL, bounds),
-        "gains": (GAINS_SQL, {**bounds, "limit": GAINS_LIMIT}),
+        "gains": (GAINS_SQL, {"ids": "[1, 2, 3]"}),
     }
     return {
         name: [row[3] for row in conn.execute("EXPLAIN QUERY PLAN " + sql, params)]
