@@ -24,18 +24,15 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any, Protocol
 
-
 from handlers.domain import PILLARS, TrackingCode
+from handlers.erasure import scrubber
 from handlers.i18n import Catalog
 from handlers.language import LanguageDetector, language_hint
+from handlers.limits import whatsapp_window_reopened
 from handlers.messages import Button, Incoming, InputKind, Outcome, Reply
-from handlers.erasure import scrubber
 from handlers.privacy import redact
-from storage import audit
-from storage import erasure
-from storage import inbound
-from storage import submissions
-from storage import users
+from handlers.text import clip
+from storage import audit, erasure, inbound, submissions, users
 from storage.database import Connection, Database, StorageUnavailable, utcnow
 from storage.users import Conversation, User
 
@@ -48,8 +45,6 @@ AREA_PAGE = 8          # 8 areas + "more" + "skip" = 10 rows, WhatsApp's list li
 SIMILAR_DAYS = 90
 SIMILAR_LOOKUPS_PER_HOUR = 6
 NOTICE_AGAIN_S = 3600.0  # the full privacy notice again after an hour
-# A WhatsApp user silent this long had (nearly) closed their 24-hour window.
-WINDOW_REOPENS = timedelta(hours=23, minutes=55)
 _LETTERS = re.compile(r"[^\W\d_]", re.UNICODE)
 
 # Canonical command -> catalogue key listing its words in every language.
@@ -355,7 +350,7 @@ class Turn:
         if self.user is None:
             return await self.before_consent()
         last = self.user.last_inbound_at
-        if msg.channel == "whatsapp" and (last is None or self.now - last >= WINDOW_REOPENS):
+        if msg.channel == "whatsapp" and whatsapp_window_reopened(last, self.now):
             # The 24-hour window opens again: notifications held for it can go now.
             self.outbox_written = True
         await users.touch_user(
@@ -683,7 +678,7 @@ class Turn:
             if similar:
                 # Other residents' words, masked: never a phone number, NIK, e-mail or name,
                 # and never the submitter of an anonymous one.
-                draft["similar"] = [[s.code, _clip(redact(s.text), 72), s.supports]
+                draft["similar"] = [[s.code, clip(redact(s.text), 72), s.supports]
                                     for s in similar]
                 return self.goto("similar")
         return self.goto("photo")
@@ -776,7 +771,7 @@ class Turn:
             if mine:
                 lines = [
                     self.t("status.line", code=str(TrackingCode(s.code)), status=self.t(f"statuses.{s.status}"),
-                           text=_clip(s.text, 40))
+                           text=clip(s.text, 40))
                     for s in mine
                 ]
                 total = await submissions.count_of(self.conn, self.user.id)
@@ -787,7 +782,7 @@ class Turn:
                 # Supporters were promised news: their part is the public one (masked text).
                 lines = [
                     self.t("status.line", code=str(TrackingCode(s.code)), status=self.t(f"statuses.{s.status}"),
-                           text=_clip(redact(s.text), 40))
+                           text=clip(redact(s.text), 40))
                     for s in backed
                 ]
                 parts.append(self.t("status.supported") + "\n" + "\n".join(lines))
@@ -907,7 +902,7 @@ class Turn:
             name = self.core.settings.areas[int(draft["suggest"])]
             key = "area.did_you_mean" if draft.get("typo") else "area.mentioned"
             return Reply(t(key, name=name), (
-                self.btn("area.yes_area", str(draft["suggest"]), name=_clip(name, 14)),
+                self.btn("area.yes_area", str(draft["suggest"]), name=clip(name, 14)),
                 self.btn("area.other_area", "other"), self.btn("skip", "skip"),
             ))
         if step == "area":
@@ -935,7 +930,7 @@ class Turn:
         if step == "identity":
             assert self.user is not None
             name = self.user.display_name or self.user.platform_id
-            return Reply(t("identity.ask"), (self.btn("identity.name", "name", name=_clip(name, 12)), self.btn("identity.anon", "anon")))
+            return Reply(t("identity.ask"), (self.btn("identity.name", "name", name=clip(name, 12)), self.btn("identity.anon", "anon")))
         if step == "confirm":
             return Reply(self.summary(), (self.btn("confirm.send", "send"), self.btn("confirm.cancel", "cancel")))
         if step == "erase":
@@ -958,7 +953,7 @@ class Turn:
             pillar=t(f"pillars.{d['pillar']}") if d.get("pillar") else t("pillars.none"),
             area=where, photo=t("yes") if d.get("photo") else t("no"),
             name=t("identity.anonymous") if d.get("anonymous") else (d.get("name") or ""),
-            text=_clip(d["text"], 600),
+            text=clip(d["text"], 600),
         )
 
 
@@ -998,8 +993,3 @@ def _area_key(text: str) -> str:
     for prefix in ("kecamatan ", "kec ", "kec. "):
         key = key.removeprefix(prefix)
     return key.strip()
-
-
-def _clip(text: str, limit: int) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"

@@ -22,13 +22,11 @@ from datetime import datetime, tzinfo
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
-
 from handlers.domain import PILLARS, STATUSES, Status, TrackingCode
 from handlers.i18n import Catalog
 from handlers.messages import Incoming, Reply
-from storage import audit
-from storage import desk
-from storage import outbox
+from handlers.text import clip
+from storage import audit, desk, outbox
 from storage.database import Connection
 
 log = logging.getLogger(__name__)
@@ -56,11 +54,6 @@ class TaggerLike(Protocol):
 def _words(text: str) -> str:
     """How a typed status or pillar is compared: case, '_', '-', '&' and spacing ignored."""
     return " ".join(re.sub(r"[_\-&/]", " ", text.casefold()).split())
-
-
-def _clip(text: str, limit: int) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def split_code(args: str) -> tuple[TrackingCode | None, str]:
@@ -165,7 +158,7 @@ class OfficialDesk:
                 kind=self.t(lang, f"kinds.{case.kind}"),
                 pillar=self.t(lang, f"pillars.{case.pillar}") if case.pillar else self.t(lang, "officials.new_untagged"),
                 area=self._where(lang, case), age=self._age(lang, act.now - case.created_at),
-                text=_clip(case.text, PREVIEW),
+                text=clip(case.text, PREVIEW),
             ))
         if page < pages:
             lines.append(self.t(lang, "officials.new_next", page=page + 1))

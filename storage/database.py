@@ -71,7 +71,13 @@ def migrations() -> list[tuple[int, str, str]]:
         name = entry.name
         if name.endswith(".sql") and name[:4].isdigit():
             found.append((int(name[:4]), name, entry.read_text(encoding="utf-8")))
-    return sorted(found)
+    found.sort()
+    numbers = [number for number, _, _ in found]
+    if len(set(numbers)) != len(numbers):
+        # Two files with one number: the second would be skipped as already applied.
+        twice = sorted({n for n in numbers if numbers.count(n) > 1})
+        raise RuntimeError(f"migration numbers used twice: {twice}; renumber the newer file")
+    return found
 
 
 def configure(conn: sqlite3.Connection) -> None:

@@ -35,8 +35,9 @@ from telegram.error import (
 )
 from telegram.ext import Application, ContextTypes, TypeHandler
 
+from handlers.clock import utcnow
 from handlers.messages import DeliveryError, Incoming, InputKind, Reply, StartupError
-from storage.database import utcnow
+from handlers.text import split_text as _split
 
 if TYPE_CHECKING:
     from bot.config import Settings
@@ -58,19 +59,7 @@ UNSUPPORTED_ATTRS = (
 
 
 def split_text(text: str, limit: int = TEXT_LIMIT) -> list[str]:
-    """Split at paragraph or line breaks where possible, never mid-word unless forced."""
-    chunks: list[str] = []
-    rest = text
-    while len(rest) > limit:
-        cut = max(rest.rfind("\n\n", 0, limit), rest.rfind("\n", 0, limit))
-        if cut < limit // 2:
-            cut = rest.rfind(" ", 0, limit)
-        if cut < limit // 2:
-            cut = limit
-        chunks.append(rest[:cut].rstrip())
-        rest = rest[cut:].lstrip()
-    chunks.append(rest)
-    return [c for c in chunks if c] or [""]
+    return _split(text, limit)
 
 
 def to_incoming(update: Update) -> Incoming | None:
