@@ -137,9 +137,6 @@ NAME_CUE = re.compile(rf"\b(?:{_INTRO_CUE}|{_SELF_CUE}|{_TITLE_CUE})[ \t\n]+", r
 # tried (0.9 µs a match for NAME_CUE, measured on bench_export's texts).
 _AFTER_TITLE = re.compile(rf"\b(?:{_TITLE_CUE})[ \t\n]+", re.IGNORECASE)
 _AFTER_PERSON = re.compile(rf"\b(?:{_INTRO_CUE}|{_SELF_CUE})[ \t\n]+", re.IGNORECASE)
-# bot/exports.py reads privacy.NAME (with EMAIL, NIK, PHONE and MASKS) to fingerprint these
-# rules; kept so it imports. Its fingerprint no longer matches, so it calls redact itself.
-NAME = NAME_CUE
 _WORD = re.compile(r"[^\W\d_](?:[^\W\d_]|['’-](?=[^\W\d_]))*(\.?)")
 _GAP = re.compile(r"[ \t]+")
 # Between two parts of a name ("Siti binti Ahmad", "Willem van Dijk").
@@ -268,7 +265,7 @@ _COLON_CUE_WORDS = _NAME_CUE_WORDS | _bytes_set("data cc kontak contact from dar
 _HOME_WORDS = _bytes_set(
     "alamat alamatku rumah rumahku omah omahku griya dalem tinggal domisili berdomisili kediaman "
     "address live lives lived living house home")
-_STREET_WORDS = _bytes_set(_STREET.strip("(?:)").split("|") + ["st", "rd", "ln", "ave", "dr"])
+_STREET_WORDS = _bytes_set([*_STREET.strip("(?:)").split("|"), "st", "rd", "ln", "ave", "dr"])
 _HOUSE_WORDS = _STREET_WORDS | _bytes_set(["rumah", "rmh", "omah", "house"])
 _NUMBER_WORDS = _bytes_set(["no", "nomor", "nomer", "number"])
 _PHONE_CUE_WORDS = _bytes_set(
