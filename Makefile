@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test bench eval eval-real clean
+.PHONY: run test lint format bench eval eval-real clean
 
 $(STAMP): pyproject.toml setup.py handlers/_tagcore.c
 	$(PYTHON) -m venv $(VENV)
@@ -19,6 +19,18 @@ run: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/pytest -q
+
+# Ruff (lint and format check), mypy (strict on handlers/ and storage/) and the import
+# contracts in pyproject.toml. CI runs it before the tests.
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy handlers storage bot
+	$(BIN)/lint-imports
+
+format: $(STAMP)
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
 
 eval: $(STAMP)
 	$(BIN)/python -m handlers.tagging_eval
