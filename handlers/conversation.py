@@ -220,7 +220,7 @@ class Core:
                 # Only for someone who has agreed: before "Setuju" nothing of theirs is kept
                 # (a lost privacy notice is answered by writing again).
                 kept = keep(msg.chat_id, replies) if msg.message_id is not None and turn.user is not None else None
-                if kept is not None:
+                if kept is not None and msg.message_id is not None:
                     await inbound.keep_replies(conn, msg.channel, msg.message_id, kept)
         except StorageUnavailable as exc:
             self._delivered[:0] = delivered
@@ -290,7 +290,7 @@ class Core:
 
     def _guess_language(self, msg: Incoming) -> str:
         hint = language_hint(msg.language_hint)
-        return hint if self.catalog.supports(hint) else self.catalog.default
+        return hint if hint is not None and self.catalog.supports(hint) else self.catalog.default
 
     def command_of(self, msg: Incoming) -> tuple[str | None, str]:
         if msg.kind is InputKind.COMMAND and msg.command:

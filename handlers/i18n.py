@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import tomllib
+from typing import Any
 from importlib import resources
 from pathlib import Path
 from string import Formatter
@@ -74,7 +75,7 @@ class Catalog:
         return words
 
 
-def _flatten(data: dict, prefix: str = "") -> dict[str, str]:
+def _flatten(data: dict[str, Any], prefix: str = "") -> dict[str, str]:
     flat: dict[str, str] = {}
     for key, value in data.items():
         full = f"{prefix}{key}"

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from typing import Protocol
+from typing import Any, Protocol
 
 
 class InputKind(StrEnum):
@@ -73,9 +73,9 @@ class Reply:
     document: Document | None = None
     image: Document | None = None    # an image we made (digest chart)
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         """Serialisable form for the outbox and owed replies (files are not kept)."""
-        data: dict = {"text": self.text}
+        data: dict[str, Any] = {"text": self.text}
         if self.buttons:
             data["buttons"] = [[b.label, b.payload, b.description] for b in self.buttons]
         if self.list_label:
@@ -87,7 +87,7 @@ class Reply:
         return data
 
     @classmethod
-    def from_json(cls, data: dict) -> "Reply":
+    def from_json(cls, data: dict[str, Any]) -> "Reply":
         latitude, longitude = data.get("location") or (None, None)
         return cls(
             text=data["text"],

@@ -19,13 +19,17 @@ import asyncio
 import logging
 import sqlite3
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Generator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 import aiosqlite
+
+# Bound parameters of a statement: positional or named.
+Params = Sequence[Any] | Mapping[str, Any]
 
 log = logging.getLogger(__name__)
 
@@ -114,7 +118,8 @@ class _Cursor:
         return self._cur.lastrowid
 
     async def fetchone(self) -> sqlite3.Row | None:
-        return self._cur.fetchone()
+        row: sqlite3.Row | None = self._cur.fetchone()
+        return row
 
     async def fetchall(self) -> list[sqlite3.Row]:
         return self._cur.fetchall()
@@ -131,7 +136,7 @@ class _Executed:
     def __init__(self, cur: sqlite3.Cursor):
         self._cursor = _Cursor(cur)
 
-    def __await__(self):  # noqa: ANN204 - already done: nothing to wait for
+    def __await__(self) -> Generator[Any, None, _Cursor]:  # already done: nothing to wait for
         return self._done().__await__()
 
     async def _done(self) -> _Cursor:
@@ -159,13 +164,13 @@ class LoopConnection:
     def __init__(self, conn: sqlite3.Connection):
         self._conn = conn
 
-    def execute(self, sql: str, params: tuple | dict | list = ()) -> _Executed:
+    def execute(self, sql: str, params: Params = ()) -> _Executed:
         return _Executed(self._conn.execute(sql, params))
 
     async def executemany(self, sql: str, rows: object) -> _Cursor:
         return _Cursor(self._conn.executemany(sql, rows))  # type: ignore[arg-type]
 
-    async def execute_fetchall(self, sql: str, params: tuple | dict = ()) -> list[sqlite3.Row]:
+    async def execute_fetchall(self, sql: str, params: Params = ()) -> list[sqlite3.Row]:
         return self._conn.execute(sql, params).fetchall()
 
     async def close(self) -> None:
@@ -339,7 +344,7 @@ class Database:
         except sqlite3.OperationalError:
             pass  # no transaction open any more (SQLite rolled back on a full disk itself)
 
-    async def fetchall(self, sql: str, params: tuple | dict = ()) -> list[sqlite3.Row]:
+    async def fetchall(self, sql: str, params: Params = ()) -> list[sqlite3.Row]:
         """A read outside any transaction, on the read connection: it never waits for the
         write lock (WAL readers see the last commit). Raises StorageUnavailable when the
         file cannot be read."""

@@ -87,7 +87,8 @@ async def triage_page(
     """Submissions waiting for triage (status new, not hidden), oldest first."""
     where = "status = 'new' AND hidden = 0"
     async with conn.execute(f"SELECT count(*) FROM submissions INDEXED BY submissions_triage WHERE {where}") as cur:
-        total = (await cur.fetchone())[0]
+        row = await cur.fetchone()
+    total = row[0] if row else 0
     async with conn.execute(
         f"SELECT {_CASE_COLUMNS} FROM submissions INDEXED BY submissions_triage WHERE {where} "
         "ORDER BY created_at, id LIMIT ? OFFSET ?",
@@ -175,7 +176,8 @@ async def supporters(conn: Connection, submission_id: int) -> list[Recipient]:
 async def stats(conn: Connection) -> tuple[int, dict[str, list[tuple[str | None, int]]]]:
     """(hidden count, {dimension: [(value, count), ...]}) over the visible submissions."""
     async with conn.execute("SELECT count(*) FROM submissions WHERE hidden = 1") as cur:
-        hidden = int((await cur.fetchone())[0])
+        row = await cur.fetchone()
+    hidden = int(row[0]) if row else 0
     result: dict[str, list[tuple[str | None, int]]] = {}
     for dimension in ("pillar", "kind", "status", "area"):
         # The column name is one of four literals above, never input.

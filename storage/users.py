@@ -63,7 +63,10 @@ async def get_user(conn: Connection, user_id: int) -> User | None:
         row = await cur.fetchone()
     if row is None:
         return None
-    return User(*row[:7], last_inbound_at=from_db(row[7]))
+    return User(
+        id=row[0], channel=row[1], platform_id=row[2], chat_id=row[3], display_name=row[4],
+        language=row[5], language_source=row[6], last_inbound_at=from_db(row[7]),
+    )
 
 
 async def create_user(
