@@ -85,8 +85,11 @@ _STREET = (r"(?:jl|jln|jalan|gg|gang|perum|perumahan|komplek|kompleks|komp|griya
 _HOUSE_NO = r"(?:no|nomor|nomer|number|#)\.?[ ]?[0-9]{1,4}[A-Za-z]?(?:[/-][0-9A-Za-z]{1,3})?\b"
 # A house number after a street or a house, in the same clause: the number goes, the street
 # (where a problem is) stays: "got mampet depan Jl. Melati No. 12" -> "depan Jl. Melati [alamat]".
+# ... unless the number is a public building's ("depan Masjid Baiturrahman No. 1").
+_PUBLIC = (r"\b(?:masjid|musholl?a|mushola|langgar|gereja|pura|sekolah|sd|sdn|smp|smpn|sma|sman|smk|"
+           r"kantor|balai|pasar|puskesmas|pustu|polindes|toko|ruko|hotel|bank|gedung)\b")
 HOUSE_NUMBER = re.compile(
-    rf"\b(?:{_STREET}|rumah|rmh|omah|house)\b\.?(?:[^\n,;:!?]{{0,40}}?[ ])?,?[ ]?({_HOUSE_NO})",
+    rf"\b(?:{_STREET}|rumah|rmh|omah|house)\b\.?(?:(?:(?!{_PUBLIC})[^\n,;:!?]){{0,40}}?[ ])?,?[ ]?({_HOUSE_NO})",
     re.IGNORECASE,
 )
 # Where a resident says they live, the whole street address is theirs, not a problem's place.
@@ -116,9 +119,9 @@ HOME = re.compile(
 #   self   "Saya Rina", "I'm John Smith", "Hormat saya, Budi": capitalised words only.
 _TITLES = (r"pak|bapak|bpk|bp|pk|bu|ibu|mas|mbak|mba|mbah|cak|dik|adik|dek|ning|neng|bang|abang|"
            r"kak|kakak|teh|teteh|kang|akang|om|tante|sdr|sdri|saudara|saudari|tuan|nyonya|ny|"
-           r"mr|mrs|ms|miss|gus|ustadz|ustad|ustazah|kyai|kiai|romo|dr|dokter|bidan")
+           r"mr|mrs|ms|miss|gus|ustadz|ustad|ustazah|kyai|kiai|romo|nyai|dr|dokter|bidan")
 _ROLES = (r"(?:rt|rw)(?:[ ]?[0-9]{1,3})?|ketua|h|hj|haji|hajah|dr|drs|dra|ir|prof|kh|bidan|guru|"
-          r"dokter|mantri|sekdes|carik|kasun|kadus|dukuh|kamituwo|modin|babinsa|pendeta|kakung|kung|uti|buyut")
+          r"dokter|mantri|sekdes|carik|kasun|kadus|dukuh|kamituwo|modin|babinsa|pendeta|kakung|kung|uti|buyut|nyai")
 # Offices of a place: "Pak Camat Maospati" names the kecamatan, "Pak Camat Bambang Suprapto"
 # the man. After one of these only two or more name-like words count as a name.
 _OFFICES = r"lurah|camat|kades|bupati|gubernur|walikota|wali[ ]kota|kepala[ ]desa|kepala[ ]dusun"
@@ -128,9 +131,11 @@ _INTRO_CUE = (
     r"my[ ]name[ ]is|my[ ]name's|(?:nama|name)(?:[ ](?:lengkap|pelapor|saya|full))?[ ]?:)"
     r"(?:[ ](?:adalah|ialah|yaitu|yakni|is))?[ ]?[:,]?)")
 _SELF_CUE = (
-    r"(?P<self>hormat[ ](?:saya|kami)[ ]?,|salam[ ]?,|regards[ ]?,|a\.[ ]?n\.|atas[ ]nama|"
-    r"(?:data|cc|kontak|contact(?:[ ]person)?|from|dari)[ ]?:|"
-    r"i[ ]am|i['’]m|saya|aku|kula|kulo|gue|gw)")
+    r"(?P<self>(?:(?:hormat[ ](?:saya|kami)|salam(?:[ ]hormat)?|regards)[ ]?,|a\.[ ]?n\.|an\.|a/n|"
+    r"atas[ ]nama|(?:data|cc|kontak|contact(?:[ ]person)?|from|dari)[ ]?:|"
+    r"i[ ]am|i['’]m|saya|aku|kula|kulo|gue|gw)"
+    # "Salam hormat, Ir. Bambang Hermawan": degrees and Haji before the name.
+    r"(?:[ ](?:ir|dr|drs|dra|prof|h|hj)\.)*)")
 _TITLE_CUE = rf"(?P<title>(?:{_TITLES})\.?(?:[ ](?:{_ROLES})\.?)*(?:[ ](?P<office>{_OFFICES}))?)"
 NAME_CUE = re.compile(rf"\b(?:{_INTRO_CUE}|{_SELF_CUE}|{_TITLE_CUE})[ \t\n]+", re.IGNORECASE)
 # The same, split by the cue's first word: anchored at a title only the title branch is
@@ -175,6 +180,8 @@ _NOT_NAMES_TEXT = """
     not no yes very so just also still already going writing from here there sorry happy
     sure glad afraid worried living resident citizen villager farmer teacher new old sick
     mister sir madam mrs mr ms miss mayor head chief officer police village district city
+    kira rasa pikir yakin heran pribadi ulangi tegaskan ingatkan akui ucapkan sampaikan usulkan
+    sarankan laporkan jelaskan tambahkan
 """
 NOT_NAMES = frozenset(_NOT_NAMES_TEXT.split()) | frozenset(_TITLES.split("|")) | frozenset(
     w for w in re.sub(r"\(.*?\)|\[.*?\]|[?]", "", _ROLES).split("|") if w.isalpha())
@@ -259,7 +266,7 @@ def _bytes_set(words: str | list[str]) -> frozenset[bytes]:
 _NON_WORD = bytes(c if chr(c).isalnum() else 32 for c in range(128)) + b" " * 128
 _NAME_CUE_WORDS = _bytes_set(
     "nama namaku nami jenengku jeneng saya aku perkenalkan kenalkan my name hormat salam regards "
-    "a atas i kula kulo gue gw") | _bytes_set(_TITLES.split("|"))
+    "a an atas i kula kulo gue gw") | _bytes_set(_TITLES.split("|"))
 # "Data: Budi", "Cc: Rudi": cues only with a colon, and "dari" is in most texts.
 _COLON_CUE_WORDS = _NAME_CUE_WORDS | _bytes_set("data cc kontak contact from dari")
 _HOME_WORDS = _bytes_set(
@@ -294,6 +301,7 @@ def _starts(lowered: str, words: frozenset[bytes]) -> list[tuple[int, bytes]]:
 
 _TITLE_WORDS = _bytes_set(_TITLES.split("|"))
 _A = frozenset({b"a"})
+_SELF_WORDS = frozenset({"saya", "aku", "kula", "kulo", "gue", "gw"})
 
 
 def _names(subject: str, starts: list[tuple[int, bytes]] | None) -> list[Span]:
@@ -312,8 +320,21 @@ def _names(subject: str, starts: list[tuple[int, bytes]] | None) -> list[Span]:
             continue
         cue = m.lastgroup or "title"
         j = m.end()
+        if j >= n:
+            continue
+        if cue == "self" and subject[j].islower():
+            # "saya ani, ibu rumah tangga": a sentence opening with "saya", one lower-case
+            # word and a comma. Mid-sentence that is a verb or a noun ("Sudah saya foto,",
+            # "Bapak saya petani,": both were false alarms without this condition).
+            w = _WORD.match(subject, j)
+            before = subject[:m.start()].rstrip(" \t")
+            if (w and not w.group(1) and subject.startswith(",", w.end())
+                    and (not before or before[-1] in ".!?,;:\n")
+                    and m.group().lower().rstrip() in _SELF_WORDS and w.group().lower() not in NOT_NAMES):
+                spans.append(Span(j, w.end(), "name"))
+            continue
         # Only after "nama saya" or in an all lower-case text may a name start in lower case.
-        if j >= n or (cue != "intro" and not lower_text and subject[j].islower()):
+        if cue != "intro" and not lower_text and subject[j].islower():
             continue
         office = "office" in m.re.groupindex and m.group("office")
         found = _name_after(subject, j, cue, lower_text, upper_text, 2 if office else 1)
@@ -375,7 +396,7 @@ def _find(text: str, gated: bool) -> list[Span]:
         found += _names(subject, None)
     else:
         cues = (_COLON_CUE_WORDS if b":" in raw else _NAME_CUE_WORDS).intersection(words)
-        if b"a" in cues and b"a.n" not in raw and b"a. n" not in raw:
+        if b"a" in cues and b"a.n" not in raw and b"a. n" not in raw and b"a/n" not in raw:
             cues -= _A                                  # the English article, not "a.n."
         if cues:
             found += _names(subject, _starts(lowered, cues))

@@ -137,3 +137,20 @@ _SEPS = [" ", " ", " ", "  ", "\t", "\n", "\xa0", "", ", ", ". ", "-"]
        .map("".join))
 def test_gated_find_equals_every_rule_over_the_whole_text(text):
     assert privacy.find(text) == privacy._find(text, gated=False)
+
+
+@pytest.mark.parametrize("text,masked", [
+    # Found by the second blind batch of labelled sentences (bench/RESULTS.md).
+    ("NIK 3520017006950022 an. Rahmawati", "NIK [NIK] an. [nama]"),
+    ("Hub. 0856-1010-2020 a/n Tri Wahyuni", "Hub. [telepon] a/n [nama]"),
+    ("Salam hormat, Ir. Bambang Hermawan", "Salam hormat, Ir. [nama]"),
+    ("Bu Nyai Hasanah minta bantuan", "Bu Nyai [nama] minta bantuan"),
+    ("saya ani, ibu rumah tangga", "saya [nama], ibu rumah tangga"),
+    # ... and what must not be taken for a name or a house: a verb or a job after "saya",
+    # a public building's number.
+    ("Sudah saya foto, rumah nomor 12 retak.", "Sudah saya foto, rumah [alamat] retak."),
+    ("Bapak saya petani, pupuknya langka.", "Bapak saya petani, pupuknya langka."),
+    ("Jalan di depan Masjid Baiturrahman No. 1 tergenang.", "Jalan di depan Masjid Baiturrahman No. 1 tergenang."),
+])
+def test_blind_batch_findings(text, masked):
+    assert redact(text) == masked
