@@ -598,15 +598,18 @@ _SHEET_NAME_BAD = re.compile(r"[\[\]:*?/\\]")
 # The sheet's columns: COLUMNS with a map link after the coordinates.
 XLSX_COLUMNS: tuple[str, ...] = COLUMNS[:12] + ("map",) + COLUMNS[12:]
 _COLUMN_WIDTHS = {
-    "code": 9, "kind": 8, "pillar": 16, "tagger_pillar": 16, "pillar_corrected": 9, "subtopic": 18,
-    "text": 60, "language": 7, "area": 13, "area_source": 10, "latitude": 9, "longitude": 9, "map": 8,
-    "status": 12, "status_note": 24, "forwarded_to": 18, "status_changed_at": 16, "has_photo": 7,
-    "supports": 9, "anonymous": 8, "channel": 10, "created_at": 16, "updated_at": 16,
+    "code": 9, "kind": 8, "pillar": 22, "tagger_pillar": 22, "pillar_corrected": 9, "subtopic": 22,
+    "text": 60, "language": 7, "area": 13, "area_source": 11, "latitude": 9, "longitude": 9, "map": 7,
+    "status": 16, "status_note": 24, "forwarded_to": 18, "status_changed_at": 16, "has_photo": 7,
+    "supports": 10, "anonymous": 8, "channel": 10, "created_at": 16, "updated_at": 16,
     "contact_name": 22, "contact_channel": 12, "contact_id": 16,
 }
 # Characters per wrapped line in the text and note columns (Calibri 11: a column of width
 # w holds about w * 1.1 average characters; words wrap early, so a little less).
-_TEXT_LINE, _NOTE_LINE, _LINE_PT = 62, 24, 15.0
+# Looked at in LibreOffice: width 60 wraps residents' text after 64-75 characters (words
+# wrap early); at 70 a paragraph of 70 characters took two lines and the row cut it, so
+# the estimate assumes 62: a row may be a line too tall, never too short.
+_TEXT_LINE, _NOTE_LINE, _SUBTOPIC_LINE, _LINE_PT = 62, 24, 22, 15.0
 _MAX_ROW_PT = 409.0   # Excel's maximum row height
 
 
@@ -730,6 +733,7 @@ def _write_xlsx(conn: sqlite3.Connection, filters: ExportFilter, out: BinaryIO, 
     TOP, WRAP, DATE, QUOTED, LINK = x.TOP, x.WRAP, x.DATE, x.QUOTED_WRAP, x.LINK
     empty_top = f'<c s="{TOP}"/>'
     heads: dict[tuple, str] = {}
+    subtopic_lines: dict[tuple, int] = {}
     places: dict[tuple, str] = {}
     states: dict[str, str] = {}
     flags: dict[tuple, tuple[str, str, str]] = {}
@@ -758,7 +762,9 @@ def _write_xlsx(conn: sqlite3.Connection, filters: ExportFilter, out: BinaryIO, 
                 head = heads[key] = (
                     S(labels.kind.get(kind, kind)) + S(labels.pillar.get(pillar, pillar))
                     + S(labels.pillar.get(auto, auto)) + S(labels.yes if pillar != auto else labels.no)
-                    + S(labels.subtopic(pillar, subtopic) if pillar and subtopic else subtopic))
+                    + S(labels.subtopic(pillar, subtopic) if pillar and subtopic else subtopic, WRAP))
+                subtopic_lines[key] = _lines(labels.subtopic(pillar, subtopic) if pillar and subtopic
+                                             else subtopic or "", _SUBTOPIC_LINE)
             if lat is not None and lon is not None:
                 if not exact:
                     lat, lon = round(lat, PUBLIC_DECIMALS), round(lon, PUBLIC_DECIMALS)
@@ -800,7 +806,7 @@ def _write_xlsx(conn: sqlite3.Connection, filters: ExportFilter, out: BinaryIO, 
             )
             if contact:
                 cells += "".join(S(None if v is None else str(v)) for v in row[20:23])
-            lines = _lines(body, _TEXT_LINE)
+            lines = max(_lines(body, _TEXT_LINE), subtopic_lines[(kind, pillar, auto, subtopic)])
             if note_text:
                 lines = max(lines, _lines(note_text, _NOTE_LINE))
             xml = (f"<row>{cells}</row>" if lines == 1 else
