@@ -57,12 +57,18 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
         tagger = Tagger.from_path(settings.rules_path)
     except (RulesError, OSError) as exc:
         raise StartupError(f"RULES_PATH: {exc}") from None
+    if settings.database_path.is_dir():
+        # Checked first: aiosqlite's thread outlives a failed open and prints a traceback.
+        raise ConfigError([f"DATABASE_PATH: {settings.database_path} is a folder; name the database file inside it"])
     try:
+        _probe_writable(settings.database_path)
         db = await Database(settings.database_path).open()
     except (sqlite3.Error, OSError) as exc:
         # A read-only folder or file system, a folder named like the file, not a database.
-        reason = getattr(exc, "strerror", None) or str(exc)
-        raise ConfigError([f"DATABASE_PATH: cannot open {settings.database_path} for writing: {reason}"]) from None
+        raise ConfigError([
+            f"DATABASE_PATH: cannot open {settings.database_path} for writing: "
+            f"{_why_unopenable(settings.database_path, exc)}"
+        ]) from None
     try:
         core = Core(
             db=db, tagger=tagger, catalog=catalog, detector=detector,
@@ -73,6 +79,29 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
         yield services
     finally:
         await db.close()
+
+
+def _probe_writable(path: Path) -> None:
+    """Can the database file be created and written? Asked with the plain sqlite3 module
+    first: a failed aiosqlite open leaves its thread posting to the closed event loop, which
+    prints a traceback after our one line."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    conn = sqlite3.connect(path, timeout=0)
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        conn.execute("ROLLBACK")
+    except sqlite3.OperationalError as exc:
+        if "locked" not in str(exc) and "busy" not in str(exc):
+            raise  # another process writing is no reason to refuse; Database waits for it
+    finally:
+        conn.close()
+
+
+def _why_unopenable(path: Path, exc: Exception) -> str:
+    for folder in path.parents:
+        if folder.exists() and not folder.is_dir():
+            return f"{folder} is a file, not a folder"
+    return getattr(exc, "strerror", None) or str(exc)
 
 
 def _officials_desk(services: Services) -> OfficialDesk:
@@ -86,13 +115,13 @@ def _officials_desk(services: Services) -> OfficialDesk:
 
     export = make_export_command(settings, catalog, deliver=deliver)
     services.background = export.running  # type: ignore[attr-defined]
-    return OfficialDesk(
-        catalog, services.tagger, zone=settings.zone,
-        extra={
-            "digest": make_digest_command(settings, catalog, subtopic_label=services.tagger.subtopic_label),
-            "export": export,
-        },
-    )
+    desk = OfficialDesk(catalog, services.tagger, zone=settings.zone)
+    # Both read on connections of their own and can take seconds at a million rows: they
+    # run after the official's message has committed, never holding the write lock.
+    desk.register("digest", make_digest_command(settings, catalog, subtopic_label=services.tagger.subtopic_label),
+                  after_commit=True)
+    desk.register("export", export, after_commit=True)
+    return desk
 
 
 async def run_terminal(settings: Settings, *, stdin: TextIO = sys.stdin, stdout: TextIO = sys.stdout,

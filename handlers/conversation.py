@@ -24,6 +24,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any, Protocol
 
+from handlers.deadlines import DeadlinePolicy, format_date, next_due
 from handlers.domain import PILLARS, TrackingCode
 from handlers.erasure import scrubber
 from handlers.i18n import Catalog
@@ -33,6 +34,7 @@ from handlers.messages import Button, Incoming, InputKind, Outcome, Reply
 from handlers.privacy import redact
 from handlers.text import clip
 from storage import audit, erasure, inbound, submissions, users
+from storage import deadlines as deadline_store
 from storage.database import Connection, Database, StorageUnavailable, utcnow
 from storage.users import Conversation, User
 
@@ -51,7 +53,9 @@ _LETTERS = re.compile(r"[^\W\d_]", re.UNICODE)
 RESIDENT_COMMANDS = (
     "start", "menu", "report", "idea", "status", "language", "delete", "help", "cancel", "support",
 )
-OFFICIAL_COMMANDS = ("new", "view", "reply", "pillar", "hide", "unhide", "stats", "digest", "export")
+OFFICIAL_COMMANDS = (
+    "new", "view", "reply", "pillar", "hide", "unhide", "stats", "digest", "export", "template",
+)
 
 
 class TaggerLike(Protocol):
@@ -61,9 +65,11 @@ class TaggerLike(Protocol):
 
 class OfficialDeskLike(Protocol):
     async def handle(
-        self, conn: Connection, *, actor: str, language: str, command: str,
+        self, conn: Connection | None, *, actor: str, language: str, command: str,
         args: str, msg: Incoming, now: datetime,
     ) -> list[Reply]: ...
+
+    def after_commit(self, command: str) -> bool: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +82,7 @@ class CoreSettings:
     flood_max_messages: int = 15
     flood_window_seconds: float = 15.0
     zone: tzinfo = UTC  # the regency's time zone: dates residents see are local dates
+    deadlines: DeadlinePolicy = DeadlinePolicy()  # response deadlines in working days
 
     @classmethod
     def from_settings(cls, s: Any) -> "CoreSettings":
@@ -84,7 +91,7 @@ class CoreSettings:
             notice_version=s.privacy_notice_version, officials=frozenset(s.officials),
             max_submissions_per_day=s.max_submissions_per_day,
             flood_max_messages=s.flood_max_messages, flood_window_seconds=s.flood_window_seconds,
-            zone=s.zone,
+            zone=s.zone, deadlines=DeadlinePolicy.from_settings(s),
         )
 
 
@@ -235,6 +242,12 @@ class Core:
             return Outcome([Reply(self.t(self._guess_language(msg), "error.storage"))], stored=False)
         if turn.outbox_written:
             self.on_outbox()
+        for later in turn.after_commit:
+            try:
+                replies = [*replies, *await later()]
+            except Exception:
+                log.exception("an official's command failed after its message was saved")
+                replies = [*replies, Reply(self.t(turn.lang, "error.internal"))]
         if turn.erased:
             # The WAL still holds the pages with their rows as they were: fold it into the
             # (secure_delete) file and truncate it, so no copy of them is left behind.
@@ -323,6 +336,8 @@ class Turn:
         self.now = now
         self.outbox_written = False
         self.erased = False  # the resident asked to be forgotten: the WAL is compacted after
+        # Work that must not hold the write lock: run by Core.handle after the commit.
+        self.after_commit: list[Callable[[], Awaitable[list[Reply]]]] = []
         self.user: User | None = None
         self.conv = Conversation()
         self.lang = core._guess_language(msg)
@@ -377,6 +392,15 @@ class Turn:
             return [Reply(self.t("official.refused"))]
         if self.core.desk is None:
             return [Reply(self.t("official.unavailable"))]
+        desk, name, lang, msg, now = self.core.desk, command or "", self.lang, self.msg, self.now
+        if desk.after_commit(name):
+            # Slow work (a digest, an export) runs once this transaction has committed.
+            async def later() -> list[Reply]:
+                return await desk.handle(None, actor=actor, language=lang, command=name, args=args,
+                                         msg=msg, now=now)
+
+            self.after_commit.append(later)
+            return []
         replies = await self.core.desk.handle(
             self.conn, actor=actor, language=self.lang, command=command or "", args=args,
             msg=self.msg, now=self.now,
@@ -798,7 +822,20 @@ class Turn:
         if sub is None:
             # Same answer for "no such code" and "not yours": codes reveal nothing.
             return [Reply(self.t("status.not_found", code=str(code)))]
-        return [Reply(self.describe_submission(sub))]
+        return [Reply(self.describe_submission(sub) + await self.due_line(sub))]
+
+    async def due_line(self, sub: submissions.Submission) -> str:
+        """The next date something is owed to the resident, in working days (issue 17)."""
+        forwarded_at, reopened_at = await deadline_store.clock_of(self.conn, sub.id)
+        zone = self.core.settings.zone
+        due = next_due(self.core.settings.deadlines, status=sub.status, created_at=sub.created_at,
+                       zone=zone, forwarded_at=forwarded_at, reopened_at=reopened_at)
+        if due is None or sub.hidden:
+            return ""
+        late = due.due_on < self.now.astimezone(zone).date()
+        return "\n" + self.t("deadlines.status_overdue" if late else "deadlines.status_due",
+                             stage=self.t(f"deadlines.stage_{due.stage}"),
+                             date=format_date(due.due_on, self.t("deadlines.weekdays"), self.t("deadlines.months")))
 
     def describe_submission(self, sub: submissions.Submission) -> str:
         pillar = self.t(f"pillars.{sub.pillar}") if sub.pillar else self.t("pillars.none")

@@ -101,12 +101,23 @@ class OfficialDesk:
         }
         self._builtin = builtin
         self._extra: dict[str, Handler] = dict(extra or {})
+        self._after_commit: set[str] = set()
         self._statuses = self._vocabulary(STATUSES, "statuses", "officials.status_words")
         self._pillars = self._vocabulary(PILLARS, "pillars", "officials.pillar_words")
 
-    def register(self, command: str, handler: Handler) -> None:
-        """Add an official command (canonical English name) handled elsewhere."""
+    def register(self, command: str, handler: Handler, *, after_commit: bool = False) -> None:
+        """Add an official command (canonical English name) handled elsewhere.
+
+        `after_commit`: the command is slow (a digest over a million rows, an export) and
+        reads on its own connection; the core runs it after the message's transaction has
+        committed, so residents' messages never wait behind it for the write lock. Its
+        handler then gets no connection."""
         self._extra[command] = handler
+        if after_commit:
+            self._after_commit.add(command)
+
+    def after_commit(self, command: str) -> bool:
+        return command in self._after_commit
 
     def _vocabulary(self, keys: tuple[str, ...], names: str, words: str) -> dict[str, str]:
         """Every way to type each key: the key, its name and its extra words in every

@@ -8,6 +8,7 @@ features already cover are inserted with the storage functions to keep tests sho
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import itertools
@@ -15,7 +16,7 @@ import logging
 import random
 import sqlite3
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,7 @@ from handlers.officials import OfficialDesk, split_code
 from storage import repository as repo
 from storage.database import Database, utcnow
 from tests.fakes import FakeTelegram, SentMessage, serve
+from tests.harness import Resident as CoreResident
 
 OFFICIAL = 900
 FAST = {"telegram": Pace(per_second=1000, per_chat_interval=0.0),
@@ -501,3 +503,29 @@ async def test_officials_chats_get_a_command_menu_with_the_desk(make_settings):
     assert {"baru", "lihat", "balas", "ringkasan", "ekspor", "lapor"} <= set(official_menu)
     default = menus[(json.dumps({"type": "default"}, sort_keys=True), "")]
     assert "baru" not in default and "lapor" in default
+
+
+async def test_a_slow_digest_does_not_hold_residents_back(services):
+    """An official's digest (or export) runs after their message committed: a resident
+    writing meanwhile is answered while the digest is still being built."""
+    building, release = asyncio.Event(), asyncio.Event()
+
+    async def slow_digest(conn, **_: object) -> list[Reply]:
+        assert conn is None  # no transaction is held for it
+        building.set()
+        await release.wait()
+        return [Reply("ringkasan")]
+
+    desk = OfficialDesk(services.catalog, services.tagger, zone=services.settings.zone)
+    desk.register("digest", slow_digest, after_commit=True)
+    services.core.desk = desk
+    official = CoreResident(services.core, user_id=str(OFFICIAL))
+    official_settings = services.core.settings
+    services.core.settings = replace(official_settings, officials=frozenset({f"telegram:{OFFICIAL}"}))
+    asked = asyncio.create_task(official.command("ringkasan"))
+    await asyncio.wait_for(building.wait(), 5)
+    sari = CoreResident(services.core, user_id="1001")
+    answered = await asyncio.wait_for(sari.say("halo"), 2)  # before the digest is done
+    assert "pemberitahuan privasi" in answered[0].text and not asked.done()
+    release.set()
+    assert [r.text for r in await asked] == ["ringkasan"]
