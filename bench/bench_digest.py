@@ -212,6 +212,9 @@ def _per_query(conn: sqlite3.Connection, period: Period, runs: int) -> dict[str,
         "supports": (q.SUPPORTS_SQL, bounds),
         "gains": (q.GAINS_SQL, {"ids": "[" + ",".join(str(i) for i in range(1, 61)) + "]"}),
         "waiting (x3)": (q.WAITING_SQL, {**bounds, "status": "new", "limit": q.BACKLOG}),
+        "untagged_open": (q.UNTAGGED_OPEN_SQL, bounds),
+        "untagged_oldest": (q.UNTAGGED_OLDEST_SQL, {**bounds, "limit": q.BACKLOG}),
+        "movement_hidden": (q.MOVEMENT_HIDDEN_SQL, bounds),
     }
     out = {}
     for name, (sql, params) in queries.items():
@@ -221,7 +224,7 @@ def _per_query(conn: sqlite3.Connection, period: Period, runs: int) -> dict[str,
             conn.execute(sql, params).fetchall()
             times.append(time.perf_counter() - started)
         out[name] = round(statistics.median(times) * 1000, 1)
-    return dict(sorted(out.items(), key=lambda kv: -kv[1])[:5])
+    return dict(sorted(out.items(), key=lambda kv: -kv[1])[:6])
 
 
 def measure(path: Path, period: Period, runs: int) -> dict:

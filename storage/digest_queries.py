@@ -40,15 +40,14 @@ _SAMPLE_COLUMNS = (
     "s.created_at, s.status_changed_at"
 )
 
-# Both periods in one pass: [previous.start, period.end) split by period.start. The index
-# walk follows the GROUP BY columns, so SQLite aggregates as it goes; entries outside the
-# fortnight are skipped inside the index.
+# Both periods in one pass: [previous.start, period.end) as one range of the covering
+# submissions_week (migration 0007), counted here per (pillar, kind, area, subtopic, status,
+# this period?). Counting in Python beats SQL's GROUP BY, which sorts the fortnight first:
+# 41 against 48 ms for 40,000 rows, 318 against 383 ms for 300,000 (bench_digest).
 GROUPS_SQL = """
-SELECT pillar, kind, area, subtopic, status,
-       sum(created_at >= :start) AS current, sum(created_at < :start) AS previous
+SELECT pillar, kind, area, subtopic, status, created_at >= :start
 FROM submissions INDEXED BY submissions_week
 WHERE created_at >= :previous_start AND created_at < :end AND hidden = 0
-GROUP BY pillar, kind, area, subtopic, status
 """
 
 # Per pillar and kind: supports downwards, newest first among equals, the first rows that
@@ -149,11 +148,8 @@ def read_digest_rows_on(conn: sqlite3.Connection, period: Period) -> DigestRows:
     bounds = _bounds(period)
     current: list[GroupCount] = []
     previous: list[GroupCount] = []
-    for pillar, kind, area, subtopic, status, now_n, before_n in conn.execute(GROUPS_SQL, bounds):
-        if now_n:
-            current.append(GroupCount(pillar, kind, area, subtopic, status, now_n))
-        if before_n:
-            previous.append(GroupCount(pillar, kind, area, subtopic, status, before_n))
+    for (pillar, kind, area, subtopic, status, this), n in Counter(conn.execute(GROUPS_SQL, bounds)).items():
+        (current if this else previous).append(GroupCount(pillar, kind, area, subtopic, status, n))
     gained = Counter(r[0] for r in conn.execute(SUPPORTS_SQL, bounds))
     top = {
         (pillar, kind): _samples(conn, TOP_SQL, {**bounds, "pillar": pillar, "kind": kind,
