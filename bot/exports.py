@@ -1038,7 +1038,8 @@ def _write_markdown(conn: sqlite3.Connection, filters: ExportFilter, out: Binary
             for code, text, support_count, area in top_ideas:
                 where_ = f", {_md(area)}" if area else ""
                 lines.append(
-                    f"- **{TrackingCode(code)}** ({t('supports', count=num(support_count))}{where_}): "
+                    f"- **{TrackingCode(code)}** "
+                    f"({t('supports_one' if support_count == 1 else 'supports', count=num(support_count))}{where_}): "
                     f"{_md(redact_text(text), QUOTE_CHARS)}"
                 )
             lines.append("")
