@@ -13,7 +13,7 @@ from pathlib import Path
 
 import click
 
-from bot.logs import hold_early_records, setup_logging
+from bot.logs import hold_early_records, replay_early_records, setup_logging
 
 hold_early_records()  # what the imports below log waits for the log's set-up
 
@@ -187,6 +187,7 @@ _register()
 
 
 def main() -> None:
+    replay_early_records()
     cli(prog_name="suarawarga")
 
 

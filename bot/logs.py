@@ -52,10 +52,21 @@ class _EarlyRecords(logging.Handler):
 
 
 def hold_early_records() -> None:
-    """Call before importing the application: its import-time log lines wait for set-up."""
+    """Call before importing the application: its import-time log lines wait for set-up
+    and are written by it when the program runs (`replay_early_records`); a program that
+    only imports the CLI (tests) has them dropped at its first set-up instead."""
     root = logging.getLogger()
     if not root.handlers:
         root.addHandler(_EarlyRecords())  # at the root's level (WARNING until set-up)
+
+
+_replay = False
+
+
+def replay_early_records() -> None:
+    """The CLI's entry point: the held import-time records belong to this run's log."""
+    global _replay
+    _replay = True
 
 
 def setup_logging(level: str, secrets: list[str], stream=sys.stderr, path: Path | None = None) -> None:  # noqa: ANN001
@@ -79,9 +90,10 @@ def setup_logging(level: str, secrets: list[str], stream=sys.stderr, path: Path 
             old.close()
     root.addHandler(handler)
     root.setLevel(level)
-    for record in early:
+    for record in early if _replay else ():
         if record.levelno >= root.level:
             handler.handle(record)
+    logging.captureWarnings(True)  # Python warnings are log lines too (not in the chat)
     # httpx logs every request URL at INFO; those URLs carry the bot token.
     logging.getLogger("httpx").setLevel(logging.WARNING)
     logging.getLogger("httpcore").setLevel(logging.WARNING)

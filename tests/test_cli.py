@@ -116,7 +116,8 @@ def test_a_default_language_without_a_catalogue_is_one_line(tmp_path):
 def test_a_database_path_that_cannot_be_written_is_one_line(tmp_path):
     """A folder that is a file, a read-only file system: as root too (chmod does not stop root)."""
     (tmp_path / "notes.txt").write_text("x")
-    for where in (tmp_path / "notes.txt" / "suarawarga.db", Path("/proc/suarawarga-test/x.db"), tmp_path):
+    for where in (tmp_path / "notes.txt" / "suarawarga.db", Path("/proc/suarawarga-test/x.db"),
+                  Path("/proc/self/x.db"), tmp_path):
         result = run_cli(["chat"], tmp_path, stdin="1\n", DATABASE_PATH=str(where))
         _one_line_exit_2(result, "DATABASE_PATH", str(where))
 
