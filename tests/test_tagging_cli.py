@@ -130,9 +130,9 @@ def db(tmp_path: Path) -> Path:
             (sid, to, at),
         )
 
-    add(1, "anak main petasan di gang", "society")
-    add(2, "petasan meledak dekat rumah", "society")
-    add(3, "jual petasan ke anak kecil", "society")
+    add(1, "anak main mercun di gang", "society")
+    add(2, "mercun meledak dekat rumah", "society")
+    add(3, "jual mercun ke anak kecil", "society")
     add(4, "jalan berlubang", "living")
     add(5, "air pdam mati", "living")
     for sid in (1, 2):
@@ -148,12 +148,12 @@ def test_rules_suggest_lists_terms_from_corrected_submissions(db: Path) -> None:
     result = CliRunner().invoke(rules, ["suggest", "--db", str(db), "--limit", "5"])
     assert result.exit_code == 0, result.output
     first = result.output.splitlines()[1].split()
-    assert first[:3] == ["society", "petasan", "3"]  # the latest correction per submission counts
+    assert first[:3] == ["society", "mercun", "3"]  # the latest correction per submission counts
 
 
 def test_rules_suggest_uses_settings_database_path(db: Path) -> None:
     result = CliRunner().invoke(rules, ["suggest"], obj=SimpleNamespace(rules_path=None, database_path=db))
-    assert result.exit_code == 0 and "petasan" in result.output
+    assert result.exit_code == 0 and "mercun" in result.output
 
 
 def test_rules_suggest_without_database_is_a_usage_error(tmp_path: Path) -> None:
