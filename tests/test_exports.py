@@ -364,6 +364,9 @@ def test_annex_leaves_rejected_and_hidden_out_and_says_so(db_path: Path) -> None
     assert all(block.splitlines()[0].count("|") - 1 <= 6 for block in tables)
     assert tables[0].splitlines()[0] == "| Kecamatan | Tata Kelola Pemerintahan | Citra Daerah & Wisata | Ekonomi |"
     assert "| Plaosan | 1 | 0 | 0 | 1 |" in tables[1]
+    add(db_path, kind="idea", text="Taman baca di balai desa untuk anak-anak", supports=1)
+    english = run(db_path, "markdown", lang="en").decode("utf-8")
+    assert "(1 supporter, Plaosan)" in english and "1 supports" not in english
 
 
 @pytest.mark.parametrize("fmt", FORMATS)
