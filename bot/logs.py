@@ -8,6 +8,7 @@ filter on the handler rewrites any known secret and anything shaped like a bot t
 from __future__ import annotations
 
 import logging
+import os
 import re
 import sys
 from pathlib import Path
@@ -69,13 +70,31 @@ def replay_early_records() -> None:
     _replay = True
 
 
+class _FileHandler(logging.FileHandler):
+    def _open(self):  # noqa: ANN202 - the stream, as logging.FileHandler's
+        Path(self.baseFilename).parent.mkdir(parents=True, exist_ok=True)
+        return super()._open()
+
+
+def _writable(path: Path) -> bool:
+    """Could the log file be created (its nearest existing folder writable, the file if there)?"""
+    if path.exists():
+        return os.access(path, os.W_OK) and path.is_file()
+    for folder in path.parents:
+        if folder.exists():
+            return folder.is_dir() and os.access(folder, os.W_OK)
+    return False
+
+
 def setup_logging(level: str, secrets: list[str], stream=sys.stderr, path: Path | None = None) -> None:  # noqa: ANN001
     """Log to `stream`, or, with `path`, append to that file instead (the terminal chat:
     log lines on the screen would interleave with the conversation)."""
     handler: logging.Handler
     if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        handler = logging.FileHandler(path, encoding="utf-8")
+        if not _writable(path):
+            raise PermissionError(13, "cannot write", str(path))
+        # Opened at the first record: `suarawarga chat --help` leaves no folder behind.
+        handler = _FileHandler(path, encoding="utf-8", delay=True)
     else:
         handler = logging.StreamHandler(stream)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
