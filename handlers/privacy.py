@@ -116,7 +116,9 @@ HOME = re.compile(
 #   title  "Pak", "Bu", "Mbah", "Cak", "Dik", "Ning", ... optionally with a role that is not
 #          a place ("Pak RT Sugeng Riyadi", "Bu Bidan Rina"): capitalised words, or any word
 #          when the whole text is written in lower case ("pak budi ga dateng");
-#   self   "Saya Rina", "I'm John Smith", "Hormat saya, Budi": capitalised words only.
+#   self   "Saya Rina", "I'm John Smith", "Hormat saya, Budi", "an. Rahmawati": capitalised
+#          words only, but for one lower-case word and a comma after a sentence's "saya"
+#          ("saya ani, ibu rumah tangga").
 _TITLES = (r"pak|bapak|bpk|bp|pk|bu|ibu|mas|mbak|mba|mbah|cak|dik|adik|dek|ning|neng|bang|abang|"
            r"kak|kakak|teh|teteh|kang|akang|om|tante|sdr|sdri|saudara|saudari|tuan|nyonya|ny|"
            r"mr|mrs|ms|miss|gus|ustadz|ustad|ustazah|kyai|kiai|romo|nyai|dr|dokter|bidan")
