@@ -98,6 +98,17 @@ class Settings(BaseSettings):
     smtp_starttls: bool = True
     smtp_from: str = "suarawarga@localhost"
 
+    # Issue 17: deadlines in working days, reminders, escalation, closure.
+    deadline_first_response_days: int = Field(3, ge=1, le=60)
+    deadline_agency_answer_days: int = Field(5, ge=1, le=60)
+    deadline_resolution_days: int = Field(10, ge=1, le=250)
+    holidays_extra: CommaList = Field(default_factory=list)
+    reminder_time: str = "08:00"
+    escalation_chats: CommaList = Field(default_factory=list)
+    closure_confirm_days: int = Field(7, ge=1, le=90)
+
+    _split_deadline_lists = field_validator("holidays_extra", "escalation_chats", mode="before")(_split)
+
     _split_lists = field_validator(
         "areas", "officials", "digest_telegram_chat_ids", "digest_emails",
         "digest_whatsapp_numbers", mode="before",
@@ -137,6 +148,30 @@ class Settings(BaseSettings):
                 f"(the --user of `suarawarga chat`): {bad}"
             )
         return v
+
+    @field_validator("escalation_chats")
+    @classmethod
+    def _escalation_shape(cls, v: list[str]) -> list[str]:
+        bad = [item for item in v if not re.fullmatch(r"(telegram|whatsapp|terminal):-?[A-Za-z0-9_.+-]{1,64}", item)]
+        if bad:
+            raise ValueError(f"entries must look like telegram:-1001234567890 or whatsapp:628123...: {bad}")
+        return v
+
+    @field_validator("holidays_extra")
+    @classmethod
+    def _holiday_dates(cls, v: list[str]) -> list[str]:
+        from handlers.deadlines import parse_extra
+
+        parse_extra(v)  # raises ValueError naming the bad entry
+        return v
+
+    @field_validator("reminder_time")
+    @classmethod
+    def _time_shape(cls, v: str) -> str:
+        m = re.fullmatch(r"([01]?\d|2[0-3]):([0-5]\d)", v.strip())
+        if not m:
+            raise ValueError("must be HH:MM, e.g. 08:00")
+        return f"{int(m[1]):02d}:{m[2]}"
 
     @field_validator("default_language")
     @classmethod

@@ -24,7 +24,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any, Protocol
 
-from handlers.deadlines import DeadlinePolicy, format_date, next_due
+from handlers.deadlines import DeadlinePolicy, format_date, next_due, tell_staff, tell_supporters
 from handlers.domain import PILLARS, TrackingCode
 from handlers.erasure import scrubber
 from handlers.i18n import Catalog
@@ -35,6 +35,7 @@ from handlers.privacy import redact
 from handlers.text import clip
 from storage import audit, erasure, inbound, submissions, users
 from storage import deadlines as deadline_store
+from storage import desk as desk_store
 from storage.database import Connection, Database, StorageUnavailable, utcnow
 from storage.users import Conversation, User
 
@@ -83,6 +84,7 @@ class CoreSettings:
     flood_window_seconds: float = 15.0
     zone: tzinfo = UTC  # the regency's time zone: dates residents see are local dates
     deadlines: DeadlinePolicy = DeadlinePolicy()  # response deadlines in working days
+    escalation_chats: tuple[str, ...] = ()  # coordinators told when a resident reopens
 
     @classmethod
     def from_settings(cls, s: Any) -> "CoreSettings":
@@ -92,6 +94,7 @@ class CoreSettings:
             max_submissions_per_day=s.max_submissions_per_day,
             flood_max_messages=s.flood_max_messages, flood_window_seconds=s.flood_window_seconds,
             zone=s.zone, deadlines=DeadlinePolicy.from_settings(s),
+            escalation_chats=tuple(s.escalation_chats),
         )
 
 
@@ -474,6 +477,7 @@ class Turn:
             "describe": self.on_description,
             "area": self.on_area_input,
             "photo": self.on_photo_input,
+            "reopen_note": self.on_reopen_note,
         }.get(step)
         if handler is not None:
             return await handler()
@@ -548,6 +552,9 @@ class Turn:
             return [Reply(self.t("language.set")), *(self.reprompt() or [self.menu()])]
         if scope == "consent":
             return [Reply(self.t("consent.already")), *(self.reprompt() or [self.menu()])]
+        if scope == "closure":
+            # "Is it fixed?" arrives with a notification, whatever the resident is doing.
+            return [*await self.on_closure_button(value), *self.reprompt()]
         step, _, serial = scope.partition(".")
         if step != self.conv.step or serial != str(self.serial):
             return [Reply(self.t("stale_button")), *(self.reprompt() or [self.menu()])]
@@ -865,6 +872,79 @@ class Turn:
             return [Reply(self.t("support.already", code=str(code)))]
         return [Reply(self.t("support.done", code=str(code), count=sub.supports + 1))]
 
+    # Closure the resident confirms (issue 17) ------------------------------------------------
+    async def on_closure_button(self, value: str) -> list[Reply]:
+        """closure:<CODE>:yes|no, and closure:<CODE>:r1..r5 for the optional rating."""
+        assert self.user is not None
+        raw, _, answer = value.partition(":")
+        sub = await submissions.get_submission(self.conn, raw)
+        code = str(TrackingCode(raw)) if sub is not None else raw[:7]
+        closure = await deadline_store.latest_closure(self.conn, sub.id) if sub is not None else None
+        if sub is None or sub.user_id != self.user.id or closure is None:
+            return [Reply(self.t("closure.stale", code=code))]
+        if answer[:1] == "r" and answer[1:] in ("1", "2", "3", "4", "5"):
+            if not await deadline_store.rate_closure(self.conn, closure.id, int(answer[1:])):
+                return [Reply(self.t("closure.already", code=code))]
+            await audit.audit(self.conn, actor="resident", action="closure_rating", target=sub.code,
+                              after={"rating": int(answer[1:])}, now=self.now)
+            return [Reply(self.t("closure.rated"))]
+        if answer not in ("yes", "no"):
+            return [Reply(self.t("closure.stale", code=code))]
+        if closure.outcome in ("confirmed", "disputed"):
+            return [Reply(self.t("closure.already", code=code))]
+        if closure.outcome is not None or sub.status != "resolved":
+            return [Reply(self.t("closure.stale", code=code))]
+        outcome = "confirmed" if answer == "yes" else "disputed"
+        await deadline_store.answer_closure(self.conn, closure.id, outcome=outcome, now=self.now)
+        await audit.audit(self.conn, actor="resident", action="closure", target=sub.code,
+                          after={"outcome": outcome}, now=self.now)
+        self.outbox_written = True
+        news = dict(submission_id=sub.id, code=code, kind=sub.kind, owner=sub.user_id, now=self.now)
+        if answer == "yes":
+            await tell_supporters(self.conn, self.core.catalog, key="closure.supporters_confirmed",
+                                  status="resolved", **news)
+            return [Reply(self.t("closure.confirmed", code=code),
+                          tuple(Button(str(n), f"closure:{sub.code}:r{n}") for n in range(1, 6)))]
+        # Not fixed: back to "reviewed", the resolution clock restarts from now.
+        case = await desk_store.get_case(self.conn, sub.code)
+        assert case is not None
+        await desk_store.set_status(self.conn, case, status="reviewed", note=None,
+                                    forwarded_to=case.forwarded_to, actor="resident", now=self.now)
+        policy, catalog = self.core.settings.deadlines, self.core.catalog
+        due = policy.calendar.add_working_days(self.now.astimezone(self.core.settings.zone).date(),
+                                               policy.resolution_days)
+        await tell_staff(
+            self.conn, catalog, [closure.resolved_by, *self.core.settings.escalation_chats],
+            purpose="closure_reopened", now=self.now,
+            render=lambda lang: catalog.text(lang, "closure.official_reopened", code=code, date=format_date(
+                due, catalog.text(lang, "deadlines.weekdays"), catalog.text(lang, "deadlines.months"))),
+        )
+        await tell_supporters(self.conn, catalog, key="closure.supporters_reopened", status="reviewed", **news)
+        if self.conv.step != "idle":
+            return [Reply(self.t("closure.reopened", code=code))]  # their draft is kept
+        self.conv = Conversation("reopen_note", {"n": self.serial, "sub": sub.id, "closure": closure.id})
+        return [Reply(self.t("closure.reopened", code=code))]  # the caller's reprompt asks for their words
+
+    async def on_reopen_note(self) -> list[Reply]:
+        """The resident's words on what is still not fixed, passed on to the officials."""
+        msg = self.msg
+        text = (msg.text if msg.kind is InputKind.TEXT else msg.caption if msg.kind is InputKind.PHOTO else None) or ""
+        if not text.strip():
+            return [Reply(self.t("closure.ask_note"))]
+        draft = self.conv.draft
+        self.conv = Conversation("idle", {"n": self.serial})
+        note = text.strip()[:MAX_TEXT]
+        closure = await deadline_store.latest_closure(self.conn, int(draft.get("sub", 0)))
+        if closure is not None and closure.id == draft.get("closure") and \
+                await deadline_store.note_closure(self.conn, closure.id, note):
+            code = str(TrackingCode(await deadline_store.code_of(self.conn, closure.submission_id)))
+            catalog = self.core.catalog
+            await tell_staff(self.conn, catalog, [closure.resolved_by, *self.core.settings.escalation_chats],
+                             purpose="closure_reopened", now=self.now,
+                             render=lambda lang: catalog.text(lang, "closure.official_note", code=code, note=note))
+            self.outbox_written = True
+        return [Reply(self.t("closure.note_done")), self.menu(brief=True)]
+
     # Erasure -------------------------------------------------------------------------------
     async def on_erase_button(self, value: str) -> list[Reply]:
         assert self.user is not None
@@ -970,6 +1050,8 @@ class Turn:
             return Reply(t("identity.ask"), (self.btn("identity.name", "name", name=clip(name, 12)), self.btn("identity.anon", "anon")))
         if step == "confirm":
             return Reply(self.summary(), (self.btn("confirm.send", "send"), self.btn("confirm.cancel", "cancel")))
+        if step == "reopen_note":
+            return Reply(t("closure.ask_note"))
         if step == "erase":
             return Reply(t("erase.ask"), (
                 self.btn("erase.delete", "delete"), self.btn("erase.anonymise", "anonymise"),

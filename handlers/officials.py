@@ -24,9 +24,10 @@ from zoneinfo import ZoneInfo
 
 from handlers.domain import PILLARS, STATUSES, Status, TrackingCode
 from handlers.i18n import Catalog
-from handlers.messages import Incoming, Reply
+from handlers.messages import Button, Incoming, Reply
 from handlers.text import clip
-from storage import audit, desk, outbox
+from storage import answer_templates, audit, desk, outbox
+from storage import deadlines as deadline_store
 from storage.database import Connection
 
 log = logging.getLogger(__name__)
@@ -35,6 +36,8 @@ PAGE_SIZE = 5
 PREVIEW = 80
 NOTE_MAX = 500       # a status note is shown inside a notification
 REPLY_MAX = 2000     # an official's message to a resident
+_TEMPLATE_NAME = re.compile(r"^[0-9a-z_-]{1,30}$")
+_TEMPLATE_EN = re.compile(r"(?:^|\s)en:\s*", re.IGNORECASE)  # "... en: the English text"
 # Photos are platform file references: only the channel that received one can show it.
 PHOTO_CHANNELS = ("telegram", "whatsapp")
 
@@ -98,6 +101,7 @@ class OfficialDesk:
         builtin: dict[str, Callable[[_Act], Awaitable[list[Reply]]]] = {
             "new": self.new, "view": self.view, "status": self.status, "reply": self.reply,
             "pillar": self.pillar, "hide": self.hide, "unhide": self.unhide, "stats": self.stats,
+            "template": self.template,
         }
         self._builtin = builtin
         self._extra: dict[str, Handler] = dict(extra or {})
@@ -316,7 +320,15 @@ class OfficialDesk:
                 extra = self.t(lang, "notify.note", note=note) if note else ""
             text = self.t(lang, "notify.status", kind=self.t(lang, f"kinds.{case.kind}").lower(),
                           code=code, status=self.t(lang, f"statuses.{status}"), note=extra)
-            await outbox.enqueue(act.conn, [(submitter, {"text": text, "notice": notice})],
+            payload: dict[str, Any] = {"text": text, "notice": notice}
+            if status == Status.RESOLVED:
+                # "selesai" is the resident's to confirm (issue 17): Sudah closes it, Belum reopens.
+                await deadline_store.open_closure(act.conn, case.id, resolved_by=act.actor, now=act.now)
+                payload = {**Reply(text + "\n\n" + self.t(lang, "closure.ask"), (
+                    Button(self.t(lang, "closure.yes"), f"closure:{case.code}:yes"),
+                    Button(self.t(lang, "closure.no"), f"closure:{case.code}:no"),
+                )).to_json(), "notice": notice}
+            await outbox.enqueue(act.conn, [(submitter, payload)],
                                 purpose="status_change", now=act.now)
             lines.append(self.t(act.lang, "officials.notify_submitter"))
         else:
@@ -355,6 +367,11 @@ class OfficialDesk:
         resident = await desk.recipient(act.conn, case.user_id)
         if resident is None:
             return [Reply(t(lang, "officials.reply_gone", code=str(code)))]
+        if text.startswith("#"):
+            filled = await self._fill_template(act, case, resident.language, text)
+            if isinstance(filled, Reply):
+                return [filled]
+            text = filled
         body = t(resident.language, "notify.reply", code=str(code), text=text)
         notice = {"type": "reply", "code": str(code), "text": text}
         await outbox.enqueue(act.conn, [(resident, {"text": body, "notice": notice})],
@@ -362,6 +379,60 @@ class OfficialDesk:
         await audit.audit(act.conn, actor=act.actor, action="reply", target=case.code,
                          after={"text": text}, now=act.now)
         return [Reply(t(lang, "officials.reply_done", code=str(code)))]
+
+    async def _fill_template(self, act: _Act, case: desk.Case, language: str, text: str) -> str | Reply:
+        """"#nama [more words]": the template in the resident's language with {kode} and
+        {instansi} (or {code}, {agency}) filled in, the official's further words after it."""
+        name, _, rest = text[1:].partition(" ")
+        template = await answer_templates.get(act.conn, name.strip().casefold())
+        if template is None:
+            return Reply(self.t(act.lang, "templates.not_found", name=name.strip()[:30]))
+        agency = case.forwarded_to or self.t(language, "templates.no_agency")
+        body = template.text(language)
+        for field, value in (("kode", str(TrackingCode(case.code))), ("code", str(TrackingCode(case.code))),
+                             ("instansi", agency), ("agency", agency)):
+            body = body.replace("{" + field + "}", value)
+        return body + ("\n" + rest.strip() if rest.strip() else "")
+
+    # /templat [tambah NAMA teks | hapus NAMA] ------------------------------------------------------
+    async def template(self, act: _Act) -> list[Reply]:
+        lang, t = act.lang, self.t
+        fields = {"code_field": "{kode}", "agency_field": "{instansi}"}
+        words = act.args.strip().split(None, 2)
+        verb = words[0].casefold() if words else ""
+        if not words or verb in self.catalog.aliases("templates.words_list"):
+            items = await answer_templates.all_templates(act.conn)
+            if not items:
+                return [Reply(t(lang, "templates.empty", **fields))]
+            lines = [t(lang, "templates.list_header")]
+            lines += [t(lang, "templates.list_line", name=i.name, text=clip(i.text_id, PREVIEW),
+                        en=t(lang, "templates.has_en") if i.text_en else "") for i in items]
+            return [Reply("\n".join(lines))]
+        adding = verb in self.catalog.aliases("templates.words_add")
+        removing = verb in self.catalog.aliases("templates.words_remove")
+        if not (adding or removing) or len(words) < (3 if adding else 2):
+            return [Reply(t(lang, "templates.usage", **fields))]
+        name = words[1].lstrip("#").casefold()
+        if not _TEMPLATE_NAME.match(name):
+            return [Reply(t(lang, "templates.bad_name"))]
+        if removing:
+            if not await answer_templates.remove(act.conn, name):
+                return [Reply(t(lang, "templates.not_found", name=name))]
+            await audit.audit(act.conn, actor=act.actor, action="template_remove", target=name, now=act.now)
+            return [Reply(t(lang, "templates.removed", name=name))]
+        text = words[2]
+        split = _TEMPLATE_EN.search(text)
+        text_id, text_en = (text[:split.start()].strip(), text[split.end():].strip() or None) if split else (text.strip(), None)
+        longest = max(len(text_id), len(text_en or ""))
+        if longest > REPLY_MAX:
+            return [Reply(t(lang, "officials.too_long", got=longest, max=REPLY_MAX))]
+        if not text_id:
+            return [Reply(t(lang, "templates.usage", **fields))]
+        replaced = await answer_templates.save(act.conn, name=name, text_id=text_id, text_en=text_en,
+                                               actor=act.actor, now=act.now)
+        await audit.audit(act.conn, actor=act.actor, action="template_save", target=name,
+                          after={"id": text_id, "en": text_en}, now=act.now)
+        return [Reply(t(lang, "templates.replaced" if replaced else "templates.saved", name=name))]
 
     # /pilar KODE PILAR --------------------------------------------------------------------------------
     async def pillar(self, act: _Act) -> list[Reply]:

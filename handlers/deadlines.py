@@ -1,0 +1,181 @@
+"""Response deadlines in the regency's working days (issue 17). The calendar and the due
+dates are pure (no I/O, no clock); `tell_supporters` and `tell_staff` at the end queue the
+closure news shared by the resident's conversation and the reminders job.
+
+A working day is a weekday that is neither an Indonesian national holiday nor a cuti
+bersama (joint leave day decreed each year by SKB of three ministers), nor a regional day
+listed in HOLIDAYS_EXTRA. The `holidays` package carries both kinds: national holidays in
+its "public" category and cuti bersama in its "government" category (checked for 2025-2027
+against the SKB lists; e.g. 2026-03-20, 23, 24 around Idul Fitri), so no dates are kept here.
+
+Stages of a submission, each with its own clock (defaults, all configurable):
+
+- first_response: the status leaves `new` (reviewed, forwarded, rejected, ...) within 3
+  working days of submission;
+- agency_answer: a `forwarded` submission leaves `forwarded` within 5 working days of
+  being forwarded;
+- resolution: `resolved` or `in_masterplan` within 10 working days of submission.
+
+A resident who says the fix is not done ("Belum") reopens the submission and restarts the
+clock: its resolution is due 10 working days from the reopening. Due dates are local dates:
+a stage due on Wednesday is overdue from Thursday.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta, tzinfo
+from functools import lru_cache
+from typing import Any
+
+FIRST_RESPONSE = "first_response"
+AGENCY_ANSWER = "agency_answer"
+RESOLUTION = "resolution"
+STAGES = (FIRST_RESPONSE, AGENCY_ANSWER, RESOLUTION)
+
+# Statuses in which something is still owed to the resident.
+OPEN_STATUSES = ("new", "reviewed", "forwarded")
+
+
+@lru_cache(maxsize=64)
+def _national(year: int) -> frozenset[date]:
+    import holidays
+
+    found = holidays.Indonesia(years=year, categories=("public", "government"))
+    return frozenset(found.keys())
+
+
+def parse_extra(values: Iterable[str]) -> frozenset[date]:
+    """HOLIDAYS_EXTRA entries (YYYY-MM-DD) as dates; ValueError names the bad one."""
+    days = set()
+    for value in values:
+        try:
+            days.add(date.fromisoformat(value.strip()))
+        except ValueError:
+            raise ValueError(f"not a date (YYYY-MM-DD): {value!r}") from None
+    return frozenset(days)
+
+
+@dataclass(frozen=True, slots=True)
+class WorkCalendar:
+    """The regency's working days: Monday to Friday minus national, joint and regional days."""
+
+    extra: frozenset[date] = frozenset()
+
+    def is_working_day(self, day: date) -> bool:
+        return day.weekday() < 5 and day not in self.extra and day not in _national(day.year)
+
+    def add_working_days(self, start: date, n: int) -> date:
+        """The n-th working day after `start` (`start` itself never counts: a Saturday's
+        report has its first working day on Monday)."""
+        day = start
+        while n > 0:
+            day += timedelta(days=1)
+            if self.is_working_day(day):
+                n -= 1
+        return day
+
+    def next_working_day(self, day: date) -> date:
+        return self.add_working_days(day, 1)
+
+    def working_days_between(self, after: date, upto: date) -> int:
+        """Working days in (after, upto]: how many working days `upto` is past `after`."""
+        count, day = 0, after
+        while day < upto:
+            day += timedelta(days=1)
+            if self.is_working_day(day):
+                count += 1
+        return count
+
+
+@dataclass(frozen=True, slots=True)
+class DeadlinePolicy:
+    first_response_days: int = 3
+    agency_answer_days: int = 5
+    resolution_days: int = 10
+    closure_days: int = 7          # calendar days for the resident to confirm a fix
+    calendar: WorkCalendar = field(default_factory=WorkCalendar)
+
+    @classmethod
+    def from_settings(cls, s: Any) -> "DeadlinePolicy":
+        return cls(
+            first_response_days=s.deadline_first_response_days,
+            agency_answer_days=s.deadline_agency_answer_days,
+            resolution_days=s.deadline_resolution_days,
+            closure_days=s.closure_confirm_days,
+            calendar=WorkCalendar(parse_extra(s.holidays_extra)),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Due:
+    """One stage owed for one submission: `started_at` identifies this instance of the
+    stage (a second forwarding or a reopening starts a new one)."""
+
+    stage: str
+    started_at: datetime
+    due_on: date
+
+
+def pending_stages(
+    policy: DeadlinePolicy, *, status: str, created_at: datetime, zone: tzinfo,
+    forwarded_at: datetime | None = None, reopened_at: datetime | None = None,
+) -> list[Due]:
+    """What is still owed for a submission in `status`, earliest due first."""
+    if status not in OPEN_STATUSES:
+        return []
+    cal = policy.calendar
+    start = reopened_at if reopened_at is not None and reopened_at > created_at else created_at
+    start_day = start.astimezone(zone).date()
+    if status == "new":
+        return [Due(FIRST_RESPONSE, start, cal.add_working_days(start_day, policy.first_response_days))]
+    found = [Due(RESOLUTION, start, cal.add_working_days(start_day, policy.resolution_days))]
+    if status == "forwarded" and forwarded_at is not None:
+        day = forwarded_at.astimezone(zone).date()
+        found.append(Due(AGENCY_ANSWER, forwarded_at, cal.add_working_days(day, policy.agency_answer_days)))
+    return sorted(found, key=lambda d: (d.due_on, STAGES.index(d.stage)))
+
+
+def next_due(policy: DeadlinePolicy, **kwargs: Any) -> Due | None:
+    stages = pending_stages(policy, **kwargs)
+    return stages[0] if stages else None
+
+
+def format_date(day: date, weekdays: str, months: str) -> str:
+    """"Rabu, 19 Agustus 2026": `weekdays` (Monday first) and `months` are comma lists
+    from the catalogue, so no locale needs to be installed on the server."""
+    return f"{weekdays.split(',')[day.weekday()].strip()}, {day.day} {months.split(',')[day.month - 1].strip()} {day.year}"
+
+
+# News of a closure, shared by the conversation (Sudah / Belum) and the reminders job ----------------
+async def tell_supporters(
+    conn: Any, catalog: Any, *, submission_id: int, code: str, kind: str, owner: int | None,
+    key: str, status: str, now: datetime,
+) -> int:
+    """Queue `key` (closure.supporters_*) to every supporter but the owner, each in their
+    language. `status` is what a WhatsApp status template says outside the 24-hour window."""
+    from storage import desk, outbox
+
+    fans = [r for r in await desk.supporters(conn, submission_id) if r.user_id != owner]
+    notice = {"type": "status", "code": code, "status": status}
+    texts: dict[str, str] = {}
+    for fan in fans:
+        if fan.language not in texts:
+            texts[fan.language] = catalog.text(
+                fan.language, key, kind=catalog.text(fan.language, f"kinds.{kind}").lower(), code=code)
+    return await outbox.enqueue(conn, [(fan, {"text": texts[fan.language], "notice": notice}) for fan in fans],
+                                purpose="supported_status", now=now)
+
+
+async def tell_staff(
+    conn: Any, catalog: Any, keys: Iterable[str], *, purpose: str, now: datetime,
+    render: Any,
+) -> int:
+    """Queue one message to each official or coordinator in `keys` ("telegram:123"), each
+    once; `render(language)` gives its text."""
+    from storage import deadlines as store, outbox
+
+    recipients = await store.staff_recipients(conn, list(keys), default_language=catalog.default)
+    return await outbox.enqueue(conn, [(r, {"text": render(r.language)}) for r in recipients],
+                                purpose=purpose, now=now)
