@@ -14,7 +14,7 @@ from tests.test_cli import cli_environment, run_cli
 REPORT = [
     "1",                                   # Setuju
     "/lapor",
-    "Lampu PJU di jalan desa Sukomoro mati sudah dua minggu, gelap sekali kalau malam",
+    "Lampu PJU di jalan desa kami mati sudah dua minggu, gelap sekali kalau malam",
     "1",                                   # Ya, benar
     "Sukomoro",
     "1",                                   # Lewati (photo)
@@ -126,11 +126,17 @@ def test_log_lines_go_to_a_file_the_first_line_names(tmp_path):
 
 
 def test_the_terminal_asks_for_the_number_not_a_button(tmp_path):
+    """A terminal has numbered options and typed commands, no buttons or paper clips."""
     result = run_cli(["chat", "--user", "warga1"], tmp_path, stdin=script(
+        "/lapor",                               # before consent: the reminder
         "1", "/lapor", REPORT[2], "ya betul",   # typed words where a choice is expected
+        "1", "Sukomoro",
     ))
-    assert "ketik nomor" in result.stdout
-    assert "tombol" not in result.stdout
+    assert 'mohon ketik nomor pilihan "Setuju"' in result.stdout
+    assert "Silakan ketik nomor salah satu pilihan" in result.stdout
+    assert "/lokasi LINTANG BUJUR" in result.stdout and "📎" not in result.stdout
+    assert "Kirim foto (opsional) dengan /foto" in result.stdout
+    assert "tombol" not in result.stdout and "tekan" not in result.stdout.replace("Tekan \"Setuju\"", "")
 
 
 def test_a_resident_typing_at_a_terminal_sees_the_news_without_typing_anything(tmp_path):

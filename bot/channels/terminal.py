@@ -35,7 +35,7 @@ log = logging.getLogger(__name__)
 
 # Sentences written for buttons and attachments, said the terminal's way (the catalogues'
 # `terminal.*` keys): the core speaks the same words on every channel.
-TERMINAL_WORDING = ("use_buttons", "stale_button", "area.ask")
+TERMINAL_WORDING = ("use_buttons", "stale_button", "area.ask", "photo.ask", "consent.reminder")
 NOTIFICATION_POLL_S = 3.0  # an official in another terminal: their news shows within seconds
 
 
