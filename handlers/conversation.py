@@ -55,7 +55,7 @@ RESIDENT_COMMANDS = (
     "start", "menu", "report", "idea", "status", "language", "delete", "help", "cancel", "support",
 )
 OFFICIAL_COMMANDS = (
-    "new", "view", "reply", "pillar", "hide", "unhide", "stats", "digest", "export", "template",
+    "new", "view", "reply", "pillar", "hide", "unhide", "stats", "digest", "export", "template", "login",
 )
 
 
@@ -267,6 +267,14 @@ class Core:
             return False
         command, args = self.command_of(msg)
         return command in OFFICIAL_COMMANDS or command == "status" or command == "help"
+
+    def done(self, msg: Incoming, *, sent: bool) -> None:
+        """The channel has finished answering `msg`: `sent` when every answer went out (the
+        kept copy can go), otherwise they stay owed and a repeat or the sweep sends them.
+        The one call a channel makes after handle(); the bookkeeping behind it is the core's."""
+        if sent:
+            self.delivered(msg)
+        self.answered(msg)
 
     def answered(self, msg: Incoming) -> None:
         """The channel is done answering `msg` (sent or not): a repeat may be answered again
@@ -709,7 +717,7 @@ class Turn:
             if similar:
                 # Other residents' words, masked: never a phone number, NIK, e-mail or name,
                 # and never the submitter of an anonymous one.
-                draft["similar"] = [[s.code, clip(redact(s.text), 72), s.supports]
+                draft["similar"] = [[s.code, clip(redact(s.text, lang=self.lang), 72), s.supports]
                                     for s in similar]
                 return self.goto("similar")
         return self.goto("photo")
@@ -813,7 +821,7 @@ class Turn:
                 # Supporters were promised news: their part is the public one (masked text).
                 lines = [
                     self.t("status.line", code=str(TrackingCode(s.code)), status=self.t(f"statuses.{s.status}"),
-                           text=clip(redact(s.text), 40))
+                           text=clip(redact(s.text, lang=self.lang), 40))
                     for s in backed
                 ]
                 parts.append(self.t("status.supported") + "\n" + "\n".join(lines))

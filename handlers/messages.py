@@ -131,10 +131,22 @@ class WindowClosed(DeliveryError):
 
 
 class Channel(Protocol):
-    """What the outbox worker and the digest need from an adapter."""
+    """A channel as a sender: what the core's answers, the outbox worker and the digest
+    need from an adapter. Listening (polling, webhooks, stdin) is each adapter's own."""
 
     name: str
 
     async def send(self, chat_id: str, reply: Reply, *, purpose: str = "reply") -> str | None:
         """Deliver one reply; return the platform message id. Raises DeliveryError."""
+        ...
+
+    async def send_template(self, chat_id: str, name: str, language: str, params: list[str], *,
+                            purpose: str = "template") -> str | None:
+        """An approved template (WhatsApp outside the 24-hour window). Channels without
+        templates raise WindowClosed: they have no window either."""
+        ...
+
+    def window_open(self, last_inbound_at: datetime | None, now: datetime) -> bool:
+        """May a free-form message go to someone who last wrote at `last_inbound_at`?
+        Always True where the platform has no such window."""
         ...

@@ -36,7 +36,7 @@ from telegram.error import (
 from telegram.ext import Application, ContextTypes, TypeHandler
 
 from handlers.clock import utcnow
-from handlers.messages import DeliveryError, Incoming, InputKind, Reply, StartupError
+from handlers.messages import DeliveryError, Incoming, InputKind, Reply, StartupError, WindowClosed
 from handlers.text import split_text as _split
 
 if TYPE_CHECKING:
@@ -337,12 +337,13 @@ class TelegramChannel:
         try:
             if incoming is not None:
                 outcome = await self.core.handle(incoming)
+                sent = False
                 try:
                     for reply in outcome.replies:
                         await self.send(incoming.chat_id, reply)
-                    self.core.delivered(incoming)
+                    sent = True
                 finally:
-                    self.core.answered(incoming)
+                    self.core.done(incoming, sent=sent)
         finally:
             async with self._handled_changed:
                 self.handled += 1
@@ -367,6 +368,13 @@ class TelegramChannel:
                 log.warning("could not tell the user about the error")
 
     # Outbound ----------------------------------------------------------------------------------
+    async def send_template(self, chat_id: str, name: str, language: str, params: list[str], *,
+                            purpose: str = "template") -> str | None:
+        raise WindowClosed("Telegram has no templates (and no window that would need one)")
+
+    def window_open(self, last_inbound_at: datetime | None, now: datetime) -> bool:
+        return True
+
     async def send(self, chat_id: str, reply: Reply, *, purpose: str = "reply") -> str | None:
         bot = self.app.bot
         # PTB markup objects only for a photo's caption keyboard; text uses keyboard_json.
