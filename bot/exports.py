@@ -907,6 +907,7 @@ def _date(moment: datetime, local: LocalTime, catalog: Catalog, lang: str) -> st
 _MD_SPECIAL = re.compile(r"([\\`*_\[\]<>|#])")
 ANNEX_TOP = 5        # leading sub-topics and most-supported ideas per pillar
 ANNEX_QUOTES = 3     # representative quotes per pillar
+ANNEX_AGENCIES = 8   # agencies named in the outcomes section
 QUOTE_CHARS = 280
 
 
@@ -1010,6 +1011,16 @@ def _write_markdown(conn: sqlite3.Connection, filters: ExportFilter, out: Binary
     _, reports, ideas, supports = (sum(x) for x in zip(*(counts(p) for p in pillars)))
     lines += [f"| **{t('col_total')}** | **{num(reports)}** | **{num(ideas)}** | **{num(total)}** | "
               f"**{num(supports)}** |", ""]
+
+    # Outcomes (issue 14.15): where the submissions stand, and which agencies took them up.
+    by_status = dict(eq.annex_statuses(conn, where, params))
+    lines += [f"## {t('outcomes')}", ""]
+    lines += [f"- {_md(catalog.text(lang, f'statuses.{st}'))}: {num(by_status[st])}"
+              for st in STATUSES if by_status.get(st)]
+    agencies = [(redact_text(a), n) for a, n in eq.annex_agencies(conn, where, params, ANNEX_AGENCIES)]
+    if agencies:
+        lines += ["", t("agencies", list=", ".join(f"{_md(a)} ({num(n)})" for a, n in agencies))]
+    lines.append("")
 
     subtopic_label = _subtopic_labeller(lang)
     for p in pillars:

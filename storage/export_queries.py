@@ -186,3 +186,16 @@ def annex_areas(conn: sqlite3.Connection, sql_where: str, params: list[Any]) -> 
 def annex_grid(conn: sqlite3.Connection, sql_where: str, params: list[Any]) -> list[tuple]:
     return conn.execute(
         f"SELECT s.area, s.pillar, COUNT(*) FROM submissions s WHERE {sql_where} GROUP BY 1, 2", params).fetchall()
+
+
+def annex_statuses(conn: sqlite3.Connection, sql_where: str, params: list[Any]) -> list[tuple]:
+    return conn.execute(
+        f"SELECT s.status, COUNT(*) FROM submissions s WHERE {sql_where} GROUP BY 1", params).fetchall()
+
+
+def annex_agencies(conn: sqlite3.Connection, sql_where: str, params: list[Any], limit: int) -> list[tuple]:
+    """Agencies submissions were forwarded to, most first (whatever their status now)."""
+    return conn.execute(
+        f"SELECT s.forwarded_to, COUNT(*) AS n FROM submissions s WHERE {sql_where} "
+        f"AND s.forwarded_to IS NOT NULL AND s.forwarded_to <> '' GROUP BY 1 ORDER BY n DESC, 1 "
+        f"LIMIT {int(limit)}", params).fetchall()

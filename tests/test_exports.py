@@ -354,8 +354,13 @@ def test_annex_leaves_rejected_and_hidden_out_and_says_so(db_path: Path) -> None
     add(db_path, text="Iklan judi online di tiang listrik harus dicopot", status="rejected", supports=50,
         status_note="Ditolak: bukan wewenang kabupaten")
     add(db_path, text="Spam spam spam beli pulsa murah", hidden=1, supports=40)
+    add(db_path, pillar="economy", subtopic=None, text="Harga pupuk di kios naik terus", area="Magetan",
+        status="forwarded", forwarded_to="Dinas Pertanian", status_note="Dinas Pertanian")
     text = run(db_path, "markdown").decode("utf-8")
-    assert "merangkum 1 laporan dan ide" in text
+    assert "merangkum 2 laporan dan ide" in text
+    outcomes = text.split("## Tindak lanjut\n", 1)[1].split("\n## ", 1)[0]
+    assert "- baru: 1" in outcomes and "- diteruskan: 1" in outcomes and "ditolak" not in outcomes
+    assert "Diteruskan ke: Dinas Pertanian (1)." in outcomes
     assert "Tidak termasuk: 1 kiriman yang ditolak dan 1 yang disembunyikan" in text
     assert "judi" not in text and "Spam" not in text and "dicopot" not in text
     grid = text.split("## Sebaran per kecamatan dan pilar\n", 1)[1]
@@ -363,6 +368,7 @@ def test_annex_leaves_rejected_and_hidden_out_and_says_so(db_path: Path) -> None
     assert len(tables) == 2
     assert all(block.splitlines()[0].count("|") - 1 <= 6 for block in tables)
     assert tables[0].splitlines()[0] == "| Kecamatan | Tata Kelola Pemerintahan | Citra Daerah & Wisata | Ekonomi |"
+    assert "| Magetan | 0 | 0 | 1 |" in tables[0]
     assert "| Plaosan | 1 | 0 | 0 | 1 |" in tables[1]
     add(db_path, kind="idea", text="Taman baca di balai desa untuk anak-anak", supports=1)
     english = run(db_path, "markdown", lang="en").decode("utf-8")
