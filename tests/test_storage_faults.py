@@ -92,3 +92,25 @@ async def test_failing_writes_are_reported_and_told_to_a_resident_once(make_sett
     # Nothing accepted was lost: once writes work again the pending messages are handled.
     assert any("pilar" in r.lower() for r in after)
     assert healthy.status_code == 200
+
+
+async def test_the_wal_shrinks_back_after_a_burst(monkeypatch, tmp_path):
+    """A burst grows the WAL; after the next checkpoint it is cut back to the size limit
+    instead of staying at its high-water mark (issue 12, item 13)."""
+    monkeypatch.setattr(database, "JOURNAL_SIZE_LIMIT", 64 * 1024)
+    path = tmp_path / "wal.db"
+    wal = tmp_path / "wal.db-wal"
+    async with database.Database(path) as db:
+        async with db.transaction() as conn:
+            await conn.execute("CREATE TABLE burst (body TEXT)")
+        async with db.transaction() as conn:  # one big transaction: no checkpoint inside it
+            await conn.executemany("INSERT INTO burst VALUES (?)", [("x" * 2000,)] * 2000)
+        grown = wal.stat().st_size
+        async with db.transaction() as conn:
+            await conn.execute("DELETE FROM burst")
+        await db.conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+        async with db.transaction() as conn:  # the next write after a checkpoint truncates
+            await conn.execute("INSERT INTO burst VALUES ('y')")
+        shrunk = wal.stat().st_size
+    assert grown > 1024 * 1024
+    assert shrunk <= 64 * 1024 + 8192
