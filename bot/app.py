@@ -17,6 +17,7 @@ from typing import TextIO
 from bot.config import ConfigError, Settings
 from bot.digest_service import make_digest_command
 from bot.exports import make_export_command
+from bot.webdesk.auth import make_login_command
 from handlers.conversation import Core, CoreSettings
 from handlers.i18n import Catalog
 from handlers.language import LanguageDetector
@@ -121,6 +122,8 @@ def _officials_desk(services: Services) -> OfficialDesk:
     desk.register("digest", make_digest_command(settings, catalog, subtopic_label=services.tagger.subtopic_label),
                   after_commit=True)
     desk.register("export", export, after_commit=True)
+    # /masuk: a one-time sign-in link to the web desk, recorded in the message's transaction.
+    desk.register("login", make_login_command(settings, catalog))
     return desk
 
 

@@ -26,6 +26,7 @@ COMMAND_MODULES: dict[str, tuple[str, ...]] = {
     "bot.cli_tagging": ("classify", "rules"),
     "bot.cli_digest": ("digest",),
     "bot.cli_export": ("export",),
+    "bot.webdesk.cli": ("desk_link",),
 }
 
 

@@ -107,12 +107,41 @@ class Settings(BaseSettings):
     escalation_chats: CommaList = Field(default_factory=list)
     closure_confirm_days: int = Field(7, ge=1, le=90)
 
+    # The web desk, the public page and Open311 (bot/webdesk, issue 19).
+    public_url: str | None = None
+    desk_secret: str | None = None
+    desk_idle_minutes: int = Field(30, ge=1, le=24 * 60)
+    map_tile_url: str | None = None
+    map_tile_attribution: str = ""
+    open311_api_keys: CommaList = Field(default_factory=list)
+
     _split_deadline_lists = field_validator("holidays_extra", "escalation_chats", mode="before")(_split)
 
     _split_lists = field_validator(
         "areas", "officials", "digest_telegram_chat_ids", "digest_emails",
-        "digest_whatsapp_numbers", mode="before",
+        "digest_whatsapp_numbers", "open311_api_keys", mode="before",
     )(_split)
+
+    @field_validator("public_url")
+    @classmethod
+    def _public_url_shape(cls, v: str | None) -> str | None:
+        if v and not re.fullmatch(r"https?://[^\s/?#]+(/[^\s?#]*)?", v):
+            raise ValueError("must be the address residents' officials open, e.g. https://suarawarga.magetan.go.id")
+        return v.rstrip("/") if v else None
+
+    @field_validator("desk_secret")
+    @classmethod
+    def _desk_secret_shape(cls, v: str | None) -> str | None:
+        if v and len(v) < 32:
+            raise ValueError("must be at least 32 characters (e.g. `python -c 'import secrets; print(secrets.token_urlsafe(32))'`)")
+        return v or None
+
+    @field_validator("open311_api_keys")
+    @classmethod
+    def _api_keys_shape(cls, v: list[str]) -> list[str]:
+        if any(len(key) < 16 for key in v):
+            raise ValueError("every key must be at least 16 characters")
+        return v
 
     @field_validator("telegram_bot_token")
     @classmethod
@@ -241,6 +270,8 @@ class Settings(BaseSettings):
                 raise ValueError(
                     "TELEGRAM_MODE=webhook needs TELEGRAM_WEBHOOK_URL and TELEGRAM_WEBHOOK_SECRET"
                 )
+        if self.desk_secret and not self.public_url:
+            raise ValueError("DESK_SECRET needs PUBLIC_URL (the sign-in links point there)")
         return self
 
     # Derived values -------------------------------------------------------------------
@@ -257,14 +288,21 @@ class Settings(BaseSettings):
         return bool(self.telegram_bot_token)
 
     @property
+    def desk_enabled(self) -> bool:
+        """The web desk, the public page and Open311 are served (bot/webdesk)."""
+        return bool(self.desk_secret)
+
+    @property
     def needs_web_server(self) -> bool:
-        return self.whatsapp_enabled or (self.telegram_enabled and self.telegram_mode == "webhook")
+        return (self.whatsapp_enabled or (self.telegram_enabled and self.telegram_mode == "webhook")
+                or self.desk_enabled)
 
     def secrets(self) -> list[str]:
         """Values that must never reach a log line."""
         values = [
             self.telegram_bot_token, self.telegram_webhook_secret, self.whatsapp_access_token,
-            self.whatsapp_app_secret, self.whatsapp_verify_token, self.smtp_password,
+            self.whatsapp_app_secret, self.whatsapp_verify_token, self.smtp_password, self.desk_secret,
+            *self.open311_api_keys,
         ]
         return [v for v in values if v]
 

@@ -242,6 +242,10 @@ def build_web_app(
         ]
     if telegram is not None:
         routes.append(Route("/webhook/telegram", telegram_receive, methods=["POST"]))
+    if settings.desk_enabled:  # the web desk, /publik and Open311 (bot/webdesk)
+        from bot.webdesk import routes as desk_routes
+
+        routes += desk_routes(services)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
