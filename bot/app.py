@@ -139,7 +139,15 @@ async def run_terminal(settings: Settings, *, stdin: TextIO = sys.stdin, stdout:
         services.channels["terminal"] = terminal
         if announce:
             print(announce, file=sys.stderr, flush=True)
-        await terminal.run()
+        # Deadlines run here too: a terminal official sees reminders in their own session.
+        from bot.reminders import ReminderScheduler, ReminderService
+
+        reminders = ReminderScheduler(ReminderService(services.db, settings, services.catalog), settings)
+        await reminders.start()
+        try:
+            await terminal.run()
+        finally:
+            await reminders.stop()
         # An official's export is made after its answer: at the end of a scripted input it
         # would otherwise be lost with the process.
         await services.finish_background()
@@ -210,6 +218,13 @@ async def run_bot(settings: Settings, *, stop: asyncio.Event | None = None,
             scheduler = DigestScheduler(digest, settings)
             await scheduler.start()
             started.append(scheduler)
+            # Deadlines (issue 17): reminders, escalations, unanswered closures, daily.
+            from bot.reminders import ReminderScheduler, ReminderService
+
+            reminders = ReminderScheduler(
+                ReminderService(services.db, settings, services.catalog, on_outbox=worker.wake), settings)
+            await reminders.start()
+            started.append(reminders)
             housekeeping = Housekeeping(services.db)
             await housekeeping.start()
             started.append(housekeeping)

@@ -171,7 +171,7 @@ async def test_status_change_reaches_the_resident_in_their_language(make_setting
         assert answer[0].plain == f"{code}: baru → selesai.\nPelapor akan dikabari."
         [news] = await tg.notified(1001)
         assert news == (f'News about your report {code}: its status is now "resolved".\n'
-                        "Note: Lubang sudah ditambal")
+                        "Note: Lubang sudah ditambal\n\nIs the problem fixed now?")  # issue 17: Yes / Not yet
         assert scalar(tg.db_path, "SELECT status FROM submissions") == "resolved"
         assert scalar(tg.db_path, "SELECT count(*) FROM status_history WHERE to_status = 'resolved' "
                                   "AND actor = ?", f"telegram:{OFFICIAL}") == 1

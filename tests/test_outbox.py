@@ -134,7 +134,9 @@ async def running(settings, *, pacing=FAST, **worker_kw: Any) -> AsyncIterator[B
 
 
 def bodies(graph: FakeGraph, wa_id: str) -> list[str]:
-    return [p["text"]["body"] for p in graph.sent_to(wa_id) if p["type"] == "text"]
+    # A resolved notification carries the Sudah / Belum buttons (issue 17): an interactive message.
+    return [p["text"]["body"] if p["type"] == "text" else p["interactive"]["body"]["text"]
+            for p in graph.sent_to(wa_id) if p["type"] in ("text", "interactive")]
 
 
 async def test_status_change_reaches_a_whatsapp_resident(wa_settings, graph):
@@ -270,7 +272,8 @@ async def test_closed_window_without_template_waits_for_the_resident(wa_settings
         await bot.resident_writes("628401")
         worker.wake()  # what the WhatsApp inbound path does after handling a message
         await graph.wait_for_sent(count=1)
-        assert bodies(graph, "628401") == [f'Kabar untuk laporan Anda {code}: status sekarang "selesai".']
+        assert bodies(graph, "628401") == [
+            f'Kabar untuk laporan Anda {code}: status sekarang "selesai".\n\nApakah masalahnya sudah beres?']
         await worker.idle.wait()
         assert await _counts(bot) == {"sent": 1}
 
