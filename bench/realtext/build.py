@@ -16,6 +16,7 @@ re.sub(r'[\\W_]+', '', text.lower()) in UTF-8. They are kept for a measurement f
 Written:
   data/surabaya.jsonl   id, text, topik, instansi         (every kept complaint)
   data/reviews.jsonl    id, text, site, stars             (Google-Maps reviews, religious sites)
+  data/sirah.jsonl      id, text, site                    (Google-Maps reviews of a tourist spring)
   data/real.jsonl       id, text, pillar, kind, split     (the labelled rows; the format of
                         tests/data/eval_messages.jsonl, so handlers.tagging_eval reads it)
 The split is fixed once: test when sha256("split:" + id) mod 10 < 3 (30%), else dev.
@@ -44,10 +45,13 @@ SOURCES = {
     # source name -> (owner+name folder under --mirror, path inside the repository)
     "surabaya": ("jaal047+Project_Capstone_LaskarAI_KeluhCerdas-", "Dataset/Dataset_Anotasi.xlsx"),
     "reviews": ("R-Pandu-M+analisis-sentimen-ulasan-dengan-algoritma-SVM-kernel-RBF", "mydatabase.sql"),
+    # Google-Maps reviews of a natural-spring tourist site in Malang regency (round 2)
+    "sirah": ("davinaaulia14+sentiment-analysis-sumber-sira", "data/hasil_ubah_tanggal.csv"),
 }
 FETCH_HINT = {
     "surabaya": "github:jaal047/Project_Capstone_LaskarAI_KeluhCerdas-",
     "reviews": "github:R-Pandu-M/analisis-sentimen-ulasan-dengan-algoritma-SVM-kernel-RBF",
+    "sirah": "github:davinaaulia14/sentiment-analysis-sumber-sira",
 }
 _KEY_RE = re.compile(r"[\W_]+")
 
@@ -132,6 +136,23 @@ def read_reviews(blob: bytes, keys: set[str]) -> tuple[list[dict], int]:
     return kept, dropped
 
 
+def read_sirah(blob: bytes, keys: set[str]) -> tuple[list[dict], int]:
+    """Reviews of Sumber Sirah (a spring-fed swimming site): id = the record's number in the CSV.
+    Only the review text is kept (not the reviewer's name or the date)."""
+    records = csv.reader(io.StringIO(blob.decode("utf-8")))
+    next(records)  # header: review text, reviewer, relative date, month
+    kept, dropped = [], 0
+    for n, rec in enumerate(records, start=1):
+        text = rec[0] if rec else ""
+        if text_key(text) in keys:
+            dropped += 1
+            continue
+        text = _clean(text)
+        if text:
+            kept.append({"id": str(n), "text": text, "site": "sumber_sirah"})
+    return kept, dropped
+
+
 def read_labels(path: Path = LABELS) -> dict[tuple[str, str], tuple[str, str]]:
     out = {}
     if path.exists():
@@ -167,8 +188,10 @@ def main(argv: list[str] | None = None) -> int:
             continue
         if source == "surabaya":
             rows, dropped = read_surabaya(blob, ids, keys)
-        else:
+        elif source == "reviews":
             rows, dropped = read_reviews(blob, keys)
+        else:
+            rows, dropped = read_sirah(blob, keys)
         write_jsonl(args.out / f"{source}.jsonl", rows)
         texts.update({(source, r["id"]): r["text"] for r in rows})
         print(f"{source}: kept {len(rows)} rows, dropped {dropped} reserved -> {args.out / (source + '.jsonl')}")
