@@ -290,3 +290,27 @@ async def test_the_scheduler_makes_a_run_missed_earlier_today(make_settings):
             await scheduler.stop()
         assert report is not None and report.messages == 1
         assert (await tg.notified(OFFICIAL))[0].startswith("Pengingat")
+
+
+async def test_deadline_report_gives_the_digest_its_figures(make_settings):
+    """Overdue by pillar and agency, the oldest overdue first, medians, closure outcomes."""
+    import contextlib as _c
+    import sqlite3
+
+    from storage.deadlines import deadline_report
+
+    clock = Clock(wib("2026-08-13", 10))
+    async with stack(make_settings, clock) as (tg, _):
+        sari = await add_resident(tg.db, "1001")
+        road = await submit(tg, sari, clock)
+        lamp = await submit(tg, sari, clock, "Lampu jalan mati di Jalan Pahlawan Maospati sejak dua minggu")
+        clock.now = wib("2026-08-14", 10)
+        await tg.say(OFFICIAL, f"/status {lamp} diteruskan Dinas PUPR Magetan")
+        await tg.say(OFFICIAL, f"/status {road} selesai")
+    with _c.closing(sqlite3.connect(tg.db_path)) as conn:
+        report = deadline_report(conn, DeadlinePolicy(), zone=WIB, today=date(2026, 9, 1))
+    assert report.overdue_by_pillar == {"living": 1} and report.overdue_by_agency == {"Dinas PUPR Magetan": 1}
+    assert [(i.code, i.stage, i.working_days_late) for i in report.oldest_overdue] == [
+        (lamp.value, AGENCY_ANSWER, 5), (lamp.value, RESOLUTION, 1)]
+    assert report.median_hours_to_first_response == 24.0 and report.median_hours_to_resolution == 24.0
+    assert report.closures == {"confirmed": 0, "disputed": 0, "unconfirmed": 0, "waiting": 1}
