@@ -1,0 +1,125 @@
+"""The web desk in a real browser: headless Chromium (Debian's, driven by Playwright) on
+the pages an official and a visitor use, with the bot and the fake Telegram on 127.0.0.1.
+
+Skipped where /usr/bin/chromium is missing (`apt-get install -y chromium`; CI installs it).
+Playwright's own browser download is never used.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.test_officials import OFFICIAL, add_resident, add_submission, scalar
+from tests.test_webdesk import desk_stack
+
+CHROMIUM = Path("/usr/bin/chromium")
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+        "--disable-sync", "--no-first-run"]
+
+pytestmark = pytest.mark.skipif(
+    not CHROMIUM.exists(), reason="needs Debian's chromium at /usr/bin/chromium (apt-get install -y chromium)"
+)
+
+
+@contextlib.asynccontextmanager
+async def chromium(width: int = 1280, height: int = 900) -> AsyncIterator[Any]:
+    """A fresh browser page (no cookies) in headless Chromium."""
+    from playwright.async_api import async_playwright
+
+    async with async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path=str(CHROMIUM), args=ARGS, headless=True)
+        try:
+            context = await browser.new_context(viewport={"width": width, "height": height}, locale="id-ID")
+            page = await context.new_page()
+            yield page
+        finally:
+            await browser.close()
+
+
+async def test_an_official_signs_in_from_the_chat_filters_and_resolves_a_report(make_settings):
+    """/masuk in Telegram → the link in the browser → the list, filtered by pillar → the
+    report → status "selesai" with a note; the resident hears it over Telegram."""
+    async with desk_stack(make_settings) as desk:
+        sari = await add_resident(desk.db, "1001")
+        road = await add_submission(desk.db, sari)
+        flood = await add_submission(desk.db, sari, "Banjir setiap hujan di Desa Sukomoro, selokan tersumbat",
+                                     pillar="environment", area="Sukomoro")
+        link = await desk.link()
+        async with chromium() as page:
+            await page.goto(link)
+            await page.get_by_role("button", name="Masuk").click()
+            await page.wait_for_url(re.compile(r"/desk$"))
+            assert await page.get_by_role("link", name=str(road)).count() == 1
+
+            await page.get_by_label("Pilar", exact=True).select_option(label="Lingkungan")
+            await page.get_by_role("button", name="Terapkan").click()
+            await page.wait_for_url(re.compile(r"pillar=environment"))
+            assert await page.get_by_role("link", name=str(road)).count() == 0
+
+            await page.get_by_role("link", name=str(flood)).click()
+            await page.get_by_role("heading", name=f"Laporan {flood}").wait_for()
+            await page.get_by_label("Status baru").select_option(label="selesai")
+            await page.get_by_label("Catatan").fill("Selokan sudah dibersihkan")
+            await page.get_by_role("button", name="Simpan status").click()
+            result = page.get_by_role("status")
+            await result.wait_for()
+            assert "baru → selesai" in await result.inner_text()
+
+        [news] = await desk.notified(1001)
+        assert news.startswith(f'Kabar untuk laporan Anda {flood}: status sekarang "selesai".\n'
+                               "Catatan: Selokan sudah dibersihkan")
+        assert scalar(desk.db_path, "SELECT actor FROM audit_log WHERE action = 'status'") == f"telegram:{OFFICIAL}"
+
+
+async def test_a_reused_or_stale_link_is_refused_in_the_browser(make_settings):
+    """The second press on a used link, and a link past its 10 minutes, land on a refusal
+    that says how to get a new one; the desk stays closed."""
+    async with desk_stack(make_settings) as desk:
+        link = await desk.link()
+        async with chromium() as page:
+            await page.goto(link)
+            await page.get_by_role("button", name="Masuk").click()
+            await page.wait_for_url(re.compile(r"/desk$"))
+        async with chromium() as page:
+            await page.goto(link)
+            await page.get_by_role("button", name="Masuk").click()
+            await page.get_by_role("heading", name="Tautan tidak berlaku").wait_for()
+            assert "/masuk" in await page.inner_text("main")
+            response = await page.goto(desk.url + "/desk")
+            assert response is not None and response.status == 401
+
+        stale = await desk.link()
+        async with desk.db.transaction() as conn:
+            await conn.execute("UPDATE desk_login_tokens SET expires_at = created_at WHERE used_at IS NULL")
+        async with chromium() as page:
+            await page.goto(stale)
+            await page.get_by_role("button", name="Masuk").click()
+            await page.get_by_role("heading", name="Tautan tidak berlaku").wait_for()
+
+
+async def test_public_page_in_the_browser_shows_no_personal_data(make_settings):
+    """What a visitor's browser shows of a resolved report with a phone number and a NIK:
+    masked text, no name, rounded place; the map draws its marker without any tile server."""
+    async with desk_stack(make_settings) as desk:
+        sari = await add_resident(desk.db, "1001", name="Sari Wulandari")
+        code = await add_submission(
+            desk.db, sari, "Lampu jalan mati di depan rumah saya, telepon 0812-3456-7890, NIK 3520123456789012",
+            latitude=-7.6512345, longitude=111.3298765,
+        )
+        async with desk.db.transaction() as conn:
+            await conn.execute("UPDATE submissions SET status = 'resolved'")
+        async with chromium(390, 844) as page:
+            await page.goto(desk.url + "/publik")
+            text = await page.inner_text("body")
+            assert str(code) in text and "Lampu jalan mati" in text
+            for secret in ("0812", "3456-7890", "3520123456789012", "Sari", "Wulandari", "-7.6512", "111.3298"):
+                assert secret not in text, secret
+            await page.locator(".leaflet-interactive").first.wait_for()
+            assert await page.locator(".leaflet-interactive").count() == 1
+            assert "MAP_TILE_URL" in text  # says why the map has no background
