@@ -10,7 +10,8 @@ pywa's Graph base URL is fixed, so WHATSAPP_API_BASE_URL (a self-hosted proxy, t
 fake) could only be reached by rewriting requests inside a custom httpx transport; its
 duplicate filter is in memory (ours is the `inbound` table, which survives restarts);
 and its typed errors would still need mapping onto our `DeliveryError(retryable=...)`.
-Owning ~200 lines buys the base URL, the retry policy and the error types we need.
+Owning ~200 lines buys the base URL, the retry policy and the error types we need; the
+sends, every message's cost, go over an even leaner client (bot/channels/http11.py).
 
 Media in a reply (a digest chart, an export, the photo an official looks at with /lihat) is
 uploaded first (POST /{phone-id}/media, multipart) and then sent by the id Meta returns.
@@ -482,7 +483,9 @@ def sniff_image(data: bytes) -> str | None:
 class WhatsAppChannel:
     """Sends through `{WHATSAPP_API_BASE_URL}/{WHATSAPP_PHONE_NUMBER_ID}/messages`.
 
-    One httpx.AsyncClient for the channel's life (connection reuse); close it with aclose().
+    One set of HTTP clients for the channel's life (connection reuse): sends and read marks
+    on bot/channels/http11.py's keep-alive pool, the rest on httpx; close with aclose().
+    Every message send waits for its turn in `pace` (WHATSAPP_MESSAGES_PER_SECOND).
     When given the database, every sent message is recorded in `whatsapp_messages` so the
     statuses Meta reports later (delivered, read, failed) can be kept against it."""
 
