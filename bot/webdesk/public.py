@@ -18,7 +18,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from bot.webdesk.render import Pages, language
-from handlers.domain import TrackingCode
+from handlers.domain import STATUSES, TrackingCode
 from handlers.privacy import redact
 from storage import webdesk as store
 
@@ -62,7 +62,7 @@ class PublicPage:
         t = self.catalog.text
         items = [{
             "code": str(TrackingCode(i.code)), "kind": t(lang, f"kinds.{i.kind}"),
-            "pillar": t(lang, f"pillars.{i.pillar}") if i.pillar else t(lang, "pillars.none"),
+            "pillar": t(lang, f"pillars.{i.pillar}") if i.pillar else t(lang, "desk.untagged"),
             "area": i.area, "status": t(lang, f"statuses.{i.status}"), "status_key": i.status,
             "text": redact(i.text, lang), "note": redact(i.status_note, lang) if i.status_note else None,
             "agency": i.forwarded_to, "changed": i.updated_at,
@@ -77,6 +77,7 @@ class PublicPage:
         total = sum(n for _, n in counts["status"])
         return self.pages.html(
             request, "public.html", lang, counts=counts, items=items, total=total,
+            statuses=[(s, t(lang, f"statuses.{s}")) for s in STATUSES],
             regency=self.settings.regency_name,
             points=json.dumps(points, ensure_ascii=False).replace("</", "<\\/"),
             tiles=json.dumps({"url": self.settings.map_tile_url or "",
