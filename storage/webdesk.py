@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from storage.database import Connection, from_db, to_db
+from storage.database import Connection, to_db
 
 # What the public may see: neither hidden (spam, abuse) nor rejected submissions.
 PUBLIC = "hidden = 0 AND status != 'rejected'"
@@ -73,14 +73,19 @@ async def open_session(
 async def get_session(conn: Connection, id_hash: str) -> DeskSession | None:
     async with conn.execute(
         "SELECT id_hash, official, csrf, language, created_at, last_seen_at, ended_at "
-        "FROM desk_sessions WHERE id_hash = ?", (id_hash,)
+        "FROM desk_sessions WHERE id_hash = ?",
+        (id_hash,),
     ) as cur:
         row = await cur.fetchone()
     if row is None:
         return None
     return DeskSession(
-        row["id_hash"], row["official"], row["csrf"], row["language"],
-        from_db(row["created_at"]), from_db(row["last_seen_at"]),  # type: ignore[arg-type]
+        row["id_hash"],
+        row["official"],
+        row["csrf"],
+        row["language"],
+        _at(row["created_at"]),
+        _at(row["last_seen_at"]),
         row["ended_at"] is not None,
     )
 
@@ -89,13 +94,15 @@ async def touch_session(conn: Connection, id_hash: str, *, now: datetime, langua
     if language is None:
         await conn.execute("UPDATE desk_sessions SET last_seen_at = ? WHERE id_hash = ?", (to_db(now), id_hash))
     else:
-        await conn.execute("UPDATE desk_sessions SET last_seen_at = ?, language = ? WHERE id_hash = ?",
-                           (to_db(now), language, id_hash))
+        await conn.execute(
+            "UPDATE desk_sessions SET last_seen_at = ?, language = ? WHERE id_hash = ?", (to_db(now), language, id_hash)
+        )
 
 
 async def end_session(conn: Connection, id_hash: str, *, now: datetime) -> None:
-    await conn.execute("UPDATE desk_sessions SET ended_at = ? WHERE id_hash = ? AND ended_at IS NULL",
-                       (to_db(now), id_hash))
+    await conn.execute(
+        "UPDATE desk_sessions SET ended_at = ? WHERE id_hash = ? AND ended_at IS NULL", (to_db(now), id_hash)
+    )
 
 
 async def end_sessions_except(conn: Connection, officials: frozenset[str], *, now: datetime) -> int:
@@ -103,8 +110,9 @@ async def end_sessions_except(conn: Connection, officials: frozenset[str], *, no
     async with conn.execute("SELECT DISTINCT official FROM desk_sessions WHERE ended_at IS NULL") as cur:
         gone = [row[0] for row in await cur.fetchall() if row[0] not in officials]
     for official in gone:
-        await conn.execute("UPDATE desk_sessions SET ended_at = ? WHERE official = ? AND ended_at IS NULL",
-                           (to_db(now), official))
+        await conn.execute(
+            "UPDATE desk_sessions SET ended_at = ? WHERE official = ? AND ended_at IS NULL", (to_db(now), official)
+        )
     return len(gone)
 
 
@@ -113,15 +121,15 @@ async def end_sessions_except(conn: Connection, officials: frozenset[str], *, no
 class DeskFilter:
     """The list's filters; None means any. `since` inclusive, `until` exclusive (aware)."""
 
-    pillar: str | None = None        # a PILLARS key, or "none" for untagged
+    pillar: str | None = None  # a PILLARS key, or "none" for untagged
     subtopic: str | None = None
     kind: str | None = None
     status: str | None = None
-    area: str | None = None          # a kecamatan, or "none" for no kecamatan
+    area: str | None = None  # a kecamatan, or "none" for no kecamatan
     since: datetime | None = None
     until: datetime | None = None
-    text: str | None = None          # words in the text or the tracking code
-    hidden: str = "visible"          # visible | hidden | all
+    text: str | None = None  # words in the text or the tracking code
+    hidden: str = "visible"  # visible | hidden | all
     located: bool = False
 
 
@@ -132,6 +140,11 @@ SORTS: dict[str, str] = {
     "supports": "supports DESC, created_at DESC, id DESC",
     "updated": "status_changed_at DESC, id DESC",
 }
+
+
+def _at(value: str) -> datetime:
+    """A NOT NULL timestamp column as an aware datetime."""
+    return datetime.fromisoformat(value)
 
 
 def _like(text: str) -> str:
@@ -198,14 +211,27 @@ class Row:
     created_at: datetime
 
 
-_ROW_COLUMNS = ("code, kind, pillar, subtopic, area, latitude, longitude, status, hidden, supports, "
-                "channel, text, created_at")
+_ROW_COLUMNS = (
+    "code, kind, pillar, subtopic, area, latitude, longitude, status, hidden, supports, channel, text, created_at"
+)
 
 
 def _row(r: sqlite3.Row) -> Row:
-    return Row(r["code"], r["kind"], r["pillar"], r["subtopic"], r["area"], r["latitude"], r["longitude"],
-               r["status"], bool(r["hidden"]), int(r["supports"]), r["channel"], r["text"],
-               from_db(r["created_at"]))  # type: ignore[arg-type]
+    return Row(
+        r["code"],
+        r["kind"],
+        r["pillar"],
+        r["subtopic"],
+        r["area"],
+        r["latitude"],
+        r["longitude"],
+        r["status"],
+        bool(r["hidden"]),
+        int(r["supports"]),
+        r["channel"],
+        r["text"],
+        _at(r["created_at"]),
+    )
 
 
 async def search(
@@ -214,7 +240,8 @@ async def search(
     """(how many match, one page of them)."""
     where, params = _where(f)
     async with conn.execute(f"SELECT count(*) FROM submissions{where}", params) as cur:
-        total = int((await cur.fetchone())[0])
+        row = await cur.fetchone()
+    total = int(row[0]) if row else 0
     order = SORTS.get(sort, SORTS["newest"])
     async with conn.execute(
         f"SELECT {_ROW_COLUMNS} FROM submissions{where} ORDER BY {order} LIMIT ? OFFSET ?",
@@ -259,7 +286,7 @@ class PublicItem:
     pillar: str | None
     subtopic: str | None
     area: str | None
-    latitude: float | None     # rounded to 3 decimals here (~100 m)
+    latitude: float | None  # rounded to 3 decimals here (~100 m)
     longitude: float | None
     status: str
     status_note: str | None
@@ -270,15 +297,30 @@ class PublicItem:
     updated_at: datetime
 
 
-_PUBLIC_COLUMNS = ("code, kind, pillar, subtopic, area, round(latitude, 3) AS latitude, "
-                   "round(longitude, 3) AS longitude, status, status_note, forwarded_to, text, language, "
-                   "created_at, status_changed_at")
+_PUBLIC_COLUMNS = (
+    "code, kind, pillar, subtopic, area, round(latitude, 3) AS latitude, "
+    "round(longitude, 3) AS longitude, status, status_note, forwarded_to, text, language, "
+    "created_at, status_changed_at"
+)
 
 
 def _public(r: sqlite3.Row) -> PublicItem:
-    return PublicItem(r["code"], r["kind"], r["pillar"], r["subtopic"], r["area"], r["latitude"], r["longitude"],
-                      r["status"], r["status_note"], r["forwarded_to"], r["text"], r["language"],
-                      from_db(r["created_at"]), from_db(r["status_changed_at"]))  # type: ignore[arg-type]
+    return PublicItem(
+        r["code"],
+        r["kind"],
+        r["pillar"],
+        r["subtopic"],
+        r["area"],
+        r["latitude"],
+        r["longitude"],
+        r["status"],
+        r["status_note"],
+        r["forwarded_to"],
+        r["text"],
+        r["language"],
+        _at(r["created_at"]),
+        _at(r["status_changed_at"]),
+    )
 
 
 async def recently_changed(conn: Connection, *, statuses: tuple[str, ...], limit: int) -> list[PublicItem]:
@@ -294,9 +336,15 @@ async def recently_changed(conn: Connection, *, statuses: tuple[str, ...], limit
 
 # Open311 --------------------------------------------------------------------------------------
 async def public_requests(
-    conn: Connection, *, codes: list[str] | None = None, pillars: list[str] | None = None,
-    subtopics: list[tuple[str, str]] | None = None, since: datetime | None = None,
-    until: datetime | None = None, statuses: list[str] | None = None, limit: int = 1000,
+    conn: Connection,
+    *,
+    codes: list[str] | None = None,
+    pillars: list[str] | None = None,
+    subtopics: list[tuple[str, str]] | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    statuses: list[str] | None = None,
+    limit: int = 1000,
 ) -> list[PublicItem]:
     """Open311's GET requests.json: public submissions by code, service, date and status."""
     clauses = [PUBLIC]
@@ -331,8 +379,13 @@ async def public_requests(
 
 
 async def insert_external(
-    conn: Connection, *, draft: dict[str, Any], channel: str, actor: str,
-    draw_code: Callable[[], str], now: datetime,
+    conn: Connection,
+    *,
+    draft: dict[str, Any],
+    channel: str,
+    actor: str,
+    draw_code: Callable[[], str],
+    now: datetime,
 ) -> str:
     """A submission from another system (Open311): no resident behind it, so no user and no
     name; status new, in the triage list like any other. Returns its code."""
@@ -345,10 +398,21 @@ async def insert_external(
                 "language, area, latitude, longitude, anonymous, channel, status, created_at, updated_at, "
                 "status_changed_at) VALUES (?, NULL, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1, ?, 'new', ?, ?, ?)",
                 (
-                    code, draft["kind"], draft.get("pillar"), draft.get("subtopic"), draft.get("auto_pillar"),
-                    json.dumps(draft.get("matched", []), ensure_ascii=False), draft["text"],
-                    draft.get("language", "id"), draft.get("area"), draft.get("latitude"),
-                    draft.get("longitude"), channel, stamp, stamp, stamp,
+                    code,
+                    draft["kind"],
+                    draft.get("pillar"),
+                    draft.get("subtopic"),
+                    draft.get("auto_pillar"),
+                    json.dumps(draft.get("matched", []), ensure_ascii=False),
+                    draft["text"],
+                    draft.get("language", "id"),
+                    draft.get("area"),
+                    draft.get("latitude"),
+                    draft.get("longitude"),
+                    channel,
+                    stamp,
+                    stamp,
+                    stamp,
                 ),
             )
         except sqlite3.IntegrityError:

@@ -12,8 +12,9 @@ from tests.test_officials import add_resident, add_submission, scalar
 from tests.test_webdesk import OPEN311_KEY, desk_stack
 
 BASE = "/open311/v2"
-PHONE_AND_NIK = ("Jalan desa berlubang di depan rumah saya, hubungi 0812-3456-7890, NIK 3520123456789012, "
-                 "mohon segera ditambal")
+PHONE_AND_NIK = (
+    "Jalan desa berlubang di depan rumah saya, hubungi 0812-3456-7890, NIK 3520123456789012, mohon segera ditambal"
+)
 
 
 def assert_error(response: httpx.Response, status: int) -> str:
@@ -46,10 +47,22 @@ async def test_requests_list_is_public_masked_and_filtered_as_the_spec_says(make
     photo), neither hidden nor rejected ones; filters by id, service, date and status."""
     async with desk_stack(make_settings) as desk, httpx.AsyncClient(base_url=desk.url, timeout=10) as api:
         sari = await add_resident(desk.db, "1001", name="Sari Wulandari")
-        road = await add_submission(desk.db, sari, PHONE_AND_NIK, latitude=-7.6512345, longitude=111.3298765,
-                                    photo="AgACAgQAAxk-photo", subtopic="transport")
-        flood = await add_submission(desk.db, sari, "Banjir setiap hujan di Desa Sukomoro, selokan tersumbat",
-                                     pillar="environment", area="Sukomoro")
+        road = await add_submission(
+            desk.db,
+            sari,
+            PHONE_AND_NIK,
+            latitude=-7.6512345,
+            longitude=111.3298765,
+            photo="AgACAgQAAxk-photo",
+            subtopic="transport",
+        )
+        flood = await add_submission(
+            desk.db,
+            sari,
+            "Banjir setiap hujan di Desa Sukomoro, selokan tersumbat",
+            pillar="environment",
+            area="Sukomoro",
+        )
         spam = await add_submission(desk.db, sari, "Spam spam spam spam spam spam spam")
         with sqlite3.connect(desk.db_path) as conn:
             conn.execute("UPDATE submissions SET hidden = 1 WHERE code = ?", (spam.value,))
@@ -67,14 +80,22 @@ async def test_requests_list_is_public_masked_and_filtered_as_the_spec_says(make
         assert "Jalan desa berlubang" in first["description"]
 
         # The spec's example: a date range and a status.
-        closed = (await api.get(f"{BASE}/requests.json", params={
-            "start_date": "2020-01-01T00:00:00Z", "end_date": "2099-12-31T23:59:59+07:00", "status": "closed",
-        })).json()
+        closed = (
+            await api.get(
+                f"{BASE}/requests.json",
+                params={
+                    "start_date": "2020-01-01T00:00:00Z",
+                    "end_date": "2099-12-31T23:59:59+07:00",
+                    "status": "closed",
+                },
+            )
+        ).json()
         assert [r["service_request_id"] for r in closed] == [str(flood)]
         by_service = (await api.get(f"{BASE}/requests.json", params={"service_code": "environment"})).json()
         assert [r["service_request_id"] for r in by_service] == [str(flood)]
-        by_ids = (await api.get(f"{BASE}/requests.json",
-                                params={"service_request_id": f"{road},{flood.value},{spam}"})).json()
+        by_ids = (
+            await api.get(f"{BASE}/requests.json", params={"service_request_id": f"{road},{flood.value},{spam}"})
+        ).json()
         assert {r["service_request_id"] for r in by_ids} == {str(road), str(flood)}
         future = (await api.get(f"{BASE}/requests.json", params={"start_date": "2099-01-01T00:00:00Z"})).json()
         assert future == []
@@ -92,8 +113,12 @@ async def test_requests_list_is_public_masked_and_filtered_as_the_spec_says(make
 async def test_post_without_a_known_api_key_is_refused(make_settings, api_key):
     """403 in the spec's format; nothing is stored."""
     async with desk_stack(make_settings) as desk, httpx.AsyncClient(base_url=desk.url, timeout=10) as api:
-        form = {"service_code": "living", "lat": "-7.65", "long": "111.33",
-                "description": "Jalan berlubang besar di depan pasar Maospati"}
+        form = {
+            "service_code": "living",
+            "lat": "-7.65",
+            "long": "111.33",
+            "description": "Jalan berlubang besar di depan pasar Maospati",
+        }
         if api_key is not None:
             form["api_key"] = api_key
         assert_error(await api.post(f"{BASE}/requests.json", data=form), 403)
@@ -103,10 +128,21 @@ async def test_post_without_a_known_api_key_is_refused(make_settings, api_key):
 async def test_post_checks_service_description_and_location(make_settings):
     """400 for a missing service, a missing description or a request with no location."""
     async with desk_stack(make_settings) as desk, httpx.AsyncClient(base_url=desk.url, timeout=10) as api:
-        good = {"api_key": OPEN311_KEY, "service_code": "living", "lat": "-7.65", "long": "111.33",
-                "description": "Jalan berlubang besar di depan pasar Maospati"}
-        for change in ({"service_code": "001"}, {"service_code": ""}, {"description": "rusak"},
-                       {"lat": "", "long": ""}, {"lat": "north"}, {"lat": "95"}):
+        good = {
+            "api_key": OPEN311_KEY,
+            "service_code": "living",
+            "lat": "-7.65",
+            "long": "111.33",
+            "description": "Jalan berlubang besar di depan pasar Maospati",
+        }
+        for change in (
+            {"service_code": "001"},
+            {"service_code": ""},
+            {"description": "rusak"},
+            {"lat": "", "long": ""},
+            {"lat": "north"},
+            {"lat": "95"},
+        ):
             assert_error(await api.post(f"{BASE}/requests.json", data={**good, **change}), 400)
         assert scalar(desk.db_path, "SELECT count(*) FROM submissions") == 0
 
@@ -115,19 +151,32 @@ async def test_a_posted_report_becomes_a_submission_in_the_desk(make_settings):
     """The spec's example POST (form-encoded, with contact fields): a tracking code back; the
     report is tagged, new, channel open311, in the desk's list; the contact fields are not kept."""
     async with desk_stack(make_settings) as desk, httpx.AsyncClient(base_url=desk.url, timeout=10) as api:
-        response = await api.post(f"{BASE}/requests.json", data={
-            "api_key": OPEN311_KEY, "service_code": "living.transport", "lat": "-7.6498765", "long": "111.3401234",
-            "address_string": "Jl. Raya Maospati 12, Maospati, Magetan", "email": "budi@example.org",
-            "device_id": "tt222111", "account_id": "123456", "first_name": "Budi", "last_name": "Santoso",
-            "phone": "081299998888", "description": "Jalan berlubang besar di depan pasar, motor sering jatuh",
-            "media_url": "http://www.example.org/media/photo.jpg",
-        })
+        response = await api.post(
+            f"{BASE}/requests.json",
+            data={
+                "api_key": OPEN311_KEY,
+                "service_code": "living.transport",
+                "lat": "-7.6498765",
+                "long": "111.3401234",
+                "address_string": "Jl. Raya Maospati 12, Maospati, Magetan",
+                "email": "budi@example.org",
+                "device_id": "tt222111",
+                "account_id": "123456",
+                "first_name": "Budi",
+                "last_name": "Santoso",
+                "phone": "081299998888",
+                "description": "Jalan berlubang besar di depan pasar, motor sering jatuh",
+                "media_url": "http://www.example.org/media/photo.jpg",
+            },
+        )
         assert response.status_code == 200, response.text
         [created] = response.json()
         code = created["service_request_id"]
-        row = sqlite3.connect(desk.db_path).execute(
-            "SELECT status, channel, pillar, subtopic, auto_pillar, area, user_id, anonymous FROM submissions"
-        ).fetchone()
+        row = (
+            sqlite3.connect(desk.db_path)
+            .execute("SELECT status, channel, pillar, subtopic, auto_pillar, area, user_id, anonymous FROM submissions")
+            .fetchone()
+        )
         assert row == ("new", "open311", "living", "transport", "living", "Maospati", None, 1)
         dump = "\n".join(sqlite3.connect(desk.db_path).iterdump())
         for secret in ("budi@example.org", "Santoso", "081299998888", OPEN311_KEY):

@@ -17,7 +17,7 @@ from typing import Any
 
 import httpx
 
-from bot.app import Services, open_services
+from bot.app import open_services
 from bot.channels.telegram import TelegramChannel
 from bot.outbox import OutboxWorker
 from bot.web import build_web_app
@@ -57,15 +57,20 @@ async def desk_stack(make_settings, **overrides: Any) -> AsyncIterator[DeskStack
     fake = FakeTelegram(max_poll_wait=0.1)
     async with serve(fake.app) as tg_url:
         values: dict[str, Any] = dict(
-            telegram_bot_token=fake.token, telegram_api_base_url=f"{tg_url}/bot",
-            telegram_file_base_url=f"{tg_url}/file/bot", officials=f"telegram:{OFFICIAL}",
-            desk_secret=DESK_SECRET, public_url="http://127.0.0.1", open311_api_keys=OPEN311_KEY,
+            telegram_bot_token=fake.token,
+            telegram_api_base_url=f"{tg_url}/bot",
+            telegram_file_base_url=f"{tg_url}/file/bot",
+            officials=f"telegram:{OFFICIAL}",
+            desk_secret=DESK_SECRET,
+            public_url="http://127.0.0.1",
+            open311_api_keys=OPEN311_KEY,
         )
         values.update(overrides)
         settings = make_settings(**values)
         async with open_services(settings) as services:
-            worker = OutboxWorker(services.db, services.channels, settings, services.catalog,
-                                  pacing=FAST, base_backoff=0.01)
+            worker = OutboxWorker(
+                services.db, services.channels, settings, services.catalog, pacing=FAST, base_backoff=0.01
+            )
             services.core.on_outbox = worker.wake
             channel = TelegramChannel(settings, services.core, services.catalog)
             await channel.start()
@@ -113,8 +118,14 @@ async def test_masuk_gives_a_one_time_link_that_opens_the_desk_once(make_setting
             again = await other.post(f"{desk.url}/desk/login", data={"token": token})
             assert again.status_code == 403 and "sudah dipakai" in again.text
             assert "set-cookie" not in again.headers
-        assert scalar(desk.db_path, "SELECT count(*) FROM audit_log WHERE action = 'desk_login' AND actor = ?",
-                      f"telegram:{OFFICIAL}") == 1
+        assert (
+            scalar(
+                desk.db_path,
+                "SELECT count(*) FROM audit_log WHERE action = 'desk_login' AND actor = ?",
+                f"telegram:{OFFICIAL}",
+            )
+            == 1
+        )
 
 
 async def test_a_stale_link_is_refused(make_settings):
@@ -122,8 +133,9 @@ async def test_a_stale_link_is_refused(make_settings):
     async with desk_stack(make_settings) as desk:
         link = await desk.link()
         async with desk.db.transaction() as conn:
-            await conn.execute("UPDATE desk_login_tokens SET expires_at = ?",
-                               ((utcnow() - timedelta(seconds=1)).isoformat(),))
+            await conn.execute(
+                "UPDATE desk_login_tokens SET expires_at = ?", ((utcnow() - timedelta(seconds=1)).isoformat(),)
+            )
         async with httpx.AsyncClient(base_url=desk.url, timeout=10) as browser:
             response = await browser.post("/desk/login", data={"token": link.split("token=", 1)[1]})
             assert response.status_code == 403
@@ -158,8 +170,10 @@ async def test_a_form_without_its_csrf_token_is_refused(make_settings):
             assert scalar(desk.db_path, "SELECT count(*) FROM outbox") == 0
             # The same form with the page's token goes through.
             page = (await client.get(f"/desk/s/{code.value}")).text
-            done = await client.post(f"/desk/s/{code.value}/status",
-                                     data={"value": "resolved", "note": "Sudah ditambal", "csrf": csrf_of(page)})
+            done = await client.post(
+                f"/desk/s/{code.value}/status",
+                data={"value": "resolved", "note": "Sudah ditambal", "csrf": csrf_of(page)},
+            )
             assert done.status_code == 303
             assert scalar(desk.db_path, "SELECT status FROM submissions") == "resolved"
 
@@ -177,11 +191,17 @@ async def test_sign_out_and_idle_expiry_end_the_session(make_settings):
 
         async with desk.session() as client:
             async with desk.db.transaction() as conn:
-                await conn.execute("UPDATE desk_sessions SET last_seen_at = ? WHERE ended_at IS NULL",
-                                   ((utcnow() - timedelta(minutes=31)).isoformat(),))
+                await conn.execute(
+                    "UPDATE desk_sessions SET last_seen_at = ? WHERE ended_at IS NULL",
+                    ((utcnow() - timedelta(minutes=31)).isoformat(),),
+                )
             assert (await client.get("/desk")).status_code == 401
-        assert scalar(desk.db_path, "SELECT count(*) FROM audit_log WHERE action = 'desk_signed_out' "
-                                    "AND after LIKE '%idle%'") == 1
+        assert (
+            scalar(
+                desk.db_path, "SELECT count(*) FROM audit_log WHERE action = 'desk_signed_out' AND after LIKE '%idle%'"
+            )
+            == 1
+        )
 
 
 async def test_removing_someone_from_officials_ends_their_sessions(make_settings):
@@ -202,8 +222,13 @@ async def test_list_filters_search_sort_and_page(make_settings):
     async with desk_stack(make_settings) as desk:
         sari = await add_resident(desk.db, "1001")
         road = await add_submission(desk.db, sari, area="Maospati")
-        flood = await add_submission(desk.db, sari, "Banjir setiap hujan di Desa Sukomoro, selokan tersumbat",
-                                     pillar="environment", area="Sukomoro")
+        flood = await add_submission(
+            desk.db,
+            sari,
+            "Banjir setiap hujan di Desa Sukomoro, selokan tersumbat",
+            pillar="environment",
+            area="Sukomoro",
+        )
         for n in range(26):
             await add_submission(desk.db, sari, f"Lampu jalan mati nomor {n} di Plaosan", area="Plaosan")
         async with desk.session() as client:
@@ -230,13 +255,17 @@ async def test_status_change_from_the_web_reaches_the_resident_and_the_audit_log
         async with desk.session() as client:
             page = await client.get(f"/desk/s/{code.value}")
             token = csrf_of(page.text)
-            refused = await client.post(f"/desk/s/{code.value}/status",
-                                        data={"value": "forwarded", "note": "", "csrf": token},
-                                        follow_redirects=True)
+            refused = await client.post(
+                f"/desk/s/{code.value}/status",
+                data={"value": "forwarded", "note": "", "csrf": token},
+                follow_redirects=True,
+            )
             assert "instansi" in refused.text  # the chat's own rule: forwarded needs an agency
-            done = await client.post(f"/desk/s/{code.value}/status",
-                                     data={"value": "forwarded", "note": "Dinas PUPR", "csrf": token},
-                                     follow_redirects=True)
+            done = await client.post(
+                f"/desk/s/{code.value}/status",
+                data={"value": "forwarded", "note": "Dinas PUPR", "csrf": token},
+                follow_redirects=True,
+            )
             assert "baru → diteruskan" in done.text
         [news] = await desk.notified(1001)
         assert news.startswith(f"News about your report {code}") and "Dinas PUPR" in news
@@ -270,8 +299,13 @@ async def test_export_downloads_with_the_current_filters(make_settings):
     async with desk_stack(make_settings) as desk:
         sari = await add_resident(desk.db, "1001")
         road = await add_submission(desk.db, sari, area="Maospati")
-        flood = await add_submission(desk.db, sari, "Banjir setiap hujan di Desa Sukomoro, selokan tersumbat",
-                                     pillar="environment", area="Sukomoro")
+        flood = await add_submission(
+            desk.db,
+            sari,
+            "Banjir setiap hujan di Desa Sukomoro, selokan tersumbat",
+            pillar="environment",
+            area="Sukomoro",
+        )
         async with desk.session() as client:
             response = await client.get("/desk/export", params={"format": "csv", "pillar": "environment"})
         assert response.status_code == 200
@@ -303,8 +337,12 @@ async def test_desk_link_from_the_command_line(make_settings, monkeypatch):
     from bot.cli import cli
 
     async with desk_stack(make_settings) as desk:
-        for key, value in {"DATABASE_PATH": str(desk.db_path), "OFFICIALS": f"telegram:{OFFICIAL}",
-                           "DESK_SECRET": DESK_SECRET, "PUBLIC_URL": desk.url}.items():
+        for key, value in {
+            "DATABASE_PATH": str(desk.db_path),
+            "OFFICIALS": f"telegram:{OFFICIAL}",
+            "DESK_SECRET": DESK_SECRET,
+            "PUBLIC_URL": desk.url,
+        }.items():
             monkeypatch.setenv(key, value)
         import asyncio
 
@@ -325,22 +363,35 @@ async def test_public_page_shows_counts_and_resolved_items_without_personal_data
     name, chat id or photo appears; hidden and rejected ones are not counted."""
     async with desk_stack(make_settings) as desk:
         sari = await add_resident(desk.db, "1001", name="Sari Wulandari")
-        text = ("Jalan rusak parah di depan rumah saya, hubungi 0812-3456-7890, "
-                "NIK 3520123456789012, mohon diperbaiki")
-        code = await add_submission(desk.db, sari, text, latitude=-7.6512345, longitude=111.3298765,
-                                    photo="AgACAgQAAxk-photo-id")
+        text = "Jalan rusak parah di depan rumah saya, hubungi 0812-3456-7890, NIK 3520123456789012, mohon diperbaiki"
+        code = await add_submission(
+            desk.db, sari, text, latitude=-7.6512345, longitude=111.3298765, photo="AgACAgQAAxk-photo-id"
+        )
         hidden = await add_submission(desk.db, sari, "Spam spam spam spam spam spam", area="Poncol")
         async with desk.session() as client:
             token = csrf_of((await client.get(f"/desk/s/{code.value}")).text)
-            await client.post(f"/desk/s/{code.value}/status", data={"value": "resolved", "note": "Sudah", "csrf": token})
+            await client.post(
+                f"/desk/s/{code.value}/status", data={"value": "resolved", "note": "Sudah", "csrf": token}
+            )
             await client.post(f"/desk/s/{hidden.value}/hide", data={"note": "spam", "csrf": token})
         desk_public = None
         async with httpx.AsyncClient(base_url=desk.url, timeout=10) as visitor:
             desk_public = await visitor.get("/publik")
         page = desk_public.text
         assert desk_public.status_code == 200 and str(code) in page
-        for secret in ("0812", "3456-7890", "3520123456789012", "Sari", "Wulandari", "1001", "AgACAgQ",
-                       "-7.6512345", "111.3298765", str(hidden), "Poncol"):
+        for secret in (
+            "0812",
+            "3456-7890",
+            "3520123456789012",
+            "Sari",
+            "Wulandari",
+            "1001",
+            "AgACAgQ",
+            "-7.6512345",
+            "111.3298765",
+            str(hidden),
+            "Poncol",
+        ):
             assert secret not in page, secret
         assert "Jalan rusak parah" in page and "-7.651, 111.330" in page
         assert desk_public.headers["cache-control"].startswith("public")
@@ -369,7 +420,9 @@ async def test_sessions_table_keeps_only_hashes(make_settings):
             cookie = browser.cookies.get("suarawarga_desk")
         session_id = cookie.rsplit(".", 1)[0]
         async with desk.db.transaction() as conn:
-            session = await store.get_session(conn, __import__("bot.webdesk.auth", fromlist=["digest"]).digest(session_id))
+            session = await store.get_session(
+                conn, __import__("bot.webdesk.auth", fromlist=["digest"]).digest(session_id)
+            )
         assert session is not None
         dump = "\n".join(__import__("sqlite3").connect(desk.db_path).iterdump())
         assert token not in dump and session_id not in dump

@@ -19,8 +19,14 @@ from tests.test_officials import OFFICIAL, add_resident, add_submission, scalar
 from tests.test_webdesk import desk_stack
 
 CHROMIUM = Path("/usr/bin/chromium")
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-        "--disable-sync", "--no-first-run"]
+ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 
 pytestmark = pytest.mark.skipif(
     not CHROMIUM.exists(), reason="needs Debian's chromium at /usr/bin/chromium (apt-get install -y chromium)"
@@ -48,8 +54,13 @@ async def test_an_official_signs_in_from_the_chat_filters_and_resolves_a_report(
     async with desk_stack(make_settings) as desk:
         sari = await add_resident(desk.db, "1001")
         road = await add_submission(desk.db, sari)
-        flood = await add_submission(desk.db, sari, "Banjir setiap hujan di Desa Sukomoro, selokan tersumbat",
-                                     pillar="environment", area="Sukomoro")
+        flood = await add_submission(
+            desk.db,
+            sari,
+            "Banjir setiap hujan di Desa Sukomoro, selokan tersumbat",
+            pillar="environment",
+            area="Sukomoro",
+        )
         link = await desk.link()
         async with chromium() as page:
             await page.goto(link)
@@ -73,8 +84,9 @@ async def test_an_official_signs_in_from_the_chat_filters_and_resolves_a_report(
             assert "baru → selesai" in await result.inner_text()
 
         [news] = await desk.notified(1001)
-        assert news.startswith(f'Kabar untuk laporan Anda {flood}: status sekarang "selesai".\n'
-                               "Catatan: Selokan sudah dibersihkan")
+        assert news.startswith(
+            f'Kabar untuk laporan Anda {flood}: status sekarang "selesai".\nCatatan: Selokan sudah dibersihkan'
+        )
         assert scalar(desk.db_path, "SELECT actor FROM audit_log WHERE action = 'status'") == f"telegram:{OFFICIAL}"
 
 
@@ -110,8 +122,11 @@ async def test_public_page_in_the_browser_shows_no_personal_data(make_settings):
     async with desk_stack(make_settings) as desk:
         sari = await add_resident(desk.db, "1001", name="Sari Wulandari")
         code = await add_submission(
-            desk.db, sari, "Lampu jalan mati di depan rumah saya, telepon 0812-3456-7890, NIK 3520123456789012",
-            latitude=-7.6512345, longitude=111.3298765,
+            desk.db,
+            sari,
+            "Lampu jalan mati di depan rumah saya, telepon 0812-3456-7890, NIK 3520123456789012",
+            latitude=-7.6512345,
+            longitude=111.3298765,
         )
         async with desk.db.transaction() as conn:
             await conn.execute("UPDATE submissions SET status = 'resolved'")

@@ -13,10 +13,10 @@ which use Leaflet from the xstatic-leaflet package, served from here: no CDN.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import xstatic.pkg.leaflet as leaflet
-from starlette.routing import BaseRoute, Mount, Route
+from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from bot.webdesk.desk import Desk
@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 STATIC = Path(__file__).parent / "static"
 
 
-def routes(services: "Services") -> list[BaseRoute]:
+def routes(services: Services) -> list[Any]:
     settings = services.settings
     pages = Pages(services.catalog, settings.zone, settings.map_tile_url)
     desk = Desk(services, pages)

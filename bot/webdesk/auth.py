@@ -45,20 +45,20 @@ def digest(secret: str) -> str:
     return hashlib.sha256(secret.encode("utf-8")).hexdigest()
 
 
-async def issue_link(conn: Connection, settings: "Settings", official: str, *, now: datetime) -> str:
+async def issue_link(conn: Connection, settings: Settings, official: str, *, now: datetime) -> str:
     """A fresh one-time sign-in link for `official`, recorded (hashed) and audited."""
     token = secrets.token_urlsafe(32)
-    await store.add_login_token(conn, token_hash=digest(token), official=official, now=now,
-                                expires_at=now + LINK_TTL)
+    await store.add_login_token(conn, token_hash=digest(token), official=official, now=now, expires_at=now + LINK_TTL)
     await audit.audit(conn, actor=official, action="desk_link", target=None, now=now)
     return f"{settings.public_url}/desk/login?token={token}"
 
 
-def make_login_command(settings: "Settings", catalog: "Catalog") -> Any:
+def make_login_command(settings: Settings, catalog: Catalog) -> Any:
     """The officials' `/masuk` handler for handlers.officials.OfficialDesk (its `extra`)."""
 
-    async def login_command(conn: Connection, *, actor: str, language: str, command: str, args: str,
-                            msg: Any, now: datetime) -> list[Reply]:
+    async def login_command(
+        conn: Connection, *, actor: str, language: str, command: str, args: str, msg: Any, now: datetime
+    ) -> list[Reply]:
         if not settings.desk_enabled:
             return [Reply(catalog.text(language, "desk.link_unavailable"))]
         link = await issue_link(conn, settings, actor, now=now)

@@ -17,7 +17,7 @@ import math
 import tempfile
 from dataclasses import dataclass, replace
 from datetime import date, datetime, time, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO, cast
 from urllib.parse import urlencode
 
 from starlette.datastructures import FormData
@@ -39,8 +39,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 PAGE_SIZE = 25
-MAP_LIMIT = 5000          # markers on one map; beyond that the filters narrow it
-MAX_FORM = 64 * 1024      # a reply is at most 2,000 characters; nothing here needs more
+MAP_LIMIT = 5000  # markers on one map; beyond that the filters narrow it
+MAX_FORM = 64 * 1024  # a reply is at most 2,000 characters; nothing here needs more
 ACTIONS = ("status", "reply", "pillar", "hide", "unhide")
 
 
@@ -53,7 +53,7 @@ class Signed:
 
 
 class Desk:
-    def __init__(self, services: "Services", pages: Pages):
+    def __init__(self, services: Services, pages: Pages):
         self.services = services
         self.settings = services.settings
         self.db = services.db
@@ -84,13 +84,20 @@ class Desk:
             if session.official not in officials:
                 # Removed from OFFICIALS: every session of theirs ends, here and now.
                 await store.end_sessions_except(conn, officials, now=now)
-                await audit.audit(conn, actor=session.official, action="desk_signed_out",
-                                  target=None, after={"why": "not_an_official"}, now=now)
+                await audit.audit(
+                    conn,
+                    actor=session.official,
+                    action="desk_signed_out",
+                    target=None,
+                    after={"why": "not_an_official"},
+                    now=now,
+                )
                 return None
             if auth.is_stale(session, now=now, idle=self.idle):
                 await store.end_session(conn, id_hash, now=now)
-                await audit.audit(conn, actor=session.official, action="desk_signed_out",
-                                  target=None, after={"why": "idle"}, now=now)
+                await audit.audit(
+                    conn, actor=session.official, action="desk_signed_out", target=None, after={"why": "idle"}, now=now
+                )
                 return None
             if auth.needs_touch(session, now=now):
                 await store.touch_session(conn, id_hash, now=now)
@@ -114,8 +121,9 @@ class Desk:
         lang = self._lang(request)
         token = request.query_params.get("token", "")
         if not token:
-            return self.pages.html(request, "message.html", lang, status=400, title="desk.login_missing",
-                                   message="desk.login_missing_text")
+            return self.pages.html(
+                request, "message.html", lang, status=400, title="desk.login_missing", message="desk.login_missing_text"
+            )
         return self.pages.html(request, "login.html", lang, token=token)
 
     async def login(self, request: Request) -> Response:
@@ -129,18 +137,26 @@ class Desk:
             async with self.db.transaction() as conn:
                 official = await store.use_login_token(conn, token_hash=auth.digest(token), now=now)
                 if official is not None and official in self.settings.officials:
-                    await store.open_session(conn, id_hash=auth.digest(session_id), official=official,
-                                             csrf=csrf, language=lang, now=now)
+                    await store.open_session(
+                        conn, id_hash=auth.digest(session_id), official=official, csrf=csrf, language=lang, now=now
+                    )
                     await audit.audit(conn, actor=official, action="desk_login", target=None, now=now)
                 else:
                     official = None
         if official is None:
             log.info("refused a desk sign-in with an unknown, used or expired link")
-            return self.pages.html(request, "message.html", lang, status=403, title="desk.login_refused",
-                                   message="desk.login_refused_text")
+            return self.pages.html(
+                request, "message.html", lang, status=403, title="desk.login_refused", message="desk.login_refused_text"
+            )
         response = RedirectResponse("/desk", status_code=303)
-        response.set_cookie(auth.COOKIE, self.signer.sign(session_id), httponly=True, samesite="lax",
-                            secure=self._secure(request), path="/")
+        response.set_cookie(
+            auth.COOKIE,
+            self.signer.sign(session_id),
+            httponly=True,
+            samesite="lax",
+            secure=self._secure(request),
+            path="/",
+        )
         return response
 
     async def logout(self, request: Request) -> Response:
@@ -155,8 +171,9 @@ class Desk:
             await store.end_session(conn, who.session.id_hash, now=now)
             await audit.audit(conn, actor=who.official, action="desk_logout", target=None, now=now)
         lang = self._lang(request, who)
-        response = self.pages.html(request, "message.html", lang, title="desk.signed_out",
-                                   message="desk.signed_out_text")
+        response = self.pages.html(
+            request, "message.html", lang, title="desk.signed_out", message="desk.signed_out_text"
+        )
         response.delete_cookie(auth.COOKIE, path="/")
         return response
 
@@ -188,9 +205,15 @@ class Desk:
             chosen["q"] = text
         hidden = pick("hidden", ("visible", "hidden", "all")) or "visible"
         f = store.DeskFilter(
-            pillar=pillar, subtopic=subtopic.split(".", 1)[1] if subtopic else None,
-            kind=pick("kind", KINDS), status=pick("status", STATUSES), area=pick("area", [*self.areas, "none"]),
-            since=since, until=until + timedelta(days=1) if until else None, text=text or None, hidden=hidden,
+            pillar=pillar,
+            subtopic=subtopic.split(".", 1)[1] if subtopic else None,
+            kind=pick("kind", KINDS),
+            status=pick("status", STATUSES),
+            area=pick("area", [*self.areas, "none"]),
+            since=since,
+            until=until + timedelta(days=1) if until else None,
+            text=text or None,
+            hidden=hidden,
         )
         if subtopic and not pillar:
             f = replace(f, pillar=subtopic.split(".", 1)[0])
@@ -206,8 +229,10 @@ class Desk:
         t = self.catalog.text
         return {
             "pillars": [(p, t(lang, f"pillars.{p}")) for p in PILLARS],
-            "subtopics": [(f"{p}.{s}", f"{t(lang, f'pillars.{p}')} – {self.tagger.subtopic_label(p, s, lang)}")
-                          for p, s in self.tagger.subtopics()],
+            "subtopics": [
+                (f"{p}.{s}", f"{t(lang, f'pillars.{p}')} – {self.tagger.subtopic_label(p, s, lang)}")
+                for p, s in self.tagger.subtopics()
+            ],
             "kinds": [(k, t(lang, f"kinds.{k}")) for k in KINDS],
             "statuses": [(s, t(lang, f"statuses.{s}")) for s in STATUSES],
             "areas": self.areas,
@@ -237,9 +262,21 @@ class Desk:
             return "/desk?" + urlencode({**chosen, "sort": key})
 
         return self.pages.html(
-            request, "list.html", lang, who=who, rows=rows, total=total, page=page, pages=pages,
-            chosen=chosen, sort=sort, page_link=page_link, sort_link=sort_link, csrf=who.session.csrf,
-            export_query=urlencode(chosen), map_link="/desk/map?" + urlencode(chosen),
+            request,
+            "list.html",
+            lang,
+            who=who,
+            rows=rows,
+            total=total,
+            page=page,
+            pages=pages,
+            chosen=chosen,
+            sort=sort,
+            page_link=page_link,
+            sort_link=sort_link,
+            csrf=who.session.csrf,
+            export_query=urlencode(chosen),
+            map_link="/desk/map?" + urlencode(chosen),
             export_partial=bool(chosen.get("q") or chosen.get("subtopic") or chosen.get("hidden")),
             **self._choices(lang),
         )
@@ -258,11 +295,21 @@ class Desk:
             history = await desk.status_history(conn, case.id)
             similar = await store.similar(conn, code=case.code, pillar=case.pillar, area=case.area)
         flash = self._flash.pop(who.session.id_hash, None)
-        subtopic = (self.tagger.subtopic_label(case.pillar, case.subtopic, lang)
-                    if case.pillar and case.subtopic else None)
+        subtopic = (
+            self.tagger.subtopic_label(case.pillar, case.subtopic, lang) if case.pillar and case.subtopic else None
+        )
         return self.pages.html(
-            request, "detail.html", lang, who=who, case=case, history=history, similar=similar, flash=flash,
-            subtopic=subtopic, csrf=who.session.csrf, **self._choices(lang),
+            request,
+            "detail.html",
+            lang,
+            who=who,
+            case=case,
+            history=history,
+            similar=similar,
+            flash=flash,
+            subtopic=subtopic,
+            csrf=who.session.csrf,
+            **self._choices(lang),
         )
 
     async def act(self, request: Request) -> Response:
@@ -293,12 +340,20 @@ class Desk:
             return self._refused(request, "desk.not_found", 404)
         now = utcnow()
         # What handle() reads of the message: the channel (photos) and the chat (files).
-        msg = Incoming(channel="web", user_id=who.official, chat_id="", kind=InputKind.COMMAND,
-                       received_at=now, command=action, args=args)
+        msg = Incoming(
+            channel="web",
+            user_id=who.official,
+            chat_id="",
+            kind=InputKind.COMMAND,
+            received_at=now,
+            command=action,
+            args=args,
+        )
         try:
             async with self.db.transaction() as conn:
-                replies = await desk_handler.handle(conn, actor=who.official, language=lang, command=action,
-                                                    args=args.strip(), msg=msg, now=now)
+                replies = await desk_handler.handle(
+                    conn, actor=who.official, language=lang, command=action, args=args.strip(), msg=msg, now=now
+                )
         except StorageUnavailable:
             self._flash[who.session.id_hash] = (self.catalog.text(lang, "error.storage"), False)
         else:
@@ -319,19 +374,40 @@ class Desk:
         async with self.db.transaction() as conn:
             total, rows = await store.search(conn, replace(f, located=True), sort="newest", limit=MAP_LIMIT)
         t = self.catalog.text
-        points = [{
-            "code": str(TrackingCode(r.code)), "href": f"/desk/s/{r.code}", "lat": r.latitude, "lon": r.longitude,
-            "label": " · ".join(x for x in (t(lang, f"kinds.{r.kind}"),
-                                            t(lang, f"pillars.{r.pillar}") if r.pillar else "",
-                                            t(lang, f"statuses.{r.status}")) if x),
-            "status": r.status,
-        } for r in rows]
+        points = [
+            {
+                "code": str(TrackingCode(r.code)),
+                "href": f"/desk/s/{r.code}",
+                "lat": r.latitude,
+                "lon": r.longitude,
+                "label": " · ".join(
+                    x
+                    for x in (
+                        t(lang, f"kinds.{r.kind}"),
+                        t(lang, f"pillars.{r.pillar}") if r.pillar else "",
+                        t(lang, f"statuses.{r.status}"),
+                    )
+                    if x
+                ),
+                "status": r.status,
+            }
+            for r in rows
+        ]
         return self.pages.html(
-            request, "map.html", lang, who=who, chosen=chosen, total=total, shown=len(points), csrf=who.session.csrf,
+            request,
+            "map.html",
+            lang,
+            who=who,
+            chosen=chosen,
+            total=total,
+            shown=len(points),
+            csrf=who.session.csrf,
             points=json.dumps(points, ensure_ascii=False).replace("</", "<\\/"),
-            tiles=json.dumps({"url": self.settings.map_tile_url or "",
-                              "attribution": self.settings.map_tile_attribution}),
-            list_link="/desk?" + urlencode(chosen), **self._choices(lang),
+            tiles=json.dumps(
+                {"url": self.settings.map_tile_url or "", "attribution": self.settings.map_tile_attribution}
+            ),
+            list_link="/desk?" + urlencode(chosen),
+            **self._choices(lang),
         )
 
     # Exports -----------------------------------------------------------------------------
@@ -343,22 +419,43 @@ class Desk:
         fmt = request.query_params.get("format", "xlsx")
         if fmt not in FORMATS:
             return self._refused(request, "desk.not_found", 404)
-        f, chosen = self._filters(request)
-        filters = ExportFilter(since=f.since, until=f.until, pillar=f.pillar, kind=f.kind, status=f.status,
-                               area=f.area if f.area != "none" else None)
+        f, _ = self._filters(request)
+        filters = ExportFilter(
+            since=f.since,
+            until=f.until,
+            pillar=f.pillar,
+            kind=f.kind,
+            status=f.status,
+            area=f.area if f.area != "none" else None,
+        )
         # Spooled to disk past a few MB: a large export never sits whole in memory.
-        sink = tempfile.SpooledTemporaryFile(max_size=4 * 1024 * 1024)
+        # Closed by the response's iterator once sent (or below on failure): not a `with`.
+        sink = tempfile.SpooledTemporaryFile(max_size=4 * 1024 * 1024)  # noqa: SIM115
         try:
-            count = await asyncio.to_thread(export, self.settings.database_path, fmt, sink, filters,  # type: ignore[arg-type]
-                                            lang=lang, zone=self.settings.zone, actor=who.official)
+            count = await asyncio.to_thread(
+                export,
+                self.settings.database_path,
+                fmt,
+                cast(BinaryIO, sink),
+                filters,
+                lang=lang,
+                zone=self.settings.zone,
+                actor=who.official,
+            )
         except ExportError as exc:
             sink.close()
             log.error("desk export failed: %s", exc)
             return self._refused(request, "desk.export_failed", 500)
         now = utcnow()
         async with self.db.transaction() as conn:
-            await audit.audit(conn, actor=who.official, action="desk_export", target=None,
-                              after={"format": fmt, "filters": filters.to_json(), "count": count}, now=now)
+            await audit.audit(
+                conn,
+                actor=who.official,
+                action="desk_export",
+                target=None,
+                after={"format": fmt, "filters": filters.to_json(), "count": count},
+                now=now,
+            )
         sink.seek(0)
 
         def chunks() -> Any:
@@ -370,7 +467,12 @@ class Desk:
 
         stamp = datetime.now(self.settings.zone).strftime("%Y%m%d-%H%M")
         name = f"suarawarga-{stamp}.{EXTENSIONS[fmt]}"
-        return StreamingResponse(chunks(), media_type=MIME_TYPES[fmt], headers={
-            "Content-Disposition": f'attachment; filename="{name}"', "Cache-Control": "no-store",
-            "X-Content-Type-Options": "nosniff",
-        })
+        return StreamingResponse(
+            chunks(),
+            media_type=MIME_TYPES[fmt],
+            headers={
+                "Content-Disposition": f'attachment; filename="{name}"',
+                "Cache-Control": "no-store",
+                "X-Content-Type-Options": "nosniff",
+            },
+        )

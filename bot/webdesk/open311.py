@@ -39,12 +39,11 @@ CHANGESET = "2026-12-03T00:00:00Z"
 OPEN = ("new", "reviewed", "forwarded")
 CLOSED = ("in_masterplan", "resolved")
 MAX_RESULTS = 1000
-DEFAULT_DAYS = 90          # the spec's default window when no date is given
+DEFAULT_DAYS = 90  # the spec's default window when no date is given
 MIN_TEXT = 10
 MAX_TEXT = 4000
 MAX_BODY = 64 * 1024
-_HEADERS = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff",
-            "Access-Control-Allow-Origin": "*"}
+_HEADERS = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff", "Access-Control-Allow-Origin": "*"}
 
 
 def error(status: int, description: str) -> Response:
@@ -69,7 +68,7 @@ def parse_w3c(raw: str) -> datetime | None:
 
 
 class Open311:
-    def __init__(self, services: "Services"):
+    def __init__(self, services: Services):
         self.services = services
         self.settings = services.settings
         self.db = services.db
@@ -86,13 +85,31 @@ class Open311:
         out: list[dict[str, Any]] = []
         for pillar in PILLARS:
             name = t(lang, f"pillars.{pillar}")
-            out.append({"service_code": pillar, "service_name": name, "description": t(lang, f"pillar_help.{pillar}"),
-                        "metadata": False, "type": "realtime", "keywords": pillar, "group": name})
+            out.append(
+                {
+                    "service_code": pillar,
+                    "service_name": name,
+                    "description": t(lang, f"pillar_help.{pillar}"),
+                    "metadata": False,
+                    "type": "realtime",
+                    "keywords": pillar,
+                    "group": name,
+                }
+            )
             for p, sub in self.tagger.subtopics():
                 if p == pillar:
                     label = self.tagger.subtopic_label(p, sub, lang)
-                    out.append({"service_code": f"{p}.{sub}", "service_name": label, "description": f"{name}: {label}",
-                                "metadata": False, "type": "realtime", "keywords": f"{p},{sub}", "group": name})
+                    out.append(
+                        {
+                            "service_code": f"{p}.{sub}",
+                            "service_name": label,
+                            "description": f"{name}: {label}",
+                            "metadata": False,
+                            "type": "realtime",
+                            "keywords": f"{p},{sub}",
+                            "group": name,
+                        }
+                    )
         return out
 
     def _service(self, code: str) -> tuple[str, str | None] | None:
@@ -106,12 +123,22 @@ class Open311:
 
     async def discovery(self, request: Request) -> Response:
         base = (self.settings.public_url or str(request.base_url).rstrip("/")) + "/open311/v2"
-        return ok({
-            "changeset": CHANGESET, "contact": self.settings.regency_name,
-            "key_service": "OPEN311_API_KEYS (ask the masterplan team)",
-            "endpoints": [{"specification": SPEC, "url": base, "changeset": CHANGESET, "type": "production",
-                           "formats": ["application/json"]}],
-        })
+        return ok(
+            {
+                "changeset": CHANGESET,
+                "contact": self.settings.regency_name,
+                "key_service": "OPEN311_API_KEYS (ask the masterplan team)",
+                "endpoints": [
+                    {
+                        "specification": SPEC,
+                        "url": base,
+                        "changeset": CHANGESET,
+                        "type": "production",
+                        "formats": ["application/json"],
+                    }
+                ],
+            }
+        )
 
     async def services_json(self, request: Request) -> Response:
         return ok(self.services_list())
@@ -136,13 +163,20 @@ class Open311:
             "service_request_id": str(TrackingCode(item.code)),
             "status": "closed" if item.status in CLOSED else "open",
             "status_notes": redact(item.status_note, lang) if item.status_note else t(lang, f"statuses.{item.status}"),
-            "service_name": service_name, "service_code": service_code,
+            "service_name": service_name,
+            "service_code": service_code,
             "description": redact(item.text, lang),
-            "agency_responsible": item.forwarded_to, "service_notice": None,
+            "agency_responsible": item.forwarded_to,
+            "service_notice": None,
             "requested_datetime": w3c(item.created_at, self.zone),
-            "updated_datetime": w3c(item.updated_at, self.zone), "expected_datetime": None,
-            "address": f"Kecamatan {item.area}" if item.area else None, "address_id": None, "zipcode": None,
-            "lat": item.latitude, "long": item.longitude, "media_url": None,
+            "updated_datetime": w3c(item.updated_at, self.zone),
+            "expected_datetime": None,
+            "address": f"Kecamatan {item.area}" if item.area else None,
+            "address_id": None,
+            "zipcode": None,
+            "lat": item.latitude,
+            "long": item.longitude,
+            "media_url": None,
         }
 
     async def requests_json(self, request: Request) -> Response:
@@ -187,8 +221,16 @@ class Open311:
                         return error(400, "status is open or closed")
                     statuses += OPEN if word.strip() == "open" else CLOSED
         async with self.db.transaction() as conn:
-            items = await store.public_requests(conn, codes=codes, pillars=pillars, subtopics=subtopics,
-                                                since=since, until=until, statuses=statuses, limit=MAX_RESULTS)
+            items = await store.public_requests(
+                conn,
+                codes=codes,
+                pillars=pillars,
+                subtopics=subtopics,
+                since=since,
+                until=until,
+                statuses=statuses,
+                limit=MAX_RESULTS,
+            )
         return ok([self._request(i) for i in items])
 
     async def request_json(self, request: Request) -> Response:
@@ -252,10 +294,16 @@ class Open311:
         pillar, subtopic = service
         tag = self.tagger.classify(text)
         draft = {
-            "kind": "report", "text": text, "language": self.lang, "pillar": pillar,
+            "kind": "report",
+            "text": text,
+            "language": self.lang,
+            "pillar": pillar,
             "subtopic": subtopic or (tag.subtopic if tag.pillar == pillar else None),
-            "auto_pillar": tag.pillar, "matched": list(tag.matched), "area": area,
-            "latitude": lat, "longitude": lon,
+            "auto_pillar": tag.pillar,
+            "matched": list(tag.matched),
+            "area": area,
+            "latitude": lat,
+            "longitude": lon,
         }
         # Which key sent it, without the key: its hash's first characters.
         actor = "open311:" + hashlib.sha256(api_key.encode("utf-8")).hexdigest()[:8]
@@ -263,11 +311,21 @@ class Open311:
         try:
             async with self.db.transaction() as conn:
                 code = await store.insert_external(
-                    conn, draft=draft, channel="open311", actor=actor, now=now,
+                    conn,
+                    draft=draft,
+                    channel="open311",
+                    actor=actor,
+                    now=now,
                     draw_code=lambda: TrackingCode.generate(self.rng).value,
                 )
-                await audit.audit(conn, actor=actor, action="open311_request", target=code,
-                                  after={"service_code": fields.get("service_code")}, now=now)
+                await audit.audit(
+                    conn,
+                    actor=actor,
+                    action="open311_request",
+                    target=code,
+                    after={"service_code": fields.get("service_code")},
+                    now=now,
+                )
         except StorageUnavailable:
             return error(503, "cannot store the request now; try again later")
         log.info("Open311 request stored from %s", actor)

@@ -31,7 +31,7 @@ MAP_POINTS = 1000
 
 
 class PublicPage:
-    def __init__(self, services: "Services", pages: Pages, *, clock=time.monotonic):  # type: ignore[no-untyped-def]
+    def __init__(self, services: Services, pages: Pages, *, clock=time.monotonic):  # type: ignore[no-untyped-def]
         self.db = services.db
         self.catalog = services.catalog
         self.tagger = services.tagger
@@ -60,26 +60,55 @@ class PublicPage:
             recent = await store.recently_changed(conn, statuses=("resolved", "in_masterplan"), limit=RECENT)
             located = await store.public_requests(conn, limit=MAP_POINTS)
         t = self.catalog.text
-        items = [{
-            "code": str(TrackingCode(i.code)), "kind": t(lang, f"kinds.{i.kind}"),
-            "pillar": t(lang, f"pillars.{i.pillar}") if i.pillar else t(lang, "desk.untagged"),
-            "area": i.area, "status": t(lang, f"statuses.{i.status}"), "status_key": i.status,
-            "text": redact(i.text, lang), "note": redact(i.status_note, lang) if i.status_note else None,
-            "agency": i.forwarded_to, "changed": i.updated_at,
-            "where": f"{i.latitude:.3f}, {i.longitude:.3f}" if i.latitude is not None and i.longitude is not None else None,
-        } for i in recent]
-        points = [{
-            "code": str(TrackingCode(i.code)), "lat": i.latitude, "lon": i.longitude, "status": i.status,
-            "label": " · ".join(x for x in (t(lang, f"kinds.{i.kind}"),
-                                            t(lang, f"pillars.{i.pillar}") if i.pillar else "",
-                                            t(lang, f"statuses.{i.status}")) if x),
-        } for i in located if i.latitude is not None and i.longitude is not None]
+        items = [
+            {
+                "code": str(TrackingCode(i.code)),
+                "kind": t(lang, f"kinds.{i.kind}"),
+                "pillar": t(lang, f"pillars.{i.pillar}") if i.pillar else t(lang, "desk.untagged"),
+                "area": i.area,
+                "status": t(lang, f"statuses.{i.status}"),
+                "status_key": i.status,
+                "text": redact(i.text, lang),
+                "note": redact(i.status_note, lang) if i.status_note else None,
+                "agency": i.forwarded_to,
+                "changed": i.updated_at,
+                "where": f"{i.latitude:.3f}, {i.longitude:.3f}"
+                if i.latitude is not None and i.longitude is not None
+                else None,
+            }
+            for i in recent
+        ]
+        points = [
+            {
+                "code": str(TrackingCode(i.code)),
+                "lat": i.latitude,
+                "lon": i.longitude,
+                "status": i.status,
+                "label": " · ".join(
+                    x
+                    for x in (
+                        t(lang, f"kinds.{i.kind}"),
+                        t(lang, f"pillars.{i.pillar}") if i.pillar else "",
+                        t(lang, f"statuses.{i.status}"),
+                    )
+                    if x
+                ),
+            }
+            for i in located
+            if i.latitude is not None and i.longitude is not None
+        ]
         total = sum(n for _, n in counts["status"])
         return self.pages.html(
-            request, "public.html", lang, counts=counts, items=items, total=total,
+            request,
+            "public.html",
+            lang,
+            counts=counts,
+            items=items,
+            total=total,
             statuses=[(s, t(lang, f"statuses.{s}")) for s in STATUSES],
             regency=self.settings.regency_name,
             points=json.dumps(points, ensure_ascii=False).replace("</", "<\\/"),
-            tiles=json.dumps({"url": self.settings.map_tile_url or "",
-                              "attribution": self.settings.map_tile_attribution}),
-        ).body
+            tiles=json.dumps(
+                {"url": self.settings.map_tile_url or "", "attribution": self.settings.map_tile_attribution}
+            ),
+        ).body  # type: ignore[return-value]  # an HTMLResponse's body is bytes

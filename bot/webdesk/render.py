@@ -21,8 +21,12 @@ LANG_COOKIE = "suarawarga_lang"
 
 def environment() -> Environment:
     # Autoescape everything: residents' text is shown as written, never as markup.
-    return Environment(loader=FileSystemLoader(str(TEMPLATES)), autoescape=select_autoescape(default=True),
-                       trim_blocks=True, lstrip_blocks=True)
+    return Environment(
+        loader=FileSystemLoader(str(TEMPLATES)),
+        autoescape=select_autoescape(default=True),
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
 
 
 def language(request: Request, catalog: Catalog, fallback: str | None = None) -> str:
@@ -64,8 +68,9 @@ class Pages:
         self.zone = zone
         self.tile_url = tile_url
 
-    def html(self, request: Request, name: str, lang: str, *, status: int = 200, cache: str = "no-store",
-             **context: Any) -> HTMLResponse:
+    def html(
+        self, request: Request, name: str, lang: str, *, status: int = 200, cache: str = "no-store", **context: Any
+    ) -> HTMLResponse:
         catalog, zone = self.catalog, self.zone
 
         def t(key: str, /, **params: object) -> str:
@@ -86,18 +91,31 @@ class Pages:
             return f"{request.url.path}?{urlencode(query)}"
 
         page = self.env.get_template(name).render(
-            t=t, label=label, when=when, code=code, lang=lang, switch=switch,
+            t=t,
+            label=label,
+            when=when,
+            code=code,
+            lang=lang,
+            switch=switch,
             languages=[(other, catalog.text(other, "language.name")) for other in catalog.languages],
-            path=request.url.path, **context,
+            path=request.url.path,
+            **context,
         )
         return self.respond(request, lang, page.encode("utf-8"), status=status, cache=cache)
 
-    def respond(self, request: Request, lang: str, body: bytes, *, status: int = 200,
-                cache: str = "no-store") -> HTMLResponse:
+    def respond(
+        self, request: Request, lang: str, body: bytes, *, status: int = 200, cache: str = "no-store"
+    ) -> HTMLResponse:
         """A rendered page as the response, with the headers every page has; remembers the
         language a visitor switched to."""
         response = HTMLResponse(body, status_code=status, headers=security_headers(self.tile_url, cache=cache))
         if request.query_params.get("lang") == lang:
-            response.set_cookie(LANG_COOKIE, lang, max_age=365 * 24 * 3600, httponly=True, samesite="lax",
-                                secure=request.url.scheme == "https")
+            response.set_cookie(
+                LANG_COOKIE,
+                lang,
+                max_age=365 * 24 * 3600,
+                httponly=True,
+                samesite="lax",
+                secure=request.url.scheme == "https",
+            )
         return response
