@@ -25,7 +25,7 @@ from handlers.messages import Reply, StartupError
 from handlers.officials import OfficialDesk
 from handlers.tagging import RulesError, Tagger
 from storage import repository as repo
-from storage.database import Database, StorageUnavailable, utcnow
+from storage.database import Database, StorageUnavailable, connect, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -58,18 +58,21 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
         tagger = Tagger.from_path(settings.rules_path)
     except (RulesError, OSError) as exc:
         raise StartupError(f"RULES_PATH: {exc}") from None
-    if settings.database_path.is_dir():
+    if settings.database_url:  # PostgreSQL (storage/pg.py); otherwise the SQLite file below
+        db = await _open_postgres(settings)
+    elif settings.database_path.is_dir():
         # Checked first: aiosqlite's thread outlives a failed open and prints a traceback.
         raise ConfigError([f"DATABASE_PATH: {settings.database_path} is a folder; name the database file inside it"])
-    try:
-        _probe_writable(settings.database_path)
-        db = await Database(settings.database_path).open()
-    except (sqlite3.Error, OSError) as exc:
-        # A read-only folder or file system, a folder named like the file, not a database.
-        raise ConfigError([
-            f"DATABASE_PATH: cannot open {settings.database_path} for writing: "
-            f"{_why_unopenable(settings.database_path, exc)}"
-        ]) from None
+    else:
+        try:
+            _probe_writable(settings.database_path)
+            db = await connect(settings).open()
+        except (sqlite3.Error, OSError) as exc:
+            # A read-only folder or file system, a folder named like the file, not a database.
+            raise ConfigError([
+                f"DATABASE_PATH: cannot open {settings.database_path} for writing: "
+                f"{_why_unopenable(settings.database_path, exc)}"
+            ]) from None
     try:
         core = Core(
             db=db, tagger=tagger, catalog=catalog, detector=detector,
@@ -80,6 +83,14 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
         yield services
     finally:
         await db.close()
+
+
+async def _open_postgres(settings: Settings) -> Database:
+    try:
+        db: Database = await connect(settings).open()
+    except StorageUnavailable as exc:  # unreachable, refused, no such database or role
+        raise ConfigError([f"DATABASE_URL: {exc}"]) from None
+    return db
 
 
 def _probe_writable(path: Path) -> None:

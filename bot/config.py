@@ -53,6 +53,8 @@ class Settings(BaseSettings):
     default_language: str = "id"
     timezone: str = "Asia/Jakarta"
     database_path: Path = Path("data/suarawarga.db")
+    # PostgreSQL (postgresql://user@host:5432/db) instead of the SQLite file; None: the file.
+    database_url: str | None = None
     rules_path: Path | None = None
     privacy_notice_version: str = "2026-11"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
@@ -128,6 +130,13 @@ class Settings(BaseSettings):
         if v and not re.fullmatch(r"https?://[^\s/?#]+(/[^\s?#]*)?", v):
             raise ValueError("must be the address residents' officials open, e.g. https://suarawarga.magetan.go.id")
         return v.rstrip("/") if v else None
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_url_shape(cls, v: str | None) -> str | None:
+        if v and not re.fullmatch(r"postgres(ql)?://\S+", v):
+            raise ValueError("must be a PostgreSQL URL, e.g. postgresql://suarawarga@127.0.0.1:5432/suarawarga")
+        return v or None
 
     @field_validator("desk_secret")
     @classmethod

@@ -371,3 +371,18 @@ class Database:
                 await self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
             except sqlite3.OperationalError as exc:
                 log.warning("WAL checkpoint did not complete: %s", exc)
+
+
+def connect(settings_or_url: Any) -> Any:
+    """The database the settings name: PostgreSQL when DATABASE_URL is set (or a
+    postgresql:// URL is given), otherwise the SQLite file at DATABASE_PATH (or the path
+    given). Not yet open: `await connect(settings).open()` or `async with connect(...)`."""
+    if isinstance(settings_or_url, str | Path):
+        target: str | Path = settings_or_url
+    else:
+        target = getattr(settings_or_url, "database_url", None) or settings_or_url.database_path
+    if isinstance(target, str) and target.startswith(("postgresql://", "postgres://")):
+        from storage.pg import PgDatabase  # asyncpg is only imported when PostgreSQL is used
+
+        return PgDatabase(target)
+    return Database(target)

@@ -69,26 +69,29 @@ async def insert_submission(
     stamp = to_db(now)
     for _ in range(20):
         code = draw_code()
-        try:
-            cur = await conn.execute(
-                "INSERT INTO submissions (code, user_id, kind, pillar, subtopic, auto_pillar, "
-                "matched, text, language, area, latitude, longitude, photo_ref, anonymous, "
-                "submitter_name, channel, status, created_at, updated_at, status_changed_at) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'new', ?, ?, ?)",
-                (
-                    code, user.id, draft["kind"], draft.get("pillar"),
-                    draft.get("subtopic"), draft.get("auto_pillar"),
-                    json.dumps(draft.get("matched", []), ensure_ascii=False), draft["text"],
-                    draft.get("language", user.language), draft.get("area"),
-                    draft.get("latitude"), draft.get("longitude"), draft.get("photo"),
-                    1 if draft.get("anonymous") else 0,
-                    None if draft.get("anonymous") else draft.get("name"),
-                    user.channel, stamp, stamp, stamp,
-                ),
-            )
-        except sqlite3.IntegrityError:
+        # A taken code inserts nothing and returns no row (not an error: on PostgreSQL an
+        # error would abort the whole transaction); RETURNING id works on both engines.
+        async with conn.execute(
+            "INSERT INTO submissions (code, user_id, kind, pillar, subtopic, auto_pillar, "
+            "matched, text, language, area, latitude, longitude, photo_ref, anonymous, "
+            "submitter_name, channel, status, created_at, updated_at, status_changed_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'new', ?, ?, ?) "
+            "ON CONFLICT (code) DO NOTHING RETURNING id",
+            (
+                code, user.id, draft["kind"], draft.get("pillar"),
+                draft.get("subtopic"), draft.get("auto_pillar"),
+                json.dumps(draft.get("matched", []), ensure_ascii=False), draft["text"],
+                draft.get("language", user.language), draft.get("area"),
+                draft.get("latitude"), draft.get("longitude"), draft.get("photo"),
+                1 if draft.get("anonymous") else 0,
+                None if draft.get("anonymous") else draft.get("name"),
+                user.channel, stamp, stamp, stamp,
+            ),
+        ) as cur:
+            row = await cur.fetchone()
+        if row is None:
             continue  # code collision (1 in 10^9 per pair): draw again
-        submission_id = cur.lastrowid
+        submission_id = row[0]
         await conn.execute(
             "INSERT INTO status_history (submission_id, from_status, to_status, actor, created_at) "
             "VALUES (?, NULL, 'new', ?, ?)",
@@ -176,7 +179,7 @@ async def add_support(
 ) -> bool:
     """One support per resident per submission: False when already given."""
     cur = await conn.execute(
-        "INSERT OR IGNORE INTO supports (submission_id, user_id, created_at) VALUES (?, ?, ?)",
+        "INSERT INTO supports (submission_id, user_id, created_at) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
         (submission_id, user_id, to_db(now)),
     )
     if cur.rowcount != 1:

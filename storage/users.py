@@ -75,15 +75,17 @@ async def create_user(
     now: datetime,
 ) -> User:
     stamp = to_db(now)
-    cur = await conn.execute(
+    # RETURNING id, not lastrowid: the same statement on SQLite and PostgreSQL.
+    async with conn.execute(
         "INSERT INTO users (channel, platform_id, chat_id, display_name, language, "
         "language_source, consent_version, consent_at, last_inbound_at, created_at) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
         (channel, platform_id, chat_id, display_name, language, language_source,
          consent_version, stamp, stamp, stamp),
-    )
+    ) as cur:
+        row = await cur.fetchone()
     return User(
-        id=cur.lastrowid or 0, channel=channel, platform_id=platform_id, chat_id=chat_id,
+        id=row[0] if row else 0, channel=channel, platform_id=platform_id, chat_id=chat_id,
         display_name=display_name, language=language, language_source=language_source,
         last_inbound_at=now,
     )

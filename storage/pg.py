@@ -1,0 +1,346 @@
+"""PostgreSQL behind the same storage API as the SQLite file (storage/database.py).
+
+`PgDatabase` has `Database`'s surface: open/close and `async with`, `transaction()`
+yielding a connection with the same `await conn.execute(sql, params)` /
+`async with conn.execute(...) as cur` shape (cursor: fetchone, fetchall, rowcount),
+`executemany`, `fetchall()` and `ping()` on a connection of their own outside the write
+lock, `write_error`/`incident` for /healthz and the residents' "cannot save now", and
+`compact_wal()` (a no-op: PostgreSQL has no WAL file of ours to truncate). So the storage
+modules run unchanged: they keep SQLite-flavoured `?` SQL, which storage/dialect.py turns
+into PostgreSQL's once per statement text.
+
+The driver is asyncpg (pyproject says why, with the measurement): statements are prepared
+once per connection and cached, rows are `Record`s that read by index and by name like
+sqlite3.Row. Two small pools: one connection for writes, a couple for reads. A pool and not
+a held connection, so a connection lost with the server (a restart) is replaced on the next
+transaction by itself.
+
+Writes stay one at a time per process, under an asyncio lock with the same deadline as the
+SQLite file: the handlers were written for serialised transactions (read a resident's state,
+then write it), and per-resident ordering across instances (advisory locks) is the next
+phase of issue 16, not this one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Generator, Iterable, Sequence
+from contextlib import asynccontextmanager
+from importlib import resources
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+
+from storage.database import LOCK_WAIT_S, Params, StorageUnavailable, migrations, to_db, utcnow
+from storage.dialect import to_postgres
+
+log = logging.getLogger(__name__)
+
+INCIDENT_QUIET_S = 60.0
+READ_POOL_SIZE = 2
+# Distinct statement texts the storage modules send: a few hundred. asyncpg's default
+# cache of 100 per connection would re-prepare some on every message.
+STATEMENT_CACHE_SIZE = 1024
+
+# The server or the network, not the SQL: it clears by itself (restart, failover, a full
+# disk freed), so callers tell the resident "not now" and nothing is acknowledged.
+_UNAVAILABLE: tuple[type[BaseException], ...] = (
+    OSError,
+    asyncpg.PostgresConnectionError,       # class 08: connection exceptions
+    asyncpg.CannotConnectNowError,         # 57P03: starting up, shutting down
+    asyncpg.AdminShutdownError,            # 57P01: the server was stopped or restarted
+    asyncpg.CrashShutdownError,
+    asyncpg.TooManyConnectionsError,       # 53300
+    asyncpg.InsufficientResourcesError,    # class 53: disk full, out of memory
+    asyncpg.ReadOnlySQLTransactionError,   # a standby, or default_transaction_read_only
+    asyncpg.InterfaceError,                # the connection closed under us
+    TimeoutError,
+)
+
+
+def redact(url: str) -> str:
+    """The URL without its password, for logs and error messages."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    user = f"{parts.username}:***@" if parts.username else ""
+    return urlunsplit((parts.scheme, user + host, parts.path, parts.query, parts.fragment))
+
+
+def pg_migrations() -> list[tuple[int, str, str]]:
+    """(number, name, sql) of every PostgreSQL migration, in order; one for each SQLite one."""
+    found = []
+    for entry in resources.files("storage.migrations.pg").iterdir():
+        name = entry.name
+        if name.endswith(".sql") and name[:4].isdigit():
+            found.append((int(name[:4]), name, entry.read_text(encoding="utf-8")))
+    found.sort()
+    sqlite_names = {number: name for number, name, _ in migrations()}
+    pg_names = {number: name for number, name, _ in found}
+    if sqlite_names != pg_names:
+        missing = sorted(set(sqlite_names.items()) - set(pg_names.items()))
+        extra = sorted(set(pg_names.items()) - set(sqlite_names.items()))
+        raise RuntimeError(
+            "storage/migrations/pg must have one file per SQLite migration, same number and name: "
+            f"missing {[n for _, n in missing]}, unmatched {[n for _, n in extra]}"
+        )
+    return found
+
+
+class PgCursor:
+    """What the storage modules read from a statement: its rows and how many it changed."""
+
+    __slots__ = ("_rows", "_next", "rowcount")
+
+    def __init__(self, rows: list[asyncpg.Record], rowcount: int):
+        self._rows = rows
+        self._next = 0
+        self.rowcount = rowcount
+
+    @property
+    def lastrowid(self) -> int | None:
+        # PostgreSQL has no "last row id" of a connection: the statement says
+        # `RETURNING id` and the caller reads it, the same on SQLite.
+        raise NotImplementedError("use INSERT ... RETURNING id (portable to SQLite)")
+
+    async def fetchone(self) -> asyncpg.Record | None:
+        if self._next >= len(self._rows):
+            return None
+        row = self._rows[self._next]
+        self._next += 1
+        return row
+
+    async def fetchall(self) -> list[asyncpg.Record]:
+        rows = self._rows[self._next:]
+        self._next = len(self._rows)
+        return rows
+
+    async def close(self) -> None:
+        self._rows = []
+
+
+class _Executed:
+    """`await conn.execute(...)` and `async with conn.execute(...) as cur`, like aiosqlite."""
+
+    __slots__ = ("_conn", "_sql", "_params")
+
+    def __init__(self, conn: "PgConnection", sql: str, params: Params):
+        self._conn, self._sql, self._params = conn, sql, params
+
+    def __await__(self) -> Generator[Any, None, PgCursor]:
+        return self._conn._run(self._sql, self._params).__await__()
+
+    async def __aenter__(self) -> PgCursor:
+        return await self._conn._run(self._sql, self._params)
+
+    async def __aexit__(self, *exc: object) -> None:
+        return None
+
+
+def _rowcount(status: str) -> int:
+    """asyncpg's command tag ("INSERT 0 1", "UPDATE 3", "DELETE 0") -> the row count."""
+    last = status.rpartition(" ")[2]
+    return int(last) if last.isdigit() else -1
+
+
+def _positional(params: Params) -> Sequence[Any]:
+    if isinstance(params, Sequence) and not isinstance(params, str):
+        return params
+    raise TypeError("PostgreSQL storage takes positional parameters (?), not named ones")
+
+
+class PgConnection:
+    """One transaction's connection, with LoopConnection's API over an asyncpg connection."""
+
+    __slots__ = ("_raw",)
+
+    def __init__(self, raw: asyncpg.Connection):
+        self._raw = raw
+
+    def execute(self, sql: str, params: Params = ()) -> _Executed:
+        return _Executed(self, sql, params)
+
+    async def _run(self, sql: str, params: Params) -> PgCursor:
+        statement = to_postgres(sql)
+        args = _positional(params)
+        if statement.returns_rows:
+            rows = await self._raw.fetch(statement.sql, *args)
+            return PgCursor(rows, len(rows) if "RETURNING" in statement.sql.upper() else -1)
+        status = await self._raw.execute(statement.sql, *args)
+        return PgCursor([], _rowcount(status))
+
+    async def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> PgCursor:
+        batch = [_positional(row) for row in rows]
+        if batch:
+            await self._raw.executemany(to_postgres(sql).sql, batch)
+        return PgCursor([], -1)
+
+    async def execute_fetchall(self, sql: str, params: Params = ()) -> list[asyncpg.Record]:
+        cur = await self._run(sql, params)
+        return await cur.fetchall()
+
+
+class PgDatabase:
+    """The storage API on PostgreSQL; see the module's docstring."""
+
+    engine = "postgresql"
+
+    def __init__(self, url: str):
+        self.url = url
+        self.path = redact(url)  # what the logs name, as Database names its file
+        self._writer: asyncpg.Pool | None = None
+        self._reader: asyncpg.Pool | None = None
+        self._lock = asyncio.Lock()
+        self.write_error: str | None = None
+        self.incident = 0
+        self.incident_quiet_s = INCIDENT_QUIET_S
+        self._failed_at = float("-inf")
+
+    async def open(self) -> "PgDatabase":
+        """Connect, migrate, open the pools. Raises StorageUnavailable, naming the server
+        (without its password), when it cannot be reached or refuses us."""
+        options: dict[str, Any] = {"statement_cache_size": STATEMENT_CACHE_SIZE}
+        try:
+            setup = await asyncpg.connect(self.url, **options)
+            try:
+                await self._migrate(setup)
+            finally:
+                await setup.close()
+            self._writer = await asyncpg.create_pool(self.url, min_size=1, max_size=1, **options)
+            self._reader = await asyncpg.create_pool(self.url, min_size=1, max_size=READ_POOL_SIZE, **options)
+        except (*_UNAVAILABLE, asyncpg.InvalidCatalogNameError,
+                asyncpg.InvalidAuthorizationSpecificationError, asyncpg.InvalidPasswordError) as exc:
+            await self.close()
+            raise StorageUnavailable(f"cannot open {self.path}: {_reason(exc)}") from exc
+        return self
+
+    async def close(self) -> None:
+        for pool in (self._reader, self._writer):
+            if pool is not None:
+                await pool.close()
+        self._reader = self._writer = None
+
+    async def __aenter__(self) -> "PgDatabase":
+        return await self.open()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def _migrate(self, conn: asyncpg.Connection) -> None:
+        """Every PostgreSQL migration not yet applied, each in its own transaction (DDL is
+        transactional here), under an advisory lock: instances starting together migrate once."""
+        pending = pg_migrations()
+        async with conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock(hashtext('suarawarga:migrate:' || current_schema()))")
+            await conn.execute(
+                "CREATE TABLE IF NOT EXISTS schema_migrations "
+                "(number INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)"
+            )
+            applied = {row[0] for row in await conn.fetch("SELECT number FROM schema_migrations")}
+            for number, name, sql in pending:
+                if number in applied:
+                    continue
+                log.info("applying PostgreSQL migration %s", name)
+                async with conn.transaction():  # a savepoint: the failing file is named
+                    await conn.execute(sql)
+                    await conn.execute(
+                        "INSERT INTO schema_migrations VALUES ($1, $2, $3)", number, name, to_db(utcnow())
+                    )
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[PgConnection]:
+        """One unit of work, all or nothing. Raises StorageUnavailable when PostgreSQL can't
+        take it (down, restarting, full); the LOCK_WAIT_S limit counts from the call."""
+        if self._writer is None:
+            raise RuntimeError("database is not open")
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + LOCK_WAIT_S
+        try:
+            async with asyncio.timeout_at(deadline):
+                await self._lock.acquire()
+        except TimeoutError:
+            self._failed("database writes are queued for too long")
+            raise StorageUnavailable("database writes are queued for too long") from None
+        try:
+            try:
+                raw = await self._writer.acquire(timeout=max(0.001, deadline - loop.time()))
+            except _UNAVAILABLE as exc:
+                self._failed(_reason(exc))
+                raise StorageUnavailable(_reason(exc)) from exc
+            try:
+                async with self._unavailable_as_storage():
+                    await raw.execute("BEGIN")
+                try:
+                    yield PgConnection(raw)
+                except BaseException:
+                    await self._rollback(raw)
+                    raise
+                async with self._unavailable_as_storage():
+                    await raw.execute("COMMIT")
+            finally:
+                await self._writer.release(raw)
+            if self.write_error is not None and time.monotonic() - self._failed_at >= self.incident_quiet_s:
+                log.warning("database %s takes writes again", self.path)
+                self.write_error = None
+        except _UNAVAILABLE as exc:
+            # Raised by a statement inside the caller's block: the server went away.
+            self._failed(_reason(exc))
+            raise StorageUnavailable(_reason(exc)) from exc
+        finally:
+            self._lock.release()
+
+    @asynccontextmanager
+    async def _unavailable_as_storage(self) -> AsyncIterator[None]:
+        try:
+            yield
+        except _UNAVAILABLE as exc:
+            self._failed(_reason(exc))
+            raise StorageUnavailable(_reason(exc)) from exc
+
+    def _failed(self, reason: str) -> None:
+        if self.write_error is None:
+            self.incident += 1
+        self.write_error = reason
+        self._failed_at = time.monotonic()
+
+    @staticmethod
+    async def _rollback(raw: asyncpg.Connection) -> None:
+        if raw.is_closed():
+            return
+        try:
+            await raw.execute("ROLLBACK")
+        except _UNAVAILABLE:
+            pass  # the connection is gone, and with it the transaction
+
+    async def fetchall(self, sql: str, params: Params = ()) -> list[asyncpg.Record]:
+        """A read outside any transaction, on a read connection: it never waits for the
+        write lock. Raises StorageUnavailable when the server cannot be reached."""
+        if self._reader is None:
+            raise RuntimeError("database is not open")
+        statement = to_postgres(sql)
+        try:
+            rows: list[asyncpg.Record] = await self._reader.fetch(statement.sql, *_positional(params))
+        except _UNAVAILABLE as exc:
+            raise StorageUnavailable(_reason(exc)) from exc
+        return rows
+
+    async def ping(self) -> bool:
+        try:
+            rows = await self.fetchall("SELECT 1 FROM schema_migrations LIMIT 1")
+            return bool(rows)
+        except (asyncpg.PostgresError, StorageUnavailable, RuntimeError):
+            return False
+
+    async def compact_wal(self) -> None:
+        """Nothing to do: SQLite's WAL file kept copies of erased rows; PostgreSQL's own WAL
+        is recycled by the server (and VACUUM reclaims the dead tuples)."""
+
+
+def _reason(exc: BaseException) -> str:
+    return str(exc) or type(exc).__name__
