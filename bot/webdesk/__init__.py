@@ -13,7 +13,7 @@ which use Leaflet from the xstatic-leaflet package, served from here: no CDN.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import xstatic.pkg.leaflet as leaflet
 from starlette.routing import Mount, Route
@@ -22,10 +22,7 @@ from starlette.staticfiles import StaticFiles
 from bot.webdesk.desk import Desk
 from bot.webdesk.open311 import Open311
 from bot.webdesk.public import PublicPage
-from bot.webdesk.render import Pages
-
-if TYPE_CHECKING:
-    from bot.app import Services
+from bot.webdesk.render import Pages, Services
 
 STATIC = Path(__file__).parent / "static"
 

@@ -17,7 +17,7 @@ import math
 import tempfile
 from dataclasses import dataclass, replace
 from datetime import date, datetime, time, timedelta
-from typing import TYPE_CHECKING, Any, BinaryIO, cast
+from typing import Any, BinaryIO, cast
 from urllib.parse import urlencode
 
 from starlette.datastructures import FormData
@@ -26,15 +26,12 @@ from starlette.responses import RedirectResponse, Response, StreamingResponse
 
 from bot.exports import EXTENSIONS, FORMATS, MIME_TYPES, ExportError, ExportFilter, export
 from bot.webdesk import auth
-from bot.webdesk.render import Pages, language
+from bot.webdesk.render import Pages, Services, language
 from handlers.domain import KINDS, PILLARS, STATUSES, TrackingCode
 from handlers.messages import Incoming, InputKind
 from storage import audit, desk
 from storage import webdesk as store
 from storage.database import StorageUnavailable, utcnow
-
-if TYPE_CHECKING:
-    from bot.app import Services
 
 log = logging.getLogger(__name__)
 

@@ -18,19 +18,17 @@ import json
 import logging
 import random
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from bot.webdesk.render import Services
 from handlers.domain import PILLARS, TrackingCode
 from handlers.privacy import redact
 from storage import audit
 from storage import webdesk as store
 from storage.database import StorageUnavailable, utcnow
-
-if TYPE_CHECKING:
-    from bot.app import Services
 
 log = logging.getLogger(__name__)
 

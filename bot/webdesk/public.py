@@ -12,18 +12,14 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from typing import TYPE_CHECKING
 
 from starlette.requests import Request
 from starlette.responses import Response
 
-from bot.webdesk.render import Pages, language
+from bot.webdesk.render import Pages, Services, language
 from handlers.domain import STATUSES, TrackingCode
 from handlers.privacy import redact
 from storage import webdesk as store
-
-if TYPE_CHECKING:
-    from bot.app import Services
 
 CACHE_S = 60.0
 RECENT = 20

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlencode, urlsplit
 from zoneinfo import ZoneInfo
 
@@ -12,11 +12,28 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.requests import Request
 from starlette.responses import HTMLResponse
 
+from handlers.conversation import Core
 from handlers.domain import TrackingCode
 from handlers.i18n import Catalog
+from handlers.tagging import Tagger
+from storage.database import Database
+
+if TYPE_CHECKING:
+    from bot.config import Settings
 
 TEMPLATES = Path(__file__).parent / "templates"
 LANG_COOKIE = "suarawarga_lang"
+
+
+class Services(Protocol):
+    """What the desk needs of bot.app.Services (named here: the web side never imports
+    the application's wiring, see the import contracts in pyproject.toml)."""
+
+    settings: Settings
+    db: Database
+    catalog: Catalog
+    tagger: Tagger
+    core: Core
 
 
 def environment() -> Environment:
