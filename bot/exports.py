@@ -720,10 +720,10 @@ def _write_xlsx(conn: sqlite3.Connection, filters: ExportFilter, out: BinaryIO, 
             sheet.row(header, 30.0)
             return sheet
 
-        def add(self, xml: str) -> None:
+        def add(self, cells: str, height: float | None) -> None:
             if self.sheet.full:
                 self.sheet = self._open()
-            self.sheet.raw_row(xml)
+            self.sheet.row(cells, height)
 
     everything = Target(t("sheet_all"))
     sheets: dict[str | None, Target] = {p: Target(labels.pillar[p]) for p in PILLARS}
@@ -809,14 +809,13 @@ def _write_xlsx(conn: sqlite3.Connection, filters: ExportFilter, out: BinaryIO, 
             lines = max(_lines(body, _TEXT_LINE), subtopic_lines[(kind, pillar, auto, subtopic)])
             if note_text:
                 lines = max(lines, _lines(note_text, _NOTE_LINE))
-            xml = (f"<row>{cells}</row>" if lines == 1 else
-                   f'<row ht="{min(_MAX_ROW_PT, lines * _LINE_PT)}" customHeight="1">{cells}</row>')
-            everything.add(xml)
+            height = None if lines == 1 else min(_MAX_ROW_PT, lines * _LINE_PT)
+            everything.add(cells, height)
             target = sheets.get(pillar)
             if target is None:
                 # Untagged (or a pillar key this version does not know): kept, never dropped.
                 target = sheets[pillar] = Target(labels.pillar.get(pillar, str(pillar)))
-            target.add(xml)
+            target.add(cells, height)
             n += 1
             if progress is not None and n % PROGRESS_EVERY == 0:
                 progress(PROGRESS_EVERY)

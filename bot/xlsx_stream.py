@@ -12,9 +12,9 @@ What the sheets carry, because drafters open them in Excel and LibreOffice:
   with a date format, numbers as numbers;
 - a frozen, bold header row, an autofilter, column widths;
 - print set-up: landscape, A4, fit to one page wide, the header row repeated on every page;
-- rows without `r` attributes: rows are written in order and every cell is present (empty
-  `<c/>` for a missing value), so the same row XML can go to two sheets. ECMA-376 makes
-  `r` optional; Excel, LibreOffice and openpyxl read such sheets in order.
+- cells without `r` attributes: every cell of a row is present (empty `<c/>` for a missing
+  value), so the same cells can go to two sheets; each row carries its number. ECMA-376
+  makes both optional; Excel, LibreOffice and openpyxl read cells in order.
 """
 
 from __future__ import annotations
@@ -171,19 +171,13 @@ class Sheet:
         return self.rows >= MAX_ROWS
 
     def row(self, cells: str, height: float | None = None) -> None:
-        """Append one row: `cells` is the concatenated XML of its cells, every column present."""
+        """Append one row: `cells` is the concatenated XML of its cells, every column present
+        (so the same cells can go to two sheets; the row carries its own number)."""
         self.rows += 1
         if height is None:
-            self._buffer.append(f"<row>{cells}</row>")
+            self._buffer.append(f'<row r="{self.rows}">{cells}</row>')
         else:
-            self._buffer.append(f'<row ht="{height}" customHeight="1">{cells}</row>')
-        if len(self._buffer) >= 1000:
-            self.flush()
-
-    def raw_row(self, xml: str) -> None:
-        """Append a row already wrapped in <row>...</row> (shared between sheets)."""
-        self.rows += 1
-        self._buffer.append(xml)
+            self._buffer.append(f'<row r="{self.rows}" ht="{height}" customHeight="1">{cells}</row>')
         if len(self._buffer) >= 1000:
             self.flush()
 
