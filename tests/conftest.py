@@ -88,3 +88,67 @@ async def tg_bot(module_settings):
 
     async with TelegramWebhookDriver(module_settings) as driver:
         yield driver
+
+
+# PostgreSQL ---------------------------------------------------------------------------------
+# Tests that take `pg_url` run on a real PostgreSQL named by TEST_DATABASE_URL, each in a
+# fresh schema dropped afterwards. Without TEST_DATABASE_URL they skip and the summary says
+# so; on CI (CI=true) a missing URL or an unreachable server fails them instead.
+_pg_not_tested: list[str] = []
+
+
+def _on_ci() -> bool:
+    return os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> str:
+    """TEST_DATABASE_URL, checked once to be reachable."""
+    import asyncio
+
+    url = os.environ.get("TEST_DATABASE_URL", "")
+    if not url:
+        if _on_ci():
+            pytest.fail("TEST_DATABASE_URL is not set on CI: PostgreSQL must be tested there")
+        _pg_not_tested.append("set TEST_DATABASE_URL")
+        pytest.skip("PostgreSQL not tested (set TEST_DATABASE_URL)")
+
+    async def reach() -> None:
+        import asyncpg
+
+        conn = await asyncpg.connect(url, timeout=5)
+        await conn.close()
+
+    try:
+        asyncio.run(reach())
+    except Exception as exc:  # any reason: refused, no such database, bad credentials
+        if _on_ci():
+            pytest.fail(f"PostgreSQL at TEST_DATABASE_URL is not reachable on CI: {exc}")
+        _pg_not_tested.append(f"TEST_DATABASE_URL not reachable: {exc}")
+        pytest.skip(f"PostgreSQL not reachable at TEST_DATABASE_URL: {exc}")
+    return url
+
+
+@pytest.fixture
+async def pg_url(pg_server: str) -> AsyncIterator[str]:
+    """A DATABASE_URL whose search_path is a fresh, empty schema, dropped after the test."""
+    import uuid
+    from urllib.parse import urlsplit, urlunsplit
+
+    import asyncpg
+
+    schema = f"test_{uuid.uuid4().hex[:16]}"
+    admin = await asyncpg.connect(pg_server)
+    try:
+        await admin.execute(f"CREATE SCHEMA {schema}")
+        parts = urlsplit(pg_server)
+        query = "&".join(q for q in (parts.query, f"search_path={schema}") if q)
+        yield urlunsplit((parts.scheme, parts.netloc, parts.path, query, parts.fragment))
+    finally:
+        await admin.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+        await admin.close()
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:  # type: ignore[no-untyped-def]
+    if _pg_not_tested:
+        terminalreporter.write_line(f"PostgreSQL not tested ({_pg_not_tested[0]})", yellow=True)
