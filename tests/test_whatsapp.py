@@ -9,6 +9,7 @@ import itertools
 import json
 import logging
 import re
+import shutil
 import sqlite3
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -552,3 +553,49 @@ async def test_the_graph_client_reads_chunked_closing_and_http_1_0_answers():
         await pool.aclose()
         quiet.close()
         await quiet.wait_closed()
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command for a test certificate")
+async def test_the_graph_client_speaks_tls_and_checks_the_certificate(tmp_path):
+    """Over HTTPS the lean client verifies the server's certificate: a certificate it
+    trusts works (kept alive across requests), an unknown one is refused before sending."""
+    import ssl
+    import subprocess
+
+    from bot.channels.http11 import Http11Pool, RequestNotSent
+
+    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out",
+                    str(cert), "-days", "1", "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost"],
+                   check=True, capture_output=True)
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_ctx.load_cert_chain(cert, key)
+
+    connections = []
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        connections.append(writer)
+        with contextlib.suppress(ConnectionError, asyncio.IncompleteReadError, ssl.SSLError):
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                if b"Content-Length: 2" in head:
+                    await reader.readexactly(2)
+                writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 11\r\n\r\n{\"ok\":true}")
+        writer.close()
+
+    server = await asyncio.start_server(answer, "localhost", 0, ssl=server_ctx)
+    port = server.sockets[0].getsockname()[1]
+    trusting = ssl.create_default_context(cafile=str(cert))
+    pool = Http11Pool(f"https://localhost:{port}/v1/messages", ssl_context=trusting, read_timeout=2)
+    stranger = Http11Pool(f"https://localhost:{port}/v1/messages", read_timeout=2)
+    try:
+        for _ in range(2):
+            assert (await pool.request("POST", "/v1/messages", b"{}", {})).json() == {"ok": True}
+        assert len(connections) == 1  # kept alive
+        with pytest.raises(RequestNotSent):
+            await stranger.request("POST", "/v1/messages", b"{}", {})
+    finally:
+        await pool.aclose()
+        await stranger.aclose()
+        server.close()
+        await server.wait_closed()

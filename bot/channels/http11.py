@@ -104,7 +104,8 @@ class Http11Pool:
     """Keep-alive connections to one origin, at most `max_connections` at once."""
 
     def __init__(self, base_url: str, *, max_connections: int = 32, connect_timeout: float = 5.0,
-                 read_timeout: float = 15.0, keepalive_expiry: float = 5.0):
+                 read_timeout: float = 15.0, keepalive_expiry: float = 5.0,
+                 ssl_context: ssl.SSLContext | None = None):
         parts = urllib.parse.urlsplit(base_url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"not an http(s) URL: {base_url!r}")
@@ -112,7 +113,8 @@ class Http11Pool:
         self.port = parts.port or (443 if parts.scheme == "https" else 80)
         default_port = (parts.scheme == "https" and self.port == 443) or (parts.scheme == "http" and self.port == 80)
         self.authority = self.host if default_port else f"{self.host}:{self.port}"
-        self._ssl = ssl.create_default_context() if parts.scheme == "https" else None
+        # Certificates verified against the system's authorities, as httpx does by default.
+        self._ssl = (ssl_context or ssl.create_default_context()) if parts.scheme == "https" else None
         self.connect_timeout = connect_timeout
         self.read_timeout = read_timeout
         # Like httpx's default: servers close idle connections after a few seconds
