@@ -47,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
         print(out.getvalue(), end="", file=sys.stderr)
         print(
             "eval-real: the real-text snapshot is missing, so there is nothing to measure.\n"
-            f"  Fetch {build.FETCH_HINT['surabaya']} (and {build.FETCH_HINT['reviews']}) with the\n"
+            f"  Fetch {', '.join(build.FETCH_HINT.values())} with the\n"
             f"  search tool's fetch into {args.mirror}, then run `make eval-real` again.",
             file=sys.stderr,
         )
@@ -65,7 +65,14 @@ def main(argv: list[str] | None = None) -> int:
     print(out.getvalue().strip())
     for p, rep in reports.items():
         print()
-        print(format_report(f"real {p} part ({', '.join(sorted({r.id.split(':')[0] for r in rows if r.split == p}))})", rep))
+        part = [r for r in rows if r.split == p]
+        print(format_report(f"real {p} part ({', '.join(sorted({r.id.split(':')[0] for r in part}))})", rep))
+        by_source = []
+        for source in sorted({r.id.split(":")[0] for r in part}):
+            sub = [r for r in part if r.id.startswith(source + ":")]
+            ok = sum(tagger.classify(r.text).pillar == r.pillar for r in sub)
+            by_source.append(f"{source} {ok / len(sub):.1%} ({len(sub)})")
+        print("accuracy by source: " + ", ".join(by_source))
     if "test" in parts:
         looks = sum(1 for _ in open(build.DATA / "test_looks.log", encoding="utf-8"))
         print(f"\n(test part printed {looks} time(s) so far: data/test_looks.log)")
