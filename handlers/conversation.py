@@ -501,6 +501,15 @@ class Turn:
         if not text:
             return [Reply(self.t("not_understood")), self.menu()]
         words = _WORDS.findall(text.casefold())
+        answer = " ".join(words)
+        for word_key, value in (("closure.words_yes", "yes"), ("closure.words_no", "no")):
+            if answer and answer in self.core.catalog.aliases(word_key):
+                # "sudah" / "belum" typed: where the buttons are not there to press (a
+                # WhatsApp template outside the 24-hour window, the terminal's menu after it).
+                assert self.user is not None
+                waiting = await deadline_store.waiting_closure_of(self.conn, self.user.id)
+                if waiting is not None:
+                    return [*await self.on_closure_button(f"{waiting}:{value}"), *self.reprompt()]
         if words and (words[0] in _QUESTION_WORDS or text.endswith("?")):
             # "kapan jalan saya diperbaiki?": an answer about their submissions, or help.
             assert self.user is not None

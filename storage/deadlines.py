@@ -169,6 +169,17 @@ async def latest_closure(conn: Connection, submission_id: int) -> Closure | None
     return _closure(row) if row else None
 
 
+async def waiting_closure_of(conn: Connection, user_id: int) -> str | None:
+    """The code of the resident's latest resolved submission still waiting for their answer."""
+    async with conn.execute(
+        "SELECT s.code FROM closures c JOIN submissions s ON s.id = c.submission_id "
+        "WHERE c.outcome IS NULL AND s.user_id = ? AND s.status = 'resolved' ORDER BY c.id DESC LIMIT 1",
+        (user_id,),
+    ) as cur:
+        row = await cur.fetchone()
+    return str(row[0]) if row else None
+
+
 async def answer_closure(conn: Connection, closure_id: int, *, outcome: str, now: datetime) -> bool:
     """Record the answer once: False when it was already answered (a second press)."""
     cur = await conn.execute(
