@@ -599,3 +599,18 @@ async def test_the_graph_client_speaks_tls_and_checks_the_certificate(tmp_path):
         await stranger.aclose()
         server.close()
         await server.wait_closed()
+
+
+@on_bot
+async def test_one_residents_replies_stay_in_order_while_the_first_is_retried(resident):
+    """Three messages in a row; the first reply meets a 500 and is sent again after a
+    backoff while the later messages are already handled: the resident still reads the
+    answers in the order they wrote."""
+    await agree(resident)
+    resident.graph.fail_next(status=500)
+    for text in ("bantuan", "status K7Q-4MX", "batal"):
+        await resident.send_text(text)
+    answers = await resident.replies()
+    help_at = next(i for i, a in enumerate(answers) if "SuaraWarga mencatat laporan" in a)
+    status_at = answers.index("Kode K7Q-4MX tidak ditemukan di antara laporan Anda.")
+    assert help_at < status_at < len(answers) - 1, answers
