@@ -33,9 +33,9 @@ from urllib.parse import quote
 from zoneinfo import ZoneInfo
 
 from bot.geo import PUBLIC_DECIMALS, Centroids, osm_url
+from handlers import privacy
 from handlers.domain import PILLARS, STATUSES, TrackingCode
 from handlers.i18n import Catalog
-from handlers import privacy
 from storage import export_queries as eq
 from storage.database import BUSY_TIMEOUT_MS, to_db, utcnow
 
@@ -596,7 +596,7 @@ def _write_geojson(conn: sqlite3.Connection, filters: ExportFilter, out: BinaryI
 # XLSX -------------------------------------------------------------------------------------------
 _SHEET_NAME_BAD = re.compile(r"[\[\]:*?/\\]")
 # The sheet's columns: COLUMNS with a map link after the coordinates.
-XLSX_COLUMNS: tuple[str, ...] = COLUMNS[:12] + ("map",) + COLUMNS[12:]
+XLSX_COLUMNS: tuple[str, ...] = (*COLUMNS[:12], "map", *COLUMNS[12:])
 _COLUMN_WIDTHS = {
     "code": 9, "kind": 8, "pillar": 22, "tagger_pillar": 22, "pillar_corrected": 9, "subtopic": 22,
     "text": 60, "language": 7, "area": 13, "area_source": 11, "latitude": 9, "longitude": 9, "map": 7,
@@ -729,7 +729,7 @@ def _write_xlsx(conn: sqlite3.Connection, filters: ExportFilter, out: BinaryIO, 
     sheets: dict[str | None, Target] = {p: Target(labels.pillar[p]) for p in PILLARS}
     excel_time = _ExcelTime(local.zone)
     nearest = Centroids.packaged().nearest
-    S, N = x.string_cell, x.number_cell
+    S = x.string_cell
     TOP, WRAP, DATE, QUOTED, LINK = x.TOP, x.WRAP, x.DATE, x.QUOTED_WRAP, x.LINK
     empty_top = f'<c s="{TOP}"/>'
     heads: dict[tuple, str] = {}

@@ -16,7 +16,6 @@ from __future__ import annotations
 import functools
 import json
 import math
-from dataclasses import dataclass
 from importlib import resources
 
 PUBLIC_DECIMALS = 3
@@ -36,45 +35,41 @@ def osm_url(lat: float, lon: float) -> str:
             f"#map=16/{lat:.{PUBLIC_DECIMALS}f}/{lon:.{PUBLIC_DECIMALS}f}")
 
 
-@dataclass(frozen=True)
 class Centroids:
     """Kecamatan name -> (latitude, longitude) of its seat."""
 
-    points: dict[str, tuple[float, float]]
-    source: str = ""
+    def __init__(self, points: dict[str, tuple[float, float]], source: str = ""):
+        self.points = dict(points)
+        self.source = source
+        self._folded = {k.casefold(): v for k, v in self.points.items()}
+        self._cache: dict[tuple[float, float], str | None] = {}
 
     @classmethod
     @functools.cache
-    def packaged(cls) -> "Centroids":
+    def packaged(cls) -> Centroids:
         data = json.loads(resources.files("bot").joinpath("data/magetan_kecamatan.json").read_text("utf-8"))
         return cls({name: (float(lat), float(lon)) for name, (lat, lon) in data["areas"].items()},
                    data.get("source", ""))
 
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "_folded", {k.casefold(): v for k, v in self.points.items()})
-        object.__setattr__(self, "_cache", {})
-
     def centroid(self, area: str | None) -> tuple[float, float] | None:
         if not area:
             return None
-        return self._folded.get(area.casefold())  # type: ignore[attr-defined]
+        return self._folded.get(area.casefold())
 
     def nearest(self, lat: float, lon: float) -> str | None:
         """The kecamatan whose seat is nearest (within NEAREST_MAX_KM), else None.
 
         Cached per rounded point: a million-row export asks about a few thousand places."""
         key = (round(lat, PUBLIC_DECIMALS), round(lon, PUBLIC_DECIMALS))
-        cache: dict = self._cache  # type: ignore[attr-defined]
-        found = cache.get(key, False)
-        if found is not False:
-            return found
+        if key in self._cache:
+            return self._cache[key]
         scale = math.cos(math.radians(lat))
         best, best_d = None, NEAREST_MAX_KM ** 2
         for name, (clat, clon) in self.points.items():
             d = ((lat - clat) * _KM_PER_DEGREE) ** 2 + ((lon - clon) * _KM_PER_DEGREE * scale) ** 2
             if d < best_d:
                 best, best_d = name, d
-        if len(cache) > 200_000:
-            cache.clear()
-        cache[key] = best
+        if len(self._cache) > 200_000:
+            self._cache.clear()
+        self._cache[key] = best
         return best

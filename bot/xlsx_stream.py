@@ -114,7 +114,8 @@ class _Stream:
     """Raw deflate into a temporary file, with the CRC and sizes ZIP needs."""
 
     def __init__(self, level: int):
-        self.file = tempfile.TemporaryFile()
+        # Kept open until the ZIP is written (Workbook.close closes it).
+        self.file = tempfile.TemporaryFile()  # noqa: SIM115
         self.zip = zlib.compressobj(level, zlib.DEFLATED, -15)
         self.crc = 0
         self.size = 0
@@ -141,7 +142,7 @@ class _Stream:
 class Sheet:
     """One worksheet. Rows are XML strings from row_xml(); written in order."""
 
-    book: "Workbook"
+    book: Workbook
     name: str
     widths: Sequence[float]
     index: int

@@ -814,7 +814,11 @@ def render_html(digest: Digest, catalog: Catalog, lang: str, *, chart_cid: str |
         if block.table is not None:
             cell = 'style="padding:3px 8px;border-bottom:1px solid #ddd;text-align:{}"'
             head, *body = block.table.rows
-            align = lambda i: "right" if i in block.table.right else "left"  # noqa: E731
+            right = block.table.right
+
+            def align(i: int) -> str:
+                return "right" if i in right else "left"
+
             out.append('<table style="border-collapse:collapse;margin:4px 0 8px">')
             out.append("<tr>" + "".join(f"<th {cell.format(align(i))}>{e(h)}</th>" for i, h in enumerate(head))
                        + "</tr>")

@@ -23,6 +23,7 @@ import sqlite3
 from collections import Counter
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
 
@@ -204,7 +205,7 @@ def _bounds(period: Period) -> dict[str, str]:
             "previous_start": to_db(period.previous.start)}
 
 
-def _sample(r: tuple) -> Sample:
+def _sample(r: tuple[Any, ...]) -> Sample:
     return Sample(code=r[0], pillar=r[1], kind=r[2], subtopic=r[3], area=r[4], text=r[5],
                   supports=r[6], status=r[7], created_at=from_db(r[8]),  # type: ignore[arg-type]
                   status_changed_at=from_db(r[9]))  # type: ignore[arg-type]

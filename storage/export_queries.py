@@ -81,7 +81,7 @@ def counts(conn: sqlite3.Connection, filters: Any, *, geo: bool = False) -> tupl
     return int(row[0]), int(row[1]), int(row[2])
 
 
-def rows(conn: sqlite3.Connection, filters: Any, *, contact: bool, order: str = "s.id") -> Iterator[tuple]:
+def rows(conn: sqlite3.Connection, filters: Any, *, contact: bool, order: str = "s.id") -> Iterator[tuple[Any, ...]]:
     """SELECT_ROW (+ SELECT_CONTACT) for every matching submission, streamed."""
     sql_where, params = where(filters)
     sql = SELECT_ROW + (SELECT_CONTACT if contact else "") + " FROM submissions s"
@@ -111,7 +111,7 @@ def summary(conn: sqlite3.Connection, filters: Any) -> tuple[dict[Any, dict[str,
         f"SELECT s.pillar, s.area, s.status, s.kind, COUNT(*) FROM submissions s WHERE {sql_where} "
         "GROUP BY 1, 2, 3, 4", params
     ):
-        for table, value in zip(out, (pillar, area, status)):
+        for table, value in zip(out, (pillar, area, status), strict=True):
             kinds = table.setdefault(value, {})
             kinds[kind] = kinds.get(kind, 0) + count
     return out
@@ -141,30 +141,31 @@ def annex_left_out(conn: sqlite3.Connection, filters: Any) -> tuple[int, int]:
     return int(rejected), hidden_count(conn, filters)
 
 
-def annex_stats(conn: sqlite3.Connection, sql_where: str, params: list[Any]) -> list[tuple]:
+def annex_stats(conn: sqlite3.Connection, sql_where: str, params: list[Any]) -> list[tuple[Any, ...]]:
     return conn.execute(
         f"SELECT s.pillar, s.kind, COUNT(*), COALESCE(SUM(s.supports), 0) FROM submissions s "
         f"WHERE {sql_where} GROUP BY 1, 2", params).fetchall()
 
 
 def annex_span(conn: sqlite3.Connection, sql_where: str, params: list[Any]) -> tuple[str | None, str | None]:
-    return conn.execute(
+    first, last = conn.execute(
         f"SELECT MIN(s.created_at), MAX(s.created_at) FROM submissions s WHERE {sql_where}", params).fetchone()
+    return first, last
 
 
-def annex_subtopics(conn: sqlite3.Connection, sql_where: str, params: list[Any], limit: int) -> list[tuple]:
+def annex_subtopics(conn: sqlite3.Connection, sql_where: str, params: list[Any], limit: int) -> list[tuple[Any, ...]]:
     return conn.execute(
         f"SELECT s.subtopic, COUNT(*) AS n FROM submissions s WHERE {sql_where} AND s.subtopic IS NOT NULL "
         f"GROUP BY 1 ORDER BY n DESC, 1 LIMIT {int(limit)}", params).fetchall()
 
 
-def annex_ideas(conn: sqlite3.Connection, sql_where: str, params: list[Any], limit: int) -> list[tuple]:
+def annex_ideas(conn: sqlite3.Connection, sql_where: str, params: list[Any], limit: int) -> list[tuple[Any, ...]]:
     return conn.execute(
         f"SELECT s.code, s.text, s.supports, s.area FROM submissions s WHERE {sql_where} AND s.kind = 'idea' "
         f"ORDER BY s.supports DESC, s.created_at LIMIT {int(limit)}", params).fetchall()
 
 
-def annex_quotes(conn: sqlite3.Connection, sql_where: str, params: list[Any], limit: int) -> list[tuple]:
+def annex_quotes(conn: sqlite3.Connection, sql_where: str, params: list[Any], limit: int) -> list[tuple[Any, ...]]:
     # Representative: the most-supported report of each leading sub-topic first, so the
     # quotes cover the pillar's main themes rather than one loud issue; then the
     # runners-up when the pillar has fewer themes than quotes.
@@ -176,24 +177,24 @@ def annex_quotes(conn: sqlite3.Connection, sql_where: str, params: list[Any], li
         f"ORDER BY rank, theme DESC, supports DESC LIMIT {int(limit)}", params).fetchall()
 
 
-def annex_areas(conn: sqlite3.Connection, sql_where: str, params: list[Any]) -> list[tuple]:
+def annex_areas(conn: sqlite3.Connection, sql_where: str, params: list[Any]) -> list[tuple[Any, ...]]:
     return conn.execute(
         f"SELECT s.area, SUM(s.kind = 'report'), SUM(s.kind = 'idea'), COALESCE(SUM(s.supports), 0), "
         f"COUNT(*) AS n FROM submissions s WHERE {sql_where} GROUP BY 1 ORDER BY s.area IS NULL, n DESC, 1",
         params).fetchall()
 
 
-def annex_grid(conn: sqlite3.Connection, sql_where: str, params: list[Any]) -> list[tuple]:
+def annex_grid(conn: sqlite3.Connection, sql_where: str, params: list[Any]) -> list[tuple[Any, ...]]:
     return conn.execute(
         f"SELECT s.area, s.pillar, COUNT(*) FROM submissions s WHERE {sql_where} GROUP BY 1, 2", params).fetchall()
 
 
-def annex_statuses(conn: sqlite3.Connection, sql_where: str, params: list[Any]) -> list[tuple]:
+def annex_statuses(conn: sqlite3.Connection, sql_where: str, params: list[Any]) -> list[tuple[Any, ...]]:
     return conn.execute(
         f"SELECT s.status, COUNT(*) FROM submissions s WHERE {sql_where} GROUP BY 1", params).fetchall()
 
 
-def annex_agencies(conn: sqlite3.Connection, sql_where: str, params: list[Any], limit: int) -> list[tuple]:
+def annex_agencies(conn: sqlite3.Connection, sql_where: str, params: list[Any], limit: int) -> list[tuple[Any, ...]]:
     """Agencies submissions were forwarded to, most first (whatever their status now)."""
     return conn.execute(
         f"SELECT s.forwarded_to, COUNT(*) AS n FROM submissions s WHERE {sql_where} "
