@@ -276,7 +276,8 @@ async def test_a_stalled_signed_post_slows_nobody_and_is_cut_off_at_the_deadline
         await asyncio.gather(*(r.send_text("halo") for r in residents))
         await bot.graph.wait_for_sent(lambda p: p["to"] in {r.wa_id for r in residents}, count=30, timeout=10)
         handled_in = asyncio.get_running_loop().time() - started
-        assert handled_in < 1.5, f"30 residents took {handled_in:.2f} s to be answered"
+        # ~0.4 s here (the pace of 80 a second included); before the fix, 2.9 s: 10 a second.
+        assert handled_in < 2.2, f"30 residents took {handled_in:.2f} s to be answered"
         assert not reader.at_eof()  # all of that happened while the stalled client was connected
         answer = await asyncio.wait_for(reader.read(), deadline + 3)  # read() ends at the server's close
         closed_after = asyncio.get_running_loop().time() - stalled_at
