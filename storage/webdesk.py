@@ -181,7 +181,8 @@ def _where(f: DeskFilter) -> tuple[str, list[Any]]:
         params.append(to_db(f.until))
     if f.text:
         code = "".join(ch for ch in f.text.upper() if ch.isalnum())
-        clauses.append("(text LIKE ? ESCAPE '\\' OR code = ?)")
+        # lower() on both sides: SQLite's LIKE ignores ASCII case, PostgreSQL's does not.
+        clauses.append("(lower(text) LIKE lower(?) ESCAPE '\\' OR code = ?)")
         params += [_like(f.text), code]
     if f.hidden == "visible":
         clauses.append("hidden = 0")
@@ -255,10 +256,11 @@ async def similar(conn: Connection, *, code: str, pillar: str | None, area: str 
     """Other submissions of the same pillar and kecamatan, newest first."""
     if pillar is None:
         return []
+    place, where_area = ("area IS NULL", ()) if area is None else ("area = ?", (area,))
     async with conn.execute(
-        f"SELECT {_ROW_COLUMNS} FROM submissions WHERE pillar = ? AND area IS ? AND code != ? AND hidden = 0 "
+        f"SELECT {_ROW_COLUMNS} FROM submissions WHERE pillar = ? AND {place} AND code != ? AND hidden = 0 "
         "ORDER BY created_at DESC LIMIT ?",
-        (pillar, area, code, limit),
+        (pillar, *where_area, code, limit),
     ) as cur:
         return [_row(r) for r in await cur.fetchall()]
 
@@ -286,7 +288,7 @@ class PublicItem:
     pillar: str | None
     subtopic: str | None
     area: str | None
-    latitude: float | None  # rounded to 3 decimals here (~100 m)
+    latitude: float | None  # rounded to 3 decimals as read (~100 m)
     longitude: float | None
     status: str
     status_note: str | None
@@ -298,10 +300,15 @@ class PublicItem:
 
 
 _PUBLIC_COLUMNS = (
-    "code, kind, pillar, subtopic, area, round(latitude, 3) AS latitude, "
-    "round(longitude, 3) AS longitude, status, status_note, forwarded_to, text, language, "
-    "created_at, status_changed_at"
+    "code, kind, pillar, subtopic, area, latitude, longitude, status, status_note, forwarded_to, text, "
+    "language, created_at, status_changed_at"
 )
+
+
+def _rounded(value: float | None) -> float | None:
+    # Rounded as the row is read, before anything else sees it (PostgreSQL has no
+    # round(double precision, int), so not in the SQL).
+    return None if value is None else round(float(value), 3)
 
 
 def _public(r: sqlite3.Row) -> PublicItem:
@@ -311,8 +318,8 @@ def _public(r: sqlite3.Row) -> PublicItem:
         r["pillar"],
         r["subtopic"],
         r["area"],
-        r["latitude"],
-        r["longitude"],
+        _rounded(r["latitude"]),
+        _rounded(r["longitude"]),
         r["status"],
         r["status_note"],
         r["forwarded_to"],
@@ -392,35 +399,38 @@ async def insert_external(
     stamp = to_db(now)
     for _ in range(20):
         code = draw_code()
-        try:
-            cur = await conn.execute(
-                "INSERT INTO submissions (code, user_id, kind, pillar, subtopic, auto_pillar, matched, text, "
-                "language, area, latitude, longitude, anonymous, channel, status, created_at, updated_at, "
-                "status_changed_at) VALUES (?, NULL, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1, ?, 'new', ?, ?, ?)",
-                (
-                    code,
-                    draft["kind"],
-                    draft.get("pillar"),
-                    draft.get("subtopic"),
-                    draft.get("auto_pillar"),
-                    json.dumps(draft.get("matched", []), ensure_ascii=False),
-                    draft["text"],
-                    draft.get("language", "id"),
-                    draft.get("area"),
-                    draft.get("latitude"),
-                    draft.get("longitude"),
-                    channel,
-                    stamp,
-                    stamp,
-                    stamp,
-                ),
-            )
-        except sqlite3.IntegrityError:
+        # A taken code inserts nothing and returns no row (an error would abort the whole
+        # transaction on PostgreSQL); as storage.submissions does.
+        async with conn.execute(
+            "INSERT INTO submissions (code, user_id, kind, pillar, subtopic, auto_pillar, matched, text, "
+            "language, area, latitude, longitude, anonymous, channel, status, created_at, updated_at, "
+            "status_changed_at) VALUES (?, NULL, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1, ?, 'new', ?, ?, ?) "
+            "ON CONFLICT (code) DO NOTHING RETURNING id",
+            (
+                code,
+                draft["kind"],
+                draft.get("pillar"),
+                draft.get("subtopic"),
+                draft.get("auto_pillar"),
+                json.dumps(draft.get("matched", []), ensure_ascii=False),
+                draft["text"],
+                draft.get("language", "id"),
+                draft.get("area"),
+                draft.get("latitude"),
+                draft.get("longitude"),
+                channel,
+                stamp,
+                stamp,
+                stamp,
+            ),
+        ) as cur:
+            row = await cur.fetchone()
+        if row is None:
             continue  # code collision: draw again
         await conn.execute(
             "INSERT INTO status_history (submission_id, from_status, to_status, actor, created_at) "
             "VALUES (?, NULL, 'new', ?, ?)",
-            (cur.lastrowid, actor, stamp),
+            (row[0], actor, stamp),
         )
         return code
     raise RuntimeError("could not draw a free tracking code")
