@@ -9,7 +9,6 @@ import signal
 import sqlite3
 import sys
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from typing import TextIO
@@ -17,6 +16,7 @@ from typing import TextIO
 from bot.config import ConfigError, Settings
 from bot.digest_service import make_digest_command
 from bot.exports import make_export_command
+from bot.services import Services
 from bot.webdesk.auth import make_login_command
 from handlers.conversation import Core, CoreSettings
 from handlers.i18n import Catalog
@@ -28,24 +28,6 @@ from storage import repository as repo
 from storage.database import Database, StorageUnavailable, connect, utcnow
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class Services:
-    settings: Settings
-    db: Database
-    catalog: Catalog
-    detector: LanguageDetector
-    tagger: Tagger
-    core: Core
-    channels: dict[str, object] = field(default_factory=dict)
-    # Work started by a message and finished after its answer (chat exports): what a
-    # process that is about to end waits for.
-    background: set[asyncio.Task[None]] = field(default_factory=set)
-
-    async def finish_background(self, timeout: float = 600.0) -> None:
-        if self.background:
-            await asyncio.wait(set(self.background), timeout=timeout)
 
 
 @contextlib.asynccontextmanager

@@ -52,12 +52,10 @@ from storage import digest_queries as q
 from storage.database import utcnow
 
 if TYPE_CHECKING:
-    from storage.database import Connection
-
     from bot.config import Settings
     from handlers.i18n import Catalog
     from handlers.messages import Channel
-    from storage.database import Database
+    from storage.database import Connection, Database
 
 log = logging.getLogger(__name__)
 
@@ -258,11 +256,12 @@ class DigestService:
     # Channels -----------------------------------------------------------------------------
     async def _send_telegram(self, r: Recipient, pkg: DigestPackage, _: datetime | None,
                              progress: list[int]) -> None:
-        from bot.channels.telegram import split_text
+        from handlers.limits import TELEGRAM_TEXT_LIMIT
+        from handlers.text import split_text
 
         t = self.catalog.text
         d = pkg.digest
-        parts = [Reply(chunk) for chunk in split_text(pkg.text)]
+        parts = [Reply(chunk) for chunk in split_text(pkg.text, TELEGRAM_TEXT_LIMIT)]
         parts.append(Reply(t(pkg.lang, "digest.chart_caption", current=_period_name(self, d.period, pkg.lang),
                              previous=_period_name(self, d.period.previous, pkg.lang)), image=pkg.chart))
         if pkg.spreadsheet is not None:

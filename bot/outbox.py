@@ -43,8 +43,16 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from handlers.messages import DeliveryError, Reply, WindowClosed
-from storage import officials_repo as ox
-from storage.database import Database, StorageUnavailable, utcnow
+from handlers.clock import utcnow
+from handlers.limits import (
+    WHATSAPP_TEMPLATE_PARAM_LIMIT,
+    WHATSAPP_WINDOW,
+    WHATSAPP_WINDOW_SAFETY,
+    whatsapp_window_open,
+)
+from handlers.text import clip
+from storage import outbox as ox
+from storage.database import Database, StorageUnavailable
 
 if TYPE_CHECKING:
     from bot.config import Settings
@@ -52,16 +60,12 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-# Free-form WhatsApp messages are allowed for 24 h after the resident's last message; keep
-# a margin for clock skew, for touch_user's one-minute write coalescing and for the send.
-WHATSAPP_WINDOW = timedelta(hours=24) - timedelta(minutes=5)
 # Which configured template stands in for a purpose outside the window.
 TEMPLATE_SETTING = {
     "status_change": "whatsapp_template_status",
     "supported_status": "whatsapp_template_status",
     "official_reply": "whatsapp_template_reply",
 }
-TEMPLATE_PARAM_LIMIT = 900  # Meta rejects long or multi-line template parameters
 
 
 @dataclass(frozen=True, slots=True)
@@ -229,7 +233,7 @@ class OutboxWorker:
         async with self.db.transaction() as conn:
             # The clock is read holding the write lock: every row committed before is due.
             now = self.clock()
-            await ox.release_window_waiters(conn, window_start=now - WHATSAPP_WINDOW)
+            await ox.release_window_waiters(conn, window_start=now - (WHATSAPP_WINDOW - WHATSAPP_WINDOW_SAFETY))
             if mono - self._pruned_at > 3600:  # hourly is plenty for a 30-day retention
                 self._pruned_at = mono
                 await ox.forget_delivered(conn, before=now - self.keep_sent)
@@ -365,8 +369,7 @@ class OutboxWorker:
         return self.pacing.get(channel, FALLBACK_PACE)
 
     def _window_open(self, row: ox.OutboxRow, now: datetime) -> bool:
-        seen = row.last_inbound_at
-        return seen is not None and now - seen < WHATSAPP_WINDOW
+        return whatsapp_window_open(row.last_inbound_at, now)
 
     def _template_for(self, purpose: str) -> str | None:
         setting = TEMPLATE_SETTING.get(purpose)
@@ -382,11 +385,9 @@ class OutboxWorker:
             second = str(notice.get("text", ""))
         else:
             second = self.catalog.text(language, f"statuses.{notice.get('status', 'new')}")
-        # Meta refuses parameters with new lines, tabs or more than four spaces in a row.
-        second = " ".join(second.split())
-        if len(second) > TEMPLATE_PARAM_LIMIT:
-            second = second[: TEMPLATE_PARAM_LIMIT - 1] + "…"
-        return [code, second]
+        # Meta refuses parameters with new lines, tabs or more than four spaces in a row:
+        # clip() makes one line.
+        return [code, clip(second, WHATSAPP_TEMPLATE_PARAM_LIMIT)]
 
     def _scrub(self, text: str) -> str:
         for secret in self._secrets:

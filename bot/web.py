@@ -44,7 +44,7 @@ from bot.inbound_worker import InboundWorker
 from storage.database import StorageUnavailable
 
 if TYPE_CHECKING:
-    from bot.app import Services
+    from bot.services import Services
     from bot.channels.telegram import TelegramChannel
     from bot.channels.whatsapp import WhatsAppChannel
     from bot.config import Settings

@@ -20,12 +20,14 @@ import getpass
 import logging
 import sys
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
-from handlers.messages import Document, Incoming, InputKind, Reply
-from storage import officials_repo as ox
-from storage.database import StorageUnavailable, utcnow
+from handlers.clock import utcnow
+from handlers.messages import Document, Incoming, InputKind, Reply, WindowClosed
+from storage import outbox as ox
+from storage.database import StorageUnavailable
 
 if TYPE_CHECKING:
     from handlers.conversation import Core
@@ -43,8 +45,8 @@ def parse_line(line: str, last: Reply | None, *, user_id: str, display_name: str
     text = line.strip()
     if not text:
         return None
-    base = dict(channel="terminal", user_id=user_id, chat_id=user_id, received_at=utcnow(),
-                language_hint=hint, display_name=display_name)
+    base: dict[str, Any] = dict(channel="terminal", user_id=user_id, chat_id=user_id, received_at=utcnow(),
+                                language_hint=hint, display_name=display_name)
     if last is not None and last.buttons and text.isdigit() and 1 <= int(text) <= len(last.buttons):
         return Incoming(kind=InputKind.BUTTON, payload=last.buttons[int(text) - 1].payload, **base)
     if text.startswith("/"):
@@ -95,6 +97,13 @@ class TerminalChannel:
         self.interactive = stdin.isatty() if hasattr(stdin, "isatty") else False
         self._wording = _terminal_wording(core.catalog)
         self._prompting = False  # the prompt is shown and the resident is typing
+
+    async def send_template(self, chat_id: str, name: str, language: str, params: list[str], *,
+                            purpose: str = "template") -> str | None:
+        raise WindowClosed("the terminal has no templates (and no window that would need one)")
+
+    def window_open(self, last_inbound_at: datetime | None, now: datetime) -> bool:
+        return True
 
     async def send(self, chat_id: str, reply: Reply, *, purpose: str = "reply") -> str | None:
         if reply.buttons:
@@ -175,6 +184,7 @@ class TerminalChannel:
         outcome = await self.core.handle(incoming)
         for reply in outcome.replies:
             await self.send(incoming.chat_id, reply)
+        self.core.done(incoming, sent=True)
         try:
             await self.show_notifications()
         except StorageUnavailable as exc:

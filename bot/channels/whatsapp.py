@@ -44,16 +44,14 @@ from typing import TYPE_CHECKING, Any
 import httpx
 
 from bot.channels.http11 import Answer, Http11Pool, NoAnswer, RequestNotSent, proxied
-from bot.channels.telegram import split_text
 from handlers.messages import Button, DeliveryError, Document, Incoming, InputKind, Reply, WindowClosed
+from handlers.text import split_text
 from storage.database import StorageUnavailable, to_db, utcnow
 
 if TYPE_CHECKING:
-    from storage.database import Connection
-
     from bot.config import Settings
     from handlers.i18n import Catalog
-    from storage.database import Database
+    from storage.database import Connection, Database
 
 log = logging.getLogger(__name__)
 
