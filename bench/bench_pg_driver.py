@@ -30,7 +30,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import summary  # noqa: E402
+from bench.common import summary
 
 SCHEMA_SQL = """
 DROP SCHEMA IF EXISTS {schema} CASCADE;
@@ -46,8 +46,10 @@ INSERT INTO {schema}.conversations SELECT g, 'idle', '{{}}', '' FROM generate_se
 """
 
 CLAIM = "INSERT INTO inbound (channel, message_id, received_at) VALUES ({0}, {1}, {2}) ON CONFLICT DO NOTHING"
-LOOKUP = ("SELECT u.id, u.chat_id, u.language, c.step, c.draft FROM users u "
-          "LEFT JOIN conversations c ON c.user_id = u.id WHERE u.channel = {0} AND u.platform_id = {1}")
+LOOKUP = (
+    "SELECT u.id, u.chat_id, u.language, c.step, c.draft FROM users u "
+    "LEFT JOIN conversations c ON c.user_id = u.id WHERE u.channel = {0} AND u.platform_id = {1}"
+)
 UPDATE = "UPDATE conversations SET step = {0}, draft = {1}, updated_at = {2} WHERE user_id = {3}"
 
 
@@ -60,9 +62,11 @@ async def _asyncpg_run(url: str, schema: str, n: int, tasks: int, start: int) ->
     import asyncpg
 
     claim, lookup, update = (_sql(t, "dollar") for t in (CLAIM, LOOKUP, UPDATE))
-    pool = await asyncpg.create_pool(url, min_size=min(tasks, 4), max_size=min(tasks, 4),
-                                     server_settings={"search_path": schema})
+    pool = await asyncpg.create_pool(
+        url, min_size=min(tasks, 4), max_size=min(tasks, 4), server_settings={"search_path": schema}
+    )
     try:
+
         async def one(i: int) -> None:
             async with pool.acquire() as conn, conn.transaction():
                 await conn.execute(claim, "telegram", f"m{i}", "2026-12-03T00:00:00")
@@ -79,10 +83,12 @@ async def _psycopg_run(url: str, schema: str, n: int, tasks: int, start: int) ->
 
     claim, lookup, update = (_sql(t, "percent") for t in (CLAIM, LOOKUP, UPDATE))
     size = min(tasks, 4)
-    pool = AsyncConnectionPool(url, min_size=size, max_size=size, open=False,
-                               kwargs={"options": f"-c search_path={schema}"})
+    pool = AsyncConnectionPool(
+        url, min_size=size, max_size=size, open=False, kwargs={"options": f"-c search_path={schema}"}
+    )
     await pool.open(wait=True)
     try:
+
         async def one(i: int) -> None:
             async with pool.connection() as conn, conn.transaction():
                 await conn.execute(claim, ("telegram", f"m{i}", "2026-12-03T00:00:00"))
@@ -160,7 +166,9 @@ async def measure(url: str, n: int, runs: int) -> dict[str, Any]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--url", default=os.environ.get("TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test"))
+    parser.add_argument(
+        "--url", default=os.environ.get("TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
+    )
     parser.add_argument("--transactions", type=int, default=3000)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--json", action="store_true")

@@ -48,7 +48,7 @@ def to_postgres(sql: str) -> Statement:
         text = _OR_IGNORE.sub("INSERT INTO", text, count=1)
         returning = _RETURNING.search(text)
         if returning:
-            text = f"{text[:returning.start()]} ON CONFLICT DO NOTHING{text[returning.start():]}"
+            text = f"{text[: returning.start()]} ON CONFLICT DO NOTHING{text[returning.start() :]}"
         else:
             text = text.rstrip().rstrip(";") + " ON CONFLICT DO NOTHING"
     text, count = _placeholders(text)

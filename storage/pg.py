@@ -24,6 +24,7 @@ phase of issue 16, not this one.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Generator, Iterable, Sequence
@@ -49,14 +50,14 @@ STATEMENT_CACHE_SIZE = 1024
 # disk freed), so callers tell the resident "not now" and nothing is acknowledged.
 _UNAVAILABLE: tuple[type[BaseException], ...] = (
     OSError,
-    asyncpg.PostgresConnectionError,       # class 08: connection exceptions
-    asyncpg.CannotConnectNowError,         # 57P03: starting up, shutting down
-    asyncpg.AdminShutdownError,            # 57P01: the server was stopped or restarted
+    asyncpg.PostgresConnectionError,  # class 08: connection exceptions
+    asyncpg.CannotConnectNowError,  # 57P03: starting up, shutting down
+    asyncpg.AdminShutdownError,  # 57P01: the server was stopped or restarted
     asyncpg.CrashShutdownError,
-    asyncpg.TooManyConnectionsError,       # 53300
-    asyncpg.InsufficientResourcesError,    # class 53: disk full, out of memory
-    asyncpg.ReadOnlySQLTransactionError,   # a standby, or default_transaction_read_only
-    asyncpg.InterfaceError,                # the connection closed under us
+    asyncpg.TooManyConnectionsError,  # 53300
+    asyncpg.InsufficientResourcesError,  # class 53: disk full, out of memory
+    asyncpg.ReadOnlySQLTransactionError,  # a standby, or default_transaction_read_only
+    asyncpg.InterfaceError,  # the connection closed under us
     TimeoutError,
 )
 
@@ -96,7 +97,7 @@ def pg_migrations() -> list[tuple[int, str, str]]:
 class PgCursor:
     """What the storage modules read from a statement: its rows and how many it changed."""
 
-    __slots__ = ("_rows", "_next", "rowcount")
+    __slots__ = ("_next", "_rows", "rowcount")
 
     def __init__(self, rows: list[asyncpg.Record], rowcount: int):
         self._rows = rows
@@ -117,7 +118,7 @@ class PgCursor:
         return row
 
     async def fetchall(self) -> list[asyncpg.Record]:
-        rows = self._rows[self._next:]
+        rows = self._rows[self._next :]
         self._next = len(self._rows)
         return rows
 
@@ -128,9 +129,9 @@ class PgCursor:
 class _Executed:
     """`await conn.execute(...)` and `async with conn.execute(...) as cur`, like aiosqlite."""
 
-    __slots__ = ("_conn", "_sql", "_params")
+    __slots__ = ("_conn", "_params", "_sql")
 
-    def __init__(self, conn: "PgConnection", sql: str, params: Params):
+    def __init__(self, conn: PgConnection, sql: str, params: Params):
         self._conn, self._sql, self._params = conn, sql, params
 
     def __await__(self) -> Generator[Any, None, PgCursor]:
@@ -202,7 +203,7 @@ class PgDatabase:
         self.incident_quiet_s = INCIDENT_QUIET_S
         self._failed_at = float("-inf")
 
-    async def open(self) -> "PgDatabase":
+    async def open(self) -> PgDatabase:
         """Connect, migrate, open the pools. Raises StorageUnavailable, naming the server
         (without its password), when it cannot be reached or refuses us."""
         options: dict[str, Any] = {"statement_cache_size": STATEMENT_CACHE_SIZE}
@@ -214,8 +215,12 @@ class PgDatabase:
                 await setup.close()
             self._writer = await asyncpg.create_pool(self.url, min_size=1, max_size=1, **options)
             self._reader = await asyncpg.create_pool(self.url, min_size=1, max_size=READ_POOL_SIZE, **options)
-        except (*_UNAVAILABLE, asyncpg.InvalidCatalogNameError,
-                asyncpg.InvalidAuthorizationSpecificationError, asyncpg.InvalidPasswordError) as exc:
+        except (
+            *_UNAVAILABLE,
+            asyncpg.InvalidCatalogNameError,
+            asyncpg.InvalidAuthorizationSpecificationError,
+            asyncpg.InvalidPasswordError,
+        ) as exc:
             await self.close()
             raise StorageUnavailable(f"cannot open {self.path}: {_reason(exc)}") from exc
         return self
@@ -226,7 +231,7 @@ class PgDatabase:
                 await pool.close()
         self._reader = self._writer = None
 
-    async def __aenter__(self) -> "PgDatabase":
+    async def __aenter__(self) -> PgDatabase:
         return await self.open()
 
     async def __aexit__(self, *exc: object) -> None:
@@ -313,10 +318,8 @@ class PgDatabase:
     async def _rollback(raw: asyncpg.Connection) -> None:
         if raw.is_closed():
             return
-        try:
+        with contextlib.suppress(*_UNAVAILABLE):  # the connection is gone, and its transaction
             await raw.execute("ROLLBACK")
-        except _UNAVAILABLE:
-            pass  # the connection is gone, and with it the transaction
 
     async def fetchall(self, sql: str, params: Params = ()) -> list[asyncpg.Record]:
         """A read outside any transaction, on a read connection: it never waits for the

@@ -51,11 +51,20 @@ async def pg(make_settings, pg_url) -> AsyncIterator[Services]:
 async def official(services: Services, text: str, n: list[int] = [0]) -> str:  # noqa: B006
     n[0] += 1
     command, _, args = text[1:].partition(" ")
-    outcome = await services.core.handle(Incoming(
-        channel="telegram", user_id=OFFICIAL, chat_id=OFFICIAL, kind=InputKind.COMMAND,
-        received_at=utcnow(), message_id=f"official-{n[0]}", text=text, command=command,
-        args=args, language_hint="id",
-    ))
+    outcome = await services.core.handle(
+        Incoming(
+            channel="telegram",
+            user_id=OFFICIAL,
+            chat_id=OFFICIAL,
+            kind=InputKind.COMMAND,
+            received_at=utcnow(),
+            message_id=f"official-{n[0]}",
+            text=text,
+            command=command,
+            args=args,
+            language_hint="id",
+        )
+    )
     return texts(outcome.replies)
 
 
@@ -70,7 +79,7 @@ class TestConversation:
 
         replies = await sari.press("Setuju")
         assert "persetujuan Anda sudah kami catat" in replies[0].text
-        (version, at), = await rows(pg_url, "SELECT consent_version, consent_at FROM users")
+        ((version, at),) = await rows(pg_url, "SELECT consent_version, consent_at FROM users")
         assert version == pg.settings.privacy_notice_version and at.startswith("20")
 
     async def test_a_report_is_saved_with_its_tracking_code(self, pg, pg_url):
@@ -79,13 +88,22 @@ class TestConversation:
         await sari.agree()
         code = await sari.submit_report(ROAD, area="Ngariboyo")
         assert re.fullmatch(r"[2-9A-HJ-NP-Z]{3}-[2-9A-HJ-NP-Z]{3}", code)
-        (kind, pillar, area, name, status, text), = await rows(
-            pg_url, "SELECT kind, pillar, area, submitter_name, status, text FROM submissions WHERE code = $1",
-            code.replace("-", ""))
-        assert (kind, pillar, area, name, status, text) == ("report", "living", "Ngariboyo", "Sari Wulandari",
-                                                            "new", ROAD)
+        ((kind, pillar, area, name, status, text),) = await rows(
+            pg_url,
+            "SELECT kind, pillar, area, submitter_name, status, text FROM submissions WHERE code = $1",
+            code.replace("-", ""),
+        )
+        assert (kind, pillar, area, name, status, text) == (
+            "report",
+            "living",
+            "Ngariboyo",
+            "Sari Wulandari",
+            "new",
+            ROAD,
+        )
         assert await rows(pg_url, "SELECT from_status, to_status, actor FROM status_history") == [
-            (None, "new", "resident")]
+            (None, "new", "resident")
+        ]
 
     async def test_the_same_platform_message_twice_has_one_effect(self, pg, pg_url):
         """A redelivered "send" (same message id) saves nothing twice and answers nothing twice."""
@@ -141,8 +159,9 @@ class TestConversation:
         await sari.command("hapus")
         done = await sari.press("Simpan tanpa nama")
         assert done[0].text.startswith("Identitas Anda sudah dihapus. 1 laporan/ide tetap disimpan")
-        assert await rows(pg_url, "SELECT user_id, anonymous, submitter_name FROM submissions WHERE code = $1",
-                          code.replace("-", "")) == [(None, 1, None)]
+        assert await rows(
+            pg_url, "SELECT user_id, anonymous, submitter_name FROM submissions WHERE code = $1", code.replace("-", "")
+        ) == [(None, 1, None)]
         assert await rows(pg_url, "SELECT count(*) FROM users") == [(0,)]
 
 
@@ -159,11 +178,13 @@ class TestOfficials:
         raw = code.replace("-", "")
         assert await rows(pg_url, "SELECT status FROM submissions WHERE code = $1", raw) == [("reviewed",)]
         assert await rows(pg_url, "SELECT from_status, to_status, actor FROM status_history ORDER BY id") == [
-            (None, "new", "resident"), ("new", "reviewed", f"telegram:{OFFICIAL}")]
+            (None, "new", "resident"),
+            ("new", "reviewed", f"telegram:{OFFICIAL}"),
+        ]
         assert await rows(pg_url, "SELECT actor, action, target FROM audit_log WHERE action = 'status'") == [
-            (f"telegram:{OFFICIAL}", "status", raw)]
-        (chat, purpose, state, payload), = await rows(
-            pg_url, "SELECT chat_id, purpose, state, payload FROM outbox")
+            (f"telegram:{OFFICIAL}", "status", raw)
+        ]
+        ((chat, purpose, state, payload),) = await rows(pg_url, "SELECT chat_id, purpose, state, payload FROM outbox")
         assert (chat, purpose, state) == (sari.user_id, "status_change", "pending")
         assert code in payload and "ditinjau" in payload.lower()
 
@@ -189,8 +210,13 @@ class TestOutbox:
         await official(pg, f"/status {code} selesai")
         channel = Recording()
         pg.channels["telegram"] = channel
-        worker = OutboxWorker(pg.db, pg.channels, pg.settings, pg.catalog,
-                              pacing={"telegram": Pace(per_second=1000, per_chat_interval=0.0)})
+        worker = OutboxWorker(
+            pg.db,
+            pg.channels,
+            pg.settings,
+            pg.catalog,
+            pacing={"telegram": Pace(per_second=1000, per_chat_interval=0.0)},
+        )
         pg.core.on_outbox = worker.wake
         await worker.start()
         try:
@@ -200,10 +226,13 @@ class TestOutbox:
         finally:
             await worker.stop()
         assert [(chat, purpose) for chat, purpose, _ in channel.sent] == [
-            (sari.user_id, "status_change"), (sari.user_id, "status_change")]
+            (sari.user_id, "status_change"),
+            (sari.user_id, "status_change"),
+        ]
         assert "ditinjau" in channel.sent[0][2] and "selesai" in channel.sent[1][2]
-        assert await rows(pg_url, "SELECT state, attempts, platform_message_id, claimed_at FROM outbox ORDER BY id") == [
-            ("sent", 1, "sent-1", None), ("sent", 1, "sent-2", None)]
+        assert await rows(
+            pg_url, "SELECT state, attempts, platform_message_id, claimed_at FROM outbox ORDER BY id"
+        ) == [("sent", 1, "sent-1", None), ("sent", 1, "sent-2", None)]
 
     async def test_a_claimed_row_is_not_due_again_until_released(self, pg):
         """The storage API's claim: a claimed head is skipped; a release makes it due again."""

@@ -25,8 +25,12 @@ def sqlite_schema(path: Path) -> Schema:
     conn = sqlite3.connect(path)
     try:
         schema: Schema = {}
-        tables = [r[0] for r in conn.execute(
-            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name")]
+        tables = [
+            r[0]
+            for r in conn.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name"
+            )
+        ]
         for table in tables:
             info = conn.execute(f"PRAGMA table_info({table})").fetchall()
             # A primary key column is NOT NULL in PostgreSQL; SQLite's INTEGER PRIMARY KEY
@@ -51,17 +55,28 @@ async def pg_schema(url: str) -> Schema:
     conn = await asyncpg.connect(url)
     try:
         schema: Schema = {}
-        tables = [r[0] for r in await conn.fetch(
-            "SELECT table_name FROM information_schema.tables WHERE table_schema = current_schema() "
-            "AND table_type = 'BASE TABLE' ORDER BY table_name")]
+        tables = [
+            r[0]
+            for r in await conn.fetch(
+                "SELECT table_name FROM information_schema.tables WHERE table_schema = current_schema() "
+                "AND table_type = 'BASE TABLE' ORDER BY table_name"
+            )
+        ]
         for table in tables:
-            columns = [(r[0], r[1] == "NO") for r in await conn.fetch(
-                "SELECT column_name, is_nullable FROM information_schema.columns "
-                "WHERE table_schema = current_schema() AND table_name = $1 ORDER BY ordinal_position", table)]
+            columns = [
+                (r[0], r[1] == "NO")
+                for r in await conn.fetch(
+                    "SELECT column_name, is_nullable FROM information_schema.columns "
+                    "WHERE table_schema = current_schema() AND table_name = $1 ORDER BY ordinal_position",
+                    table,
+                )
+            ]
             constraints = await conn.fetch(
                 "SELECT c.contype::text, ARRAY(SELECT a.attname FROM unnest(c.conkey) WITH ORDINALITY k(n, i) "
                 "JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = k.n ORDER BY k.i) "
-                "FROM pg_constraint c WHERE c.conrelid = $1::regclass AND c.contype IN ('p', 'u')", table)
+                "FROM pg_constraint c WHERE c.conrelid = $1::regclass AND c.contype IN ('p', 'u')",
+                table,
+            )
             primary = next((tuple(r[1]) for r in constraints if r[0] == "p"), ())
             unique = {tuple(r[1]) for r in constraints if r[0] == "u"}
             indexes = {
@@ -72,7 +87,9 @@ async def pg_schema(url: str) -> Schema:
                     "x.indisunique, x.indpred IS NOT NULL "
                     "FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid "
                     "WHERE x.indrelid = $1::regclass "
-                    "AND NOT EXISTS (SELECT 1 FROM pg_constraint c WHERE c.conindid = x.indexrelid)", table)
+                    "AND NOT EXISTS (SELECT 1 FROM pg_constraint c WHERE c.conindid = x.indexrelid)",
+                    table,
+                )
             }
             schema[table] = {"columns": columns, "primary": primary, "unique": unique, "indexes": indexes}
         return schema
@@ -101,8 +118,10 @@ async def test_both_engines_build_the_same_tables_columns_keys_and_indexes(migra
 async def test_postgresql_migrations_run_once(pg_url):
     """Opening the database again applies nothing twice and keeps the data."""
     async with PgDatabase(pg_url) as db, db.transaction() as conn:
-        await conn.execute("INSERT INTO audit_log (actor, action, created_at) VALUES (?, ?, ?)",
-                           ("system", "test", "2026-12-03T00:00:00.000000+00:00"))
+        await conn.execute(
+            "INSERT INTO audit_log (actor, action, created_at) VALUES (?, ?, ?)",
+            ("system", "test", "2026-12-03T00:00:00.000000+00:00"),
+        )
     async with PgDatabase(pg_url) as db:
         applied = await db.fetchall("SELECT count(*) FROM schema_migrations")
         kept = await db.fetchall("SELECT action FROM audit_log")
