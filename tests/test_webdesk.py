@@ -426,3 +426,20 @@ async def test_sessions_table_keeps_only_hashes(make_settings):
         assert session is not None
         dump = "\n".join(__import__("sqlite3").connect(desk.db_path).iterdump())
         assert token not in dump and session_id not in dump
+
+
+async def test_statistics_count_visible_submissions_and_link_to_the_list(make_settings):
+    """The statistics page counts by pillar, status, kind and kecamatan (hidden ones apart),
+    each line a link to the list it counts."""
+    async with desk_stack(make_settings) as desk:
+        sari = await add_resident(desk.db, "1001")
+        await add_submission(desk.db, sari, area="Maospati")
+        await add_submission(desk.db, sari, area="Maospati")
+        hidden = await add_submission(desk.db, sari, "Spam spam spam spam spam spam", area="Poncol")
+        async with desk.db.transaction() as conn:
+            await conn.execute("UPDATE submissions SET hidden = 1 WHERE code = ?", (hidden.value,))
+        async with desk.session() as client:
+            page = (await client.get("/desk/stats")).text
+        assert "2 kiriman tampil; 1 disembunyikan tidak dihitung." in page
+        assert '<a href="/desk?area=Maospati">Maospati</a></td>\n        <td>2</td>' in page
+        assert 'max="2" value="2"' in page and "Poncol" not in page

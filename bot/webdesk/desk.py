@@ -407,6 +407,33 @@ class Desk:
             **self._choices(lang),
         )
 
+    # Statistics --------------------------------------------------------------------------
+    async def statistics(self, request: Request) -> Response:
+        """The chat's /statistik as tables with bars; each line opens the list it counts."""
+        who = await self.signed_in(request)
+        if who is None:
+            return self._refused(request, "desk.signin_needed", 401)
+        lang = self._lang(request, who)
+        async with self.db.transaction() as conn:
+            hidden, counts = await desk.stats(conn)
+        blocks = [
+            ("pillar", "desk.by_pillar", "pillars", "desk.untagged"),
+            ("status", "desk.by_status", "statuses", "desk.none"),
+            ("kind", "desk.by_kind", "kinds", "desk.none"),
+            ("area", "desk.by_area", None, "desk.no_area"),
+        ]
+        return self.pages.html(
+            request,
+            "stats.html",
+            lang,
+            who=who,
+            csrf=who.session.csrf,
+            counts=counts,
+            hidden=hidden,
+            total=sum(n for _, n in counts["kind"]),
+            blocks=blocks,
+        )
+
     # Exports -----------------------------------------------------------------------------
     async def download(self, request: Request) -> Response:
         who = await self.signed_in(request)
