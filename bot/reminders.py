@@ -21,7 +21,7 @@ import contextlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, time, timedelta
+from datetime import date, datetime, time, timedelta
 from typing import TYPE_CHECKING
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
@@ -48,20 +48,27 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-MISFIRE_GRACE = 6 * 3600   # a run up to 6 hours late (suspend, long restart) still fires
+MISFIRE_GRACE = 6 * 3600  # a run up to 6 hours late (suspend, long restart) still fires
 
 
 @dataclass
 class RunReport:
-    reminded: list[str] = field(default_factory=list)     # codes
+    reminded: list[str] = field(default_factory=list)  # codes
     escalated: list[str] = field(default_factory=list)
     unconfirmed: list[str] = field(default_factory=list)
-    messages: int = 0                                      # outbox rows queued
+    messages: int = 0  # outbox rows queued
 
 
 class ReminderService:
-    def __init__(self, db: "Database", settings: "Settings", catalog: "Catalog", *,
-                 clock: Callable[[], datetime] = utcnow, on_outbox: Callable[[], None] = lambda: None):
+    def __init__(
+        self,
+        db: Database,
+        settings: Settings,
+        catalog: Catalog,
+        *,
+        clock: Callable[[], datetime] = utcnow,
+        on_outbox: Callable[[], None] = lambda: None,
+    ):
         self.db = db
         self.settings = settings
         self.catalog = catalog
@@ -80,69 +87,135 @@ class ReminderService:
                 await self._deadlines(conn, now, report)
         if report.messages:
             self.on_outbox()
-        log.info("reminders: %d reminded, %d escalated, %d closed unconfirmed, %d message(s)",
-                 len(report.reminded), len(report.escalated), len(report.unconfirmed), report.messages)
+        log.info(
+            "reminders: %d reminded, %d escalated, %d closed unconfirmed, %d message(s)",
+            len(report.reminded),
+            len(report.escalated),
+            len(report.unconfirmed),
+            report.messages,
+        )
         return report
 
-    async def _deadlines(self, conn: "Connection", now: datetime, report: RunReport) -> None:
+    async def _deadlines(self, conn: Connection, now: datetime, report: RunReport) -> None:
         cal, s = self.policy.calendar, self.settings
         today = now.astimezone(self.zone).date()
         tomorrow = cal.next_working_day(today)
         remind: list[tuple[store.OpenCase, Due]] = []
         escalate: list[tuple[store.OpenCase, Due]] = []
         for case in await store.open_cases(conn):
-            for due in pending_stages(self.policy, status=case.status, created_at=case.created_at, zone=self.zone,
-                                      forwarded_at=case.forwarded_at, reopened_at=case.reopened_at):
-                if due.due_on == tomorrow and s.officials and await store.claim_notice(
-                        conn, submission_id=case.id, stage=due.stage, started_at=due.started_at,
-                        kind="reminder", day=due.due_on, now=now):
+            for due in pending_stages(
+                self.policy,
+                status=case.status,
+                created_at=case.created_at,
+                zone=self.zone,
+                forwarded_at=case.forwarded_at,
+                reopened_at=case.reopened_at,
+            ):
+                if (
+                    due.due_on == tomorrow
+                    and s.officials
+                    and await store.claim_notice(
+                        conn,
+                        submission_id=case.id,
+                        stage=due.stage,
+                        started_at=due.started_at,
+                        kind="reminder",
+                        day=due.due_on,
+                        now=now,
+                    )
+                ):
                     remind.append((case, due))
-                elif due.due_on < today and s.escalation_chats and await store.claim_notice(
-                        conn, submission_id=case.id, stage=due.stage, started_at=due.started_at,
-                        kind="escalation", day=today, now=now):
+                elif (
+                    due.due_on < today
+                    and s.escalation_chats
+                    and await store.claim_notice(
+                        conn,
+                        submission_id=case.id,
+                        stage=due.stage,
+                        started_at=due.started_at,
+                        kind="escalation",
+                        day=today,
+                        now=now,
+                    )
+                ):
                     escalate.append((case, due))
         if remind:
-            report.messages += await tell_staff(conn, self.catalog, s.officials, purpose="deadline_reminder",
-                                                now=now, render=lambda lang: self._reminder(lang, remind, tomorrow))
+            report.messages += await tell_staff(
+                conn,
+                self.catalog,
+                s.officials,
+                purpose="deadline_reminder",
+                now=now,
+                render=lambda lang: self._reminder(lang, remind, tomorrow),
+            )
             report.reminded = [c.code for c, _ in remind]
         if escalate:
-            report.messages += await tell_staff(conn, self.catalog, s.escalation_chats, purpose="deadline_escalation",
-                                                now=now, render=lambda lang: self._escalation(lang, escalate, today))
+            report.messages += await tell_staff(
+                conn,
+                self.catalog,
+                s.escalation_chats,
+                purpose="deadline_escalation",
+                now=now,
+                render=lambda lang: self._escalation(lang, escalate, today),
+            )
             report.escalated = [c.code for c, _ in escalate]
 
-    def _date(self, lang: str, day: object) -> str:
+    def _date(self, lang: str, day: date) -> str:
         t = self.catalog.text
-        return format_date(day, t(lang, "deadlines.weekdays"), t(lang, "deadlines.months"))  # type: ignore[arg-type]
+        return format_date(day, t(lang, "deadlines.weekdays"), t(lang, "deadlines.months"))
 
-    def _reminder(self, lang: str, items: list[tuple[store.OpenCase, Due]], day: object) -> str:
+    def _reminder(self, lang: str, items: list[tuple[store.OpenCase, Due]], day: date) -> str:
         t = self.catalog.text
-        lines = [t(lang, "deadlines.reminder_line", code=str(TrackingCode(c.code)),
-                   stage=t(lang, f"deadlines.stage_{d.stage}"), kind=t(lang, f"kinds.{c.kind}"),
-                   pillar=t(lang, f"pillars.{c.pillar}") if c.pillar else t(lang, "pillars.none"))
-                 for c, d in items]
+        lines = [
+            t(
+                lang,
+                "deadlines.reminder_line",
+                code=str(TrackingCode(c.code)),
+                stage=t(lang, f"deadlines.stage_{d.stage}"),
+                kind=t(lang, f"kinds.{c.kind}"),
+                pillar=t(lang, f"pillars.{c.pillar}") if c.pillar else t(lang, "pillars.none"),
+            )
+            for c, d in items
+        ]
         return t(lang, "deadlines.reminder", date=self._date(lang, day), lines="\n".join(lines))
 
-    def _escalation(self, lang: str, items: list[tuple[store.OpenCase, Due]], today: object) -> str:
+    def _escalation(self, lang: str, items: list[tuple[store.OpenCase, Due]], today: date) -> str:
         t, cal = self.catalog.text, self.policy.calendar
         ordered = sorted(items, key=lambda item: (item[1].due_on, item[0].code))  # the oldest first
-        lines = [t(lang, "deadlines.escalation_line", code=str(TrackingCode(c.code)),
-                   stage=t(lang, f"deadlines.stage_{d.stage}"),
-                   agency=f" ({c.forwarded_to})" if d.stage == AGENCY_ANSWER and c.forwarded_to else "",
-                   date=self._date(lang, d.due_on), late=cal.working_days_between(d.due_on, today))  # type: ignore[arg-type]
-                 for c, d in ordered]
+        lines = [
+            t(
+                lang,
+                "deadlines.escalation_line",
+                code=str(TrackingCode(c.code)),
+                stage=t(lang, f"deadlines.stage_{d.stage}"),
+                agency=f" ({c.forwarded_to})" if d.stage == AGENCY_ANSWER and c.forwarded_to else "",
+                date=self._date(lang, d.due_on),
+                late=cal.working_days_between(d.due_on, today),
+            )
+            for c, d in ordered
+        ]
         return t(lang, "deadlines.escalation", count=len({c.code for c, _ in items}), lines="\n".join(lines))
 
-    async def _close_unanswered(self, conn: "Connection", now: datetime, report: RunReport) -> None:
+    async def _close_unanswered(self, conn: Connection, now: datetime, report: RunReport) -> None:
         expired = await store.expired_closures(conn, asked_before=now - timedelta(days=self.policy.closure_days))
         for closure, code in expired:
             if not await store.answer_closure(conn, closure.id, outcome="unconfirmed", now=now):
                 continue
-            await audit.audit(conn, actor="system", action="closure", target=code,
-                              after={"outcome": "unconfirmed"}, now=now)
+            await audit.audit(
+                conn, actor="system", action="closure", target=code, after={"outcome": "unconfirmed"}, now=now
+            )
             kind, owner = await store.kind_and_owner(conn, closure.submission_id)
             report.messages += await tell_supporters(
-                conn, self.catalog, submission_id=closure.submission_id, code=str(TrackingCode(code)),
-                kind=kind, owner=owner, key="closure.supporters_unconfirmed", status="resolved", now=now)
+                conn,
+                self.catalog,
+                submission_id=closure.submission_id,
+                code=str(TrackingCode(code)),
+                kind=kind,
+                owner=owner,
+                key="closure.supporters_unconfirmed",
+                status="resolved",
+                now=now,
+            )
             report.unconfirmed.append(code)
 
 
@@ -150,8 +223,7 @@ class ReminderScheduler:
     """Fires ReminderService.run every day at REMINDER_TIME in TIMEZONE (the service itself
     skips reminders and escalations on days off), and makes a run missed earlier today."""
 
-    def __init__(self, service: ReminderService, settings: "Settings", *,
-                 clock: Callable[[], datetime] = utcnow):
+    def __init__(self, service: ReminderService, settings: Settings, *, clock: Callable[[], datetime] = utcnow):
         self.service = service
         self.zone = settings.zone
         hour, minute = (int(part) for part in settings.reminder_time.split(":"))
@@ -163,8 +235,15 @@ class ReminderScheduler:
 
     async def start(self) -> None:
         self.scheduler = AsyncIOScheduler(timezone=self.zone, event_loop=asyncio.get_running_loop())
-        self.scheduler.add_job(self.run_safely, self.trigger, id="reminders", name="deadline reminders",
-                               misfire_grace_time=MISFIRE_GRACE, coalesce=True, max_instances=1)
+        self.scheduler.add_job(
+            self.run_safely,
+            self.trigger,
+            id="reminders",
+            name="deadline reminders",
+            misfire_grace_time=MISFIRE_GRACE,
+            coalesce=True,
+            max_instances=1,
+        )
         self.scheduler.start()
         if self.clock().astimezone(self.zone).time() >= self.at:
             self._catch_up = asyncio.create_task(self.run_safely(), name="reminders catch-up")
@@ -174,7 +253,7 @@ class ReminderScheduler:
             return await self.service.run()
         except StorageUnavailable as exc:
             log.error("reminders skipped, the database is unavailable: %s", exc)
-        except Exception:  # noqa: BLE001 - a background job: log it, the next day runs again
+        except Exception:
             log.exception("reminders run failed")
         return None
 
@@ -190,7 +269,7 @@ class ReminderScheduler:
                 await self._catch_up
 
 
-async def run_once(settings: "Settings", *, clock: Callable[[], datetime] = utcnow) -> RunReport:
+async def run_once(settings: Settings, *, clock: Callable[[], datetime] = utcnow) -> RunReport:
     """One run in a process of its own (tests of restarts; an operator's cron)."""
     from handlers.i18n import Catalog
     from storage.database import Database

@@ -20,7 +20,7 @@ import re
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any, Protocol
 
@@ -83,7 +83,7 @@ class CoreSettings:
     flood_max_messages: int = 15
     flood_window_seconds: float = 15.0
     zone: tzinfo = UTC  # the regency's time zone: dates residents see are local dates
-    deadlines: DeadlinePolicy = DeadlinePolicy()  # response deadlines in working days
+    deadlines: DeadlinePolicy = field(default_factory=DeadlinePolicy)  # response deadlines in working days
     escalation_chats: tuple[str, ...] = ()  # coordinators told when a resident reopens
 
     @classmethod
@@ -916,10 +916,12 @@ class Turn:
         await audit.audit(self.conn, actor="resident", action="closure", target=sub.code,
                           after={"outcome": outcome}, now=self.now)
         self.outbox_written = True
-        news = dict(submission_id=sub.id, code=code, kind=sub.kind, owner=sub.user_id, now=self.now)
+        async def news(key: str, status: str) -> None:
+            await tell_supporters(self.conn, self.core.catalog, submission_id=sub.id, code=code, kind=sub.kind,
+                                  owner=sub.user_id, key=key, status=status, now=self.now)
+
         if answer == "yes":
-            await tell_supporters(self.conn, self.core.catalog, key="closure.supporters_confirmed",
-                                  status="resolved", **news)
+            await news("closure.supporters_confirmed", "resolved")
             return [Reply(self.t("closure.confirmed", code=code),
                           tuple(Button(str(n), f"closure:{sub.code}:r{n}") for n in range(1, 6)))]
         # Not fixed: back to "reviewed", the resolution clock restarts from now.
@@ -936,7 +938,7 @@ class Turn:
             render=lambda lang: catalog.text(lang, "closure.official_reopened", code=code, date=format_date(
                 due, catalog.text(lang, "deadlines.weekdays"), catalog.text(lang, "deadlines.months"))),
         )
-        await tell_supporters(self.conn, catalog, key="closure.supporters_reopened", status="reviewed", **news)
+        await news("closure.supporters_reopened", "reviewed")
         if self.conv.step != "idle":
             return [Reply(self.t("closure.reopened", code=code))]  # their draft is kept
         self.conv = Conversation("reopen_note", {"n": self.serial, "sub": sub.id, "closure": closure.id})

@@ -23,7 +23,7 @@ a stage due on Wednesday is overdue from Thursday.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, tzinfo
 from functools import lru_cache
@@ -42,7 +42,8 @@ OPEN_STATUSES = ("new", "reviewed", "forwarded")
 def _national(year: int) -> frozenset[date]:
     import holidays
 
-    found = holidays.Indonesia(years=year, categories=("public", "government"))
+    # "public": national holidays; "government": cuti bersama (joint leave days).
+    found = holidays.country_holidays("ID", years=year, categories=("public", "government"))
     return frozenset(found.keys())
 
 
@@ -94,11 +95,11 @@ class DeadlinePolicy:
     first_response_days: int = 3
     agency_answer_days: int = 5
     resolution_days: int = 10
-    closure_days: int = 7          # calendar days for the resident to confirm a fix
+    closure_days: int = 7  # calendar days for the resident to confirm a fix
     calendar: WorkCalendar = field(default_factory=WorkCalendar)
 
     @classmethod
-    def from_settings(cls, s: Any) -> "DeadlinePolicy":
+    def from_settings(cls, s: Any) -> DeadlinePolicy:
         return cls(
             first_response_days=s.deadline_first_response_days,
             agency_answer_days=s.deadline_agency_answer_days,
@@ -119,8 +120,13 @@ class Due:
 
 
 def pending_stages(
-    policy: DeadlinePolicy, *, status: str, created_at: datetime, zone: tzinfo,
-    forwarded_at: datetime | None = None, reopened_at: datetime | None = None,
+    policy: DeadlinePolicy,
+    *,
+    status: str,
+    created_at: datetime,
+    zone: tzinfo,
+    forwarded_at: datetime | None = None,
+    reopened_at: datetime | None = None,
 ) -> list[Due]:
     """What is still owed for a submission in `status`, earliest due first."""
     if status not in OPEN_STATUSES:
@@ -142,16 +148,45 @@ def next_due(policy: DeadlinePolicy, **kwargs: Any) -> Due | None:
     return stages[0] if stages else None
 
 
+def stages_of(policy: DeadlinePolicy, zone: tzinfo) -> Callable[[Any], list[tuple[str, date]]]:
+    """For storage.deadlines.deadline_report: an open case's (stage, due date) pairs."""
+
+    def stages(case: Any) -> list[tuple[str, date]]:
+        return [
+            (d.stage, d.due_on)
+            for d in pending_stages(
+                policy,
+                status=case.status,
+                created_at=case.created_at,
+                zone=zone,
+                forwarded_at=case.forwarded_at,
+                reopened_at=case.reopened_at,
+            )
+        ]
+
+    return stages
+
+
 def format_date(day: date, weekdays: str, months: str) -> str:
-    """"Rabu, 19 Agustus 2026": `weekdays` (Monday first) and `months` are comma lists
+    """ "Rabu, 19 Agustus 2026": `weekdays` (Monday first) and `months` are comma lists
     from the catalogue, so no locale needs to be installed on the server."""
-    return f"{weekdays.split(',')[day.weekday()].strip()}, {day.day} {months.split(',')[day.month - 1].strip()} {day.year}"
+    return (
+        f"{weekdays.split(',')[day.weekday()].strip()}, {day.day} {months.split(',')[day.month - 1].strip()} {day.year}"
+    )
 
 
 # News of a closure, shared by the conversation (Sudah / Belum) and the reminders job ----------------
 async def tell_supporters(
-    conn: Any, catalog: Any, *, submission_id: int, code: str, kind: str, owner: int | None,
-    key: str, status: str, now: datetime,
+    conn: Any,
+    catalog: Any,
+    *,
+    submission_id: int,
+    code: str,
+    kind: str,
+    owner: int | None,
+    key: str,
+    status: str,
+    now: datetime,
 ) -> int:
     """Queue `key` (closure.supporters_*) to every supporter but the owner, each in their
     language. `status` is what a WhatsApp status template says outside the 24-hour window."""
@@ -163,19 +198,29 @@ async def tell_supporters(
     for fan in fans:
         if fan.language not in texts:
             texts[fan.language] = catalog.text(
-                fan.language, key, kind=catalog.text(fan.language, f"kinds.{kind}").lower(), code=code)
-    return await outbox.enqueue(conn, [(fan, {"text": texts[fan.language], "notice": notice}) for fan in fans],
-                                purpose="supported_status", now=now)
+                fan.language, key, kind=catalog.text(fan.language, f"kinds.{kind}").lower(), code=code
+            )
+    return await outbox.enqueue(
+        conn,
+        [(fan, {"text": texts[fan.language], "notice": notice}) for fan in fans],
+        purpose="supported_status",
+        now=now,
+    )
 
 
 async def tell_staff(
-    conn: Any, catalog: Any, keys: Iterable[str], *, purpose: str, now: datetime,
+    conn: Any,
+    catalog: Any,
+    keys: Iterable[str],
+    *,
+    purpose: str,
+    now: datetime,
     render: Any,
 ) -> int:
     """Queue one message to each official or coordinator in `keys` ("telegram:123"), each
     once; `render(language)` gives its text."""
-    from storage import deadlines as store, outbox
+    from storage import deadlines as store
+    from storage import outbox
 
     recipients = await store.staff_recipients(conn, list(keys), default_language=catalog.default)
-    return await outbox.enqueue(conn, [(r, {"text": render(r.language)}) for r in recipients],
-                                purpose=purpose, now=now)
+    return await outbox.enqueue(conn, [(r, {"text": render(r.language)}) for r in recipients], purpose=purpose, now=now)

@@ -21,7 +21,13 @@ class AnswerTemplate:
 
 
 async def save(
-    conn: Connection, *, name: str, text_id: str, text_en: str | None, actor: str, now: datetime,
+    conn: Connection,
+    *,
+    name: str,
+    text_id: str,
+    text_en: str | None,
+    actor: str,
+    now: datetime,
 ) -> bool:
     """Add or replace; True when it replaced one of the same name."""
     async with conn.execute("SELECT 1 FROM answer_templates WHERE name = ?", (name,)) as cur:
@@ -44,9 +50,7 @@ async def get(conn: Connection, name: str) -> AnswerTemplate | None:
 
 
 async def all_templates(conn: Connection) -> list[AnswerTemplate]:
-    async with conn.execute(
-        "SELECT name, text_id, text_en, created_by FROM answer_templates ORDER BY name"
-    ) as cur:
+    async with conn.execute("SELECT name, text_id, text_en, created_by FROM answer_templates ORDER BY name") as cur:
         return [AnswerTemplate(*row) for row in await cur.fetchall()]
 
 

@@ -14,15 +14,20 @@ from __future__ import annotations
 
 import sqlite3
 import statistics
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import date, datetime, tzinfo
-from typing import TYPE_CHECKING
+from datetime import date, datetime
+from typing import TYPE_CHECKING, Any
 
 from storage.database import Connection, from_db, to_db
 
 if TYPE_CHECKING:
-    from handlers.deadlines import DeadlinePolicy
     from storage.desk import Recipient
+
+# What the core's deadline rules say of one open case: its (stage, due date) pairs. Passed in
+# (handlers.deadlines.stages_of), since storage never imports the core.
+StagesOf = Callable[["OpenCase"], Iterable[tuple[str, date]]]
+WorkingDaysBetween = Callable[[date, date], int]
 
 _OPEN = "('new', 'reviewed', 'forwarded')"
 _CLOCK = (
@@ -47,9 +52,19 @@ class OpenCase:
     reopened_at: datetime | None
 
 
-def _open_case(r: sqlite3.Row | tuple) -> OpenCase:
-    return OpenCase(r[0], r[1], r[2], r[3], r[4], r[5], r[6], from_db(r[7]),  # type: ignore[arg-type]
-                    from_db(r[8]), from_db(r[9]))
+def _open_case(r: sqlite3.Row | tuple[Any, ...]) -> OpenCase:
+    return OpenCase(
+        r[0],
+        r[1],
+        r[2],
+        r[3],
+        r[4],
+        r[5],
+        r[6],
+        from_db(r[7]),  # type: ignore[arg-type]
+        from_db(r[8]),
+        from_db(r[9]),
+    )
 
 
 _CASE_SQL = (
@@ -76,8 +91,14 @@ async def clock_of(conn: Connection, submission_id: int) -> tuple[datetime | Non
 
 
 async def claim_notice(
-    conn: Connection, *, submission_id: int, stage: str, started_at: datetime, kind: str,
-    day: date, now: datetime,
+    conn: Connection,
+    *,
+    submission_id: int,
+    stage: str,
+    started_at: datetime,
+    kind: str,
+    day: date,
+    now: datetime,
 ) -> bool:
     """True when this item was not queued before (and now counts as queued)."""
     cur = await conn.execute(
@@ -98,7 +119,7 @@ async def user_for_chat(conn: Connection, channel: str, platform_id: str) -> tup
     return (int(row[0]), str(row[1])) if row else None
 
 
-async def staff_recipients(conn: Connection, keys: list[str], *, default_language: str) -> list["Recipient"]:
+async def staff_recipients(conn: Connection, keys: list[str], *, default_language: str) -> list[Recipient]:
     """Officials or coordinators ("telegram:123", "whatsapp:628...") as outbox recipients,
     each once. One who is also a resident brings their user row: their language, and on
     WhatsApp the 24-hour window the outbox worker checks."""
@@ -110,8 +131,14 @@ async def staff_recipients(conn: Connection, keys: list[str], *, default_languag
         if not chat or (channel, chat) in found:
             continue
         user = await user_for_chat(conn, channel, chat)
-        found[(channel, chat)] = Recipient(user[0] if user else None, channel, chat,  # type: ignore[arg-type]
-                                           user[1] if user else default_language)
+        # No user row: user_id None (the outbox column is nullable; the worker then finds
+        # no WhatsApp window, and the terminal shows the row by chat).
+        found[(channel, chat)] = Recipient(
+            user[0] if user else None,  # type: ignore[arg-type]
+            channel,
+            chat,
+            user[1] if user else default_language,
+        )
     return list(found.values())
 
 
@@ -131,7 +158,7 @@ class Closure:
 _CLOSURE_COLUMNS = "id, submission_id, resolved_at, resolved_by, outcome, answered_at, rating, note"
 
 
-def _closure(r: sqlite3.Row | tuple) -> Closure:
+def _closure(r: sqlite3.Row | tuple[Any, ...]) -> Closure:
     return Closure(r[0], r[1], from_db(r[2]), r[3], r[4], from_db(r[5]), r[6], r[7])  # type: ignore[arg-type]
 
 
@@ -150,8 +177,7 @@ async def kind_and_owner(conn: Connection, submission_id: int) -> tuple[str, int
 async def open_closure(conn: Connection, submission_id: int, *, resolved_by: str, now: datetime) -> None:
     """The resident is asked again: an earlier question left unanswered no longer counts."""
     await conn.execute(
-        "UPDATE closures SET outcome = 'superseded', answered_at = ? "
-        "WHERE submission_id = ? AND outcome IS NULL",
+        "UPDATE closures SET outcome = 'superseded', answered_at = ? WHERE submission_id = ? AND outcome IS NULL",
         (to_db(now), submission_id),
     )
     await conn.execute(
@@ -237,31 +263,39 @@ class DeadlineReport:
     overdue_by_agency: dict[str, int] = field(default_factory=dict)
     median_hours_to_first_response: float | None = None
     median_hours_to_resolution: float | None = None
-    closures: dict[str, int] = field(default_factory=dict)   # confirmed, disputed, unconfirmed, waiting
+    closures: dict[str, int] = field(default_factory=dict)  # confirmed, disputed, unconfirmed, waiting
     oldest_overdue: list[OverdueItem] = field(default_factory=list)
 
 
 def deadline_report(
-    conn: sqlite3.Connection, policy: "DeadlinePolicy", *, zone: tzinfo, today: date,
-    since: datetime | None = None, until: datetime | None = None, oldest: int = 10,
+    conn: sqlite3.Connection,
+    stages_of: StagesOf,
+    working_days_between: WorkingDaysBetween,
+    *,
+    today: date,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    oldest: int = 10,
 ) -> DeadlineReport:
     """Overdue counts by pillar and agency and the oldest overdue items (as of `today`),
     medians to first response and to resolution and closure outcomes (of submissions made
-    in [since, until) when given). `conn` is a plain sqlite3 connection (a thread's)."""
-    from handlers.deadlines import pending_stages
-
+    in [since, until) when given). `conn` is a plain sqlite3 connection (a thread's);
+    `stages_of` and `working_days_between` come from handlers.deadlines (see stages_of)."""
     overdue: list[OverdueItem] = []
-    for row in conn.execute(
-        f"{_CASE_SQL} WHERE s.status IN {_OPEN} AND s.hidden = 0 ORDER BY s.created_at, s.id"
-    ):
+    for row in conn.execute(f"{_CASE_SQL} WHERE s.status IN {_OPEN} AND s.hidden = 0 ORDER BY s.created_at, s.id"):
         case = _open_case(row)
-        for due in pending_stages(policy, status=case.status, created_at=case.created_at, zone=zone,
-                                  forwarded_at=case.forwarded_at, reopened_at=case.reopened_at):
-            if due.due_on < today:
-                overdue.append(OverdueItem(
-                    case.code, due.stage, case.pillar, case.forwarded_to if case.status == "forwarded" else None,
-                    due.due_on, policy.calendar.working_days_between(due.due_on, today),
-                ))
+        for stage, due_on in stages_of(case):
+            if due_on < today:
+                overdue.append(
+                    OverdueItem(
+                        case.code,
+                        stage,
+                        case.pillar,
+                        case.forwarded_to if case.status == "forwarded" else None,
+                        due_on,
+                        working_days_between(due_on, today),
+                    )
+                )
     by_pillar: dict[str | None, int] = {}
     by_agency: dict[str, int] = {}
     for code in dict.fromkeys(i.code for i in overdue):  # a submission counts once
@@ -295,9 +329,12 @@ def deadline_report(
     ):
         closures[outcome] = int(count)
     return DeadlineReport(
-        as_of=today, overdue_by_pillar=by_pillar, overdue_by_agency=by_agency,
+        as_of=today,
+        overdue_by_pillar=by_pillar,
+        overdue_by_agency=by_agency,
         median_hours_to_first_response=median_hours(
-            "('reviewed', 'forwarded', 'rejected', 'in_masterplan', 'resolved')"),
+            "('reviewed', 'forwarded', 'rejected', 'in_masterplan', 'resolved')"
+        ),
         median_hours_to_resolution=median_hours("('resolved', 'in_masterplan')"),
         closures=closures,
         oldest_overdue=sorted(overdue, key=lambda i: (i.due_on, i.code))[:oldest],

@@ -21,14 +21,22 @@ STAFF = {"OFFICIALS": "terminal:petugas", "ESCALATION_CHATS": "terminal:koordina
 
 
 def run_reminders(tmp_path, at: datetime) -> str:
-    code = ("import asyncio, datetime\n"
-            "from bot.config import load_settings\n"
-            "from bot.reminders import run_once\n"
-            f"at = datetime.datetime.fromisoformat({at.isoformat()!r})\n"
-            "r = asyncio.run(run_once(load_settings(_env_file=None), clock=lambda: at))\n"
-            "print(len(r.reminded), len(r.escalated), r.messages)\n")
-    done = subprocess.run([sys.executable, "-c", code], env=cli_environment(tmp_path, **STAFF), cwd=tmp_path,
-                          capture_output=True, text=True, timeout=60)
+    code = (
+        "import asyncio, datetime\n"
+        "from bot.config import load_settings\n"
+        "from bot.reminders import run_once\n"
+        f"at = datetime.datetime.fromisoformat({at.isoformat()!r})\n"
+        "r = asyncio.run(run_once(load_settings(_env_file=None), clock=lambda: at))\n"
+        "print(len(r.reminded), len(r.escalated), r.messages)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        env=cli_environment(tmp_path, **STAFF),
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 0, done.stderr
     return done.stdout.strip()
 
@@ -44,13 +52,17 @@ def test_reminder_escalation_reopen_and_confirmed_close_in_the_terminal(tmp_path
         eve -= timedelta(days=1)
     at = lambda day: datetime(day.year, day.month, day.day, 8, 0, tzinfo=WIB)  # noqa: E731
     assert run_reminders(tmp_path, at(eve)) == "1 0 1"
-    assert run_reminders(tmp_path, at(eve)) == "0 0 0"          # a restart: nothing twice
+    assert run_reminders(tmp_path, at(eve)) == "0 0 0"  # a restart: nothing twice
     late = cal.next_working_day(due)
     assert run_reminders(tmp_path, at(late)) == "0 1 1"
     assert run_reminders(tmp_path, at(late)) == "0 0 0"
 
-    official = run_cli(["chat", "--user", "petugas"], tmp_path, **STAFF,
-                       stdin=script("1", f"/status {code} selesai Lampu sudah diganti"))
+    official = run_cli(
+        ["chat", "--user", "petugas"],
+        tmp_path,
+        **STAFF,
+        stdin=script("1", f"/status {code} selesai Lampu sudah diganti"),
+    )
     assert official.returncode == 0, official.stderr
     assert official.stdout.count("🔔 Pengingat: kiriman ini jatuh tempo") == 1
     assert f"• {code} – tanggapan pertama – Laporan" in official.stdout
@@ -58,8 +70,9 @@ def test_reminder_escalation_reopen_and_confirmed_close_in_the_terminal(tmp_path
     assert coordinator.stdout.count("🔔 Lewat tenggat: 1 kiriman") == 1
     assert f"• {code} – tanggapan pertama – tenggat" in coordinator.stdout
 
-    resident = run_cli(["chat", "--user", "warga1"], tmp_path, **STAFF,
-                       stdin=script("belum", "Lampu di ujung gang masih mati"))
+    resident = run_cli(
+        ["chat", "--user", "warga1"], tmp_path, **STAFF, stdin=script("belum", "Lampu di ujung gang masih mati")
+    )
     out = resident.stdout
     assert out.count("Catatan: Lampu sudah diganti\n\nApakah masalahnya sudah beres?\n  [1] Sudah\n  [2] Belum") == 1
     assert f"Maaf, masalahnya belum beres. {code} kami buka lagi dan petugas sudah dikabari." in out
@@ -70,8 +83,9 @@ def test_reminder_escalation_reopen_and_confirmed_close_in_the_terminal(tmp_path
         seen = run_cli(["chat", "--user", user], tmp_path, **STAFF, stdin="").stdout
         assert seen.count(f"🔔 {code} dibuka lagi: pelapor bilang masalahnya belum beres.") == 1, user
         assert seen.count(f"🔔 Keterangan pelapor untuk {code}:\nLampu di ujung gang masih mati") == 1, user
-    again = run_cli(["chat", "--user", "petugas"], tmp_path, **STAFF,
-                    stdin=script(f"/status {code} selesai Sudah diganti lagi")).stdout
+    again = run_cli(
+        ["chat", "--user", "petugas"], tmp_path, **STAFF, stdin=script(f"/status {code} selesai Sudah diganti lagi")
+    ).stdout
     assert "dibuka lagi" not in again
 
     resident = run_cli(["chat", "--user", "warga1"], tmp_path, **STAFF, stdin=script("sudah", "5"))
@@ -79,7 +93,11 @@ def test_reminder_escalation_reopen_and_confirmed_close_in_the_terminal(tmp_path
     assert "Terima kasih atas nilainya." in resident.stdout
     with sqlite3.connect(tmp_path / "cli.db") as conn:
         assert conn.execute("SELECT outcome, rating FROM closures ORDER BY id").fetchall() == [
-            ("disputed", None), ("confirmed", 5)]
+            ("disputed", None),
+            ("confirmed", 5),
+        ]
         assert conn.execute("SELECT count(*) FROM outbox WHERE state = 'pending'").fetchone()[0] == 0
-    assert re.search(r"Status: selesai", run_cli(["chat", "--user", "warga1"], tmp_path, **STAFF,
-                                                 stdin=script(f"/status {code}")).stdout)
+    assert re.search(
+        r"Status: selesai",
+        run_cli(["chat", "--user", "warga1"], tmp_path, **STAFF, stdin=script(f"/status {code}")).stdout,
+    )

@@ -15,7 +15,7 @@ import random
 import subprocess
 import sys
 from collections.abc import AsyncIterator
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
 from zoneinfo import ZoneInfo
 
 from bot.app import open_services
@@ -34,7 +34,6 @@ from handlers.deadlines import (
 from handlers.domain import TrackingCode
 from handlers.officials import OfficialDesk
 from storage import repository as repo
-from storage.database import utcnow
 from tests.fakes import FakeTelegram, serve
 from tests.test_officials import FAST, OFFICIAL, ROAD, TelegramStack, add_resident, scalar
 
@@ -57,11 +56,11 @@ class Clock:
 # The calendar ------------------------------------------------------------------------------------
 def test_weekends_national_holidays_and_cuti_bersama_are_not_working_days():
     cal = WorkCalendar()
-    assert cal.is_working_day(date(2026, 8, 14))          # Friday
-    assert not cal.is_working_day(date(2026, 8, 15))      # Saturday
-    assert not cal.is_working_day(date(2026, 8, 17))      # Independence Day, a Monday
-    assert not cal.is_working_day(date(2026, 3, 20))      # cuti bersama Idul Fitri (SKB 2026)
-    assert not cal.is_working_day(date(2026, 12, 24))     # cuti bersama Natal
+    assert cal.is_working_day(date(2026, 8, 14))  # Friday
+    assert not cal.is_working_day(date(2026, 8, 15))  # Saturday
+    assert not cal.is_working_day(date(2026, 8, 17))  # Independence Day, a Monday
+    assert not cal.is_working_day(date(2026, 3, 20))  # cuti bersama Idul Fitri (SKB 2026)
+    assert not cal.is_working_day(date(2026, 12, 24))  # cuti bersama Natal
     # Thursday 13 August + 3: Fri 14, (weekend, 17 August), Tue 18, Wed 19.
     assert cal.add_working_days(date(2026, 8, 13), 3) == date(2026, 8, 19)
     assert cal.working_days_between(date(2026, 8, 19), date(2026, 8, 24)) == 3
@@ -79,12 +78,12 @@ def test_each_stage_has_its_own_clock():
     made = wib("2026-08-13", 10)
     [first] = pending_stages(policy, status="new", created_at=made, zone=WIB)
     assert (first.stage, first.due_on) == (FIRST_RESPONSE, date(2026, 8, 19))
-    stages = pending_stages(policy, status="forwarded", created_at=made, zone=WIB,
-                            forwarded_at=wib("2026-08-18", 9))
+    stages = pending_stages(policy, status="forwarded", created_at=made, zone=WIB, forwarded_at=wib("2026-08-18", 9))
     assert [(d.stage, d.due_on) for d in stages] == [
-        (AGENCY_ANSWER, date(2026, 8, 26)), (RESOLUTION, date(2026, 8, 31))]  # 25 August: Maulid Nabi
-    [again] = pending_stages(policy, status="reviewed", created_at=made, zone=WIB,
-                             reopened_at=wib("2026-08-24", 10))
+        (AGENCY_ANSWER, date(2026, 8, 26)),
+        (RESOLUTION, date(2026, 8, 31)),
+    ]  # 25 August: Maulid Nabi
+    [again] = pending_stages(policy, status="reviewed", created_at=made, zone=WIB, reopened_at=wib("2026-08-24", 10))
     assert (again.stage, again.due_on) == (RESOLUTION, date(2026, 9, 8))
     assert pending_stages(policy, status="resolved", created_at=made, zone=WIB) == []
 
@@ -95,23 +94,25 @@ async def stack(make_settings, clock: Clock) -> AsyncIterator[tuple[TelegramStac
     fake = FakeTelegram(max_poll_wait=0.1)
     async with serve(fake.app) as url:
         settings = make_settings(
-            telegram_bot_token=fake.token, telegram_api_base_url=f"{url}/bot",
-            telegram_file_base_url=f"{url}/file/bot", officials=f"telegram:{OFFICIAL}",
+            telegram_bot_token=fake.token,
+            telegram_api_base_url=f"{url}/bot",
+            telegram_file_base_url=f"{url}/file/bot",
+            officials=f"telegram:{OFFICIAL}",
             escalation_chats=f"telegram:{COORDINATORS}",
         )
         async with open_services(settings) as services:
             core = services.core
             core.clock = clock
             core.desk = OfficialDesk(services.catalog, services.tagger, zone=settings.zone)
-            worker = OutboxWorker(services.db, services.channels, settings, services.catalog,
-                                  pacing=FAST, base_backoff=0.01, clock=clock)
+            worker = OutboxWorker(
+                services.db, services.channels, settings, services.catalog, pacing=FAST, base_backoff=0.01, clock=clock
+            )
             core.on_outbox = worker.wake
             channel = TelegramChannel(settings, core, services.catalog)
             await channel.start()
             services.channels["telegram"] = channel
             tg = TelegramStack(fake, services, channel, worker, settings.database_path)
-            reminders = ReminderService(services.db, settings, services.catalog, clock=clock,
-                                        on_outbox=worker.wake)
+            reminders = ReminderService(services.db, settings, services.catalog, clock=clock, on_outbox=worker.wake)
             await tg.start_worker()
             try:
                 yield tg, reminders
@@ -121,12 +122,22 @@ async def stack(make_settings, clock: Clock) -> AsyncIterator[tuple[TelegramStac
 
 
 async def submit(tg: TelegramStack, user: repo.User, clock: Clock, text: str = ROAD) -> TrackingCode:
-    draft = {"kind": "report", "text": text, "pillar": "living", "auto_pillar": "living",
-             "area": "Maospati", "anonymous": False, "name": user.display_name}
+    draft = {
+        "kind": "report",
+        "text": text,
+        "pillar": "living",
+        "auto_pillar": "living",
+        "area": "Maospati",
+        "anonymous": False,
+        "name": user.display_name,
+    }
     rng = random.Random(len(text))
     async with tg.db.transaction() as conn:
-        return TrackingCode(await repo.insert_submission(
-            conn, user=user, draft=draft, draw_code=lambda: TrackingCode.generate(rng).value, now=clock()))
+        return TrackingCode(
+            await repo.insert_submission(
+                conn, user=user, draft=draft, draw_code=lambda: TrackingCode.generate(rng).value, now=clock()
+            )
+        )
 
 
 async def press_again(tg: TelegramStack, user_id: int, label: str) -> list:
@@ -140,14 +151,20 @@ async def press_again(tg: TelegramStack, user_id: int, label: str) -> list:
 
 def second_process_run(db_path, at: datetime) -> str:
     """The day's run again from a new process on the same database (a restart)."""
-    env = {**os.environ, "DATABASE_PATH": str(db_path), "OFFICIALS": f"telegram:{OFFICIAL}",
-           "ESCALATION_CHATS": f"telegram:{COORDINATORS}"}
-    code = ("import asyncio, datetime\n"
-            "from bot.config import load_settings\n"
-            "from bot.reminders import run_once\n"
-            f"at = datetime.datetime.fromisoformat({at.isoformat()!r})\n"
-            "r = asyncio.run(run_once(load_settings(_env_file=None), clock=lambda: at))\n"
-            "print(r.reminded, r.escalated, r.unconfirmed, r.messages)\n")
+    env = {
+        **os.environ,
+        "DATABASE_PATH": str(db_path),
+        "OFFICIALS": f"telegram:{OFFICIAL}",
+        "ESCALATION_CHATS": f"telegram:{COORDINATORS}",
+    }
+    code = (
+        "import asyncio, datetime\n"
+        "from bot.config import load_settings\n"
+        "from bot.reminders import run_once\n"
+        f"at = datetime.datetime.fromisoformat({at.isoformat()!r})\n"
+        "r = asyncio.run(run_once(load_settings(_env_file=None), clock=lambda: at))\n"
+        "print(r.reminded, r.escalated, r.unconfirmed, r.messages)\n"
+    )
     done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     return done.stdout.strip()
@@ -190,8 +207,10 @@ async def test_a_report_through_deadlines_reminder_escalation_reopen_and_confirm
         clock.now = wib("2026-08-20")
         assert (await reminders.run()).escalated == [road.value]
         [escalation] = await tg.notified(COORDINATORS)
-        assert escalation == (f"Lewat tenggat: 1 kiriman\n• {road} – tanggapan pertama – tenggat Rabu, "
-                              "19 Agustus 2026, lewat 1 hari kerja\nRincian: /lihat KODE")
+        assert escalation == (
+            f"Lewat tenggat: 1 kiriman\n• {road} – tanggapan pertama – tenggat Rabu, "
+            "19 Agustus 2026, lewat 1 hari kerja\nRincian: /lihat KODE"
+        )
         assert second_process_run(tg.db_path, clock()) == "[] [] [] 0"
         clock.now = wib("2026-08-21")
         await reminders.run()
@@ -211,7 +230,8 @@ async def test_a_report_through_deadlines_reminder_escalation_reopen_and_confirm
         answer = await tg.press(1001, "Belum")
         assert [m.plain for m in answer] == [
             f"Maaf, masalahnya belum beres. {road} kami buka lagi dan petugas sudah dikabari.",
-            "Ceritakan apa yang belum beres, dalam satu pesan:"]
+            "Ceritakan apa yang belum beres, dalam satu pesan:",
+        ]
         told = f"{road} dibuka lagi: pelapor bilang masalahnya belum beres. Target penyelesaian baru: Selasa, 8 September 2026."
         assert await tg.notified(OFFICIAL) == [told]
         assert await tg.notified(COORDINATORS) == [told]
@@ -237,7 +257,10 @@ async def test_a_report_through_deadlines_reminder_escalation_reopen_and_confirm
         assert [b["text"] for b in thanks[0].buttons] == ["1", "2", "3", "4", "5"]
         assert (await tg.press(1001, "5"))[0].plain == "Terima kasih atas nilainya."
         assert "pelapor memastikan masalahnya sudah beres" in (await tg.notified(2001))[0]
-        assert scalar(tg.db_path, "SELECT outcome || ' ' || rating FROM closures WHERE outcome = 'confirmed'") == "confirmed 5"
+        assert (
+            scalar(tg.db_path, "SELECT outcome || ' ' || rating FROM closures WHERE outcome = 'confirmed'")
+            == "confirmed 5"
+        )
         clock.now = wib("2026-08-26")
         assert second_process_run(tg.db_path, clock()) == "[] [] [] 0"
         await tg.worker.idle.wait()
@@ -268,7 +291,8 @@ async def test_an_unanswered_question_closes_as_unconfirmed_after_seven_days(mak
         clock.now = wib("2026-09-08", 11)
         assert (await reminders.run()).unconfirmed == [road.value]
         assert await tg.notified(2001) == [
-            f"News about report {road}, which you support: closed as resolved, without the resident's confirmation."]
+            f"News about report {road}, which you support: closed as resolved, without the resident's confirmation."
+        ]
         assert (await reminders.run()).messages == 0
         late = await press_again(tg, 1001, "Sudah")
         assert late[0].plain == f"Pertanyaan untuk {road} ini sudah tidak berlaku."
@@ -297,6 +321,7 @@ async def test_deadline_report_gives_the_digest_its_figures(make_settings):
     import contextlib as _c
     import sqlite3
 
+    from handlers.deadlines import stages_of
     from storage.deadlines import deadline_report
 
     clock = Clock(wib("2026-08-13", 10))
@@ -308,9 +333,14 @@ async def test_deadline_report_gives_the_digest_its_figures(make_settings):
         await tg.say(OFFICIAL, f"/status {lamp} diteruskan Dinas PUPR Magetan")
         await tg.say(OFFICIAL, f"/status {road} selesai")
     with _c.closing(sqlite3.connect(tg.db_path)) as conn:
-        report = deadline_report(conn, DeadlinePolicy(), zone=WIB, today=date(2026, 9, 1))
+        policy = DeadlinePolicy()
+        report = deadline_report(
+            conn, stages_of(policy, WIB), policy.calendar.working_days_between, today=date(2026, 9, 1)
+        )
     assert report.overdue_by_pillar == {"living": 1} and report.overdue_by_agency == {"Dinas PUPR Magetan": 1}
     assert [(i.code, i.stage, i.working_days_late) for i in report.oldest_overdue] == [
-        (lamp.value, AGENCY_ANSWER, 5), (lamp.value, RESOLUTION, 1)]
+        (lamp.value, AGENCY_ANSWER, 5),
+        (lamp.value, RESOLUTION, 1),
+    ]
     assert report.median_hours_to_first_response == 24.0 and report.median_hours_to_resolution == 24.0
     assert report.closures == {"confirmed": 0, "disputed": 0, "unconfirmed": 0, "waiting": 1}

@@ -15,22 +15,29 @@ async def test_templates_are_kept_listed_used_in_the_residents_language_and_remo
         await tg.say(OFFICIAL, f"/status {lamp} diteruskan Dinas PUPR Magetan")
         await tg.notified(1002)
 
-        saved = await tg.say(OFFICIAL, "/templat tambah Ditambal Laporan {kode} sudah ditangani {instansi}. "
-                                       "Terima kasih.\nen: Report {kode} has been handled by {instansi}. Thank you.")
+        saved = await tg.say(
+            OFFICIAL,
+            "/templat tambah Ditambal Laporan {kode} sudah ditangani {instansi}. "
+            "Terima kasih.\nen: Report {kode} has been handled by {instansi}. Thank you.",
+        )
         assert saved[0].plain == "Templat #ditambal disimpan."
         listed = await tg.say(OFFICIAL, "/templat")
-        assert listed[0].plain == ("Templat jawaban (pakai: /balas KODE #NAMA):\n"
-                                   "#ditambal – Laporan {kode} sudah ditangani {instansi}. Terima kasih. "
-                                   "(ada versi Inggris)")
+        assert listed[0].plain == (
+            "Templat jawaban (pakai: /balas KODE #NAMA):\n"
+            "#ditambal – Laporan {kode} sudah ditangani {instansi}. Terima kasih. "
+            "(ada versi Inggris)"
+        )
 
         sent = await tg.say(OFFICIAL, f"/balas {road} #ditambal")
         assert sent[0].plain == f"Balasan untuk {road} akan dikirim ke pelapor."
         assert await tg.notified(1001) == [
-            f"Balasan petugas untuk {road}:\nLaporan {road} sudah ditangani instansi terkait. Terima kasih."]
+            f"Balasan petugas untuk {road}:\nLaporan {road} sudah ditangani instansi terkait. Terima kasih."
+        ]
         await tg.say(OFFICIAL, f"/balas {lamp} #DITAMBAL Kami cek lagi Jumat.")
         assert await tg.notified(1002) == [
             f"An official replied about {lamp}:\nReport {lamp} has been handled by Dinas PUPR Magetan. "
-            "Thank you.\nKami cek lagi Jumat."]
+            "Thank you.\nKami cek lagi Jumat."
+        ]
 
         replaced = await tg.say(OFFICIAL, "/template add ditambal Sudah beres, {kode}.")
         assert replaced[0].plain == "Templat #ditambal diperbarui."
