@@ -409,6 +409,16 @@ class _LineIndex:
 _TOML_ERR_LINE = re.compile(r"line (\d+)")
 
 
+_ESCAPES_RE = re.compile(r"\\[nrt]")
+
+
+def _unescape(text: str) -> str:
+    """Literal escape sequences ("\\n" as two characters) that exports of real complaints
+    carry instead of line breaks: two spaces each, so "\\nMohon" is the word "mohon" (not
+    "nmohon") and every other character keeps its offset for the matched words."""
+    return _ESCAPES_RE.sub("  ", text)
+
+
 def _tokens(text: str) -> list[str]:
     return _TOKEN_RE.findall(text.lower())
 
@@ -861,6 +871,8 @@ class Tagger:
         self._ids.clear()
 
     def key_terms(self, text: str) -> frozenset[str]:
+        if "\\" in text:
+            text = _unescape(text)
         out = set()
         for tok in _tokens(text):
             c = self.canonical(tok)
@@ -872,6 +884,8 @@ class Tagger:
 
     def classify(self, text: str) -> TagResult:
         """Primary pillar, sub-topic, score, the words that decided it, other pillars."""
+        if "\\" in text:
+            text = _unescape(text)
         r = self._classify(text)
         if r.secondary and (r.pillar, r.subtopic) in self._visitor and "branding" in r.secondary:
             return self._at_place(text, r)
@@ -908,6 +922,8 @@ class Tagger:
         What classify adds up (before the place switch); used to fit weights."""
         if not self._ready:
             return []
+        if "\\" in text:
+            text = _unescape(text)
         low = text.lower()
         toks = _TOKEN_RE.findall(low)
         if not toks:

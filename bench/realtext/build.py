@@ -17,7 +17,7 @@ Written:
   data/surabaya.jsonl   id, text, topik, instansi         (every kept complaint)
   data/reviews.jsonl    id, text, site, stars             (Google-Maps reviews, religious sites)
   data/sirah.jsonl      id, text, site                    (Google-Maps reviews of a tourist spring)
-  data/real.jsonl       id, text, pillar, kind, split     (the labelled rows; the format of
+  data/real.jsonl       id, text, pillar, kind, split, round (the labelled rows; the format of
                         tests/data/eval_messages.jsonl, so handlers.tagging_eval reads it)
 The split is fixed once: test when sha256("split:" + id) mod 10 < 3 (30%), else dev.
 Exit status 2 when a snapshot is missing, with a message saying how to fetch it.
@@ -154,11 +154,16 @@ def read_sirah(blob: bytes, keys: set[str]) -> tuple[list[dict], int]:
 
 
 def read_labels(path: Path = LABELS) -> dict[tuple[str, str], tuple[str, str]]:
+    return {k: (v[0], v[1]) for k, v in read_label_rows(path).items()}
+
+
+def read_label_rows(path: Path = LABELS) -> dict[tuple[str, str], tuple[str, str, str]]:
+    """(source, id) -> (pillar, kind, round): round 1 = the first 1,657 labels, 2 = added in round 2."""
     out = {}
     if path.exists():
         with open(path, encoding="utf-8", newline="") as f:
             for row in csv.DictReader(f):
-                out[(row["source"], row["id"])] = (row["pillar"], row["kind"])
+                out[(row["source"], row["id"])] = (row["pillar"], row["kind"], row.get("round") or "1")
     return out
 
 
@@ -197,14 +202,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{source}: kept {len(rows)} rows, dropped {dropped} reserved -> {args.out / (source + '.jsonl')}")
     for m in missing:
         print(f"build.py: {m}", file=sys.stderr)
-    labels = read_labels()
+    labels = read_label_rows()
     real = []
-    for (source, row_id), (pillar, kind) in labels.items():
+    for (source, row_id), (pillar, kind, rnd) in labels.items():
         text = texts.get((source, row_id))
         if text is None:
             continue  # its snapshot is missing (said above) or the row is reserved now
         rid = f"{source}:{row_id}"
-        real.append({"id": rid, "text": text, "pillar": pillar, "kind": kind, "split": split_of(rid)})
+        real.append({"id": rid, "text": text, "pillar": pillar, "kind": kind, "split": split_of(rid), "round": int(rnd)})
     real.sort(key=lambda r: r["id"])
     if real:
         write_jsonl(args.out / "real.jsonl", real)

@@ -1,7 +1,7 @@
 """The pillar tagger on real residents' text: accuracy, per-pillar precision/recall, confusion.
 
     make eval-real                                   # rebuild the set, then dev and test parts
-    .venv/bin/python bench/realtext/eval_real.py --part dev [--rules FILE] [--mirror DIR] [--json]
+    .venv/bin/python bench/realtext/eval_real.py --part dev [--rules FILE] [--before FILE] [--mirror DIR] [--json]
 
 Rebuilds bench/realtext/data/ from the fetched snapshots first (build.py: reserved rows are
 dropped before anything is kept), then scores the packaged rules (or --rules) on our own
@@ -36,6 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="eval_real", description=__doc__.split("\n")[0])
     ap.add_argument("--mirror", type=Path, default=Path("/work/.mirror"), help="folder of the fetched snapshots")
     ap.add_argument("--rules", default=None, help="rules file (default: the packaged one)")
+    ap.add_argument("--before", default=None, help="also score this rules file (the 'before' figures), in the same run")
     ap.add_argument("--part", choices=("dev", "test", "both"), default="both")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
@@ -53,11 +54,14 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 2
     rows = load_rows(build.DATA / "real.jsonl")
+    rounds = {d["id"]: d.get("round", 1) for d in map(json.loads, open(build.DATA / "real.jsonl", encoding="utf-8"))}
     tagger = Tagger.from_path(args.rules)
+    before = Tagger.from_path(args.before) if args.before else None
     parts = ["dev", "test"] if args.part == "both" else [args.part]
     if "test" in parts:
         with open(build.DATA / "test_looks.log", "a", encoding="utf-8") as f:
-            f.write(f"{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())} rules={args.rules or 'packaged'}\n")
+            extra = f" before={args.before}" if args.before else ""
+            f.write(f"{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())} rules={args.rules or 'packaged'}{extra}\n")
     reports = {p: evaluate(tagger, [r for r in rows if r.split == p]) for p in parts}
     if args.json:
         print(json.dumps({p: rep.to_dict() for p, rep in reports.items()}))
@@ -73,6 +77,25 @@ def main(argv: list[str] | None = None) -> int:
             ok = sum(tagger.classify(r.text).pillar == r.pillar for r in sub)
             by_source.append(f"{source} {ok / len(sub):.1%} ({len(sub)})")
         print("accuracy by source: " + ", ".join(by_source))
+        by_round = []
+        for rnd in sorted({rounds[r.id] for r in part}):
+            sub = [r for r in part if rounds[r.id] == rnd]
+            ok = sum(tagger.classify(r.text).pillar == r.pillar for r in sub)
+            by_round.append(f"labelled in round {rnd}: {ok / len(sub):.1%} ({len(sub)})")
+        print("accuracy by labelling round: " + ", ".join(by_round))
+        if before is not None:
+            b = evaluate(before, part)
+            rec = " ".join(f"{k[:4]}={v['recall']:.2f}" for k, v in b.per_pillar.items())
+            b_src = []
+            for source in sorted({r.id.split(":")[0] for r in part}):
+                sub = [r for r in part if r.id.startswith(source + ":")]
+                b_src.append(f"{source} {sum(before.classify(r.text).pillar == r.pillar for r in sub) / len(sub):.1%}")
+            b_rnd = []
+            for rnd in sorted({rounds[r.id] for r in part}):
+                sub = [r for r in part if rounds[r.id] == rnd]
+                b_rnd.append(f"round {rnd} {sum(before.classify(r.text).pillar == r.pillar for r in sub) / len(sub):.1%}")
+            print(f"before ({args.before}): accuracy {b.accuracy:.1%}, coverage {b.coverage:.1%}, recall {rec}; "
+                  f"by source {', '.join(b_src)}; by round {', '.join(b_rnd)}")
     if "test" in parts:
         looks = sum(1 for _ in open(build.DATA / "test_looks.log", encoding="utf-8"))
         print(f"\n(test part printed {looks} time(s) so far: data/test_looks.log)")
