@@ -299,3 +299,20 @@ def test_blind_batches_are_kept_apart(split: str, size: int) -> None:
 
 
 _HYPO_TAGGER = Tagger.from_path(None)
+
+
+def test_literal_escaped_line_breaks_are_spaces(tagger: Tagger) -> None:
+    # exports of real complaints carry "\n" as two characters; the word after it is a word
+    r = tagger.classify("Lampu jalan padam\\nlampu PJU mati\\r\\nMohon dicek")
+    assert r.pillar == "living"
+    assert "PJU" in r.matched and not any("\\" in m or m.startswith("n") for m in r.matched)
+    assert "lampu" in tagger.key_terms("jalan\\nlampu")
+    assert tagger.classify("a\\nb") == tagger.classify("a  b")
+
+
+def test_visitor_words_without_a_listed_place(tagger: Tagger) -> None:
+    # a visitor's review of a place that is not in [places] still reads as branding
+    assert tagger.classify("Tempatnya sejuk, tiket murah, cocok buat healing pas weekend").pillar == "branding"
+    assert tagger.classify("HTM 5rb, parkir motor 3rb, kamar mandi bersih").pillar == "branding"
+    # and cleaning requests stay environment
+    assert tagger.classify("mohon dibersihkan saluran depan rumah").pillar == "environment"
