@@ -443,3 +443,38 @@ async def test_statistics_count_visible_submissions_and_link_to_the_list(make_se
         assert "2 kiriman tampil; 1 disembunyikan tidak dihitung." in page
         assert '<a href="/desk?area=Maospati">Maospati</a></td>\n        <td>2</td>' in page
         assert 'max="2" value="2"' in page and "Poncol" not in page
+
+
+async def test_bulk_status_change_from_the_list_notifies_each_resident(make_settings):
+    """Ticking two submissions and setting "reviewed" changes both, notifies both residents
+    and audits each; an unticked one is untouched; the list says what was done."""
+    async with desk_stack(make_settings) as desk:
+        sari = await add_resident(desk.db, "1001")
+        budi = await add_resident(desk.db, "1002", name="Budi")
+        first = await add_submission(desk.db, sari)
+        second = await add_submission(desk.db, budi, "Lampu jalan mati di depan balai desa Plaosan")
+        other = await add_submission(desk.db, budi, "Sampah menumpuk di pinggir sungai Gandong")
+        async with desk.session() as client:
+            token = csrf_of((await client.get("/desk")).text)
+            done = await client.post(
+                "/desk/bulk",
+                data={
+                    "csrf": token,
+                    "back": "/desk?status=reviewed",
+                    "action": "status",
+                    "status": "reviewed",
+                    "pillar": "living",
+                    "note": "",
+                    "code": [first.value, second.value],
+                },
+                follow_redirects=True,
+            )
+            assert str(done.url).endswith("/desk?status=reviewed")
+            assert f"{first}: baru → ditinjau" in done.text and f"{second}: baru → ditinjau" in done.text
+            assert str(other) not in done.text
+            forged = await client.post("/desk/bulk", data={"action": "hide", "code": [other.value]})
+            assert forged.status_code == 403
+        assert len(await desk.notified(1001)) == 1 and len(await desk.notified(1002)) == 1
+        assert scalar(desk.db_path, "SELECT count(*) FROM audit_log WHERE action = 'status'") == 2
+        assert scalar(desk.db_path, "SELECT status FROM submissions WHERE code = ?", other.value) == "new"
+        assert scalar(desk.db_path, "SELECT hidden FROM submissions WHERE code = ?", other.value) == 0

@@ -69,7 +69,7 @@ async def test_an_official_signs_in_from_the_chat_filters_and_resolves_a_report(
             assert await page.get_by_role("link", name=str(road)).count() == 1
 
             await page.get_by_text("Saringan lain").click()
-            await page.get_by_label("Pilar", exact=True).select_option(label="Lingkungan")
+            await page.get_by_role("search").get_by_label("Pilar", exact=True).select_option(label="Lingkungan")
             await page.get_by_role("button", name="Terapkan").click()
             await page.wait_for_url(re.compile(r"pillar=environment"))
             assert await page.get_by_role("link", name=str(road)).count() == 0

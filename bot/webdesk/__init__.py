@@ -41,6 +41,7 @@ def routes(services: Services) -> list[Any]:
         Route("/desk/map", desk.map, methods=["GET"]),
         Route("/desk/export", desk.download, methods=["GET"]),
         Route("/desk/stats", desk.statistics, methods=["GET"]),
+        Route("/desk/bulk", desk.bulk, methods=["POST"]),
         Route("/desk/s/{code}", desk.detail, methods=["GET"]),
         Route("/desk/s/{code}/{action}", desk.act, methods=["POST"]),
         Mount("/static/leaflet", app=StaticFiles(directory=leaflet.BASE_DIR), name="leaflet"),

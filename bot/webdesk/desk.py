@@ -39,6 +39,7 @@ PAGE_SIZE = 25
 MAP_LIMIT = 5000  # markers on one map; beyond that the filters narrow it
 MAX_FORM = 64 * 1024  # a reply is at most 2,000 characters; nothing here needs more
 ACTIONS = ("status", "reply", "pillar", "hide", "unhide")
+BULK_MAX = 100  # ticked submissions one bulk action may touch
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,11 +108,11 @@ class Desk:
         lang = self._lang(request)
         return self.pages.html(request, "message.html", lang, status=status, title=key, message=f"{key}_text")
 
-    async def _form(self, request: Request) -> FormData | None:
+    async def _form(self, request: Request, fields: int = 20) -> FormData | None:
         declared = request.headers.get("content-length")
         if declared is not None and (not declared.isdigit() or int(declared) > MAX_FORM):
             return None
-        return await request.form(max_files=0, max_fields=20)
+        return await request.form(max_files=0, max_fields=fields)
 
     # Sign-in -----------------------------------------------------------------------------
     async def login_page(self, request: Request) -> Response:
@@ -258,10 +259,13 @@ class Desk:
         def sort_link(key: str) -> str:
             return "/desk?" + urlencode({**chosen, "sort": key})
 
+        back = f"/desk?{request.url.query}" if request.url.query else "/desk"
         return self.pages.html(
             request,
             "list.html",
             lang,
+            flash=self._flash.pop(who.session.id_hash, None),
+            back=back,
             who=who,
             rows=rows,
             total=total,
@@ -325,41 +329,70 @@ class Desk:
         lang = self._lang(request, who)
         value = " ".join(str(form.get("value", "")).split())
         note = str(form.get("note", "")).strip()
-        args = {
-            "status": f"{code.value} {value} {note}",
-            "reply": f"{code.value} {note}",
-            "pillar": f"{code.value} {value}",
-            "hide": f"{code.value} {note}",
-            "unhide": code.value,
-        }[action]
-        desk_handler = self.services.core.desk
-        if desk_handler is None:
-            return self._refused(request, "desk.not_found", 404)
-        now = utcnow()
-        # What handle() reads of the message: the channel (photos) and the chat (files).
-        msg = Incoming(
-            channel="web",
-            user_id=who.official,
-            chat_id="",
-            kind=InputKind.COMMAND,
-            received_at=now,
-            command=action,
-            args=args,
-        )
-        try:
-            async with self.db.transaction() as conn:
-                replies = await desk_handler.handle(
-                    conn, actor=who.official, language=lang, command=action, args=args.strip(), msg=msg, now=now
-                )
-        except StorageUnavailable:
-            self._flash[who.session.id_hash] = (self.catalog.text(lang, "error.storage"), False)
-        else:
-            self.services.core.on_outbox()  # the outbox worker sends what the action queued
-            text = "\n".join(r.text for r in replies)
-            self._flash[who.session.id_hash] = (text, True)
+        self._flash[who.session.id_hash] = await self._run(who, lang, action, [code], value, note)
         if len(self._flash) > 10_000:  # sessions that never came back for their message
             self._flash.clear()
         return RedirectResponse(f"/desk/s/{code.value}#result", status_code=303)
+
+    async def bulk(self, request: Request) -> Response:
+        """One action on the submissions ticked in the list, as if typed once for each."""
+        who = await self.signed_in(request)
+        if who is None:
+            return self._refused(request, "desk.signin_needed", 401)
+        form = await self._form(request, fields=BULK_MAX + 10)
+        if form is None or not auth.same(str(form.get("csrf", "")), who.session.csrf):
+            log.warning("refused a desk form without its CSRF token")
+            return self._refused(request, "desk.csrf_refused", 403)
+        lang = self._lang(request, who)
+        back = str(form.get("back", ""))
+        back = back if back.startswith("/desk?") or back == "/desk" else "/desk"  # never elsewhere
+        action = str(form.get("action", ""))
+        codes = [c for c in (TrackingCode.parse(str(raw)) for raw in form.getlist("code")[:BULK_MAX]) if c]
+        if action not in ACTIONS or action == "reply" or not codes:
+            self._flash[who.session.id_hash] = (self.catalog.text(lang, "desk.bulk_none"), False)
+            return RedirectResponse(back, status_code=303)
+        value = str(form.get("status" if action == "status" else "pillar", ""))
+        note = str(form.get("note", "")).strip()
+        self._flash[who.session.id_hash] = await self._run(who, lang, action, codes, value, note)
+        return RedirectResponse(back, status_code=303)
+
+    async def _run(
+        self, who: Signed, lang: str, action: str, codes: list[TrackingCode], value: str, note: str
+    ) -> tuple[str, bool]:
+        """The chat command `action` for each code, in one transaction; the desk's answers."""
+        desk_handler = self.services.core.desk
+        if desk_handler is None:
+            return self.catalog.text(lang, "official.unavailable"), False
+        now = utcnow()
+        answers: list[str] = []
+        try:
+            async with self.db.transaction() as conn:
+                for code in codes:
+                    args = {
+                        "status": f"{code.value} {value} {note}",
+                        "reply": f"{code.value} {note}",
+                        "pillar": f"{code.value} {value}",
+                        "hide": f"{code.value} {note}",
+                        "unhide": code.value,
+                    }[action].strip()
+                    # What handle() reads of the message: the channel (photos) and the chat (files).
+                    msg = Incoming(
+                        channel="web",
+                        user_id=who.official,
+                        chat_id="",
+                        kind=InputKind.COMMAND,
+                        received_at=now,
+                        command=action,
+                        args=args,
+                    )
+                    replies = await desk_handler.handle(
+                        conn, actor=who.official, language=lang, command=action, args=args, msg=msg, now=now
+                    )
+                    answers += [r.text for r in replies]
+        except StorageUnavailable:
+            return self.catalog.text(lang, "error.storage"), False
+        self.services.core.on_outbox()  # the outbox worker sends what the actions queued
+        return "\n".join(answers), True
 
     # The map -----------------------------------------------------------------------------
     async def map(self, request: Request) -> Response:
