@@ -4,7 +4,8 @@
   east-west at Magetan's latitude) in every export except the internal one (issue 12.5):
   exact GPS would point at a resident's house on a public map.
 - Kecamatan centroids come from a small packaged file (bot/data/magetan_kecamatan.json):
-  approximate positions of each kecamatan's seat, not boundaries. A submission without GPS
+  approximate positions of each kecamatan's seat, not boundaries, not surveyed (errors of
+  a kilometre or more are likely; replace them with official data when available). A submission without GPS
   is placed at its kecamatan's centroid, flagged approximate; a GPS point without a
   kecamatan is given the nearest centroid's (nearest-seat, so it can be wrong within a few
   kilometres of a border; polygons would fix that and can come with an AREAS_GEOJSON
