@@ -139,3 +139,32 @@ async def test_public_page_in_the_browser_shows_no_personal_data(make_settings):
             await page.locator(".leaflet-interactive").first.wait_for()
             assert await page.locator(".leaflet-interactive").count() == 1
             assert "MAP_TILE_URL" in text  # says why the map has no background
+
+
+UNNAMED = """() => [...document.querySelectorAll('input:not([type=hidden]), select, textarea, button, a[href]')]
+  .filter(el => !(el.labels && el.labels.length) && !el.getAttribute('aria-label') && !el.textContent.trim())
+  .map(el => el.outerHTML.slice(0, 80))"""
+
+
+async def test_pages_work_by_keyboard_and_name_every_control(make_settings):
+    """The first Tab reaches "Langsung ke isi", which moves focus to the main content; every
+    control on the desk's pages and the public page has a name a screen reader can say, and
+    each page has one h1 inside a main landmark."""
+    async with desk_stack(make_settings) as desk:
+        sari = await add_resident(desk.db, "1001")
+        code = await add_submission(desk.db, sari, latitude=-7.65, longitude=111.33)
+        link = await desk.link()
+        async with chromium(390, 844) as page:
+            await page.goto(link)
+            await page.get_by_role("button", name="Masuk").focus()
+            await page.keyboard.press("Enter")
+            await page.wait_for_url(re.compile(r"/desk$"))
+            for path in ("/desk", f"/desk/s/{code.value}", "/desk/map", "/desk/stats", "/publik"):
+                await page.goto(desk.url + path)
+                await page.keyboard.press("Tab")
+                focused = await page.evaluate("document.activeElement.textContent")
+                assert focused == "Langsung ke isi", path
+                await page.keyboard.press("Enter")
+                assert await page.evaluate("document.activeElement.id") == "main", path
+                assert await page.evaluate(UNNAMED) == [], path
+                assert await page.locator("main h1").count() == 1, path
