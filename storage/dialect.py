@@ -12,7 +12,10 @@ are a few hundred constants) into what PostgreSQL accepts:
 - `json_extract(column, '$.key')` -> `(column::json ->> 'key')`: JSON is stored as text on
   both engines, so PostgreSQL casts it where a query reads into it;
 - `INSERT OR IGNORE INTO ...` -> `INSERT INTO ... ON CONFLICT DO NOTHING`, for modules not
-  yet rewritten to the portable form.
+  yet rewritten to the portable form;
+- `/* FOR UPDATE OF o SKIP LOCKED */` -> the clause itself: a work queue's claim (the
+  outbox) written once; SQLite reads a comment (its one writer needs no row locks),
+  PostgreSQL locks the rows it returns and skips those another instance is claiming.
 
 Anything else that differs is kept in the migrations (storage/migrations/pg: identity
 columns, DOUBLE PRECISION, no WITHOUT ROWID), not in the modules.
@@ -28,6 +31,7 @@ _INDEXED_BY = re.compile(r"\s+INDEXED\s+BY\s+\w+", re.IGNORECASE)
 _JSON_EXTRACT = re.compile(r"json_extract\(\s*([\w.]+)\s*,\s*'\$\.(\w+)'\s*\)", re.IGNORECASE)
 _OR_IGNORE = re.compile(r"^\s*INSERT\s+OR\s+IGNORE\s+INTO\b", re.IGNORECASE)
 _RETURNING = re.compile(r"\sRETURNING\s", re.IGNORECASE)
+_ROW_LOCK = re.compile(r"/\*\s*(FOR\s+UPDATE\b[^*]*?\bSKIP\s+LOCKED)\s*\*/", re.IGNORECASE)
 _ROWS = re.compile(r"^\s*(SELECT|WITH|VALUES|SHOW|EXPLAIN)\b", re.IGNORECASE)
 
 
@@ -43,6 +47,7 @@ class Statement:
 @lru_cache(maxsize=4096)
 def to_postgres(sql: str) -> Statement:
     text = _INDEXED_BY.sub("", sql)
+    text = _ROW_LOCK.sub(r"\1", text)
     text = _JSON_EXTRACT.sub(r"(\1::json ->> '\2')", text)
     if _OR_IGNORE.match(text):
         text = _OR_IGNORE.sub("INSERT INTO", text, count=1)

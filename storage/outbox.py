@@ -75,7 +75,11 @@ async def due_heads(
     """The oldest pending row of every chat, when it is due and nobody is sending it.
 
     Only a chat's oldest row is a candidate, so one resident's notifications arrive in the
-    order they were written ("ditinjau" before "selesai") even across retries."""
+    order they were written ("ditinjau" before "selesai") even across retries.
+
+    On PostgreSQL the rows returned are locked until the caller's transaction (which claims
+    them) ends, and rows another instance is claiming are skipped, not waited for: several
+    instances never take the same row (storage/dialect.py; a comment on SQLite)."""
     if not channels:
         return []
     marks = ", ".join("?" for _ in channels)
@@ -85,7 +89,7 @@ async def due_heads(
         "WHERE o.id IN (SELECT min(id) FROM outbox WHERE state = 'pending' AND window_wait IS NULL "
         f"  AND channel IN ({marks}) GROUP BY channel, chat_id) "
         "AND o.claimed_at IS NULL AND o.next_attempt_at <= ? "
-        "ORDER BY o.next_attempt_at, o.id LIMIT ?",
+        "ORDER BY o.next_attempt_at, o.id LIMIT ? /* FOR UPDATE OF o SKIP LOCKED */",
         (*channels, to_db(now), limit),
     ) as cur:
         rows = await cur.fetchall()
