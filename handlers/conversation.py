@@ -403,6 +403,11 @@ class Turn:
             return [Reply(self.t("official.refused"))]
         if self.core.desk is None:
             return [Reply(self.t("official.unavailable"))]
+        if self.user is not None and self.msg.channel == "whatsapp":
+            # An official who also agreed to the notice: their command opens their WhatsApp
+            # window too, so reminders and escalations waiting for it can go (issue 17).
+            await users.touch_user(self.conn, self.user, now=min(self.msg.received_at, self.now),
+                                   chat_id=self.msg.chat_id, display_name=self.msg.display_name)
         desk, name, lang, msg, now = self.core.desk, command or "", self.lang, self.msg, self.now
         if desk.after_commit(name):
             # Slow work (a digest, an export) runs once this transaction has committed.

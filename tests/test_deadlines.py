@@ -149,24 +149,28 @@ async def press_again(tg: TelegramStack, user_id: int, label: str) -> list:
     return await tg._handled(user_id, before)
 
 
-def second_process_run(db_path, at: datetime) -> str:
-    """The day's run again from a new process on the same database (a restart)."""
-    env = {
-        **os.environ,
-        "DATABASE_PATH": str(db_path),
-        "OFFICIALS": f"telegram:{OFFICIAL}",
-        "ESCALATION_CHATS": f"telegram:{COORDINATORS}",
-    }
+def second_process_run(
+    db_path,
+    at: datetime,
+    *,
+    officials: str = f"telegram:{OFFICIAL}",
+    escalation: str = f"telegram:{COORDINATORS}",
+    then_kill: bool = False,
+) -> str:
+    """The day's run again from a new process on the same database (a restart); with
+    `then_kill` the process SIGKILLs itself once the run has committed, before any send."""
+    env = {**os.environ, "DATABASE_PATH": str(db_path), "OFFICIALS": officials, "ESCALATION_CHATS": escalation}
     code = (
-        "import asyncio, datetime\n"
+        "import asyncio, datetime, os, signal\n"
         "from bot.config import load_settings\n"
         "from bot.reminders import run_once\n"
         f"at = datetime.datetime.fromisoformat({at.isoformat()!r})\n"
         "r = asyncio.run(run_once(load_settings(_env_file=None), clock=lambda: at))\n"
-        "print(r.reminded, r.escalated, r.unconfirmed, r.messages)\n"
+        "print(r.reminded, r.escalated, r.unconfirmed, r.messages, flush=True)\n"
+        + ("os.kill(os.getpid(), signal.SIGKILL)\n" if then_kill else "")
     )
     done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
-    assert done.returncode == 0, done.stderr
+    assert done.returncode == (-9 if then_kill else 0), done.stderr
     return done.stdout.strip()
 
 
@@ -344,3 +348,21 @@ async def test_deadline_report_gives_the_digest_its_figures(make_settings):
     ]
     assert report.median_hours_to_first_response == 24.0 and report.median_hours_to_resolution == 24.0
     assert report.closures == {"confirmed": 0, "disputed": 0, "unconfirmed": 0, "waiting": 1}
+
+
+async def test_a_run_killed_after_committing_is_sent_once_by_the_next_process(make_settings):
+    """SIGKILL right after the day's run committed, before anything was sent: the outbox of
+    the next process delivers the reminder, once, and no later run queues it again."""
+    clock = Clock(wib("2026-08-13", 10))
+    async with stack(make_settings, clock) as (tg, reminders):
+        sari = await add_resident(tg.db, "1001")
+        road = await submit(tg, sari, clock)
+        clock.now = wib("2026-08-18")
+        assert second_process_run(tg.db_path, clock(), then_kill=True) == f"['{road.value}'] [] [] 1"
+        tg.worker.wake()
+        [reminder] = await tg.notified(OFFICIAL)
+        assert f"• {road} – tanggapan pertama" in reminder
+        assert second_process_run(tg.db_path, clock()) == "[] [] [] 0"
+        assert (await reminders.run()).messages == 0
+        await tg.worker.idle.wait()
+    assert sum("Pengingat" in (m.plain or "") for m in tg.fake.sent_to(OFFICIAL)) == 1
