@@ -347,3 +347,69 @@ class PgDatabase:
 
 def _reason(exc: BaseException) -> str:
     return str(exc) or type(exc).__name__
+
+
+# SQLite -> PostgreSQL ---------------------------------------------------------------------
+COPY_BATCH = 5_000
+
+
+def _copy_order(source: Any) -> list[str]:
+    """Every table of the SQLite file, parents before the tables whose foreign keys name them."""
+    tables = [
+        r[0]
+        for r in source.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' "
+            "AND name != 'schema_migrations' ORDER BY name"
+        )
+    ]
+    parents = {t: {r[2] for r in source.execute(f"PRAGMA foreign_key_list({t})")} - {t} for t in tables}
+    ordered: list[str] = []
+    while len(ordered) < len(tables):
+        ready = [t for t in tables if t not in ordered and parents[t] <= set(ordered)]
+        if not ready:
+            raise RuntimeError(f"foreign keys form a cycle among {sorted(set(tables) - set(ordered))}")
+        ordered.extend(ready)
+    return ordered
+
+
+async def copy_from_sqlite(sqlite_path: Any, url: str) -> dict[str, int]:
+    """Copy every row of a SQLite database into an empty PostgreSQL one, in one transaction
+    (a failure leaves the target as it was); returns {table: rows}, each table's count
+    checked equal on both sides. The SQLite file is migrated first, as the bot's start does.
+    Raises RuntimeError when the target already holds data or a count differs."""
+    import sqlite3
+
+    from storage.database import Database
+
+    async with Database(sqlite_path):
+        pass  # the source at the current schema version, like the target
+    source = sqlite3.connect(f"file:{sqlite_path}?mode=ro", uri=True)
+    try:
+        order = _copy_order(source)
+        async with PgDatabase(url) as target:
+            if target._writer is None:
+                raise RuntimeError("database is not open")
+            async with target._writer.acquire() as conn, conn.transaction():
+                for table in order:
+                    if await conn.fetchval(f"SELECT EXISTS (SELECT 1 FROM {table})"):
+                        raise RuntimeError(f"{target.path} already has rows in {table}: copy into an empty database")
+                counts: dict[str, int] = {}
+                for table in order:
+                    columns = [r[1] for r in source.execute(f"PRAGMA table_info({table})")]
+                    cur = source.execute(f"SELECT {', '.join(columns)} FROM {table}")
+                    while batch := cur.fetchmany(COPY_BATCH):
+                        await conn.copy_records_to_table(table, records=batch, columns=columns)
+                    copied = await conn.fetchval(f"SELECT count(*) FROM {table}")
+                    (expected,) = source.execute(f"SELECT count(*) FROM {table}").fetchone()
+                    if copied != expected:
+                        raise RuntimeError(f"{table}: {expected} rows in SQLite, {copied} copied")
+                    counts[table] = copied
+                    if "id" in columns and await conn.fetchval("SELECT pg_get_serial_sequence($1, 'id')", table):
+                        # Identity columns continue after the copied ids, not from 1.
+                        await conn.execute(
+                            f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), "
+                            f"(SELECT max(id) FROM {table}), true) WHERE EXISTS (SELECT 1 FROM {table})"
+                        )
+        return counts
+    finally:
+        source.close()
