@@ -168,3 +168,43 @@ async def test_pages_work_by_keyboard_and_name_every_control(make_settings):
                 assert await page.evaluate("document.activeElement.id") == "main", path
                 assert await page.evaluate(UNNAMED) == [], path
                 assert await page.locator("main h1").count() == 1, path
+
+
+async def test_the_map_draws_tiles_from_map_tile_url(make_settings):
+    """With MAP_TILE_URL the browser loads tiles from that server (the page's
+    Content-Security-Policy lets exactly that origin in) under the markers."""
+    import base64
+
+    from starlette.applications import Starlette
+    from starlette.responses import Response
+    from starlette.routing import Route
+
+    from tests.fakes import serve
+
+    # A 1x1 PNG stands in for every tile.
+    png = base64.b64decode(
+        "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg=="
+    )
+    asked: list[str] = []
+
+    async def tile(request: Any) -> Response:
+        asked.append(request.url.path)
+        return Response(png, media_type="image/png")
+
+    tiles = Starlette(routes=[Route("/{z}/{x}/{y}.png", tile)])
+    async with serve(tiles) as tile_url:
+        async with desk_stack(
+            make_settings, map_tile_url=f"{tile_url}/{{z}}/{{x}}/{{y}}.png", map_tile_attribution="© test tiles"
+        ) as desk:
+            sari = await add_resident(desk.db, "1001")
+            await add_submission(desk.db, sari, latitude=-7.65, longitude=111.33)
+            link = await desk.link()
+            async with chromium() as page:
+                await page.goto(link)
+                await page.get_by_role("button", name="Masuk").click()
+                await page.wait_for_url(re.compile(r"/desk$"))
+                await page.goto(desk.url + "/desk/map")
+                await page.locator(".leaflet-tile-loaded").first.wait_for()
+                assert await page.locator(".leaflet-interactive").count() == 1
+                assert "© test tiles" in await page.inner_text(".leaflet-control-attribution")
+    assert asked and all(path.endswith(".png") for path in asked)
