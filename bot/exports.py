@@ -29,15 +29,17 @@ from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, BinaryIO
-from urllib.parse import quote
 from zoneinfo import ZoneInfo
 
 from bot.geo import PUBLIC_DECIMALS, Centroids, osm_url
 from handlers import privacy
+from handlers.clock import utcnow
 from handlers.domain import PILLARS, STATUSES, TrackingCode
 from handlers.i18n import Catalog
+from storage import audit
 from storage import export_queries as eq
-from storage.database import BUSY_TIMEOUT_MS, to_db, utcnow
+from storage.database import connect_readonly as storage_readonly
+from storage.database import to_db
 
 log = logging.getLogger(__name__)
 
@@ -117,18 +119,14 @@ class Counts:
 
 # Shared pieces ---------------------------------------------------------------------------
 def connect_readonly(db_path: Path | str) -> sqlite3.Connection:
-    """A connection that cannot write, even by mistake."""
+    """The read-only connection storage hands out; its failures as an ExportError."""
     path = Path(db_path)
     if not path.is_file():
         raise ExportError(f"database {path} not found")
-    uri = f"file:{quote(str(path.resolve()))}?mode=ro"
     try:
-        conn = sqlite3.connect(uri, uri=True, isolation_level=None)
-        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-        conn.execute("SELECT 1 FROM submissions LIMIT 0")
+        return storage_readonly(path)
     except sqlite3.Error as exc:
         raise ExportError(f"cannot read {path}: {exc} (has the bot been started on it once?)") from exc
-    return conn
 
 
 def _where(filters: ExportFilter) -> tuple[str, list[Any]]:
@@ -340,17 +338,8 @@ def _audit_contact_export(db_path: Path, *, actor: str, fmt: str, filters: Expor
         "with_contact": counts.contactable, "anonymous_without_contact": counts.anonymous,
     }
     try:
-        conn = sqlite3.connect(db_path, isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000)
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-            conn.execute(
-                "INSERT INTO audit_log (actor, action, target, before, after, created_at) "
-                "VALUES (?, 'export.include_contact', 'submissions', NULL, ?, ?)",
-                (actor, json.dumps(after, ensure_ascii=False, sort_keys=True), to_db(utcnow())),
-            )
-            conn.execute("COMMIT")
-        finally:
-            conn.close()
+        audit.record_now(db_path, actor=actor, action="export.include_contact", target="submissions",
+                         after=after, now=utcnow())
     except sqlite3.Error as exc:
         raise AuditUnavailable(
             f"could not record the include-contact export in the audit log ({exc}); nothing exported"

@@ -22,6 +22,9 @@ from handlers.domain import KINDS, PILLARS, STATUSES, Status, TrackingCode
 from handlers.i18n import Catalog
 from handlers.privacy import redact
 
+# What the queries hand over is defined with the queries.
+from storage.digest_queries import DigestRows, GroupCount, Sample
+
 # (pillar, subtopic, language) -> label; the tagger's rules know the human names.
 SubtopicLabel = Callable[[str, str, str], str]
 
@@ -39,6 +42,7 @@ MOVEMENT = tuple(s for s in STATUSES if s != Status.NEW)
 _ISO_WEEK = re.compile(r"^\s*(?:(\d{4})\s*-?\s*)?w(?:eek|k)?\s*(\d{1,2})\s*$", re.IGNORECASE)
 _DATE_RANGE = re.compile(r"^\s*(\d{4}-\d{2}-\d{2})\s*(?:\.\.|–|—|\s-\s|\s+|s/?d|sampai|to|until)\s*(\d{4}-\d{2}-\d{2})\s*$", re.IGNORECASE)
 _SPACES = re.compile(r"\s+")
+
 
 
 # Periods --------------------------------------------------------------------------------------
@@ -141,71 +145,6 @@ def parse_period(
             raise PeriodError(str(exc)) from None
         return Period.days(first, last, zone)
     raise PeriodError(f"not a period: {text!r}")
-
-
-# What the queries hand over ------------------------------------------------------------------
-@dataclass(frozen=True, slots=True)
-class GroupCount:
-    """One group of the period's submissions (hidden ones already left out)."""
-
-    pillar: str | None
-    kind: str
-    area: str | None
-    subtopic: str | None
-    status: str
-    count: int
-
-
-@dataclass(frozen=True, slots=True)
-class Sample:
-    """One submission the digest may show: a quote, an idea, a backlog item. Raw text."""
-
-    code: str
-    pillar: str | None
-    kind: str
-    subtopic: str | None
-    area: str | None
-    text: str
-    supports: int
-    status: str
-    created_at: datetime
-    status_changed_at: datetime
-
-
-@dataclass(frozen=True, slots=True)
-class Move:
-    """A submission the team forwarded or took into the masterplan during the period."""
-
-    code: str
-    status: str
-    note: str | None      # the agency (forwarded) or the programme (in_masterplan), raw
-    pillar: str | None
-    area: str | None
-    moved_at: datetime
-
-
-@dataclass(frozen=True, slots=True)
-class Gain:
-    """An idea and the supports it gained during the period (it may be older)."""
-
-    sample: Sample
-    gained: int
-
-
-@dataclass(frozen=True, slots=True)
-class DigestRows:
-    current: list[GroupCount]
-    previous: list[GroupCount]
-    ideas: list[Sample] = field(default_factory=list)        # most-supported ideas, per pillar
-    quotes: list[Sample] = field(default_factory=list)       # quote candidates, per pillar
-    movement: dict[str, int] = field(default_factory=dict)   # to_status -> submissions moved
-    untagged_open: int = 0                                   # untagged, visible, as of the end
-    untagged_oldest: list[Sample] = field(default_factory=list)
-    waiting: list[Sample] = field(default_factory=list)      # longest without a status change
-    moves: list[Move] = field(default_factory=list)          # forwarded / in_masterplan, by code
-    supports_gained: int = 0                                 # supports given during the period
-    supported: int = 0                                       # ... to this many submissions
-    gains: list[Gain] = field(default_factory=list)          # ideas that gained most
 
 
 # The digest ----------------------------------------------------------------------------------

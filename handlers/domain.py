@@ -10,11 +10,10 @@ import re
 from dataclasses import dataclass
 from enum import StrEnum
 
-# The six dimensions of the national smart-city movement (../shared/PILLARS.md).
-# Order matters: it is the order residents see in menus and officials in reports.
-PILLARS: tuple[str, ...] = ("governance", "branding", "economy", "living", "society", "environment")
+from storage.vocabulary import KINDS, PILLARS
+from storage.vocabulary import STATUSES as _STORED_STATUSES
 
-KINDS: tuple[str, ...] = ("report", "idea")
+__all__ = ["CODE_ALPHABET", "CODE_LENGTH", "KINDS", "PILLARS", "STATUSES", "Status", "TrackingCode"]
 
 
 class Status(StrEnum):
@@ -27,6 +26,7 @@ class Status(StrEnum):
 
 
 STATUSES: tuple[str, ...] = tuple(s.value for s in Status)
+assert STATUSES == _STORED_STATUSES, "Status and storage.vocabulary.STATUSES disagree"
 
 # Tracking codes: 6 characters without look-alikes (no 0/O, 1/I/L), shown as XXX-XXX.
 CODE_ALPHABET = "23456789ABCDEFGHJKLMNPQRSTUVWXYZ"

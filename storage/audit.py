@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
-from storage.database import Connection, to_db
+from storage.database import BUSY_TIMEOUT_MS, Connection, to_db
 
 
 async def audit(
@@ -22,3 +24,20 @@ async def audit(
             to_db(now),
         ),
     )
+
+
+def record_now(
+    db_path: Path | str, *, actor: str, action: str, target: str | None, after: Any, now: datetime
+) -> None:
+    """One audit record in a short transaction of its own, from outside the bot's process
+    or thread (the CLI's include-contact export while the bot runs). Raises sqlite3.Error."""
+    conn = sqlite3.connect(db_path, isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000)
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        conn.execute(
+            "INSERT INTO audit_log (actor, action, target, before, after, created_at) VALUES (?, ?, ?, NULL, ?, ?)",
+            (actor, action, target, json.dumps(after, ensure_ascii=False, sort_keys=True, default=str), to_db(now)),
+        )
+        conn.execute("COMMIT")
+    finally:
+        conn.close()

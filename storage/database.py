@@ -25,6 +25,7 @@ from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import aiosqlite
 
@@ -99,6 +100,24 @@ def configure(conn: sqlite3.Connection) -> None:
     # The WAL is truncated back to this size after each checkpoint instead of staying at
     # its high-water mark (a burst once grew it to hundreds of MB and it never shrank).
     conn.execute(f"PRAGMA journal_size_limit = {JOURNAL_SIZE_LIMIT}")
+
+
+def connect_readonly(db_path: Path | str) -> sqlite3.Connection:
+    """A connection that cannot write, even by mistake (mode=ro), for the long reads of
+    exports and digests in worker threads and the CLI. Raises sqlite3.Error when the file
+    is missing or is not a SuaraWarga database."""
+    path = Path(db_path)
+    if not path.is_file():
+        raise sqlite3.OperationalError(f"database {path} not found")
+    uri = f"file:{quote(str(path.resolve()))}?mode=ro"
+    conn = sqlite3.connect(uri, uri=True, isolation_level=None)
+    try:
+        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        conn.execute("SELECT 1 FROM submissions LIMIT 0")
+    except sqlite3.Error:
+        conn.close()
+        raise
+    return conn
 
 
 class _Cursor:

@@ -21,15 +21,94 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections import Counter
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
-from urllib.parse import quote
+from typing import Any, Protocol
+
+from storage.database import Connection, connect_readonly, from_db, to_db
+from storage.vocabulary import KINDS, PILLARS, STATUSES
 
 
-from handlers.digest import MOVEMENT, DigestRows, Gain, GroupCount, Move, Period, Sample
-from handlers.domain import KINDS, PILLARS
-from storage.database import Connection, BUSY_TIMEOUT_MS, from_db, to_db
+class Period(Protocol):
+    """The digest's period as these queries need it (handlers.digest.Period is one)."""
+
+    @property
+    def start(self) -> datetime: ...
+    @property
+    def end(self) -> datetime: ...
+    @property
+    def previous(self) -> Period: ...
+
+
+# Status changes the team did (the move to "new" is a submission arriving, not movement).
+MOVEMENT = tuple(s for s in STATUSES if s != "new")
+
+
+# What the queries hand over ------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class GroupCount:
+    """One group of the period's submissions (hidden ones already left out)."""
+
+    pillar: str | None
+    kind: str
+    area: str | None
+    subtopic: str | None
+    status: str
+    count: int
+
+
+@dataclass(frozen=True, slots=True)
+class Sample:
+    """One submission the digest may show: a quote, an idea, a backlog item. Raw text."""
+
+    code: str
+    pillar: str | None
+    kind: str
+    subtopic: str | None
+    area: str | None
+    text: str
+    supports: int
+    status: str
+    created_at: datetime
+    status_changed_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Move:
+    """A submission the team forwarded or took into the masterplan during the period."""
+
+    code: str
+    status: str
+    note: str | None      # the agency (forwarded) or the programme (in_masterplan), raw
+    pillar: str | None
+    area: str | None
+    moved_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Gain:
+    """An idea and the supports it gained during the period (it may be older)."""
+
+    sample: Sample
+    gained: int
+
+
+@dataclass(frozen=True, slots=True)
+class DigestRows:
+    current: list[GroupCount]
+    previous: list[GroupCount]
+    ideas: list[Sample] = field(default_factory=list)        # most-supported ideas, per pillar
+    quotes: list[Sample] = field(default_factory=list)       # quote candidates, per pillar
+    movement: dict[str, int] = field(default_factory=dict)   # to_status -> submissions moved
+    untagged_open: int = 0                                   # untagged, visible, as of the end
+    untagged_oldest: list[Sample] = field(default_factory=list)
+    waiting: list[Sample] = field(default_factory=list)      # longest without a status change
+    moves: list[Move] = field(default_factory=list)          # forwarded / in_masterplan, by code
+    supports_gained: int = 0                                 # supports given during the period
+    supported: int = 0                                       # ... to this many submissions
+    gains: list[Gain] = field(default_factory=list)          # ideas that gained most
+
 
 QUOTE_CANDIDATES = 12     # per pillar and kind: the digest keeps 2-3 after dropping short texts
 TOP_IDEAS = 3
@@ -125,14 +204,6 @@ SELECT {_SAMPLE_COLUMNS} FROM submissions AS s INDEXED BY submissions_status
 WHERE s.status = :status AND s.status_changed_at < :end AND s.hidden = 0
 ORDER BY s.status_changed_at LIMIT :limit
 """
-
-
-def connect_readonly(db_path: Path | str) -> sqlite3.Connection:
-    """A connection that cannot write, even by mistake (mode=ro)."""
-    uri = f"file:{quote(str(Path(db_path).resolve()))}?mode=ro"
-    conn = sqlite3.connect(uri, uri=True, isolation_level=None)
-    conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-    return conn
 
 
 def read_digest_rows(db_path: Path | str, period: Period) -> DigestRows:
