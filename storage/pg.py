@@ -24,7 +24,6 @@ phase of issue 16, not this one.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Generator, Iterable, Sequence
@@ -58,6 +57,9 @@ _UNAVAILABLE: tuple[type[BaseException], ...] = (
     asyncpg.InsufficientResourcesError,  # class 53: disk full, out of memory
     asyncpg.ReadOnlySQLTransactionError,  # a standby, or default_transaction_read_only
     asyncpg.InterfaceError,  # the connection closed under us
+    # The server ended the session while a statement was being sent (seen when a backend
+    # is terminated mid-transaction): the protocol's state is broken, the connection too.
+    asyncpg.exceptions.InternalClientError,
     TimeoutError,
 )
 
@@ -318,8 +320,12 @@ class PgDatabase:
     async def _rollback(raw: asyncpg.Connection) -> None:
         if raw.is_closed():
             return
-        with contextlib.suppress(*_UNAVAILABLE):  # the connection is gone, and its transaction
+        try:
             await raw.execute("ROLLBACK")
+        except _UNAVAILABLE:
+            # The connection is gone, and its transaction with it: closed here, so the pool
+            # opens a new one for the next transaction instead of handing this one out.
+            raw.terminate()
 
     async def fetchall(self, sql: str, params: Params = ()) -> list[asyncpg.Record]:
         """A read outside any transaction, on a read connection: it never waits for the
