@@ -188,6 +188,39 @@ class TestOfficials:
         assert (chat, purpose, state) == (sari.user_id, "status_change", "pending")
         assert code in payload and "ditinjau" in payload.lower()
 
+    async def test_the_desk_commands_answer_as_on_sqlite(self, pg, pg_url):
+        """Support, triage list, hiding, counts, template replies, forwarding and resolving:
+        each answers what an official expects, and the resident's supporter hears of it."""
+        sari, budi = Resident(pg.core), Resident(pg.core, user_id="1002", name="Budi")
+        await sari.agree()
+        await budi.agree()
+        code = await sari.submit_report(ROAD)
+        assert "dukungan Anda untuk" in texts(await budi.command("dukung", code))
+        assert "sudah" in texts(await budi.command("dukung", code)).lower()  # once per resident
+
+        assert (await official(pg, "/baru")).startswith("Menunggu triase: 1 kiriman")
+        assert (await official(pg, f"/sembunyikan {code} spam")).startswith(f"{code} disembunyikan")
+        assert (await official(pg, "/baru")).startswith("Tidak ada")
+        assert await official(pg, f"/tampilkan {code}") == f"{code} ditampilkan lagi."
+        stats = await official(pg, "/statistik")
+        assert stats.startswith("Statistik: 1 kiriman") and "Kelayakan Hidup: 1" in stats
+        assert await official(pg, "/templat tambah salam Laporan {kode} kami terima") == "Templat #salam disimpan."
+        assert (await official(pg, f"/balas {code} #salam")).startswith(f"Balasan untuk {code} akan dikirim")
+        forwarded = await official(pg, f"/status {code} diteruskan Dinas PU")
+        assert forwarded.startswith(f"{code}: baru → diteruskan.") and "1 pendukung juga akan dikabari" in forwarded
+        assert (await official(pg, f"/status {code} selesai")).startswith(f"{code}: diteruskan → selesai.")
+
+        queued = await rows(pg_url, "SELECT chat_id, purpose FROM outbox ORDER BY id")
+        assert queued == [
+            ("1001", "official_reply"),
+            ("1001", "status_change"),
+            ("1002", "supported_status"),
+            ("1001", "status_change"),
+            ("1002", "supported_status"),
+        ]
+        assert await rows(pg_url, "SELECT supports FROM submissions") == [(1,)]
+        assert await rows(pg_url, "SELECT resolved_by, outcome FROM closures") == [(f"telegram:{OFFICIAL}", None)]
+
 
 class Recording:
     """A channel that records what it is asked to send (the core's channel interface)."""
