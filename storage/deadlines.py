@@ -231,6 +231,19 @@ async def note_closure(conn: Connection, closure_id: int, note: str) -> bool:
     return cur.rowcount == 1
 
 
+async def scrub_closure_notes(conn: Connection, user_id: int, scrub: Callable[[str], str]) -> int:
+    """For erasure that keeps submissions anonymised: the resident's words in their closure
+    notes, scrubbed like the submission text (call before the submissions lose user_id)."""
+    async with conn.execute(
+        "SELECT c.id, c.note FROM closures c JOIN submissions s ON s.id = c.submission_id "
+        "WHERE s.user_id = ? AND c.note IS NOT NULL",
+        (user_id,),
+    ) as cur:
+        rows = await cur.fetchall()
+    await conn.executemany("UPDATE closures SET note = ? WHERE id = ?", [(scrub(r[1]), r[0]) for r in rows])
+    return len(rows)
+
+
 async def expired_closures(conn: Connection, *, asked_before: datetime) -> list[tuple[Closure, str]]:
     """Questions unanswered since before `asked_before` on submissions still resolved,
     with the submission's code."""

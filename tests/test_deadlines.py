@@ -366,3 +366,19 @@ async def test_a_run_killed_after_committing_is_sent_once_by_the_next_process(ma
         assert (await reminders.run()).messages == 0
         await tg.worker.idle.wait()
     assert sum("Pengingat" in (m.plain or "") for m in tg.fake.sent_to(OFFICIAL)) == 1
+
+
+async def test_closure_notes_can_be_scrubbed_for_an_anonymising_erasure(make_settings):
+    from storage import deadlines as store
+
+    clock = Clock(wib("2026-08-13", 10))
+    async with stack(make_settings, clock) as (tg, _):
+        sari = await add_resident(tg.db, "1001")
+        road = await submit(tg, sari, clock)
+        await tg.say(OFFICIAL, f"/status {road} selesai")
+        await tg.notified(1001)
+        await tg.press(1001, "Belum")
+        await tg.say(1001, "Belum beres, hubungi saya Sari di 081234567890")
+        async with tg.db.transaction() as conn:
+            assert await store.scrub_closure_notes(conn, sari.id, lambda t: t.replace("081234567890", "[nomor]")) == 1
+    assert scalar(tg.db_path, "SELECT note FROM closures") == "Belum beres, hubungi saya Sari di [nomor]"
