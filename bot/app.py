@@ -24,8 +24,9 @@ from handlers.language import LanguageDetector
 from handlers.messages import Reply, StartupError
 from handlers.officials import OfficialDesk
 from handlers.tagging import RulesError, Tagger
-from storage import repository as repo
-from storage.database import Database, StorageUnavailable, connect, utcnow
+from handlers.clock import utcnow
+from storage import inbound
+from storage.database import Database, StorageUnavailable, connect, probe_writable
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +48,7 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
         raise ConfigError([f"DATABASE_PATH: {settings.database_path} is a folder; name the database file inside it"])
     else:
         try:
-            _probe_writable(settings.database_path)
+            probe_writable(settings.database_path)
             db = await connect(settings).open()
         except (sqlite3.Error, OSError) as exc:
             # A read-only folder or file system, a folder named like the file, not a database.
@@ -73,22 +74,6 @@ async def _open_postgres(settings: Settings) -> Database:
     except StorageUnavailable as exc:  # unreachable, refused, no such database or role
         raise ConfigError([f"DATABASE_URL: {exc}"]) from None
     return db
-
-
-def _probe_writable(path: Path) -> None:
-    """Can the database file be created and written? Asked with the plain sqlite3 module
-    first: a failed aiosqlite open leaves its thread posting to the closed event loop, which
-    prints a traceback after our one line."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    conn = sqlite3.connect(path, timeout=0)
-    try:
-        conn.execute("BEGIN IMMEDIATE")
-        conn.execute("ROLLBACK")
-    except sqlite3.OperationalError as exc:
-        if "locked" not in str(exc) and "busy" not in str(exc):
-            raise  # another process writing is no reason to refuse; Database waits for it
-    finally:
-        conn.close()
 
 
 def _why_unopenable(path: Path, exc: Exception) -> str:
@@ -243,7 +228,7 @@ class Housekeeping:
 
     async def run_once(self) -> int:
         async with self.db.transaction() as conn:
-            purged = await repo.purge_inbound(conn, utcnow() - self.KEEP)
+            purged = await inbound.purge_inbound(conn, utcnow() - self.KEEP)
         if purged:
             log.info("forgot %d handled message ids older than %s", purged, self.KEEP)
         return purged

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib
 import logging
 import os
 import sqlite3
@@ -18,17 +17,10 @@ from bot.logs import hold_early_records, replay_early_records, setup_logging
 hold_early_records()  # what the imports below log waits for the log's set-up
 
 from bot.config import ConfigError, Settings, load_settings  # noqa: E402
+from storage.database import NotADatabase  # noqa: E402
+from storage.database import backup as storage_backup  # noqa: E402
 
 log = logging.getLogger(__name__)
-
-# Sub-commands that live beside their feature; each module exposes click commands.
-COMMAND_MODULES: dict[str, tuple[str, ...]] = {
-    "bot.cli_tagging": ("classify", "rules"),
-    "bot.cli_digest": ("digest",),
-    "bot.cli_export": ("export",),
-    "bot.webdesk.cli": ("desk_link",),
-}
-
 
 class Unusable(click.ClickException):
     """A setting, file or folder the command cannot use: one line, exit status 2."""
@@ -158,33 +150,21 @@ def backup(settings: Settings, path: Path) -> None:
         raise Unusable(f"no database at {database}; check DATABASE_PATH")
     if not path.parent.is_dir():
         raise Unusable(f"folder {path.parent} does not exist")
-    source = sqlite3.connect(database)
-    partial = path.with_name(f".{path.name}.part")
     try:
-        if source.execute("SELECT count(*) FROM sqlite_master WHERE name = 'schema_migrations'").fetchone() == (0,):
-            raise Unusable(f"{database} is not a SuaraWarga database; check DATABASE_PATH")
-        target = sqlite3.connect(partial)
-        try:
-            # Pages are copied in steps; writers may continue between steps, and SQLite
-            # restarts the copy when they do, so the result is one consistent snapshot.
-            source.backup(target, pages=1024)
-        finally:
-            target.close()
-        os.replace(partial, path)  # a failed copy never leaves a file that looks like a backup
-    finally:
-        source.close()
-        partial.unlink(missing_ok=True)
+        storage_backup(database, path)
+    except NotADatabase:
+        raise Unusable(f"{database} is not a SuaraWarga database; check DATABASE_PATH") from None
     click.echo(f"Backed up {database} to {path}")
 
 
-def _register() -> None:
-    for module_name, names in COMMAND_MODULES.items():
-        module = importlib.import_module(module_name)
-        for name in names:
-            cli.add_command(getattr(module, name))
+# Sub-commands that live beside their feature, imported plainly so the arrows show.
+from bot.cli_digest import digest  # noqa: E402
+from bot.cli_export import export  # noqa: E402
+from bot.cli_tagging import classify, rules  # noqa: E402
+from bot.webdesk.cli import desk_link  # noqa: E402
 
-
-_register()
+for _command in (classify, rules, digest, export, desk_link):
+    cli.add_command(_command)
 
 
 def main() -> None:

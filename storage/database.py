@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import sqlite3
 import time
 from collections.abc import AsyncIterator, Generator, Mapping, Sequence
@@ -118,6 +119,48 @@ def connect_readonly(db_path: Path | str) -> sqlite3.Connection:
         conn.close()
         raise
     return conn
+
+
+def probe_writable(path: Path) -> None:
+    """Can the database file be created and written? Asked with the plain sqlite3 module
+    before the real open: a failed aiosqlite open leaves its thread posting to the closed
+    event loop, which prints a traceback after the caller's one line. Raises sqlite3.Error
+    or OSError; another process's write lock is no reason to refuse (transactions wait)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    conn = sqlite3.connect(path, timeout=0)
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        conn.execute("ROLLBACK")
+    except sqlite3.OperationalError as exc:
+        if "locked" not in str(exc) and "busy" not in str(exc):
+            raise
+    finally:
+        conn.close()
+
+
+class NotADatabase(Exception):
+    """The file exists but is not a SuaraWarga database (no schema_migrations table)."""
+
+
+def backup(database: Path, path: Path) -> None:
+    """A consistent copy of the live database at `path` (SQLite's online backup: pages are
+    copied in steps, writers may continue between them, and the copy restarts when they do,
+    so the result is one snapshot). Written to a temporary name and renamed, so a failed
+    copy never leaves a file that looks like a backup. Raises NotADatabase, sqlite3.Error."""
+    source = sqlite3.connect(database)
+    partial = path.with_name(f".{path.name}.part")
+    try:
+        if source.execute("SELECT count(*) FROM sqlite_master WHERE name = 'schema_migrations'").fetchone() == (0,):
+            raise NotADatabase(f"{database} is not a SuaraWarga database")
+        target = sqlite3.connect(partial)
+        try:
+            source.backup(target, pages=1024)
+        finally:
+            target.close()
+        os.replace(partial, path)
+    finally:
+        source.close()
+        partial.unlink(missing_ok=True)
 
 
 class _Cursor:
