@@ -10,7 +10,10 @@ Figures per driver, median over runs with the spread:
 - CPU per transaction: this process's CPU time (user + system) / transactions, i.e. what
   the bot pays for the driver; the server's own CPU is the same SQL for both.
 - throughput sequential: one connection, one transaction after another (latency-bound);
-- throughput concurrent: a pool of 4 connections, 16 tasks (the several-instances shape).
+- throughput concurrent: a pool of 4 connections, 16 tasks (the several-instances shape);
+- then the same message through the project's storage API (storage.inbound, storage.users) on
+  the SQLite file and on PostgreSQL (PgDatabase), one writer, CPU of the bot and of the
+  PostgreSQL backend (read from /proc: the server runs on this machine).
 
     .venv/bin/python -m bench.bench_pg_driver [--url postgresql://postgres@127.0.0.1:5432/test]
         [--transactions 3000] [--runs 3] [--json]
@@ -164,6 +167,98 @@ async def measure(url: str, n: int, runs: int) -> dict[str, Any]:
     return results
 
 
+def _backend_cpu_s(pid: int) -> float:
+    """A PostgreSQL backend's CPU time (user + system) from /proc: the server is on this machine."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def measure_storage_api(url: str, n: int, runs: int) -> dict[str, Any]:
+    """The same transaction through the project's storage API on each engine: claim the
+    message, read the resident and their conversation, save the conversation, keep the
+    WhatsApp window (storage.inbound, storage.users). SQLite's figure is all the CPU (the
+    engine runs in-process); PostgreSQL's is the bot's plus its backend's, read from /proc."""
+    import tempfile
+
+    import asyncpg
+
+    from storage import inbound, users
+    from storage.database import Database, utcnow
+    from storage.pg import PgDatabase
+
+    async def seed(db: Any) -> list[Any]:
+        people = []
+        async with db.transaction() as conn:
+            for i in range(100):
+                people.append(
+                    await users.create_user(
+                        conn,
+                        channel="whatsapp",
+                        platform_id=f"62812{i:05}",
+                        chat_id=f"62812{i:05}",
+                        display_name=None,
+                        language="id",
+                        language_source="chosen",
+                        consent_version="2026-11",
+                        now=utcnow(),
+                    )
+                )
+        return people
+
+    async def one_message(db: Any, person: Any, message_id: str) -> None:
+        now = utcnow()
+        async with db.transaction() as conn:
+            assert await inbound.claim_inbound(conn, "whatsapp", message_id, now)
+            user, conversation = await users.get_user_and_conversation(conn, "whatsapp", person.platform_id)
+            assert user is not None
+            conversation.step = "describe"
+            await users.save_conversation(conn, user.id, conversation, now)
+            user.last_inbound_at = None  # so touch_user writes: the UPDATE of the hot path
+            await users.touch_user(conn, user, now=now, chat_id=user.chat_id, display_name=None)
+
+    results: dict[str, Any] = {}
+    schema = f"bench_api_{os.getpid()}"
+    admin = await asyncpg.connect(url)
+    await admin.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema}")
+    try:
+        with tempfile.TemporaryDirectory() as folder:
+            engines = {
+                "sqlite": Database(Path(folder) / "bench.db"),
+                "postgresql": PgDatabase(f"{url}{'&' if '?' in url else '?'}search_path={schema}"),
+            }
+            for name, db in engines.items():
+                async with db:
+                    people = await seed(db)
+                    backend = None
+                    if name == "postgresql":
+                        async with db.transaction() as conn, conn.execute("SELECT pg_backend_pid()") as cur:
+                            backend = (await cur.fetchone())[0]
+                    for i in range(200):  # warm: prepared statements, caches
+                        await one_message(db, people[i % 100], f"warm-{i}")
+                    client_us, server_us, tps = [], [], []
+                    for r in range(runs):
+                        cpu0, wall0 = time.process_time(), time.perf_counter()
+                        srv0 = _backend_cpu_s(backend) if backend else 0.0
+                        for i in range(n):
+                            await one_message(db, people[i % 100], f"r{r}-{i}")
+                        wall = time.perf_counter() - wall0
+                        client_us.append((time.process_time() - cpu0) / n * 1e6)
+                        server_us.append(((_backend_cpu_s(backend) - srv0) if backend else 0.0) / n * 1e6)
+                        tps.append(n / wall)
+                    results[name] = {
+                        "cpu_per_message_bot": summary(client_us, "µs"),
+                        "cpu_per_message_server": summary(server_us, "µs"),
+                        "cpu_per_message_total": summary(
+                            [a + b for a, b in zip(client_us, server_us, strict=True)], "µs"
+                        ),
+                        "throughput_one_writer": summary(tps, "msg/s", digits=0),
+                    }
+    finally:
+        await admin.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+        await admin.close()
+    return results
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument(
@@ -174,10 +269,12 @@ def main() -> None:
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     results = asyncio.run(measure(args.url, args.transactions, args.runs))
+    results["storage_api"] = asyncio.run(measure_storage_api(args.url, args.transactions, args.runs))
     if args.json:
         print(json.dumps(results))
         return
-    for name, figures in results.items():
+    api = results.pop("storage_api")
+    for name, figures in [*results.items(), *((f"storage API on {k}", v) for k, v in api.items())]:
         print(name)
         for key, value in figures.items():
             print(f"  {key:34} {value['median']:>9} {value['unit']:5} ({value['min']}–{value['max']})")
