@@ -326,7 +326,7 @@ async def test_deadline_report_gives_the_digest_its_figures(make_settings):
     import sqlite3
 
     from handlers.deadlines import stages_of
-    from storage.deadlines import deadline_report
+    from storage.deadlines import SubmissionDeadline, deadline_report, submission_deadlines
 
     clock = Clock(wib("2026-08-13", 10))
     async with stack(make_settings, clock) as (tg, _):
@@ -348,6 +348,12 @@ async def test_deadline_report_gives_the_digest_its_figures(make_settings):
     ]
     assert report.median_hours_to_first_response == 24.0 and report.median_hours_to_resolution == 24.0
     assert report.closures == {"confirmed": 0, "disputed": 0, "unconfirmed": 0, "waiting": 1}
+    with _c.closing(sqlite3.connect(tg.db_path)) as conn:
+        columns = submission_deadlines(
+            conn, stages_of(policy, WIB), policy.calendar.working_days_between, today=date(2026, 9, 1)
+        )
+    assert columns[lamp.value] == SubmissionDeadline(AGENCY_ANSWER, date(2026, 8, 24), 5, None, None)
+    assert columns[road.value] == SubmissionDeadline(None, None, 0, "waiting", None)
 
 
 async def test_a_run_killed_after_committing_is_sent_once_by_the_next_process(make_settings):
