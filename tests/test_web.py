@@ -341,3 +341,19 @@ async def test_keep_alive_requests_are_answered_without_a_nagle_delay(make_setti
         finally:
             await server.stop()
     assert statistics.median(times) < 0.020, f"median {statistics.median(times) * 1000:.1f} ms"
+
+
+async def test_request_headers_over_64_kb_are_refused_with_431(make_settings):
+    """Headers that keep coming past 64 KB are refused at once (httptools sets no limit)."""
+    settings = make_settings(http_host="127.0.0.1", http_port=0)
+    async with open_services(settings) as services:
+        server = WebServer(build_web_app(services, whatsapp=None, telegram=None), settings)
+        await server.start()
+        try:
+            reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+            writer.write(b"GET /healthz HTTP/1.1\r\nHost: bot\r\n" + b"X-Pad: " + b"a" * 70_000 + b"\r\n")
+            answer = await asyncio.wait_for(reader.read(), 3)
+            writer.close()
+        finally:
+            await server.stop()
+    assert answer.startswith(b"HTTP/1.1 431")
