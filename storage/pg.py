@@ -24,6 +24,7 @@ phase of issue 16, not this one.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Generator, Iterable, Sequence
@@ -161,10 +162,11 @@ def _positional(params: Params) -> Sequence[Any]:
 class PgConnection:
     """One transaction's connection, with LoopConnection's API over an asyncpg connection."""
 
-    __slots__ = ("_raw",)
+    __slots__ = ("_db", "_raw")
 
-    def __init__(self, raw: asyncpg.Connection):
+    def __init__(self, raw: asyncpg.Connection, db: PgDatabase):
         self._raw = raw
+        self._db = db
 
     def execute(self, sql: str, params: Params = ()) -> _Executed:
         return _Executed(self, sql, params)
@@ -172,16 +174,22 @@ class PgConnection:
     async def _run(self, sql: str, params: Params) -> PgCursor:
         statement = to_postgres(sql)
         args = _positional(params)
-        if statement.returns_rows:
-            rows = await self._raw.fetch(statement.sql, *args)
-            return PgCursor(rows, len(rows) if "RETURNING" in statement.sql.upper() else -1)
-        status = await self._raw.execute(statement.sql, *args)
+        try:
+            if statement.returns_rows:
+                rows = await self._raw.fetch(statement.sql, *args)
+                return PgCursor(rows, len(rows) if "RETURNING" in statement.sql.upper() else -1)
+            status = await self._raw.execute(statement.sql, *args)
+        except _UNAVAILABLE as exc:  # the server went away under this statement
+            raise self._db._unavailable(exc) from exc
         return PgCursor([], _rowcount(status))
 
     async def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> PgCursor:
         batch = [_positional(row) for row in rows]
         if batch:
-            await self._raw.executemany(to_postgres(sql).sql, batch)
+            try:
+                await self._raw.executemany(to_postgres(sql).sql, batch)
+            except _UNAVAILABLE as exc:
+                raise self._db._unavailable(exc) from exc
         return PgCursor([], -1)
 
     async def execute_fetchall(self, sql: str, params: Params = ()) -> list[asyncpg.Record]:
@@ -278,37 +286,35 @@ class PgDatabase:
             try:
                 raw = await self._writer.acquire(timeout=max(0.001, deadline - loop.time()))
             except _UNAVAILABLE as exc:
-                self._failed(_reason(exc))
-                raise StorageUnavailable(_reason(exc)) from exc
+                raise self._unavailable(exc) from exc
             try:
-                async with self._unavailable_as_storage():
-                    await raw.execute("BEGIN")
                 try:
-                    yield PgConnection(raw)
+                    await raw.execute("BEGIN")
+                except _UNAVAILABLE as exc:
+                    raise self._unavailable(exc) from exc
+                try:
+                    yield PgConnection(raw, self)
                 except BaseException:
                     await self._rollback(raw)
                     raise
-                async with self._unavailable_as_storage():
+                try:
                     await raw.execute("COMMIT")
+                except _UNAVAILABLE as exc:
+                    # Not known whether it committed: the caller acknowledges nothing, and a
+                    # repeated delivery finds its claim if it did (inbound is idempotent).
+                    raise self._unavailable(exc) from exc
             finally:
                 await self._writer.release(raw)
             if self.write_error is not None and time.monotonic() - self._failed_at >= self.incident_quiet_s:
                 log.warning("database %s takes writes again", self.path)
                 self.write_error = None
-        except _UNAVAILABLE as exc:
-            # Raised by a statement inside the caller's block: the server went away.
-            self._failed(_reason(exc))
-            raise StorageUnavailable(_reason(exc)) from exc
         finally:
             self._lock.release()
 
-    @asynccontextmanager
-    async def _unavailable_as_storage(self) -> AsyncIterator[None]:
-        try:
-            yield
-        except _UNAVAILABLE as exc:
-            self._failed(_reason(exc))
-            raise StorageUnavailable(_reason(exc)) from exc
+    def _unavailable(self, exc: BaseException) -> StorageUnavailable:
+        """The incident recorded; the error to raise in place of the driver's."""
+        self._failed(_reason(exc))
+        return StorageUnavailable(_reason(exc))
 
     def _failed(self, reason: str) -> None:
         if self.write_error is None:
@@ -318,14 +324,17 @@ class PgDatabase:
 
     @staticmethod
     async def _rollback(raw: asyncpg.Connection) -> None:
-        if raw.is_closed():
-            return
         try:
+            # A connection the server closed may already be back in the pool, detached
+            # (is_closed() then raises InterfaceError, one of _UNAVAILABLE).
+            if raw.is_closed():
+                return
             await raw.execute("ROLLBACK")
         except _UNAVAILABLE:
             # The connection is gone, and its transaction with it: closed here, so the pool
             # opens a new one for the next transaction instead of handing this one out.
-            raw.terminate()
+            with contextlib.suppress(asyncpg.InterfaceError):
+                raw.terminate()
 
     async def fetchall(self, sql: str, params: Params = ()) -> list[asyncpg.Record]:
         """A read outside any transaction, on a read connection: it never waits for the
