@@ -47,13 +47,18 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from bot.channels.whatsapp import (
-    GraphOutcomeUnknown, InboundMessage, Sent, WebhookBatch, apply_statuses, message_time, record_sent,
+    GraphOutcomeUnknown,
+    InboundMessage,
+    Sent,
+    WebhookBatch,
+    message_time,
     to_incoming,
 )
 from handlers.conversation import owed_replies
 from handlers.messages import DeliveryError, Incoming, Outcome, Reply
-from storage.repository import replies_delivered
-from storage.database import StorageUnavailable, to_db, utcnow
+from storage import inbound
+from storage.database import StorageUnavailable, utcnow
+from storage.deliveries import apply_statuses, record_sent
 
 if TYPE_CHECKING:
     from bot.channels.whatsapp import WhatsAppChannel
@@ -165,16 +170,14 @@ class InboundWorker:
             log.info("refused %d WhatsApp message(s) older than %d days (a replay, not a retry)",
                      len(batch.messages) - len(messages), REPLAY_WINDOW.days)
         async with self.db.transaction() as conn:
-            for i, message in enumerate(messages):
+            new = await inbound.accept(conn, CHANNEL, [
+                # ASCII JSON: a lone surrogate in a text (valid JSON, not UTF-8) stays escaped.
                 # received_at orders the recovery after a crash; +i µs keeps a batch in order.
-                cur = await conn.execute(
-                    "INSERT INTO inbound (channel, message_id, payload, received_at) VALUES (?, ?, ?, ?) "
-                    "ON CONFLICT (channel, message_id) DO NOTHING",
-                    # ASCII JSON: a lone surrogate in a text (valid JSON, not UTF-8) stays escaped.
-                    (CHANNEL, message.wamid, json.dumps(message.payload),
-                     to_db(now + timedelta(microseconds=i))),
-                )
-                if cur.rowcount == 1:
+                (message.wamid, json.dumps(message.payload), now + timedelta(microseconds=i))
+                for i, message in enumerate(messages)
+            ])
+            for message, is_new in zip(messages, new, strict=True):
+                if is_new:
                     fresh.append(message)
                 else:
                     log.info("WhatsApp delivered a message again; it has no second effect")
@@ -230,11 +233,7 @@ class InboundWorker:
 
     async def sweep(self) -> int:
         """Queue rows still pending in the database that no lane holds; return how many."""
-        rows = await self.db.fetchall(
-            "SELECT message_id, payload FROM inbound WHERE handled_at IS NULL AND channel = ? "
-            "ORDER BY received_at, message_id",
-            (CHANNEL,),
-        )
+        rows = await inbound.pending(self.db, CHANNEL)
         queued = 0
         for row in rows:
             wamid, raw = row[0], row[1]
@@ -382,12 +381,7 @@ class InboundWorker:
         """Answers the core kept for messages whose sending never finished (the process
         died after saving, or Meta was down): what was not confirmed is sent now, then
         dropped. Returns how many messages were answered."""
-        cutoff = to_db(self.clock() - owed_after)
-        rows = await self.db.fetchall(
-            "SELECT message_id, replies FROM inbound WHERE channel = ? AND replies IS NOT NULL "
-            "AND handled_at IS NOT NULL AND handled_at < ?",
-            (CHANNEL, cutoff),
-        )
+        rows = await inbound.owed(self.db, CHANNEL, handled_before=self.clock() - owed_after)
         done = 0
         for wamid, kept in rows:
             if wamid in self._queued:
@@ -427,7 +421,6 @@ class InboundWorker:
         """One transaction: the replies' delivery tracking, the messages closed, and each
         kept copy dropped (all answered) or cut down to what is still owed."""
         now = self.clock()
-        stamp = to_db(now)
         sent = [m for closing in batch for m in closing.sent]
         try:
             async with self.db.transaction() as conn:
@@ -435,20 +428,13 @@ class InboundWorker:
                     await record_sent(conn, sent, purpose="reply", now=now)
                 # Rows the core did not claim (flood guard, storage error, nothing to answer)
                 # are closed here too: a retry would only repeat what the resident was told.
-                await conn.executemany(
-                    "UPDATE inbound SET handled_at = ?, payload = NULL "
-                    "WHERE channel = ? AND message_id = ? AND handled_at IS NULL",
-                    [(stamp, CHANNEL, closing.wamid) for closing in batch],
-                )
+                await inbound.close(conn, CHANNEL, [closing.wamid for closing in batch], now=now)
                 answered = [(CHANNEL, c.wamid) for c in batch if c.rest is None]
                 if answered:
-                    await replies_delivered(conn, answered)
-                owed = [(c.rest, CHANNEL, c.wamid) for c in batch if c.rest is not None]
+                    await inbound.replies_delivered(conn, answered)
+                owed = [(c.wamid, c.rest) for c in batch if c.rest is not None]
                 if owed:
-                    # Only where the core kept a copy: before consent nothing is kept.
-                    await conn.executemany(
-                        "UPDATE inbound SET replies = ? WHERE channel = ? AND message_id = ? "
-                        "AND replies IS NOT NULL", owed)
+                    await inbound.still_owed(conn, CHANNEL, owed)
         except StorageUnavailable as exc:
             # Left as they were: pending rows are offered again by the sweep (the core's
             # claim makes that harmless), kept copies are resent whole.

@@ -3,9 +3,10 @@ effect, with the answers kept until the channel has sent them."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
 
-from storage.database import Connection, to_db
+from storage.database import Connection, Database, to_db
 
 
 async def claim_inbound(
@@ -51,3 +52,58 @@ async def purge_inbound(conn: Connection, before: datetime) -> int:
         "DELETE FROM inbound WHERE handled_at IS NOT NULL AND handled_at < ?", (to_db(before),)
     )
     return cur.rowcount
+
+
+# Accepted before handling (the WhatsApp webhook) ---------------------------------------------
+async def accept(conn: Connection, channel: str, messages: Iterable[tuple[str, str, datetime]]) -> list[bool]:
+    """Store (message id, payload JSON, received at) before the platform gets its 200;
+    True for each that is new, False for a repeat (it has no second effect)."""
+    fresh = []
+    for message_id, payload, received_at in messages:
+        cur = await conn.execute(
+            "INSERT INTO inbound (channel, message_id, payload, received_at) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT (channel, message_id) DO NOTHING",
+            (channel, message_id, payload, to_db(received_at)),
+        )
+        fresh.append(cur.rowcount == 1)
+    return fresh
+
+
+async def pending(db: Database, channel: str) -> list[tuple[str, str | None]]:
+    """(message id, payload) of accepted messages not yet handled, oldest first."""
+    rows = await db.fetchall(
+        "SELECT message_id, payload FROM inbound WHERE handled_at IS NULL AND channel = ? "
+        "ORDER BY received_at, message_id",
+        (channel,),
+    )
+    return [(row[0], row[1]) for row in rows]
+
+
+async def owed(db: Database, channel: str, *, handled_before: datetime) -> list[tuple[str, str]]:
+    """(message id, kept answers) of messages handled before `handled_before` whose answers
+    were never all confirmed sent."""
+    rows = await db.fetchall(
+        "SELECT message_id, replies FROM inbound WHERE channel = ? AND replies IS NOT NULL "
+        "AND handled_at IS NOT NULL AND handled_at < ?",
+        (channel, to_db(handled_before)),
+    )
+    return [(row[0], row[1]) for row in rows]
+
+
+async def close(conn: Connection, channel: str, message_ids: Iterable[str], *, now: datetime) -> None:
+    """Mark accepted messages handled and drop their raw payload."""
+    stamp = to_db(now)
+    await conn.executemany(
+        "UPDATE inbound SET handled_at = ?, payload = NULL "
+        "WHERE channel = ? AND message_id = ? AND handled_at IS NULL",
+        [(stamp, channel, message_id) for message_id in message_ids],
+    )
+
+
+async def still_owed(conn: Connection, channel: str, rests: Iterable[tuple[str, str]]) -> None:
+    """Cut kept answers down to (message id, what is still owed). Only where the core kept a
+    copy: before consent nothing is kept, and nothing is added here."""
+    await conn.executemany(
+        "UPDATE inbound SET replies = ? WHERE channel = ? AND message_id = ? AND replies IS NOT NULL",
+        [(rest, channel, message_id) for message_id, rest in rests],
+    )

@@ -30,7 +30,6 @@ until the resident writes again. Should Meta still say the window is closed (131
 from __future__ import annotations
 
 import asyncio
-import json
 import json as _json
 import logging
 import random
@@ -46,12 +45,13 @@ import httpx
 from bot.channels.http11 import Answer, Http11Pool, NoAnswer, RequestNotSent, proxied
 from handlers.messages import Button, DeliveryError, Document, Incoming, InputKind, Reply, WindowClosed
 from handlers.text import split_text
-from storage.database import StorageUnavailable, to_db, utcnow
+from storage.database import StorageUnavailable, utcnow
+from storage.deliveries import record_sent
 
 if TYPE_CHECKING:
     from bot.config import Settings
     from handlers.i18n import Catalog
-    from storage.database import Connection, Database
+    from storage.database import Database
 
 log = logging.getLogger(__name__)
 
@@ -194,7 +194,6 @@ class WebhookBatch:
     statuses: list[StatusUpdate] = field(default_factory=list)
 
 
-STATUS_RANK = {"accepted": 0, "sent": 1, "delivered": 2, "read": 3, "failed": 4}
 WEBHOOK_STATUSES = ("sent", "delivered", "read", "failed")
 
 
@@ -819,46 +818,3 @@ class _Skipping(list):  # type: ignore[type-arg]
         self.target.append(item)
 
 
-# SQL for 0002_whatsapp.sql (small enough to live beside its only user) --------------------------
-async def record_sent(conn: "Connection", sent: list[Sent], *, purpose: str, now: datetime) -> None:
-    stamp = to_db(now)
-    # The number is kept only for residents (erasing them erases the row) and for recipients
-    # that are not residents by design (officials' digests). An answer to someone who is not
-    # (or no longer) a resident, such as the privacy notice before consent or the
-    # confirmation of an erasure, keeps no number: nothing would ever delete it.
-    await conn.executemany(
-        "INSERT INTO whatsapp_messages (wamid, user_id, chat_id, purpose, kind, created_at, updated_at) "
-        "SELECT ?, u.id, CASE WHEN u.id IS NOT NULL OR ? != 'reply' THEN ? ELSE '' END, ?, ?, ?, ? "
-        "FROM (SELECT 1) LEFT JOIN users u ON u.channel = 'whatsapp' AND u.platform_id = ? "
-        "ON CONFLICT (wamid) DO NOTHING",
-        [(m.wamid, purpose, m.chat_id, purpose, m.kind, stamp, stamp, m.chat_id) for m in sent],
-    )
-
-
-async def apply_statuses(conn: "Connection", statuses: list[StatusUpdate], now: datetime) -> int:
-    """Record delivery statuses; returns how many matched a message we sent.
-
-    Meta repeats and reorders statuses, so a message only moves forward (a late 'delivered'
-    never undoes 'read'), while each status's own timestamp is kept the first time it comes."""
-    matched = 0
-    for item in statuses:
-        async with conn.execute("SELECT status FROM whatsapp_messages WHERE wamid = ?", (item.wamid,)) as cur:
-            row = await cur.fetchone()
-        if row is None:
-            # Not ours, sent before 0002 existed, or its 'sent' raced our own record: harmless.
-            log.debug("status %s for a WhatsApp message we did not record", item.status)
-            continue
-        matched += 1
-        newer = STATUS_RANK[item.status] > STATUS_RANK.get(row[0], 0)
-        column = f"{item.status}_at"  # one of the four fixed WEBHOOK_STATUSES
-        await conn.execute(
-            f"UPDATE whatsapp_messages SET {column} = COALESCE({column}, ?), "
-            "status = CASE WHEN ? THEN ? ELSE status END, error = COALESCE(?, error), "
-            "updated_at = ? WHERE wamid = ?",
-            (to_db(item.at), newer, item.status,
-             json.dumps(item.errors, ensure_ascii=False) if item.errors else None, to_db(now), item.wamid),
-        )
-        if item.status == "failed":
-            codes = [e.get("code") for e in item.errors or () if isinstance(e, dict)]
-            log.warning("WhatsApp reports a message failed (%s)", codes)
-    return matched
