@@ -180,10 +180,12 @@ async def stats(conn: Connection) -> tuple[int, dict[str, list[tuple[str | None,
     hidden = int(row[0]) if row else 0
     result: dict[str, list[tuple[str | None, int]]] = {}
     for dimension in ("pillar", "kind", "status", "area"):
-        # The column name is one of four literals above, never input.
+        # The column name is one of four literals above, never input. NULL (untagged, no
+        # area) sorts first among equal counts on both engines: SQLite's own order, which
+        # PostgreSQL (NULLs last) is told with `IS NOT NULL` (false before true).
         async with conn.execute(
             f"SELECT {dimension}, count(*) FROM submissions WHERE hidden = 0 "
-            f"GROUP BY {dimension} ORDER BY count(*) DESC, {dimension}"
+            f"GROUP BY {dimension} ORDER BY count(*) DESC, {dimension} IS NOT NULL, {dimension}"
         ) as cur:
             result[dimension] = [(row[0], int(row[1])) for row in await cur.fetchall()]
     return hidden, result

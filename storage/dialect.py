@@ -17,6 +17,12 @@ are a few hundred constants) into what PostgreSQL accepts:
   outbox) written once; SQLite reads a comment (its one writer needs no row locks),
   PostgreSQL locks the rows it returns and skips those another instance is claiming.
 
+Differences no rewrite can hide, handled where they arise: NULLs sort first in SQLite and
+last in PostgreSQL (a query whose order shows says `x IS NOT NULL, x`); text compares
+byte-wise in SQLite and by the database's collation in PostgreSQL (create it with
+`LC_COLLATE 'C'`, as the project's servers are, so codes and timestamps sort the same);
+`sum()` of a BIGINT column (the ids) is numeric in PostgreSQL (Decimal in Python).
+
 Anything else that differs is kept in the migrations (storage/migrations/pg: identity
 columns, DOUBLE PRECISION, no WITHOUT ROWID), not in the modules.
 """

@@ -23,6 +23,7 @@ from bot.app import Services, open_services
 from bot.outbox import OutboxWorker, Pace
 from handlers.messages import Incoming, InputKind, Reply
 from storage import outbox as ox
+from storage import submissions, users
 from storage.database import utcnow
 from storage.pg import PgDatabase
 from tests.harness import Resident, code_in, texts
@@ -220,6 +221,29 @@ class TestOfficials:
         ]
         assert await rows(pg_url, "SELECT supports FROM submissions") == [(1,)]
         assert await rows(pg_url, "SELECT resolved_by, outcome FROM closures") == [(f"telegram:{OFFICIAL}", None)]
+
+    async def test_stats_list_untagged_first_among_equal_counts_as_on_sqlite(self, pg):
+        """An untagged submission and a tagged one, one each: "belum ditentukan" comes first, the
+        order SQLite gives (PostgreSQL sorts NULL last unless told)."""
+        sari = Resident(pg.core)
+        await sari.agree()
+        await sari.submit_report(ROAD)
+        async with pg.db.transaction() as conn:
+            user, _ = await users.get_user_and_conversation(conn, "telegram", sari.user_id)
+            assert user is not None
+            await submissions.insert_submission(
+                conn,
+                user=user,
+                draft={"kind": "idea", "text": "Sesuatu yang belum jelas pilarnya", "area": "Bendo"},
+                draw_code=lambda: "ABCDEF",
+                now=utcnow(),
+            )
+        stats = await official(pg, "/statistik")
+        pillars = stats.split("Per pilar:")[1].split("Per jenis:")[0]
+        assert [line for line in pillars.splitlines() if line.startswith("•")] == [
+            "• belum ditentukan: 1",
+            "• Kelayakan Hidup: 1",
+        ]
 
 
 class Recording:
