@@ -478,3 +478,28 @@ async def test_bulk_status_change_from_the_list_notifies_each_resident(make_sett
         assert scalar(desk.db_path, "SELECT count(*) FROM audit_log WHERE action = 'status'") == 2
         assert scalar(desk.db_path, "SELECT status FROM submissions WHERE code = ?", other.value) == "new"
         assert scalar(desk.db_path, "SELECT hidden FROM submissions WHERE code = ?", other.value) == 0
+
+
+async def test_a_photo_is_fetched_from_telegram_when_asked_and_audited(make_settings):
+    """The submission's page links its Telegram photo; the link streams the image the fake
+    Bot API holds, as an image, and the viewing is in the audit log. A photo held by a
+    channel this bot does not run keeps the chat hint instead of a link."""
+    png = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
+    async with desk_stack(make_settings) as desk:
+        desk.fake.add_file("tg-photo-1", png)
+        sari = await add_resident(desk.db, "1001")
+        code = await add_submission(desk.db, sari, photo="tg-photo-1")
+        wa = await add_resident(desk.db, "6281234567890", channel="whatsapp")
+        elsewhere = await add_submission(desk.db, wa, photo="wa:123456")
+        async with desk.session() as client:
+            page = (await client.get(f"/desk/s/{code.value}")).text
+            assert f'href="/desk/s/{code.value}/photo"' in page
+            photo = await client.get(f"/desk/s/{code.value}/photo")
+            assert photo.status_code == 200 and photo.content == png
+            assert photo.headers["content-type"] == "image/png"
+            other = (await client.get(f"/desk/s/{elsewhere.value}")).text
+            assert "/photo" not in other and "Whatsapp" in other
+            assert (await client.get(f"/desk/s/{elsewhere.value}/photo")).status_code == 502
+        async with httpx.AsyncClient(base_url=desk.url, timeout=10) as stranger:
+            assert (await stranger.get(f"/desk/s/{code.value}/photo")).status_code == 401
+        assert scalar(desk.db_path, "SELECT count(*) FROM audit_log WHERE action = 'desk_photo'") == 1

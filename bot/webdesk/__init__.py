@@ -43,6 +43,7 @@ def routes(services: Services) -> list[Any]:
         Route("/desk/stats", desk.statistics, methods=["GET"]),
         Route("/desk/bulk", desk.bulk, methods=["POST"]),
         Route("/desk/s/{code}", desk.detail, methods=["GET"]),
+        Route("/desk/s/{code}/photo", desk.photo, methods=["GET"]),
         Route("/desk/s/{code}/{action}", desk.act, methods=["POST"]),
         Mount("/static/leaflet", app=StaticFiles(directory=leaflet.BASE_DIR), name="leaflet"),
         Mount("/static/desk", app=StaticFiles(directory=STATIC), name="desk-static"),

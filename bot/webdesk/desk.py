@@ -39,6 +39,7 @@ PAGE_SIZE = 25
 MAP_LIMIT = 5000  # markers on one map; beyond that the filters narrow it
 MAX_FORM = 64 * 1024  # a reply is at most 2,000 characters; nothing here needs more
 ACTIONS = ("status", "reply", "pillar", "hide", "unhide")
+MAX_PHOTO = 10 * 1024 * 1024  # Telegram's and WhatsApp's photos are a few MB at most
 BULK_MAX = 100  # ticked submissions one bulk action may touch
 
 
@@ -48,6 +49,17 @@ class Signed:
 
     official: str
     session: store.DeskSession
+
+
+def _image_type(data: bytes) -> str | None:
+    """The image type by its first bytes (what the platform says is not trusted)."""
+    if data.startswith(b"\xff\xd8\xff"):
+        return "image/jpeg"
+    if data.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "image/png"
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "image/webp"
+    return None
 
 
 class Desk:
@@ -309,6 +321,7 @@ class Desk:
             similar=similar,
             flash=flash,
             subtopic=subtopic,
+            photo_viewable=bool(case.photo_ref) and self.photo_viewable(case.channel),
             csrf=who.session.csrf,
             **self._choices(lang),
         )
@@ -393,6 +406,54 @@ class Desk:
             return self.catalog.text(lang, "error.storage"), False
         self.services.core.on_outbox()  # the outbox worker sends what the actions queued
         return "\n".join(answers), True
+
+    # Photos ------------------------------------------------------------------------------
+    async def photo(self, request: Request) -> Response:
+        """A submission's photo, fetched from the platform that holds it (we keep only its
+        file reference) when an official asks for it; each viewing is audited."""
+        who = await self.signed_in(request)
+        if who is None:
+            return self._refused(request, "desk.signin_needed", 401)
+        code = TrackingCode.parse(request.path_params["code"])
+        async with self.db.transaction() as conn:
+            case = await desk.get_case(conn, code.value) if code else None
+        if case is None or not case.photo_ref:
+            return self._refused(request, "desk.not_found", 404)
+        data = await self._photo_bytes(case.channel, case.photo_ref)
+        if data is None:
+            return self._refused(request, "desk.photo_unavailable", 502)
+        now = utcnow()
+        async with self.db.transaction() as conn:
+            await audit.audit(conn, actor=who.official, action="desk_photo", target=case.code, now=now)
+        mime = _image_type(data)
+        headers = {
+            "Cache-Control": "no-store",
+            "X-Content-Type-Options": "nosniff",
+            "Content-Security-Policy": "default-src 'none'",
+            "Referrer-Policy": "no-referrer",
+        }
+        if mime is None:  # not an image we recognise: a download, never rendered
+            mime = "application/octet-stream"
+            headers["Content-Disposition"] = f'attachment; filename="{case.code}"'
+        return Response(data, media_type=mime, headers=headers)
+
+    def photo_viewable(self, channel: str) -> bool:
+        return channel in ("telegram", "whatsapp") and channel in self.services.channels
+
+    async def _photo_bytes(self, channel_name: str, ref: str) -> bytes | None:
+        channel: Any = self.services.channels.get(channel_name)
+        try:
+            if channel_name == "whatsapp" and hasattr(channel, "download_media"):
+                data: bytes = await channel.download_media(ref)
+                return data if len(data) <= MAX_PHOTO else None
+            if channel_name == "telegram" and channel is not None:
+                file = await channel.app.bot.get_file(ref)
+                if file.file_size and file.file_size > MAX_PHOTO:
+                    return None
+                return bytes(await file.download_as_bytearray())
+        except Exception as exc:  # any platform failure is "not available now" here
+            log.warning("could not fetch a photo from %s for the desk: %s", channel_name, exc.__class__.__name__)
+        return None
 
     # The map -----------------------------------------------------------------------------
     async def map(self, request: Request) -> Response:

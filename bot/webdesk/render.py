@@ -34,6 +34,7 @@ class Services(Protocol):
     catalog: Catalog
     tagger: Tagger
     core: Core
+    channels: dict[str, object]
 
 
 def environment() -> Environment:
