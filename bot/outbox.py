@@ -42,7 +42,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from handlers.messages import DeliveryError, Reply, WindowClosed
+from handlers.messages import DeliveryError, OutcomeUnknown, Reply, WindowClosed
 from handlers.clock import utcnow
 from handlers.limits import (
     WHATSAPP_TEMPLATE_PARAM_LIMIT,
@@ -284,6 +284,13 @@ class OutboxWorker:
             await self._pacers.setdefault(row.channel, _Pacer(self._pace(row.channel).per_second)).slot()
             try:
                 result = await self._attempt(job)
+            except OutcomeUnknown as exc:
+                # Sent, and no answer: sending again would give the resident the same news
+                # twice whenever the platform was merely slow. Counted as sent, without an id.
+                log.warning("outbox: notification %d to %s sent without an answer (%s); not resent",
+                            row.id, row.channel, self._scrub(str(exc))[:200])
+                await self._write(lambda conn: ox.mark_sent(conn, row.id, platform_message_id=None,
+                                                            now=self.clock()))
             except DeliveryError as exc:
                 await self._failed_attempt(row, exc)
             except Exception as exc:  # noqa: BLE001 - an adapter bug must not lose the row

@@ -119,6 +119,15 @@ class DeliveryError(Exception):
         self.retry_after = retry_after
 
 
+class OutcomeUnknown(DeliveryError):
+    """The send reached the platform and no answer came in time: it may have been
+    delivered. Not retried (a platform without idempotency keys would deliver it twice);
+    callers count it as sent."""
+
+    def __init__(self, message: str, *, retryable: bool = False, retry_after: float | None = None):
+        super().__init__(message, retryable=retryable, retry_after=retry_after)
+
+
 class StartupError(Exception):
     """A channel cannot start (refused token, unreachable platform, port in use)."""
 

@@ -383,3 +383,29 @@ async def test_pacing_spaces_one_chat_and_the_whole_channel(wa_settings, graph):
 async def _counts(bot: Bot) -> dict[str, int]:
     async with bot.services.db.transaction() as conn:
         return await ox.counts_by_state(conn)
+
+
+async def test_a_notification_meta_accepted_but_answered_late_is_not_sent_twice(wa_settings, graph):
+    """Meta takes the notification but answers after the worker stopped waiting: it counts
+    as sent and is not sent again (a retry would give the resident the same news twice)."""
+    settings = wa_settings()
+    async with open_services(settings) as services:
+        services.core.desk = OfficialDesk(services.catalog, services.tagger, zone=settings.zone)
+        whatsapp = WhatsAppChannel(settings, db=services.db, catalog=services.catalog, backoff=0.01, timeout=0.3)
+        services.channels["whatsapp"] = whatsapp
+        bot = Bot(services, whatsapp, settings, {"pacing": FAST, "base_backoff": 0.01})
+        try:
+            budi = await add_resident(services.db, "628121", channel="whatsapp")
+            code = await add_submission(services.db, budi)
+            graph.fail_next(mode="slow", delay=1.0)
+            worker = await bot.start_worker()
+            await bot.official(f"/status {code} ditinjau")
+            await graph.wait_for_sent(count=1)
+            await worker.idle.wait()
+            state = scalar(settings.database_path, "SELECT state FROM outbox")
+        finally:
+            for started in bot.workers:
+                await started.stop()
+            await whatsapp.aclose()
+    assert len(bodies(graph, "628121")) == 1
+    assert state == "sent"

@@ -43,7 +43,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 
 from bot.channels.http11 import Answer, Http11Pool, NoAnswer, RequestNotSent, proxied
-from handlers.messages import Button, DeliveryError, Document, Incoming, InputKind, Reply, WindowClosed
+from handlers.messages import Button, DeliveryError, Document, Incoming, InputKind, OutcomeUnknown, Reply, WindowClosed
 from handlers.text import split_text
 from storage.database import StorageUnavailable, utcnow
 from storage.deliveries import record_sent
@@ -139,7 +139,7 @@ class GraphUnreachable(DeliveryError):
         super().__init__(message, retryable=True)
 
 
-class GraphOutcomeUnknown(GraphUnreachable):
+class GraphOutcomeUnknown(GraphUnreachable, OutcomeUnknown):
     """A message send went out and no answer came in time: Meta may have delivered it.
 
     Not retried: sending it again would, when Meta was merely slow, give the resident the
