@@ -143,7 +143,12 @@ def terminal_files_dir(settings: Settings) -> Path:
 
 def terminal_banner(settings: Settings, log_to: str) -> str:
     """The terminal chat's first line: what it runs on and where its log and files go."""
-    return (f"database {settings.database_path}, log in {log_to}, "
+    database: object = settings.database_path
+    if settings.database_url:
+        from storage.pg import redact  # asyncpg is imported only when PostgreSQL is used
+
+        database = redact(settings.database_url)
+    return (f"database {database}, log in {log_to}, "
             f"files in {terminal_files_dir(settings)}/ (type /bantuan for help, Ctrl-D to quit)")
 
 
