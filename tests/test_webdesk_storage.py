@@ -75,3 +75,10 @@ async def check(db: Any) -> None:
         assert await store.end_sessions_except(conn, frozenset(), now=now) == 1
         ended = await store.get_session(conn, "s1")
         assert ended is not None and ended.ended
+    # The pages read the same way outside any transaction, on the read connection.
+    from bot.webdesk.reads import reading
+
+    total, rows = await store.search(reading(db), store.DeskFilter(text="BERLUBANG"), sort="oldest")
+    assert total == 2 and [r.code for r in rows] == [codes[0], codes[2]]
+    assert (await store.public_counts(reading(db)))["status"] == [("new", 3)]
+    assert await store.get_session(reading(db), "missing") is None

@@ -26,6 +26,7 @@ from starlette.responses import RedirectResponse, Response, StreamingResponse
 
 from bot.exports import EXTENSIONS, FORMATS, MIME_TYPES, ExportError, ExportFilter, export
 from bot.webdesk import auth
+from bot.webdesk.reads import reading
 from bot.webdesk.render import Pages, Services, language
 from handlers.domain import KINDS, PILLARS, STATUSES, TrackingCode
 from handlers.messages import Incoming, InputKind
@@ -87,29 +88,38 @@ class Desk:
         id_hash = auth.digest(session_id)
         now = utcnow()
         officials = frozenset(self.settings.officials)
-        async with self.db.transaction() as conn:
-            session = await store.get_session(conn, id_hash)
-            if session is None or session.ended:
-                return None
-            if session.official not in officials:
-                # Removed from OFFICIALS: every session of theirs ends, here and now.
-                await store.end_sessions_except(conn, officials, now=now)
-                await audit.audit(
-                    conn,
-                    actor=session.official,
-                    action="desk_signed_out",
-                    target=None,
-                    after={"why": "not_an_official"},
-                    now=now,
-                )
-                return None
-            if auth.is_stale(session, now=now, idle=self.idle):
-                await store.end_session(conn, id_hash, now=now)
-                await audit.audit(
-                    conn, actor=session.official, action="desk_signed_out", target=None, after={"why": "idle"}, now=now
-                )
-                return None
-            if auth.needs_touch(session, now=now):
+        # Read on the read connection; a write only when something changes (the session
+        # ends, or its last-seen time is a minute old).
+        session = await store.get_session(reading(self.db), id_hash)
+        if session is None or session.ended:
+            return None
+        gone = session.official not in officials
+        stale = auth.is_stale(session, now=now, idle=self.idle)
+        if gone or stale or auth.needs_touch(session, now=now):
+            async with self.db.transaction() as conn:
+                if gone:
+                    # Removed from OFFICIALS: every session of theirs ends, here and now.
+                    await store.end_sessions_except(conn, officials, now=now)
+                    await audit.audit(
+                        conn,
+                        actor=session.official,
+                        action="desk_signed_out",
+                        target=None,
+                        after={"why": "not_an_official"},
+                        now=now,
+                    )
+                    return None
+                if stale:
+                    await store.end_session(conn, id_hash, now=now)
+                    await audit.audit(
+                        conn,
+                        actor=session.official,
+                        action="desk_signed_out",
+                        target=None,
+                        after={"why": "idle"},
+                        now=now,
+                    )
+                    return None
                 await store.touch_session(conn, id_hash, now=now)
         return Signed(session.official, session)
 
@@ -260,8 +270,8 @@ class Desk:
         sort = sort if sort in store.SORTS else "newest"
         raw_page = request.query_params.get("page", "1")
         page = max(1, min(int(raw_page), 100_000)) if raw_page.isdigit() else 1
-        async with self.db.transaction() as conn:
-            total, rows = await store.search(conn, f, sort=sort, limit=PAGE_SIZE, offset=(page - 1) * PAGE_SIZE)
+        conn = reading(self.db)  # a page view: never the write lock
+        total, rows = await store.search(conn, f, sort=sort, limit=PAGE_SIZE, offset=(page - 1) * PAGE_SIZE)
         pages = max(1, math.ceil(total / PAGE_SIZE))
         query = {**chosen, "sort": sort} if sort != "newest" else dict(chosen)
 
@@ -301,12 +311,12 @@ class Desk:
             return self._refused(request, "desk.signin_needed", 401)
         lang = self._lang(request, who)
         code = TrackingCode.parse(request.path_params["code"])
-        async with self.db.transaction() as conn:
-            case = await desk.get_case(conn, code.value) if code else None
-            if case is None:
-                return self._refused(request, "desk.not_found", 404)
-            history = await desk.status_history(conn, case.id)
-            similar = await store.similar(conn, code=case.code, pillar=case.pillar, area=case.area)
+        conn = reading(self.db)  # a page view: never the write lock
+        case = await desk.get_case(conn, code.value) if code else None
+        if case is None:
+            return self._refused(request, "desk.not_found", 404)
+        history = await desk.status_history(conn, case.id)
+        similar = await store.similar(conn, code=case.code, pillar=case.pillar, area=case.area)
         flash = self._flash.pop(who.session.id_hash, None)
         subtopic = (
             self.tagger.subtopic_label(case.pillar, case.subtopic, lang) if case.pillar and case.subtopic else None
@@ -415,8 +425,8 @@ class Desk:
         if who is None:
             return self._refused(request, "desk.signin_needed", 401)
         code = TrackingCode.parse(request.path_params["code"])
-        async with self.db.transaction() as conn:
-            case = await desk.get_case(conn, code.value) if code else None
+        conn = reading(self.db)  # a page view: never the write lock
+        case = await desk.get_case(conn, code.value) if code else None
         if case is None or not case.photo_ref:
             return self._refused(request, "desk.not_found", 404)
         data = await self._photo_bytes(case.channel, case.photo_ref)
@@ -462,8 +472,8 @@ class Desk:
             return self._refused(request, "desk.signin_needed", 401)
         lang = self._lang(request, who)
         f, chosen = self._filters(request)
-        async with self.db.transaction() as conn:
-            total, rows = await store.search(conn, replace(f, located=True), sort="newest", limit=MAP_LIMIT)
+        conn = reading(self.db)  # a page view: never the write lock
+        total, rows = await store.search(conn, replace(f, located=True), sort="newest", limit=MAP_LIMIT)
         t = self.catalog.text
         points = [
             {
@@ -508,8 +518,8 @@ class Desk:
         if who is None:
             return self._refused(request, "desk.signin_needed", 401)
         lang = self._lang(request, who)
-        async with self.db.transaction() as conn:
-            hidden, counts = await desk.stats(conn)
+        conn = reading(self.db)  # a page view: never the write lock
+        hidden, counts = await desk.stats(conn)
         blocks = [
             ("pillar", "desk.by_pillar", "pillars", "desk.untagged"),
             ("status", "desk.by_status", "statuses", "desk.none"),

@@ -23,6 +23,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from bot.webdesk.reads import reading
 from bot.webdesk.render import Services
 from handlers.domain import PILLARS, TrackingCode
 from handlers.privacy import redact
@@ -218,17 +219,17 @@ class Open311:
                     if word.strip() not in ("open", "closed"):
                         return error(400, "status is open or closed")
                     statuses += OPEN if word.strip() == "open" else CLOSED
-        async with self.db.transaction() as conn:
-            items = await store.public_requests(
-                conn,
-                codes=codes,
-                pillars=pillars,
-                subtopics=subtopics,
-                since=since,
-                until=until,
-                statuses=statuses,
-                limit=MAX_RESULTS,
-            )
+        conn = reading(self.db)  # reads never take the write lock
+        items = await store.public_requests(
+            conn,
+            codes=codes,
+            pillars=pillars,
+            subtopics=subtopics,
+            since=since,
+            until=until,
+            statuses=statuses,
+            limit=MAX_RESULTS,
+        )
         return ok([self._request(i) for i in items])
 
     async def request_json(self, request: Request) -> Response:
@@ -236,8 +237,8 @@ class Open311:
         code = TrackingCode.parse(raw)
         if code is None:
             return error(404, f"service request {raw[:20]} not found")
-        async with self.db.transaction() as conn:
-            items = await store.public_requests(conn, codes=[code.value], limit=1)
+        conn = reading(self.db)  # reads never take the write lock
+        items = await store.public_requests(conn, codes=[code.value], limit=1)
         if not items:
             return error(404, f"service request {code} not found")
         return ok([self._request(items[0])])

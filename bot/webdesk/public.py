@@ -16,6 +16,7 @@ import time
 from starlette.requests import Request
 from starlette.responses import Response
 
+from bot.webdesk.reads import reading
 from bot.webdesk.render import Pages, Services, language
 from handlers.domain import STATUSES, TrackingCode
 from handlers.privacy import redact
@@ -51,10 +52,10 @@ class PublicPage:
         return self.pages.respond(request, lang, cached[1], cache=f"public, max-age={int(CACHE_S)}")
 
     async def _render(self, request: Request, lang: str) -> bytes:
-        async with self.db.transaction() as conn:
-            counts = await store.public_counts(conn)
-            recent = await store.recently_changed(conn, statuses=("resolved", "in_masterplan"), limit=RECENT)
-            located = await store.public_requests(conn, limit=MAP_POINTS)
+        conn = reading(self.db)  # never the write lock: residents' messages go first
+        counts = await store.public_counts(conn)
+        recent = await store.recently_changed(conn, statuses=("resolved", "in_masterplan"), limit=RECENT)
+        located = await store.public_requests(conn, limit=MAP_POINTS)
         t = self.catalog.text
         items = [
             {
