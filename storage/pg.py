@@ -25,11 +25,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
+import sqlite3
 import time
 from collections.abc import AsyncIterator, Generator, Iterable, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from importlib import resources
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -364,67 +368,153 @@ def _reason(exc: BaseException) -> str:
     return str(exc) or type(exc).__name__
 
 
-# SQLite -> PostgreSQL ---------------------------------------------------------------------
+# Moving a database between the engines ---------------------------------------------------
 COPY_BATCH = 5_000
 
 
-def _copy_order(source: Any) -> list[str]:
-    """Every table of the SQLite file, parents before the tables whose foreign keys name them."""
+@dataclass(frozen=True, slots=True)
+class TableCopy:
+    """One table moved: its rows, and a checksum of them computed alike on both sides."""
+
+    rows: int
+    checksum: str
+
+
+class _Checksum:
+    """Order-independent digest of a table's rows: the sum of each row's BLAKE2b (64 bits).
+    Both drivers give the same Python values for our columns (int, float, str, None), so
+    equal tables give equal sums whatever order the rows come in."""
+
+    def __init__(self) -> None:
+        self.rows = 0
+        self._sum = 0
+
+    def add(self, row: Sequence[Any]) -> None:
+        digest = hashlib.blake2b(repr(tuple(row)).encode(), digest_size=8).digest()
+        self._sum = (self._sum + int.from_bytes(digest, "big")) % (1 << 64)
+        self.rows += 1
+
+    def result(self) -> TableCopy:
+        return TableCopy(self.rows, f"{self._sum:016x}")
+
+
+def _copy_order(lite: sqlite3.Connection) -> list[tuple[str, list[str]]]:
+    """(table, columns) of every table, parents before the tables whose foreign keys name
+    them. Read from the SQLite side; tests/test_postgres_schema.py keeps PostgreSQL's equal."""
     tables = [
         r[0]
-        for r in source.execute(
+        for r in lite.execute(
             "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' "
             "AND name != 'schema_migrations' ORDER BY name"
         )
     ]
-    parents = {t: {r[2] for r in source.execute(f"PRAGMA foreign_key_list({t})")} - {t} for t in tables}
+    parents = {t: {r[2] for r in lite.execute(f"PRAGMA foreign_key_list({t})")} - {t} for t in tables}
     ordered: list[str] = []
     while len(ordered) < len(tables):
         ready = [t for t in tables if t not in ordered and parents[t] <= set(ordered)]
         if not ready:
             raise RuntimeError(f"foreign keys form a cycle among {sorted(set(tables) - set(ordered))}")
         ordered.extend(ready)
-    return ordered
+    return [(t, [r[1] for r in lite.execute(f"PRAGMA table_info({t})")]) for t in ordered]
 
 
-async def copy_from_sqlite(sqlite_path: Any, url: str) -> dict[str, int]:
-    """Copy every row of a SQLite database into an empty PostgreSQL one, in one transaction
-    (a failure leaves the target as it was); returns {table: rows}, each table's count
-    checked equal on both sides. The SQLite file is migrated first, as the bot's start does.
-    Raises RuntimeError when the target already holds data or a count differs."""
-    import sqlite3
+async def _pg_checksum(conn: asyncpg.Connection, table: str, columns: list[str]) -> TableCopy:
+    total = _Checksum()
+    async for row in conn.cursor(f"SELECT {', '.join(columns)} FROM {table}", prefetch=COPY_BATCH):
+        total.add(row)
+    return total.result()
 
+
+def _lite_checksum(lite: sqlite3.Connection, table: str, columns: list[str]) -> TableCopy:
+    total = _Checksum()
+    for row in lite.execute(f"SELECT {', '.join(columns)} FROM {table}"):
+        total.add(row)
+    return total.result()
+
+
+def _verify(table: str, source: TableCopy, target: TableCopy) -> None:
+    if source != target:
+        raise RuntimeError(
+            f"{table}: {source.rows} rows (checksum {source.checksum}) in the source, "
+            f"{target.rows} (checksum {target.checksum}) copied"
+        )
+
+
+async def copy_from_sqlite(sqlite_path: Path | str, url: str) -> dict[str, TableCopy]:
+    """Every row of a SQLite database into an empty PostgreSQL one, in one transaction (a
+    failure leaves the target as it was), each table verified by its count and checksum on
+    both sides. The SQLite file is migrated first, as the bot's start does; the target too.
+    Raises RuntimeError when the target already holds data or a table differs."""
     from storage.database import Database
 
     async with Database(sqlite_path):
         pass  # the source at the current schema version, like the target
-    source = sqlite3.connect(f"file:{sqlite_path}?mode=ro", uri=True)
+    lite = sqlite3.connect(f"file:{sqlite_path}?mode=ro", uri=True)
     try:
-        order = _copy_order(source)
+        order = _copy_order(lite)
         async with PgDatabase(url) as target:
             if target._writer is None:
                 raise RuntimeError("database is not open")
             async with target._writer.acquire() as conn, conn.transaction():
-                for table in order:
+                for table, _ in order:
                     if await conn.fetchval(f"SELECT EXISTS (SELECT 1 FROM {table})"):
                         raise RuntimeError(f"{target.path} already has rows in {table}: copy into an empty database")
-                counts: dict[str, int] = {}
-                for table in order:
-                    columns = [r[1] for r in source.execute(f"PRAGMA table_info({table})")]
-                    cur = source.execute(f"SELECT {', '.join(columns)} FROM {table}")
+                copied: dict[str, TableCopy] = {}
+                for table, columns in order:
+                    cur = lite.execute(f"SELECT {', '.join(columns)} FROM {table}")
                     while batch := cur.fetchmany(COPY_BATCH):
                         await conn.copy_records_to_table(table, records=batch, columns=columns)
-                    copied = await conn.fetchval(f"SELECT count(*) FROM {table}")
-                    (expected,) = source.execute(f"SELECT count(*) FROM {table}").fetchone()
-                    if copied != expected:
-                        raise RuntimeError(f"{table}: {expected} rows in SQLite, {copied} copied")
-                    counts[table] = copied
+                    copied[table] = await _pg_checksum(conn, table, columns)
+                    _verify(table, _lite_checksum(lite, table, columns), copied[table])
                     if "id" in columns and await conn.fetchval("SELECT pg_get_serial_sequence($1, 'id')", table):
                         # Identity columns continue after the copied ids, not from 1.
                         await conn.execute(
                             f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), "
                             f"(SELECT max(id) FROM {table}), true) WHERE EXISTS (SELECT 1 FROM {table})"
                         )
-        return counts
+        return copied
     finally:
-        source.close()
+        lite.close()
+
+
+async def copy_to_sqlite(url: str, sqlite_path: Path | str) -> dict[str, TableCopy]:
+    """Every row of a PostgreSQL database into a new or empty SQLite file, in one
+    transaction, each table verified by its count and checksum (the way back of
+    copy_from_sqlite). Raises RuntimeError when the file already holds data or a table differs."""
+    from storage.database import Database
+
+    async with Database(sqlite_path):
+        pass  # created and migrated: the same schema as PostgreSQL's
+    lite = sqlite3.connect(sqlite_path, isolation_level=None)
+    try:
+        lite.execute("PRAGMA foreign_keys = ON")
+        order = _copy_order(lite)
+        async with PgDatabase(url) as source:
+            if source._reader is None:
+                raise RuntimeError("database is not open")
+            async with source._reader.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
+                lite.execute("BEGIN IMMEDIATE")
+                try:
+                    for table, _ in order:
+                        if lite.execute(f"SELECT EXISTS (SELECT 1 FROM {table})").fetchone()[0]:
+                            raise RuntimeError(f"{sqlite_path} already has rows in {table}: copy into a new file")
+                    copied: dict[str, TableCopy] = {}
+                    for table, columns in order:
+                        insert = f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})"
+                        batch: list[tuple[Any, ...]] = []
+                        select = f"SELECT {', '.join(columns)} FROM {table}"
+                        async for row in conn.cursor(select, prefetch=COPY_BATCH):
+                            batch.append(tuple(row))
+                            if len(batch) >= COPY_BATCH:
+                                lite.executemany(insert, batch)
+                                batch.clear()
+                        lite.executemany(insert, batch)
+                        copied[table] = _lite_checksum(lite, table, columns)
+                        _verify(table, await _pg_checksum(conn, table, columns), copied[table])
+                    lite.execute("COMMIT")
+                except BaseException:
+                    lite.execute("ROLLBACK")
+                    raise
+        return copied
+    finally:
+        lite.close()
