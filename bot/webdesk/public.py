@@ -99,6 +99,7 @@ class PublicPage:
             request,
             "public.html",
             lang,
+            keep_query=False,
             counts=counts,
             items=items,
             total=total,

@@ -87,7 +87,15 @@ class Pages:
         self.tile_url = tile_url
 
     def html(
-        self, request: Request, name: str, lang: str, *, status: int = 200, cache: str = "no-store", **context: Any
+        self,
+        request: Request,
+        name: str,
+        lang: str,
+        *,
+        status: int = 200,
+        cache: str = "no-store",
+        keep_query: bool = True,
+        **context: Any,
     ) -> HTMLResponse:
         catalog, zone = self.catalog, self.zone
 
@@ -104,7 +112,9 @@ class Pages:
             return str(TrackingCode(value))
 
         def switch(to: str) -> str:
-            query = {k: v for k, v in request.query_params.items() if k != "lang"}
+            # A shared (cached) page keeps none of its first visitor's query in its links.
+            params = request.query_params.items() if keep_query else ()
+            query = {k: v for k, v in params if k != "lang"}
             query["lang"] = to
             return f"{request.url.path}?{urlencode(query)}"
 
