@@ -16,6 +16,7 @@ from datetime import timedelta
 from typing import Any
 
 import httpx
+import pytest
 
 from bot.app import open_services
 from bot.channels.telegram import TelegramChannel
@@ -503,3 +504,21 @@ async def test_a_photo_is_fetched_from_telegram_when_asked_and_audited(make_sett
         async with httpx.AsyncClient(base_url=desk.url, timeout=10) as stranger:
             assert (await stranger.get(f"/desk/s/{code.value}/photo")).status_code == 401
         assert scalar(desk.db_path, "SELECT count(*) FROM audit_log WHERE action = 'desk_photo'") == 1
+
+
+def test_desk_settings_are_checked_and_start_the_web_server():
+    """DESK_SECRET needs PUBLIC_URL and 32 characters; with it the web server starts even
+    for Telegram in polling mode; the secret and the Open311 keys never reach a log line."""
+    from bot.config import ConfigError, load_settings
+
+    with pytest.raises(ConfigError, match="PUBLIC_URL"):
+        load_settings(_env_file=None, desk_secret=DESK_SECRET)
+    with pytest.raises(ConfigError, match="DESK_SECRET: must be at least 32"):
+        load_settings(_env_file=None, desk_secret="short", public_url="https://x.example")
+    with pytest.raises(ConfigError, match="PUBLIC_URL"):
+        load_settings(_env_file=None, public_url="suarawarga.example")
+    settings = load_settings(
+        _env_file=None, desk_secret=DESK_SECRET, public_url="https://x.example/", open311_api_keys=OPEN311_KEY
+    )
+    assert settings.needs_web_server and settings.public_url == "https://x.example"
+    assert DESK_SECRET in settings.secrets() and OPEN311_KEY in settings.secrets()
