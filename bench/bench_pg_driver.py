@@ -13,7 +13,9 @@ Figures per driver, median over runs with the spread:
 - throughput concurrent: a pool of 4 connections, 16 tasks (the several-instances shape);
 - then the same message through the project's storage API (storage.inbound, storage.users) on
   the SQLite file and on PostgreSQL (PgDatabase), one writer, CPU of the bot and of the
-  PostgreSQL backend (read from /proc: the server runs on this machine).
+  PostgreSQL backend (read from /proc: the server runs on this machine);
+- then whole resident messages through the core (consent, a guided report, /status) on each
+  engine, CPU per message the same way: the issue's "PostgreSQL within 2x of SQLite".
 
     .venv/bin/python -m bench.bench_pg_driver [--url postgresql://postgres@127.0.0.1:5432/test]
         [--transactions 3000] [--runs 3] [--json]
@@ -259,6 +261,73 @@ async def measure_storage_api(url: str, n: int, runs: int) -> dict[str, Any]:
     return results
 
 
+async def measure_core(url: str, residents: int, runs: int) -> dict[str, Any]:
+    """Whole resident messages through the core (Core.handle: consent, a guided report,
+    /status; tests/harness.py's scripted resident) on each engine: CPU per message of the
+    bot, and on PostgreSQL of its write connection's backend too."""
+    import tempfile
+
+    import asyncpg
+
+    from bot.app import open_services
+    from bot.config import Settings
+    from tests.harness import Resident
+
+    class Counting(Resident):
+        sent = 0
+
+        async def deliver(self, incoming: Any) -> Any:
+            self.sent += 1
+            return await super().deliver(incoming)
+
+    text = "Jalan di depan rumah saya rusak parah dan berlubang besar, bahaya untuk motor"
+    results: dict[str, Any] = {}
+    schema = f"bench_core_{os.getpid()}"
+    admin = await asyncpg.connect(url)
+    try:
+        for engine in ("sqlite", "postgresql"):
+            bot_us, server_us, rates = [], [], []
+            for r in range(runs):
+                await admin.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema}")
+                with tempfile.TemporaryDirectory() as folder:
+                    extra = {"database_url": f"{url}{'&' if '?' in url else '?'}search_path={schema}"}
+                    settings = Settings(
+                        _env_file=None,  # type: ignore[call-arg]
+                        database_path=Path(folder) / "bench.db",
+                        **(extra if engine == "postgresql" else {}),
+                    )
+                    async with open_services(settings) as services:
+                        backend = None
+                        if engine == "postgresql":
+                            async with (
+                                services.db.transaction() as conn,
+                                conn.execute("SELECT pg_backend_pid()") as cur,
+                            ):
+                                backend = (await cur.fetchone())[0]
+                        people = [Counting(services.core, user_id=f"{r}{i:05}") for i in range(residents)]
+                        cpu0, wall0 = time.process_time(), time.perf_counter()
+                        srv0 = _backend_cpu_s(backend) if backend else 0.0
+                        for person in people:
+                            await person.agree()
+                            await person.submit_report(text)
+                            await person.command("status")
+                        wall = time.perf_counter() - wall0
+                        messages = sum(p.sent for p in people)
+                        bot_us.append((time.process_time() - cpu0) / messages * 1e6)
+                        server_us.append(((_backend_cpu_s(backend) - srv0) if backend else 0.0) / messages * 1e6)
+                        rates.append(messages / wall)
+            results[engine] = {
+                "cpu_per_message_bot": summary(bot_us, "µs"),
+                "cpu_per_message_server": summary(server_us, "µs"),
+                "cpu_per_message_total": summary([a + b for a, b in zip(bot_us, server_us, strict=True)], "µs"),
+                "messages_per_second_one_resident_at_a_time": summary(rates, "msg/s", digits=0),
+            }
+    finally:
+        await admin.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+        await admin.close()
+    return results
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument(
@@ -266,15 +335,21 @@ def main() -> None:
     )
     parser.add_argument("--transactions", type=int, default=3000)
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--residents", type=int, default=150, help="scripted residents per core run")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     results = asyncio.run(measure(args.url, args.transactions, args.runs))
     results["storage_api"] = asyncio.run(measure_storage_api(args.url, args.transactions, args.runs))
+    results["core"] = asyncio.run(measure_core(args.url, args.residents, args.runs))
     if args.json:
         print(json.dumps(results))
         return
-    api = results.pop("storage_api")
-    for name, figures in [*results.items(), *((f"storage API on {k}", v) for k, v in api.items())]:
+    api, core = results.pop("storage_api"), results.pop("core")
+    for name, figures in [
+        *results.items(),
+        *((f"storage API on {k}", v) for k, v in api.items()),
+        *((f"resident messages (Core.handle) on {k}", v) for k, v in core.items()),
+    ]:
         print(name)
         for key, value in figures.items():
             print(f"  {key:34} {value['median']:>9} {value['unit']:5} ({value['min']}–{value['max']})")
