@@ -279,6 +279,13 @@ class OfficialDesk:
         status, note, word = self.parse_status(rest)
         if status is None:
             return [Reply(t(lang, "officials.status_unknown", word=word[:40], statuses=self._status_choices(lang)))]
+        if status == Status.IN_MASTERPLAN and "masterplan" in self._extra:
+            # Issue 18: in the masterplan means in one of its sections ("masuk_masterplan 4.2"):
+            # the masterplan command links it, sets the status and tells them which section.
+            return await self._extra["masterplan"](
+                act.conn, actor=act.actor, language=lang, command="masterplan", args=f"{code.value} {note}",
+                msg=act.msg, now=act.now,
+            )
         if len(note) > NOTE_MAX:
             return [Reply(t(lang, "officials.too_long", got=len(note), max=NOTE_MAX))]
         if status == Status.FORWARDED and not note:
