@@ -56,6 +56,7 @@ RESIDENT_COMMANDS = (
 )
 OFFICIAL_COMMANDS = (
     "new", "view", "reply", "pillar", "hide", "unhide", "stats", "digest", "export", "template", "login",
+    "masterplan",
 )
 
 
