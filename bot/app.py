@@ -21,6 +21,7 @@ from bot.webdesk.auth import make_login_command
 from handlers.conversation import Core, CoreSettings
 from handlers.i18n import Catalog
 from handlers.language import LanguageDetector
+from handlers.masterplan import MasterplanCommand
 from handlers.messages import Reply, StartupError
 from handlers.officials import OfficialDesk
 from handlers.tagging import RulesError, Tagger
@@ -102,6 +103,9 @@ def _officials_desk(services: Services) -> OfficialDesk:
     desk.register("export", export, after_commit=True)
     # /masuk: a one-time sign-in link to the web desk, recorded in the message's transaction.
     desk.register("login", make_login_command(settings, catalog))
+    # /masterplan KODE 4.2 (and /status KODE masuk_masterplan 4.2): the link, the status and
+    # the notifications in the official's transaction.
+    desk.register("masterplan", MasterplanCommand(catalog))
     return desk
 
 
