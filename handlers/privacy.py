@@ -27,7 +27,7 @@ from typing import NamedTuple
 class Span(NamedTuple):
     start: int
     end: int
-    kind: str    # one of KINDS
+    kind: str  # one of KINDS
 
 
 # Overlaps are settled in this order: an e-mail address can hold digits, a NIK is a longer
@@ -80,14 +80,18 @@ PHONE_AFTER_CUE = re.compile(
 )
 
 # Address --------------------------------------------------------------------------------
-_STREET = (r"(?:jl|jln|jalan|gg|gang|perum|perumahan|komplek|kompleks|komp|griya|blok|lorong|"
-           r"street|road|lane|avenue)")
+_STREET = (
+    r"(?:jl|jln|jalan|gg|gang|perum|perumahan|komplek|kompleks|komp|griya|blok|lorong|"
+    r"street|road|lane|avenue)"
+)
 _HOUSE_NO = r"(?:no|nomor|nomer|number|#)\.?[ ]?[0-9]{1,4}[A-Za-z]?(?:[/-][0-9A-Za-z]{1,3})?\b"
 # A house number after a street or a house, in the same clause: the number goes, the street
 # (where a problem is) stays: "got mampet depan Jl. Melati No. 12" -> "depan Jl. Melati [alamat]".
 # ... unless the number is a public building's ("depan Masjid Baiturrahman No. 1").
-_PUBLIC = (r"\b(?:masjid|musholl?a|mushola|langgar|gereja|pura|sekolah|sd|sdn|smp|smpn|sma|sman|smk|"
-           r"kantor|balai|pasar|puskesmas|pustu|polindes|toko|ruko|hotel|bank|gedung)\b")
+_PUBLIC = (
+    r"\b(?:masjid|musholl?a|mushola|langgar|gereja|pura|sekolah|sd|sdn|smp|smpn|sma|sman|smk|"
+    r"kantor|balai|pasar|puskesmas|pustu|polindes|toko|ruko|hotel|bank|gedung)\b"
+)
 HOUSE_NUMBER = re.compile(
     rf"\b(?:{_STREET}|rumah|rmh|omah|house)\b\.?(?:(?:(?!{_PUBLIC})[^\n,;:!?]){{0,40}}?[ ])?,?[ ]?({_HOUSE_NO})",
     re.IGNORECASE,
@@ -119,11 +123,15 @@ HOME = re.compile(
 #   self   "Saya Rina", "I'm John Smith", "Hormat saya, Budi", "an. Rahmawati": capitalised
 #          words only, but for one lower-case word and a comma after a sentence's "saya"
 #          ("saya ani, ibu rumah tangga").
-_TITLES = (r"pak|bapak|bpk|bp|pk|bu|ibu|mas|mbak|mba|mbah|cak|dik|adik|dek|ning|neng|bang|abang|"
-           r"kak|kakak|teh|teteh|kang|akang|om|tante|sdr|sdri|saudara|saudari|tuan|nyonya|ny|"
-           r"mr|mrs|ms|miss|gus|ustadz|ustad|ustazah|kyai|kiai|romo|nyai|dr|dokter|bidan")
-_ROLES = (r"(?:rt|rw)(?:[ ]?[0-9]{1,3})?|ketua|h|hj|haji|hajah|dr|drs|dra|ir|prof|kh|bidan|guru|"
-          r"dokter|mantri|sekdes|carik|kasun|kadus|dukuh|kamituwo|modin|babinsa|pendeta|kakung|kung|uti|buyut|nyai")
+_TITLES = (
+    r"pak|bapak|bpk|bp|pk|bu|ibu|mas|mbak|mba|mbah|cak|dik|adik|dek|ning|neng|bang|abang|"
+    r"kak|kakak|teh|teteh|kang|akang|om|tante|sdr|sdri|saudara|saudari|tuan|nyonya|ny|"
+    r"mr|mrs|ms|miss|gus|ustadz|ustad|ustazah|kyai|kiai|romo|nyai|dr|dokter|bidan"
+)
+_ROLES = (
+    r"(?:rt|rw)(?:[ ]?[0-9]{1,3})?|ketua|h|hj|haji|hajah|dr|drs|dra|ir|prof|kh|bidan|guru|"
+    r"dokter|mantri|sekdes|carik|kasun|kadus|dukuh|kamituwo|modin|babinsa|pendeta|kakung|kung|uti|buyut|nyai"
+)
 # Offices of a place: "Pak Camat Maospati" names the kecamatan, "Pak Camat Bambang Suprapto"
 # the man. After one of these only two or more name-like words count as a name.
 _OFFICES = r"lurah|camat|kades|bupati|gubernur|walikota|wali[ ]kota|kepala[ ]desa|kepala[ ]dusun"
@@ -131,15 +139,20 @@ _INTRO_CUE = (
     r"(?P<intro>(?:nama[ ](?:saya|aku|ku|kula|kulo|gue|gw)|namaku|nami[ ](?:kula|kulo|dalem)|jenengku|"
     r"jeneng[ ](?:aku|kula)|(?:saya|aku)[ ]bernama|perkenalkan,?[ ](?:nama[ ])?saya|kenalkan,?[ ]saya|"
     r"my[ ]name[ ]is|my[ ]name's|(?:nama|name)(?:[ ](?:lengkap|pelapor|saya|full))?[ ]?:)"
-    r"(?:[ ](?:adalah|ialah|yaitu|yakni|is))?[ ]?[:,]?)")
+    r"(?:[ ](?:adalah|ialah|yaitu|yakni|is))?[ ]?[:,]?)"
+)
 _SELF_CUE = (
     r"(?P<self>(?:(?:hormat[ ](?:saya|kami)|salam(?:[ ]hormat)?|regards)[ ]?,|a\.[ ]?n\.|an\.|a/n|"
     r"atas[ ]nama|(?:data|cc|kontak|contact(?:[ ]person)?|from|dari)[ ]?:|"
     r"i[ ]am|i['’]m|saya|aku|kula|kulo|gue|gw)"
     # "Salam hormat, Ir. Bambang Hermawan": degrees and Haji before the name.
-    r"(?:[ ](?:ir|dr|drs|dra|prof|h|hj)\.)*)")
+    r"(?:[ ](?:ir|dr|drs|dra|prof|h|hj)\.)*)"
+)
 _TITLE_CUE = rf"(?P<title>(?:{_TITLES})\.?(?:[ ](?:{_ROLES})\.?)*(?:[ ](?P<office>{_OFFICES}))?)"
 NAME_CUE = re.compile(rf"\b(?:{_INTRO_CUE}|{_SELF_CUE}|{_TITLE_CUE})[ \t\n]+", re.IGNORECASE)
+# Every position a cue starts at, overlapping ones included ("NAMA SAYA H. NAMA SAYA"): the
+# reference path must try each start, as the gated path does word by word.
+_CUE_STARTS = re.compile(rf"\b(?=(?:{_INTRO_CUE}|{_SELF_CUE}|{_TITLE_CUE})[ \t\n]+)", re.IGNORECASE)
 # The same, split by the cue's first word: anchored at a title only the title branch is
 # tried (0.9 µs a match for NAME_CUE, measured on bench_export's texts).
 _AFTER_TITLE = re.compile(rf"\b(?:{_TITLE_CUE})[ \t\n]+", re.IGNORECASE)
@@ -185,8 +198,11 @@ _NOT_NAMES_TEXT = """
     kira rasa pikir yakin heran pribadi ulangi tegaskan ingatkan akui ucapkan sampaikan usulkan
     sarankan laporkan jelaskan tambahkan
 """
-NOT_NAMES = frozenset(_NOT_NAMES_TEXT.split()) | frozenset(_TITLES.split("|")) | frozenset(
-    w for w in re.sub(r"\(.*?\)|\[.*?\]|[?]", "", _ROLES).split("|") if w.isalpha())
+NOT_NAMES = (
+    frozenset(_NOT_NAMES_TEXT.split())
+    | frozenset(_TITLES.split("|"))
+    | frozenset(w for w in re.sub(r"\(.*?\)|\[.*?\]|[?]", "", _ROLES).split("|") if w.isalpha())
+)
 
 _DIGITS = "0123456789"
 _NO_DIGITS = str.maketrans("", "", _DIGITS)
@@ -197,8 +213,9 @@ def _fold_table() -> dict[int, str]:
     """Unicode digits and the full-width "@" to ASCII, one character for one (spans stay)."""
     global _ASCII_FOLD  # built once, on the first text that needs it
     if _ASCII_FOLD is None:
-        table = {c: str(unicodedata.decimal(chr(c))) for c in range(128, 0x20000)
-                 if unicodedata.category(chr(c)) == "Nd"}
+        table = {
+            c: str(unicodedata.decimal(chr(c))) for c in range(128, 0x20000) if unicodedata.category(chr(c)) == "Nd"
+        }
         table[0xFF20] = "@"
         _ASCII_FOLD = table
     return _ASCII_FOLD
@@ -210,8 +227,9 @@ def _shape(word: str) -> str:
     return "lower" if word.islower() else ""
 
 
-def _name_after(text: str, pos: int, cue: str, lower_text: bool, upper_text: bool,
-                least: int = 1) -> tuple[int, int] | None:
+def _name_after(
+    text: str, pos: int, cue: str, lower_text: bool, upper_text: bool, least: int = 1
+) -> tuple[int, int] | None:
     """The span of the name of at least `least` words at `pos` after a cue of kind `cue`."""
     end = None
     shape = None
@@ -245,7 +263,7 @@ def _name_after(text: str, pos: int, cue: str, lower_text: bool, upper_text: boo
             words += 1
             end = m.end() if (dot and len(bare) == 1) else m.start() + len(bare)
             if dot and len(bare) > 1:
-                break      # "Pak Budi. Besok ..." : the sentence ends the name
+                break  # "Pak Budi. Besok ..." : the sentence ends the name
         g = _GAP.match(text, m.end())
         if g is None:
             break
@@ -268,18 +286,21 @@ def _bytes_set(words: str | list[str]) -> frozenset[bytes]:
 _NON_WORD = bytes(c if chr(c).isalnum() else 32 for c in range(128)) + b" " * 128
 _NAME_CUE_WORDS = _bytes_set(
     "nama namaku nami jenengku jeneng saya aku perkenalkan kenalkan my name hormat salam regards "
-    "a an atas i kula kulo gue gw") | _bytes_set(_TITLES.split("|"))
+    "a an atas i kula kulo gue gw"
+) | _bytes_set(_TITLES.split("|"))
 # "Data: Budi", "Cc: Rudi": cues only with a colon, and "dari" is in most texts.
 _COLON_CUE_WORDS = _NAME_CUE_WORDS | _bytes_set("data cc kontak contact from dari")
 _HOME_WORDS = _bytes_set(
     "alamat alamatku rumah rumahku omah omahku griya dalem tinggal domisili berdomisili kediaman "
-    "address live lives lived living house home")
+    "address live lives lived living house home"
+)
 _STREET_WORDS = _bytes_set([*_STREET.strip("(?:)").split("|"), "st", "rd", "ln", "ave", "dr"])
 _HOUSE_WORDS = _STREET_WORDS | _bytes_set(["rumah", "rmh", "omah", "house"])
 _NUMBER_WORDS = _bytes_set(["no", "nomor", "nomer", "number"])
 _PHONE_CUE_WORDS = _bytes_set(
     "wa whatsapp hp handphone ponsel telp telpon telepon tlp tel no nomor nomer kontak hubungi call "
-    "phone sms mobile contact")
+    "phone sms mobile contact"
+)
 # Non-ASCII letters that IGNORECASE matching folds onto ASCII ones ("Pa\u212a" is "Pak" to
 # the patterns): texts holding them take the slow path, every rule over the whole text.
 # Only digits of other scripts and the full-width "@" are folded (str.translate with the
@@ -313,10 +334,9 @@ def _names(subject: str, starts: list[tuple[int, bytes]] | None) -> list[Span]:
     spans = []
     matches: list[re.Match[str] | None]
     if starts is None:
-        matches = list(NAME_CUE.finditer(subject))
+        matches = [NAME_CUE.match(subject, cue.start()) for cue in _CUE_STARTS.finditer(subject)]
     else:
-        matches = [(_AFTER_TITLE if word in _TITLE_WORDS else _AFTER_PERSON).match(subject, i)
-                   for i, word in starts]
+        matches = [(_AFTER_TITLE if word in _TITLE_WORDS else _AFTER_PERSON).match(subject, i) for i, word in starts]
     for m in matches:
         if m is None:
             continue
@@ -329,10 +349,15 @@ def _names(subject: str, starts: list[tuple[int, bytes]] | None) -> list[Span]:
             # word and a comma. Mid-sentence that is a verb or a noun ("Sudah saya foto,",
             # "Bapak saya petani,": both were false alarms without this condition).
             w = _WORD.match(subject, j)
-            before = subject[:m.start()].rstrip(" \t")
-            if (w and not w.group(1) and subject.startswith(",", w.end())
-                    and (not before or before[-1] in ".!?,;:\n")
-                    and m.group().lower().rstrip() in _SELF_WORDS and w.group().lower() not in NOT_NAMES):
+            before = subject[: m.start()].rstrip(" \t")
+            if (
+                w
+                and not w.group(1)
+                and subject.startswith(",", w.end())
+                and (not before or before[-1] in ".!?,;:\n")
+                and m.group().lower().rstrip() in _SELF_WORDS
+                and w.group().lower() not in NOT_NAMES
+            ):
                 spans.append(Span(j, w.end(), "name"))
             continue
         # Only after "nama saya" or in an all lower-case text may a name start in lower case.
@@ -359,12 +384,13 @@ def _find(text: str, gated: bool) -> list[Span]:
     if not text.isascii() and _NEEDS_FOLD.search(text):
         subject = text.translate(_fold_table())
     lowered = subject.lower()
-    fast = gated and (subject.isascii() or (len(lowered) == len(subject)
-                                            and not any(c in subject for c in _FOLDS_TO_ASCII)))
+    fast = gated and (
+        subject.isascii() or (len(lowered) == len(subject) and not any(c in subject for c in _FOLDS_TO_ASCII))
+    )
     raw = lowered.encode("ascii", "replace")
     words = set(raw.translate(_NON_WORD).split())
     found: list[Span] = []
-    spoken = b"at" in words or b"et" in words       # "budi[at]gmail.com", "budi at gmail dot com"
+    spoken = b"at" in words or b"et" in words  # "budi[at]gmail.com", "budi at gmail dot com"
     at = raw.find(b"@")
     if at >= 0 or spoken or not fast:
         # From the word before the first "@": EMAIL tries every word start (7 µs a text).
@@ -391,15 +417,16 @@ def _find(text: str, gated: bool) -> list[Span]:
             m = HOME.match(subject, i)
             if m:
                 found.append(Span(m.start(1), m.end(1), "address"))
-    if digits and (not fast or (not words.isdisjoint(_HOUSE_WORDS)
-                                and (not words.isdisjoint(_NUMBER_WORDS) or b"#" in raw))):
+    if digits and (
+        not fast or (not words.isdisjoint(_HOUSE_WORDS) and (not words.isdisjoint(_NUMBER_WORDS) or b"#" in raw))
+    ):
         found += [Span(m.start(1), m.end(1), "address") for m in HOUSE_NUMBER.finditer(subject)]
     if not fast:
         found += _names(subject, None)
     else:
         cues = (_COLON_CUE_WORDS if b":" in raw else _NAME_CUE_WORDS).intersection(words)
         if b"a" in cues and b"a.n" not in raw and b"a. n" not in raw and b"a/n" not in raw:
-            cues -= _A                                  # the English article, not "a.n."
+            cues -= _A  # the English article, not "a.n."
         if cues:
             found += _names(subject, _starts(lowered, cues))
     if len(found) < 2:
@@ -433,7 +460,7 @@ def redact(text: str, lang: str = "id") -> str:
     parts = []
     last = 0
     for s in spans:
-        parts.append(text[last:s.start])
+        parts.append(text[last : s.start])
         parts.append(masks[s.kind])
         last = s.end
     parts.append(text[last:])
