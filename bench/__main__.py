@@ -33,24 +33,53 @@ def plan(quick: bool) -> dict[str, tuple[list[str], float]]:
     """name -> (argv, timeout in seconds). Scripts owned by others run if they exist."""
     py = sys.executable
     rows = 200_000 if quick else 1_000_000
-    digest_db = CACHE / f"digest-{rows}.db"   # bench_digest's seeder; the memory benchmark shares it
+    digest_db = CACHE / f"digest-{rows}.db"  # bench_digest's seeder; the memory benchmark shares it
     export_db = CACHE / f"export-{rows}.db"
     quick_flag = ["--quick"] if quick else []
     benches: dict[str, tuple[list[str], float]] = {
         "telegram_ingest": ([py, "-m", "bench.bench_ingest", "--json", *quick_flag], 900),
         "whatsapp_ingest": ([py, "-m", "bench.bench_whatsapp", "--json", *quick_flag], 900),
-        "tagging": ([py, "bench/bench_tagging.py", "--json",
-                     *(["--runs", "3", "--repeat", "5"] if quick else [])], 300),
-        "digest": ([py, "bench/bench_digest.py", "--json", "--rows", str(rows), "--db", str(digest_db),
-                    *(["--runs", "3"] if quick else [])], 1200),
-        "export": ([py, "bench/bench_export.py", "--json", "--rows", str(rows), "--db", str(export_db),
-                    *(["--runs", "2", "--formats", "csv"] if quick else [])], 1800),
+        "tagging": (
+            [py, "bench/bench_tagging.py", "--json", *(["--runs", "3", "--repeat", "5"] if quick else [])],
+            300,
+        ),
+        "digest": (
+            [
+                py,
+                "bench/bench_digest.py",
+                "--json",
+                "--rows",
+                str(rows),
+                "--db",
+                str(digest_db),
+                *(["--runs", "3"] if quick else []),
+            ],
+            1200,
+        ),
+        "export": (
+            [
+                py,
+                "bench/bench_export.py",
+                "--json",
+                "--rows",
+                str(rows),
+                "--db",
+                str(export_db),
+                *(["--runs", "2", "--formats", "csv"] if quick else []),
+            ],
+            1800,
+        ),
         "memory": ([py, "-m", "bench.bench_memory", "--json", "--rows", str(rows), "--db", str(digest_db)], 1200),
-        "masking": ([py, "bench/bench_masking.py", "--json",
-                     *(["--runs", "3", "--texts", "50000"] if quick else [])], 600),
+        "masking": (
+            [py, "bench/bench_masking.py", "--json", *(["--runs", "3", "--texts", "50000"] if quick else [])],
+            600,
+        ),
     }
-    return {name: (argv, timeout) for name, (argv, timeout) in benches.items()
-            if argv[1] == "-m" or (ROOT / argv[1]).exists()}
+    return {
+        name: (argv, timeout)
+        for name, (argv, timeout) in benches.items()
+        if argv[1] == "-m" or (ROOT / argv[1]).exists()
+    }
 
 
 def main() -> None:
@@ -83,7 +112,11 @@ def main() -> None:
             report["benchmarks"][name] = {"error": log_tail}
         else:
             # Our scripts print {name: {...}}; the others print their figures directly.
-            inner = next(iter(result.values())) if len(result) == 1 and isinstance(next(iter(result.values())), dict) else result
+            inner = (
+                next(iter(result.values()))
+                if len(result) == 1 and isinstance(next(iter(result.values())), dict)
+                else result
+            )
             report["benchmarks"][name] = {**inner, "wall_seconds": round(time.perf_counter() - t0, 1)}
     report["total_seconds"] = round(time.perf_counter() - started, 1)
     if args.json:

@@ -26,10 +26,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.bench_digest import _migrate, seed  # noqa: E402
-from bench.common import latency_figures, pin_one_core, quiet_logs, settings_for  # noqa: E402
-from bot.app import _officials_desk, open_services  # noqa: E402
-from handlers.messages import Incoming, InputKind  # noqa: E402
+from bench.bench_digest import _migrate, seed
+from bench.common import latency_figures, pin_one_core, quiet_logs, settings_for
+from bot.app import _officials_desk, open_services
+from handlers.messages import Incoming, InputKind
 
 TARGET_P99_MS = 25.0
 OFFICIAL = "telegram:900"
@@ -37,10 +37,16 @@ OFFICIAL = "telegram:900"
 
 def _message(user: int, n: int, text: str | None = None, command: str | None = None) -> Incoming:
     return Incoming(
-        channel="telegram", user_id=str(user), chat_id=str(user),
+        channel="telegram",
+        user_id=str(user),
+        chat_id=str(user),
         kind=InputKind.COMMAND if command else InputKind.TEXT,
-        received_at=datetime.now(UTC), message_id=f"m{user}:{n}", text=text or f"/{command}",
-        command=command, language_hint="id", display_name="Warga",
+        received_at=datetime.now(UTC),
+        message_id=f"m{user}:{n}",
+        text=text or f"/{command}",
+        command=command,
+        language_hint="id",
+        display_name="Warga",
     )
 
 
@@ -52,8 +58,8 @@ async def run(db: Path, seconds: float, rate: float, *, before: bool) -> dict[st
             # As before the change: the digest runs inside the official's write transaction.
             desk._after_commit.discard("digest")
         services.core.desk = desk
-        residents: list[tuple[float, float]] = []   # (start, end) of each resident message
-        digests: list[tuple[float, float]] = []     # (start, end) of each digest
+        residents: list[tuple[float, float]] = []  # (start, end) of each resident message
+        digests: list[tuple[float, float]] = []  # (start, end) of each digest
 
         async def resident(i: int) -> None:
             start = time.perf_counter()
@@ -82,17 +88,24 @@ async def run(db: Path, seconds: float, rate: float, *, before: bool) -> dict[st
         await asyncio.gather(*tasks)
         boss.cancel()
     # A resident's message counts as "during a digest" when its handling overlapped one.
-    busy = [end - start for start, end in residents
-            if any(start < d_end and end > d_start for d_start, d_end in digests)]
-    quiet = [end - start for start, end in residents
-             if not any(start < d_end and end > d_start for d_start, d_end in digests)]
+    busy = [
+        end - start for start, end in residents if any(start < d_end and end > d_start for d_start, d_end in digests)
+    ]
+    quiet = [
+        end - start
+        for start, end in residents
+        if not any(start < d_end and end > d_start for d_start, d_end in digests)
+    ]
     during = latency_figures(busy) if busy else {}
     return {
-        "rows": _count(db), "rate_msg_s": rate, "messages": i,
+        "rows": _count(db),
+        "rate_msg_s": rate,
+        "messages": i,
         "digest_in_write_transaction": before,
         "during_digest": {"messages": len(busy), **during},
         "no_digest": {"messages": len(quiet), **(latency_figures(quiet) if quiet else {})},
-        "digests": len(digests), "digest_s": [round(end - start, 3) for start, end in digests],
+        "digests": len(digests),
+        "digest_s": [round(end - start, 3) for start, end in digests],
         "target_p99_ms": TARGET_P99_MS,
         "ok": bool(during) and float(during.get("p99_ms", 1e9)) < TARGET_P99_MS,
     }
@@ -111,8 +124,9 @@ def main() -> None:
     parser.add_argument("--db", type=Path, default=None, help="a seeded database (bench_digest's) to reuse")
     parser.add_argument("--seconds", type=float, default=8.0)
     parser.add_argument("--rate", type=float, default=100.0, help="resident messages per second")
-    parser.add_argument("--before", action="store_true",
-                        help="run the digest inside the write transaction, as before the change")
+    parser.add_argument(
+        "--before", action="store_true", help="run the digest inside the write transaction, as before the change"
+    )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     pin_one_core()

@@ -36,19 +36,26 @@ from zoneinfo import ZoneInfo
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bot.config import MAGETAN_KECAMATAN  # noqa: E402
-from handlers.digest import Period, compute_digest  # noqa: E402
-from handlers.domain import CODE_ALPHABET  # noqa: E402
-from storage.database import Database, to_db  # noqa: E402
-from storage.digest_queries import (  # noqa: E402
+from bot.config import MAGETAN_KECAMATAN
+from handlers.digest import Period, compute_digest
+from handlers.domain import CODE_ALPHABET
+from storage.database import Database, to_db
+from storage.digest_queries import (
     connect_readonly,
     query_plans,
     read_digest_rows_on,
 )
 
 ZONE = ZoneInfo("Asia/Jakarta")
-PILLAR_WEIGHTS = {"living": 35, "environment": 20, "governance": 15, "society": 12, "economy": 10,
-                  "branding": 4, None: 4}
+PILLAR_WEIGHTS = {
+    "living": 35,
+    "environment": 20,
+    "governance": 15,
+    "society": 12,
+    "economy": 10,
+    "branding": 4,
+    None: 4,
+}
 SUBTOPICS = {
     "living": ["jalan", "pju", "air_bersih", "transportasi", "kesehatan", "perumahan"],
     "environment": ["sampah", "banjir", "sungai", "polusi", "taman"],
@@ -69,7 +76,7 @@ TEXTS = [
 STATUS_FLOW = ["reviewed", "forwarded", "resolved"]
 
 
-def _weighted(rng: random.Random, weights: dict):  # noqa: ANN202
+def _weighted(rng: random.Random, weights: dict):
     """A fast weighted draw: cumulative weights once, then bisect (rng.choices rebuilds them)."""
     import bisect
     import itertools
@@ -85,8 +92,8 @@ def _stamp(epoch: float) -> str:
     return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="microseconds")
 
 
-HISTORY_WEEKS = 104    # two years of campaign before the fortnight the digest reads
-WEEK_ROWS = 20_000     # issue 20: 20,000 submissions in the digest's week
+HISTORY_WEEKS = 104  # two years of campaign before the fortnight the digest reads
+WEEK_ROWS = 20_000  # issue 20: 20,000 submissions in the digest's week
 
 
 def seed(path: Path, rows: int, *, now: datetime, rng_seed: int = 5, week_rows: int = WEEK_ROWS) -> float:
@@ -106,12 +113,16 @@ def seed(path: Path, rows: int, *, now: datetime, rng_seed: int = 5, week_rows: 
     conn.execute("PRAGMA synchronous = OFF")
     conn.execute("PRAGMA cache_size = -262144")
     tables = "('submissions', 'status_history', 'supports')"
-    indexes = [r[0] for r in conn.execute(
-        f"SELECT sql FROM sqlite_master WHERE type = 'index' AND tbl_name IN {tables} AND sql IS NOT NULL")]
+    indexes = [
+        r[0]
+        for r in conn.execute(
+            f"SELECT sql FROM sqlite_master WHERE type = 'index' AND tbl_name IN {tables} AND sql IS NOT NULL"
+        )
+    ]
     for (name,) in conn.execute(
-            f"SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name IN {tables} "
-            "AND sql IS NOT NULL").fetchall():
-        conn.execute(f"DROP INDEX {name}")   # build them once at the end: far faster
+        f"SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name IN {tables} AND sql IS NOT NULL"
+    ).fetchall():
+        conn.execute(f"DROP INDEX {name}")  # build them once at the end: far faster
 
     pillar_of = _weighted(rng, PILLAR_WEIGHTS)
     area_weights = {a: 1 / (i + 1) ** 0.8 for i, a in enumerate(rng.sample(MAGETAN_KECAMATAN, len(MAGETAN_KECAMATAN)))}
@@ -144,7 +155,7 @@ def seed(path: Path, rows: int, *, now: datetime, rng_seed: int = 5, week_rows: 
         else:
             j = i - history
             base = (previous_start if j < week_rows else week_start) + int((j % week_rows) / week_rows * 7) * 86_400
-        return base + hour_of() * 3600 + int(rng.random() * 3600)   # local midnights + local hour
+        return base + hour_of() * 3600 + int(rng.random() * 3600)  # local midnights + local hour
 
     def generate():
         for i in range(rows):
@@ -158,7 +169,7 @@ def seed(path: Path, rows: int, *, now: datetime, rng_seed: int = 5, week_rows: 
             if rng.random() < 0.03:
                 status, steps = "rejected", 0
                 changed = created + 86_400 * (1 + int(rng.random() * 4))
-            if steps:   # the last step happened some time between arrival and now
+            if steps:  # the last step happened some time between arrival and now
                 status = STATUS_FLOW[steps - 1]
                 changed = created + rng.random() * (now_epoch - created)
             if changed > now_epoch:
@@ -168,33 +179,52 @@ def seed(path: Path, rows: int, *, now: datetime, rng_seed: int = 5, week_rows: 
             for u in range(min(supports, 6)):
                 when = created + rng.random() * min(now_epoch - created, 8 * 604_800)
                 supports_rows.append((i + 1, u + 1, _stamp(when)))
-            text = TEXTS[int(rng.random() * len(TEXTS))].format(
-                n=int(rng.random() * 9999), d=2 + int(rng.random() * 7))
+            text = TEXTS[int(rng.random() * len(TEXTS))].format(n=int(rng.random() * 9999), d=2 + int(rng.random() * 7))
             changed_at = _stamp(changed)
-            yield (code(i + 1), kind, pillar, subtopic, pillar, text, "id", area_of(), "telegram",
-                   status, 1 if rng.random() < 0.01 else 0, supports, _stamp(created), changed_at,
-                   changed_at, "Dinas PUPR" if status == "forwarded" else None)
+            yield (
+                code(i + 1),
+                kind,
+                pillar,
+                subtopic,
+                pillar,
+                text,
+                "id",
+                area_of(),
+                "telegram",
+                status,
+                1 if rng.random() < 0.01 else 0,
+                supports,
+                _stamp(created),
+                changed_at,
+                changed_at,
+                "Dinas PUPR" if status == "forwarded" else None,
+            )
 
     conn.execute("BEGIN")
     conn.executemany(
         "INSERT INTO submissions (code, kind, pillar, subtopic, auto_pillar, text, language, area, channel, "
         "status, hidden, supports, created_at, updated_at, status_changed_at, forwarded_to) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", generate())
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        generate(),
+    )
     # One history row for arriving, one for each later step (approximated as one move to
     # the current status at its change time): ~1.3 rows per submission, as in production.
     conn.execute(
         "INSERT INTO status_history (submission_id, from_status, to_status, actor, created_at) "
-        "SELECT id, NULL, 'new', 'resident', created_at FROM submissions")
+        "SELECT id, NULL, 'new', 'resident', created_at FROM submissions"
+    )
     conn.execute(
         "INSERT INTO status_history (submission_id, from_status, to_status, note, actor, created_at) "
         "SELECT id, 'new', status, forwarded_to, 'telegram:1', status_changed_at FROM submissions "
-        "WHERE status <> 'new'")
-    conn.executemany("INSERT OR IGNORE INTO supports (submission_id, user_id, created_at) VALUES (?, ?, ?)",
-                     supports_rows)
+        "WHERE status <> 'new'"
+    )
+    conn.executemany(
+        "INSERT OR IGNORE INTO supports (submission_id, user_id, created_at) VALUES (?, ?, ?)", supports_rows
+    )
     conn.execute("COMMIT")
     for sql in indexes:
         conn.execute(sql)
-    conn.execute("ANALYZE")   # as a maintained production db would have; plans are pinned anyway
+    conn.execute("ANALYZE")  # as a maintained production db would have; plans are pinned anyway
     conn.close()
     return time.perf_counter() - started
 
@@ -242,9 +272,11 @@ def measure(path: Path, period: Period, runs: int) -> dict:
         plans = query_plans(conn, period)
         per_query = _per_query(conn, period, runs)
         # The weekly GROUP BY as one would first write it, the planner free to choose.
-        naive_sql = ("SELECT pillar, kind, area, subtopic, status, count(*) FROM submissions "
-                     "WHERE created_at >= :start AND created_at < :end AND hidden = 0 "
-                     "GROUP BY pillar, kind, area, subtopic, status")
+        naive_sql = (
+            "SELECT pillar, kind, area, subtopic, status, count(*) FROM submissions "
+            "WHERE created_at >= :start AND created_at < :end AND hidden = 0 "
+            "GROUP BY pillar, kind, area, subtopic, status"
+        )
         bounds = {"start": to_db(period.start), "end": to_db(period.end)}
         naive_plan = [r[3] for r in conn.execute("EXPLAIN QUERY PLAN " + naive_sql, bounds)]
         started = time.perf_counter()
@@ -274,6 +306,7 @@ def measure(path: Path, period: Period, runs: int) -> dict:
 
 def _migrate(path: Path) -> None:
     """A database seeded before a migration gets it the way the bot would at start-up."""
+
     async def run() -> None:
         async with Database(path):
             pass
@@ -281,27 +314,34 @@ def _migrate(path: Path) -> None:
     asyncio.run(run())
 
 
-TARGET_S = 0.100   # issue 20: the digest's queries under 100 ms at 1,000,000 with 20,000 in the week
+TARGET_S = 0.100  # issue 20: the digest's queries under 100 ms at 1,000,000 with 20,000 in the week
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--week-rows", type=int, default=WEEK_ROWS)
-    parser.add_argument("--configs", default=None,
-                        help="several ROWS:WEEK pairs, e.g. 100000:20000,1000000:20000,3000000:20000,"
-                             "1000000:150000 (cost against history and against the week)")
+    parser.add_argument(
+        "--configs",
+        default=None,
+        help="several ROWS:WEEK pairs, e.g. 100000:20000,1000000:20000,3000000:20000,"
+        "1000000:150000 (cost against history and against the week)",
+    )
     parser.add_argument("--runs", type=int, default=7)
-    parser.add_argument("--db", type=Path, default=None, help="keep the seeded db here (reused if present); "
-                        "with --configs, a folder")
+    parser.add_argument(
+        "--db", type=Path, default=None, help="keep the seeded db here (reused if present); with --configs, a folder"
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args()
     if hasattr(os, "sched_setaffinity"):
-        os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})   # one core
-    now = datetime(2026, 12, 2, 3, 0, tzinfo=UTC)   # a Wednesday: last full week is 2026-W48
+        os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})  # one core
+    now = datetime(2026, 12, 2, 3, 0, tzinfo=UTC)  # a Wednesday: last full week is 2026-W48
     period = Period.week_before(now, ZONE)
-    configs = ([tuple(int(x) for x in c.split(":")) for c in args.configs.split(",")] if args.configs
-               else [(args.rows, args.week_rows)])
+    configs = (
+        [tuple(int(x) for x in c.split(":")) for c in args.configs.split(",")]
+        if args.configs
+        else [(args.rows, args.week_rows)]
+    )
     results = []
     with tempfile.TemporaryDirectory() as tmp:
         for rows, week in configs:
@@ -326,16 +366,22 @@ def main() -> None:
 
 
 def _print(result: dict, runs: int) -> None:
-    print(f"{result['rows']:,} submissions (seeded in {result['seed_s']} s); digest {result['period']} "
-          f"covers {result['week_submissions']:,}")
-    print(f"compute digest: median {result['median_s'] * 1000:.1f} ms over {runs} runs "
-          f"(min {result['min_s'] * 1000:.1f}, max {result['max_s'] * 1000:.1f}, "
-          f"stdev {result['stdev_s'] * 1000:.1f}); CPU median {result['cpu_median_s'] * 1000:.1f} ms; "
-          f"target < {TARGET_S * 1000:.0f} ms (at 1,000,000 with 20,000 in the week): "
-          f"{'OK' if result['ok'] else 'MISSED'} (load average {result['load_average']:.2f})")
+    print(
+        f"{result['rows']:,} submissions (seeded in {result['seed_s']} s); digest {result['period']} "
+        f"covers {result['week_submissions']:,}"
+    )
+    print(
+        f"compute digest: median {result['median_s'] * 1000:.1f} ms over {runs} runs "
+        f"(min {result['min_s'] * 1000:.1f}, max {result['max_s'] * 1000:.1f}, "
+        f"stdev {result['stdev_s'] * 1000:.1f}); CPU median {result['cpu_median_s'] * 1000:.1f} ms; "
+        f"target < {TARGET_S * 1000:.0f} ms (at 1,000,000 with 20,000 in the week): "
+        f"{'OK' if result['ok'] else 'MISSED'} (load average {result['load_average']:.2f})"
+    )
     print(f"  slowest queries (ms, median): {result['per_query_ms']}")
-    print(f"  one week's GROUP BY written the obvious way: {result['naive_group_by']['seconds'] * 1000:.1f} ms, "
-          f"plan {result['naive_group_by']['plan']}")
+    print(
+        f"  one week's GROUP BY written the obvious way: {result['naive_group_by']['seconds'] * 1000:.1f} ms, "
+        f"plan {result['naive_group_by']['plan']}"
+    )
     print("  query plans:")
     for name, steps in result["plans"].items():
         print(f"    {name}: {' / '.join(steps)}")

@@ -46,19 +46,35 @@ _OPENINGS = [
 ]
 _PLACES = ["pasar", "balai desa", "SD negeri", "masjid", "alun-alun", "terminal", "jembatan", "sawah"]
 _EXTRAS = [
-    "", "", "", "", " Mohon segera ditindaklanjuti.", " Terima kasih.",
-    " Lokasinya di RT {rt} RW {rw}.", " Sudah lapor ke Pak RT tapi belum ada tindakan.",
-    " Sudah lapor ke Bu Lurah tapi belum ada kabar.", " Bisa hubungi saya di 08{phone}.",
-    " Kontak: {name}.{email}@gmail.com", " Saya Pak {Name} dari dusun sebelah.",
-    " Sudah tiga kali lapor 🙏", " Warga sudah “gotong royong” tapi tidak cukup.",
+    "",
+    "",
+    "",
+    "",
+    " Mohon segera ditindaklanjuti.",
+    " Terima kasih.",
+    " Lokasinya di RT {rt} RW {rw}.",
+    " Sudah lapor ke Pak RT tapi belum ada tindakan.",
+    " Sudah lapor ke Bu Lurah tapi belum ada kabar.",
+    " Bisa hubungi saya di 08{phone}.",
+    " Kontak: {name}.{email}@gmail.com",
+    " Saya Pak {Name} dari dusun sebelah.",
+    " Sudah tiga kali lapor 🙏",
+    " Warga sudah “gotong royong” tapi tidak cukup.",
     " NIK saya 3520{nik} kalau perlu.",
 ]
 _NAMES = ["Budi", "Sari", "Joko", "Ani", "Wati", "Agus", "Dewi", "Slamet"]
 _PILLAR_SUBTOPICS = [
-    ("living", "transport"), ("living", "utilities"), ("environment", "waste"),
-    ("environment", "flooding"), ("society", "community"), ("governance", "civil-registration"),
-    ("economy", "agriculture"), ("economy", "business-markets"), ("society", "public-order"),
-    ("living", "health"), (None, None),
+    ("living", "transport"),
+    ("living", "utilities"),
+    ("environment", "waste"),
+    ("environment", "flooding"),
+    ("society", "community"),
+    ("governance", "civil-registration"),
+    ("economy", "agriculture"),
+    ("economy", "business-markets"),
+    ("society", "public-order"),
+    ("living", "health"),
+    (None, None),
 ]
 _STATUSES = ["new", "new", "reviewed", "forwarded", "in_masterplan", "resolved", "rejected"]
 
@@ -68,9 +84,13 @@ def _text(rng: random.Random) -> str:
     for _ in range(rng.choice((0, 1, 1, 2))):
         name = rng.choice(_NAMES)
         body += rng.choice(_EXTRAS).format(
-            rt=f"{rng.randint(1, 12):02d}", rw=f"{rng.randint(1, 6):02d}",
-            phone="".join(rng.choice("0123456789") for _ in range(10)), name=name.lower(),
-            Name=name, email=rng.randint(1, 99), nik="".join(rng.choice("0123456789") for _ in range(12)),
+            rt=f"{rng.randint(1, 12):02d}",
+            rw=f"{rng.randint(1, 6):02d}",
+            phone="".join(rng.choice("0123456789") for _ in range(10)),
+            name=name.lower(),
+            Name=name,
+            email=rng.randint(1, 99),
+            nik="".join(rng.choice("0123456789") for _ in range(12)),
         )
     return body
 
@@ -103,8 +123,15 @@ def seed(path: Path, rows: int, *, seed_value: int = 6) -> float:
         "INSERT INTO users (id, channel, platform_id, chat_id, display_name, language, consent_version, "
         "consent_at, created_at) VALUES (?, ?, ?, ?, ?, 'id', '2026-11', ?, ?)",
         (
-            (i, "whatsapp" if i % 3 else "telegram", f"62812{i:08d}", f"62812{i:08d}",
-             rng.choice(_NAMES), to_db(base), to_db(base))
+            (
+                i,
+                "whatsapp" if i % 3 else "telegram",
+                f"62812{i:08d}",
+                f"62812{i:08d}",
+                rng.choice(_NAMES),
+                to_db(base),
+                to_db(base),
+            )
             for i in range(1, users + 1)
         ),
     )
@@ -126,13 +153,25 @@ def seed(path: Path, rows: int, *, seed_value: int = 6) -> float:
             has_gps = rng.random() < 0.4
             stamp = to_db(base + step * i)
             yield (
-                code(), rng.randint(1, users), "idea" if rng.random() < 0.3 else "report", pillar,
-                subtopic, _text(rng), "id", rng.choice(MAGETAN_KECAMATAN) if rng.random() < 0.85 else None,
+                code(),
+                rng.randint(1, users),
+                "idea" if rng.random() < 0.3 else "report",
+                pillar,
+                subtopic,
+                _text(rng),
+                "id",
+                rng.choice(MAGETAN_KECAMATAN) if rng.random() < 0.85 else None,
                 -7.65 + rng.uniform(-0.1, 0.1) if has_gps else None,
                 111.33 + rng.uniform(-0.1, 0.1) if has_gps else None,
-                int(anonymous), None if anonymous else rng.choice(_NAMES),
-                "whatsapp" if rng.random() < 0.6 else "telegram", rng.choice(_STATUSES),
-                int(rng.random() < 0.01), rng.choice((0, 0, 0, 1, 2, 5)), stamp, stamp, stamp,
+                int(anonymous),
+                None if anonymous else rng.choice(_NAMES),
+                "whatsapp" if rng.random() < 0.6 else "telegram",
+                rng.choice(_STATUSES),
+                int(rng.random() < 0.01),
+                rng.choice((0, 0, 0, 1, 2, 5)),
+                stamp,
+                stamp,
+                stamp,
             )
 
     conn.executemany(
@@ -158,10 +197,16 @@ def _child(fmt: str, db: str, out: str) -> None:
     cpu = time.process_time()
     with open(out, "wb") as handle:
         count = export(Path(db), fmt, handle, ExportFilter(), zone=ZoneInfo("Asia/Jakarta"))
-    print(json.dumps({
-        "rows": count, "export_s": time.perf_counter() - started,
-        "export_cpu_s": time.process_time() - cpu, "vm_hwm_mb": _vm_hwm_mb(),
-    }))
+    print(
+        json.dumps(
+            {
+                "rows": count,
+                "export_s": time.perf_counter() - started,
+                "export_cpu_s": time.process_time() - cpu,
+                "vm_hwm_mb": _vm_hwm_mb(),
+            }
+        )
+    )
 
 
 def _vm_hwm_mb() -> float | None:
@@ -191,7 +236,9 @@ def measure(fmt: str, db: Path, out: Path) -> dict:
         raise SystemExit(f"{fmt} export failed with exit code {proc.returncode}")
     result = json.loads(output)
     return {
-        "format": fmt, "rows": result["rows"], "export_s": round(result["export_s"], 2),
+        "format": fmt,
+        "rows": result["rows"],
+        "export_s": round(result["export_s"], 2),
         "export_cpu_s": round(result["export_cpu_s"], 2),
         "process_s": round(time.perf_counter() - started, 2),
         "process_cpu_s": round(usage.ru_utime + usage.ru_stime, 2),
@@ -236,9 +283,13 @@ def main() -> None:
             seed_s = round(time.perf_counter() - started, 1)
         rows = sqlite3.connect(db).execute("SELECT COUNT(*) FROM submissions").fetchone()[0]
         results: dict = {
-            "rows_in_db": rows, "seed_s": seed_s, "cpu_pinned": _has_taskset(),
+            "rows_in_db": rows,
+            "seed_s": seed_s,
+            "cpu_pinned": _has_taskset(),
             # Wall time means little on a busy machine; CPU time is the export's own cost.
-            "load_average_before": round(os.getloadavg()[0], 2), "cpus": os.cpu_count(), "formats": {},
+            "load_average_before": round(os.getloadavg()[0], 2),
+            "cpus": os.cpu_count(),
+            "formats": {},
         }
         for fmt in [f.strip() for f in args.formats.split(",") if f.strip()]:
             runs = args.runs if fmt == "csv" else 1
@@ -252,24 +303,31 @@ def main() -> None:
             results["formats"][fmt] = {
                 "rows": measured[0]["rows"],
                 "export_s_median": round(statistics.median(times), 2),
-                "export_s_min": min(times), "export_s_max": max(times),
+                "export_s_min": min(times),
+                "export_s_max": max(times),
                 "export_cpu_s_median": round(statistics.median(cpu), 2),
-                "export_cpu_s_min": min(cpu), "export_cpu_s_max": max(cpu),
+                "export_cpu_s_min": min(cpu),
+                "export_cpu_s_max": max(cpu),
                 "process_s_median": round(statistics.median(m["process_s"] for m in measured), 2),
                 "peak_rss_mb_max": max(m["peak_rss_mb"] for m in measured),
-                "bytes": measured[0]["bytes"], "runs": runs,
+                "bytes": measured[0]["bytes"],
+                "runs": runs,
             }
         results["load_average_after"] = round(os.getloadavg()[0], 2)
         if args.json:
             print(json.dumps(results))
         else:
             for fmt, r in results["formats"].items():
-                print(f"{fmt:8} {r['rows']:>9,} rows  {r['export_s_median']:6.2f} s median "
-                      f"({r['export_s_min']}-{r['export_s_max']}, {r['runs']} runs), CPU "
-                      f"{r['export_cpu_s_median']} s ({r['export_cpu_s_min']}-{r['export_cpu_s_max']})  "
-                      f"peak {r['peak_rss_mb_max']} MB  {r['bytes'] / 1e6:.0f} MB written")
-            print(f"(load average {results['load_average_before']} before, {results['load_average_after']} "
-                  f"after, on {results['cpus']} CPUs)")
+                print(
+                    f"{fmt:8} {r['rows']:>9,} rows  {r['export_s_median']:6.2f} s median "
+                    f"({r['export_s_min']}-{r['export_s_max']}, {r['runs']} runs), CPU "
+                    f"{r['export_cpu_s_median']} s ({r['export_cpu_s_min']}-{r['export_cpu_s_max']})  "
+                    f"peak {r['peak_rss_mb_max']} MB  {r['bytes'] / 1e6:.0f} MB written"
+                )
+            print(
+                f"(load average {results['load_average_before']} before, {results['load_average_after']} "
+                f"after, on {results['cpus']} CPUs)"
+            )
             if seed_s is not None:
                 print(f"(seeding {rows:,} rows took {seed_s} s)")
 

@@ -78,9 +78,11 @@ class Updates:
         body = {
             "update_id": self.update_id,
             "message": {
-                "message_id": self.message_id, "date": int(time.time()),
+                "message_id": self.message_id,
+                "date": int(time.time()),
                 "chat": {"id": uid, "type": "private", "first_name": "Warga"},
-                "from": self._user(uid, lang), **content,
+                "from": self._user(uid, lang),
+                **content,
             },
         }
         return json.dumps(body).encode()
@@ -88,16 +90,25 @@ class Updates:
     def text(self, uid: int, text: str, lang: str | None) -> bytes:
         if text.startswith("/"):
             length = len(text.split(" ", 1)[0])
-            return self._message(uid, lang, text=text,
-                                 entities=[{"type": "bot_command", "offset": 0, "length": length}])
+            return self._message(
+                uid, lang, text=text, entities=[{"type": "bot_command", "offset": 0, "length": length}]
+            )
         return self._message(uid, lang, text=text)
 
     def location(self, uid: int, lat: float, lon: float, lang: str | None) -> bytes:
         return self._message(uid, lang, location={"latitude": lat, "longitude": lon})
 
     def photo(self, uid: int, lang: str | None) -> bytes:
-        sizes = [{"file_id": f"AgACAgIAAxkBAAI{uid}{w}", "file_unique_id": f"AQAD{uid}{w}",
-                  "width": w, "height": w, "file_size": w * 60} for w in (90, 320, 800)]
+        sizes = [
+            {
+                "file_id": f"AgACAgIAAxkBAAI{uid}{w}",
+                "file_unique_id": f"AQAD{uid}{w}",
+                "width": w,
+                "height": w,
+                "file_size": w * 60,
+            }
+            for w in (90, 320, 800)
+        ]
         return self._message(uid, lang, photo=sizes, caption=None)
 
     def callback(self, uid: int, data: str, lang: str | None) -> bytes:
@@ -105,12 +116,17 @@ class Updates:
         body = {
             "update_id": self.update_id,
             "callback_query": {
-                "id": f"{uid}{self.update_id}", "from": self._user(uid, lang), "chat_instance": f"ci{uid}",
+                "id": f"{uid}{self.update_id}",
+                "from": self._user(uid, lang),
+                "chat_instance": f"ci{uid}",
                 "data": data,
-                "message": {"message_id": 1, "date": int(time.time()),
-                            "chat": {"id": uid, "type": "private", "first_name": "Warga"},
-                            "from": {"id": int(FAKE_TOKEN.split(":")[0]), "is_bot": True, "first_name": "SuaraWarga"},
-                            "text": "..."},
+                "message": {
+                    "message_id": 1,
+                    "date": int(time.time()),
+                    "chat": {"id": uid, "type": "private", "first_name": "Warga"},
+                    "from": {"id": int(FAKE_TOKEN.split(":")[0]), "is_bot": True, "first_name": "SuaraWarga"},
+                    "text": "...",
+                },
             },
         }
         return json.dumps(body).encode()
@@ -199,8 +215,15 @@ def make_residents(count: int, texts: list[dict[str, Any]], seed: int, uid_base:
         row = rng.choice(texts)
         lang = "en" if row["text"].isascii() and _looks_english(row["text"]) else "id"
         description = f"{row['text']}, dekat {rng.choice(PLACES)} RT {rng.randint(1, 20)}"
-        residents.append(Resident(uid_base + i, lang, consented=rng.random() < 0.9,
-                                  description=description, rng=random.Random(seed * 7919 + i)))
+        residents.append(
+            Resident(
+                uid_base + i,
+                lang,
+                consented=rng.random() < 0.9,
+                description=description,
+                rng=random.Random(seed * 7919 + i),
+            )
+        )
     return residents
 
 
@@ -210,8 +233,14 @@ def _looks_english(text: str) -> bool:
 
 
 # The bot under test ---------------------------------------------------------------------------------
-def seed_users(db_path: Path, residents: list[tuple[int | str, str, str]], step: str, draft: dict[str, Any],
-               *, channel: str = "telegram") -> None:
+def seed_users(
+    db_path: Path,
+    residents: list[tuple[int | str, str, str]],
+    step: str,
+    draft: dict[str, Any],
+    *,
+    channel: str = "telegram",
+) -> None:
     """Residents who consented before the burst: (telegram uid, language, language_source).
 
     Their last message was an hour ago, so their first message refreshes last_inbound_at
@@ -226,8 +255,10 @@ def seed_users(db_path: Path, residents: list[tuple[int | str, str, str]], step:
             "INSERT INTO users (channel, platform_id, chat_id, display_name, language, language_source, "
             "consent_version, consent_at, last_inbound_at, created_at) "
             "VALUES (?, ?, ?, ?, ?, ?, '2026-11', ?, ?, ?)",
-            [(channel, str(uid), str(uid), f"Warga {int(uid) % 997}", lang, source, hour_ago, hour_ago, hour_ago)
-             for uid, lang, source in residents],
+            [
+                (channel, str(uid), str(uid), f"Warga {int(uid) % 997}", lang, source, hour_ago, hour_ago, hour_ago)
+                for uid, lang, source in residents
+            ],
         )
         conn.executemany(
             "INSERT INTO conversations (user_id, step, draft, updated_at) "
@@ -244,7 +275,7 @@ class Bot:
         self.naive = naive
         self.settings = settings_for(folder / "bench.db", telegram_bot_token=FAKE_TOKEN)
 
-    async def __aenter__(self) -> "Bot":
+    async def __aenter__(self) -> Bot:
         from bot.app import open_services
         from bot.channels.telegram import TelegramChannel
 
@@ -319,8 +350,9 @@ def install_naive(services: Any) -> None:
 
 
 # Drivers -------------------------------------------------------------------------------------------
-async def closed_loop(bot: Bot, next_body: Callable[[], Awaitable[bytes | None]], concurrency: int,
-                      budget_s: float) -> tuple[int, float, list[float]]:
+async def closed_loop(
+    bot: Bot, next_body: Callable[[], Awaitable[bytes | None]], concurrency: int, budget_s: float
+) -> tuple[int, float, list[float]]:
     """`concurrency` workers each handling one update at a time until next_body() is None
     or `budget_s` seconds have passed (a slow machine gives fewer messages, not a longer run)."""
     latencies: list[float] = []
@@ -354,8 +386,9 @@ def cpu_figures(messages: int) -> dict[str, float]:
     return {"cpu_ms_per_msg": per_msg * 1000, "cpu_bound_msg_per_s": 1 / per_msg if per_msg else float("nan")}
 
 
-async def open_loop_tasks(one: Callable[[int, float], Awaitable[float | None]], rate: float,
-                          count: int) -> tuple[list[float], float]:
+async def open_loop_tasks(
+    one: Callable[[int, float], Awaitable[float | None]], rate: float, count: int
+) -> tuple[list[float], float]:
     """Start `one(i, due)` at due = start + i/rate; it returns completion - due (or None)."""
     gc.collect()
     cpu = time.process_time()
@@ -383,13 +416,23 @@ async def open_loop(bot: Bot, bodies: list[bytes], rate: float) -> tuple[list[fl
 
 
 # Mix (a): conversations -------------------------------------------------------------------------------
-async def run_conversations(folder: Path, *, naive: bool, residents_n: int, concurrency: int,
-                            seed: int, texts: list[dict[str, Any]], rate: float | None = None,
-                            count: int | None = None, budget_s: float = 10.0) -> dict[str, Any]:
+async def run_conversations(
+    folder: Path,
+    *,
+    naive: bool,
+    residents_n: int,
+    concurrency: int,
+    seed: int,
+    texts: list[dict[str, Any]],
+    rate: float | None = None,
+    count: int | None = None,
+    budget_s: float = 10.0,
+) -> dict[str, Any]:
     residents = make_residents(residents_n, texts, seed, BASE_UID)
     async with Bot(folder, naive=naive) as bot:
-        seed_users(bot.settings.database_path,
-                   [(r.uid, r.lang, "chosen") for r in residents if r.consented], "idle", {"n": 0})
+        seed_users(
+            bot.settings.database_path, [(r.uid, r.lang, "chosen") for r in residents if r.consented], "idle", {"n": 0}
+        )
         updates = Updates()
         markup = bot.request.last_markup
 
@@ -416,8 +459,13 @@ async def run_conversations(folder: Path, *, naive: bool, residents_n: int, conc
                 return None
 
             handled, seconds, lat = await closed_loop(bot, next_body, concurrency, budget_s)
-            figures = {"messages": handled, "seconds": seconds, "msg_per_s": handled / seconds,
-                       **cpu_figures(handled), **latency_figures(lat)}
+            figures = {
+                "messages": handled,
+                "seconds": seconds,
+                "msg_per_s": handled / seconds,
+                **cpu_figures(handled),
+                **latency_figures(lat),
+            }
         else:
             # Open loop: arrival i belongs to resident i % n; their previous message (n/rate
             # seconds earlier) has normally long been answered, else this one waits for it
@@ -442,8 +490,13 @@ async def run_conversations(folder: Path, *, naive: bool, residents_n: int, conc
                     done.set_result(None)
 
             lat, seconds = await open_loop_tasks(one, rate, count)
-            figures = {"messages": len(lat), "seconds": seconds, "offered_per_s": rate,
-                       **cpu_figures(len(lat)), **latency_figures(lat)}
+            figures = {
+                "messages": len(lat),
+                "seconds": seconds,
+                "offered_per_s": rate,
+                **cpu_figures(len(lat)),
+                **latency_figures(lat),
+            }
 
         finished = sum(1 for r in residents if r.stage in ("after", "menu2", "done"))
         failed = [r.failed for r in residents if r.failed]
@@ -457,23 +510,29 @@ async def run_conversations(folder: Path, *, naive: bool, residents_n: int, conc
 
 
 # Mix (b): first descriptions ----------------------------------------------------------------------
-async def run_descriptions(folder: Path, *, naive: bool, messages: int, concurrency: int, seed: int,
-                           texts: list[dict[str, Any]], rate: float | None = None,
-                           budget_s: float = 10.0) -> dict[str, Any]:
+async def run_descriptions(
+    folder: Path,
+    *,
+    naive: bool,
+    messages: int,
+    concurrency: int,
+    seed: int,
+    texts: list[dict[str, Any]],
+    rate: float | None = None,
+    budget_s: float = 10.0,
+) -> dict[str, Any]:
     from handlers.language import LanguageDetector
 
     rng = random.Random(seed)
     probe = LanguageDetector(("id", "en"), "id")
     usable = [t["text"] for t in texts if probe.is_substantive(t["text"])]
     uids = [BASE_UID + 100_000 + i for i in range(messages)]
-    bodies_src = [
-        (uid, f"{rng.choice(usable)}, dekat {rng.choice(PLACES)} RT {rng.randint(1, 20)}")
-        for uid in uids
-    ]
+    bodies_src = [(uid, f"{rng.choice(usable)}, dekat {rng.choice(PLACES)} RT {rng.randint(1, 20)}") for uid in uids]
     async with Bot(folder, naive=naive) as bot:
         # In the describe step, language only hinted: detection must settle it (mix b).
-        seed_users(bot.settings.database_path, [(uid, "id", "hint") for uid in uids], "describe",
-                   {"n": 1, "kind": "report"})
+        seed_users(
+            bot.settings.database_path, [(uid, "id", "hint") for uid in uids], "describe", {"n": 1, "kind": "report"}
+        )
         updates = Updates()
         prepared = [updates.text(uid, text, "id") for uid, text in bodies_src]
         if rate is None:
@@ -483,16 +542,27 @@ async def run_descriptions(folder: Path, *, naive: bool, messages: int, concurre
                 return next(it, None)
 
             handled, seconds, lat = await closed_loop(bot, next_body, concurrency, budget_s)
-            figures = {"messages": handled, "seconds": seconds, "msg_per_s": handled / seconds,
-                       **cpu_figures(handled), **latency_figures(lat)}
+            figures = {
+                "messages": handled,
+                "seconds": seconds,
+                "msg_per_s": handled / seconds,
+                **cpu_figures(handled),
+                **latency_figures(lat),
+            }
         else:
             lat, seconds = await open_loop(bot, prepared, rate)
-            figures = {"messages": len(lat), "seconds": seconds, "offered_per_s": rate,
-                       **cpu_figures(len(lat)), **latency_figures(lat)}
+            figures = {
+                "messages": len(lat),
+                "seconds": seconds,
+                "offered_per_s": rate,
+                **cpu_figures(len(lat)),
+                **latency_figures(lat),
+            }
         detected = bot.count("SELECT count(*) FROM users WHERE language_source = 'detected'")
         figures["detected"] = detected
         figures["conversation_errors"] = figures["messages"] - bot.count(
-            "SELECT count(*) FROM conversations WHERE step IN ('pillar', 'pick')")
+            "SELECT count(*) FROM conversations WHERE step IN ('pillar', 'pick')"
+        )
     return figures
 
 
@@ -500,9 +570,9 @@ async def run_descriptions(folder: Path, *, naive: bool, messages: int, concurre
 async def main_async(quick: bool) -> dict[str, Any]:
     texts = load_texts()
     runs = 3 if quick else 5
-    budget = 2.0 if quick else 8.0                   # seconds per closed-loop run
-    conv_residents = 1000                            # x ~11 messages each: more than a run takes
-    desc_messages = 4000 if quick else 10000         # seeded residents; the budget ends the run
+    budget = 2.0 if quick else 8.0  # seconds per closed-loop run
+    conv_residents = 1000  # x ~11 messages each: more than a run takes
+    desc_messages = 4000 if quick else 10000  # seeded residents; the budget ends the run
     rate = 200.0
     latency_count = int(rate * (3 if quick else 10))  # open loop: 3 s or 10 s of arrivals
     concurrency = 32
@@ -516,32 +586,75 @@ async def main_async(quick: bool) -> dict[str, Any]:
         for naive in (False, True):
             label = "naive" if naive else "ours"
             with tempfile.TemporaryDirectory(prefix="sw-bench-") as tmp:
-                keep(f"{label}.conversations", await run_conversations(
-                    Path(tmp), naive=naive, residents_n=conv_residents, concurrency=concurrency,
-                    seed=run, texts=texts, budget_s=budget))
+                keep(
+                    f"{label}.conversations",
+                    await run_conversations(
+                        Path(tmp),
+                        naive=naive,
+                        residents_n=conv_residents,
+                        concurrency=concurrency,
+                        seed=run,
+                        texts=texts,
+                        budget_s=budget,
+                    ),
+                )
             with tempfile.TemporaryDirectory(prefix="sw-bench-") as tmp:
-                keep(f"{label}.descriptions", await run_descriptions(
-                    Path(tmp), naive=naive, messages=desc_messages, concurrency=concurrency,
-                    seed=run, texts=texts, budget_s=budget))
+                keep(
+                    f"{label}.descriptions",
+                    await run_descriptions(
+                        Path(tmp),
+                        naive=naive,
+                        messages=desc_messages,
+                        concurrency=concurrency,
+                        seed=run,
+                        texts=texts,
+                        budget_s=budget,
+                    ),
+                )
         with tempfile.TemporaryDirectory(prefix="sw-bench-") as tmp:
-            keep("ours.latency_conversations", await run_conversations(
-                Path(tmp), naive=False, residents_n=max(conv_residents, int(rate * 2)),
-                concurrency=concurrency, seed=100 + run, texts=texts, rate=rate, count=latency_count))
+            keep(
+                "ours.latency_conversations",
+                await run_conversations(
+                    Path(tmp),
+                    naive=False,
+                    residents_n=max(conv_residents, int(rate * 2)),
+                    concurrency=concurrency,
+                    seed=100 + run,
+                    texts=texts,
+                    rate=rate,
+                    count=latency_count,
+                ),
+            )
         with tempfile.TemporaryDirectory(prefix="sw-bench-") as tmp:
-            keep("ours.latency_descriptions", await run_descriptions(
-                Path(tmp), naive=False, messages=latency_count, concurrency=concurrency,
-                seed=100 + run, texts=texts, rate=rate))
+            keep(
+                "ours.latency_descriptions",
+                await run_descriptions(
+                    Path(tmp),
+                    naive=False,
+                    messages=latency_count,
+                    concurrency=concurrency,
+                    seed=100 + run,
+                    texts=texts,
+                    rate=rate,
+                ),
+            )
     return assemble(results, runs=runs, concurrency=concurrency, rate=rate, budget=budget)
 
 
-def assemble(results: dict[str, list[dict[str, Any]]], *, runs: int, concurrency: int, rate: float,
-             budget: float) -> dict[str, Any]:
+def assemble(
+    results: dict[str, list[dict[str, Any]]], *, runs: int, concurrency: int, rate: float, budget: float
+) -> dict[str, Any]:
     def med(name: str, key: str, unit: str) -> dict[str, Any]:
         return summary([r[key] for r in results[name]], unit)
 
     out: dict[str, Any] = {
-        "setup": {"runs": runs, "in_flight": concurrency, "pinned_core": PINNED, "closed_loop_seconds": budget,
-                  "messages_per_run": {k: [r["messages"] for r in v] for k, v in results.items()}},
+        "setup": {
+            "runs": runs,
+            "in_flight": concurrency,
+            "pinned_core": PINNED,
+            "closed_loop_seconds": budget,
+            "messages_per_run": {k: [r["messages"] for r in v] for k, v in results.items()},
+        },
     }
     for mix, floor in (("conversations", 1000.0), ("descriptions", 600.0)):
         ours = med(f"ours.{mix}", "msg_per_s", "msg/s")
@@ -558,15 +671,19 @@ def assemble(results: dict[str, list[dict[str, Any]]], *, runs: int, concurrency
             "speedup_vs_naive": round(ours["median"] / naive["median"], 2),
             "cpu_ratio_naive_to_ours": round(
                 summary([r["cpu_ms_per_msg"] for r in results[f"naive.{mix}"]], "ms")["median"]
-                / summary([r["cpu_ms_per_msg"] for r in results[f"ours.{mix}"]], "ms")["median"], 2),
+                / summary([r["cpu_ms_per_msg"] for r in results[f"ours.{mix}"]], "ms")["median"],
+                2,
+            ),
             f"latency_at_{int(rate)}_per_s": {
-                "p50": med(lat, "p50_ms", "ms"), "p90": med(lat, "p90_ms", "ms"),
-                "p99": med(lat, "p99_ms", "ms"), "max": med(lat, "max_ms", "ms"),
+                "p50": med(lat, "p50_ms", "ms"),
+                "p90": med(lat, "p90_ms", "ms"),
+                "p99": med(lat, "p99_ms", "ms"),
+                "max": med(lat, "max_ms", "ms"),
             },
-            "p99_target": target(summary([r["p99_ms"] for r in results[lat]], "ms")["median"], 25.0,
-                                 at_least=False),
-            "conversation_errors": sum(r["conversation_errors"] for k in (f"ours.{mix}", f"naive.{mix}", lat)
-                                       for r in results[k]),
+            "p99_target": target(summary([r["p99_ms"] for r in results[lat]], "ms")["median"], 25.0, at_least=False),
+            "conversation_errors": sum(
+                r["conversation_errors"] for k in (f"ours.{mix}", f"naive.{mix}", lat) for r in results[k]
+            ),
         }
         first_error = next((r.get("first_error") for k in results for r in results[k] if r.get("first_error")), None)
         if first_error:

@@ -42,8 +42,16 @@ def load_cases(path: Path = DATA) -> list[dict[str, Any]]:
         return [json.loads(line) for line in f if line.strip()]
 
 
-_MASK_KIND = {"[telepon]": "phone", "[phone]": "phone", "[NIK]": "nik", "[email]": "email",
-              "[nama]": "name", "[name]": "name", "[alamat]": "address", "[address]": "address"}
+_MASK_KIND = {
+    "[telepon]": "phone",
+    "[phone]": "phone",
+    "[NIK]": "nik",
+    "[email]": "email",
+    "[nama]": "name",
+    "[name]": "name",
+    "[alamat]": "address",
+    "[address]": "address",
+}
 
 
 def spans_from_redact(redact: Any, text: str) -> list[privacy.Span]:
@@ -64,8 +72,9 @@ def _covered(text: str, start: int, end: int, spans: list[tuple[int, int]]) -> b
 
 def score(cases: list[dict[str, Any]], find: Any = None) -> dict[str, dict[str, Any]]:
     """Per kind: labelled, found (true positives), false alarms, misses, precision, recall."""
-    result: dict[str, dict[str, Any]] = {k: {"labelled": 0, "found": 0, "predicted": 0, "right": 0, "misses": [], "false_alarms": []}
-              for k in KINDS}
+    result: dict[str, dict[str, Any]] = {
+        k: {"labelled": 0, "found": 0, "predicted": 0, "right": 0, "misses": [], "false_alarms": []} for k in KINDS
+    }
     for case in cases:
         text = case["text"]
         predicted = (find or privacy.find)(text)
@@ -107,8 +116,13 @@ def _us_per_call(redact: Any, texts: list[str], runs: int) -> dict[str, Any]:
         for text in texts:
             redact(text)
         times.append((time.process_time() - t0) / len(texts) * 1e6)
-    return {"median": round(statistics.median(times), 2), "min": round(min(times), 2),
-            "max": round(max(times), 2), "runs": [round(t, 2) for t in times], "unit": "µs/call CPU"}
+    return {
+        "median": round(statistics.median(times), 2),
+        "min": round(min(times), 2),
+        "max": round(max(times), 2),
+        "runs": [round(t, 2) for t in times],
+        "unit": "µs/call CPU",
+    }
 
 
 def main() -> None:
@@ -117,8 +131,12 @@ def main() -> None:
     parser.add_argument("--misses", action="store_true", help="list misses and false alarms")
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--texts", type=int, default=200_000, help="export-like texts to time")
-    parser.add_argument("--module", type=Path, help="score and time another privacy.py (e.g. an old "
-                        "version from git show); spans come from where its redact put masks")
+    parser.add_argument(
+        "--module",
+        type=Path,
+        help="score and time another privacy.py (e.g. an old "
+        "version from git show); spans come from where its redact put masks",
+    )
     args = parser.parse_args()
     redact, find = privacy.redact, privacy.find
     if args.module:
@@ -133,23 +151,28 @@ def main() -> None:
     cases = load_cases()
     quality = score(cases, find)
     # Batches written after the rules they are scored on ("set": "holdout-N" in the file).
-    held = {name: score([c for c in cases if c.get("set") == name], find)
-            for name in sorted({c["set"] for c in cases if c.get("set")})}
+    held = {
+        name: score([c for c in cases if c.get("set") == name], find)
+        for name in sorted({c["set"] for c in cases if c.get("set")})
+    }
     labelled_texts = [c["text"] for c in cases] * max(1, 20_000 // len(cases))
     export_texts = _export_texts(args.texts)
     speed = {
         "labelled_sentences": _us_per_call(redact, labelled_texts, args.runs),
         "export_texts": _us_per_call(redact, export_texts, args.runs),
     }
-    avg_len = {"labelled_sentences": round(statistics.mean(map(len, labelled_texts)), 1),
-               "export_texts": round(statistics.mean(map(len, export_texts)), 1)}
+    avg_len = {
+        "labelled_sentences": round(statistics.mean(map(len, labelled_texts)), 1),
+        "export_texts": round(statistics.mean(map(len, export_texts)), 1),
+    }
     figures = {
         "sentences": len(cases),
         "without_personal_data": sum(not c["spans"] for c in cases),
-        "kinds": {k: {f: v for f, v in r.items() if f not in ("misses", "false_alarms")}
-                  for k, r in quality.items()},
-        "held_out": {name: {k: {f: v for f, v in r.items() if f not in ("misses", "false_alarms")}
-                            for k, r in table.items()} for name, table in held.items()},
+        "kinds": {k: {f: v for f, v in r.items() if f not in ("misses", "false_alarms")} for k, r in quality.items()},
+        "held_out": {
+            name: {k: {f: v for f, v in r.items() if f not in ("misses", "false_alarms")} for k, r in table.items()}
+            for name, table in held.items()
+        },
         "us_per_call": speed,
         "mean_chars": avg_len,
         "seconds_per_million_export_texts": round(speed["export_texts"]["median"], 1),
@@ -164,8 +187,10 @@ def main() -> None:
         for k, r in table.items():
             print(f"{k:<8} {r['labelled']:>8} {r['recall']!s:>7} {r['predicted']:>9} {r['precision']!s:>9}")
     for name, s in speed.items():
-        print(f"redact on {name} ({avg_len[name]} chars): {s['median']} µs/call CPU "
-              f"(min {s['min']}, max {s['max']}, {args.runs} runs)")
+        print(
+            f"redact on {name} ({avg_len[name]} chars): {s['median']} µs/call CPU "
+            f"(min {s['min']}, max {s['max']}, {args.runs} runs)"
+        )
     if args.misses:
         for k, r in quality.items():
             for text, part in r["misses"]:

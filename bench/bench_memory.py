@@ -75,9 +75,14 @@ async def measure(db: Path, messages_residents: int) -> dict[str, Any]:
                 handled += 1
         after_messages = rss()
         errors = [r.failed for r in residents if r.failed]
-    return {"rss_before_services_mb": before_start, "rss_after_start_mb": after_start,
-            "rss_after_messages_mb": after_messages, "peak_rss_mb": max(after_messages, _hwm()),
-            "messages": handled, "errors": len(errors)}
+    return {
+        "rss_before_services_mb": before_start,
+        "rss_after_start_mb": after_start,
+        "rss_after_messages_mb": after_messages,
+        "peak_rss_mb": max(after_messages, _hwm()),
+        "messages": handled,
+        "errors": len(errors),
+    }
 
 
 def _hwm() -> float:
@@ -126,7 +131,10 @@ def main() -> None:
             subprocess.run(["cp", "--reflink=auto", str(db), str(run_db)], check=True)
             proc = subprocess.run(
                 [sys.executable, "-m", "bench.bench_memory", "--measure-only", str(run_db)],
-                cwd=ROOT, capture_output=True, text=True, check=False,
+                cwd=ROOT,
+                capture_output=True,
+                text=True,
+                check=False,
             )
             line = next((l for l in proc.stdout.splitlines() if l.startswith("{")), None)
             if line is None:

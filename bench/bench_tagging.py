@@ -25,8 +25,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from handlers.tagging import Tagger  # noqa: E402
-from handlers.tagging_eval import DEFAULT_DATA, load_rows  # noqa: E402
+from handlers.tagging import Tagger
+from handlers.tagging_eval import DEFAULT_DATA, load_rows
 
 
 def main() -> int:

@@ -74,14 +74,19 @@ async def serve_graph() -> None:
 
 async def serve_bot(db: str, graph_url: str, accept_only: bool = False) -> None:
     from bot.app import open_services
-    from bot.inbound_worker import InboundWorker
     from bot.channels.whatsapp import WhatsAppChannel
+    from bot.inbound_worker import InboundWorker
     from bot.web import WebServer, build_web_app
 
     settings = settings_for(
-        Path(db), whatsapp_access_token=WA_TOKEN, whatsapp_phone_number_id=PHONE_ID,
-        whatsapp_app_secret=APP_SECRET, whatsapp_verify_token=VERIFY,
-        whatsapp_api_base_url=f"{graph_url}/v21.0", http_host="127.0.0.1", http_port=0,
+        Path(db),
+        whatsapp_access_token=WA_TOKEN,
+        whatsapp_phone_number_id=PHONE_ID,
+        whatsapp_app_secret=APP_SECRET,
+        whatsapp_verify_token=VERIFY,
+        whatsapp_api_base_url=f"{graph_url}/v21.0",
+        http_host="127.0.0.1",
+        http_port=0,
         whatsapp_messages_per_second=1000,
     )
     if accept_only:
@@ -119,8 +124,7 @@ async def serve_bot(db: str, graph_url: str, accept_only: bool = False) -> None:
             cpu = time.process_time() - cpu0
             await server.stop()
             await channel.aclose()
-            print(json.dumps({"peak_rss_mb": round(peak_rss_mb(), 1), "cpu_s": cpu, "answered": answered}),
-                  flush=True)
+            print(json.dumps({"peak_rss_mb": round(peak_rss_mb(), 1), "cpu_s": cpu, "answered": answered}), flush=True)
 
 
 async def _until_stdin_closes() -> None:
@@ -137,8 +141,12 @@ class Child:
                 os.sched_setaffinity(0, {core})
 
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "bench.bench_whatsapp", *argv], cwd=ROOT, stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE, text=True, preexec_fn=pin,
+            [sys.executable, "-m", "bench.bench_whatsapp", *argv],
+            cwd=ROOT,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            preexec_fn=pin,
         )
         assert self.proc.stdout is not None
         self.url = self.proc.stdout.readline().strip()
@@ -182,8 +190,9 @@ def make_bodies(count: int, residents: int, seed: int, catalog: Any) -> tuple[li
         if rng.random() < 0.05:  # a new number writes for the first time
             bodies.append(wa_body(wa_text_message(f"62899{seed:02d}{i:06d}", "halo", wamid=wamid, name="Warga Baru")))
             continue
-        text = (f"{rng.choice(texts)}, dekat {rng.choice(PLACES)} RT {rng.randint(1, 20)}"
-                if turn == "describe" else turn)
+        text = (
+            f"{rng.choice(texts)}, dekat {rng.choice(PLACES)} RT {rng.randint(1, 20)}" if turn == "describe" else turn
+        )
         bodies.append(wa_body(wa_text_message(numbers[r], text, wamid=wamid, name=f"Warga {r}")))
     return bodies, numbers, wamids
 
@@ -195,9 +204,19 @@ def sign(body: bytes) -> str:
 
 
 # One run -------------------------------------------------------------------------------------------
-async def one_run(folder: Path, *, count: int, residents: int, seed: int, in_flight: int,
-                  rate: float | None, graph: Child, accept_only: bool = False,
-                  budget_s: float = 10.0, stalled: bool = False) -> dict[str, Any]:
+async def one_run(
+    folder: Path,
+    *,
+    count: int,
+    residents: int,
+    seed: int,
+    in_flight: int,
+    rate: float | None,
+    graph: Child,
+    accept_only: bool = False,
+    budget_s: float = 10.0,
+    stalled: bool = False,
+) -> dict[str, Any]:
     from bench.bench_ingest import seed_users
     from handlers.i18n import Catalog
     from storage.database import Database
@@ -212,7 +231,7 @@ async def one_run(folder: Path, *, count: int, residents: int, seed: int, in_fli
     bot = Child(["--serve-bot", str(db), graph.url, *(["--accept-only"] if accept_only else [])], core=0)
     statuses: dict[int, int] = {}
     latencies: list[float] = []
-    posted: dict[int, float] = {}   # message index -> when its POST began
+    posted: dict[int, float] = {}  # message index -> when its POST began
     gen_cpu0 = time.process_time()
     graph_cpu0 = _proc_cpu(graph.proc.pid)
     bot_cpu0 = _proc_cpu(bot.proc.pid)
@@ -269,6 +288,7 @@ async def one_run(folder: Path, *, count: int, residents: int, seed: int, in_fli
 
                 await asyncio.gather(*(worker() for _ in range(in_flight)))
             else:
+
                 async def scheduled(i: int, due: float) -> None:
                     await post(i)  # waits for a free connection (at most in_flight at once)
                     latencies.append(time.perf_counter() - due)
@@ -307,10 +327,16 @@ async def one_run(folder: Path, *, count: int, residents: int, seed: int, in_fli
     recorded = _count(db, "SELECT count(*) FROM inbound WHERE channel = 'whatsapp'")
     ok = statuses.get(200, 0)
     figures: dict[str, Any] = {
-        "posts": sum(statuses.values()), "answered_200": ok, "other_statuses": {str(k): v for k, v in statuses.items() if k != 200},
-        "recorded": recorded, "lost": ok - recorded, "seconds": accepted_s,
-        "accepted_per_s": ok / accepted_s, "handled_per_s": recorded / handled_s if pending == 0 else None,
-        "left_unhandled": pending, **latency_figures(latencies),
+        "posts": sum(statuses.values()),
+        "answered_200": ok,
+        "other_statuses": {str(k): v for k, v in statuses.items() if k != 200},
+        "recorded": recorded,
+        "lost": ok - recorded,
+        "seconds": accepted_s,
+        "accepted_per_s": ok / accepted_s,
+        "handled_per_s": recorded / handled_s if pending == 0 else None,
+        "left_unhandled": pending,
+        **latency_figures(latencies),
         "submissions_drafted": _count(db, "SELECT count(*) FROM conversations WHERE step IN ('pillar', 'pick')"),
         "bot_peak_rss_mb": extra.get("peak_rss_mb"),
         # The bot's own CPU (all its threads) per accepted message, handling included: what
@@ -346,8 +372,14 @@ async def graph_capacity(graph: Child, requests: int = 3000, in_flight: int = 16
     from bot.channels.http11 import Http11Pool
 
     pool = Http11Pool(graph.url, max_connections=in_flight)
-    body = json.dumps({"messaging_product": "whatsapp", "to": "6281200000000", "type": "text",
-                       "text": {"body": "Terima kasih, laporan Anda sudah kami terima."}}).encode()
+    body = json.dumps(
+        {
+            "messaging_product": "whatsapp",
+            "to": "6281200000000",
+            "type": "text",
+            "text": {"body": "Terima kasih, laporan Anda sudah kami terima."},
+        }
+    ).encode()
     headers = {"Authorization": f"Bearer {WA_TOKEN}", "Content-Type": "application/json"}
     path = f"/v21.0/{PHONE_ID}/messages"
     await pool.request("POST", path, body, headers)
@@ -362,8 +394,10 @@ async def graph_capacity(graph: Child, requests: int = 3000, in_flight: int = 16
     await asyncio.gather(*(one() for _ in range(requests)))
     seconds = time.perf_counter() - started
     await pool.aclose()
-    return {"sends_per_s": requests / seconds,
-            "graph_cpu_ms_per_send": (_proc_cpu(graph.proc.pid) - cpu0) * 1000 / requests}
+    return {
+        "sends_per_s": requests / seconds,
+        "graph_cpu_ms_per_send": (_proc_cpu(graph.proc.pid) - cpu0) * 1000 / requests,
+    }
 
 
 def _raw_request(host: str, port: str, body: bytes, headers: dict[str, str]) -> bytes:
@@ -393,14 +427,14 @@ def _count(db: Path, sql: str) -> int:
 
 async def main_async(quick: bool) -> dict[str, Any]:
     runs = 3 if quick else 5
-    budget = 2.0 if quick else 8.0           # seconds of closed-loop posting per run
-    burst = 6000                             # upper bound; the budget normally ends the run first
-    latency_count = 300 if quick else 1000   # at 100/s: 3 s or 10 s of arrivals
+    budget = 2.0 if quick else 8.0  # seconds of closed-loop posting per run
+    burst = 6000  # upper bound; the budget normally ends the run first
+    latency_count = 300 if quick else 1000  # at 100/s: 3 s or 10 s of arrivals
     residents = 1000
     in_flight = 32
     rate = 100.0
     if hasattr(os, "sched_setaffinity") and (os.cpu_count() or 1) > 1:
-        os.sched_setaffinity(0, {1})       # the generator stays off the bot's core
+        os.sched_setaffinity(0, {1})  # the generator stays off the bot's core
     graph = Child(["--serve-graph"], core=1 if (os.cpu_count() or 1) > 1 else None)
     throughput, latency, accept_only, bursts, stalled = [], [], [], [], []
     try:
@@ -408,22 +442,71 @@ async def main_async(quick: bool) -> dict[str, Any]:
         for run in range(runs):
             with tempfile.TemporaryDirectory(prefix="sw-bench-wa-") as tmp:
                 # Issue 20's burst: 1,500 messages, 150 residents writing 10 each.
-                bursts.append(await one_run(Path(tmp), count=1500, residents=150, seed=80 + run,
-                                            in_flight=in_flight, rate=None, graph=graph, budget_s=60))
+                bursts.append(
+                    await one_run(
+                        Path(tmp),
+                        count=1500,
+                        residents=150,
+                        seed=80 + run,
+                        in_flight=in_flight,
+                        rate=None,
+                        graph=graph,
+                        budget_s=60,
+                    )
+                )
             with tempfile.TemporaryDirectory(prefix="sw-bench-wa-") as tmp:
-                stalled.append(await one_run(Path(tmp), count=1500, residents=150, seed=80 + run,
-                                             in_flight=in_flight, rate=None, graph=graph, budget_s=60,
-                                             stalled=True))
+                stalled.append(
+                    await one_run(
+                        Path(tmp),
+                        count=1500,
+                        residents=150,
+                        seed=80 + run,
+                        in_flight=in_flight,
+                        rate=None,
+                        graph=graph,
+                        budget_s=60,
+                        stalled=True,
+                    )
+                )
             with tempfile.TemporaryDirectory(prefix="sw-bench-wa-") as tmp:
-                throughput.append(await one_run(Path(tmp), count=burst, residents=residents, seed=run,
-                                                in_flight=in_flight, rate=None, graph=graph, budget_s=budget))
+                throughput.append(
+                    await one_run(
+                        Path(tmp),
+                        count=burst,
+                        residents=residents,
+                        seed=run,
+                        in_flight=in_flight,
+                        rate=None,
+                        graph=graph,
+                        budget_s=budget,
+                    )
+                )
             with tempfile.TemporaryDirectory(prefix="sw-bench-wa-") as tmp:
-                accept_only.append(await one_run(Path(tmp), count=burst, residents=residents, seed=run,
-                                                 in_flight=in_flight, rate=None, graph=graph, accept_only=True,
-                                                 budget_s=budget))
+                accept_only.append(
+                    await one_run(
+                        Path(tmp),
+                        count=burst,
+                        residents=residents,
+                        seed=run,
+                        in_flight=in_flight,
+                        rate=None,
+                        graph=graph,
+                        accept_only=True,
+                        budget_s=budget,
+                    )
+                )
             with tempfile.TemporaryDirectory(prefix="sw-bench-wa-") as tmp:
-                latency.append(await one_run(Path(tmp), count=latency_count, residents=residents,
-                                             seed=50 + run, in_flight=in_flight, rate=rate, graph=graph))
+                latency.append(
+                    await one_run(
+                        Path(tmp),
+                        count=latency_count,
+                        residents=residents,
+                        seed=50 + run,
+                        in_flight=in_flight,
+                        rate=rate,
+                        graph=graph,
+                    )
+                )
     finally:
         graph.stop()
     accepted = summary([r["accepted_per_s"] for r in throughput], "msg/s")
@@ -434,9 +517,15 @@ async def main_async(quick: bool) -> dict[str, Any]:
     steady_lag = summary([r["reply_lag_p99_ms"] for r in latency], "ms")
     burst_cpu = summary([r["bot_cpu_ms_per_msg"] for r in bursts], "ms")
     return {
-        "setup": {"runs": runs, "closed_loop_seconds": budget, "in_flight": in_flight, "bot_core": 0,
-                  "generator_and_graph_core": 1, "latency_posts": latency_count,
-                  "whatsapp_messages_per_second": 1000},
+        "setup": {
+            "runs": runs,
+            "closed_loop_seconds": budget,
+            "in_flight": in_flight,
+            "bot_core": 0,
+            "generator_and_graph_core": 1,
+            "latency_posts": latency_count,
+            "whatsapp_messages_per_second": 1000,
+        },
         # Issue 20 -------------------------------------------------------------------------
         "burst_1500_from_150": {
             "answered_end_to_end": burst_rate,
@@ -466,8 +555,10 @@ async def main_async(quick: bool) -> dict[str, Any]:
             "p99_target": target(steady_lag["median"], 100.0, at_least=False),
             "max": summary([r["reply_lag_max_ms"] for r in latency], "ms"),
         },
-        "fake_graph_capacity": {"sends_per_s": round(capacity["sends_per_s"]),
-                                "graph_cpu_ms_per_send": round(capacity["graph_cpu_ms_per_send"], 3)},
+        "fake_graph_capacity": {
+            "sends_per_s": round(capacity["sends_per_s"]),
+            "graph_cpu_ms_per_send": round(capacity["graph_cpu_ms_per_send"], 3),
+        },
         # Earlier targets (accepting) ----------------------------------------------------------
         "accepted": accepted,
         "accepted_target": target(accepted["median"], 500.0, at_least=True),
@@ -481,7 +572,8 @@ async def main_async(quick: bool) -> dict[str, Any]:
         "generator_cpu_per_post": summary([r["generator_cpu_ms_per_post"] for r in throughput + accept_only], "ms"),
         "burst_p99": summary([r["p99_ms"] for r in throughput], "ms"),
         f"latency_at_{int(rate)}_per_s": {
-            "p50": summary([r["p50_ms"] for r in latency], "ms"), "p99": p99,
+            "p50": summary([r["p50_ms"] for r in latency], "ms"),
+            "p99": p99,
             "max": summary([r["max_ms"] for r in latency], "ms"),
         },
         "p99_target": target(p99["median"], 50.0, at_least=False),
@@ -518,8 +610,13 @@ async def client_costs(requests: int = 1000, runs: int = 3) -> dict[str, Any]:
 
     if hasattr(os, "sched_setaffinity") and (os.cpu_count() or 1) > 1:
         os.sched_setaffinity(0, {0})
-    payload = {"messaging_product": "whatsapp", "recipient_type": "individual", "to": "6281200000000",
-               "type": "text", "text": {"body": "Terima kasih, laporan Anda sudah kami terima.", "preview_url": False}}
+    payload = {
+        "messaging_product": "whatsapp",
+        "recipient_type": "individual",
+        "to": "6281200000000",
+        "type": "text",
+        "text": {"body": "Terima kasih, laporan Anda sudah kami terima.", "preview_url": False},
+    }
     headers = {"Authorization": f"Bearer {WA_TOKEN}"}
     path = f"/v21.0/{PHONE_ID}/messages"
     kinds = ["httpx-http1", "lean-http1"]
@@ -531,16 +628,28 @@ async def client_costs(requests: int = 1000, runs: int = 3) -> dict[str, Any]:
             cpu, rates = [], []
             for _ in range(runs):
                 server = subprocess.Popen(
-                    [sys.executable, "-c", _CLIENT_GRAPH, "zttp" if kind == "httpx-http2" else "h11", WA_TOKEN, PHONE_ID],
-                    cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-                    preexec_fn=(lambda: os.sched_setaffinity(0, {1})) if (os.cpu_count() or 1) > 1 else None)
+                    [
+                        sys.executable,
+                        "-c",
+                        _CLIENT_GRAPH,
+                        "zttp" if kind == "httpx-http2" else "h11",
+                        WA_TOKEN,
+                        PHONE_ID,
+                    ],
+                    cwd=ROOT,
+                    stdin=subprocess.PIPE,
+                    stdout=subprocess.PIPE,
+                    text=True,
+                    preexec_fn=(lambda: os.sched_setaffinity(0, {1})) if (os.cpu_count() or 1) > 1 else None,
+                )
                 assert server.stdout is not None
                 url = server.stdout.readline().strip()
                 try:
                     if kind.startswith("httpx"):
                         extra = {"http2": True, "http1": False} if kind == "httpx-http2" else {}
-                        client = httpx.AsyncClient(timeout=10, limits=httpx.Limits(max_connections=64,
-                                                   max_keepalive_connections=64), **extra)
+                        client = httpx.AsyncClient(
+                            timeout=10, limits=httpx.Limits(max_connections=64, max_keepalive_connections=64), **extra
+                        )
 
                         async def send() -> None:
                             (await client.post(url + path, json=payload, headers=headers)).json()
@@ -551,6 +660,7 @@ async def client_costs(requests: int = 1000, runs: int = 3) -> dict[str, Any]:
                         async def send() -> None:
                             body = json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()
                             (await pool.request("POST", path, body, lean_headers)).json()
+
                     await send()
                     gate = asyncio.Semaphore(in_flight)
 
@@ -568,8 +678,10 @@ async def client_costs(requests: int = 1000, runs: int = 3) -> dict[str, Any]:
                         await pool.aclose()
                 finally:
                     server.communicate("", timeout=30)
-            out[f"{kind}_{in_flight}_in_flight"] = {"cpu_per_send": summary(cpu, "ms", digits=3),
-                                                    "sends_per_s": summary(rates, "1/s", digits=0)}
+            out[f"{kind}_{in_flight}_in_flight"] = {
+                "cpu_per_send": summary(cpu, "ms", digits=3),
+                "sends_per_s": summary(rates, "1/s", digits=0),
+            }
     return out
 
 

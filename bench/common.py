@@ -60,8 +60,11 @@ def latency_figures(latencies_s: Iterable[float]) -> dict[str, float]:
 
 
 def target(value: float, limit: float, *, at_least: bool) -> dict[str, Any]:
-    return {"target": limit, "kind": "at least" if at_least else "under",
-            "pass": value >= limit if at_least else value < limit}
+    return {
+        "target": limit,
+        "kind": "at least" if at_least else "under",
+        "pass": value >= limit if at_least else value < limit,
+    }
 
 
 # The machine ------------------------------------------------------------------------------------
@@ -122,7 +125,7 @@ def quiet_logs() -> None:
         logging.getLogger(name).setLevel(logging.WARNING)
 
 
-def settings_for(db_path: Path, **overrides: Any):  # noqa: ANN201
+def settings_for(db_path: Path, **overrides: Any):
     from bot.config import Settings
 
     values: dict[str, Any] = {"database_path": db_path}
@@ -152,8 +155,9 @@ def _flatten(data: Any, prefix: str = "") -> list[tuple[str, str]]:
     out: list[tuple[str, str]] = []
     if isinstance(data, dict) and "median" in data and "runs" in data:
         unit = data.get("unit", "")
-        out.append((prefix, f"{data['median']} {unit} (min {data['min']}, max {data['max']}, "
-                            f"{len(data['runs'])} runs)"))
+        out.append(
+            (prefix, f"{data['median']} {unit} (min {data['min']}, max {data['max']}, {len(data['runs'])} runs)")
+        )
         return out
     if isinstance(data, dict) and "target" in data and "pass" in data and len(data) <= 3:
         verdict = "PASS" if data["pass"] else "FAIL"
@@ -189,8 +193,12 @@ class InProcessBotApi(BaseRequest):
         self.calls: dict[str, int] = {}
         self.last_markup: dict[int, list[str]] = {}
         self._message_id = 0
-        self._bot = {"id": int(FAKE_TOKEN.split(":")[0]), "is_bot": True,
-                     "first_name": "SuaraWarga", "username": "suarawarga_bot"}
+        self._bot = {
+            "id": int(FAKE_TOKEN.split(":")[0]),
+            "is_bot": True,
+            "first_name": "SuaraWarga",
+            "username": "suarawarga_bot",
+        }
 
     @property
     def read_timeout(self) -> float | None:
@@ -202,9 +210,16 @@ class InProcessBotApi(BaseRequest):
     async def shutdown(self) -> None:
         return None
 
-    async def do_request(self, url: str, method: str, request_data: RequestData | None = None,
-                         read_timeout: Any = None, write_timeout: Any = None,
-                         connect_timeout: Any = None, pool_timeout: Any = None) -> tuple[int, bytes]:
+    async def do_request(
+        self,
+        url: str,
+        method: str,
+        request_data: RequestData | None = None,
+        read_timeout: Any = None,
+        write_timeout: Any = None,
+        connect_timeout: Any = None,
+        pool_timeout: Any = None,
+    ) -> tuple[int, bytes]:
         endpoint = url.rsplit("/", 1)[-1].lower()
         self.calls[endpoint] = self.calls.get(endpoint, 0) + 1
         # json_parameters is what PTB's own HTTPX layer posts: the same encoding work.
@@ -218,12 +233,14 @@ class InProcessBotApi(BaseRequest):
             chat_id = int(params["chat_id"])
             markup = json.loads(params["reply_markup"]) if "reply_markup" in params else None
             if markup and markup.get("inline_keyboard"):
-                self.last_markup[chat_id] = [
-                    b["callback_data"] for row in markup["inline_keyboard"] for b in row
-                ]
-            result = {"message_id": self._message_id, "date": int(time.time()),
-                      "chat": {"id": chat_id, "type": "private", "first_name": "Warga"},
-                      "from": self._bot, "text": params.get("text") or params.get("caption") or ""}
+                self.last_markup[chat_id] = [b["callback_data"] for row in markup["inline_keyboard"] for b in row]
+            result = {
+                "message_id": self._message_id,
+                "date": int(time.time()),
+                "chat": {"id": chat_id, "type": "private", "first_name": "Warga"},
+                "from": self._bot,
+                "text": params.get("text") or params.get("caption") or "",
+            }
             if markup:
                 result["reply_markup"] = markup
         elif endpoint == "getupdates":
@@ -231,7 +248,7 @@ class InProcessBotApi(BaseRequest):
         return 200, json.dumps({"ok": True, "result": result}).encode()
 
 
-def offline_application(channel: Any, request: Any):  # noqa: ANN201
+def offline_application(channel: Any, request: Any):
     """Rebuild `channel.app` around an in-process request object, with the same handlers.
 
     bot/channels/telegram.py builds its Application from settings (base URL, timeouts)
@@ -240,10 +257,7 @@ def offline_application(channel: Any, request: Any):  # noqa: ANN201
     from telegram import Update
     from telegram.ext import Application, TypeHandler
 
-    app = (
-        Application.builder().token(FAKE_TOKEN).request(request)
-        .get_updates_request(request).updater(None).build()
-    )
+    app = Application.builder().token(FAKE_TOKEN).request(request).get_updates_request(request).updater(None).build()
     app.add_handler(TypeHandler(Update, channel._on_update))
     app.add_error_handler(channel._on_error)
     channel.app = app
@@ -277,5 +291,5 @@ def run_subprocess_json(argv: list[str], timeout: float) -> tuple[dict[str, Any]
 def call_quietly(fn: Callable[[], Any]) -> Any:
     try:
         return fn()
-    except Exception as exc:  # noqa: BLE001 - a benchmark reports failures, it does not stop
+    except Exception as exc:
         return {"error": f"{exc.__class__.__name__}: {exc}"}

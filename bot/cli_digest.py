@@ -1,10 +1,10 @@
 """`suarawarga digest`: print a digest (a dry run), or send it to the configured recipients.
 
-    suarawarga digest                          # last full week, text, printed only
-    suarawarga digest --week 2026-W48 --format json
-    suarawarga digest --since 2026-11-01 --until 2026-11-15 --format markdown
-    suarawarga digest --send                   # deliver last week's digest, exactly once
-    suarawarga digest --format html --chart ringkasan.png > ringkasan.html
+suarawarga digest                          # last full week, text, printed only
+suarawarga digest --week 2026-W48 --format json
+suarawarga digest --since 2026-11-01 --until 2026-11-15 --format markdown
+suarawarga digest --send                   # deliver last week's digest, exactly once
+suarawarga digest --format html --chart ringkasan.png > ringkasan.html
 """
 
 from __future__ import annotations
@@ -36,48 +36,71 @@ FORMATS = ("text", "markdown", "html", "json")
 
 
 @click.command("digest")
-@click.option("--since", type=click.DateTime(["%Y-%m-%d"]), default=None, metavar="YYYY-MM-DD",
-              help="First day (local time).")
-@click.option("--until", type=click.DateTime(["%Y-%m-%d"]), default=None, metavar="YYYY-MM-DD",
-              help="Last day, included (default today with --since).")
+@click.option(
+    "--since", type=click.DateTime(["%Y-%m-%d"]), default=None, metavar="YYYY-MM-DD", help="First day (local time)."
+)
+@click.option(
+    "--until",
+    type=click.DateTime(["%Y-%m-%d"]),
+    default=None,
+    metavar="YYYY-MM-DD",
+    help="Last day, included (default today with --since).",
+)
 @click.option("--week", default=None, help="ISO week, e.g. 2026-W48.")
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="text", show_default=True)
-@click.option("--send", is_flag=True,
-              help="Deliver to DIGEST_* recipients (each once per period); without it, only print.")
+@click.option(
+    "--send", is_flag=True, help="Deliver to DIGEST_* recipients (each once per period); without it, only print."
+)
 @click.option("--lang", default=None, help="Language of the printed digest (id, en); default DEFAULT_LANGUAGE.")
-@click.option("--chart", "chart_path", type=click.Path(path_type=Path, dir_okay=False), default=None,
-              help="Also write the chart (PNG) to this file. --format html always carries it inline.")
+@click.option(
+    "--chart",
+    "chart_path",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="Also write the chart (PNG) to this file. --format html always carries it inline.",
+)
 @click.pass_obj
-def digest(settings: Settings, since: datetime | None, until: datetime | None, week: str | None,
-           fmt: str, send: bool, lang: str | None, chart_path: Path | None) -> None:
+def digest(
+    settings: Settings,
+    since: datetime | None,
+    until: datetime | None,
+    week: str | None,
+    fmt: str,
+    send: bool,
+    lang: str | None,
+    chart_path: Path | None,
+) -> None:
     """The weekly digest for the masterplan team (default: the last full week)."""
     catalog = Catalog.load(settings.default_language)
     lang = lang or catalog.default
     if not catalog.supports(lang):
-        raise click.BadParameter(f"no catalogue for {lang!r}; choose one of {', '.join(catalog.languages)}",
-                                 param_hint="--lang")
+        raise click.BadParameter(
+            f"no catalogue for {lang!r}; choose one of {', '.join(catalog.languages)}", param_hint="--lang"
+        )
     period = _period(settings, since, until, week)
     if not settings.database_path.exists():
-        raise click.ClickException(f"no database at {settings.database_path} (start the bot once, "
-                                   "or set DATABASE_PATH)")
+        raise click.ClickException(
+            f"no database at {settings.database_path} (start the bot once, or set DATABASE_PATH)"
+        )
     # Apply pending migrations (the digest's index) the way the bot does at start-up.
     asyncio.run(_migrate(settings))
     if send:
         sys.exit(asyncio.run(_send(settings, catalog, period)))
     from storage.digest_queries import read_digest_rows
 
-    result = compute_digest(period, read_digest_rows(settings.database_path, period),
-                            regency=settings.regency_name, as_of=utcnow())
+    result = compute_digest(
+        period, read_digest_rows(settings.database_path, period), regency=settings.regency_name, as_of=utcnow()
+    )
     if result.empty:
         # A fresh install prints an empty digest: say which week that was, and how to ask
         # for another (stderr, so piped output stays the digest alone).
-        from handlers.digest import Wording  # noqa: PLC0415
+        from handlers.digest import Wording
 
         w = Wording(catalog, lang, None)
         click.echo(w.t("digest.looked_at", dates=w.dates(period), label=period.label), err=True)
     chart = None
     if chart_path is not None or fmt == "html":
-        from bot.digest_chart import render_chart  # noqa: PLC0415 - matplotlib only when asked
+        from bot.digest_chart import render_chart
 
         chart = render_chart(result, catalog, lang)
     if chart_path is not None:
@@ -100,8 +123,7 @@ def digest(settings: Settings, since: datetime | None, until: datetime | None, w
         click.echo(render_text(result, catalog, lang, subtopic_label=label), nl=False)
 
 
-def _period(settings: Settings, since: datetime | None, until: datetime | None,
-            week: str | None) -> Period:
+def _period(settings: Settings, since: datetime | None, until: datetime | None, week: str | None) -> Period:
     zone = settings.zone
     if week and (since or until):
         raise click.UsageError("use either --week or --since/--until, not both")
@@ -119,8 +141,9 @@ def _period(settings: Settings, since: datetime | None, until: datetime | None,
         return Period.week_before(utcnow(), zone)
     except PeriodError as exc:
         hint = "--week" if week else "--since/--until"
-        raise click.BadParameter(f"{exc} (expected e.g. 2026-W48, or --since 2026-11-01 --until "
-                                 "2026-11-15)", param_hint=hint) from None
+        raise click.BadParameter(
+            f"{exc} (expected e.g. 2026-W48, or --since 2026-11-01 --until 2026-11-15)", param_hint=hint
+        ) from None
 
 
 async def _migrate(settings: Settings) -> None:
@@ -144,16 +167,19 @@ async def _send(settings: Settings, catalog: Catalog, period: Period) -> int:
                 from bot.channels.whatsapp import WhatsAppChannel
 
                 whatsapp = WhatsAppChannel(settings, db=db, catalog=catalog)
-            service = DigestService(settings, catalog, db=db, telegram=telegram, whatsapp=whatsapp,
-                                    subtopic_label=_subtopic_label(settings))
+            service = DigestService(
+                settings, catalog, db=db, telegram=telegram, whatsapp=whatsapp, subtopic_label=_subtopic_label(settings)
+            )
             report = await service.deliver(period)
         finally:
             if telegram is not None:
                 await telegram.app.shutdown()
             if whatsapp is not None:
                 await whatsapp.aclose()
-    click.echo(f"digest {period.label}: {len(report.sent)} sent, {len(report.skipped)} already sent "
-               f"or in progress, {len(report.failed)} failed")
+    click.echo(
+        f"digest {period.label}: {len(report.sent)} sent, {len(report.skipped)} already sent "
+        f"or in progress, {len(report.failed)} failed"
+    )
     for key in report.sent:
         click.echo(f"  sent     {key}")
     for key in report.skipped:
@@ -163,11 +189,11 @@ async def _send(settings: Settings, catalog: Catalog, period: Period) -> int:
     return 1 if report.failed else 0
 
 
-def _subtopic_label(settings: Settings):  # noqa: ANN202
+def _subtopic_label(settings: Settings):
     """The rules' names for sub-topics; without readable rules, the keys are shown."""
     try:
         from handlers.tagging import Tagger
 
         return Tagger.from_path(settings.rules_path).subtopic_label
-    except Exception:  # noqa: BLE001 - labels are cosmetic; the digest must still go out
+    except Exception:
         return None

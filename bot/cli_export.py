@@ -71,36 +71,74 @@ def _progress_bar(total: int, fmt: str):
     """tqdm on stderr when a person is watching it; nothing when it goes to a pipe or log."""
     if fmt == "markdown" or not sys.stderr.isatty():
         return None
-    from tqdm import tqdm  # noqa: PLC0415 - only for interactive runs
+    from tqdm import tqdm
 
     return tqdm(total=total, unit=" rows", file=sys.stderr, desc=f"export {fmt}")
 
 
 @click.command("export")
-@click.option("--format", "fmt", type=click.Choice(FORMATS, case_sensitive=False), default="csv",
-              show_default=True, help="Output format.")
-@click.option("--out", "out", type=click.Path(path_type=Path, dir_okay=True, allow_dash=False),
-              default=None, help="File to write (default: standard output; xlsx needs a file).")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(FORMATS, case_sensitive=False),
+    default="csv",
+    show_default=True,
+    help="Output format.",
+)
+@click.option(
+    "--out",
+    "out",
+    type=click.Path(path_type=Path, dir_okay=True, allow_dash=False),
+    default=None,
+    help="File to write (default: standard output; xlsx needs a file).",
+)
 @click.option("--force", is_flag=True, help="Replace --out if it exists.")
 @click.option("--since", metavar="YYYY-MM-DD", help="First day (inclusive, local time).")
 @click.option("--until", metavar="YYYY-MM-DD", help="Last day (inclusive, local time).")
-@click.option("--pillar", type=click.Choice((*PILLARS, NO_PILLAR), case_sensitive=False),
-              help=f"Only this pillar ('{NO_PILLAR}': not yet tagged).")
+@click.option(
+    "--pillar",
+    type=click.Choice((*PILLARS, NO_PILLAR), case_sensitive=False),
+    help=f"Only this pillar ('{NO_PILLAR}': not yet tagged).",
+)
 @click.option("--kind", type=click.Choice(KINDS, case_sensitive=False), help="Only reports or ideas.")
 @click.option("--status", type=click.Choice(STATUSES, case_sensitive=False), help="Only this status.")
 @click.option("--area", help="Only this area (kecamatan), as configured in AREAS.")
-@click.option("--lang", type=click.Choice(("id", "en")), default="id", show_default=True,
-              help="Language of sheet names, the summary and the Markdown annex.")
-@click.option("--include-contact", is_flag=True,
-              help="The internal export: adds residents' names and chat ids (never for anonymous "
-                   "submissions) and keeps GPS coordinates exact. Audited.")
-@click.option("--csv-dialect", type=click.Choice(CSV_DIALECTS), default="rfc4180", show_default=True,
-              help="excel-id: semicolons, decimal commas and plain local times, for Excel with "
-                   "Indonesian regional settings.")
+@click.option(
+    "--lang",
+    type=click.Choice(("id", "en")),
+    default="id",
+    show_default=True,
+    help="Language of sheet names, the summary and the Markdown annex.",
+)
+@click.option(
+    "--include-contact",
+    is_flag=True,
+    help="The internal export: adds residents' names and chat ids (never for anonymous "
+    "submissions) and keeps GPS coordinates exact. Audited.",
+)
+@click.option(
+    "--csv-dialect",
+    type=click.Choice(CSV_DIALECTS),
+    default="rfc4180",
+    show_default=True,
+    help="excel-id: semicolons, decimal commas and plain local times, for Excel with Indonesian regional settings.",
+)
 @click.pass_obj
-def export(settings: Settings, fmt: str, out: Path | None, force: bool, since: str | None,
-           until: str | None, pillar: str | None, kind: str | None, status: str | None,
-           area: str | None, lang: str, include_contact: bool, csv_dialect: str) -> None:
+def export(
+    settings: Settings,
+    fmt: str,
+    out: Path | None,
+    force: bool,
+    since: str | None,
+    until: str | None,
+    pillar: str | None,
+    kind: str | None,
+    status: str | None,
+    area: str | None,
+    lang: str,
+    include_contact: bool,
+    csv_dialect: str,
+) -> None:
     """Export submissions as csv, xlsx, jsonl, geojson or a Markdown annex.
 
     Residents' contact identity is left out, personal data inside the text (phone
@@ -118,8 +156,10 @@ def export(settings: Settings, fmt: str, out: Path | None, force: bool, since: s
         since=datetime.combine(first, time(), zone) if first else None,
         # --until names the last day to include: stop at the next local midnight.
         until=datetime.combine(last + timedelta(days=1), time(), zone) if last else None,
-        pillar=pillar.lower() if pillar else None, kind=kind.lower() if kind else None,
-        status=status.lower() if status else None, area=_area(settings, area),
+        pillar=pillar.lower() if pillar else None,
+        kind=kind.lower() if kind else None,
+        status=status.lower() if status else None,
+        area=_area(settings, area),
     )
     if out is None and fmt not in TEXT_FORMATS:
         raise click.BadParameter(f"{fmt} is a binary format; write it to a file with --out", param_hint="--out")
@@ -161,17 +201,42 @@ def export(settings: Settings, fmt: str, out: Path | None, force: bool, since: s
         )
 
 
-def _run(settings: Settings, fmt: str, stream: BinaryIO, filters: ExportFilter, lang: str,
-         include_contact: bool, actor: str, bar, csv_dialect: str = "rfc4180") -> int:
+def _run(
+    settings: Settings,
+    fmt: str,
+    stream: BinaryIO,
+    filters: ExportFilter,
+    lang: str,
+    include_contact: bool,
+    actor: str,
+    bar,
+    csv_dialect: str = "rfc4180",
+) -> int:
     return run_export(
-        settings.database_path, fmt, stream, filters, lang=lang, include_contact=include_contact,
-        actor=actor, progress=bar.update if bar is not None else None, zone=settings.zone,
+        settings.database_path,
+        fmt,
+        stream,
+        filters,
+        lang=lang,
+        include_contact=include_contact,
+        actor=actor,
+        progress=bar.update if bar is not None else None,
+        zone=settings.zone,
         csv_dialect=csv_dialect,
     )
 
 
-def _write_file(out: Path, settings: Settings, fmt: str, filters: ExportFilter, lang: str,
-                include_contact: bool, actor: str, bar, csv_dialect: str = "rfc4180") -> int:
+def _write_file(
+    out: Path,
+    settings: Settings,
+    fmt: str,
+    filters: ExportFilter,
+    lang: str,
+    include_contact: bool,
+    actor: str,
+    bar,
+    csv_dialect: str = "rfc4180",
+) -> int:
     # mkstemp: a fresh file (O_EXCL, mode 0600) in the target's folder, so the final
     # rename is atomic and a half-written export never carries the requested name.
     fd, tmp_name = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".part", dir=out.parent)
@@ -184,7 +249,7 @@ def _write_file(out: Path, settings: Settings, fmt: str, filters: ExportFilter, 
             umask = os.umask(0)
             os.umask(umask)
             tmp.chmod(0o666 & ~umask)
-        if out.is_symlink():   # created while we were writing: still not followed
+        if out.is_symlink():  # created while we were writing: still not followed
             raise click.ClickException(f"{out} became a symbolic link; nothing written")
         os.replace(tmp, out)
     except BaseException:
@@ -196,6 +261,5 @@ def _write_file(out: Path, settings: Settings, fmt: str, filters: ExportFilter, 
 def _login() -> str:
     try:
         return getpass.getuser()
-    except (KeyError, OSError):   # containers without a passwd entry
+    except (KeyError, OSError):  # containers without a passwd entry
         return str(os.getuid()) if hasattr(os, "getuid") else "unknown"
-

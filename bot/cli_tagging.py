@@ -144,7 +144,13 @@ def rules_check(ctx: click.Context, path: Path | None) -> None:
 
 
 @rules.command("suggest")
-@click.option("--db", "db_path", type=click.Path(dir_okay=False, path_type=Path), default=None, help="SQLite database (default: DATABASE_PATH).")
+@click.option(
+    "--db",
+    "db_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="SQLite database (default: DATABASE_PATH).",
+)
 @click.option("--limit", default=20, show_default=True, type=click.IntRange(min=1))
 @_RULES_OPTION
 @click.pass_context
@@ -186,20 +192,34 @@ def rules_eval(args: tuple[str, ...]) -> None:
 
 @rules.command("fit")
 @click.argument("labelled", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--out", "out_path", required=True, type=click.Path(dir_okay=False, path_type=Path), help="Rules file to write (the input is not changed).")
+@click.option(
+    "--out",
+    "out_path",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Rules file to write (the input is not changed).",
+)
 @click.option("--split", "splits", multiple=True, help="Only rows of this split (repeatable; default: every row).")
 @click.option("--epochs", default=6, show_default=True, type=click.IntRange(min=1))
 @click.option("--step", default=0.2, show_default=True, type=click.FloatRange(min=0.01))
 @_RULES_OPTION
 @click.pass_context
-def rules_fit(ctx: click.Context, labelled: Path, out_path: Path, splits: tuple[str, ...], epochs: int, step: float, rules_path: Path | None) -> None:
+def rules_fit(
+    ctx: click.Context,
+    labelled: Path,
+    out_path: Path,
+    splits: tuple[str, ...],
+    epochs: int,
+    step: float,
+    rules_path: Path | None,
+) -> None:
     """Fit the rules' weights to LABELLED.jsonl ({text, pillar, kind, split, id}) and write them to --out.
 
     Only weights change, so the result is still plain keyword rules an official can read.
     Measure it on messages it was not fitted on before using it (on the real Surabaya set a
     fit on half the development part lowered the other half: bench/RESULTS.md)."""
-    from handlers.tagging_eval import evaluate, fit_weights, load_rows, write_weights
     from handlers.tagging import _read_rules_text
+    from handlers.tagging_eval import evaluate, fit_weights, load_rows, write_weights
 
     path = _rules_path(ctx, rules_path)
     tagger = _load_tagger(ctx, rules_path)
@@ -217,5 +237,7 @@ def rules_fit(ctx: click.Context, labelled: Path, out_path: Path, splits: tuple[
     fitted = Tagger.from_text(out_text, name=str(out_path))
     out_path.write_text(out_text, encoding="utf-8")
     before, after = evaluate(tagger, rows), evaluate(fitted, rows)
-    click.echo(f"{len(changes)} weights changed; on these {len(rows)} rows: accuracy {before.accuracy:.1%} -> {after.accuracy:.1%}")
+    click.echo(
+        f"{len(changes)} weights changed; on these {len(rows)} rows: accuracy {before.accuracy:.1%} -> {after.accuracy:.1%}"
+    )
     click.echo(f"Wrote {out_path}. Measure it on other rows, then `suarawarga rules check {out_path}`.")

@@ -14,7 +14,7 @@ import io
 from handlers.digest import PILLARS, UNTAGGED, Digest, Wording
 from handlers.i18n import Catalog
 
-WIDTH_IN, HEIGHT_IN, DPI = 7.2, 9.0, 150   # 1080 x 1350 px
+WIDTH_IN, HEIGHT_IN, DPI = 7.2, 9.0, 150  # 1080 x 1350 px
 CURRENT_COLOUR = "#1f6f8b"
 PREVIOUS_COLOUR = "#b8c4cc"
 TEXT_COLOUR = "#1a1a1a"
@@ -29,7 +29,9 @@ def render_chart(digest: Digest, catalog: Catalog, lang: str) -> bytes:
     from matplotlib.patches import Patch
 
     w = Wording(catalog, lang, None)
-    keys = [*PILLARS] + ([UNTAGGED] if digest.by_pillar[UNTAGGED].current or digest.by_pillar[UNTAGGED].previous else [])
+    keys = [*PILLARS] + (
+        [UNTAGGED] if digest.by_pillar[UNTAGGED].current or digest.by_pillar[UNTAGGED].previous else []
+    )
     current = [digest.by_pillar[k].current for k in keys]
     previous = [digest.by_pillar[k].previous for k in keys]
     top = max([*current, *previous, 1])
@@ -38,23 +40,29 @@ def render_chart(digest: Digest, catalog: Catalog, lang: str) -> bytes:
     FigureCanvasAgg(fig)
     fig.subplots_adjust(left=0.04, right=0.96, top=0.82, bottom=0.03)
     ax = fig.add_subplot()
-    fig.text(0.04, 0.955, w.t("digest.chart_title"), fontsize=21, fontweight="bold",
-             color=TEXT_COLOUR, va="top")
+    fig.text(0.04, 0.955, w.t("digest.chart_title"), fontsize=21, fontweight="bold", color=TEXT_COLOUR, va="top")
     fig.text(0.04, 0.905, w.dates(digest.period), fontsize=15, color="#555555", va="top")
 
     # Rows from the top: per pillar a name line, then the current and the previous bar.
     step, bar = 3.3, 0.85
     for i, key in enumerate(keys):
         y = -i * step
-        ax.text(0, y + 0.15, w.pillar(key), fontsize=16, fontweight="bold", color=TEXT_COLOUR,
-                va="bottom", ha="left")
+        ax.text(0, y + 0.15, w.pillar(key), fontsize=16, fontweight="bold", color=TEXT_COLOUR, va="bottom", ha="left")
         for offset, value, colour, weight in (
             (-0.55, current[i], CURRENT_COLOUR, "bold"),
             (-0.55 - bar - 0.1, previous[i], PREVIOUS_COLOUR, "normal"),
         ):
             ax.barh(y + offset, value, height=bar, color=colour, align="center")
-            ax.text(value + top * 0.015, y + offset, w.n(value), fontsize=15, fontweight=weight,
-                    va="center", ha="left", color=TEXT_COLOUR)
+            ax.text(
+                value + top * 0.015,
+                y + offset,
+                w.n(value),
+                fontsize=15,
+                fontweight=weight,
+                va="center",
+                ha="left",
+                color=TEXT_COLOUR,
+            )
     ax.set_xlim(0, top * 1.15)
     ax.set_ylim(-(len(keys) - 1) * step - 2.4, 1.4)
     ax.axis("off")
@@ -62,8 +70,16 @@ def render_chart(digest: Digest, catalog: Catalog, lang: str) -> bytes:
         Patch(color=CURRENT_COLOUR, label=w.period_name(digest.period)),
         Patch(color=PREVIOUS_COLOUR, label=w.period_name(digest.period.previous)),
     ]
-    fig.legend(handles=handles, loc="upper left", bbox_to_anchor=(0.03, 0.885), ncols=2,
-               fontsize=15, frameon=False, handlelength=1.2, columnspacing=1.5)
+    fig.legend(
+        handles=handles,
+        loc="upper left",
+        bbox_to_anchor=(0.03, 0.885),
+        ncols=2,
+        fontsize=15,
+        frameon=False,
+        handlelength=1.2,
+        columnspacing=1.5,
+    )
     out = io.BytesIO()
     fig.savefig(out, format="png", dpi=DPI, facecolor="white")
     return out.getvalue()

@@ -60,20 +60,20 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 XLSX_MIME = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
-LEASE = timedelta(minutes=30)           # longer than any send with all its retries
-RETRY_DELAYS = (5.0, 30.0, 120.0)       # between attempts to one recipient; then 'failed'
-MAX_ATTEMPTS = 12                       # over all rounds (the retry job re-claims 'failed')
-RETRY_EVERY = timedelta(minutes=15)     # rounds for failed recipients and expired claims
-MISFIRE_GRACE = 3600                    # a run up to an hour late (busy loop, suspend) still fires
-CATCH_UP_LOOKBACK = timedelta(days=8)   # the digest is weekly: the last fire is within 8 days
+LEASE = timedelta(minutes=30)  # longer than any send with all its retries
+RETRY_DELAYS = (5.0, 30.0, 120.0)  # between attempts to one recipient; then 'failed'
+MAX_ATTEMPTS = 12  # over all rounds (the retry job re-claims 'failed')
+RETRY_EVERY = timedelta(minutes=15)  # rounds for failed recipients and expired claims
+MISFIRE_GRACE = 3600  # a run up to an hour late (busy loop, suspend) still fires
+CATCH_UP_LOOKBACK = timedelta(days=8)  # the digest is weekly: the last fire is within 8 days
 SMTP_TIMEOUT = 30.0
 WA_WINDOW = timedelta(hours=24)
 
 
 @dataclass(frozen=True, slots=True)
 class Recipient:
-    channel: str     # telegram | email | whatsapp
-    address: str     # chat id, e-mail address, WhatsApp number
+    channel: str  # telegram | email | whatsapp
+    address: str  # chat id, e-mail address, WhatsApp number
 
     @property
     def key(self) -> str:
@@ -98,18 +98,25 @@ class DigestPackage:
 class DeliveryReport:
     period: Period
     sent: list[str] = field(default_factory=list)
-    skipped: list[str] = field(default_factory=list)   # already sent, or another sender has it
+    skipped: list[str] = field(default_factory=list)  # already sent, or another sender has it
     failed: dict[str, str] = field(default_factory=dict)
 
 
 class DigestService:
     def __init__(
-        self, settings: "Settings", catalog: "Catalog", *, db: "Database | None" = None,
-        telegram: "Channel | None" = None, whatsapp: Any = None,
-        subtopic_label: SubtopicLabel | None = None, clock: Callable[[], datetime] = utcnow,
-        retry_delays: tuple[float, ...] = RETRY_DELAYS, lease: timedelta = LEASE,
+        self,
+        settings: Settings,
+        catalog: Catalog,
+        *,
+        db: Database | None = None,
+        telegram: Channel | None = None,
+        whatsapp: Any = None,
+        subtopic_label: SubtopicLabel | None = None,
+        clock: Callable[[], datetime] = utcnow,
+        retry_delays: tuple[float, ...] = RETRY_DELAYS,
+        lease: timedelta = LEASE,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
-        chart: Callable[[Digest, "Catalog", str], bytes] = render_chart,
+        chart: Callable[[Digest, Catalog, str], bytes] = render_chart,
     ):
         self.settings = settings
         self.catalog = catalog
@@ -129,14 +136,16 @@ class DigestService:
         # The backlog's ages are counted to today, the day the team reads it (issue 14.18).
         return compute_digest(period, rows, regency=self.settings.regency_name, as_of=self.clock())
 
-    async def build(self, period: Period, lang: str, *, digest: Digest | None = None,
-                    spreadsheet: bool = True) -> DigestPackage:
+    async def build(
+        self, period: Period, lang: str, *, digest: Digest | None = None, spreadsheet: bool = True
+    ) -> DigestPackage:
         digest = digest or await self.compute(period)
         chart = await asyncio.to_thread(self._render_chart, digest, self.catalog, lang)
         cid = make_msgid(domain="suarawarga.digest")
         label = self.subtopic_label
         return DigestPackage(
-            digest=digest, lang=lang,
+            digest=digest,
+            lang=lang,
             text=render_text(digest, self.catalog, lang, subtopic_label=label),
             html=render_html(digest, self.catalog, lang, chart_cid=cid, subtopic_label=label),
             summary=render_summary(digest, self.catalog, lang),
@@ -153,11 +162,16 @@ class DigestService:
 
             buf = io.BytesIO()
             await asyncio.to_thread(
-                export, self.settings.database_path, "xlsx", buf,
-                ExportFilter(since=period.start, until=period.end), lang=lang, actor="digest",
+                export,
+                self.settings.database_path,
+                "xlsx",
+                buf,
+                ExportFilter(since=period.start, until=period.end),
+                lang=lang,
+                actor="digest",
                 zone=self.settings.zone,
             )
-        except Exception:  # noqa: BLE001 - any failure of the attachment must not stop the digest
+        except Exception:
             log.exception("digest %s: the spreadsheet could not be made; sending without it", period.label)
             return None
         return Document(f"suarawarga-{_file_label(period)}.xlsx", buf.getvalue(), XLSX_MIME)
@@ -174,8 +188,12 @@ class DigestService:
             ("whatsapp", s.digest_whatsapp_numbers, self.whatsapp is not None),
         ):
             if addresses and not ready:
-                log.warning("digest: %d %s recipient(s) configured but %s is not set up",
-                            len(addresses), channel, "SMTP_HOST" if channel == "email" else "the channel")
+                log.warning(
+                    "digest: %d %s recipient(s) configured but %s is not set up",
+                    len(addresses),
+                    channel,
+                    "SMTP_HOST" if channel == "email" else "the channel",
+                )
                 continue
             found += [Recipient(channel, a) for a in addresses]
         return found
@@ -190,8 +208,9 @@ class DigestService:
         claimed: list[tuple[Recipient, str, datetime | None]] = []
         for r in self.recipients():
             async with self.db.transaction() as conn:
-                if not await q.claim_delivery(conn, period, r.key, now=self.clock(), lease=self.lease,
-                                              max_attempts=MAX_ATTEMPTS):
+                if not await q.claim_delivery(
+                    conn, period, r.key, now=self.clock(), lease=self.lease, max_attempts=MAX_ATTEMPTS
+                ):
                     report.skipped.append(r.key)
                     continue
                 lang, last_inbound = await q.recipient_profile(conn, r.channel, r.address)
@@ -211,26 +230,30 @@ class DigestService:
                 report.failed[r.key] = str(exc)
             return report
         # Recipients in parallel: a slow or failing one delays nobody else.
-        await asyncio.gather(*(
-            self._deliver_one(period, r, packages[lang], last_inbound, report)
-            for r, lang, last_inbound in claimed
-        ))
-        log.info("digest %s: %d sent, %d skipped, %d failed", period.label, len(report.sent),
-                 len(report.skipped), len(report.failed))
+        await asyncio.gather(
+            *(self._deliver_one(period, r, packages[lang], last_inbound, report) for r, lang, last_inbound in claimed)
+        )
+        log.info(
+            "digest %s: %d sent, %d skipped, %d failed",
+            period.label,
+            len(report.sent),
+            len(report.skipped),
+            len(report.failed),
+        )
         return report
 
-    async def _deliver_one(self, period: Period, r: Recipient, pkg: DigestPackage,
-                           last_inbound: datetime | None, report: DeliveryReport) -> None:
-        send = {"telegram": self._send_telegram, "email": self._send_email,
-                "whatsapp": self._send_whatsapp}[r.channel]
-        progress: list[int] = [0]   # parts already delivered: a retry does not repeat them
+    async def _deliver_one(
+        self, period: Period, r: Recipient, pkg: DigestPackage, last_inbound: datetime | None, report: DeliveryReport
+    ) -> None:
+        send = {"telegram": self._send_telegram, "email": self._send_email, "whatsapp": self._send_whatsapp}[r.channel]
+        progress: list[int] = [0]  # parts already delivered: a retry does not repeat them
         attempts = len(self.retry_delays) + 1
         for attempt in range(1, attempts + 1):
             try:
                 await send(r, pkg, last_inbound, progress)
             except DeliveryError as exc:
                 error, retryable, wait = str(exc), exc.retryable, exc.retry_after
-            except Exception as exc:  # noqa: BLE001 - one recipient's bug must not stop the others
+            except Exception as exc:
                 log.exception("digest %s to %s: unexpected error", period.label, r.channel)
                 error, retryable, wait = f"{exc.__class__.__name__}: {exc}", False, None
             else:
@@ -244,8 +267,14 @@ class DigestService:
                 report.failed[r.key] = error
                 return
             delay = max(wait or 0.0, self.retry_delays[attempt - 1])
-            log.warning("digest %s to %s failed (attempt %d), retrying in %.0f s: %s",
-                        period.label, r.key, attempt, delay, error)
+            log.warning(
+                "digest %s to %s failed (attempt %d), retrying in %.0f s: %s",
+                period.label,
+                r.key,
+                attempt,
+                delay,
+                error,
+            )
             await self._sleep(delay)
 
     async def _record(self, period: Period, r: Recipient, *, error: str | None, final: bool) -> None:
@@ -254,16 +283,24 @@ class DigestService:
             await q.record_attempt(conn, period, r.key, now=self.clock(), error=error, final=final)
 
     # Channels -----------------------------------------------------------------------------
-    async def _send_telegram(self, r: Recipient, pkg: DigestPackage, _: datetime | None,
-                             progress: list[int]) -> None:
+    async def _send_telegram(self, r: Recipient, pkg: DigestPackage, _: datetime | None, progress: list[int]) -> None:
         from handlers.limits import TELEGRAM_TEXT_LIMIT
         from handlers.text import split_text
 
         t = self.catalog.text
         d = pkg.digest
         parts = [Reply(chunk) for chunk in split_text(pkg.text, TELEGRAM_TEXT_LIMIT)]
-        parts.append(Reply(t(pkg.lang, "digest.chart_caption", current=_period_name(self, d.period, pkg.lang),
-                             previous=_period_name(self, d.period.previous, pkg.lang)), image=pkg.chart))
+        parts.append(
+            Reply(
+                t(
+                    pkg.lang,
+                    "digest.chart_caption",
+                    current=_period_name(self, d.period, pkg.lang),
+                    previous=_period_name(self, d.period.previous, pkg.lang),
+                ),
+                image=pkg.chart,
+            )
+        )
         if pkg.spreadsheet is not None:
             parts.append(Reply("", document=pkg.spreadsheet))
         assert self.telegram is not None
@@ -271,26 +308,35 @@ class DigestService:
             await self.telegram.send(r.address, parts[progress[0]], purpose="digest")
             progress[0] += 1
 
-    async def _send_email(self, r: Recipient, pkg: DigestPackage, _: datetime | None,
-                          progress: list[int]) -> None:
+    async def _send_email(self, r: Recipient, pkg: DigestPackage, _: datetime | None, progress: list[int]) -> None:
         s = self.settings
         message = self.email_message(pkg, to=r.address)
-        implicit_tls = s.smtp_port == 465   # "SMTPS": TLS from the first byte, no STARTTLS
+        implicit_tls = s.smtp_port == 465  # "SMTPS": TLS from the first byte, no STARTTLS
         try:
             await aiosmtplib.send(
-                message, hostname=s.smtp_host, port=s.smtp_port, username=s.smtp_user,
-                password=s.smtp_password, use_tls=implicit_tls,
-                start_tls=False if implicit_tls else s.smtp_starttls, timeout=SMTP_TIMEOUT,
+                message,
+                hostname=s.smtp_host,
+                port=s.smtp_port,
+                username=s.smtp_user,
+                password=s.smtp_password,
+                use_tls=implicit_tls,
+                start_tls=False if implicit_tls else s.smtp_starttls,
+                timeout=SMTP_TIMEOUT,
             )
         except aiosmtplib.SMTPRecipientsRefused as exc:
             codes = [e.code for e in exc.recipients]
-            raise DeliveryError(f"SMTP refused the recipient ({codes})",
-                                retryable=any(400 <= c < 500 for c in codes)) from exc
+            raise DeliveryError(
+                f"SMTP refused the recipient ({codes})", retryable=any(400 <= c < 500 for c in codes)
+            ) from exc
         except aiosmtplib.SMTPResponseException as exc:
             # 4xx: the server asks us to come back later; 5xx: it will never accept this.
             raise DeliveryError(f"SMTP {exc.code}: {exc.message}", retryable=400 <= exc.code < 500) from exc
-        except (aiosmtplib.SMTPConnectError, aiosmtplib.SMTPTimeoutError,
-                aiosmtplib.SMTPServerDisconnected, OSError) as exc:
+        except (
+            aiosmtplib.SMTPConnectError,
+            aiosmtplib.SMTPTimeoutError,
+            aiosmtplib.SMTPServerDisconnected,
+            OSError,
+        ) as exc:
             raise DeliveryError(f"SMTP server unreachable: {exc}", retryable=True) from exc
         except aiosmtplib.SMTPException as exc:
             raise DeliveryError(f"SMTP: {exc}", retryable=False) from exc
@@ -299,42 +345,45 @@ class DigestService:
         """multipart/mixed: [alternative: [plain text, related: [HTML, chart PNG]], XLSX]."""
         d = pkg.digest
         msg = EmailMessage()
-        msg["Subject"] = self.catalog.text(pkg.lang, "digest.email_subject", label=d.period.label,
-                                           regency=d.regency)
+        msg["Subject"] = self.catalog.text(pkg.lang, "digest.email_subject", label=d.period.label, regency=d.regency)
         msg["From"] = self.settings.smtp_from
         msg["To"] = to
         msg["Date"] = format_datetime(self.clock())
         msg["Message-ID"] = make_msgid(domain="suarawarga")
-        msg["Auto-Submitted"] = "auto-generated"   # RFC 3834: no out-of-office replies to us
+        msg["Auto-Submitted"] = "auto-generated"  # RFC 3834: no out-of-office replies to us
         msg.set_content(pkg.text)
         msg.add_alternative(pkg.html, subtype="html")
-        html_part = msg.get_payload()[1]   # type: ignore[index]
+        html_part = msg.get_payload()[1]  # type: ignore[index]
         # Inline only: with a filename, mail clients list the chart as an attachment as well
         # as showing it in the text (issue 14.18).
-        html_part.add_related(pkg.chart.data, maintype="image", subtype="png", cid=pkg.chart_cid,
-                              disposition="inline")
+        html_part.add_related(pkg.chart.data, maintype="image", subtype="png", cid=pkg.chart_cid, disposition="inline")
         if pkg.spreadsheet is not None:
             maintype, subtype = XLSX_MIME.split("/")
-            msg.add_attachment(pkg.spreadsheet.data, maintype=maintype, subtype=subtype,
-                               filename=pkg.spreadsheet.filename)
+            msg.add_attachment(
+                pkg.spreadsheet.data, maintype=maintype, subtype=subtype, filename=pkg.spreadsheet.filename
+            )
         return msg
 
-    async def _send_whatsapp(self, r: Recipient, pkg: DigestPackage, last_inbound: datetime | None,
-                             progress: list[int]) -> None:
+    async def _send_whatsapp(
+        self, r: Recipient, pkg: DigestPackage, last_inbound: datetime | None, progress: list[int]
+    ) -> None:
         wa = self.whatsapp
         now = self.clock()
         # An official's number that never wrote to the bot is unknown: its window is closed.
         window = getattr(wa, "window_open", None)
-        is_open = window(last_inbound, now) if window else (
-            last_inbound is not None and now - last_inbound < WA_WINDOW)
+        is_open = window(last_inbound, now) if window else (last_inbound is not None and now - last_inbound < WA_WINDOW)
         if is_open:
             await wa.send(r.address, Reply(pkg.summary), purpose="digest")
             return
         template = self.settings.whatsapp_template_digest
         if not template:
             raise WindowClosed("24-hour window closed and WHATSAPP_TEMPLATE_DIGEST is not set")
-        await wa.send_template(r.address, template, self.settings.whatsapp_template_language,
-                               summary_params(pkg.digest, self.catalog, pkg.lang))
+        await wa.send_template(
+            r.address,
+            template,
+            self.settings.whatsapp_template_language,
+            summary_params(pkg.digest, self.catalog, pkg.lang),
+        )
 
 
 def _file_label(period: Period) -> str:
@@ -352,8 +401,7 @@ class DigestScheduler:
     must run with Telegram off. The job only decides *which* period is due; DigestService
     decides per recipient whether it still needs it."""
 
-    def __init__(self, service: DigestService, settings: "Settings", *,
-                 clock: Callable[[], datetime] = utcnow):
+    def __init__(self, service: DigestService, settings: Settings, *, clock: Callable[[], datetime] = utcnow):
         self.service = service
         self.zone = settings.zone
         self.trigger = CronTrigger.from_crontab(settings.digest_schedule, timezone=self.zone)
@@ -364,18 +412,31 @@ class DigestScheduler:
     async def start(self) -> None:
         self.scheduler = AsyncIOScheduler(timezone=self.zone, event_loop=asyncio.get_running_loop())
         self.scheduler.add_job(
-            self.run_scheduled, self.trigger, id="weekly-digest", name="weekly digest",
-            misfire_grace_time=MISFIRE_GRACE, coalesce=True, max_instances=1,
+            self.run_scheduled,
+            self.trigger,
+            id="weekly-digest",
+            name="weekly digest",
+            misfire_grace_time=MISFIRE_GRACE,
+            coalesce=True,
+            max_instances=1,
         )
         # Failed recipients (SMTP down, bot not yet in the group) and claims of a process
         # that died are picked up by the same catch-up, every RETRY_EVERY, until the cap.
         self.scheduler.add_job(
-            self.catch_up, IntervalTrigger(seconds=RETRY_EVERY.total_seconds(), timezone=self.zone),
-            id="weekly-digest-retry", name="weekly digest retry", coalesce=True, max_instances=1,
+            self.catch_up,
+            IntervalTrigger(seconds=RETRY_EVERY.total_seconds(), timezone=self.zone),
+            id="weekly-digest-retry",
+            name="weekly digest retry",
+            coalesce=True,
+            max_instances=1,
         )
         self.scheduler.start()
-        log.info("weekly digest scheduled (%s, %s); next at %s", self.trigger, self.zone,
-                 self.scheduler.get_job("weekly-digest").next_run_time)  # type: ignore[union-attr]
+        log.info(
+            "weekly digest scheduled (%s, %s); next at %s",
+            self.trigger,
+            self.zone,
+            self.scheduler.get_job("weekly-digest").next_run_time,
+        )  # type: ignore[union-attr]
         # In the background: a catch-up must not hold up the channels starting.
         self._catch_up = asyncio.create_task(self.catch_up(), name="digest catch-up")
 
@@ -397,7 +458,7 @@ class DigestScheduler:
         """The most recent scheduled time at or before `now` (within the lookback)."""
         fire = self.trigger.get_next_fire_time(None, now - CATCH_UP_LOOKBACK)
         last = None
-        for _ in range(20_000):   # bounded even for a schedule of every minute
+        for _ in range(20_000):  # bounded even for a schedule of every minute
             if fire is None or fire > now:
                 break
             last = fire
@@ -420,7 +481,7 @@ class DigestScheduler:
             return None
         try:
             return await self.service.deliver(period)
-        except Exception:  # noqa: BLE001 - a background task: log, the next trigger retries
+        except Exception:
             log.exception("digest catch-up for %s failed", period.label)
             return None
 
@@ -429,9 +490,13 @@ class DigestScheduler:
 DigestCommand = Callable[..., Awaitable[list[Reply]]]
 
 
-def make_digest_command(settings: "Settings", catalog: "Catalog", *,
-                        service: DigestService | None = None,
-                        subtopic_label: SubtopicLabel | None = None) -> DigestCommand:
+def make_digest_command(
+    settings: Settings,
+    catalog: Catalog,
+    *,
+    service: DigestService | None = None,
+    subtopic_label: SubtopicLabel | None = None,
+) -> DigestCommand:
     """The officials' desk registers the result under "digest".
 
     Args: empty or "minggu lalu" (last full week), "minggu ini", "2026-W48",
@@ -439,11 +504,14 @@ def make_digest_command(settings: "Settings", catalog: "Catalog", *,
     transaction is not touched."""
     service = service or DigestService(settings, catalog, subtopic_label=subtopic_label)
 
-    async def digest_command(conn: "Connection", *, actor: str, language: str,
-                             command: str, args: str, msg: Any, now: datetime) -> list[Reply]:
+    async def digest_command(
+        conn: Connection, *, actor: str, language: str, command: str, args: str, msg: Any, now: datetime
+    ) -> list[Reply]:
         try:
             period = parse_period(
-                args, now=now, zone=settings.zone,
+                args,
+                now=now,
+                zone=settings.zone,
                 last_week_words=catalog.aliases("digest.words_last_week"),
                 this_week_words=catalog.aliases("digest.words_this_week"),
             )
@@ -457,14 +525,22 @@ def make_digest_command(settings: "Settings", catalog: "Catalog", *,
             return [Reply(catalog.text(language, "digest.failed"))]
         replies = [
             Reply(pkg.text),
-            Reply(catalog.text(language, "digest.chart_caption",
-                               current=_period_name(service, period, language),
-                               previous=_period_name(service, period.previous, language)),
-                  image=pkg.chart),
+            Reply(
+                catalog.text(
+                    language,
+                    "digest.chart_caption",
+                    current=_period_name(service, period, language),
+                    previous=_period_name(service, period.previous, language),
+                ),
+                image=pkg.chart,
+            ),
         ]
         if pkg.spreadsheet is not None:
-            replies.append(Reply(catalog.text(language, "digest.spreadsheet_caption", label=period.label),
-                                 document=pkg.spreadsheet))
+            replies.append(
+                Reply(
+                    catalog.text(language, "digest.spreadsheet_caption", label=period.label), document=pkg.spreadsheet
+                )
+            )
         return replies
 
     return digest_command

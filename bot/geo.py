@@ -32,8 +32,10 @@ def public_coordinate(value: float | None) -> float | None:
 
 def osm_url(lat: float, lon: float) -> str:
     """An OpenStreetMap link to a (rounded) point, with a marker."""
-    return (f"https://www.openstreetmap.org/?mlat={lat:.{PUBLIC_DECIMALS}f}&mlon={lon:.{PUBLIC_DECIMALS}f}"
-            f"#map=16/{lat:.{PUBLIC_DECIMALS}f}/{lon:.{PUBLIC_DECIMALS}f}")
+    return (
+        f"https://www.openstreetmap.org/?mlat={lat:.{PUBLIC_DECIMALS}f}&mlon={lon:.{PUBLIC_DECIMALS}f}"
+        f"#map=16/{lat:.{PUBLIC_DECIMALS}f}/{lon:.{PUBLIC_DECIMALS}f}"
+    )
 
 
 class Centroids:
@@ -49,8 +51,9 @@ class Centroids:
     @functools.cache
     def packaged(cls) -> Centroids:
         data = json.loads(resources.files("bot").joinpath("data/magetan_kecamatan.json").read_text("utf-8"))
-        return cls({name: (float(lat), float(lon)) for name, (lat, lon) in data["areas"].items()},
-                   data.get("source", ""))
+        return cls(
+            {name: (float(lat), float(lon)) for name, (lat, lon) in data["areas"].items()}, data.get("source", "")
+        )
 
     def centroid(self, area: str | None) -> tuple[float, float] | None:
         if not area:
@@ -65,7 +68,7 @@ class Centroids:
         if key in self._cache:
             return self._cache[key]
         scale = math.cos(math.radians(lat))
-        best, best_d = None, NEAREST_MAX_KM ** 2
+        best, best_d = None, NEAREST_MAX_KM**2
         for name, (clat, clon) in self.points.items():
             d = ((lat - clat) * _KM_PER_DEGREE) ** 2 + ((lon - clon) * _KM_PER_DEGREE * scale) ** 2
             if d < best_d:

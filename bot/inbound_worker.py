@@ -87,7 +87,7 @@ class _Answer:
     replies: list[Reply]
     mark_read: bool = False
     incoming: Incoming | None = None
-    skip: int = 0                    # WhatsApp messages of replies[0] that went out before
+    skip: int = 0  # WhatsApp messages of replies[0] that went out before
 
 
 @dataclass(slots=True)
@@ -129,8 +129,14 @@ def _owed(kept: str) -> tuple[str, list[Reply], int]:
 
 class InboundWorker:
     def __init__(
-        self, db: "Database", core: "Core", whatsapp: "WhatsAppChannel", *, concurrency: int = 8,
-        sweep_interval: float = 60.0, clock: Callable[[], datetime] = utcnow,
+        self,
+        db: Database,
+        core: Core,
+        whatsapp: WhatsAppChannel,
+        *,
+        concurrency: int = 8,
+        sweep_interval: float = 60.0,
+        clock: Callable[[], datetime] = utcnow,
     ):
         self.db = db
         self.core = core
@@ -147,7 +153,7 @@ class InboundWorker:
         self._senders: dict[str, asyncio.Task[None]] = {}
         self._closing: list[tuple[_Closing, Incoming | None]] = []
         self._closer: asyncio.Task[None] | None = None
-        self._queued: set[str] = set()      # wamids accepted and not yet closed
+        self._queued: set[str] = set()  # wamids accepted and not yet closed
         self._idle = asyncio.Event()
         self._idle.set()
         self._running = False
@@ -167,15 +173,22 @@ class InboundWorker:
         oldest = now - REPLAY_WINDOW
         messages = [m for m in batch.messages if not _too_old(m, oldest)]
         if len(messages) < len(batch.messages):
-            log.info("refused %d WhatsApp message(s) older than %d days (a replay, not a retry)",
-                     len(batch.messages) - len(messages), REPLAY_WINDOW.days)
+            log.info(
+                "refused %d WhatsApp message(s) older than %d days (a replay, not a retry)",
+                len(batch.messages) - len(messages),
+                REPLAY_WINDOW.days,
+            )
         async with self.db.transaction() as conn:
-            new = await inbound.accept(conn, CHANNEL, [
-                # ASCII JSON: a lone surrogate in a text (valid JSON, not UTF-8) stays escaped.
-                # received_at orders the recovery after a crash; +i µs keeps a batch in order.
-                (message.wamid, json.dumps(message.payload), now + timedelta(microseconds=i))
-                for i, message in enumerate(messages)
-            ])
+            new = await inbound.accept(
+                conn,
+                CHANNEL,
+                [
+                    # ASCII JSON: a lone surrogate in a text (valid JSON, not UTF-8) stays escaped.
+                    # received_at orders the recovery after a crash; +i µs keeps a batch in order.
+                    (message.wamid, json.dumps(message.payload), now + timedelta(microseconds=i))
+                    for i, message in enumerate(messages)
+                ],
+            )
             for message, is_new in zip(messages, new, strict=True):
                 if is_new:
                     fresh.append(message)
@@ -207,8 +220,11 @@ class InboundWorker:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         # Lanes first (they feed the senders), then senders (they feed the closer).
-        for tasks in (lambda: list(self._lane_tasks.values()), lambda: list(self._senders.values()),
-                      lambda: [self._closer] if self._closer is not None else []):
+        for tasks in (
+            lambda: list(self._lane_tasks.values()),
+            lambda: list(self._senders.values()),
+            lambda: [self._closer] if self._closer is not None else [],
+        ):
             pending = tasks()
             if pending:
                 _, late = await asyncio.wait(pending, timeout=max(0.0, deadline - loop.time()))
@@ -258,13 +274,13 @@ class InboundWorker:
         while True:
             try:
                 await self.resend_owed(owed_after)
-            except Exception:  # noqa: BLE001 - keep sweeping; the next round may work
+            except Exception:
                 log.exception("could not send owed WhatsApp answers")
             owed_after = OWED_AFTER
             await asyncio.sleep(self.sweep_interval)
             try:
                 await self.sweep()
-            except Exception:  # noqa: BLE001 - keep sweeping; the next round may work
+            except Exception:
                 log.exception("could not look for pending WhatsApp messages")
 
     # Lanes: handling --------------------------------------------------------------------------
@@ -289,7 +305,7 @@ class InboundWorker:
                         mark = len(lane) == 1
                         answer = await self._handle(wamid, payload, mark_read=mark, owed=owed)
                         owed = not mark
-                except Exception:  # noqa: BLE001 - the lane must go on to the next message
+                except Exception:
                     log.exception("unexpected error with a WhatsApp message; the sweep retries it")
                     self._queued.discard(wamid)
                 else:
@@ -314,7 +330,7 @@ class InboundWorker:
             return _Answer(wamid, "", [], mark_read=mark_read and owed)
         try:
             outcome = await self.core.handle(incoming)
-        except Exception:  # noqa: BLE001 - one bad message must not stop the others
+        except Exception:
             log.exception("error while handling a WhatsApp message")
             catalog = self.core.catalog
             outcome = Outcome([Reply(catalog.text(catalog.default, "error.internal"))])
@@ -333,7 +349,7 @@ class InboundWorker:
                 answer = queue[0]
                 try:
                     closing = await self._answer(answer)
-                except Exception:  # noqa: BLE001 - the next message must still be answered
+                except Exception:
                     log.exception("unexpected error while answering a WhatsApp message")
                     self._queued.discard(answer.wamid)  # left as it is: owed, or pending
                     if answer.incoming is not None:

@@ -71,7 +71,7 @@ def replay_early_records() -> None:
 
 
 class _FileHandler(logging.FileHandler):
-    def _open(self):  # noqa: ANN202 - the stream, as logging.FileHandler's
+    def _open(self):
         Path(self.baseFilename).parent.mkdir(parents=True, exist_ok=True)
         return super()._open()
 
@@ -86,7 +86,7 @@ def _writable(path: Path) -> bool:
     return False
 
 
-def setup_logging(level: str, secrets: list[str], stream=sys.stderr, path: Path | None = None) -> None:  # noqa: ANN001
+def setup_logging(level: str, secrets: list[str], stream=sys.stderr, path: Path | None = None) -> None:
     """Log to `stream`, or, with `path`, append to that file instead (the terminal chat:
     log lines on the screen would interleave with the conversation)."""
     handler: logging.Handler

@@ -42,7 +42,6 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from handlers.messages import DeliveryError, OutcomeUnknown, Reply, WindowClosed
 from handlers.clock import utcnow
 from handlers.limits import (
     WHATSAPP_TEMPLATE_PARAM_LIMIT,
@@ -50,6 +49,7 @@ from handlers.limits import (
     WHATSAPP_WINDOW_SAFETY,
     whatsapp_window_open,
 )
+from handlers.messages import DeliveryError, OutcomeUnknown, Reply, WindowClosed
 from handlers.text import clip
 from storage import outbox as ox
 from storage.database import Database, StorageUnavailable
@@ -70,9 +70,9 @@ TEMPLATE_SETTING = {
 
 @dataclass(frozen=True, slots=True)
 class Pace:
-    per_second: float          # starts of sends per second, for the whole channel
-    per_chat_interval: float   # minimum seconds between two notifications to one chat
-    max_in_flight: int = 8     # concurrent sends (latency hides behind concurrency)
+    per_second: float  # starts of sends per second, for the whole channel
+    per_chat_interval: float  # minimum seconds between two notifications to one chat
+    max_in_flight: int = 8  # concurrent sends (latency hides behind concurrency)
 
 
 DEFAULT_PACING: dict[str, Pace] = {
@@ -114,11 +114,22 @@ class _Job:
 
 class OutboxWorker:
     def __init__(
-        self, db: Database, channels: Mapping[str, Any], settings: "Settings", catalog: "Catalog",
-        *, pacing: Mapping[str, Pace] | None = None, max_attempts: int = 60,
-        base_backoff: float = 5.0, max_backoff: float = 1800.0, poll_interval: float = 30.0,
-        batch: int = 200, stop_timeout: float = 10.0, keep_sent: timedelta = timedelta(days=30),
-        clock: Callable[[], datetime] = utcnow, rng: random.Random | None = None,
+        self,
+        db: Database,
+        channels: Mapping[str, Any],
+        settings: Settings,
+        catalog: Catalog,
+        *,
+        pacing: Mapping[str, Pace] | None = None,
+        max_attempts: int = 60,
+        base_backoff: float = 5.0,
+        max_backoff: float = 1800.0,
+        poll_interval: float = 30.0,
+        batch: int = 200,
+        stop_timeout: float = 10.0,
+        keep_sent: timedelta = timedelta(days=30),
+        clock: Callable[[], datetime] = utcnow,
+        rng: random.Random | None = None,
     ):
         # `channels` is kept by reference: app.py fills it as each channel starts.
         self.db = db
@@ -144,13 +155,13 @@ class OutboxWorker:
         self.idle = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
-        self._in_flight: dict[int, asyncio.Task[None]] = {}   # outbox id -> send task
+        self._in_flight: dict[int, asyncio.Task[None]] = {}  # outbox id -> send task
         self._per_channel: dict[str, int] = {}
-        self._last_sent: dict[tuple[str, str], float] = {}    # (channel, chat) -> monotonic
+        self._last_sent: dict[tuple[str, str], float] = {}  # (channel, chat) -> monotonic
         self._paused_until: dict[str, float] = {}
         self._pacers: dict[str, _Pacer] = {}
         self._secrets = [s for s in settings.secrets() if s]
-        self.sent = 0      # counters for logs, tests and benchmarks
+        self.sent = 0  # counters for logs, tests and benchmarks
         self.failed = 0
         self.retried = 0
 
@@ -162,7 +173,8 @@ class OutboxWorker:
         if orphans:
             log.warning(
                 "%d notification(s) were being sent when the bot last stopped; sending them "
-                "again (a resident may receive one twice)", orphans,
+                "again (a resident may receive one twice)",
+                orphans,
             )
         self._stopping = False
         self._task = asyncio.create_task(self._run(), name="outbox-worker")
@@ -206,7 +218,7 @@ class OutboxWorker:
             except StorageUnavailable as exc:
                 log.error("outbox: database unavailable (%s); trying again shortly", exc)
                 delay = min(5.0, self.poll_interval)
-            except Exception:  # noqa: BLE001 - the worker must outlive any one bad round
+            except Exception:
                 log.exception("outbox: dispatch round failed")
                 delay = min(5.0, self.poll_interval)
             if self._stopping:
@@ -243,8 +255,11 @@ class OutboxWorker:
                 if room[row.channel] <= 0:
                     held = True
                     continue
-                gap = self._last_sent.get((row.channel, row.chat_id), -1e9) \
-                    + self._pace(row.channel).per_chat_interval - mono
+                gap = (
+                    self._last_sent.get((row.channel, row.chat_id), -1e9)
+                    + self._pace(row.channel).per_chat_interval
+                    - mono
+                )
                 if gap > 0:
                     held = True
                     wait = min(wait, gap)
@@ -262,15 +277,16 @@ class OutboxWorker:
             await ox.claim(conn, [job.row.id for job in jobs], now=now)
             later = await ox.next_attempt_at(conn, usable, now=now)
         if parked:
-            log.info("outbox: %d WhatsApp notification(s) wait for the resident's next message "
-                     "(24-hour window closed, no template configured)", len(parked))
+            log.info(
+                "outbox: %d WhatsApp notification(s) wait for the resident's next message "
+                "(24-hour window closed, no template configured)",
+                len(parked),
+            )
         if later is not None:
             wait = min(wait, (later - now).total_seconds())
         for job in jobs:
             self._per_channel[job.row.channel] = self._per_channel.get(job.row.channel, 0) + 1
-            self._in_flight[job.row.id] = asyncio.create_task(
-                self._deliver(job), name=f"outbox-{job.row.id}"
-            )
+            self._in_flight[job.row.id] = asyncio.create_task(self._deliver(job), name=f"outbox-{job.row.id}")
         if jobs or held:
             self.idle.clear()
         elif not self._in_flight:
@@ -287,24 +303,31 @@ class OutboxWorker:
             except OutcomeUnknown as exc:
                 # Sent, and no answer: sending again would give the resident the same news
                 # twice whenever the platform was merely slow. Counted as sent, without an id.
-                log.warning("outbox: notification %d to %s sent without an answer (%s); not resent",
-                            row.id, row.channel, self._scrub(str(exc))[:200])
-                await self._write(lambda conn: ox.mark_sent(conn, row.id, platform_message_id=None,
-                                                            now=self.clock()))
+                log.warning(
+                    "outbox: notification %d to %s sent without an answer (%s); not resent",
+                    row.id,
+                    row.channel,
+                    self._scrub(str(exc))[:200],
+                )
+                await self._write(lambda conn: ox.mark_sent(conn, row.id, platform_message_id=None, now=self.clock()))
             except DeliveryError as exc:
                 await self._failed_attempt(row, exc)
-            except Exception as exc:  # noqa: BLE001 - an adapter bug must not lose the row
+            except Exception as exc:
                 log.exception("outbox: unexpected error sending notification %d", row.id)
                 await self._failed_attempt(row, DeliveryError(type(exc).__name__, retryable=True))
             else:
                 if result is _PARKED:
                     seen = row.last_inbound_at
                     await self._write(lambda conn: ox.wait_for_window(conn, [(row.id, seen)]))
-                    log.info("outbox: notification %d waits for the resident's next WhatsApp "
-                             "message (WhatsApp says the window is closed)", row.id)
+                    log.info(
+                        "outbox: notification %d waits for the resident's next WhatsApp "
+                        "message (WhatsApp says the window is closed)",
+                        row.id,
+                    )
                 else:
-                    await self._write(lambda conn: ox.mark_sent(
-                        conn, row.id, platform_message_id=result, now=self.clock()))
+                    await self._write(
+                        lambda conn: ox.mark_sent(conn, row.id, platform_message_id=result, now=self.clock())
+                    )
                     self.sent += 1
             finally:
                 # Failed attempts count too: the platform's per-chat limit sees every try.
@@ -341,8 +364,13 @@ class OutboxWorker:
         if not error.retryable or attempts >= self.max_attempts:
             await self._write(lambda conn: ox.mark_failed(conn, row.id, error=message))
             self.failed += 1
-            log.error("outbox: notification %d to %s failed for good after %d attempt(s): %s",
-                      row.id, row.channel, attempts, message)
+            log.error(
+                "outbox: notification %d to %s failed for good after %d attempt(s): %s",
+                row.id,
+                row.channel,
+                attempts,
+                message,
+            )
             return
         delay = min(self.max_backoff, self.base_backoff * 2 ** (attempts - 1))
         delay *= 0.5 + self.rng.random() / 2  # jitter: a recovering platform is not stampeded
@@ -354,8 +382,14 @@ class OutboxWorker:
         at = self.clock() + timedelta(seconds=delay)
         await self._write(lambda conn: ox.reschedule(conn, row.id, at=at, error=message))
         self.retried += 1
-        log.warning("outbox: notification %d to %s: %s; attempt %d, next in %.1f s",
-                    row.id, row.channel, message, attempts, delay)
+        log.warning(
+            "outbox: notification %d to %s: %s; attempt %d, next in %.1f s",
+            row.id,
+            row.channel,
+            message,
+            attempts,
+            delay,
+        )
 
     async def _write(self, action: Callable[[Any], Any]) -> None:
         """Write an outcome; if the database is briefly unavailable, keep trying. Giving

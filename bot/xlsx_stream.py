@@ -30,8 +30,8 @@ from xml.sax.saxutils import escape, quoteattr
 
 MAIN_NS = "http://schemas.openxmlformats.org/spreadsheetml/2006/main"
 REL_NS = "http://schemas.openxmlformats.org/officeDocument/2006/relationships"
-MAX_ROWS = 1_048_576          # Excel's limit, header included
-COMPRESS_LEVEL = 1            # bench/bench_export.py: level 6 costs ~2.5x the CPU for ~20% smaller files
+MAX_ROWS = 1_048_576  # Excel's limit, header included
+COMPRESS_LEVEL = 1  # bench/bench_export.py: level 6 costs ~2.5x the CPU for ~20% smaller files
 _ZIP32_LIMIT = 0xFFFFFFFF
 
 # Style indices (cellXfs order in _STYLES).
@@ -106,8 +106,8 @@ class _Part:
     crc: int
     size: int
     compressed: int
-    file: Any = None            # temporary file holding the deflated bytes, or None
-    data: bytes = b""           # small parts: the deflated bytes themselves
+    file: Any = None  # temporary file holding the deflated bytes, or None
+    data: bytes = b""  # small parts: the deflated bytes themselves
 
 
 class _Stream:
@@ -146,7 +146,7 @@ class Sheet:
     name: str
     widths: Sequence[float]
     index: int
-    header_rows: int = 1           # frozen, repeated on printed pages (0: none)
+    header_rows: int = 1  # frozen, repeated on printed pages (0: none)
     autofilter: bool = True
     landscape: bool = True
     rows: int = 0
@@ -156,16 +156,24 @@ class Sheet:
     def __post_init__(self) -> None:
         self._stream = _Stream(self.book.level)
         selected = ' tabSelected="1"' if self.index == 0 else ""
-        views = (f'<sheetView workbookViewId="0"{selected}>'
-                 + (f'<pane ySplit="{self.header_rows}" topLeftCell="A{self.header_rows + 1}" '
-                    'activePane="bottomLeft" state="frozen"/><selection pane="bottomLeft"/>'
-                    if self.header_rows else "") + "</sheetView>")
-        cols = "".join(f'<col min="{i + 1}" max="{i + 1}" width="{w}" customWidth="1"/>'
-                       for i, w in enumerate(self.widths))
+        views = (
+            f'<sheetView workbookViewId="0"{selected}>'
+            + (
+                f'<pane ySplit="{self.header_rows}" topLeftCell="A{self.header_rows + 1}" '
+                'activePane="bottomLeft" state="frozen"/><selection pane="bottomLeft"/>'
+                if self.header_rows
+                else ""
+            )
+            + "</sheetView>"
+        )
+        cols = "".join(
+            f'<col min="{i + 1}" max="{i + 1}" width="{w}" customWidth="1"/>' for i, w in enumerate(self.widths)
+        )
         self._stream.write(
             f'<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n<worksheet xmlns="{MAIN_NS}" '
             f'xmlns:r="{REL_NS}"><sheetPr><pageSetUpPr fitToPage="1"/></sheetPr><sheetViews>{views}'
-            f'</sheetViews><sheetFormatPr defaultRowHeight="15"/><cols>{cols}</cols><sheetData>'.encode())
+            f'</sheetViews><sheetFormatPr defaultRowHeight="15"/><cols>{cols}</cols><sheetData>'.encode()
+        )
 
     @property
     def full(self) -> bool:
@@ -195,11 +203,15 @@ class Sheet:
         tail = ["</sheetData>"]
         if self.autofilter and self.header_rows:
             tail.append(f'<autoFilter ref="A{self.header_rows}:{last_col}{max(self.rows, self.header_rows + 1)}"/>')
-        tail.append('<printOptions gridLines="0"/><pageMargins left="0.5" right="0.5" top="0.6" bottom="0.6" '
-                    'header="0.3" footer="0.3"/>')
-        tail.append(f'<pageSetup paperSize="9" orientation="{"landscape" if self.landscape else "portrait"}" '
-                    'fitToWidth="1" fitToHeight="0"/>')
-        tail.append('<headerFooter><oddFooter>&amp;L&amp;A&amp;R&amp;P / &amp;N</oddFooter></headerFooter>')
+        tail.append(
+            '<printOptions gridLines="0"/><pageMargins left="0.5" right="0.5" top="0.6" bottom="0.6" '
+            'header="0.3" footer="0.3"/>'
+        )
+        tail.append(
+            f'<pageSetup paperSize="9" orientation="{"landscape" if self.landscape else "portrait"}" '
+            'fitToWidth="1" fitToHeight="0"/>'
+        )
+        tail.append("<headerFooter><oddFooter>&amp;L&amp;A&amp;R&amp;P / &amp;N</oddFooter></headerFooter>")
         tail.append("</worksheet>")
         self._stream.write("".join(tail).encode())
         return self._stream.finish(f"xl/worksheets/sheet{self.index + 1}.xml")
@@ -209,12 +221,16 @@ class Sheet:
         last_col = column_letter(max(len(self.widths), 1) - 1)
         names = []
         if self.autofilter and self.header_rows:
-            names.append(f'<definedName name="_xlnm._FilterDatabase" localSheetId="{self.index}" hidden="1">'
-                         f"{escape(ref)}!$A${self.header_rows}:${last_col}${max(self.rows, self.header_rows + 1)}"
-                         "</definedName>")
+            names.append(
+                f'<definedName name="_xlnm._FilterDatabase" localSheetId="{self.index}" hidden="1">'
+                f"{escape(ref)}!$A${self.header_rows}:${last_col}${max(self.rows, self.header_rows + 1)}"
+                "</definedName>"
+            )
         if self.header_rows:
-            names.append(f'<definedName name="_xlnm.Print_Titles" localSheetId="{self.index}">'
-                         f"{escape(ref)}!$1:${self.header_rows}</definedName>")
+            names.append(
+                f'<definedName name="_xlnm.Print_Titles" localSheetId="{self.index}">'
+                f"{escape(ref)}!$1:${self.header_rows}</definedName>"
+            )
         return names
 
 
@@ -240,7 +256,8 @@ class Workbook:
                     '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n'
                     '<Relationships xmlns="http://schemas.openxmlformats.org/package/2006/relationships">'
                     '<Relationship Id="rId1" Type="http://schemas.openxmlformats.org/officeDocument/2006/'
-                    'relationships/officeDocument" Target="xl/workbook.xml"/></Relationships>'),
+                    'relationships/officeDocument" Target="xl/workbook.xml"/></Relationships>'
+                ),
                 "xl/workbook.xml": self._workbook(),
                 "xl/_rels/workbook.xml.rels": self._workbook_rels(),
                 "xl/styles.xml": _STYLES,
@@ -255,34 +272,43 @@ class Workbook:
     def _content_types(self) -> str:
         sheets = "".join(
             f'<Override PartName="/xl/worksheets/sheet{i + 1}.xml" ContentType="application/'
-            'vnd.openxmlformats-officedocument.spreadsheetml.worksheet+xml"/>' for i in range(len(self.sheets)))
-        return ('<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n'
-                '<Types xmlns="http://schemas.openxmlformats.org/package/2006/content-types">'
-                '<Default Extension="rels" ContentType="application/vnd.openxmlformats-package.relationships+xml"/>'
-                '<Default Extension="xml" ContentType="application/xml"/>'
-                '<Override PartName="/xl/workbook.xml" ContentType="application/'
-                'vnd.openxmlformats-officedocument.spreadsheetml.sheet.main+xml"/>'
-                f"{sheets}"
-                '<Override PartName="/xl/styles.xml" ContentType="application/'
-                'vnd.openxmlformats-officedocument.spreadsheetml.styles+xml"/></Types>')
+            'vnd.openxmlformats-officedocument.spreadsheetml.worksheet+xml"/>'
+            for i in range(len(self.sheets))
+        )
+        return (
+            '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n'
+            '<Types xmlns="http://schemas.openxmlformats.org/package/2006/content-types">'
+            '<Default Extension="rels" ContentType="application/vnd.openxmlformats-package.relationships+xml"/>'
+            '<Default Extension="xml" ContentType="application/xml"/>'
+            '<Override PartName="/xl/workbook.xml" ContentType="application/'
+            'vnd.openxmlformats-officedocument.spreadsheetml.sheet.main+xml"/>'
+            f"{sheets}"
+            '<Override PartName="/xl/styles.xml" ContentType="application/'
+            'vnd.openxmlformats-officedocument.spreadsheetml.styles+xml"/></Types>'
+        )
 
     def _workbook(self) -> str:
-        sheets = "".join(f'<sheet name={quoteattr(s.name)} sheetId="{s.index + 1}" r:id="rId{s.index + 1}"/>'
-                         for s in self.sheets)
+        sheets = "".join(
+            f'<sheet name={quoteattr(s.name)} sheetId="{s.index + 1}" r:id="rId{s.index + 1}"/>' for s in self.sheets
+        )
         names = "".join(n for s in self.sheets for n in s.defined_names())
-        return ('<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n'
-                f'<workbook xmlns="{MAIN_NS}" xmlns:r="{REL_NS}"><bookViews><workbookView/></bookViews>'
-                f"<sheets>{sheets}</sheets>" + (f"<definedNames>{names}</definedNames>" if names else "")
-                + "</workbook>")
+        return (
+            '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n'
+            f'<workbook xmlns="{MAIN_NS}" xmlns:r="{REL_NS}"><bookViews><workbookView/></bookViews>'
+            f"<sheets>{sheets}</sheets>" + (f"<definedNames>{names}</definedNames>" if names else "") + "</workbook>"
+        )
 
     def _workbook_rels(self) -> str:
         rels = "".join(
             f'<Relationship Id="rId{i + 1}" Type="{REL_NS}/worksheet" Target="worksheets/sheet{i + 1}.xml"/>'
-            for i in range(len(self.sheets)))
+            for i in range(len(self.sheets))
+        )
         rels += f'<Relationship Id="rId{len(self.sheets) + 1}" Type="{REL_NS}/styles" Target="styles.xml"/>'
-        return ('<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n'
-                f'<Relationships xmlns="http://schemas.openxmlformats.org/package/2006/relationships">{rels}'
-                "</Relationships>")
+        return (
+            '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n'
+            f'<Relationships xmlns="http://schemas.openxmlformats.org/package/2006/relationships">{rels}'
+            "</Relationships>"
+        )
 
 
 def _small_part(name: str, data: bytes) -> _Part:
@@ -293,8 +319,10 @@ def _small_part(name: str, data: bytes) -> _Part:
 
 def _dos_time(moment: float) -> tuple[int, int]:
     t = time.localtime(moment)
-    return ((t.tm_hour << 11) | (t.tm_min << 5) | (t.tm_sec // 2),
-            ((t.tm_year - 1980) << 9) | (t.tm_mon << 5) | t.tm_mday)
+    return (
+        (t.tm_hour << 11) | (t.tm_min << 5) | (t.tm_sec // 2),
+        ((t.tm_year - 1980) << 9) | (t.tm_mon << 5) | t.tm_mday,
+    )
 
 
 def _write_zip(out: BinaryIO, parts: Iterable[_Part]) -> None:
@@ -304,8 +332,9 @@ def _write_zip(out: BinaryIO, parts: Iterable[_Part]) -> None:
     central: list[bytes] = []
     for part in parts:
         name = part.name.encode("utf-8")
-        header = struct.pack("<IHHHHHIIIHH", 0x04034B50, 20, 0, 8, dos_time, dos_date, part.crc,
-                             part.compressed, part.size, len(name), 0)
+        header = struct.pack(
+            "<IHHHHHIIIHH", 0x04034B50, 20, 0, 8, dos_time, dos_date, part.crc, part.compressed, part.size, len(name), 0
+        )
         out.write(header + name)
         if part.file is not None:
             part.file.seek(0)
@@ -313,13 +342,32 @@ def _write_zip(out: BinaryIO, parts: Iterable[_Part]) -> None:
                 out.write(chunk)
         else:
             out.write(part.data)
-        central.append(struct.pack("<IHHHHHHIIIHHHHHII", 0x02014B50, 20, 20, 0, 8, dos_time, dos_date,
-                                   part.crc, part.compressed, part.size, len(name), 0, 0, 0, 0, 0, offset)
-                       + name)
+        central.append(
+            struct.pack(
+                "<IHHHHHHIIIHHHHHII",
+                0x02014B50,
+                20,
+                20,
+                0,
+                8,
+                dos_time,
+                dos_date,
+                part.crc,
+                part.compressed,
+                part.size,
+                len(name),
+                0,
+                0,
+                0,
+                0,
+                0,
+                offset,
+            )
+            + name
+        )
         offset += len(header) + len(name) + part.compressed
         if offset > _ZIP32_LIMIT:
             raise XlsxTooLarge("the workbook passes 4 GiB")
     directory = b"".join(central)
     out.write(directory)
-    out.write(struct.pack("<IHHHHIIH", 0x06054B50, 0, 0, len(central), len(central), len(directory),
-                          offset, 0))
+    out.write(struct.pack("<IHHHHIIH", 0x06054B50, 0, 0, len(central), len(central), len(directory), offset, 0))

@@ -44,13 +44,13 @@ class TrackingCode:
         return f"{self.value[:3]}-{self.value[3:]}"
 
     @classmethod
-    def generate(cls, rng: random.Random) -> "TrackingCode":
+    def generate(cls, rng: random.Random) -> TrackingCode:
         # rng is a SystemRandom in production (codes must not be guessable) and a
         # seeded Random in tests.
         return cls("".join(rng.choice(CODE_ALPHABET) for _ in range(CODE_LENGTH)))
 
     @classmethod
-    def parse(cls, raw: str) -> "TrackingCode | None":
+    def parse(cls, raw: str) -> TrackingCode | None:
         """Read a code as a person types it: any case, with or without the dash."""
         m = _CODE_INPUT.match(raw or "")
         if not m:

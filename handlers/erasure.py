@@ -24,7 +24,7 @@ def _phone_pattern(digits: str) -> str | None:
     national = digits
     for prefix in ("62", "0"):
         if national.startswith(prefix):
-            national = national[len(prefix):]
+            national = national[len(prefix) :]
             break
     if len(national) < 7:
         return None

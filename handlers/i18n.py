@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import logging
 import tomllib
-from typing import Any
 from importlib import resources
 from pathlib import Path
 from string import Formatter
+from typing import Any
 
 log = logging.getLogger(__name__)
 
@@ -25,11 +25,9 @@ class Catalog:
         self.default = default
 
     @classmethod
-    def load(cls, default: str = "id", folder: Path | None = None) -> "Catalog":
+    def load(cls, default: str = "id", folder: Path | None = None) -> Catalog:
         texts: dict[str, dict[str, str]] = {}
-        entries = (
-            list(folder.iterdir()) if folder else list(resources.files("handlers.locales").iterdir())
-        )
+        entries = list(folder.iterdir()) if folder else list(resources.files("handlers.locales").iterdir())
         for entry in sorted(entries, key=lambda e: e.name):
             if entry.name.endswith(".toml"):
                 data = tomllib.loads(entry.read_text(encoding="utf-8"))

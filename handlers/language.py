@@ -38,8 +38,9 @@ CLEAR_MARGIN = 3
 
 
 class LanguageDetector:
-    def __init__(self, languages: tuple[str, ...], default: str,
-                 function_words: dict[str, frozenset[str]] | None = None):
+    def __init__(
+        self, languages: tuple[str, ...], default: str, function_words: dict[str, frozenset[str]] | None = None
+    ):
         self.default = default
         self.languages = languages
         # Most residents' messages are plainly Indonesian or plainly English: counting
@@ -89,7 +90,6 @@ class LanguageDetector:
             return fallback
         return found if found in self.languages else fallback
 
-
     def clear_case(self, text: str) -> str | None:
         """The language whose function words clearly dominate `text`, else None."""
         if len(self.function_words) < 2:
@@ -106,7 +106,7 @@ class LanguageDetector:
         return None
 
     @classmethod
-    def for_catalog(cls, catalog: "Catalog") -> "LanguageDetector":
+    def for_catalog(cls, catalog: Catalog) -> LanguageDetector:
         words = {
             lang: frozenset(catalog.text(lang, "language.function_words").split(","))
             for lang in catalog.languages

@@ -14,7 +14,7 @@ WHATSAPP_WINDOW = timedelta(hours=24)
 # would reach Meta after it closed and fail with 131047.
 WHATSAPP_WINDOW_SAFETY = timedelta(minutes=5)
 WHATSAPP_TEXT_LIMIT = 4096
-WHATSAPP_BODY_LIMIT = 1024          # interactive body text
+WHATSAPP_BODY_LIMIT = 1024  # interactive body text
 WHATSAPP_BUTTON_TITLE_LIMIT = 20
 WHATSAPP_ROW_TITLE_LIMIT = 24
 WHATSAPP_ROW_DESCRIPTION_LIMIT = 72
@@ -39,4 +39,4 @@ def whatsapp_window_reopened(last_inbound_at: datetime | None, now: datetime) ->
 # Telegram ------------------------------------------------------------------------------------
 TELEGRAM_TEXT_LIMIT = 4096
 TELEGRAM_CAPTION_LIMIT = 1024
-TELEGRAM_CALLBACK_DATA_LIMIT = 64   # bytes
+TELEGRAM_CALLBACK_DATA_LIMIT = 64  # bytes

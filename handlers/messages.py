@@ -18,25 +18,25 @@ class InputKind(StrEnum):
     BUTTON = "button"
     LOCATION = "location"
     PHOTO = "photo"
-    EDITED = "edited"          # an edit of an earlier message: not a new answer
+    EDITED = "edited"  # an edit of an earlier message: not a new answer
     UNSUPPORTED = "unsupported"  # sticker, voice, document, reaction, ...
 
 
 @dataclass(frozen=True, slots=True)
 class Incoming:
-    channel: str                     # telegram | whatsapp | terminal
-    user_id: str                     # the platform's user id
-    chat_id: str                     # where answers go
+    channel: str  # telegram | whatsapp | terminal
+    user_id: str  # the platform's user id
+    chat_id: str  # where answers go
     kind: InputKind
     received_at: datetime
-    message_id: str | None = None    # platform-unique, for at-most-once handling
+    message_id: str | None = None  # platform-unique, for at-most-once handling
     text: str | None = None
-    command: str | None = None       # lower-case, without "/" (COMMAND)
-    args: str = ""                   # the rest of the command line
-    payload: str | None = None       # button data (BUTTON)
+    command: str | None = None  # lower-case, without "/" (COMMAND)
+    args: str = ""  # the rest of the command line
+    payload: str | None = None  # button data (BUTTON)
     latitude: float | None = None
     longitude: float | None = None
-    photo_ref: str | None = None     # platform file id / media id (PHOTO)
+    photo_ref: str | None = None  # platform file id / media id (PHOTO)
     caption: str | None = None
     language_hint: str | None = None  # the platform's idea of the user's language
     display_name: str | None = None
@@ -50,7 +50,7 @@ class Incoming:
 class Button:
     label: str
     payload: str
-    description: str | None = None   # shown under the label where the platform can (lists)
+    description: str | None = None  # shown under the label where the platform can (lists)
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,12 +66,12 @@ class Reply:
 
     text: str
     buttons: tuple[Button, ...] = ()
-    list_label: str | None = None    # the label of the list button, when rendered as a list
-    photo_ref: str | None = None     # show a photo the platform already has (official /lihat)
-    latitude: float | None = None    # show a map pin
+    list_label: str | None = None  # the label of the list button, when rendered as a list
+    photo_ref: str | None = None  # show a photo the platform already has (official /lihat)
+    latitude: float | None = None  # show a map pin
     longitude: float | None = None
     document: Document | None = None
-    image: Document | None = None    # an image we made (digest chart)
+    image: Document | None = None  # an image we made (digest chart)
 
     def to_json(self) -> dict[str, Any]:
         """Serialisable form for the outbox and owed replies (files are not kept)."""
@@ -87,7 +87,7 @@ class Reply:
         return data
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> "Reply":
+    def from_json(cls, data: dict[str, Any]) -> Reply:
         latitude, longitude = data.get("location") or (None, None)
         return cls(
             text=data["text"],
@@ -104,7 +104,7 @@ class Outcome:
     """What handling one incoming message produced: replies to the sender, in order."""
 
     replies: list[Reply] = field(default_factory=list)
-    duplicate: bool = False          # already handled once: nothing was done
+    duplicate: bool = False  # already handled once: nothing was done
     # False when the database could not take it (disk full, locked): the message had no
     # effect, and a channel that accepted it must keep it to be handled again later.
     stored: bool = True
@@ -149,8 +149,9 @@ class Channel(Protocol):
         """Deliver one reply; return the platform message id. Raises DeliveryError."""
         ...
 
-    async def send_template(self, chat_id: str, name: str, language: str, params: list[str], *,
-                            purpose: str = "template") -> str | None:
+    async def send_template(
+        self, chat_id: str, name: str, language: str, params: list[str], *, purpose: str = "template"
+    ) -> str | None:
         """An approved template (WhatsApp outside the 24-hour window). Channels without
         templates raise WindowClosed: they have no window either."""
         ...

@@ -85,12 +85,13 @@ import os
 import re
 import tomllib
 from collections import Counter, defaultdict
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from functools import reduce
-from itertools import compress, filterfalse
 from importlib import resources
+from itertools import compress, filterfalse
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any
 
 import ahocorasick
 
@@ -105,15 +106,15 @@ except ImportError:  # pragma: no cover - a machine without a compiler: the Pyth
 COMPILED = _tagcore is not None
 
 __all__ = [
+    "STEMMERS",
+    "RuleProblem",
+    "RulesError",
+    "Suggestion",
     "TagResult",
     "Tagger",
-    "RulesError",
-    "RuleProblem",
-    "Suggestion",
     "check_rules",
     "key_terms",
     "suggest_keywords",
-    "STEMMERS",
 ]
 
 # Letter/digit runs in any script. Lower-casing first keeps it to one regex call.
@@ -133,7 +134,18 @@ _PILLAR_FIELDS = (1 << (_BITS * _N)) - 1
 # mask of pillars -> their indices, in PILLARS order
 _PILLAR_BITS = tuple(tuple(i for i in range(_N) if m >> i & 1) for m in range(1 << _N))
 _RESERVED_TABLES = ("meta", "normalize", "stopwords", "places")
-_PLACES_KEYS = ("label_id", "label_en", "names", "context", "weight", "context_weight", "weights", "visitor_topics", "switch_weight", "exclude")
+_PLACES_KEYS = (
+    "label_id",
+    "label_en",
+    "names",
+    "context",
+    "weight",
+    "context_weight",
+    "weights",
+    "visitor_topics",
+    "switch_weight",
+    "exclude",
+)
 #: The branding sub-topic the [places] section becomes.
 PLACES_SUBTOPIC = "places"
 _SUBTOPIC_KEYS = ("label_id", "label_en", "keywords", "phrases", "weights", "exclude")
@@ -172,7 +184,9 @@ def _result_maker() -> Any:
     # TagResult(...) of a frozen dataclass goes through object.__setattr__ per field; the
     # hot path sets the slots directly (same object, same fields, ~2x cheaper).
     new = TagResult.__new__
-    sp, ss, sc, sm, se = (TagResult.__dict__[f].__set__ for f in ("pillar", "subtopic", "score", "matched", "secondary"))
+    sp, ss, sc, sm, se = (
+        TagResult.__dict__[f].__set__ for f in ("pillar", "subtopic", "score", "matched", "secondary")
+    )
 
     def make(pillar: str, subtopic: str, score: float, matched: tuple, secondary: tuple) -> TagResult:
         r = new(TagResult)
@@ -484,7 +498,9 @@ def _parse_rules(text: str) -> _Rules:
             st = _Subtopic(top, key, str(sub.get("label_id", key)), str(sub.get("label_en", key)), tline)
             weights = sub.get("weights", {})
             if not isinstance(weights, dict):
-                problems.append(RuleProblem(lines.keys.get((table, "weights"), tline), f"{table}: weights must be a table"))
+                problems.append(
+                    RuleProblem(lines.keys.get((table, "weights"), tline), f"{table}: weights must be a table")
+                )
                 weights = {}
             listed: set[str] = set()
             for kind in ("keywords", "phrases", "exclude"):
@@ -496,14 +512,21 @@ def _parse_rules(text: str) -> _Rules:
                 for value in values:
                     if not isinstance(value, str) or not _tokens(value):
                         problems.append(
-                            RuleProblem(lines.keys.get((table, kind), tline), f"{table}.{kind}: {value!r} is not a word")
+                            RuleProblem(
+                                lines.keys.get((table, kind), tline), f"{table}.{kind}: {value!r} is not a word"
+                            )
                         )
                         continue
                     line = lines.value_line(table, kind, value, seen_here[value])
                     seen_here[value] += 1
                     w = 0.0 if kind == "exclude" else weights.get(value, _DEFAULT_WEIGHT[kind])
                     if kind != "exclude" and (not isinstance(w, (int, float)) or isinstance(w, bool) or not w > 0):
-                        problems.append(RuleProblem(lines.value_line(table, "weights", value), f"{table}: weight of {value!r} must be a number > 0"))
+                        problems.append(
+                            RuleProblem(
+                                lines.value_line(table, "weights", value),
+                                f"{table}: weight of {value!r} must be a number > 0",
+                            )
+                        )
                         w = _DEFAULT_WEIGHT.get(kind, 1.0)
                     listed.add(value)
                     st.terms.append(_Term(top, key, value, "", float(w), kind == "exclude", line))
@@ -526,11 +549,17 @@ def _parse_rules(text: str) -> _Rules:
         if isinstance(raw_switch, (int, float)) and not isinstance(raw_switch, bool) and raw_switch > 0:
             switch = float(raw_switch)
         else:
-            problems.append(RuleProblem(lines.keys.get(("places", "switch_weight"), 1), "places: switch_weight must be a number > 0"))
+            problems.append(
+                RuleProblem(
+                    lines.keys.get(("places", "switch_weight"), 1), "places: switch_weight must be a number > 0"
+                )
+            )
     return _Rules(normalize, stopwords, subtopics, problems, visitor, switch)
 
 
-def _parse_places(body: Any, lines: _LineIndex, subtopics: list[_Subtopic], problems: list[RuleProblem]) -> frozenset[tuple[str, str]]:
+def _parse_places(
+    body: Any, lines: _LineIndex, subtopics: list[_Subtopic], problems: list[RuleProblem]
+) -> frozenset[tuple[str, str]]:
     """[places]: the regency's tourist, heritage and iconic places.
 
     ``names`` (a place's own name, weight ``weight``) and ``context`` (words that make any
@@ -552,13 +581,22 @@ def _parse_places(body: Any, lines: _LineIndex, subtopics: list[_Subtopic], prob
     if not isinstance(weights, dict):
         problems.append(RuleProblem(lines.keys.get(("places", "weights"), tline), "places: weights must be a table"))
         weights = {}
-    st = _Subtopic("branding", PLACES_SUBTOPIC, str(body.get("label_id", "Tempat wisata dan ikon daerah")),
-                   str(body.get("label_en", "Tourist and iconic places")), tline)
+    st = _Subtopic(
+        "branding",
+        PLACES_SUBTOPIC,
+        str(body.get("label_id", "Tempat wisata dan ikon daerah")),
+        str(body.get("label_en", "Tourist and iconic places")),
+        tline,
+    )
     listed = set()
     for kind, default_key, default in (("names", "weight", 3.0), ("context", "context_weight", 1.5)):
         base = body.get(default_key, default)
         if not isinstance(base, (int, float)) or isinstance(base, bool) or not base > 0:
-            problems.append(RuleProblem(lines.keys.get(("places", default_key), tline), f"places: {default_key} must be a number > 0"))
+            problems.append(
+                RuleProblem(
+                    lines.keys.get(("places", default_key), tline), f"places: {default_key} must be a number > 0"
+                )
+            )
             base = default
         values = body.get(kind, [])
         if not isinstance(values, list):
@@ -567,13 +605,20 @@ def _parse_places(body: Any, lines: _LineIndex, subtopics: list[_Subtopic], prob
         seen: Counter[str] = Counter()
         for value in values:
             if not isinstance(value, str) or not _tokens(value):
-                problems.append(RuleProblem(lines.keys.get(("places", kind), tline), f"places.{kind}: {value!r} is not a word"))
+                problems.append(
+                    RuleProblem(lines.keys.get(("places", kind), tline), f"places.{kind}: {value!r} is not a word")
+                )
                 continue
             line = lines.value_line("places", kind, value, seen[value])
             seen[value] += 1
             w = weights.get(value, base)
             if not isinstance(w, (int, float)) or isinstance(w, bool) or not w > 0:
-                problems.append(RuleProblem(lines.value_line("places", "weights", value), f"places: weight of {value!r} must be a number > 0"))
+                problems.append(
+                    RuleProblem(
+                        lines.value_line("places", "weights", value),
+                        f"places: weight of {value!r} must be a number > 0",
+                    )
+                )
                 w = base
             listed.add(value)
             st.terms.append(_Term("branding", PLACES_SUBTOPIC, value, "", float(w), False, line))
@@ -583,12 +628,21 @@ def _parse_places(body: Any, lines: _LineIndex, subtopics: list[_Subtopic], prob
         excl = []
     for value in excl:  # "jalan lawu": a street named after the place, not the place
         if not isinstance(value, str) or not _tokens(value):
-            problems.append(RuleProblem(lines.keys.get(("places", "exclude"), tline), f"places.exclude: {value!r} is not a word"))
+            problems.append(
+                RuleProblem(lines.keys.get(("places", "exclude"), tline), f"places.exclude: {value!r} is not a word")
+            )
             continue
-        st.terms.append(_Term("branding", PLACES_SUBTOPIC, value, "", 0.0, True, lines.value_line("places", "exclude", value)))
+        st.terms.append(
+            _Term("branding", PLACES_SUBTOPIC, value, "", 0.0, True, lines.value_line("places", "exclude", value))
+        )
     for wkey in weights:
         if wkey not in listed:
-            problems.append(RuleProblem(lines.value_line("places", "weights", wkey), f"places: weight given for {wkey!r}, which is not among its names or context"))
+            problems.append(
+                RuleProblem(
+                    lines.value_line("places", "weights", wkey),
+                    f"places: weight given for {wkey!r}, which is not among its names or context",
+                )
+            )
     if not any(not t.exclude for t in st.terms):
         problems.append(RuleProblem(tline, "[places] lists no names or context words"))
         return frozenset()
@@ -600,21 +654,34 @@ def _parse_places(body: Any, lines: _LineIndex, subtopics: list[_Subtopic], prob
     visitor = set()
     raw = body.get("visitor_topics", [])
     if not isinstance(raw, list):
-        problems.append(RuleProblem(lines.keys.get(("places", "visitor_topics"), tline), "places.visitor_topics must be a list"))
+        problems.append(
+            RuleProblem(lines.keys.get(("places", "visitor_topics"), tline), "places.visitor_topics must be a list")
+        )
         raw = []
     for value in raw:
         pillar, _, key = str(value).partition(".")
         line = lines.value_line("places", "visitor_topics", str(value))
         if (pillar, key) not in known or pillar == "branding":
-            problems.append(RuleProblem(line, f"places.visitor_topics: {value!r} is not a sub-topic of another pillar (write pillar.sub-topic)"))
+            problems.append(
+                RuleProblem(
+                    line,
+                    f"places.visitor_topics: {value!r} is not a sub-topic of another pillar (write pillar.sub-topic)",
+                )
+            )
             continue
         visitor.add((pillar, key))
     return frozenset(visitor)
 
 
 def _copy_subtopic(st: _Subtopic) -> _Subtopic:
-    return _Subtopic(st.pillar, st.key, st.label_id, st.label_en, st.line,
-                     [_Term(t.pillar, t.subtopic, t.text, "", t.weight, t.exclude, t.line) for t in st.terms])
+    return _Subtopic(
+        st.pillar,
+        st.key,
+        st.label_id,
+        st.label_en,
+        st.line,
+        [_Term(t.pillar, t.subtopic, t.text, "", t.weight, t.exclude, t.line) for t in st.terms],
+    )
 
 
 def _first_table_line(lines: _LineIndex, top: str) -> int:
@@ -800,15 +867,13 @@ class Tagger:
     @classmethod
     def from_path(
         cls, path: str | os.PathLike[str] | None = None, *, stemmer: str = "affix", compiled: bool = True
-    ) -> "Tagger":
+    ) -> Tagger:
         """Load a rules file; None means the packaged handlers/rules/pillars.toml."""
         text, name = _read_rules_text(path)
         return cls.from_text(text, name=name, stemmer=stemmer, compiled=compiled)
 
     @classmethod
-    def from_text(
-        cls, text: str, *, name: str = "<rules>", stemmer: str = "affix", compiled: bool = True
-    ) -> "Tagger":
+    def from_text(cls, text: str, *, name: str = "<rules>", stemmer: str = "affix", compiled: bool = True) -> Tagger:
         """compiled=False keeps to the pure-Python path (the reference the core is tested against)."""
         rules = _parse_rules(text)
         fatal = [p for p in rules.problems if p.fatal]
@@ -936,7 +1001,12 @@ class Tagger:
         out = []
         for v in dict.fromkeys(map(_second, found)):
             if v.terms:
-                out.append((self._key_canon[v.tid], tuple((PILLARS[p], self._sub_keys[sub][1], w / 1000) for p, sub, w in v.terms)))
+                out.append(
+                    (
+                        self._key_canon[v.tid],
+                        tuple((PILLARS[p], self._sub_keys[sub][1], w / 1000) for p, sub, w in v.terms),
+                    )
+                )
         return out
 
     def _learn(self, tokens: list[str]) -> None:
@@ -1056,7 +1126,9 @@ class Tagger:
                 matched = tuple(dict.fromkeys(out)) if len(out) > 1 else tuple(out)
                 out = None
             if out is not None:  # a repeated token: work out the offsets
-                matched = _surface(text, low, toks, [((b := count(" ", 0, e) - 1) - v.words + 1, b) for e, v in found if v.mask & bit])
+                matched = _surface(
+                    text, low, toks, [((b := count(" ", 0, e) - 1) - v.words + 1, b) for e, v in found if v.mask & bit]
+                )
         else:
             words = [((b := count(" ", 0, e) - 1) - v.words + 1, b) for e, v in found if v.mask & bit]
             if len(low) != len(text):  # lower() changed the length: show the words lower-cased
@@ -1087,7 +1159,7 @@ class Tagger:
 class _Key:
     """One automaton key; hashed by identity (one object per key)."""
 
-    __slots__ = ("tid", "length", "words", "inner", "packed", "mask", "terms")
+    __slots__ = ("inner", "length", "mask", "packed", "terms", "tid", "words")
 
     def __init__(self, tid: int, length: int, words: int, inner: tuple, packed: int, mask: int, terms: tuple) -> None:
         self.tid, self.length, self.words, self.inner = tid, length, words, inner
@@ -1120,7 +1192,7 @@ def _surface(text: str, low: str, toks: list[str], words: list[tuple[int, int]])
     kept the length of text, so a token is at the same offsets in low and in text.
     """
     if len(words) == 1:
-        (a, b), = words
+        ((a, b),) = words
         if a == b and text.isascii():
             tok = toks[a]
             if toks.index(tok) == a:
@@ -1228,4 +1300,3 @@ def suggest_keywords(
                 out.append(Suggestion(pillar, term, count, round(score, 3)))
     out.sort(key=lambda s: (-s.score, -s.count, _PILLAR_INDEX[s.pillar], s.term))
     return out[:limit]
-

@@ -41,9 +41,10 @@ import re
 import statistics
 import sys
 import time
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 from handlers.domain import PILLARS
 from handlers.tagging import STEMMERS, Tagger
@@ -220,7 +221,7 @@ def fit_weights(
                 for p, sub, _w in ts:
                     score[p] += weights[(p, sub, canon)]
             rival = max((p for p in PILLARS if p != gold), key=lambda p: score[p])
-            if score[gold] >= score[rival] + margin or score[rival] == 0 and score[gold] > 0:
+            if score[gold] >= score[rival] + margin or (score[rival] == 0 and score[gold] > 0):
                 continue
             for canon, ts in hits:
                 for p, sub, _w in ts:
@@ -286,7 +287,10 @@ def write_weights(rules_text: str, changes: dict[tuple[str, str, str], float]) -
             m = header.match(line)
             if m and m.group(1).strip() in missing:
                 t = m.group(1).strip()
-                items = ", ".join(f"{k if _BARE_KEY.fullmatch(k) else json.dumps(k, ensure_ascii=False)} = {w:g}" for k, w in by_table[t].items())
+                items = ", ".join(
+                    f"{k if _BARE_KEY.fullmatch(k) else json.dumps(k, ensure_ascii=False)} = {w:g}"
+                    for k, w in by_table[t].items()
+                )
                 out.append("weights = { " + items + " }")
         lines = out
     return "\n".join(lines)
@@ -330,7 +334,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.errors and (args.split or name == "all"):
             print("\nerrors:")
             for row, got, matched in rep.errors:
-                print(f"  {row.id} {row.pillar:>11} -> {str(got):<11} {list(matched)}  {row.text}")
+                print(f"  {row.id} {row.pillar:>11} -> {got!s:<11} {list(matched)}  {row.text}")
     return 0
 
 

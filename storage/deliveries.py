@@ -73,8 +73,14 @@ async def apply_statuses(conn: Connection, statuses: Iterable[DeliveryStatus], n
             f"UPDATE whatsapp_messages SET {column} = COALESCE({column}, ?), "
             "status = CASE WHEN ? THEN ? ELSE status END, error = COALESCE(?, error), "
             "updated_at = ? WHERE wamid = ?",
-            (to_db(item.at), newer, item.status,
-             json.dumps(item.errors, ensure_ascii=False) if item.errors else None, to_db(now), item.wamid),
+            (
+                to_db(item.at),
+                newer,
+                item.status,
+                json.dumps(item.errors, ensure_ascii=False) if item.errors else None,
+                to_db(now),
+                item.wamid,
+            ),
         )
         if item.status == "failed":
             codes = [e.get("code") for e in item.errors or () if isinstance(e, dict)]

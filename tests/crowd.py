@@ -66,8 +66,15 @@ class BotProcess:
         log = open(self.log_path, "ab")  # noqa: SIM115 - the child owns it from here
         try:
             self.proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "bot", "run", cwd=self.cwd, env=self.env,
-                stdin=asyncio.subprocess.DEVNULL, stdout=log, stderr=log,
+                sys.executable,
+                "-m",
+                "bot",
+                "run",
+                cwd=self.cwd,
+                env=self.env,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=log,
+                stderr=log,
             )
         finally:
             log.close()
@@ -105,10 +112,10 @@ class Resident:
     user_id: int
     fake: FakeTelegram
     rng: random.Random
-    ready: asyncio.Event            # set while a bot process is up and polling
+    ready: asyncio.Event  # set while a bot process is up and polling
     goal: int = 2
-    patience: float = 0.8           # seconds without an answer before poking the bot
-    max_actions: int = 120          # a resident who loops forever is a failure, not a hang
+    patience: float = 0.8  # seconds without an answer before poking the bot
+    max_actions: int = 120  # a resident who loops forever is a failure, not a hang
     codes: list[str] = field(default_factory=list)
     written: list[str] = field(default_factory=list)  # every description typed
     actions: int = 0
@@ -123,7 +130,7 @@ class Resident:
         while len(self.codes) < self.goal:
             assert self.actions < self.max_actions, f"resident {self.user_id} is going round in circles"
             answered = await self._wait_answer()
-            new = self.inbox()[self._seen:]
+            new = self.inbox()[self._seen :]
             self._seen += len(new)
             for message in new:
                 found = CODE.search(message.text or "")

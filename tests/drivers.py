@@ -31,7 +31,7 @@ class TerminalDriver:
         self._stack = AsyncExitStack()
         self._new: list[Reply] = []
 
-    async def __aenter__(self) -> "TerminalDriver":
+    async def __aenter__(self) -> TerminalDriver:
         services = await self._stack.enter_async_context(open_services(self.settings))
         self.channel = TerminalChannel(services.core, stdout=io.StringIO(), user_id=self.user_id)
         original = self.channel.send
@@ -47,8 +47,7 @@ class TerminalDriver:
         await self._stack.aclose()
 
     async def _line(self, line: str) -> None:
-        incoming = parse_line(line, self.channel.last, user_id=self.user_id,
-                              display_name="Warga Terminal", hint=None)
+        incoming = parse_line(line, self.channel.last, user_id=self.user_id, display_name="Warga Terminal", hint=None)
         assert incoming is not None
         await self.channel._handle(incoming)
 
@@ -78,8 +77,14 @@ class TelegramPollingDriver:
 
     name = "telegram-polling"
 
-    def __init__(self, make_settings, user_id: int = 5001, language_code: str | None = "id",
-                 fake: FakeTelegram | None = None, **overrides: object):
+    def __init__(
+        self,
+        make_settings,
+        user_id: int = 5001,
+        language_code: str | None = "id",
+        fake: FakeTelegram | None = None,
+        **overrides: object,
+    ):
         self.make_settings = make_settings
         self.overrides = overrides
         self.user_id = user_id
@@ -89,11 +94,13 @@ class TelegramPollingDriver:
         self._pushed = 0
         self._seen = len(self.fake.sent_to(user_id))
 
-    async def __aenter__(self) -> "TelegramPollingDriver":
+    async def __aenter__(self) -> TelegramPollingDriver:
         url = await self._stack.enter_async_context(serve(self.fake.app))
         self.settings = self.make_settings(
-            telegram_bot_token=self.fake.token, telegram_api_base_url=f"{url}/bot",
-            telegram_file_base_url=f"{url}/file/bot", **self.overrides,
+            telegram_bot_token=self.fake.token,
+            telegram_api_base_url=f"{url}/bot",
+            telegram_file_base_url=f"{url}/file/bot",
+            **self.overrides,
         )
         self.db_path = self.settings.database_path
         self.services = await self._stack.enter_async_context(open_services(self.settings))
@@ -121,8 +128,9 @@ class TelegramPollingDriver:
             if message.buttons:
                 for button in message.buttons:
                     if label.lower() in button["text"].lower():
-                        self.fake.push_callback(self.user_id, button["callback_data"],
-                                                message.message_id, language_code=self.language_code)
+                        self.fake.push_callback(
+                            self.user_id, button["callback_data"], message.message_id, language_code=self.language_code
+                        )
                         await self._after_push()
                         return
                 raise AssertionError(f"no button {label!r} in {[b['text'] for b in message.buttons]}")
@@ -138,5 +146,5 @@ class TelegramPollingDriver:
 
     async def replies(self) -> list[str]:
         sent = self.fake.sent_to(self.user_id)
-        new, self._seen = sent[self._seen:], len(sent)
+        new, self._seen = sent[self._seen :], len(sent)
         return [m.text or "" for m in new]

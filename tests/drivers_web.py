@@ -97,8 +97,15 @@ class _WebDriver:
 class WhatsAppDriver(_WebDriver):
     """A resident on WhatsApp: signed webhooks in, a FakeGraph records what the bot sends."""
 
-    def __init__(self, make_settings: Callable[..., Settings], *, wa_id: str = "6281234567890",
-                 name: str = "Sari", graph: FakeGraph | None = None, **overrides: Any):
+    def __init__(
+        self,
+        make_settings: Callable[..., Settings],
+        *,
+        wa_id: str = "6281234567890",
+        name: str = "Sari",
+        graph: FakeGraph | None = None,
+        **overrides: Any,
+    ):
         self.make_settings = make_settings
         self.wa_id = wa_id
         self.name = name
@@ -108,22 +115,30 @@ class WhatsAppDriver(_WebDriver):
         self.posted: list[str] = []  # wamids of the messages this resident sent
         self._stack = contextlib.AsyncExitStack()
 
-    async def __aenter__(self) -> "WhatsAppDriver":
+    async def __aenter__(self) -> WhatsAppDriver:
         stack = self._stack
         await stack.__aenter__()
         try:
             graph_url = await stack.enter_async_context(serve(self.graph.app))
             values: dict[str, Any] = dict(
-                whatsapp_access_token=DEFAULT_WA_TOKEN, whatsapp_phone_number_id=PHONE_ID,
-                whatsapp_app_secret=APP_SECRET, whatsapp_verify_token=VERIFY_TOKEN,
+                whatsapp_access_token=DEFAULT_WA_TOKEN,
+                whatsapp_phone_number_id=PHONE_ID,
+                whatsapp_app_secret=APP_SECRET,
+                whatsapp_verify_token=VERIFY_TOKEN,
                 whatsapp_api_base_url=f"{graph_url}/v21.0",
             )
             values.update(self.overrides)
             self.settings = self.make_settings(**values)
             self.services: Services = await stack.enter_async_context(open_services(self.settings))
             # Short backoff so retry tests take milliseconds, not the production seconds.
-            self.channel = WhatsAppChannel(self.settings, db=self.services.db, catalog=self.services.catalog,
-                                           backoff=0.01, pair_gap=0.02, timeout=2.0)
+            self.channel = WhatsAppChannel(
+                self.settings,
+                db=self.services.db,
+                catalog=self.services.catalog,
+                backoff=0.01,
+                pair_gap=0.02,
+                timeout=2.0,
+            )
             stack.push_async_callback(self.channel.aclose)
             await self._serve(build_web_app(self.services, whatsapp=self.channel, telegram=None))
         except BaseException:
@@ -131,7 +146,7 @@ class WhatsAppDriver(_WebDriver):
             raise
         return self
 
-    def another(self, wa_id: str, name: str = "Sari") -> "WhatsAppDriver":
+    def another(self, wa_id: str, name: str = "Sari") -> WhatsAppDriver:
         """A second resident on the same running bot (shares servers and database; the
         first driver's `async with` owns them)."""
         other = copy.copy(self)
@@ -139,8 +154,9 @@ class WhatsAppDriver(_WebDriver):
         return other
 
     # Raw webhook access ----------------------------------------------------------------------
-    async def post(self, payload: dict[str, Any] | bytes, *, secret: str | None = APP_SECRET,
-                   headers: dict[str, str] | None = None) -> httpx.Response:
+    async def post(
+        self, payload: dict[str, Any] | bytes, *, secret: str | None = APP_SECRET, headers: dict[str, str] | None = None
+    ) -> httpx.Response:
         """POST a webhook body (a payload dict is serialised the way Meta does), signed with
         `secret` (None: unsigned)."""
         body = payload if isinstance(payload, bytes) else wa_body(payload)
@@ -177,8 +193,11 @@ class WhatsAppDriver(_WebDriver):
                     if last["interactive"]["type"] == "button":
                         await self.deliver(wa_button_reply(self.wa_id, choice["id"], choice["title"], name=self.name))
                     else:
-                        await self.deliver(wa_list_reply(self.wa_id, choice["id"], choice["title"],
-                                                         choice.get("description"), name=self.name))
+                        await self.deliver(
+                            wa_list_reply(
+                                self.wa_id, choice["id"], choice["title"], choice.get("description"), name=self.name
+                            )
+                        )
                     return
         raise AssertionError(f"no choice {label_substring!r} in {[c['title'] for c in choices]}")
 
@@ -194,7 +213,7 @@ class WhatsAppDriver(_WebDriver):
     async def replies(self) -> list[str]:
         await self.settled()
         mine = self.graph.sent_to(self.wa_id)
-        new, self._seen = mine[self._seen:], len(mine)
+        new, self._seen = mine[self._seen :], len(mine)
         return [graph_text(p) for p in new]
 
     def last_interactive(self) -> dict[str, Any]:
@@ -208,9 +227,16 @@ class TelegramWebhookDriver(_WebDriver):
     """A resident on Telegram with the bot in webhook mode: updates are POSTed to
     /webhook/telegram with the secret token; a FakeTelegram records what the bot sends."""
 
-    def __init__(self, make_settings: Callable[..., Settings], *, user_id: int = 1001,
-                 first_name: str = "Sari", language_code: str | None = "id",
-                 fake: FakeTelegram | None = None, **overrides: Any):
+    def __init__(
+        self,
+        make_settings: Callable[..., Settings],
+        *,
+        user_id: int = 1001,
+        first_name: str = "Sari",
+        language_code: str | None = "id",
+        fake: FakeTelegram | None = None,
+        **overrides: Any,
+    ):
         self.make_settings = make_settings
         self.user_id = user_id
         self.first_name = first_name
@@ -220,14 +246,16 @@ class TelegramWebhookDriver(_WebDriver):
         self._seen = 0
         self._stack = contextlib.AsyncExitStack()
 
-    async def __aenter__(self) -> "TelegramWebhookDriver":
+    async def __aenter__(self) -> TelegramWebhookDriver:
         stack = self._stack
         await stack.__aenter__()
         try:
             api_url = await stack.enter_async_context(serve(self.fake.app))
             values: dict[str, Any] = dict(
-                telegram_bot_token=self.fake.token, telegram_api_base_url=f"{api_url}/bot",
-                telegram_file_base_url=f"{api_url}/file/bot", telegram_mode="webhook",
+                telegram_bot_token=self.fake.token,
+                telegram_api_base_url=f"{api_url}/bot",
+                telegram_file_base_url=f"{api_url}/file/bot",
+                telegram_mode="webhook",
                 telegram_webhook_url="https://suarawarga.test/webhook/telegram",
                 telegram_webhook_secret=TELEGRAM_SECRET,
             )
@@ -243,7 +271,7 @@ class TelegramWebhookDriver(_WebDriver):
             raise
         return self
 
-    def another(self, user_id: int, first_name: str = "Sari") -> "TelegramWebhookDriver":
+    def another(self, user_id: int, first_name: str = "Sari") -> TelegramWebhookDriver:
         """A second resident on the same running bot (see WhatsAppDriver.another)."""
         other = copy.copy(self)
         other.user_id, other.first_name, other._seen = user_id, first_name, 0
@@ -252,8 +280,9 @@ class TelegramWebhookDriver(_WebDriver):
     async def post(self, update: dict[str, Any] | bytes, *, secret: str | None = TELEGRAM_SECRET) -> httpx.Response:
         headers = {} if secret is None else {"X-Telegram-Bot-Api-Secret-Token": secret}
         if isinstance(update, bytes):
-            return await self.http.post("/webhook/telegram", content=update,
-                                        headers={**headers, "Content-Type": "application/json"})
+            return await self.http.post(
+                "/webhook/telegram", content=update, headers={**headers, "Content-Type": "application/json"}
+            )
         return await self.http.post("/webhook/telegram", json=update, headers=headers)
 
     async def deliver(self, update: dict[str, Any]) -> None:
@@ -277,8 +306,11 @@ class TelegramWebhookDriver(_WebDriver):
             if message.buttons:
                 for button in message.buttons:
                     if wanted in button.get("text", "").casefold() and "callback_data" in button:
-                        await self.deliver(self.fake.make_update_callback(
-                            self.user_id, button["callback_data"], message.message_id, **self._who()))
+                        await self.deliver(
+                            self.fake.make_update_callback(
+                                self.user_id, button["callback_data"], message.message_id, **self._who()
+                            )
+                        )
                         return
                 raise AssertionError(f"no button {label_substring!r} in {[b.get('text') for b in message.buttons]}")
         raise AssertionError("the bot has not sent any buttons yet")
@@ -293,7 +325,7 @@ class TelegramWebhookDriver(_WebDriver):
     async def replies(self) -> list[str]:
         # Webhook mode answers 200 only after the update was handled: nothing to wait for.
         mine = self._mine()
-        new, self._seen = mine[self._seen:], len(mine)
+        new, self._seen = mine[self._seen :], len(mine)
         return [m.plain or "" for m in new]
 
     def _mine(self) -> list[SentMessage]:

@@ -31,8 +31,12 @@ class Resident:
         fields.setdefault("message_id", f"m{next(_ids)}")
         fields.setdefault("received_at", self.clock() if self.clock else utcnow())
         return Incoming(
-            channel=self.channel, user_id=self.user_id, chat_id=self.user_id, kind=kind,
-            language_hint=self.hint, display_name=self.name,
+            channel=self.channel,
+            user_id=self.user_id,
+            chat_id=self.user_id,
+            kind=kind,
+            language_hint=self.hint,
+            display_name=self.name,
             **fields,  # type: ignore[arg-type]
         )
 
@@ -48,8 +52,9 @@ class Resident:
         return await self.deliver(self._incoming(InputKind.TEXT, text=text, **fields))
 
     async def command(self, name: str, args: str = "", **fields: object) -> list[Reply]:
-        return await self.deliver(self._incoming(
-            InputKind.COMMAND, command=name, args=args, text=f"/{name} {args}".strip(), **fields))
+        return await self.deliver(
+            self._incoming(InputKind.COMMAND, command=name, args=args, text=f"/{name} {args}".strip(), **fields)
+        )
 
     async def press(self, label: str) -> list[Reply]:
         assert self.last_buttons is not None, "no buttons shown yet"

@@ -15,9 +15,24 @@ def test_every_language_has_every_key_with_the_same_placeholders():
 def test_button_labels_fit_whatsapp_limits():
     """Reply-button titles are at most 20 characters, list rows at most 24 (Meta's limits)."""
     catalog = Catalog.load()
-    buttons = ("skip", "pillar.yes", "pillar.other", "pick.unsure", "consent.agree", "confirm.send",
-               "confirm.cancel", "identity.name", "identity.anon", "similar.mine", "erase.delete",
-               "erase.anonymise", "erase.cancel", "area.more", "area.first", "language.name")
+    buttons = (
+        "skip",
+        "pillar.yes",
+        "pillar.other",
+        "pick.unsure",
+        "consent.agree",
+        "confirm.send",
+        "confirm.cancel",
+        "identity.name",
+        "identity.anon",
+        "similar.mine",
+        "erase.delete",
+        "erase.anonymise",
+        "erase.cancel",
+        "area.more",
+        "area.first",
+        "language.name",
+    )
     for lang in catalog.languages:
         for key in buttons:
             assert len(catalog.text(lang, key)) <= 20, (lang, key)

@@ -14,8 +14,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def cli_environment(tmp_path: Path, **env: str) -> dict[str, str]:
     environment = {
-        k: v for k, v in os.environ.items()
-        if not k.startswith(("TELEGRAM_", "WHATSAPP_", "DIGEST_", "SMTP_"))
+        k: v for k, v in os.environ.items() if not k.startswith(("TELEGRAM_", "WHATSAPP_", "DIGEST_", "SMTP_"))
     }
     environment.update({"DATABASE_PATH": str(tmp_path / "cli.db"), **env})
     return environment
@@ -23,8 +22,13 @@ def cli_environment(tmp_path: Path, **env: str) -> dict[str, str]:
 
 def run_cli(args: list[str], tmp_path: Path, stdin: str = "", **env: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "bot", *args], input=stdin, capture_output=True, text=True,
-        cwd=tmp_path, env=cli_environment(tmp_path, **env), timeout=60,
+        [sys.executable, "-m", "bot", *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=cli_environment(tmp_path, **env),
+        timeout=60,
     )
 
 
@@ -39,16 +43,21 @@ def test_run_without_credentials_starts_the_terminal_chat(tmp_path):
 
 
 def test_scripted_terminal_chat_saves_a_report_and_exits_at_end_of_input(tmp_path):
-    script = "\n".join([
-        "1",                                   # Setuju
-        "/lapor",
-        "Lampu PJU di jalan desa Sukomoro mati sudah dua minggu, gelap sekali kalau malam",
-        "1",                                   # Ya, benar
-        "Sukomoro",                            # typed area name
-        "1",                                   # Lewati (photo)
-        "2",                                   # Anonim
-        "1",                                   # Ya, kirim
-    ]) + "\n"
+    script = (
+        "\n".join(
+            [
+                "1",  # Setuju
+                "/lapor",
+                "Lampu PJU di jalan desa Sukomoro mati sudah dua minggu, gelap sekali kalau malam",
+                "1",  # Ya, benar
+                "Sukomoro",  # typed area name
+                "1",  # Lewati (photo)
+                "2",  # Anonim
+                "1",  # Ya, kirim
+            ]
+        )
+        + "\n"
+    )
     result = run_cli(["chat", "--user", "tester"], tmp_path, stdin=script)
     assert result.returncode == 0, result.stderr
     assert "laporan Anda sudah kami terima" in result.stdout
@@ -58,8 +67,14 @@ def test_scripted_terminal_chat_saves_a_report_and_exits_at_end_of_input(tmp_pat
 
 
 def test_invalid_configuration_exits_2_naming_each_bad_key(tmp_path):
-    result = run_cli(["run"], tmp_path, TIMEZONE="Asia/Atlantis", TELEGRAM_BOT_TOKEN="not-a-token",
-                     OFFICIALS="bob", DIGEST_EMAILS="nobody")
+    result = run_cli(
+        ["run"],
+        tmp_path,
+        TIMEZONE="Asia/Atlantis",
+        TELEGRAM_BOT_TOKEN="not-a-token",
+        OFFICIALS="bob",
+        DIGEST_EMAILS="nobody",
+    )
     assert result.returncode == 2
     for key in ("TIMEZONE", "TELEGRAM_BOT_TOKEN", "OFFICIALS", "DIGEST_EMAILS"):
         assert key in result.stderr
@@ -71,13 +86,19 @@ def test_backup_of_a_live_database_while_writing(tmp_path):
     """`suarawarga backup` copies a consistent snapshot while another process writes."""
     db = tmp_path / "cli.db"
     run_cli(["chat"], tmp_path, stdin="1\n")  # creates and migrates the database
-    writer = subprocess.Popen([sys.executable, "-c", (
-        "import sqlite3,sys\n"
-        f"c=sqlite3.connect({str(db)!r}, timeout=30)\n"
-        "c.execute('CREATE TABLE IF NOT EXISTS t(x)')\n"
-        "for i in range(3000):\n"
-        "    c.execute('INSERT INTO t VALUES (?)', (i,)); c.commit()\n"
-    )])
+    writer = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            (
+                "import sqlite3,sys\n"
+                f"c=sqlite3.connect({str(db)!r}, timeout=30)\n"
+                "c.execute('CREATE TABLE IF NOT EXISTS t(x)')\n"
+                "for i in range(3000):\n"
+                "    c.execute('INSERT INTO t VALUES (?)', (i,)); c.commit()\n"
+            ),
+        ]
+    )
     try:
         result = run_cli(["backup", str(tmp_path / "copy.db")], tmp_path)
     finally:
@@ -92,7 +113,7 @@ def test_backup_of_a_live_database_while_writing(tmp_path):
 
 def test_a_broken_rules_file_stops_start_up_with_its_line(tmp_path):
     rules = tmp_path / "rules.toml"
-    rules.write_text('[governance.x]\nkeywords = 5\n', encoding="utf-8")
+    rules.write_text("[governance.x]\nkeywords = 5\n", encoding="utf-8")
     result = run_cli(["chat"], tmp_path, RULES_PATH=str(rules))
     assert result.returncode == 1
     assert "RULES_PATH" in result.stderr and "line 2" in result.stderr
@@ -116,8 +137,12 @@ def test_a_default_language_without_a_catalogue_is_one_line(tmp_path):
 def test_a_database_path_that_cannot_be_written_is_one_line(tmp_path):
     """A folder that is a file, a read-only file system: as root too (chmod does not stop root)."""
     (tmp_path / "notes.txt").write_text("x")
-    for where in (tmp_path / "notes.txt" / "suarawarga.db", Path("/proc/suarawarga-test/x.db"),
-                  Path("/proc/self/x.db"), tmp_path):
+    for where in (
+        tmp_path / "notes.txt" / "suarawarga.db",
+        Path("/proc/suarawarga-test/x.db"),
+        Path("/proc/self/x.db"),
+        tmp_path,
+    ):
         result = run_cli(["chat"], tmp_path, stdin="1\n", DATABASE_PATH=str(where))
         _one_line_exit_2(result, "DATABASE_PATH", str(where))
 

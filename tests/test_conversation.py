@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import re
-from datetime import timedelta
 import sqlite3
+from datetime import timedelta
 
 import pytest
 
@@ -39,7 +39,7 @@ class TestConsent:
         replies = await sari.agree()
         assert "persetujuan Anda sudah kami catat" in replies[0].text
         assert [b.label for b in replies[1].buttons][:2] == ["Laporkan masalah", "Sampaikan ide"]
-        (version, at), = rows(settings, "SELECT consent_version, consent_at FROM users")
+        ((version, at),) = rows(settings, "SELECT consent_version, consent_at FROM users")
         assert version == settings.privacy_notice_version and at.startswith("20")
 
     async def test_notice_can_be_read_in_english_first(self, services):
@@ -73,11 +73,20 @@ class TestSubmission:
         assert replies[0].text.startswith("Terima kasih, laporan Anda sudah kami terima")
         code = code_in(replies[0].text)
         assert re.fullmatch(r"[2-9A-HJ-NP-Z]{3}-[2-9A-HJ-NP-Z]{3}", code)
-        (kind, pillar, area, photo, name, anonymous, status, text), = rows(
-            settings, "SELECT kind, pillar, area, photo_ref, submitter_name, anonymous, status, text "
-            "FROM submissions WHERE code = ?", (code.replace("-", ""),))
+        ((kind, pillar, area, photo, name, anonymous, status, text),) = rows(
+            settings,
+            "SELECT kind, pillar, area, photo_ref, submitter_name, anonymous, status, text "
+            "FROM submissions WHERE code = ?",
+            (code.replace("-", ""),),
+        )
         assert (kind, pillar, area, photo, anonymous, status) == (
-            "report", "living", "Ngariboyo", "AgACAgIAAxk-photo", 0, "new")
+            "report",
+            "living",
+            "Ngariboyo",
+            "AgACAgIAAxk-photo",
+            0,
+            "new",
+        )
         assert name == "Sari Wulandari" and text == ROAD
 
     async def test_idea_choosing_another_pillar_records_the_correction(self, services, settings):
@@ -88,12 +97,13 @@ class TestSubmission:
         await sari.say("Usul dibuat festival kuliner tahunan di alun-alun Magetan untuk wisatawan")
         await sari.press("Pilih pilar lain")
         await sari.press("Ekonomi")
-        await sari.press("Lewati")       # area
-        await sari.press("Lewati")       # photo
+        await sari.press("Lewati")  # area
+        await sari.press("Lewati")  # photo
         await sari.press("Anonim")
         code = code_in((await sari.press("kirim"))[0].text)
-        (pillar, anonymous, name, kind), = rows(
-            settings, "SELECT pillar, anonymous, submitter_name, kind FROM submissions")
+        ((pillar, anonymous, name, kind),) = rows(
+            settings, "SELECT pillar, anonymous, submitter_name, kind FROM submissions"
+        )
         assert (pillar, anonymous, name, kind) == ("economy", 1, None, "idea")
         assert rows(settings, "SELECT to_pillar, actor_role FROM pillar_corrections") == [("economy", "resident")]
         assert code
@@ -260,9 +270,9 @@ class TestRobustness:
         settings = make_settings(flood_max_messages=3, flood_window_seconds=60)
         async with open_services(settings) as svc:
             sari = Resident(svc.core, clock=lambda: utcnow().replace(microsecond=0))
-            await sari.agree()              # /start + Setuju: two messages
-            await sari.command("lapor")     # the third
-            warned = await sari.say(ROAD)   # over the limit: warned, but kept as the description
+            await sari.agree()  # /start + Setuju: two messages
+            await sari.command("lapor")  # the third
+            warned = await sari.say(ROAD)  # over the limit: warned, but kept as the description
             assert "sangat cepat" in texts(warned)
             assert rows(settings, "SELECT step FROM conversations") == [("pillar",)]
 
@@ -318,7 +328,7 @@ class TestSupportAndErasure:
         assert rows(settings, "SELECT count(*) FROM users") == [(0,)]
         assert rows(settings, "SELECT count(*) FROM submissions") == [(0,)]
         assert rows(settings, "SELECT count(*) FROM conversations") == [(0,)]
-        (action, after), = rows(settings, "SELECT action, after FROM audit_log")
+        ((action, after),) = rows(settings, "SELECT action, after FROM audit_log")
         assert action == "erase" and "Sari" not in after
 
     async def test_erasure_keeping_submissions_anonymised(self, services, settings):
@@ -358,20 +368,25 @@ async def test_housekeeping_forgets_old_message_ids_only(services, settings):
     with sqlite3.connect(settings.database_path) as conn:
         conn.executemany(
             "INSERT INTO inbound (channel, message_id, payload, received_at, handled_at) VALUES (?, ?, ?, ?, ?)",
-            [("telegram", "old", None, "2020-01-01T00:00:00.000000+00:00", "2020-01-01T00:00:00.000000+00:00"),
-             ("whatsapp", "pending", "{}", "2020-01-01T00:00:00.000000+00:00", None),
-             ("telegram", "new", None, "2999-01-01T00:00:00.000000+00:00", "2999-01-01T00:00:00.000000+00:00")],
+            [
+                ("telegram", "old", None, "2020-01-01T00:00:00.000000+00:00", "2020-01-01T00:00:00.000000+00:00"),
+                ("whatsapp", "pending", "{}", "2020-01-01T00:00:00.000000+00:00", None),
+                ("telegram", "new", None, "2999-01-01T00:00:00.000000+00:00", "2999-01-01T00:00:00.000000+00:00"),
+            ],
         )
     assert await Housekeeping(services.db).run_once() == 1
     assert sorted(r[0] for r in rows(settings, "SELECT message_id FROM inbound")) == ["new", "pending"]
 
 
-@pytest.mark.parametrize("text", [
-    "Baru kemarin jalan diperbaiki, sekarang sudah rusak lagi berlubang",
-    "Lihat saja jalan di depan SD Bendo, rusak parah dan berlubang",
-    "Status jalan desa kami tidak jelas, sudah rusak parah berlubang",
-    "Balas dong pak, jalan rusak berlubang di depan pasar belum diperbaiki",
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Baru kemarin jalan diperbaiki, sekarang sudah rusak lagi berlubang",
+        "Lihat saja jalan di depan SD Bendo, rusak parah dan berlubang",
+        "Status jalan desa kami tidak jelas, sudah rusak parah berlubang",
+        "Balas dong pak, jalan rusak berlubang di depan pasar belum diperbaiki",
+    ],
+)
 async def test_descriptions_starting_with_a_command_word_are_descriptions(services, text):
     """Only a bare command word (or "status KODE") is a command; a sentence is the resident's."""
     sari = Resident(services.core)

@@ -32,9 +32,10 @@ from tests.test_digest import W48, local, seed_weeks
 MONDAY_MORNING = local(30, 7)
 GROUPS = ("-100111", "-100222")
 TEAM = "tim@magetan.go.id"
-TINY_PNG = bytes.fromhex(   # a valid 1x1 PNG
+TINY_PNG = bytes.fromhex(  # a valid 1x1 PNG
     "89504e470d0a1a0a0000000d4948445200000001000000010802000000907753de0000000c4944"
-    "4154789c63f8ffff3f0005fe02fe0def46b80000000049454e44ae426082")
+    "4154789c63f8ffff3f0005fe02fe0def46b80000000049454e44ae426082"
+)
 
 
 @dataclass
@@ -44,7 +45,7 @@ class Mailbox:
     messages: list[tuple[list[str], bytes]] = field(default_factory=list)
     refuse_next: int = 0
 
-    async def handle_DATA(self, server, session, envelope) -> str:  # noqa: ANN001
+    async def handle_DATA(self, server, session, envelope) -> str:
         if self.refuse_next:
             self.refuse_next -= 1
             return "451 4.3.0 Mailbox busy, try again later"
@@ -74,29 +75,32 @@ class World:
     stack: AsyncExitStack
     delays: list[float] = field(default_factory=list)
 
-    async def service(self, *, clock=lambda: MONDAY_MORNING, real_chart: bool = False,
-                      **kw: object) -> DigestService:
+    async def service(self, *, clock=lambda: MONDAY_MORNING, real_chart: bool = False, **kw: object) -> DigestService:
         """A service on its own Database connection, as a second process would have. The
         chart (0.3 s of matplotlib) is real only where a test looks at it."""
         db = await self.stack.enter_async_context(Database(self.settings.database_path))
 
-        async def no_wait(seconds: float) -> None:   # back-off is recorded, not slept
+        async def no_wait(seconds: float) -> None:  # back-off is recorded, not slept
             self.delays.append(seconds)
 
         if not real_chart:
             kw.setdefault("chart", lambda digest, catalog, lang: TINY_PNG)
-        return DigestService(self.settings, self.catalog, db=db, telegram=self.telegram,
-                             clock=clock, sleep=no_wait, **kw)  # type: ignore[arg-type]
+        return DigestService(
+            self.settings, self.catalog, db=db, telegram=self.telegram, clock=clock, sleep=no_wait, **kw
+        )  # type: ignore[arg-type]
 
     def sent(self, method: str, chat: str | None = None) -> list:
-        return [m for m in self.telegram_api.sent
-                if m.method == method and (chat is None or str(m.chat_id) == chat)]
+        return [m for m in self.telegram_api.sent if m.method == method and (chat is None or str(m.chat_id) == chat)]
 
     def deliveries(self) -> dict[str, tuple[str, int]]:
         with sqlite3.connect(self.settings.database_path) as conn:
-            return {r: (s, a) for r, s, a in conn.execute(
-                "SELECT recipient, state, attempts FROM digest_deliveries WHERE period_start = ?",
-                (to_db(W48.start),))}
+            return {
+                r: (s, a)
+                for r, s, a in conn.execute(
+                    "SELECT recipient, state, attempts FROM digest_deliveries WHERE period_start = ?",
+                    (to_db(W48.start),),
+                )
+            }
 
 
 @pytest.fixture
@@ -108,9 +112,14 @@ async def world(make_settings, tmp_path: Path) -> AsyncIterator[World]:
         url = await stack.enter_async_context(serve(fake.app))
         port = await stack.enter_async_context(smtp_server(mailbox))
         settings = make_settings(
-            telegram_bot_token=fake.token, telegram_api_base_url=f"{url}/bot",
-            telegram_file_base_url=f"{url}/file/bot", digest_telegram_chat_ids=",".join(GROUPS),
-            digest_emails=TEAM, smtp_host="127.0.0.1", smtp_port=port, smtp_starttls=False,
+            telegram_bot_token=fake.token,
+            telegram_api_base_url=f"{url}/bot",
+            telegram_file_base_url=f"{url}/file/bot",
+            digest_telegram_chat_ids=",".join(GROUPS),
+            digest_emails=TEAM,
+            smtp_host="127.0.0.1",
+            smtp_port=port,
+            smtp_starttls=False,
             smtp_from="suarawarga@magetan.go.id",
         )
         catalog = Catalog.load()
@@ -149,17 +158,18 @@ async def test_email_is_html_with_plain_text_inline_chart_and_the_spreadsheet(wo
     assert "Total masuk: 10" in plain and "<table" not in plain
     assert "<table" in html and "Kelayakan Hidup" in html
     [image] = [p for p in msg.walk() if p.get_content_type() == "image/png"]
-    assert f'src="cid:{image["Content-ID"].strip("<>")}"' in html   # shown inline, not attached
+    assert f'src="cid:{image["Content-ID"].strip("<>")}"' in html  # shown inline, not attached
     assert image.get_content_disposition() == "inline" and image.get_filename() is None
     assert [p.get_content_type() for p in msg.iter_attachments()] == [
-        "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"]
+        "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+    ]
     assert image.get_content()[:4] == b"\x89PNG"
     [sheet] = [p for p in msg.iter_attachments() if p.get_filename()]
     assert sheet.get_filename() == "suarawarga-2026-W48.xlsx"
     book = openpyxl.load_workbook(io.BytesIO(sheet.get_content()), read_only=True)
     cells = {str(v) for ws in book.worksheets for row in ws.iter_rows(values_only=True) for v in row}
-    assert "W48-AA2" in cells and "W47-AA1" not in cells        # the week's rows, only those
-    assert not any("0812" in c for c in cells)                  # and residents' numbers masked
+    assert "W48-AA2" in cells and "W47-AA1" not in cells  # the week's rows, only those
+    assert not any("0812" in c for c in cells)  # and residents' numbers masked
 
 
 async def test_two_processes_and_repeated_triggers_send_once_per_recipient(world):
@@ -178,8 +188,7 @@ async def test_two_processes_and_repeated_triggers_send_once_per_recipient(world
 async def test_a_digest_missed_while_down_is_sent_once_at_start_up(world):
     """Down over Monday 07:00; started on Wednesday: last week's digest goes out, once."""
     wednesday = local(2, 10, month=12)
-    scheduler = DigestScheduler(await world.service(clock=lambda: wednesday), world.settings,
-                                clock=lambda: wednesday)
+    scheduler = DigestScheduler(await world.service(clock=lambda: wednesday), world.settings, clock=lambda: wednesday)
     await scheduler.start()
     try:
         report = await scheduler.wait_catch_up()
@@ -187,12 +196,11 @@ async def test_a_digest_missed_while_down_is_sent_once_at_start_up(world):
         await scheduler.stop()
     assert report is not None and report.period == W48 and len(report.sent) == 3
 
-    restarted = DigestScheduler(await world.service(clock=lambda: wednesday), world.settings,
-                                clock=lambda: wednesday)
+    restarted = DigestScheduler(await world.service(clock=lambda: wednesday), world.settings, clock=lambda: wednesday)
     await restarted.start()
     try:
         again = await restarted.wait_catch_up()
-        scheduled = await restarted.run_scheduled()     # the cron job itself, fired by hand
+        scheduled = await restarted.run_scheduled()  # the cron job itself, fired by hand
     finally:
         await restarted.stop()
     assert again is not None and again.sent == [] and len(again.skipped) == 3
@@ -203,22 +211,22 @@ async def test_a_digest_missed_while_down_is_sent_once_at_start_up(world):
 def test_the_due_week_follows_the_schedule_in_jakarta_time(make_settings):
     settings = make_settings()
     scheduler = DigestScheduler(DigestService(settings, Catalog.load()), settings)
-    assert scheduler.due_period(local(30, 6, 59)).label == "2026-W47"   # Monday before 07:00
+    assert scheduler.due_period(local(30, 6, 59)).label == "2026-W47"  # Monday before 07:00
     assert scheduler.due_period(local(30, 7, 0)).label == "2026-W48"
     assert scheduler.due_period(local(6, 23, month=12)).label == "2026-W48"  # all week long
 
 
 async def test_a_failing_recipient_is_retried_and_does_not_stop_the_others(world):
     world.telegram_api.fail_next("sendMessage", 400, description="Bad Request: chat not found")
-    world.mailbox.refuse_next = 1                      # 451: the server asks us to come back
+    world.mailbox.refuse_next = 1  # 451: the server asks us to come back
     report = await (await world.service()).deliver(W48)
 
     [(failed, error)] = report.failed.items()
     assert failed.startswith("telegram:") and "chat not found" in error.lower()
     served = next(g for g in GROUPS if f"telegram:{g}" != failed)
     assert len(world.sent("sendPhoto", served)) == 1
-    assert len(world.mailbox.messages) == 1            # delivered on the second attempt
-    assert world.delays == [5.0]                       # after the first back-off step
+    assert len(world.mailbox.messages) == 1  # delivered on the second attempt
+    assert world.delays == [5.0]  # after the first back-off step
     rows = world.deliveries()
     assert rows[f"email:{TEAM}"] == ("sent", 2)
     assert rows[failed][0] == "failed"
@@ -237,9 +245,10 @@ async def test_a_crashed_senders_claim_is_taken_over_after_the_lease(world):
         conn.execute(
             "INSERT INTO digest_deliveries (period_start, period_end, recipient, state, claimed_at) "
             "VALUES (?, ?, ?, 'sending', ?)",
-            (to_db(W48.start), to_db(W48.end), f"email:{TEAM}", to_db(local(30, 6))))
+            (to_db(W48.start), to_db(W48.end), f"email:{TEAM}", to_db(local(30, 6))),
+        )
     fresh = await (await world.service(clock=lambda: local(30, 6, 10))).deliver(W48)
-    assert f"email:{TEAM}" in fresh.skipped               # another sender is still on it
+    assert f"email:{TEAM}" in fresh.skipped  # another sender is still on it
     later = await (await world.service(clock=lambda: local(30, 7))).deliver(W48)
     assert later.sent == [f"email:{TEAM}"] and len(world.mailbox.messages) == 1
 
@@ -249,7 +258,8 @@ async def test_a_recipient_that_keeps_failing_is_given_up_after_the_attempt_cap(
         conn.execute(
             "INSERT INTO digest_deliveries (period_start, period_end, recipient, state, attempts, "
             "last_error, claimed_at) VALUES (?, ?, ?, 'failed', 12, 'SMTP 550', ?)",
-            (to_db(W48.start), to_db(W48.end), f"email:{TEAM}", to_db(local(30, 7))))
+            (to_db(W48.start), to_db(W48.end), f"email:{TEAM}", to_db(local(30, 7))),
+        )
     report = await (await world.service()).deliver(W48)
     assert report.skipped == [f"email:{TEAM}"] and len(report.sent) == 2
     assert world.mailbox.messages == []
@@ -257,34 +267,43 @@ async def test_a_recipient_that_keeps_failing_is_given_up_after_the_attempt_cap(
 
 async def test_whatsapp_gets_a_summary_in_the_window_and_the_template_outside(make_settings, tmp_path):
     await seed_weeks(tmp_path / "suarawarga.db")
-    with sqlite3.connect(tmp_path / "suarawarga.db") as conn:   # an official who wrote an hour ago
+    with sqlite3.connect(tmp_path / "suarawarga.db") as conn:  # an official who wrote an hour ago
         stamp = to_db(local(30, 6))
         conn.execute(
             "INSERT INTO users (channel, platform_id, chat_id, language, consent_version, consent_at, "
             "last_inbound_at, created_at) VALUES ('whatsapp', '628111', '628111', 'en', 'v', ?, ?, ?)",
-            (stamp, stamp, stamp))
+            (stamp, stamp, stamp),
+        )
     graph = FakeGraph()
     async with serve(graph.app) as url, Database(tmp_path / "suarawarga.db") as db:
         settings = make_settings(
-            whatsapp_access_token=graph.token, whatsapp_phone_number_id=PHONE_ID,
-            whatsapp_app_secret="secret", whatsapp_verify_token="verify",
-            whatsapp_api_base_url=f"{url}/v21.0", digest_whatsapp_numbers="628111,628222",
+            whatsapp_access_token=graph.token,
+            whatsapp_phone_number_id=PHONE_ID,
+            whatsapp_app_secret="secret",
+            whatsapp_verify_token="verify",
+            whatsapp_api_base_url=f"{url}/v21.0",
+            digest_whatsapp_numbers="628111,628222",
             whatsapp_template_digest="ringkasan_mingguan",
         )
         whatsapp = WhatsAppChannel(settings, catalog=Catalog.load())
         try:
-            service = DigestService(settings, Catalog.load(), db=db, whatsapp=whatsapp,
-                                    clock=lambda: MONDAY_MORNING,
-                                    chart=lambda digest, catalog, lang: TINY_PNG)
+            service = DigestService(
+                settings,
+                Catalog.load(),
+                db=db,
+                whatsapp=whatsapp,
+                clock=lambda: MONDAY_MORNING,
+                chart=lambda digest, catalog, lang: TINY_PNG,
+            )
             report = await service.deliver(W48)
         finally:
             await whatsapp.aclose()
     assert sorted(report.sent) == ["whatsapp:628111", "whatsapp:628222"]
     [summary] = graph.sent_to("628111")
     assert summary["type"] == "text"
-    assert summary["text"]["body"].startswith("SuaraWarga Weekly Digest")   # their language
+    assert summary["text"]["body"].startswith("SuaraWarga Weekly Digest")  # their language
     assert "Received: 10" in summary["text"]["body"]
-    [template] = graph.sent_to("628222")                 # never wrote to us: window closed
+    [template] = graph.sent_to("628222")  # never wrote to us: window closed
     assert template["type"] == "template"
     assert template["template"]["name"] == "ringkasan_mingguan"
     params = [p["text"] for p in template["template"]["components"][0]["parameters"]]

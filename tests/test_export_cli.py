@@ -41,7 +41,9 @@ def seeded(settings, migrated: Path) -> object:
     conn.execute(
         "INSERT INTO users (id, channel, platform_id, chat_id, display_name, language, consent_version, "
         "consent_at, created_at) VALUES (1, 'whatsapp', '6281299990000', '6281299990000', 'Rina', 'id', "
-        "'2026-11', ?, ?)", (stamp, stamp))
+        "'2026-11', ?, ?)",
+        (stamp, stamp),
+    )
     rows = [
         # 23:59 on 30 November in Magetan: inside "--until 2026-11-30".
         ("AAAAAA", "report", "living", "Plaosan", 0, datetime(2026, 11, 30, 16, 59, tzinfo=UTC)),
@@ -54,8 +56,18 @@ def seeded(settings, migrated: Path) -> object:
             "INSERT INTO submissions (code, user_id, kind, pillar, text, language, area, anonymous, "
             "submitter_name, channel, created_at, updated_at, status_changed_at) "
             "VALUES (?, 1, ?, ?, ?, 'id', ?, ?, ?, 'whatsapp', ?, ?, ?)",
-            (code, kind, pillar, f"Aspirasi {code} dari warga, telepon 0812-1111-2222", area, anonymous,
-             None if anonymous else "Rina", to_db(created), to_db(created), to_db(created)),
+            (
+                code,
+                kind,
+                pillar,
+                f"Aspirasi {code} dari warga, telepon 0812-1111-2222",
+                area,
+                anonymous,
+                None if anonymous else "Rina",
+                to_db(created),
+                to_db(created),
+                to_db(created),
+            ),
         )
     conn.commit()
     conn.close()
@@ -94,8 +106,10 @@ def test_csv_for_indonesian_excel_uses_semicolons_decimal_commas_and_plain_times
     """--csv-dialect excel-id: what Excel with Indonesian regional settings splits into
     columns on opening: ';' between fields, ',' in decimals, local "YYYY-MM-DD HH:MM:SS"."""
     conn = sqlite3.connect(seeded.database_path)
-    conn.execute("UPDATE submissions SET latitude = -7.6543219, longitude = 111.3312345, "
-                 "text = 'Jalan rusak; tolong, segera' WHERE code = 'AAAAAA'")
+    conn.execute(
+        "UPDATE submissions SET latitude = -7.6543219, longitude = 111.3312345, "
+        "text = 'Jalan rusak; tolong, segera' WHERE code = 'AAAAAA'"
+    )
     conn.commit()
     conn.close()
     result = invoke(seeded, "--csv-dialect", "excel-id")
@@ -117,7 +131,10 @@ def test_text_formats_go_to_standard_output(seeded, fmt: str) -> None:
         assert [json.loads(line)["code"] for line in result.stdout.splitlines()] == ["AAA-AAA", "BBB-BBB", "CCC-CCC"]
     elif fmt == "geojson":
         assert [f["properties"]["code"] for f in json.loads(result.stdout)["features"]] == [
-            "AAA-AAA", "BBB-BBB", "CCC-CCC"]
+            "AAA-AAA",
+            "BBB-BBB",
+            "CCC-CCC",
+        ]
     else:
         assert result.stdout.startswith("# Aspirasi Masyarakat")
 
@@ -138,17 +155,20 @@ def test_pillar_kind_and_area_filters(seeded) -> None:
     assert codes_in_csv(invoke(seeded, "--status", "resolved").stdout_bytes) == []
 
 
-@pytest.mark.parametrize(("args", "message"), [
-    (["--pillar", "transport"], "'transport' is not one of"),
-    (["--kind", "complaint"], "'complaint' is not one of"),
-    (["--status", "done"], "'done' is not one of"),
-    (["--area", "Atlantis"], "'Atlantis' is not one of the configured areas: Barat, Bendo"),
-    (["--since", "30-11-2026"], "'30-11-2026' is not a date; write it as YYYY-MM-DD"),
-    (["--since", "2026-12-01", "--until", "2026-11-01"], "--since 2026-12-01 is after --until 2026-11-01"),
-    (["--format", "pdf"], "'pdf' is not one of"),
-    (["--format", "xlsx"], "xlsx is a binary format; write it to a file with --out"),
-    (["--lang", "jv"], "'jv' is not one of"),
-])
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--pillar", "transport"], "'transport' is not one of"),
+        (["--kind", "complaint"], "'complaint' is not one of"),
+        (["--status", "done"], "'done' is not one of"),
+        (["--area", "Atlantis"], "'Atlantis' is not one of the configured areas: Barat, Bendo"),
+        (["--since", "30-11-2026"], "'30-11-2026' is not a date; write it as YYYY-MM-DD"),
+        (["--since", "2026-12-01", "--until", "2026-11-01"], "--since 2026-12-01 is after --until 2026-11-01"),
+        (["--format", "pdf"], "'pdf' is not one of"),
+        (["--format", "xlsx"], "xlsx is a binary format; write it to a file with --out"),
+        (["--lang", "jv"], "'jv' is not one of"),
+    ],
+)
 def test_bad_arguments_exit_2_with_a_clear_message(seeded, args: list[str], message: str) -> None:
     result = invoke(seeded, *args)
     assert result.exit_code == 2
@@ -204,9 +224,9 @@ def test_include_contact_names_what_it_left_out_and_is_audited(seeded, tmp_path:
     contacts = {r["code"]: r["contact_id"] for r in rows}
     assert contacts == {"AAA-AAA": "6281299990000", "BBB-BBB": "", "CCC-CCC": "6281299990000"}
     assert "1 anonymous submissions stay without contact" in " ".join(result.stderr.split())
-    assert (out.stat().st_mode & 0o777) == 0o600          # personal data: owner only
+    assert (out.stat().st_mode & 0o777) == 0o600  # personal data: owner only
     conn = sqlite3.connect(seeded.database_path)
-    (actor, after), = conn.execute("SELECT actor, after FROM audit_log").fetchall()
+    ((actor, after),) = conn.execute("SELECT actor, after FROM audit_log").fetchall()
     conn.close()
     assert actor.startswith("cli:") and json.loads(after)["with_contact"] == 2
 
@@ -226,8 +246,7 @@ def test_progress_bar_shows_on_a_terminal(seeded, tmp_path: Path) -> None:
         "standalone_mode=True)"
     )
     cmd = [sys.executable, "-c", script, "--out", str(out), str(seeded.database_path)]
-    proc = subprocess.run(cmd, cwd=ROOT, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                          stderr=slave, timeout=60)
+    proc = subprocess.run(cmd, cwd=ROOT, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=slave, timeout=60)
     os.close(slave)
     shown = b""
     while True:

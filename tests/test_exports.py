@@ -10,9 +10,9 @@ import asyncio
 import csv
 import io
 import json
-import zipfile
 import shutil
 import sqlite3
+import zipfile
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -22,10 +22,18 @@ import openpyxl
 import pytest
 
 import bot.exports as exports_module
-
 from bot.exports import (
-    COLUMNS, CONTACT_COLUMNS, FORMATS, ContactNotAllowed, ExportError, ExportFilter, LocalTime,
-    export, export_document, make_export_command, redact_text,
+    COLUMNS,
+    CONTACT_COLUMNS,
+    FORMATS,
+    ContactNotAllowed,
+    ExportError,
+    ExportFilter,
+    LocalTime,
+    export,
+    export_document,
+    make_export_command,
+    redact_text,
 )
 from handlers.domain import PILLARS, TrackingCode
 from handlers.i18n import Catalog
@@ -34,7 +42,7 @@ from handlers.privacy import redact
 from storage.database import Database, to_db
 
 JAKARTA = ZoneInfo("Asia/Jakarta")
-T0 = datetime(2026, 11, 2, 3, 0, tzinfo=UTC)          # 10:00 in Magetan
+T0 = datetime(2026, 11, 2, 3, 0, tzinfo=UTC)  # 10:00 in Magetan
 
 
 # Seeding ---------------------------------------------------------------------------------
@@ -65,20 +73,32 @@ def add(db: Path, **fields: object) -> str:
     code = "".join("23456789ABCDEFGHJKLMNPQRSTUVWXYZ"[(n // 32**i) % 32] for i in range(6))
     created = fields.pop("created", T0 + timedelta(hours=n))
     row = {
-        "code": code, "user_id": 1, "kind": "report", "pillar": "living", "subtopic": "transport",
-        "text": f"Jalan berlubang nomor {n} di dekat pasar", "language": "id", "area": "Plaosan",
-        "latitude": None, "longitude": None, "anonymous": 0, "submitter_name": "Sari Wulandari",
-        "channel": "whatsapp", "status": "new", "hidden": 0, "supports": 0,
-        "created_at": to_db(created), "updated_at": to_db(created), "status_changed_at": to_db(created),
+        "code": code,
+        "user_id": 1,
+        "kind": "report",
+        "pillar": "living",
+        "subtopic": "transport",
+        "text": f"Jalan berlubang nomor {n} di dekat pasar",
+        "language": "id",
+        "area": "Plaosan",
+        "latitude": None,
+        "longitude": None,
+        "anonymous": 0,
+        "submitter_name": "Sari Wulandari",
+        "channel": "whatsapp",
+        "status": "new",
+        "hidden": 0,
+        "supports": 0,
+        "created_at": to_db(created),
+        "updated_at": to_db(created),
+        "status_changed_at": to_db(created),
     }
     row.update(fields)
     if row["anonymous"]:
         row["submitter_name"] = None
     conn = sqlite3.connect(db)
-    conn.execute("PRAGMA synchronous = OFF")   # test data: no need to wait for the disk
-    conn.execute(
-        f"INSERT INTO submissions ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})", list(row.values())
-    )
+    conn.execute("PRAGMA synchronous = OFF")  # test data: no need to wait for the disk
+    conn.execute(f"INSERT INTO submissions ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})", list(row.values()))
     conn.commit()
     conn.close()
     return code
@@ -87,7 +107,9 @@ def add(db: Path, **fields: object) -> str:
 def db_rows(db: Path, where: str = "hidden = 0") -> dict[str, sqlite3.Row]:
     conn = sqlite3.connect(db)
     conn.row_factory = sqlite3.Row
-    rows = {str(TrackingCode(r["code"])): r for r in conn.execute(f"SELECT * FROM submissions WHERE {where} ORDER BY id")}
+    rows = {
+        str(TrackingCode(r["code"])): r for r in conn.execute(f"SELECT * FROM submissions WHERE {where} ORDER BY id")
+    }
     conn.close()
     return rows
 
@@ -115,22 +137,70 @@ def sheet_records(ws) -> list[dict[str, object]]:
 @pytest.fixture
 def varied(db_path: Path) -> Path:
     """A small but awkward database: every kind of value the formats must carry."""
-    add(db_path, text="Lampu PJU mati, “gelap” sekali 🙏; warga bilang \"bahaya\"\nbaris kedua, café",
-        latitude=-7.6543219876543, longitude=111.3312345678901, supports=4)
-    add(db_path, kind="idea", pillar="environment", subtopic="waste", text="Usul bank sampah, 50% hasilnya untuk RT",
-        area="Magetan", anonymous=1, user_id=2, channel="telegram", supports=9, status="in_masterplan",
-        status_note="Program Magetan Bersih 2027", auto_pillar="environment", photo_ref="AgACAgUAAx0",
-        status_changed_at=to_db(T0 + timedelta(days=2)))
-    add(db_path, pillar=None, subtopic=None, area=None, text="Tidak tahu masuk mana, pokoknya ramai",
-        updated_at=to_db(T0 + timedelta(days=3)))
-    add(db_path, pillar="governance", subtopic="civil-registration", text="KTP belum jadi 3 bulan",
-        latitude=-7.7, longitude=111.4, hidden=1)   # hidden: spam or abuse, never exported
-    add(db_path, kind="idea", pillar="economy", subtopic="agriculture", text="Pasar tani tiap Minggu",
-        latitude=-7.61, longitude=111.29, area="Sukomoro", status="forwarded", forwarded_to="Dinas Pertanian",
-        status_note="Dinas Pertanian", auto_pillar="living")   # re-tagged by an official
-    add(db_path, text="Saluran mampet, hubungi saya 081234567890", status="rejected",
-        status_note="Ditolak: sudah ditangani, Pak Budi 081234567890", area=None,
-        latitude=-7.6012, longitude=111.4433)            # GPS only: Maospati's seat is nearest
+    add(
+        db_path,
+        text='Lampu PJU mati, “gelap” sekali 🙏; warga bilang "bahaya"\nbaris kedua, café',
+        latitude=-7.6543219876543,
+        longitude=111.3312345678901,
+        supports=4,
+    )
+    add(
+        db_path,
+        kind="idea",
+        pillar="environment",
+        subtopic="waste",
+        text="Usul bank sampah, 50% hasilnya untuk RT",
+        area="Magetan",
+        anonymous=1,
+        user_id=2,
+        channel="telegram",
+        supports=9,
+        status="in_masterplan",
+        status_note="Program Magetan Bersih 2027",
+        auto_pillar="environment",
+        photo_ref="AgACAgUAAx0",
+        status_changed_at=to_db(T0 + timedelta(days=2)),
+    )
+    add(
+        db_path,
+        pillar=None,
+        subtopic=None,
+        area=None,
+        text="Tidak tahu masuk mana, pokoknya ramai",
+        updated_at=to_db(T0 + timedelta(days=3)),
+    )
+    add(
+        db_path,
+        pillar="governance",
+        subtopic="civil-registration",
+        text="KTP belum jadi 3 bulan",
+        latitude=-7.7,
+        longitude=111.4,
+        hidden=1,
+    )  # hidden: spam or abuse, never exported
+    add(
+        db_path,
+        kind="idea",
+        pillar="economy",
+        subtopic="agriculture",
+        text="Pasar tani tiap Minggu",
+        latitude=-7.61,
+        longitude=111.29,
+        area="Sukomoro",
+        status="forwarded",
+        forwarded_to="Dinas Pertanian",
+        status_note="Dinas Pertanian",
+        auto_pillar="living",
+    )  # re-tagged by an official
+    add(
+        db_path,
+        text="Saluran mampet, hubungi saya 081234567890",
+        status="rejected",
+        status_note="Ditolak: sudah ditangani, Pak Budi 081234567890",
+        area=None,
+        latitude=-7.6012,
+        longitude=111.4433,
+    )  # GPS only: Maospati's seat is nearest
     return db_path
 
 
@@ -172,7 +242,7 @@ def test_csv_round_trip_matches_database(varied: Path) -> None:
     records = read_csv(data)
     rows = db_rows(varied)
     assert list(records[0]) == list(COLUMNS)
-    assert [r["code"] for r in records] == list(rows)        # oldest first, hidden left out
+    assert [r["code"] for r in records] == list(rows)  # oldest first, hidden left out
     for record in records:
         row = rows[record["code"]]
         assert record["text"] == redact(row["text"])
@@ -208,9 +278,15 @@ def test_hand_built_json_lines_equal_the_records_json_dumps_would_write(varied: 
     """The fast JSON lines writer gives the same objects, keys in the same order."""
     conn = exports_module.connect_readonly(varied)
     try:
-        slow = list(exports_module._records(
-            exports_module._rows(conn, ExportFilter(), contact=contact), LocalTime(JAKARTA), contact, None,
-            exact=contact))
+        slow = list(
+            exports_module._records(
+                exports_module._rows(conn, ExportFilter(), contact=contact),
+                LocalTime(JAKARTA),
+                contact,
+                None,
+                exact=contact,
+            )
+        )
     finally:
         conn.close()
     fast = [json.loads(line) for line in run(varied, "jsonl", include_contact=contact).splitlines()]
@@ -233,7 +309,9 @@ def test_geojson_places_every_submission_gps_first_then_kecamatan(varied: Path) 
         check_record(props, row)
         if row["latitude"] is not None:
             assert feature["geometry"] == {
-                "type": "Point", "coordinates": [public(row["longitude"]), public(row["latitude"])]}
+                "type": "Point",
+                "coordinates": [public(row["longitude"]), public(row["latitude"])],
+            }
             assert (props["location_source"], props["location_approximate"]) == ("gps", False)
         elif row["area"]:
             lat, lon = seats.centroid(row["area"])
@@ -250,7 +328,9 @@ def test_exact_coordinates_never_leave_unless_internal(varied: Path) -> None:
     for fmt in ("csv", "jsonl", "geojson", "xlsx"):
         data = run(varied, fmt)
         if fmt == "xlsx":
-            data = b"".join(zipfile.ZipFile(io.BytesIO(data)).read(n) for n in zipfile.ZipFile(io.BytesIO(data)).namelist())
+            data = b"".join(
+                zipfile.ZipFile(io.BytesIO(data)).read(n) for n in zipfile.ZipFile(io.BytesIO(data)).namelist()
+            )
         assert b"7.6543" not in data and b"111.3312" not in data, fmt
         assert b"7.654" in data, fmt
     (internal,) = [json.loads(line) for line in run(varied, "jsonl", include_contact=True).splitlines()][:1]
@@ -262,15 +342,19 @@ def test_xlsx_has_summary_all_then_one_sheet_per_pillar(varied: Path) -> None:
     Indonesian headers; dates are dates; values in Indonesian; outcomes and map links."""
     book = read_xlsx(run(varied, "xlsx"))
     catalog = Catalog.load("id")
-    assert book.sheetnames == ["Ringkasan", "Semua kiriman",
-                               *(catalog.text("id", f"pillars.{p}") for p in PILLARS), "Tanpa pilar"]
+    assert book.sheetnames == [
+        "Ringkasan",
+        "Semua kiriman",
+        *(catalog.text("id", f"pillars.{p}") for p in PILLARS),
+        "Tanpa pilar",
+    ]
     rows = db_rows(varied)
     seen = []
     for pillar, name in zip((*PILLARS, None), book.sheetnames[2:]):
         ws = book[name]
         assert ws.freeze_panes == "A2"
         assert ws.auto_filter.ref and ws.auto_filter.ref.startswith("A1:W")
-        assert ws.column_dimensions["G"].width >= 60           # the text column is wide
+        assert ws.column_dimensions["G"].width >= 60  # the text column is wide
         assert ws.page_setup.orientation == "landscape" and ws.page_setup.fitToWidth == 1
         assert ws.sheet_properties.pageSetUpPr.fitToPage and ws.print_title_rows in ("1:1", "$1:$1")
         records = sheet_records(ws)
@@ -290,10 +374,17 @@ def test_xlsx_has_summary_all_then_one_sheet_per_pillar(varied: Path) -> None:
     idea = everything[next(c for c, r in rows.items() if r["status"] == "in_masterplan")]
     assert (idea["Jenis"], idea["Pilar"], idea["Status"]) == ("Ide", "Lingkungan", "masuk masterplan")
     assert (idea["Catatan status"], idea["Ada foto"], idea["Pilar dikoreksi"]) == (
-        "Program Magetan Bersih 2027", "ya", "tidak")
+        "Program Magetan Bersih 2027",
+        "ya",
+        "tidak",
+    )
     forwarded = next(r for r in everything.values() if r["Status"] == "diteruskan")
-    assert (forwarded["Diteruskan ke"], forwarded["Pilar usulan sistem"], forwarded["Pilar"],
-            forwarded["Pilar dikoreksi"]) == ("Dinas Pertanian", "Kelayakan Hidup", "Ekonomi", "ya")
+    assert (
+        forwarded["Diteruskan ke"],
+        forwarded["Pilar usulan sistem"],
+        forwarded["Pilar"],
+        forwarded["Pilar dikoreksi"],
+    ) == ("Dinas Pertanian", "Kelayakan Hidup", "Ekonomi", "ya")
     assert forwarded["Peta"].startswith('=HYPERLINK("https://www.openstreetmap.org/?mlat=-7.610&')
     rejected = next(r for r in everything.values() if r["Status"] == "ditolak")
     assert "081234567890" not in rejected["Catatan status"]
@@ -309,7 +400,7 @@ def test_xlsx_has_summary_all_then_one_sheet_per_pillar(varied: Path) -> None:
     assert by_label["Tanpa pilar"] == (1, 0, 1)
     assert by_label["Sukomoro"] == (0, 1, 1)
     assert by_label["Tanpa kecamatan"] == (2, 0, 2)
-    assert by_label["Plaosan"] == (1, 0, 1)         # the hidden one is not counted
+    assert by_label["Plaosan"] == (1, 0, 1)  # the hidden one is not counted
     assert by_label["diteruskan"] == (0, 1, 1) and by_label["ditolak"] == (1, 0, 1)
     assert by_label["baru"] == (2, 0, 2)
 
@@ -351,11 +442,24 @@ def test_annex_leaves_rejected_and_hidden_out_and_says_so(db_path: Path) -> None
     the introduction gives both numbers. The kecamatan-by-pillar table is split in two
     tables of at most six columns, so it fits a portrait page."""
     add(db_path, text="Jalan desa rusak parah dekat balai desa", supports=3)
-    add(db_path, text="Iklan judi online di tiang listrik harus dicopot", status="rejected", supports=50,
-        status_note="Ditolak: bukan wewenang kabupaten")
+    add(
+        db_path,
+        text="Iklan judi online di tiang listrik harus dicopot",
+        status="rejected",
+        supports=50,
+        status_note="Ditolak: bukan wewenang kabupaten",
+    )
     add(db_path, text="Spam spam spam beli pulsa murah", hidden=1, supports=40)
-    add(db_path, pillar="economy", subtopic=None, text="Harga pupuk di kios naik terus", area="Magetan",
-        status="forwarded", forwarded_to="Dinas Pertanian", status_note="Dinas Pertanian")
+    add(
+        db_path,
+        pillar="economy",
+        subtopic=None,
+        text="Harga pupuk di kios naik terus",
+        area="Magetan",
+        status="forwarded",
+        forwarded_to="Dinas Pertanian",
+        status_note="Dinas Pertanian",
+    )
     text = run(db_path, "markdown").decode("utf-8")
     assert "merangkum 2 laporan dan ide" in text
     outcomes = text.split("## Tindak lanjut\n", 1)[1].split("\n## ", 1)[0]
@@ -428,9 +532,14 @@ PERSONAL = "Hubungi Bu Sari di 0812-3456-7890 atau sari.w@example.com, NIK 3520 
 def test_personal_data_in_text_is_masked_in_every_format(db_path: Path, fmt: str) -> None:
     add(db_path, text=PERSONAL, latitude=-7.6, longitude=111.3)
     data = run(db_path, fmt)
-    content = json.dumps([str(c) for ws in read_xlsx(data) for r in ws.iter_rows(values_only=True) for c in r],
-                         ensure_ascii=False) if fmt == "xlsx" else data.decode("utf-8-sig")
-    content = content.replace("\\[", "[").replace("\\]", "]")      # Markdown escapes brackets
+    content = (
+        json.dumps(
+            [str(c) for ws in read_xlsx(data) for r in ws.iter_rows(values_only=True) for c in r], ensure_ascii=False
+        )
+        if fmt == "xlsx"
+        else data.decode("utf-8-sig")
+    )
+    content = content.replace("\\[", "[").replace("\\]", "]")  # Markdown escapes brackets
     for secret in ("0812", "sari.w@", "3520 1234", "Sari", "6281234500001", "Wulandari"):
         assert secret not in content, secret
     assert "[telepon]" in content and "[email]" in content and "[NIK]" in content
@@ -439,8 +548,16 @@ def test_personal_data_in_text_is_masked_in_every_format(db_path: Path, fmt: str
 
 def test_exports_mask_exactly_what_privacy_redact_masks() -> None:
     """One definition of personal data: exports call handlers.privacy.redact as is."""
-    for text in (PERSONAL, "Saya Pak Budi dari Plaosan", "tidak ada data pribadi", "",
-                 "08123456789Pak Budi", "nama saya Joko", "NAMA SAYA Joko", "I AM Sari"):
+    for text in (
+        PERSONAL,
+        "Saya Pak Budi dari Plaosan",
+        "tidak ada data pribadi",
+        "",
+        "08123456789Pak Budi",
+        "nama saya Joko",
+        "NAMA SAYA Joko",
+        "I AM Sari",
+    ):
         assert redact_text(text) == redact(text)
 
 
@@ -448,7 +565,7 @@ def test_local_time_cache_matches_exact_conversion_across_offset_changes() -> No
     """Per-hour caching gives the exact answer, also where DST or :30 offsets change things."""
     for zone in ("Asia/Jakarta", "Europe/Berlin", "Australia/Adelaide", "Asia/Kathmandu"):
         local = LocalTime(ZoneInfo(zone))
-        start = datetime(2026, 3, 28, tzinfo=UTC)      # spans Berlin's and Adelaide's changes
+        start = datetime(2026, 3, 28, tzinfo=UTC)  # spans Berlin's and Adelaide's changes
         for minutes in range(0, 60 * 24 * 9, 7):
             stamp = to_db(start + timedelta(minutes=minutes, seconds=minutes % 60))
             assert local(stamp) == local.exact(stamp), (zone, stamp)
@@ -458,34 +575,44 @@ def test_local_time_cache_matches_exact_conversion_across_offset_changes() -> No
 @pytest.fixture
 def filtered(db_path: Path) -> dict[str, str]:
     return {
-        "early": add(db_path, created=datetime(2026, 10, 31, 16, 59, tzinfo=UTC)),   # 23:59 local, 31 Oct
-        "first": add(db_path, created=datetime(2026, 10, 31, 17, 0, tzinfo=UTC)),    # 00:00 local, 1 Nov
+        "early": add(db_path, created=datetime(2026, 10, 31, 16, 59, tzinfo=UTC)),  # 23:59 local, 31 Oct
+        "first": add(db_path, created=datetime(2026, 10, 31, 17, 0, tzinfo=UTC)),  # 00:00 local, 1 Nov
         "idea": add(db_path, kind="idea", pillar="economy", created=datetime(2026, 11, 10, tzinfo=UTC)),
-        "untagged": add(db_path, pillar=None, subtopic=None, area="Magetan", created=datetime(2026, 11, 12, tzinfo=UTC)),
+        "untagged": add(
+            db_path, pillar=None, subtopic=None, area="Magetan", created=datetime(2026, 11, 12, tzinfo=UTC)
+        ),
         "done": add(db_path, status="resolved", created=datetime(2026, 11, 20, tzinfo=UTC)),
         "late": add(db_path, created=datetime(2026, 12, 1, tzinfo=UTC)),
     }
 
 
-@pytest.mark.parametrize(("filters", "expected"), [
-    (ExportFilter(since=datetime(2026, 11, 1, tzinfo=JAKARTA)), {"first", "idea", "untagged", "done", "late"}),
-    (ExportFilter(until=datetime(2026, 11, 1, tzinfo=JAKARTA)), {"early"}),
-    (ExportFilter(since=datetime(2026, 11, 1, tzinfo=JAKARTA), until=datetime(2026, 12, 1, tzinfo=JAKARTA)),
-     {"first", "idea", "untagged", "done"}),
-    (ExportFilter(pillar="economy"), {"idea"}),
-    (ExportFilter(pillar="none"), {"untagged"}),
-    (ExportFilter(kind="idea"), {"idea"}),
-    (ExportFilter(status="resolved"), {"done"}),
-    (ExportFilter(area="Magetan"), {"untagged"}),
-    (ExportFilter(kind="report", area="Plaosan", status="new"), {"early", "first", "late"}),
-])
+@pytest.mark.parametrize(
+    ("filters", "expected"),
+    [
+        (ExportFilter(since=datetime(2026, 11, 1, tzinfo=JAKARTA)), {"first", "idea", "untagged", "done", "late"}),
+        (ExportFilter(until=datetime(2026, 11, 1, tzinfo=JAKARTA)), {"early"}),
+        (
+            ExportFilter(since=datetime(2026, 11, 1, tzinfo=JAKARTA), until=datetime(2026, 12, 1, tzinfo=JAKARTA)),
+            {"first", "idea", "untagged", "done"},
+        ),
+        (ExportFilter(pillar="economy"), {"idea"}),
+        (ExportFilter(pillar="none"), {"untagged"}),
+        (ExportFilter(kind="idea"), {"idea"}),
+        (ExportFilter(status="resolved"), {"done"}),
+        (ExportFilter(area="Magetan"), {"untagged"}),
+        (ExportFilter(kind="report", area="Plaosan", status="new"), {"early", "first", "late"}),
+    ],
+)
 @pytest.mark.parametrize("fmt", ["csv", "jsonl"])
 def test_filters_select_exactly_the_matching_submissions(
     db_path: Path, filtered: dict[str, str], filters: ExportFilter, expected: set[str], fmt: str
 ) -> None:
     data = run(db_path, fmt, filters)
-    codes = ({r["code"] for r in read_csv(data)} if fmt == "csv"
-             else {json.loads(line)["code"] for line in data.decode().splitlines()})
+    codes = (
+        {r["code"] for r in read_csv(data)}
+        if fmt == "csv"
+        else {json.loads(line)["code"] for line in data.decode().splitlines()}
+    )
     assert codes == {str(TrackingCode(filtered[name])) for name in expected}
 
 
@@ -517,16 +644,27 @@ def test_include_contact_fills_named_rows_only_and_is_audited(db_path: Path) -> 
     records = {r["code"]: r for r in read_csv(run(db_path, "csv", include_contact=True, actor="cli:rina"))}
     assert list(next(iter(records.values()))) == [*COLUMNS, *CONTACT_COLUMNS]
     assert {k: records[str(TrackingCode(named))][k] for k in CONTACT_COLUMNS} == {
-        "contact_name": "Sari Wulandari", "contact_channel": "whatsapp", "contact_id": "6281234500001"}
+        "contact_name": "Sari Wulandari",
+        "contact_channel": "whatsapp",
+        "contact_id": "6281234500001",
+    }
     assert {k: records[str(TrackingCode(anonymous))][k] for k in CONTACT_COLUMNS} == {
-        "contact_name": "", "contact_channel": "", "contact_id": ""}
+        "contact_name": "",
+        "contact_channel": "",
+        "contact_id": "",
+    }
 
     conn = sqlite3.connect(db_path)
-    (actor, action, after), = conn.execute("SELECT actor, action, after FROM audit_log").fetchall()
+    ((actor, action, after),) = conn.execute("SELECT actor, action, after FROM audit_log").fetchall()
     conn.close()
     assert (actor, action) == ("cli:rina", "export.include_contact")
-    assert json.loads(after) == {"format": "csv", "filters": {}, "rows": 2, "with_contact": 1,
-                                 "anonymous_without_contact": 1}
+    assert json.loads(after) == {
+        "format": "csv",
+        "filters": {},
+        "rows": 2,
+        "with_contact": 1,
+        "anonymous_without_contact": 1,
+    }
     assert "Sari" not in after and "62812" not in after
 
 
@@ -546,24 +684,40 @@ def test_missing_database_is_a_clear_error(tmp_path: Path) -> None:
 
 # The bot side ------------------------------------------------------------------------------------
 def official_message(text: str = "/ekspor") -> Incoming:
-    return Incoming(channel="telegram", user_id="42", chat_id="42", kind=InputKind.COMMAND,
-                    received_at=T0, command="ekspor", args=text.partition(" ")[2], text=text)
+    return Incoming(
+        channel="telegram",
+        user_id="42",
+        chat_id="42",
+        kind=InputKind.COMMAND,
+        received_at=T0,
+        command="ekspor",
+        args=text.partition(" ")[2],
+        text=text,
+    )
 
 
 async def test_official_gets_the_export_as_a_file_in_the_chat(settings, bot_db, chat_rows) -> None:
     """/ekspor csv answers with a CSV document; without a format, an XLSX workbook."""
     command = make_export_command(settings, CATALOG)
     async with bot_db.transaction() as conn:
-        (reply,) = await command(conn, actor="telegram:42", language="id", command="export", args="csv",
-                                 msg=official_message("/ekspor csv"), now=T0)
+        (reply,) = await command(
+            conn,
+            actor="telegram:42",
+            language="id",
+            command="export",
+            args="csv",
+            msg=official_message("/ekspor csv"),
+            now=T0,
+        )
     assert reply.document is not None and reply.document.filename.endswith(".csv")
     assert reply.document.mime_type == "text/csv"
     assert len(read_csv(reply.document.data)) == 4
     assert reply.text.startswith("Ekspor csv: 4 kiriman.")
 
     async with bot_db.transaction() as conn:
-        (reply,) = await command(conn, actor="telegram:42", language="en", command="export", args="",
-                                 msg=official_message(), now=T0)
+        (reply,) = await command(
+            conn, actor="telegram:42", language="en", command="export", args="", msg=official_message(), now=T0
+        )
     assert reply.document.filename.endswith(".xlsx")
     assert read_xlsx(reply.document.data).sheetnames[0] == "Summary"
 
@@ -571,16 +725,30 @@ async def test_official_gets_the_export_as_a_file_in_the_chat(settings, bot_db, 
 async def test_official_with_an_unknown_format_is_told_the_choices(settings, bot_db) -> None:
     command = make_export_command(settings, CATALOG)
     async with bot_db.transaction() as conn:
-        (reply,) = await command(conn, actor="telegram:42", language="id", command="export", args="pdf",
-                                 msg=official_message("/ekspor pdf"), now=T0)
+        (reply,) = await command(
+            conn,
+            actor="telegram:42",
+            language="id",
+            command="export",
+            args="pdf",
+            msg=official_message("/ekspor pdf"),
+            now=T0,
+        )
     assert reply.document is None and "/ekspor csv" in reply.text
 
 
 async def test_too_large_for_a_chat_points_to_the_cli(settings, bot_db, chat_rows) -> None:
     command = make_export_command(settings, CATALOG, limit=500)
     async with bot_db.transaction() as conn:
-        (reply,) = await command(conn, actor="telegram:42", language="id", command="export", args="jsonl",
-                                 msg=official_message("/ekspor jsonl"), now=T0)
+        (reply,) = await command(
+            conn,
+            actor="telegram:42",
+            language="id",
+            command="export",
+            args="jsonl",
+            msg=official_message("/ekspor jsonl"),
+            now=T0,
+        )
     assert reply.document is None and "suarawarga export" in reply.text
 
 
@@ -594,13 +762,27 @@ async def test_with_delivery_the_file_follows_and_residents_are_answered_meanwhi
 
     command = make_export_command(services.settings, services.catalog, deliver=deliver)
     async with services.db.transaction() as conn:
-        (ack,) = await command(conn, actor="telegram:42", language="id", command="export", args="csv",
-                               msg=official_message("/ekspor csv"), now=T0)
+        (ack,) = await command(
+            conn,
+            actor="telegram:42",
+            language="id",
+            command="export",
+            args="csv",
+            msg=official_message("/ekspor csv"),
+            now=T0,
+        )
     assert ack.document is None and "sedang disiapkan" in ack.text
     (task,) = command.running
 
-    resident = Incoming(channel="terminal", user_id="warga", chat_id="warga", kind=InputKind.COMMAND,
-                        received_at=T0, command="start", text="/start")
+    resident = Incoming(
+        channel="terminal",
+        user_id="warga",
+        chat_id="warga",
+        kind=InputKind.COMMAND,
+        received_at=T0,
+        command="start",
+        text="/start",
+    )
     outcome = await services.core.handle(resident)
     assert outcome.replies and not task.done(), "the resident had to wait for the export"
 
@@ -613,7 +795,7 @@ async def test_with_delivery_the_file_follows_and_residents_are_answered_meanwhi
 async def test_export_document_runs_beside_the_event_loop(settings, bot_db, chat_rows) -> None:
     document = await export_document(settings, "geojson", ExportFilter(), lang="id")
     assert document.mime_type == "application/geo+json"
-    assert len(json.loads(document.data)["features"]) == 4     # every submission, GPS or not
+    assert len(json.loads(document.data)["features"]) == 4  # every submission, GPS or not
 
 
 CATALOG = Catalog.load("id")
@@ -634,7 +816,9 @@ def chat_rows(settings, bot_db) -> None:
     conn.execute(
         "INSERT INTO users (id, channel, platform_id, chat_id, display_name, language, consent_version, "
         "consent_at, created_at) VALUES (1, 'whatsapp', '6281234500001', '6281234500001', 'Sari', 'id', "
-        "'2026-11', ?, ?)", (to_db(T0), to_db(T0)))
+        "'2026-11', ?, ?)",
+        (to_db(T0), to_db(T0)),
+    )
     conn.commit()
     conn.close()
     add(path, latitude=-7.65, longitude=111.33)
@@ -650,8 +834,17 @@ def seed_many(path: Path, count: int) -> None:
         "INSERT INTO submissions (code, kind, pillar, subtopic, text, language, area, channel, created_at, "
         "updated_at, status_changed_at) VALUES (?, 'report', ?, 'transport', ?, 'id', 'Plaosan', 'telegram', "
         "?, ?, ?)",
-        ((f"Z{i:05d}", PILLARS[i % 6], f"Jalan rusak di dusun nomor {i}, mohon diperbaiki Pak Camat",
-          stamp, stamp, stamp) for i in range(count)),
+        (
+            (
+                f"Z{i:05d}",
+                PILLARS[i % 6],
+                f"Jalan rusak di dusun nomor {i}, mohon diperbaiki Pak Camat",
+                stamp,
+                stamp,
+                stamp,
+            )
+            for i in range(count)
+        ),
     )
     conn.commit()
     conn.close()

@@ -55,12 +55,7 @@ async def tg():
 
 
 def build_app(fake: FakeTelegram, **request_kwargs) -> Application:
-    builder = (
-        Application.builder()
-        .token(fake.token)
-        .base_url(f"{fake.url}/bot")
-        .base_file_url(f"{fake.url}/file/bot")
-    )
+    builder = Application.builder().token(fake.token).base_url(f"{fake.url}/bot").base_file_url(f"{fake.url}/file/bot")
     if request_kwargs:
         builder = builder.request(HTTPXRequest(**request_kwargs))
     return builder.build()
@@ -277,8 +272,11 @@ def test_webhook_payload_and_signature():
     assert payload["object"] == "whatsapp_business_account"
     assert value["metadata"]["phone_number_id"] == PHONE_ID
     assert value["messages"][0] == {
-        "from": "6281234567890", "id": "wamid.A", "timestamp": value["messages"][0]["timestamp"],
-        "type": "text", "text": {"body": "Jalan rusak di Desa Sukamaju — tolong 🙏"},
+        "from": "6281234567890",
+        "id": "wamid.A",
+        "timestamp": value["messages"][0]["timestamp"],
+        "type": "text",
+        "text": {"body": "Jalan rusak di Desa Sukamaju — tolong 🙏"},
     }
     raw = wa_body(payload)
     assert b"\\u2014" in raw and b"\\ud83d\\ude4f" in raw  # escaped like Meta

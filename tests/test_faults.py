@@ -23,7 +23,6 @@ from bot.app import open_services
 from bot.channels.whatsapp import WhatsAppChannel
 from bot.inbound_worker import InboundWorker
 from bot.web import build_web_app
-
 from handlers.messages import Incoming, InputKind
 from storage import database
 from storage.database import utcnow
@@ -149,8 +148,9 @@ async def test_updates_fetched_but_not_handled_when_the_bot_dies_come_again(tmp_
             assert rows(db_path, "SELECT count(*) FROM users")[0][0] == 0
             fake.clear_faults()
             await bot.start()
-            thanks = await fake.wait_for_sent(lambda m: "persetujuan Anda sudah kami catat" in (m.text or ""),
-                                              count=len(residents), timeout=20)
+            thanks = await fake.wait_for_sent(
+                lambda m: "persetujuan Anda sudah kami catat" in (m.text or ""), count=len(residents), timeout=20
+            )
         finally:
             await bot.stop()
     assert sorted(m.chat_id for m in thanks) == list(residents)
@@ -210,9 +210,7 @@ async def test_same_telegram_update_delivered_twice_concurrently_has_one_effect(
         confirm = [m for m in tg.fake.sent_to(tg.user_id) if m.buttons][-1]
         send = next(b["callback_data"] for b in confirm.buttons if b["text"] == "Ya, kirim")
         update = tg.fake.make_update_callback(tg.user_id, send, confirm.message_id)
-        await asyncio.gather(
-            tg.channel.process_webhook_update(update), tg.channel.process_webhook_update(update)
-        )
+        await asyncio.gather(tg.channel.process_webhook_update(update), tg.channel.process_webhook_update(update))
         answers = await tg.replies()
     assert sum(SAVED in a for a in answers) == 1, answers
     assert rows(tg.db_path, "SELECT count(*) FROM submissions") == [(1,)]
@@ -225,8 +223,14 @@ async def test_same_message_twice_concurrently_through_the_core_has_one_effect(s
     await resident.press("Setuju")
     await resident.command("lapor")
     message = Incoming(
-        channel="telegram", user_id=resident.user_id, chat_id=resident.user_id, kind=InputKind.TEXT,
-        received_at=utcnow(), message_id="m-dup-1", text=ROAD, language_hint="id",
+        channel="telegram",
+        user_id=resident.user_id,
+        chat_id=resident.user_id,
+        kind=InputKind.TEXT,
+        received_at=utcnow(),
+        message_id="m-dup-1",
+        text=ROAD,
+        language_hint="id",
     )
     first, second = await asyncio.gather(services.core.handle(message), services.core.handle(message))
     assert sorted([first.duplicate, second.duplicate]) == [False, True]
@@ -305,10 +309,14 @@ class _Locker:
     def __init__(self, path):
         self.path = path
 
-    async def __aenter__(self) -> "_Locker":
+    async def __aenter__(self) -> _Locker:
         self.proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-c", LOCKER, str(self.path),
-            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+            sys.executable,
+            "-c",
+            LOCKER,
+            str(self.path),
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
         )
         assert (await self.proc.stdout.readline()).strip() == b"locked"
         return self
@@ -358,9 +366,7 @@ async def _resident_at_confirm(services) -> CoreResident:
     return resident
 
 
-async def test_brief_lock_by_another_process_delays_but_loses_nothing(
-    short_busy_timeout, services, caplog
-):
+async def test_brief_lock_by_another_process_delays_but_loses_nothing(short_busy_timeout, services, caplog):
     """A lock held for a while: the message waits, a warning says the database is locked
     by another process, and once the lock is released the report is saved and confirmed."""
     resident = await _resident_at_confirm(services)
@@ -377,8 +383,7 @@ async def test_brief_lock_by_another_process_delays_but_loses_nothing(
         logging.getLogger("storage.database").removeHandler(watcher)
     assert SAVED in answers[0].text
     assert rows(services.settings.database_path, "SELECT count(*) FROM submissions") == [(1,)]
-    assert any("locked by another process" in r.getMessage() and r.levelno == logging.WARNING
-               for r in caplog.records)
+    assert any("locked by another process" in r.getMessage() and r.levelno == logging.WARNING for r in caplog.records)
 
 
 async def test_long_lock_tells_the_resident_and_the_retry_succeeds(short_busy_timeout, services, caplog):
@@ -458,26 +463,30 @@ WA_SECRET = "faults-app-secret"
 
 
 @contextlib.asynccontextmanager
-async def whatsapp_bot(make_settings, graph: FakeGraph, **channel_kw):  # noqa: ANN001, ANN201
+async def whatsapp_bot(make_settings, graph: FakeGraph, **channel_kw):
     """The WhatsApp webhook app served on 127.0.0.1 with its inbound worker, talking to
     `graph`; yields (post, worker, settings)."""
     async with serve(graph.app) as graph_url:
         settings = make_settings(
-            whatsapp_access_token=DEFAULT_WA_TOKEN, whatsapp_phone_number_id=PHONE_ID,
-            whatsapp_app_secret=WA_SECRET, whatsapp_verify_token="v",
-            whatsapp_api_base_url=f"{graph_url}/v21.0", whatsapp_messages_per_second=1000,
+            whatsapp_access_token=DEFAULT_WA_TOKEN,
+            whatsapp_phone_number_id=PHONE_ID,
+            whatsapp_app_secret=WA_SECRET,
+            whatsapp_verify_token="v",
+            whatsapp_api_base_url=f"{graph_url}/v21.0",
+            whatsapp_messages_per_second=1000,
         )
         async with open_services(settings) as services:
-            channel = WhatsAppChannel(settings, db=services.db, catalog=services.catalog, backoff=0.01,
-                                      **channel_kw)
+            channel = WhatsAppChannel(settings, db=services.db, catalog=services.catalog, backoff=0.01, **channel_kw)
             worker = InboundWorker(services.db, services.core, channel)
             app = build_web_app(services, whatsapp=channel, telegram=None, worker=worker)
             try:
                 async with serve(app) as url, httpx.AsyncClient(base_url=url) as http:
+
                     async def post(payload: dict) -> None:
                         body = wa_body(payload)
-                        answer = await http.post("/webhook/whatsapp", content=body,
-                                                 headers={"X-Hub-Signature-256": sign(body, WA_SECRET)})
+                        answer = await http.post(
+                            "/webhook/whatsapp", content=body, headers={"X-Hub-Signature-256": sign(body, WA_SECRET)}
+                        )
                         assert answer.status_code == 200
                         await worker.wait_idle()
 

@@ -54,7 +54,7 @@ def test_shouting_in_capitals_is_still_indonesian():
 
 
 def test_tracking_codes_and_numbers_are_not_words_of_a_language():
-    """"status K7Q-4MX selesai" is two Indonesian words: too few to tell, so the hint stays;
+    """ "status K7Q-4MX selesai" is two Indonesian words: too few to tell, so the hint stays;
     the code's letters once made langdetect answer English now and then."""
     for code in ("K7Q-4MX", "XWZ-9QK", "ABC-DEF", "2X9-WYZ"):
         assert DETECTOR.detect(f"status {code} selesai", "id") == "id"

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import itertools
+import json
 import logging
 import random
 import sqlite3
@@ -35,42 +35,78 @@ from tests.fakes import FakeTelegram, SentMessage, serve
 from tests.harness import Resident as CoreResident
 
 OFFICIAL = 900
-FAST = {"telegram": Pace(per_second=1000, per_chat_interval=0.0),
-        "whatsapp": Pace(per_second=1000, per_chat_interval=0.0)}
+FAST = {
+    "telegram": Pace(per_second=1000, per_chat_interval=0.0),
+    "whatsapp": Pace(per_second=1000, per_chat_interval=0.0),
+}
 ROAD = "Jalan berlubang besar di depan pasar Maospati, sudah dua bulan tidak diperbaiki"
 _seeds = itertools.count(1)
 
 
 # Helpers ------------------------------------------------------------------------------------
 async def add_resident(
-    db: Database, platform_id: str, *, channel: str = "telegram", language: str = "id",
-    name: str = "Sari Wulandari", last_inbound_ago: timedelta = timedelta(0),
+    db: Database,
+    platform_id: str,
+    *,
+    channel: str = "telegram",
+    language: str = "id",
+    name: str = "Sari Wulandari",
+    last_inbound_ago: timedelta = timedelta(0),
 ) -> repo.User:
     """A resident who has consented (the consent flow has its own tests)."""
     now = utcnow()
     async with db.transaction() as conn:
         user = await repo.create_user(
-            conn, channel=channel, platform_id=platform_id, chat_id=platform_id, display_name=name,
-            language=language, language_source="chosen", consent_version="2026-11", now=now,
+            conn,
+            channel=channel,
+            platform_id=platform_id,
+            chat_id=platform_id,
+            display_name=name,
+            language=language,
+            language_source="chosen",
+            consent_version="2026-11",
+            now=now,
         )
         if last_inbound_ago:
-            await conn.execute("UPDATE users SET last_inbound_at = ? WHERE id = ?",
-                               ((now - last_inbound_ago).isoformat(), user.id))
+            await conn.execute(
+                "UPDATE users SET last_inbound_at = ? WHERE id = ?", ((now - last_inbound_ago).isoformat(), user.id)
+            )
     return user
 
 
 async def add_submission(
-    db: Database, user: repo.User, text: str = ROAD, *, kind: str = "report", pillar: str | None = "living",
-    area: str | None = "Maospati", anonymous: bool = False, age: timedelta = timedelta(0), **extra: Any,
+    db: Database,
+    user: repo.User,
+    text: str = ROAD,
+    *,
+    kind: str = "report",
+    pillar: str | None = "living",
+    area: str | None = "Maospati",
+    anonymous: bool = False,
+    age: timedelta = timedelta(0),
+    **extra: Any,
 ) -> TrackingCode:
-    draft = {"kind": kind, "text": text, "pillar": pillar, "auto_pillar": pillar, "area": area,
-             "anonymous": anonymous, "name": None if anonymous else user.display_name, **extra}
+    draft = {
+        "kind": kind,
+        "text": text,
+        "pillar": pillar,
+        "auto_pillar": pillar,
+        "area": area,
+        "anonymous": anonymous,
+        "name": None if anonymous else user.display_name,
+        **extra,
+    }
     async with db.transaction() as conn:
         rng = random.Random(next(_seeds))
-        return TrackingCode(await repo.insert_submission(
-            conn, user=user, draft=draft, draw_code=lambda: TrackingCode.generate(rng).value,
-            now=utcnow() - age,
-        ))
+        return TrackingCode(
+            await repo.insert_submission(
+                conn,
+                user=user,
+                draft=draft,
+                draw_code=lambda: TrackingCode.generate(rng).value,
+                now=utcnow() - age,
+            )
+        )
 
 
 def scalar(db_path: Path, sql: str, *params: object) -> Any:
@@ -132,18 +168,24 @@ class TelegramStack:
 
 
 @contextlib.asynccontextmanager
-async def telegram_stack(make_settings, *, start_worker: bool = True, **overrides: object) -> AsyncIterator[TelegramStack]:
+async def telegram_stack(
+    make_settings, *, start_worker: bool = True, **overrides: object
+) -> AsyncIterator[TelegramStack]:
     fake = FakeTelegram(max_poll_wait=0.1)  # short long-polls: the channel stops quickly
     async with serve(fake.app) as url:
         settings = make_settings(
-            telegram_bot_token=fake.token, telegram_api_base_url=f"{url}/bot",
-            telegram_file_base_url=f"{url}/file/bot", officials=f"telegram:{OFFICIAL}", **overrides,
+            telegram_bot_token=fake.token,
+            telegram_api_base_url=f"{url}/bot",
+            telegram_file_base_url=f"{url}/file/bot",
+            officials=f"telegram:{OFFICIAL}",
+            **overrides,
         )
         async with open_services(settings) as services:
             core = services.core
             core.desk = OfficialDesk(services.catalog, services.tagger, zone=settings.zone)
-            worker = OutboxWorker(services.db, services.channels, settings, services.catalog,
-                                  pacing=FAST, base_backoff=0.01)
+            worker = OutboxWorker(
+                services.db, services.channels, settings, services.catalog, pacing=FAST, base_backoff=0.01
+            )
             core.on_outbox = worker.wake
             channel = TelegramChannel(settings, core, services.catalog)
             await channel.start()
@@ -170,15 +212,27 @@ async def test_status_change_reaches_the_resident_in_their_language(make_setting
 
         assert answer[0].plain == f"{code}: baru → selesai.\nPelapor akan dikabari."
         [news] = await tg.notified(1001)
-        assert news == (f'News about your report {code}: its status is now "resolved".\n'
-                        "Note: Lubang sudah ditambal\n\nIs the problem fixed now?")  # issue 17: Yes / Not yet
+        assert news == (
+            f'News about your report {code}: its status is now "resolved".\n'
+            "Note: Lubang sudah ditambal\n\nIs the problem fixed now?"
+        )  # issue 17: Yes / Not yet
         assert scalar(tg.db_path, "SELECT status FROM submissions") == "resolved"
-        assert scalar(tg.db_path, "SELECT count(*) FROM status_history WHERE to_status = 'resolved' "
-                                  "AND actor = ?", f"telegram:{OFFICIAL}") == 1
-        audit = scalar(tg.db_path, "SELECT actor || ' ' || action || ' ' || before || ' ' || after "
-                                   "FROM audit_log WHERE action = 'status'")
-        assert audit == (f'telegram:{OFFICIAL} status {{"status": "new", "note": null}} '
-                         '{"status": "resolved", "note": "Lubang sudah ditambal"}')
+        assert (
+            scalar(
+                tg.db_path,
+                "SELECT count(*) FROM status_history WHERE to_status = 'resolved' AND actor = ?",
+                f"telegram:{OFFICIAL}",
+            )
+            == 1
+        )
+        audit = scalar(
+            tg.db_path,
+            "SELECT actor || ' ' || action || ' ' || before || ' ' || after FROM audit_log WHERE action = 'status'",
+        )
+        assert audit == (
+            f'telegram:{OFFICIAL} status {{"status": "new", "note": null}} '
+            '{"status": "resolved", "note": "Lubang sudah ditambal"}'
+        )
         await tg.worker.idle.wait()
         assert scalar(tg.db_path, "SELECT state FROM outbox") == "sent"
 
@@ -211,8 +265,10 @@ async def test_official_reply_reaches_the_resident(make_settings):
         assert answer[0].plain == f"Balasan untuk {code} akan dikirim ke pelapor."
         [news] = await tg.notified(1001)
         assert news == f"Balasan petugas untuk {code}:\nTerima kasih, Bu.\nTim kami ke lokasi Kamis."
-        assert scalar(tg.db_path, "SELECT after FROM audit_log WHERE action = 'reply'") == \
-            '{"text": "Terima kasih, Bu.\\nTim kami ke lokasi Kamis."}'
+        assert (
+            scalar(tg.db_path, "SELECT after FROM audit_log WHERE action = 'reply'")
+            == '{"text": "Terima kasih, Bu.\\nTim kami ke lokasi Kamis."}'
+        )
 
 
 async def test_supports_are_counted_once_per_resident_and_supporters_hear_back(make_settings):
@@ -221,8 +277,14 @@ async def test_supports_are_counted_once_per_resident_and_supporters_hear_back(m
         owner = await add_resident(tg.db, "1001")
         await add_resident(tg.db, "2001")
         await add_resident(tg.db, "2002", language="en")
-        code = await add_submission(tg.db, owner, "Usul taman bermain ramah anak di alun-alun Magetan",
-                                    kind="idea", pillar="environment", area="Magetan")
+        code = await add_submission(
+            tg.db,
+            owner,
+            "Usul taman bermain ramah anak di alun-alun Magetan",
+            kind="idea",
+            pillar="environment",
+            area="Magetan",
+        )
 
         first = await tg.say(2001, f"/dukung {code}")
         again = await tg.say(2001, f"/dukung {str(code).lower()}")
@@ -232,16 +294,21 @@ async def test_supports_are_counted_once_per_resident_and_supporters_hear_back(m
         assert "Sekarang ada 1 dukungan" in first[0].plain
         assert again[0].plain == f"Anda sudah mendukung {code}."
         assert "It now has 2 supporters" in second[0].plain
-        assert own[0].plain == (f"{code} adalah kiriman Anda sendiri, jadi tidak perlu didukung: "
-                                "dukungan dihitung dari warga lain.")
+        assert own[0].plain == (
+            f"{code} adalah kiriman Anda sendiri, jadi tidak perlu didukung: dukungan dihitung dari warga lain."
+        )
         assert scalar(tg.db_path, "SELECT supports FROM submissions") == 2
         assert scalar(tg.db_path, "SELECT count(*) FROM supports") == 2
 
         answer = await tg.say(OFFICIAL, f"/status {code} masuk masterplan")
         assert answer[0].plain.endswith("Pelapor akan dikabari.\n2 pendukung juga akan dikabari.")
         assert await tg.notified(1001) == [f'Kabar untuk ide Anda {code}: status sekarang "masuk masterplan".']
-        assert await tg.notified(2001) == [f'Kabar untuk ide {code} yang Anda dukung: status sekarang "masuk masterplan".']
-        assert await tg.notified(2002) == [f'News about idea {code}, which you support: its status is now "in the masterplan".']
+        assert await tg.notified(2001) == [
+            f'Kabar untuk ide {code} yang Anda dukung: status sekarang "masuk masterplan".'
+        ]
+        assert await tg.notified(2002) == [
+            f'News about idea {code}, which you support: its status is now "in the masterplan".'
+        ]
         view = await tg.say(OFFICIAL, f"/lihat {code}")
         assert "Dukungan: 2" in view[-1].plain
 
@@ -261,8 +328,10 @@ async def test_erasure_deleting_everything_drops_queued_notifications(make_setti
         assert scalar(tg.db_path, "SELECT count(*) FROM users") == 0
         assert scalar(tg.db_path, "SELECT count(*) FROM submissions") == 0
         assert scalar(tg.db_path, "SELECT count(*) FROM outbox") == 0
-        assert scalar(tg.db_path, "SELECT after FROM audit_log WHERE action = 'erase'") == \
-            '{"mode": "delete", "submissions": 1, "channel": "telegram"}'
+        assert (
+            scalar(tg.db_path, "SELECT after FROM audit_log WHERE action = 'erase'")
+            == '{"mode": "delete", "submissions": 1, "channel": "telegram"}'
+        )
         dialogue = len(tg.fake.sent_to(3001))
         await tg.start_worker()
         await tg.worker.idle.wait()
@@ -284,8 +353,14 @@ async def test_erasure_keeping_submissions_anonymises_them(make_settings):
         done = await tg.press(3002, "Simpan tanpa nama")
 
         assert done[0].plain.startswith("Identitas Anda sudah dihapus. 1 laporan/ide tetap disimpan")
-        assert scalar(tg.db_path, "SELECT user_id IS NULL AND anonymous = 1 AND submitter_name IS NULL "
-                                  "FROM submissions WHERE code = ?", code.value) == 1
+        assert (
+            scalar(
+                tg.db_path,
+                "SELECT user_id IS NULL AND anonymous = 1 AND submitter_name IS NULL FROM submissions WHERE code = ?",
+                code.value,
+            )
+            == 1
+        )
         assert scalar(tg.db_path, "SELECT count(*) FROM outbox") == 0
         assert scalar(tg.db_path, "SELECT supports FROM submissions WHERE code = ?", theirs.value) == 0
         view = (await tg.say(OFFICIAL, f"/lihat {code}"))[-1].plain
@@ -299,8 +374,9 @@ async def test_view_shows_photo_location_and_history_but_not_an_anonymous_name(m
     """/lihat: the resident's photo and map pin on the official's chat; anonymity holds."""
     async with telegram_stack(make_settings) as tg:
         sari = await add_resident(tg.db, "1001", name="Sari Wulandari")
-        code = await add_submission(tg.db, sari, anonymous=True, photo="AgACphoto-file-id",
-                                    latitude=-7.64562, longitude=111.33791)
+        code = await add_submission(
+            tg.db, sari, anonymous=True, photo="AgACphoto-file-id", latitude=-7.64562, longitude=111.33791
+        )
         await tg.say(OFFICIAL, f"/status {code} diteruskan Dinas PUPR Magetan")
 
         shown = await tg.say(OFFICIAL, f"/lihat {code.value.lower()}")
@@ -325,11 +401,20 @@ class Desk:
     async def official(self, text: str, *, channel: str = "telegram", user: str = str(OFFICIAL)) -> list[Reply]:
         self.count += 1
         command, _, args = text[1:].partition(" ")
-        outcome = await self.services.core.handle(Incoming(
-            channel=channel, user_id=user, chat_id=user, kind=InputKind.COMMAND,
-            received_at=utcnow(), message_id=f"d{self.count}", text=text, command=command,
-            args=args, language_hint="id",
-        ))
+        outcome = await self.services.core.handle(
+            Incoming(
+                channel=channel,
+                user_id=user,
+                chat_id=user,
+                kind=InputKind.COMMAND,
+                received_at=utcnow(),
+                message_id=f"d{self.count}",
+                text=text,
+                command=command,
+                args=args,
+                language_hint="id",
+            )
+        )
         return outcome.replies
 
     async def text(self, text: str, **kw: Any) -> str:
@@ -348,9 +433,16 @@ async def test_triage_list_is_oldest_first_paged_and_flags_untagged(desk):
     """/baru: 5 per page, oldest first, untagged ones flagged, hidden and handled ones left out."""
     db = desk.services.db
     sari = await add_resident(db, "1001")
-    codes = [await add_submission(db, sari, f"Laporan nomor {i} tentang jalan rusak di desa",
-                                  age=timedelta(days=10 - i), pillar=None if i == 2 else "living")
-             for i in range(8)]
+    codes = [
+        await add_submission(
+            db,
+            sari,
+            f"Laporan nomor {i} tentang jalan rusak di desa",
+            age=timedelta(days=10 - i),
+            pillar=None if i == 2 else "living",
+        )
+        for i in range(8)
+    ]
     await desk.official(f"/status {codes[0]} ditinjau")
     await desk.official(f"/sembunyikan {codes[1]} spam")
 
@@ -373,14 +465,18 @@ async def test_status_needs_an_agency_or_a_reason_and_understands_both_languages
 
     assert (await desk.text(f"/status {code} diteruskan")).startswith("Untuk status diteruskan, tulis nama instansinya")
     assert (await desk.text(f"/status {code} ditolak")).startswith("Untuk status ditolak, tulis alasannya")
-    assert (await desk.text(f"/status {code} beres")).startswith('Status "beres" tidak dikenal. Pilihan: baru, ditinjau')
+    assert (await desk.text(f"/status {code} beres")).startswith(
+        'Status "beres" tidak dikenal. Pilihan: baru, ditinjau'
+    )
     assert await desk.text(f"/status {code} reviewed") == f"{code}: baru → ditinjau.\nPelapor akan dikabari."
     assert await desk.text(f"/status {code} ditinjau") == f"{code} sudah berstatus ditinjau."
     assert (await desk.text(f"/status {str(code).replace('-', ' ')} masuk masterplan Bab 4")).startswith(
-        f"{code}: ditinjau → masuk masterplan.")
+        f"{code}: ditinjau → masuk masterplan."
+    )
     assert await desk.text(f"/status {code} in_masterplan Bab 4") == f"{code} sudah berstatus masuk masterplan."
     assert (await desk.text(f"/status {code} rejected Di luar wilayah kabupaten")).startswith(
-        f"{code}: masuk masterplan → ditolak.")
+        f"{code}: masuk masterplan → ditolak."
+    )
     assert (await desk.text("/status ZZZ-ZZZ selesai")) == "Kode ZZZ-ZZZ tidak ditemukan."
     assert scalar(desk.db_path, "SELECT status_note FROM submissions") == "Di luar wilayah kabupaten"
     assert scalar(desk.db_path, "SELECT count(*) FROM status_history") == 4  # created + 3 changes
@@ -394,16 +490,18 @@ async def test_retagging_is_recorded_as_a_correction(desk):
     code = await add_submission(desk.services.db, sari, "Banyak sampah menumpuk di selokan depan pasar")
 
     answer = await desk.text(f"/pilar {code} Lingkungan")
-    assert answer == (f"{code}: pilar Kelayakan Hidup → Lingkungan. "
-                      "Koreksi ini dicatat untuk memperbaiki aturan penandaan.")
+    assert answer == (
+        f"{code}: pilar Kelayakan Hidup → Lingkungan. Koreksi ini dicatat untuk memperbaiki aturan penandaan."
+    )
     assert await desk.text(f"/pilar {code} environment") == f"{code} sudah berada di pilar Lingkungan."
     assert (await desk.text(f"/pilar {code} olahraga")).startswith('Pilar "olahraga" tidak dikenal.')
     assert await desk.text(f"/pilar {code} citra daerah & wisata") == (
-        f"{code}: pilar Lingkungan → Citra Daerah & Wisata. "
-        "Koreksi ini dicatat untuk memperbaiki aturan penandaan.")
+        f"{code}: pilar Lingkungan → Citra Daerah & Wisata. Koreksi ini dicatat untuk memperbaiki aturan penandaan."
+    )
     with contextlib.closing(sqlite3.connect(desk.db_path)) as conn:
         corrections = conn.execute(
-            "SELECT from_pillar, to_pillar, actor_role FROM pillar_corrections ORDER BY id").fetchall()
+            "SELECT from_pillar, to_pillar, actor_role FROM pillar_corrections ORDER BY id"
+        ).fetchall()
     assert corrections == [("living", "environment", "official"), ("environment", "branding", "official")]
     assert scalar(desk.db_path, "SELECT count(*) FROM audit_log WHERE action = 'pillar'") == 2
 
@@ -413,12 +511,14 @@ async def test_hiding_is_reversible_and_leaves_stats(desk):
     db = desk.services.db
     sari = await add_resident(db, "1001")
     spam = await add_submission(db, sari, "Jual pulsa murah hubungi nomor ini sekarang juga", pillar=None, area=None)
-    await add_submission(db, sari, kind="idea", pillar="economy", area="Bendo",
-                         text="Pelatihan pemasaran daring untuk UMKM di Bendo")
+    await add_submission(
+        db, sari, kind="idea", pillar="economy", area="Bendo", text="Pelatihan pemasaran daring untuk UMKM di Bendo"
+    )
     await add_submission(db, sari)
 
     assert await desk.text(f"/sembunyikan {spam} iklan") == (
-        f"{spam} disembunyikan dari ringkasan dan ekspor. Batalkan dengan /tampilkan {spam}")
+        f"{spam} disembunyikan dari ringkasan dan ekspor. Batalkan dengan /tampilkan {spam}"
+    )
     assert await desk.text(f"/sembunyikan {spam}") == f"{spam} sudah disembunyikan."
     stats = await desk.text("/statistik")
     assert stats.splitlines()[0] == "Statistik: 2 kiriman (tanpa 1 yang disembunyikan)"
@@ -489,8 +589,18 @@ async def test_an_official_asking_for_help_gets_every_official_command(make_sett
     async with telegram_stack(make_settings) as tg:
         [help_text] = await tg.say(OFFICIAL, "/bantuan")
         [bare_status] = await tg.say(OFFICIAL, "/status")
-    for command in ("/baru", "/lihat", "/status", "/balas", "/pilar", "/sembunyikan", "/tampilkan",
-                    "/statistik", "/ringkasan", "/ekspor"):
+    for command in (
+        "/baru",
+        "/lihat",
+        "/status",
+        "/balas",
+        "/pilar",
+        "/sembunyikan",
+        "/tampilkan",
+        "/statistik",
+        "/ringkasan",
+        "/ekspor",
+    ):
         assert command in help_text.plain
     assert "pemberitahuan privasi" not in help_text.plain
     assert "belum mengirim" not in bare_status.plain and "/status K7Q-4MX selesai" in bare_status.plain

@@ -30,8 +30,10 @@ from storage.database import utcnow
 from tests.fakes import DEFAULT_WA_TOKEN, PHONE_ID, FakeGraph, serve
 from tests.test_officials import OFFICIAL, add_resident, add_submission, scalar, telegram_stack
 
-FAST = {"whatsapp": Pace(per_second=1000, per_chat_interval=0.0),
-        "telegram": Pace(per_second=1000, per_chat_interval=0.0)}
+FAST = {
+    "whatsapp": Pace(per_second=1000, per_chat_interval=0.0),
+    "telegram": Pace(per_second=1000, per_chat_interval=0.0),
+}
 
 
 class Timed:
@@ -72,8 +74,9 @@ class Bot:
     count: int = 0
 
     async def start_worker(self, **kw: Any) -> OutboxWorker:
-        worker = OutboxWorker(self.services.db, self.services.channels, self.settings,
-                              self.services.catalog, **{**self.worker_kw, **kw})
+        worker = OutboxWorker(
+            self.services.db, self.services.channels, self.settings, self.services.catalog, **{**self.worker_kw, **kw}
+        )
         self.services.core.on_outbox = worker.wake
         await worker.start()
         self.workers.append(worker)
@@ -89,11 +92,20 @@ class Bot:
         self.count += 1
         command, _, args = text[1:].partition(" ")
         is_command = text.startswith("/")
-        outcome = await self.services.core.handle(Incoming(
-            channel=channel, user_id=user, chat_id=user, received_at=utcnow(), message_id=f"x{self.count}",
-            kind=InputKind.COMMAND if is_command else InputKind.TEXT, text=text,
-            command=command if is_command else None, args=args if is_command else "", language_hint="id",
-        ))
+        outcome = await self.services.core.handle(
+            Incoming(
+                channel=channel,
+                user_id=user,
+                chat_id=user,
+                received_at=utcnow(),
+                message_id=f"x{self.count}",
+                kind=InputKind.COMMAND if is_command else InputKind.TEXT,
+                text=text,
+                command=command if is_command else None,
+                args=args if is_command else "",
+                language_hint="id",
+            )
+        )
         return "\n".join(r.text for r in outcome.replies)
 
 
@@ -109,10 +121,15 @@ async def graph() -> AsyncIterator[FakeGraph]:
 def wa_settings(make_settings, graph):
     def build(**overrides: object):
         return make_settings(
-            whatsapp_access_token=DEFAULT_WA_TOKEN, whatsapp_phone_number_id=PHONE_ID,
-            whatsapp_app_secret="app-secret-for-tests", whatsapp_verify_token="verify-me",
-            whatsapp_api_base_url=graph.base, officials=f"telegram:{OFFICIAL}", **overrides,
+            whatsapp_access_token=DEFAULT_WA_TOKEN,
+            whatsapp_phone_number_id=PHONE_ID,
+            whatsapp_app_secret="app-secret-for-tests",
+            whatsapp_verify_token="verify-me",
+            whatsapp_api_base_url=graph.base,
+            officials=f"telegram:{OFFICIAL}",
+            **overrides,
         )
+
     return build
 
 
@@ -135,8 +152,11 @@ async def running(settings, *, pacing=FAST, **worker_kw: Any) -> AsyncIterator[B
 
 def bodies(graph: FakeGraph, wa_id: str) -> list[str]:
     # A resolved notification carries the Sudah / Belum buttons (issue 17): an interactive message.
-    return [p["text"]["body"] if p["type"] == "text" else p["interactive"]["body"]["text"]
-            for p in graph.sent_to(wa_id) if p["type"] in ("text", "interactive")]
+    return [
+        p["text"]["body"] if p["type"] == "text" else p["interactive"]["body"]["text"]
+        for p in graph.sent_to(wa_id)
+        if p["type"] in ("text", "interactive")
+    ]
 
 
 async def test_status_change_reaches_a_whatsapp_resident(wa_settings, graph):
@@ -260,8 +280,7 @@ async def test_a_send_cut_off_is_sent_again_after_restart(wa_settings, graph, ca
 async def test_closed_window_without_template_waits_for_the_resident(wa_settings, graph):
     """Outside the 24-hour window and with no template, the notice waits; their next message releases it."""
     async with running(wa_settings()) as bot:
-        user = await add_resident(bot.services.db, "628401", channel="whatsapp",
-                                  last_inbound_ago=timedelta(days=2))
+        user = await add_resident(bot.services.db, "628401", channel="whatsapp", last_inbound_ago=timedelta(days=2))
         code = await add_submission(bot.services.db, user)
         worker = await bot.start_worker()
 
@@ -273,7 +292,8 @@ async def test_closed_window_without_template_waits_for_the_resident(wa_settings
         worker.wake()  # what the WhatsApp inbound path does after handling a message
         await graph.wait_for_sent(count=1)
         assert bodies(graph, "628401") == [
-            f'Kabar untuk laporan Anda {code}: status sekarang "selesai".\n\nApakah masalahnya sudah beres?']
+            f'Kabar untuk laporan Anda {code}: status sekarang "selesai".\n\nApakah masalahnya sudah beres?'
+        ]
         await worker.idle.wait()
         assert await _counts(bot) == {"sent": 1}
 
@@ -282,8 +302,9 @@ async def test_closed_window_uses_the_template_configured_for_the_purpose(wa_set
     """A status template goes out in the template's language; a reply without one waits."""
     settings = wa_settings(whatsapp_template_status="kabar_status", whatsapp_template_language="id")
     async with running(settings) as bot:
-        user = await add_resident(bot.services.db, "628501", channel="whatsapp", language="en",
-                                  last_inbound_ago=timedelta(hours=30))
+        user = await add_resident(
+            bot.services.db, "628501", channel="whatsapp", language="en", last_inbound_ago=timedelta(hours=30)
+        )
         code = await add_submission(bot.services.db, user)
         worker = await bot.start_worker()
 
@@ -304,8 +325,7 @@ async def test_closed_window_uses_the_template_configured_for_the_purpose(wa_set
 async def test_whatsapp_refusing_the_window_parks_the_notification(wa_settings, graph):
     """When WhatsApp says the window is closed (131047), the notice waits instead of failing."""
     async with running(wa_settings()) as bot:
-        user = await add_resident(bot.services.db, "628601", channel="whatsapp",
-                                  last_inbound_ago=timedelta(hours=2))
+        user = await add_resident(bot.services.db, "628601", channel="whatsapp", last_inbound_ago=timedelta(hours=2))
         code = await add_submission(bot.services.db, user)
         graph.fail_next(code=131047)
         worker = await bot.start_worker()

@@ -77,8 +77,7 @@ class TestGroups:
         """In a group the bot points to a private chat and records nothing; notifications
         keep going to the resident's private chat."""
         official = 9001
-        async with TelegramWebhookDriver(make_settings, user_id=1001,
-                                         officials=f"telegram:{official}") as sari:
+        async with TelegramWebhookDriver(make_settings, user_id=1001, officials=f"telegram:{official}") as sari:
             await agree(sari)
             said = await submit(sari, "Lampu jalan di depan balai desa Bendo mati sudah seminggu")
             code = re.search(r"\b[2-9A-HJ-NP-Z]{3}-[2-9A-HJ-NP-Z]{3}\b", "\n".join(said)).group(0)
@@ -113,9 +112,8 @@ class TestErasure:
         """After /hapus a search of the database, its WAL and the next backup for the
         resident's number and name finds nothing, though officials quoted both."""
         number, name = "6281234567890", "Sari Wulandari"
-        async with WhatsAppDriver(make_settings, wa_id=number, name=name,
-                                  officials="whatsapp:628999") as sari:
-            await sari.send_text("halo")              # the privacy notice goes to the number
+        async with WhatsAppDriver(make_settings, wa_id=number, name=name, officials="whatsapp:628999") as sari:
+            await sari.send_text("halo")  # the privacy notice goes to the number
             await sari.press("Setuju")
             await sari.send_text("/lapor")
             await sari.send_text("Lampu jalan di depan rumah mati, hubungi saya di 0812-3456-7890 ya")

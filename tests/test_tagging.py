@@ -55,7 +55,7 @@ def test_everyday_messages_get_the_expected_pillar(tagger: Tagger, text: str, pi
 
 
 def test_affixed_forms_match_their_root(tagger: Tagger) -> None:
-    """"kebanjiran" is found by the rule word "banjir", and the resident sees their own word."""
+    """ "kebanjiran" is found by the rule word "banjir", and the resident sees their own word."""
     result = tagger.classify("Rumah kami kebanjiran")
     assert result.pillar == "environment"
     assert result.matched == ("kebanjiran",)
@@ -69,7 +69,7 @@ def test_bank_sampah_is_an_economy_idea_not_a_rubbish_report(tagger: Tagger) -> 
 
 
 def test_exclusion_cancels_a_keyword(tagger: Tagger) -> None:
-    """"kali" is a river, but not in "tiga kali lipat"."""
+    """ "kali" is a river, but not in "tiga kali lipat"."""
     assert tagger.classify("harganya naik tiga kali lipat").pillar != "environment"
     assert tagger.classify("kali di belakang rumah penuh lumpur").pillar == "environment"
 
@@ -141,6 +141,7 @@ def _shuffled_copy(tmp_path: Path, seed: int) -> Path:
     rng.shuffle(blocks)
     out = []
     for block in blocks:
+
         def shuffle_list(m: re.Match[str]) -> str:
             items = re.findall(r'"[^"]*"', m.group(2))
             rng.shuffle(items)
@@ -163,9 +164,7 @@ def test_results_do_not_depend_on_rule_order(tagger: Tagger, tmp_path: Path) -> 
 def test_ties_go_to_the_earlier_pillar(tmp_path: Path) -> None:
     """Equal score and equal strongest term: PILLARS order decides, not file order."""
     path = tmp_path / "tie.toml"
-    path.write_text(
-        "[environment.a]\nkeywords = [\"alpha\"]\n[governance.b]\nkeywords = [\"beta\"]\n", encoding="utf-8"
-    )
+    path.write_text('[environment.a]\nkeywords = ["alpha"]\n[governance.b]\nkeywords = ["beta"]\n', encoding="utf-8")
     result = Tagger.from_path(path).classify("beta alpha")
     assert result.pillar == "governance" and result.secondary == ("environment",)
 
@@ -205,7 +204,10 @@ def test_check_accepts_a_duplicate_with_a_weight_difference(tmp_path: Path) -> N
 
 def test_check_reports_unknown_pillars_empty_subtopics_and_syntax(tmp_path: Path) -> None:
     bad = tmp_path / "bad.toml"
-    bad.write_text('[living.transport]\nkeywords = ["jalan"]\n\n[tourism.sites]\nkeywords = ["candi"]\n[society.empty]\nlabel_id = "x"\n', encoding="utf-8")
+    bad.write_text(
+        '[living.transport]\nkeywords = ["jalan"]\n\n[tourism.sites]\nkeywords = ["candi"]\n[society.empty]\nlabel_id = "x"\n',
+        encoding="utf-8",
+    )
     problems = {(p.line, p.message.split(" ")[0]) for p in check_rules(bad)}
     assert (4, "unknown") in problems
     assert (6, "sub-topic") in problems
@@ -217,7 +219,9 @@ def test_check_reports_unknown_pillars_empty_subtopics_and_syntax(tmp_path: Path
 
 def test_loading_an_invalid_file_names_problems_with_lines(tmp_path: Path) -> None:
     bad = tmp_path / "bad.toml"
-    bad.write_text('[living.transport]\nkeywords = ["jalan"]\n[tourism.sites]\nkeywords = ["candi"]\n', encoding="utf-8")
+    bad.write_text(
+        '[living.transport]\nkeywords = ["jalan"]\n[tourism.sites]\nkeywords = ["candi"]\n', encoding="utf-8"
+    )
     with pytest.raises(RulesError, match="line 3"):
         Tagger.from_path(bad)
 
@@ -266,7 +270,11 @@ def test_classify_never_raises(text: str) -> None:
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.lists(st.sampled_from(["jalan", "Sampah", "bank", "kali", "dua", "İ", "ß", "KTP", "!", " ", "\n", "2"]), max_size=12))
+@given(
+    st.lists(
+        st.sampled_from(["jalan", "Sampah", "bank", "kali", "dua", "İ", "ß", "KTP", "!", " ", "\n", "2"]), max_size=12
+    )
+)
 def test_classify_never_raises_on_rule_words(words: list[str]) -> None:
     result = _HYPO_TAGGER.classify(" ".join(words))
     assert result.pillar is None or result.pillar in PILLARS
@@ -289,8 +297,16 @@ def test_matched_words_keep_their_spelling_and_order_when_repeated(tagger: Tagge
 
 @pytest.mark.parametrize(
     ("split", "size"),
-    [("holdout2", 80), ("holdout3", 150), ("holdout4", 150), ("holdout5", 150), ("holdout6", 150),
-     ("holdout7", 90), ("holdout8", 120), ("holdout9", 120)],
+    [
+        ("holdout2", 80),
+        ("holdout3", 150),
+        ("holdout4", 150),
+        ("holdout5", 150),
+        ("holdout6", 150),
+        ("holdout7", 90),
+        ("holdout8", 120),
+        ("holdout9", 120),
+    ],
 )
 def test_blind_batches_are_kept_apart(split: str, size: int) -> None:
     """Batches labelled before the tagger saw them stay in the file, all pillars each."""

@@ -169,7 +169,10 @@ def test_rules_fit_writes_fitted_weights_into_a_rules_file(tmp_path: Path) -> No
         encoding="utf-8",
     )
     labelled = tmp_path / "l.jsonl"
-    rows = [{"id": f"r{i}", "text": "pengemis di telaga", "pillar": "branding", "kind": "report", "split": "dev"} for i in range(3)]
+    rows = [
+        {"id": f"r{i}", "text": "pengemis di telaga", "pillar": "branding", "kind": "report", "split": "dev"}
+        for i in range(3)
+    ]
     labelled.write_text("\n".join(json.dumps(r) for r in rows) + "\n", encoding="utf-8")
     out = tmp_path / "out.toml"
     result = CliRunner().invoke(rules, ["fit", str(labelled), "--rules", str(rules_in), "--out", str(out)])

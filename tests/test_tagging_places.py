@@ -28,13 +28,27 @@ def tagger(request: pytest.FixtureRequest) -> Tagger:
 @pytest.mark.parametrize(
     ("at_place", "elsewhere", "usual"),
     [
-        ("Banyak pengemis memaksa minta uang di Telaga Sarangan", "Banyak pengemis memaksa minta uang di perempatan pasar", "society"),
-        ("sampah berserakan di area Candi Sadon, pengunjung jijik", "sampah berserakan di gang rumah kami, baunya menyengat", "environment"),
-        ("juru parkir liar di Cemoro Sewu minta 20 ribu", "juru parkir liar di depan indomaret minta 20 ribu", "living"),
+        (
+            "Banyak pengemis memaksa minta uang di Telaga Sarangan",
+            "Banyak pengemis memaksa minta uang di perempatan pasar",
+            "society",
+        ),
+        (
+            "sampah berserakan di area Candi Sadon, pengunjung jijik",
+            "sampah berserakan di gang rumah kami, baunya menyengat",
+            "environment",
+        ),
+        (
+            "juru parkir liar di Cemoro Sewu minta 20 ribu",
+            "juru parkir liar di depan indomaret minta 20 ribu",
+            "living",
+        ),
         ("peziarah dipalak preman di makam sunan", "warga dipalak preman di pos ronda", "society"),
     ],
 )
-def test_a_visitor_problem_at_a_place_is_branding_and_elsewhere_not(tagger: Tagger, at_place: str, elsewhere: str, usual: str) -> None:
+def test_a_visitor_problem_at_a_place_is_branding_and_elsewhere_not(
+    tagger: Tagger, at_place: str, elsewhere: str, usual: str
+) -> None:
     here = tagger.classify(at_place)
     assert here.pillar == "branding"
     assert here.subtopic == "places"
@@ -102,7 +116,9 @@ def test_rules_check_reports_a_wrong_visitor_topic_with_its_line(tmp_path: Path)
 def test_eval_real_says_when_the_snapshot_is_missing(tmp_path: Path) -> None:
     out = subprocess.run(
         [sys.executable, str(ROOT / "bench" / "realtext" / "eval_real.py"), "--mirror", str(tmp_path), "--part", "dev"],
-        capture_output=True, text=True, timeout=120,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert out.returncode == 2
     assert "snapshot" in out.stderr and "missing" in out.stderr

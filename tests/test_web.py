@@ -50,8 +50,10 @@ def text_body(wa_id: str, text: str = "halo") -> tuple[bytes, str]:
 # WhatsApp verification handshake ---------------------------------------------------------------
 @on_bot
 async def test_verification_echoes_the_challenge_only_for_the_right_token(wa_bot):
-    ok = await wa_bot.http.get("/webhook/whatsapp", params={
-        "hub.mode": "subscribe", "hub.verify_token": VERIFY_TOKEN, "hub.challenge": "1158201444"})
+    ok = await wa_bot.http.get(
+        "/webhook/whatsapp",
+        params={"hub.mode": "subscribe", "hub.verify_token": VERIFY_TOKEN, "hub.challenge": "1158201444"},
+    )
     assert (ok.status_code, ok.text, ok.headers["content-type"].split(";")[0]) == (200, "1158201444", "text/plain")
     for params in (
         {"hub.mode": "subscribe", "hub.verify_token": "wrong", "hub.challenge": "1"},
@@ -80,12 +82,21 @@ async def test_a_missing_or_wrong_signature_is_refused_and_nothing_is_stored(res
 @on_bot
 async def test_signed_bodies_that_are_not_webhooks_get_400(resident):
     envelope = '{"object": "whatsapp_business_account", "entry": %s}'
-    for body in (b'{"object": "whatsapp_business_account", "entry": [', b"[1, 2]", b"\xff\xfe not utf-8",
-                 (envelope % '{"not": "a list"}').encode(),
-                 (envelope % '[{"changes": [{"field": "messages", "value": {"metadata": true}}]}]').encode(),
-                 (envelope % ('[{"changes": [{"field": "messages", "value": {"metadata": {"phone_number_id": "%s"}, '
-                              '"messages": 5}}]}]' % PHONE_ID)).encode(),
-                 b"[" * 100_000 + b"]" * 100_000):  # nested past Python's recursion limit
+    for body in (
+        b'{"object": "whatsapp_business_account", "entry": [',
+        b"[1, 2]",
+        b"\xff\xfe not utf-8",
+        (envelope % '{"not": "a list"}').encode(),
+        (envelope % '[{"changes": [{"field": "messages", "value": {"metadata": true}}]}]').encode(),
+        (
+            envelope
+            % (
+                '[{"changes": [{"field": "messages", "value": {"metadata": {"phone_number_id": "%s"}, '
+                '"messages": 5}}]}]' % PHONE_ID
+            )
+        ).encode(),
+        b"[" * 100_000 + b"]" * 100_000,
+    ):  # nested past Python's recursion limit
         answer = await resident.post(body)
         assert answer.status_code == 400, body[:80]
     await resident.settled()
@@ -104,12 +115,16 @@ async def test_the_signature_is_checked_over_the_raw_bytes(resident):
     raw = wa_body(payload)
     assert b"\\u2014" in raw and "—".encode() not in raw
     reserialised = json.dumps(payload, ensure_ascii=False).encode()
-    assert (await resident.post(raw, headers={"X-Hub-Signature-256": sign(reserialised, APP_SECRET)})).status_code == 403
+    assert (
+        await resident.post(raw, headers={"X-Hub-Signature-256": sign(reserialised, APP_SECRET)})
+    ).status_code == 403
     assert (await resident.post(raw)).status_code == 200
     assert await resident.replies()  # the next question of the report
     with contextlib.closing(sqlite3.connect(resident.db_path)) as conn:
-        draft = conn.execute("SELECT c.draft FROM conversations c JOIN users u ON u.id = c.user_id "
-                             "WHERE u.platform_id = ?", (resident.wa_id,)).fetchone()[0]
+        draft = conn.execute(
+            "SELECT c.draft FROM conversations c JOIN users u ON u.id = c.user_id WHERE u.platform_id = ?",
+            (resident.wa_id,),
+        ).fetchone()[0]
     assert json.loads(draft)["text"] == text  # the dash and the emoji arrived intact
 
 
@@ -120,10 +135,13 @@ async def test_bodies_over_3_mb_get_413_whether_declared_or_streamed(resident):
 
     async def chunks():  # no Content-Length: the server must count while reading
         for start in range(0, len(big), 256 * 1024):
-            yield big[start:start + 256 * 1024]
+            yield big[start : start + 256 * 1024]
 
-    streamed = await resident.http.post("/webhook/whatsapp", content=chunks(), headers={
-        "X-Hub-Signature-256": sign(big, APP_SECRET), "Content-Type": "application/json"})
+    streamed = await resident.http.post(
+        "/webhook/whatsapp",
+        content=chunks(),
+        headers={"X-Hub-Signature-256": sign(big, APP_SECRET), "Content-Type": "application/json"},
+    )
     assert streamed.status_code == 413
     assert stored(resident.db_path, wamid) == 0
     just_under, _ = text_body(resident.wa_id, "y" * (MAX_BODY - 1000))
@@ -156,8 +174,12 @@ async def test_telegram_updates_need_the_secret_token(tg_bot):
     assert (await resident.post(update, secret=None)).status_code == 403
     assert (await resident.post(update, secret="wrong-secret")).status_code == 403
     assert await resident.replies() == []
-    for body in (b"{not json", b'{"no": "update_id"}', b'{"update_id": 7, "message": false}',
-                 b"[" * 100_000 + b"]" * 100_000):
+    for body in (
+        b"{not json",
+        b'{"no": "update_id"}',
+        b'{"update_id": 7, "message": false}',
+        b"[" * 100_000 + b"]" * 100_000,
+    ):
         assert (await resident.post(body)).status_code == 400, body[:40]
 
 
@@ -185,8 +207,10 @@ async def test_web_server_serves_on_the_configured_port_and_stops(make_settings)
             async with httpx.AsyncClient() as http:
                 health = await http.get(f"http://127.0.0.1:{server.port}/healthz")
             assert health.status_code == 200
-            taken = WebServer(build_web_app(services, whatsapp=None, telegram=None),
-                              make_settings(http_host="127.0.0.1", http_port=server.port))
+            taken = WebServer(
+                build_web_app(services, whatsapp=None, telegram=None),
+                make_settings(http_host="127.0.0.1", http_port=server.port),
+            )
             with pytest.raises(StartupError, match="cannot listen"):
                 await taken.start()
         finally:
@@ -217,10 +241,15 @@ async def test_the_same_scenario_reads_the_same_on_whatsapp_and_telegram(wa_bot,
     async def scenario(resident) -> list[list[str]]:
         transcript = []
         steps = [
-            ("text", "halo"), ("press", "Setuju"), ("text", "lapor"),
+            ("text", "halo"),
+            ("press", "Setuju"),
+            ("text", "lapor"),
             ("text", "Jembatan bambu di dusun kami hampir putus, anak sekolah takut lewat"),
-            ("press", "Tidak yakin"), ("location", (-7.6512, 111.3321)), ("photo", None),
-            ("press", "Anonim"), ("press", "Batal"),
+            ("press", "Tidak yakin"),
+            ("location", (-7.6512, 111.3321)),
+            ("photo", None),
+            ("press", "Anonim"),
+            ("press", "Batal"),
         ]
         for kind, arg in steps:
             if arg == "Tidak yakin" and transcript[-1][-1].startswith("Menurut kami"):
@@ -245,13 +274,14 @@ async def test_the_same_scenario_reads_the_same_on_whatsapp_and_telegram(wa_bot,
 
 
 # Slow and stalled clients ----------------------------------------------------------------------
-async def _http_exchange(reader, writer, request: bytes) -> tuple[int, bytes]:  # noqa: ANN001
+async def _http_exchange(reader, writer, request: bytes) -> tuple[int, bytes]:
     """Write one HTTP/1.1 request, read one Content-Length framed response."""
     writer.write(request)
     head = await reader.readuntil(b"\r\n\r\n")
     status = int(head.split(b" ", 2)[1])
-    length = next((int(line.split(b":", 1)[1]) for line in head.split(b"\r\n")
-                   if line.lower().startswith(b"content-length:")), 0)
+    length = next(
+        (int(line.split(b":", 1)[1]) for line in head.split(b"\r\n") if line.lower().startswith(b"content-length:")), 0
+    )
     return status, await reader.readexactly(length)
 
 
@@ -265,9 +295,11 @@ async def test_a_stalled_signed_post_slows_nobody_and_is_cut_off_at_the_deadline
         host, port = bot.url.removeprefix("http://").rsplit(":", 1)
         reader, writer = await asyncio.open_connection(host, int(port))
         body, _ = text_body("6281299999999")
-        writer.write(b"POST /webhook/whatsapp HTTP/1.1\r\nHost: bot\r\nContent-Type: application/json\r\n"
-                     b"X-Hub-Signature-256: " + sign(body, APP_SECRET).encode() + b"\r\n"
-                     b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body[: len(body) // 2])
+        writer.write(
+            b"POST /webhook/whatsapp HTTP/1.1\r\nHost: bot\r\nContent-Type: application/json\r\n"
+            b"X-Hub-Signature-256: " + sign(body, APP_SECRET).encode() + b"\r\n"
+            b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body[: len(body) // 2]
+        )
         await writer.drain()
         stalled_at = asyncio.get_running_loop().time()
         await asyncio.sleep(0)  # the server has the headers: the request is in flight

@@ -143,7 +143,12 @@ def test_inbound_messages_become_the_cores_incoming():
     """Text, button and list answers, location and image reach the core; Meta's time is kept."""
     text = to_incoming(_only(wa_text_message("628111", "lapor", name="Sari", timestamp=1_790_000_000)))
     assert (text.kind, text.text, text.user_id, text.chat_id, text.display_name) == (
-        InputKind.TEXT, "lapor", "628111", "628111", "Sari")
+        InputKind.TEXT,
+        "lapor",
+        "628111",
+        "628111",
+        "Sari",
+    )
     assert text.received_at == datetime.fromtimestamp(1_790_000_000, UTC)
     assert text.message_id.startswith("wamid.") and text.language_hint is None
     button = to_incoming(_only(wa_button_reply("628111", "confirm.3:send", "Ya, kirim")))
@@ -158,9 +163,12 @@ def test_inbound_messages_become_the_cores_incoming():
 
 def test_other_message_types_are_unsupported_and_a_removed_reaction_is_ignored():
     for payload, kind in [
-        (wa_sticker("628111"), "sticker"), (wa_audio("628111", "a1"), "audio"),
-        (wa_document("628111", "d1"), "document"), (wa_reaction("628111", "wamid.X"), "reaction"),
-        (wa_unsupported("628111"), "unsupported"), (wa_message("628111", "video", {"id": "v"}), "video"),
+        (wa_sticker("628111"), "sticker"),
+        (wa_audio("628111", "a1"), "audio"),
+        (wa_document("628111", "d1"), "document"),
+        (wa_reaction("628111", "wamid.X"), "reaction"),
+        (wa_unsupported("628111"), "unsupported"),
+        (wa_message("628111", "video", {"id": "v"}), "video"),
     ]:
         incoming = to_incoming(_only(payload))
         assert (incoming.kind, incoming.unsupported_type) == (InputKind.UNSUPPORTED, kind)
@@ -218,10 +226,14 @@ async def test_a_full_report_over_whatsapp_ends_in_sqlite(resident):
     saved = await resident.replies()
     code = re.search(r"Kode pelacakan: ([2-9A-Z]{3}-[2-9A-Z]{3})", saved[0]).group(1)
 
-    [row] = query(resident.db_path,
-                  "SELECT s.pillar, s.area, s.anonymous, s.submitter_name, s.channel, s.photo_ref "
-                  "FROM submissions s JOIN users u ON u.id = s.user_id "
-                  "WHERE u.platform_id = ? AND s.code = ?", resident.wa_id, code.replace("-", ""))
+    [row] = query(
+        resident.db_path,
+        "SELECT s.pillar, s.area, s.anonymous, s.submitter_name, s.channel, s.photo_ref "
+        "FROM submissions s JOIN users u ON u.id = s.user_id "
+        "WHERE u.platform_id = ? AND s.code = ?",
+        resident.wa_id,
+        code.replace("-", ""),
+    )
     assert row == ("society", "Bendo", 1, None, "whatsapp", None)
     # Every message the resident sent was marked as read.
     read = {m["message_id"] for m in resident.graph.read_marks}
@@ -247,8 +259,12 @@ async def test_a_photo_is_kept_as_a_media_id_and_downloaded_only_on_demand(resid
     await resident.press("Pakai nama saya")
     await resident.press("Ya, kirim")
     await resident.replies()
-    [(photo_ref, name)] = query(resident.db_path, "SELECT s.photo_ref, s.submitter_name FROM submissions s "
-                                "JOIN users u ON u.id = s.user_id WHERE u.platform_id = ?", resident.wa_id)
+    [(photo_ref, name)] = query(
+        resident.db_path,
+        "SELECT s.photo_ref, s.submitter_name FROM submissions s "
+        "JOIN users u ON u.id = s.user_id WHERE u.platform_id = ?",
+        resident.wa_id,
+    )
     assert (photo_ref, name) == (f"wa:{media_id}", "Sari")
     assert await resident.channel.download_media(photo_ref) == b"\xff\xd8\xff\xe0taman\xff\xd9"
 
@@ -271,10 +287,17 @@ async def test_command_words_work_as_typed_text(resident):
 
 
 @on_bot
-@pytest.mark.parametrize("make", [
-    lambda wa: wa_sticker(wa), lambda wa: wa_audio(wa, "voice1"), lambda wa: wa_document(wa, "doc1"),
-    lambda wa: wa_reaction(wa, "wamid.ANY"), lambda wa: wa_unsupported(wa),
-], ids=["sticker", "voice", "document", "reaction", "unsupported"])
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda wa: wa_sticker(wa),
+        lambda wa: wa_audio(wa, "voice1"),
+        lambda wa: wa_document(wa, "doc1"),
+        lambda wa: wa_reaction(wa, "wamid.ANY"),
+        lambda wa: wa_unsupported(wa),
+    ],
+    ids=["sticker", "voice", "document", "reaction", "unsupported"],
+)
 async def test_unsupported_types_get_a_polite_answer(resident, make):
     await agree(resident)
     await resident.deliver(make(resident.wa_id))
@@ -299,8 +322,11 @@ async def test_a_lone_surrogate_in_a_text_still_gets_an_answer(resident):
     await resident.replies()
     await resident.send_text("Jalan \ud800 di depan sekolah rusak parah dan berlubang besar")
     assert await resident.replies()  # the next question of the report: the text was taken
-    [(draft,)] = query(resident.db_path, "SELECT c.draft FROM conversations c JOIN users u ON u.id = c.user_id "
-                       "WHERE u.platform_id = ?", resident.wa_id)
+    [(draft,)] = query(
+        resident.db_path,
+        "SELECT c.draft FROM conversations c JOIN users u ON u.id = c.user_id WHERE u.platform_id = ?",
+        resident.wa_id,
+    )
     assert json.loads(draft)["text"] == "Jalan \ufffd di depan sekolah rusak parah dan berlubang besar"
 
 
@@ -329,8 +355,10 @@ async def test_statuses_are_recorded_against_the_sent_message(resident):
         await resident.deliver(wa_status(wamid, status, resident.wa_id))
     await resident.deliver(wa_status("wamid.NOT-OURS", "read", resident.wa_id))  # unknown: ignored
     [(status, purpose, delivered, read, error)] = query(
-        resident.db_path, "SELECT status, purpose, delivered_at, read_at, error FROM whatsapp_messages "
-        "WHERE wamid = ?", wamid)
+        resident.db_path,
+        "SELECT status, purpose, delivered_at, read_at, error FROM whatsapp_messages WHERE wamid = ?",
+        wamid,
+    )
     assert (status, purpose, error) == ("read", "reply", None) and delivered and read
 
     await resident.deliver(wa_status(wamid, "failed", resident.wa_id))
@@ -349,7 +377,12 @@ async def test_throttling_server_errors_and_drops_are_retried_and_the_reply_arri
     assert "pemberitahuan privasi" in notice
     tries = [c for c in graph.calls if isinstance(c.json, dict) and c.json.get("to") == resident.wa_id]
     assert [c.fault for c in tries] == [
-        "status 429 code 131056", "status 429 code 130429", "status 500 code 131000", "drop", None]
+        "status 429 code 131056",
+        "status 429 code 130429",
+        "status 500 code 131000",
+        "drop",
+        None,
+    ]
 
 
 @on_bot
@@ -374,7 +407,8 @@ async def test_channel_send_template_long_text_and_typed_errors(bot):
     last = await channel.send(to, Reply("kalimat panjang. " * 600), purpose="official_reply")
     assert [len(p["text"]["body"]) <= 4096 for p in graph.sent_to(to)[1:]] == [True, True, True]
     assert query(bot.db_path, "SELECT purpose, kind FROM whatsapp_messages WHERE wamid = ?", last) == [
-        ("official_reply", "text")]
+        ("official_reply", "text")
+    ]
     graph.fail_next(code=131047)
     with pytest.raises(WindowClosed):
         await channel.send(to, Reply("Kabar terbaru"))
@@ -383,21 +417,25 @@ async def test_channel_send_template_long_text_and_typed_errors(bot):
 
 
 # Durability ------------------------------------------------------------------------------------
-def _durable_settings(make_settings, graph_url: str):  # noqa: ANN001, ANN202
+def _durable_settings(make_settings, graph_url: str):
     return make_settings(
-        whatsapp_access_token=DEFAULT_WA_TOKEN, whatsapp_phone_number_id=PHONE_ID,
-        whatsapp_app_secret="secret-1", whatsapp_verify_token="v", whatsapp_api_base_url=f"{graph_url}/v21.0",
+        whatsapp_access_token=DEFAULT_WA_TOKEN,
+        whatsapp_phone_number_id=PHONE_ID,
+        whatsapp_app_secret="secret-1",
+        whatsapp_verify_token="v",
+        whatsapp_api_base_url=f"{graph_url}/v21.0",
     )
 
 
-async def _accept_only(services, channel: WhatsAppChannel, message: dict) -> httpx.Response:  # noqa: ANN001
+async def _accept_only(services, channel: WhatsAppChannel, message: dict) -> httpx.Response:
     """POST one signed webhook with the app's lifespan off: recorded, but no worker runs,
     as if the process died right after the 200."""
     app = build_web_app(services, whatsapp=channel, telegram=None)
     async with serve(app, lifespan="off") as url, httpx.AsyncClient(base_url=url) as http:
         body = wa_body(message)
-        return await http.post("/webhook/whatsapp", content=body,
-                               headers={"X-Hub-Signature-256": sign(body, "secret-1")})
+        return await http.post(
+            "/webhook/whatsapp", content=body, headers={"X-Hub-Signature-256": sign(body, "secret-1")}
+        )
 
 
 @pytest.mark.asyncio(loop_scope="function")
@@ -412,7 +450,9 @@ async def test_a_message_accepted_before_a_crash_is_handled_after_restart(make_s
             assert answer.status_code == 200
             await channel.aclose()
         assert graph.sent == []
-        assert query(settings.database_path, "SELECT handled_at FROM inbound WHERE message_id = 'wamid.CRASH'") == [(None,)]
+        assert query(settings.database_path, "SELECT handled_at FROM inbound WHERE message_id = 'wamid.CRASH'") == [
+            (None,)
+        ]
 
         async with open_services(settings) as services:  # the restart
             channel = WhatsAppChannel(settings, db=services.db)
@@ -424,8 +464,10 @@ async def test_a_message_accepted_before_a_crash_is_handled_after_restart(make_s
     [notice] = graph.sent
     assert notice["to"] == "628999" and "pemberitahuan privasi" in notice["interactive"]["body"]["text"]
     # Before "Setuju" not even the answer is kept with the message.
-    assert query(settings.database_path, "SELECT payload IS NULL, handled_at IS NOT NULL, replies FROM inbound "
-                 "WHERE message_id = 'wamid.CRASH'") == [(1, 1, None)]
+    assert query(
+        settings.database_path,
+        "SELECT payload IS NULL, handled_at IS NOT NULL, replies FROM inbound WHERE message_id = 'wamid.CRASH'",
+    ) == [(1, 1, None)]
 
 
 @pytest.mark.asyncio(loop_scope="function")
@@ -437,14 +479,17 @@ async def test_an_answer_meta_would_not_take_is_sent_later_once(make_settings):
         settings = _durable_settings(make_settings, graph_url)
         async with open_services(settings) as services:
             channel = WhatsAppChannel(settings, db=services.db, max_attempts=2, backoff=0.01)
-            await _accept_only(services, channel, wa_button_reply("628777", "consent:yes:id", "Setuju", wamid="wamid.DOWN"))
+            await _accept_only(
+                services, channel, wa_button_reply("628777", "consent:yes:id", "Setuju", wamid="wamid.DOWN")
+            )
             graph.fail_next(status=500, times=2)  # both tries of the first answer
             worker = InboundWorker(services.db, services.core, channel)
             await worker.start()
             await worker.wait_idle()
             assert graph.sent == []
-            assert query(settings.database_path, "SELECT replies IS NOT NULL FROM inbound "
-                         "WHERE message_id = 'wamid.DOWN'") == [(1,)]
+            assert query(
+                settings.database_path, "SELECT replies IS NOT NULL FROM inbound WHERE message_id = 'wamid.DOWN'"
+            ) == [(1,)]
             assert await worker.resend_owed(timedelta(0)) == 1  # Meta is back
             assert await worker.resend_owed(timedelta(0)) == 0  # nothing owed twice
             await worker.stop()
@@ -464,12 +509,18 @@ async def test_a_replay_older_than_the_dedup_window_is_acknowledged_and_ignored(
 
     assert REPLAY_WINDOW < Housekeeping.KEEP  # refused before its id can have been forgotten
     now = datetime.now(UTC)
-    old = wa_text_message(resident.wa_id, "halo", wamid="wamid.OLD-" + resident.wa_id,
-                          timestamp=int((now - timedelta(days=9)).timestamp()))
+    old = wa_text_message(
+        resident.wa_id,
+        "halo",
+        wamid="wamid.OLD-" + resident.wa_id,
+        timestamp=int((now - timedelta(days=9)).timestamp()),
+    )
     with caplog.at_level(logging.INFO, logger="bot.inbound_worker"):
         await resident.deliver(old)
         assert await resident.replies() == []
-    assert query(resident.db_path, "SELECT COUNT(*) FROM inbound WHERE message_id = ?", "wamid.OLD-" + resident.wa_id) == [(0,)]
+    assert query(
+        resident.db_path, "SELECT COUNT(*) FROM inbound WHERE message_id = ?", "wamid.OLD-" + resident.wa_id
+    ) == [(0,)]
     refusal = [r.getMessage() for r in caplog.records if "older than" in r.getMessage()]
     assert refusal and resident.wa_id not in " ".join(refusal) and refusal[0].startswith("refused 1 ")
     late = wa_text_message(resident.wa_id, "halo", timestamp=int((now - timedelta(days=6)).timestamp()))
@@ -500,10 +551,10 @@ async def test_the_graph_client_reads_chunked_closing_and_http_1_0_answers():
     from bot.channels.http11 import Http11Pool, NoAnswer, RequestNotSent
 
     answers = [
-        b"HTTP/1.1 200 OK\r\nContent-Length: 7\r\n\r\n{\"a\":1}",
-        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n4\r\n{\"b\"\r\n3;x=y\r\n:2}\r\n0\r\n\r\n",
+        b'HTTP/1.1 200 OK\r\nContent-Length: 7\r\n\r\n{"a":1}',
+        b'HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n4\r\n{"b"\r\n3;x=y\r\n:2}\r\n0\r\n\r\n',
         b"HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Length: 2\r\n\r\n{}",
-        b"HTTP/1.0 200 OK\r\n\r\n{\"c\":3}",
+        b'HTTP/1.0 200 OK\r\n\r\n{"c":3}',
     ]
     connections = 0
 
@@ -513,8 +564,11 @@ async def test_the_graph_client_reads_chunked_closing_and_http_1_0_answers():
         try:
             while answers:
                 head = await reader.readuntil(b"\r\n\r\n")
-                length = int(next(line for line in head.split(b"\r\n") if line.lower().startswith(b"content-length"))
-                             .split(b":")[1])
+                length = int(
+                    next(line for line in head.split(b"\r\n") if line.lower().startswith(b"content-length")).split(
+                        b":"
+                    )[1]
+                )
                 await reader.readexactly(length)
                 answer = answers.pop(0)
                 writer.write(answer)
@@ -527,8 +581,9 @@ async def test_the_graph_client_reads_chunked_closing_and_http_1_0_answers():
     port = server.sockets[0].getsockname()[1]
     pool = Http11Pool(f"http://127.0.0.1:{port}/v1/x/messages", read_timeout=1)
     try:
-        got = [await pool.request("POST", "/v1/x/messages", b"{}", {"Content-Type": "application/json"})
-               for _ in range(4)]
+        got = [
+            await pool.request("POST", "/v1/x/messages", b"{}", {"Content-Type": "application/json"}) for _ in range(4)
+        ]
         assert [(a.status, a.json()) for a in got] == [(200, {"a": 1}), (200, {"b": 2}), (400, {}), (200, {"c": 3})]
         assert connections == 2  # kept alive until the server said close
         with pytest.raises(ValueError):
@@ -565,9 +620,28 @@ async def test_the_graph_client_speaks_tls_and_checks_the_certificate(tmp_path):
     from bot.channels.http11 import Http11Pool, RequestNotSent
 
     key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out",
-                    str(cert), "-days", "1", "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost"],
-                   check=True, capture_output=True)
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+            "-days",
+            "1",
+            "-subj",
+            "/CN=localhost",
+            "-addext",
+            "subjectAltName=DNS:localhost",
+        ],
+        check=True,
+        capture_output=True,
+    )
     server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     server_ctx.load_cert_chain(cert, key)
 
@@ -580,7 +654,7 @@ async def test_the_graph_client_speaks_tls_and_checks_the_certificate(tmp_path):
                 head = await reader.readuntil(b"\r\n\r\n")
                 if b"Content-Length: 2" in head:
                     await reader.readexactly(2)
-                writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 11\r\n\r\n{\"ok\":true}")
+                writer.write(b'HTTP/1.1 200 OK\r\nContent-Length: 11\r\n\r\n{"ok":true}')
         writer.close()
 
     server = await asyncio.start_server(answer, "localhost", 0, ssl=server_ctx)

@@ -23,9 +23,13 @@ XLSX_MIME = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 async def wa(make_settings):
     graph = FakeGraph()
     async with serve(graph.app) as url:
-        settings = make_settings(whatsapp_access_token=DEFAULT_WA_TOKEN, whatsapp_phone_number_id=PHONE_ID,
-                                 whatsapp_app_secret="secret-1", whatsapp_verify_token="v",
-                                 whatsapp_api_base_url=f"{url}/v21.0")
+        settings = make_settings(
+            whatsapp_access_token=DEFAULT_WA_TOKEN,
+            whatsapp_phone_number_id=PHONE_ID,
+            whatsapp_app_secret="secret-1",
+            whatsapp_verify_token="v",
+            whatsapp_api_base_url=f"{url}/v21.0",
+        )
         channel = WhatsAppChannel(settings, backoff=0.01)
         try:
             yield channel, graph, url
@@ -43,12 +47,17 @@ def upload_calls(graph: FakeGraph) -> list:
 
 async def test_image_and_document_are_uploaded_then_sent_with_caption_and_filename(wa):
     channel, graph, _ = wa
-    reply = Reply("Grafik kiriman minggu ini", image=Document("ringkasan.png", PNG, "image/png"),
-                  document=Document("suarawarga-2025-W07.xlsx", XLSX, XLSX_MIME))
+    reply = Reply(
+        "Grafik kiriman minggu ini",
+        image=Document("ringkasan.png", PNG, "image/png"),
+        document=Document("suarawarga-2025-W07.xlsx", XLSX, XLSX_MIME),
+    )
     wamid = await channel.send(TO, reply)
 
     assert [(u[1], u[2], u[3]) for u in graph.uploads] == [
-        ("ringkasan.png", "image/png", PNG), ("suarawarga-2025-W07.xlsx", XLSX_MIME, XLSX)]
+        ("ringkasan.png", "image/png", PNG),
+        ("suarawarga-2025-W07.xlsx", XLSX_MIME, XLSX),
+    ]
     image_id, document_id = (u[0] for u in graph.uploads)
     assert [c.json for c in upload_calls(graph)] == [
         {"messaging_product": "whatsapp", "type": "image/png"},
@@ -72,8 +81,14 @@ async def test_a_long_text_goes_before_an_uncaptioned_image(wa):
 
 async def test_buttons_come_after_the_picture(wa):
     channel, graph, _ = wa
-    await channel.send(TO, Reply("Pilih pekan", buttons=(Button("Ya", "y"), Button("Tidak", "n")),
-                                 image=Document("grafik.png", PNG, "image/png")))
+    await channel.send(
+        TO,
+        Reply(
+            "Pilih pekan",
+            buttons=(Button("Ya", "y"), Button("Tidak", "n")),
+            image=Document("grafik.png", PNG, "image/png"),
+        ),
+    )
     assert kinds(graph) == ["image", "interactive"]
     assert "caption" not in graph.sent[0]["image"]
     assert graph.sent[1]["interactive"]["body"]["text"] == "Pilih pekan"
@@ -89,8 +104,7 @@ async def test_a_location_reply_sends_a_pin(wa):
 async def test_a_residents_photo_is_downloaded_and_uploaded_again(wa):
     channel, graph, _ = wa
     graph.add_media("1234567890", JPEG, "image/jpeg")
-    await channel.send(TO, Reply("K7Q-4MX – status: baru", photo_ref="wa:1234567890",
-                                 latitude=-6.2, longitude=106.8))
+    await channel.send(TO, Reply("K7Q-4MX – status: baru", photo_ref="wa:1234567890", latitude=-6.2, longitude=106.8))
 
     downloads = [c.path for c in graph.calls if c.method == "GET"]
     assert downloads == ["/v21.0/1234567890", "/media-download/1234567890"]
@@ -118,9 +132,11 @@ async def test_an_oversized_file_gets_a_polite_text_instead(wa, caplog):
         await channel.send(TO, Reply("", image=Document("besar.png", PNG + b"\0" * IMAGE_LIMIT, "image/png")))
     assert graph.uploads == [] and upload_calls(graph) == []
     bodies = [p["text"]["body"] for p in graph.sent]
-    assert bodies == ["Ekspor xlsx: 120.000 kiriman.",
-                      "Berkas ekspor-lengkap.xlsx terlalu besar untuk dikirim lewat WhatsApp.",
-                      "Berkas besar.png terlalu besar untuk dikirim lewat WhatsApp."]
+    assert bodies == [
+        "Ekspor xlsx: 120.000 kiriman.",
+        "Berkas ekspor-lengkap.xlsx terlalu besar untuk dikirim lewat WhatsApp.",
+        "Berkas besar.png terlalu besar untuk dikirim lewat WhatsApp.",
+    ]
     assert "over WhatsApp's" in caplog.text
 
 
@@ -131,8 +147,11 @@ async def test_a_failed_upload_is_retried_and_the_file_arrives_once(wa):
     assert [c.status for c in upload_calls(graph)] == [500, 200]
     assert len(graph.uploads) == 1
     [document] = graph.sent
-    assert document["document"] == {"id": graph.uploads[0][0], "filename": "ekspor.xlsx",
-                                    "caption": "Ekspor xlsx: 3 kiriman."}
+    assert document["document"] == {
+        "id": graph.uploads[0][0],
+        "filename": "ekspor.xlsx",
+        "caption": "Ekspor xlsx: 3 kiriman.",
+    }
 
 
 async def test_a_refused_upload_becomes_a_note_and_auth_errors_raise(wa):
@@ -140,7 +159,9 @@ async def test_a_refused_upload_becomes_a_note_and_auth_errors_raise(wa):
     graph.fail_next(400, 131053, route="upload")
     await channel.send(TO, Reply("Ekspor pdf", document=Document("ekspor.pdf", b"%PDF-1.7", "application/pdf")))
     assert [p["text"]["body"] for p in graph.sent] == [
-        "Ekspor pdf", "Berkas ekspor.pdf tidak dapat dikirim lewat WhatsApp."]
+        "Ekspor pdf",
+        "Berkas ekspor.pdf tidak dapat dikirim lewat WhatsApp.",
+    ]
     assert len(upload_calls(graph)) == 1  # a refusal is not retried
     graph.clear()
     graph.fail_next(401, route="upload")
@@ -163,15 +184,21 @@ async def test_the_fake_checks_uploads_and_media_messages(wa):
     media_url, messages_url = f"{url}/v21.0/{PHONE_ID}/media", f"{url}/v21.0/{PHONE_ID}/messages"
     async with httpx.AsyncClient() as http:
         png = {"file": ("a.png", PNG, "image/png")}
-        assert (await http.post(media_url, data={"messaging_product": "whatsapp", "type": "image/png"},
-                                files=png)).status_code == 401
+        assert (
+            await http.post(media_url, data={"messaging_product": "whatsapp", "type": "image/png"}, files=png)
+        ).status_code == 401
         no_product = await http.post(media_url, data={"type": "image/png"}, files=png, headers=auth)
         assert no_product.status_code == 400 and no_product.json()["error"]["code"] == 100
-        gif = await http.post(media_url, data={"messaging_product": "whatsapp", "type": "image/gif"},
-                              files={"file": ("a.gif", b"GIF89a", "image/gif")}, headers=auth)
+        gif = await http.post(
+            media_url,
+            data={"messaging_product": "whatsapp", "type": "image/gif"},
+            files={"file": ("a.gif", b"GIF89a", "image/gif")},
+            headers=auth,
+        )
         assert gif.status_code == 400
-        ok = await http.post(media_url, data={"messaging_product": "whatsapp", "type": "image/png"},
-                             files=png, headers=auth)
+        ok = await http.post(
+            media_url, data={"messaging_product": "whatsapp", "type": "image/png"}, files=png, headers=auth
+        )
         media_id = ok.json()["id"]
         assert media_id.startswith("media-") and graph.uploaded(media_id)[1:] == ("a.png", "image/png", PNG)
 
@@ -179,14 +206,15 @@ async def test_the_fake_checks_uploads_and_media_messages(wa):
             return {"messaging_product": "whatsapp", "to": TO, "type": mtype, mtype: content}
 
         refused = [
-            message("image", {"id": "1234567890"}),                        # not uploaded here
-            message("image", {"id": media_id, "caption": "x" * 1025}),     # caption too long
-            message("document", {"id": media_id, "filename": "a.png"}),    # an image is no document
+            message("image", {"id": "1234567890"}),  # not uploaded here
+            message("image", {"id": media_id, "caption": "x" * 1025}),  # caption too long
+            message("document", {"id": media_id, "filename": "a.png"}),  # an image is no document
             message("location", {"latitude": "-6.2", "longitude": 106.8}),  # not a number
         ]
         for payload in refused:
             answer = await http.post(messages_url, json=payload, headers=auth)
             assert answer.status_code == 400 and answer.json()["error"]["code"] == 131009, payload
-        assert (await http.post(messages_url, json=message("image", {"id": media_id, "caption": "ok"}),
-                                headers=auth)).status_code == 200
+        assert (
+            await http.post(messages_url, json=message("image", {"id": media_id, "caption": "ok"}), headers=auth)
+        ).status_code == 200
     assert len(graph.rejected) == len(refused) and len(graph.sent) == 1

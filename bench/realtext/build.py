@@ -113,7 +113,9 @@ def read_surabaya(blob: bytes, ids: set[str], keys: set[str]) -> tuple[list[dict
         text = _clean(text)
         if not text:
             continue
-        kept.append({"id": row_id, "text": text, "topik": _clean(r[col["topik"]]), "instansi": _clean(r[col["instansi"]])})
+        kept.append(
+            {"id": row_id, "text": text, "topik": _clean(r[col["topik"]]), "instansi": _clean(r[col["instansi"]])}
+        )
     return kept, dropped
 
 
@@ -209,7 +211,9 @@ def main(argv: list[str] | None = None) -> int:
         if text is None:
             continue  # its snapshot is missing (said above) or the row is reserved now
         rid = f"{source}:{row_id}"
-        real.append({"id": rid, "text": text, "pillar": pillar, "kind": kind, "split": split_of(rid), "round": int(rnd)})
+        real.append(
+            {"id": rid, "text": text, "pillar": pillar, "kind": kind, "split": split_of(rid), "round": int(rnd)}
+        )
     real.sort(key=lambda r: r["id"])
     if real:
         write_jsonl(args.out / "real.jsonl", real)

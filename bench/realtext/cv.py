@@ -9,6 +9,7 @@ Folds are fixed by sha256("fold:" + id) mod k over the dev rows. Rules are hand-
 mined from. This prints accuracy per fold and per source for --rules and, with --base,
 the difference fold by fold.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -42,9 +43,12 @@ def score(tagger: Tagger, rows: list[dict], k: int) -> dict:
         ok = res.pillar == r["pillar"]
         covered += res.pillar is not None
         f, s = fold_of(r["id"], k), r["id"].split(":")[0]
-        folds[f] += ok; nf[f] += 1
-        src[s] += ok; ns[s] += 1
-        pil[r["pillar"]] += ok; npl[r["pillar"]] += 1
+        folds[f] += ok
+        nf[f] += 1
+        src[s] += ok
+        ns[s] += 1
+        pil[r["pillar"]] += ok
+        npl[r["pillar"]] += 1
     return {
         "acc": sum(folds.values()) / len(rows),
         "coverage": covered / len(rows),
@@ -67,17 +71,23 @@ def main() -> int:
     if args.json:
         print(json.dumps({"rules": new, "base": base}))
         return 0
+
     def line(name: str, d: dict) -> str:
         f = " ".join(f"{x:.3f}" for x in d["folds"])
         s = " ".join(f"{k}={v:.3f}" for k, v in d["sources"].items())
         rc = " ".join(f"{k[:4]}={v:.2f}" for k, v in d["recall"].items())
         return f"{name}: dev {d['acc']:.4f} cov {d['coverage']:.3f} | folds {f} | {s} | {rc}"
+
     if base:
         print(line("base ", base))
     print(line("rules", new))
     if base:
         diff = [a - b for a, b in zip(new["folds"], base["folds"])]
-        print("fold deltas:", " ".join(f"{d:+.3f}" for d in diff), f"(mean {sum(diff) / len(diff):+.4f}, folds improved {sum(d > 0 for d in diff)}/{len(diff)})")
+        print(
+            "fold deltas:",
+            " ".join(f"{d:+.3f}" for d in diff),
+            f"(mean {sum(diff) / len(diff):+.4f}, folds improved {sum(d > 0 for d in diff)}/{len(diff)})",
+        )
     return 0
 
 

@@ -5,6 +5,7 @@
 --folds shows only the dev rows of those folds (cv.py's folds), so vocabulary can be mined
 from some folds and checked on the others.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -14,8 +15,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from handlers.tagging import Tagger  # noqa: E402
-from cv import fold_of  # noqa: E402
+from cv import fold_of
+
+from handlers.tagging import Tagger
 
 DATA = Path(__file__).resolve().parent / "data" / "real.jsonl"
 
@@ -40,9 +42,9 @@ def main() -> int:
         res = tagger.classify(r["text"])
         if res.pillar == r["pillar"]:
             continue
-        if args.gold and r["pillar"] != args.gold or args.pred and str(res.pillar) != args.pred:
+        if (args.gold and r["pillar"] != args.gold) or (args.pred and str(res.pillar) != args.pred):
             continue
-        print(f"{r['pillar'][:4]}>{str(res.pillar)[:4]} {list(res.matched)[:5]} | {r['text'][:args.width]}")
+        print(f"{r['pillar'][:4]}>{str(res.pillar)[:4]} {list(res.matched)[:5]} | {r['text'][: args.width]}")
     return 0
 
 

@@ -27,7 +27,7 @@ sys.path.insert(0, str(HERE.parents[1]))
 sys.path.insert(0, str(HERE))
 
 import build  # noqa: E402
-from handlers.domain import PILLARS  # noqa: E402
+
 from handlers.tagging import Tagger  # noqa: E402
 from handlers.tagging_eval import evaluate, format_report, load_rows  # noqa: E402
 
@@ -93,9 +93,13 @@ def main(argv: list[str] | None = None) -> int:
             b_rnd = []
             for rnd in sorted({rounds[r.id] for r in part}):
                 sub = [r for r in part if rounds[r.id] == rnd]
-                b_rnd.append(f"round {rnd} {sum(before.classify(r.text).pillar == r.pillar for r in sub) / len(sub):.1%}")
-            print(f"before ({args.before}): accuracy {b.accuracy:.1%}, coverage {b.coverage:.1%}, recall {rec}; "
-                  f"by source {', '.join(b_src)}; by round {', '.join(b_rnd)}")
+                b_rnd.append(
+                    f"round {rnd} {sum(before.classify(r.text).pillar == r.pillar for r in sub) / len(sub):.1%}"
+                )
+            print(
+                f"before ({args.before}): accuracy {b.accuracy:.1%}, coverage {b.coverage:.1%}, recall {rec}; "
+                f"by source {', '.join(b_src)}; by round {', '.join(b_rnd)}"
+            )
     if "test" in parts:
         looks = sum(1 for _ in open(build.DATA / "test_looks.log", encoding="utf-8"))
         print(f"\n(test part printed {looks} time(s) so far: data/test_looks.log)")

@@ -89,7 +89,7 @@ def proxied(url: str) -> bool:
 
 
 class _Connection:
-    __slots__ = ("reader", "writer", "idle_since")
+    __slots__ = ("idle_since", "reader", "writer")
 
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter):
         self.reader = reader
@@ -103,9 +103,16 @@ class _Connection:
 class Http11Pool:
     """Keep-alive connections to one origin, at most `max_connections` at once."""
 
-    def __init__(self, base_url: str, *, max_connections: int = 32, connect_timeout: float = 5.0,
-                 read_timeout: float = 15.0, keepalive_expiry: float = 5.0,
-                 ssl_context: ssl.SSLContext | None = None):
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        max_connections: int = 32,
+        connect_timeout: float = 5.0,
+        read_timeout: float = 15.0,
+        keepalive_expiry: float = 5.0,
+        ssl_context: ssl.SSLContext | None = None,
+    ):
         parts = urllib.parse.urlsplit(base_url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"not an http(s) URL: {base_url!r}")
@@ -143,8 +150,11 @@ class Http11Pool:
         now = time.monotonic()
         while self._idle:
             conn = self._idle.pop()
-            if now - conn.idle_since < self.keepalive_expiry and not conn.reader.at_eof() \
-                    and not conn.writer.is_closing():
+            if (
+                now - conn.idle_since < self.keepalive_expiry
+                and not conn.reader.at_eof()
+                and not conn.writer.is_closing()
+            ):
                 return conn
             conn.close()
         return None
@@ -155,8 +165,12 @@ class Http11Pool:
         try:
             async with asyncio.timeout(self.connect_timeout):
                 reader, writer = await asyncio.open_connection(
-                    self.host, self.port, ssl=self._ssl, server_hostname=self.host if self._ssl else None,
-                    limit=_HEAD_LIMIT)
+                    self.host,
+                    self.port,
+                    ssl=self._ssl,
+                    server_hostname=self.host if self._ssl else None,
+                    limit=_HEAD_LIMIT,
+                )
         except (OSError, TimeoutError, ssl.SSLError) as exc:
             raise RequestNotSent(f"cannot connect: {exc.__class__.__name__}") from None
         return _Connection(reader, writer)

@@ -53,8 +53,19 @@ MAX_ATTEMPTS = 5
 MENU_COMMANDS = ("report", "idea", "status", "support", "language", "delete", "help", "cancel")
 OFFICIAL_MENU = ("new", "view", "reply", "pillar", "hide", "unhide", "stats", "digest", "export")
 UNSUPPORTED_ATTRS = (
-    "sticker", "voice", "audio", "document", "video", "video_note", "animation", "contact",
-    "poll", "dice", "game", "venue", "story",
+    "sticker",
+    "voice",
+    "audio",
+    "document",
+    "video",
+    "video_note",
+    "animation",
+    "contact",
+    "poll",
+    "dice",
+    "game",
+    "venue",
+    "story",
 )
 
 
@@ -81,10 +92,16 @@ def to_incoming(update: Update) -> Incoming | None:
         chat_id = query.message.chat.id if query.message is not None else user.id
         private = query.message is None or query.message.chat.type == ChatType.PRIVATE
         return Incoming(
-            channel="telegram", user_id=str(user.id), chat_id=str(chat_id),
-            kind=InputKind.BUTTON, received_at=_now(), message_id=message_id,
-            payload=query.data or "", language_hint=user.language_code,
-            display_name=user.full_name, private=private,
+            channel="telegram",
+            user_id=str(user.id),
+            chat_id=str(chat_id),
+            kind=InputKind.BUTTON,
+            received_at=_now(),
+            message_id=message_id,
+            payload=query.data or "",
+            language_hint=user.language_code,
+            display_name=user.full_name,
+            private=private,
         )
     edited = update.edited_message
     if edited is not None and edited.from_user is not None:
@@ -99,18 +116,33 @@ def to_incoming(update: Update) -> Incoming | None:
     if text is not None and text.startswith("/"):
         head, _, args = text[1:].partition(" ")
         command = head.split("@", 1)[0]
-        return _base(update, message, InputKind.COMMAND, message_id, text=text,
-                     command=command.lower(), args=args.strip(), private=private)
+        return _base(
+            update,
+            message,
+            InputKind.COMMAND,
+            message_id,
+            text=text,
+            command=command.lower(),
+            args=args.strip(),
+            private=private,
+        )
     if not private:
         return None  # officials' groups: only commands are for us
     if text is not None:
         return _base(update, message, InputKind.TEXT, message_id, text=text)
     if message.location is not None:
-        return _base(update, message, InputKind.LOCATION, message_id,
-                     latitude=message.location.latitude, longitude=message.location.longitude)
+        return _base(
+            update,
+            message,
+            InputKind.LOCATION,
+            message_id,
+            latitude=message.location.latitude,
+            longitude=message.location.longitude,
+        )
     if message.photo:
-        return _base(update, message, InputKind.PHOTO, message_id,
-                     photo_ref=message.photo[-1].file_id, caption=message.caption)
+        return _base(
+            update, message, InputKind.PHOTO, message_id, photo_ref=message.photo[-1].file_id, caption=message.caption
+        )
     for attr in UNSUPPORTED_ATTRS:
         if getattr(message, attr, None):
             return _base(update, message, InputKind.UNSUPPORTED, message_id, unsupported_type=attr)
@@ -126,15 +158,21 @@ def _now() -> datetime:
     return utcnow()
 
 
-def _base(update: Update, message, kind: InputKind, message_id: str, **fields) -> Incoming:  # noqa: ANN001
+def _base(update: Update, message, kind: InputKind, message_id: str, **fields) -> Incoming:
     user = message.from_user
     # The platform's time of the message (the flood guard counts by it), never in the future.
     sent = message.edit_date or message.date
     received = min(sent, _now()) if sent is not None else _now()
     return Incoming(
-        channel="telegram", user_id=str(user.id), chat_id=str(message.chat.id), kind=kind,
-        received_at=received, message_id=message_id, language_hint=user.language_code,
-        display_name=user.full_name, **fields,
+        channel="telegram",
+        user_id=str(user.id),
+        chat_id=str(message.chat.id),
+        kind=kind,
+        received_at=received,
+        message_id=message_id,
+        language_hint=user.language_code,
+        display_name=user.full_name,
+        **fields,
     )
 
 
@@ -162,7 +200,7 @@ def keyboard(reply: Reply) -> InlineKeyboardMarkup | None:
 class TelegramChannel:
     name = "telegram"
 
-    def __init__(self, settings: "Settings", core: "Core", catalog: "Catalog", *, webhook: bool = False):
+    def __init__(self, settings: Settings, core: Core, catalog: Catalog, *, webhook: bool = False):
         self.settings = settings
         self.core = core
         self.catalog = catalog
@@ -173,7 +211,10 @@ class TelegramChannel:
             .base_url(settings.telegram_api_base_url)
             .base_file_url(settings.telegram_file_base_url)
             # Retries are ours (below): PTB's defaults would raise on the first 429.
-            .connect_timeout(10).read_timeout(15).write_timeout(15).pool_timeout(5)
+            .connect_timeout(10)
+            .read_timeout(15)
+            .write_timeout(15)
+            .pool_timeout(5)
             .get_updates_read_timeout(35)
         )
         # No PTB Updater: it confirms a batch of updates (the next getUpdates' offset) as
@@ -298,8 +339,10 @@ class TelegramChannel:
         """The command menu in every catalogue language (and the default for the rest)."""
         for lang in self.catalog.languages:
             commands = [
-                BotCommand(self.catalog.text(lang, f"commands.{name}").split(",")[0],
-                           self.catalog.text(lang, f"cmd_desc.{name}"))
+                BotCommand(
+                    self.catalog.text(lang, f"commands.{name}").split(",")[0],
+                    self.catalog.text(lang, f"cmd_desc.{name}"),
+                )
                 for name in MENU_COMMANDS
             ]
             await self._call(self.app.bot.set_my_commands, commands, language_code=lang)
@@ -309,15 +352,15 @@ class TelegramChannel:
         # chat-scoped menu, in the default language: Telegram has one menu per scope).
         lang = self.catalog.default
         desk = [
-            BotCommand(self.catalog.text(lang, f"commands.{name}").split(",")[0],
-                       self.catalog.text(lang, f"cmd_desc.{name}"))
+            BotCommand(
+                self.catalog.text(lang, f"commands.{name}").split(",")[0], self.catalog.text(lang, f"cmd_desc.{name}")
+            )
             for name in (*OFFICIAL_MENU, *MENU_COMMANDS)
         ]
         for official in self.settings.officials:
             channel, _, user_id = official.partition(":")
             if channel == "telegram" and user_id.lstrip("-").isdigit():
-                await self._call(self.app.bot.set_my_commands, desk,
-                                 scope=BotCommandScopeChat(int(user_id)))
+                await self._call(self.app.bot.set_my_commands, desk, scope=BotCommandScopeChat(int(user_id)))
 
     async def process_webhook_update(self, data: dict) -> None:
         """Handle one webhook body fully before the HTTP answer, so a 2xx means 'saved'."""
@@ -352,9 +395,7 @@ class TelegramChannel:
     async def wait_handled(self, count: int, timeout: float = 10.0) -> None:
         """Wait until `count` updates in total have been handled."""
         async with self._handled_changed:
-            await asyncio.wait_for(
-                self._handled_changed.wait_for(lambda: self.handled >= count), timeout
-            )
+            await asyncio.wait_for(self._handled_changed.wait_for(lambda: self.handled >= count), timeout)
 
     async def _on_error(self, update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
         log.error("error while handling a Telegram update", exc_info=context.error)
@@ -364,12 +405,13 @@ class TelegramChannel:
                 lang = update.effective_user.language_code or lang
             try:
                 await self.app.bot.send_message(update.effective_chat.id, self.catalog.text(lang, "error.internal"))
-            except Exception:  # noqa: BLE001 - already in the error path; logged above
+            except Exception:
                 log.warning("could not tell the user about the error")
 
     # Outbound ----------------------------------------------------------------------------------
-    async def send_template(self, chat_id: str, name: str, language: str, params: list[str], *,
-                            purpose: str = "template") -> str | None:
+    async def send_template(
+        self, chat_id: str, name: str, language: str, params: list[str], *, purpose: str = "template"
+    ) -> str | None:
         raise WindowClosed("Telegram has no templates (and no window that would need one)")
 
     def window_open(self, last_inbound_at: datetime | None, now: datetime) -> bool:
@@ -384,8 +426,9 @@ class TelegramChannel:
         if reply.photo_ref or reply.image:
             photo = reply.photo_ref or InputFile(reply.image.data, filename=reply.image.filename)  # type: ignore[union-attr]
             caption, text = (text, "") if len(text) <= CAPTION_LIMIT else ("", text)
-            msg = await self._call(bot.send_photo, chat_id, photo=photo, caption=caption or None,
-                                   reply_markup=None if text else markup)
+            msg = await self._call(
+                bot.send_photo, chat_id, photo=photo, caption=caption or None, reply_markup=None if text else markup
+            )
             last_id = str(msg.message_id)
         if reply.latitude is not None and reply.longitude is not None:
             await self._call(bot.send_location, chat_id, latitude=reply.latitude, longitude=reply.longitude)
@@ -404,12 +447,11 @@ class TelegramChannel:
                 last_id = str(result["message_id"])
         if reply.document is not None:
             doc = reply.document
-            msg = await self._call(bot.send_document, chat_id,
-                                   document=InputFile(doc.data, filename=doc.filename))
+            msg = await self._call(bot.send_document, chat_id, document=InputFile(doc.data, filename=doc.filename))
             last_id = str(msg.message_id)
         return last_id
 
-    async def _call(self, method, *args, **kwargs):  # noqa: ANN001, ANN202
+    async def _call(self, method, *args, **kwargs):
         """Call the Bot API, waiting out 429s and retrying network failures with backoff."""
         delay = 0.5
         for attempt in range(1, MAX_ATTEMPTS + 1):

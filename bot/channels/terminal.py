@@ -45,8 +45,14 @@ def parse_line(line: str, last: Reply | None, *, user_id: str, display_name: str
     text = line.strip()
     if not text:
         return None
-    base: dict[str, Any] = dict(channel="terminal", user_id=user_id, chat_id=user_id, received_at=utcnow(),
-                                language_hint=hint, display_name=display_name)
+    base: dict[str, Any] = dict(
+        channel="terminal",
+        user_id=user_id,
+        chat_id=user_id,
+        received_at=utcnow(),
+        language_hint=hint,
+        display_name=display_name,
+    )
     if last is not None and last.buttons and text.isdigit() and 1 <= int(text) <= len(last.buttons):
         return Incoming(kind=InputKind.BUTTON, payload=last.buttons[int(text) - 1].payload, **base)
     if text.startswith("/"):
@@ -64,8 +70,9 @@ def parse_line(line: str, last: Reply | None, *, user_id: str, display_name: str
     return Incoming(kind=InputKind.TEXT, text=text, **base)
 
 
-def render(reply: Reply, *, saved: dict[str, Path | str] | None = None,
-           wording: Callable[[str], str] = lambda text: text) -> str:
+def render(
+    reply: Reply, *, saved: dict[str, Path | str] | None = None, wording: Callable[[str], str] = lambda text: text
+) -> str:
     """The reply as terminal lines; `saved` maps a file's name to where it was written."""
     saved = saved or {}
     lines = [wording(reply.text)]
@@ -82,9 +89,17 @@ def render(reply: Reply, *, saved: dict[str, Path | str] | None = None,
 class TerminalChannel:
     name = "terminal"
 
-    def __init__(self, core: "Core", *, stdin: TextIO = sys.stdin, stdout: TextIO = sys.stdout,
-                 user_id: str | None = None, language_hint: str | None = None,
-                 files_dir: Path | None = None, poll_interval: float = NOTIFICATION_POLL_S):
+    def __init__(
+        self,
+        core: Core,
+        *,
+        stdin: TextIO = sys.stdin,
+        stdout: TextIO = sys.stdout,
+        user_id: str | None = None,
+        language_hint: str | None = None,
+        files_dir: Path | None = None,
+        poll_interval: float = NOTIFICATION_POLL_S,
+    ):
         self.core = core
         self.stdin = stdin
         self.stdout = stdout
@@ -98,8 +113,9 @@ class TerminalChannel:
         self._wording = _terminal_wording(core.catalog)
         self._prompting = False  # the prompt is shown and the resident is typing
 
-    async def send_template(self, chat_id: str, name: str, language: str, params: list[str], *,
-                            purpose: str = "template") -> str | None:
+    async def send_template(
+        self, chat_id: str, name: str, language: str, params: list[str], *, purpose: str = "template"
+    ) -> str | None:
         raise WindowClosed("the terminal has no templates (and no window that would need one)")
 
     def window_open(self, last_inbound_at: datetime | None, now: datetime) -> bool:
@@ -130,11 +146,18 @@ class TerminalChannel:
 
     async def run(self) -> None:
         await self.show_notifications()
-        await self._handle(Incoming(
-            channel="terminal", user_id=self.user_id, chat_id=self.user_id, kind=InputKind.COMMAND,
-            command="start", received_at=utcnow(), language_hint=self.language_hint,
-            display_name=self.display_name,
-        ))
+        await self._handle(
+            Incoming(
+                channel="terminal",
+                user_id=self.user_id,
+                chat_id=self.user_id,
+                kind=InputKind.COMMAND,
+                command="start",
+                received_at=utcnow(),
+                language_hint=self.language_hint,
+                display_name=self.display_name,
+            )
+        )
         poller = asyncio.create_task(self._poll()) if self.interactive else None
         try:
             while True:
@@ -151,8 +174,9 @@ class TerminalChannel:
                     break
                 if not self.interactive:
                     print(f"> {line.rstrip()}", file=self.stdout, flush=True)
-                incoming = parse_line(line, self.last, user_id=self.user_id,
-                                      display_name=self.display_name, hint=self.language_hint)
+                incoming = parse_line(
+                    line, self.last, user_id=self.user_id, display_name=self.display_name, hint=self.language_hint
+                )
                 if incoming is not None:
                     await self._handle(incoming)
         finally:
@@ -206,7 +230,7 @@ class TerminalChannel:
         raise FileExistsError(self.files_dir / name)
 
 
-def _terminal_wording(catalog: "Catalog") -> Callable[[str], str]:
+def _terminal_wording(catalog: Catalog) -> Callable[[str], str]:
     swaps = []
     for lang in catalog.languages:
         for key in TERMINAL_WORDING:

@@ -57,7 +57,7 @@ log = logging.getLogger(__name__)
 
 # Meta's limits for what we send (PLATFORMS.md; the fake Graph API enforces the same).
 TEXT_LIMIT = 4096
-BODY_LIMIT = 1024            # interactive body text
+BODY_LIMIT = 1024  # interactive body text
 MAX_BUTTONS = 3
 BUTTON_TITLE_LIMIT = 20
 MAX_ROWS = 10
@@ -65,7 +65,7 @@ ROW_TITLE_LIMIT = 24
 ROW_DESCRIPTION_LIMIT = 72
 LIST_BUTTON_LIMIT = 20
 TEMPLATE_PARAM_LIMIT = 1024
-CAPTION_LIMIT = 1024         # image and document captions
+CAPTION_LIMIT = 1024  # image and document captions
 # We only ever fetch residents' photos (WhatsApp caps images at 5 MB); the cap keeps a
 # wrong media id from pulling a 100 MB document into memory.
 MEDIA_LIMIT = 16 * 1024 * 1024
@@ -75,22 +75,25 @@ _MEDIA_ID = re.compile(r"[A-Za-z0-9_.=-]{1,200}")
 # documents one of the types below up to 100 MB.
 IMAGE_TYPES = frozenset({"image/jpeg", "image/png"})
 IMAGE_LIMIT = 5 * 1024 * 1024
-DOCUMENT_TYPES = frozenset({
-    "text/plain", "application/pdf",
-    "application/vnd.ms-excel", "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
-    "application/msword", "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
-    "application/vnd.ms-powerpoint",
-    "application/vnd.openxmlformats-officedocument.presentationml.presentation",
-})
+DOCUMENT_TYPES = frozenset(
+    {
+        "text/plain",
+        "application/pdf",
+        "application/vnd.ms-excel",
+        "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+        "application/msword",
+        "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+        "application/vnd.ms-powerpoint",
+        "application/vnd.openxmlformats-officedocument.presentationml.presentation",
+    }
+)
 DOCUMENT_LIMIT = 100 * 1024 * 1024
 # CSV, JSON Lines, GeoJSON and Markdown exports are text but not a type Meta takes: they go
 # up as text/plain, and the filename's extension tells the recipient's phone what they are.
 _TEXT_LIKE = frozenset({"application/json", "application/x-ndjson", "application/geo+json"})
 # Said when a file cannot go (catalogue key, then the text used when the catalogue lacks it).
-FILE_TOO_LARGE = ("whatsapp.file_too_large",
-                  "Berkas {filename} terlalu besar untuk dikirim lewat WhatsApp.")
-FILE_NOT_SENT = ("whatsapp.file_not_sent",
-                 "Berkas {filename} tidak dapat dikirim lewat WhatsApp.")
+FILE_TOO_LARGE = ("whatsapp.file_too_large", "Berkas {filename} terlalu besar untuk dikirim lewat WhatsApp.")
+FILE_NOT_SENT = ("whatsapp.file_not_sent", "Berkas {filename} tidak dapat dikirim lewat WhatsApp.")
 
 # The customer-service window. Our last_inbound_at is when we handled the message, a little
 # after Meta received it (and touch_user refreshes it at most once a minute), so we close
@@ -99,8 +102,8 @@ WINDOW = timedelta(hours=24)
 WINDOW_SAFETY = timedelta(minutes=5)
 
 THROTTLE_CODES = frozenset({4, 80007, 130429, 131056})  # app, account, number, pair limits
-PAIR_RATE_CODE = 131056      # too many messages to one user: about one per 6 s
-WINDOW_CODE = 131047         # more than 24 h since the user last wrote
+PAIR_RATE_CODE = 131056  # too many messages to one user: about one per 6 s
+WINDOW_CODE = 131047  # more than 24 h since the user last wrote
 AUTH_CODES = frozenset({0, 10, 102, 190, 200})  # token expired/invalid, permission missing
 
 
@@ -108,8 +111,16 @@ AUTH_CODES = frozenset({0, 10, 102, 190, 200})  # token expired/invalid, permiss
 class GraphError(DeliveryError):
     """The Graph API answered with an error. `code` is Meta's error code (131009, 190, ...)."""
 
-    def __init__(self, message: str, *, status: int | None, code: int | None, details: str = "",
-                 retryable: bool, retry_after: float | None = None):
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None,
+        code: int | None,
+        details: str = "",
+        retryable: bool,
+        retry_after: float | None = None,
+    ):
         super().__init__(message, retryable=retryable, retry_after=retry_after)
         self.status = status
         self.code = code
@@ -147,7 +158,7 @@ class GraphOutcomeUnknown(GraphUnreachable, OutcomeUnknown):
     it as sent and carries on later with the rest of the reply; see WhatsAppChannel._call."""
 
 
-def classify(response: "httpx.Response | Answer") -> DeliveryError:
+def classify(response: httpx.Response | Answer) -> DeliveryError:
     """The typed error for a non-2xx Graph API answer."""
     status = response.status_code
     try:
@@ -176,14 +187,14 @@ class WebhookInvalid(ValueError):
 @dataclass(frozen=True, slots=True)
 class InboundMessage:
     wamid: str
-    sender: str                      # wa_id: the lane that keeps one resident's messages in order
-    payload: dict[str, Any]          # {"message": ..., "contact": ...}: what to_incoming reads
+    sender: str  # wa_id: the lane that keeps one resident's messages in order
+    payload: dict[str, Any]  # {"message": ..., "contact": ...}: what to_incoming reads
 
 
 @dataclass(frozen=True, slots=True)
 class StatusUpdate:
     wamid: str
-    status: str                      # sent | delivered | read | failed
+    status: str  # sent | delivered | read | failed
     at: datetime
     errors: list[Any] | None = None
 
@@ -264,10 +275,14 @@ def _collect(value: dict[str, Any], batch: WebhookBatch) -> None:
             log.info("skipping a status webhook item we do not know")
             continue
         errors = status.get("errors")
-        batch.statuses.append(StatusUpdate(
-            wamid, status["status"], _timestamp(status.get("timestamp")) or utcnow(),
-            errors if isinstance(errors, list) else None,
-        ))
+        batch.statuses.append(
+            StatusUpdate(
+                wamid,
+                status["status"],
+                _timestamp(status.get("timestamp")) or utcnow(),
+                errors if isinstance(errors, list) else None,
+            )
+        )
     for error in _list(value.get("errors"), "errors"):
         if isinstance(error, dict):
             log.warning("WhatsApp webhook error %s", error.get("code"))
@@ -310,7 +325,10 @@ def to_incoming(payload: dict[str, Any], *, now: datetime | None = None) -> Inco
     content = content if isinstance(content, dict) else {}
     profile = contact.get("profile") if isinstance(contact.get("profile"), dict) else {}
     base: dict[str, Any] = dict(
-        channel="whatsapp", user_id=wa_id, chat_id=wa_id, message_id=message["id"],
+        channel="whatsapp",
+        user_id=wa_id,
+        chat_id=wa_id,
+        message_id=message["id"],
         # Meta's timestamp, not ours: after an outage the message is older than its handling.
         received_at=_timestamp(message.get("timestamp")) or now or utcnow(),
         display_name=_text(profile.get("name")) or None,
@@ -327,14 +345,19 @@ def to_incoming(payload: dict[str, Any], *, now: datetime | None = None) -> Inco
         return Incoming(kind=InputKind.TEXT, text=_text(content["text"]), **base)
     if mtype == "location":
         try:
-            return Incoming(kind=InputKind.LOCATION, latitude=float(content["latitude"]),
-                            longitude=float(content["longitude"]), **base)
+            return Incoming(
+                kind=InputKind.LOCATION,
+                latitude=float(content["latitude"]),
+                longitude=float(content["longitude"]),
+                **base,
+            )
         except (KeyError, TypeError, ValueError, OverflowError):
             return Incoming(kind=InputKind.UNSUPPORTED, unsupported_type="location", **base)
     if mtype == "image" and _text(content.get("id")):
         # Only the media id is kept: the photo is fetched when an official looks at it.
-        return Incoming(kind=InputKind.PHOTO, photo_ref=f"wa:{_text(content['id'])}",
-                        caption=_text(content.get("caption")), **base)
+        return Incoming(
+            kind=InputKind.PHOTO, photo_ref=f"wa:{_text(content['id'])}", caption=_text(content.get("caption")), **base
+        )
     if mtype == "request_welcome":
         # The user opened the chat for the first time: greet them like /start.
         return Incoming(kind=InputKind.COMMAND, command="start", **base)
@@ -370,22 +393,34 @@ def split_tail(text: str, limit: int) -> tuple[str, str]:
 
 
 def _message(chat_id: str, mtype: str, content: dict[str, Any]) -> dict[str, Any]:
-    return {"messaging_product": "whatsapp", "recipient_type": "individual", "to": chat_id,
-            "type": mtype, mtype: content}
+    return {
+        "messaging_product": "whatsapp",
+        "recipient_type": "individual",
+        "to": chat_id,
+        "type": mtype,
+        mtype: content,
+    }
 
 
 def fits_reply_buttons(buttons: tuple[Button, ...]) -> bool:
     labels = [b.label for b in buttons]
-    return (len(buttons) <= MAX_BUTTONS and len(set(labels)) == len(labels)
-            and all(0 < len(label) <= BUTTON_TITLE_LIMIT and label == label.strip() for label in labels))
+    return (
+        len(buttons) <= MAX_BUTTONS
+        and len(set(labels)) == len(labels)
+        and all(0 < len(label) <= BUTTON_TITLE_LIMIT and label == label.strip() for label in labels)
+    )
 
 
 def interactive(reply: Reply, body: str, *, list_button: str) -> dict[str, Any]:
     """Reply buttons when Meta allows them (1-3 short, unique titles), a list otherwise."""
     if fits_reply_buttons(reply.buttons):
-        return {"type": "button", "body": {"text": body}, "action": {"buttons": [
-            {"type": "reply", "reply": {"id": b.payload, "title": b.label}} for b in reply.buttons
-        ]}}
+        return {
+            "type": "button",
+            "body": {"text": body},
+            "action": {
+                "buttons": [{"type": "reply", "reply": {"id": b.payload, "title": b.label}} for b in reply.buttons]
+            },
+        }
     if len(reply.buttons) > MAX_ROWS:
         log.error("a reply has %d options; WhatsApp lists show at most %d", len(reply.buttons), MAX_ROWS)
     rows = []
@@ -397,10 +432,14 @@ def interactive(reply: Reply, body: str, *, list_button: str) -> dict[str, Any]:
         if description:
             row["description"] = clip(description, ROW_DESCRIPTION_LIMIT)
         rows.append(row)
-    return {"type": "list", "body": {"text": body}, "action": {
-        "button": clip(reply.list_label or list_button, LIST_BUTTON_LIMIT),
-        "sections": [{"rows": rows}],
-    }}
+    return {
+        "type": "list",
+        "body": {"text": body},
+        "action": {
+            "button": clip(reply.list_label or list_button, LIST_BUTTON_LIMIT),
+            "sections": [{"rows": rows}],
+        },
+    }
 
 
 def render(chat_id: str, reply: Reply, *, list_button: str = "Pilih") -> list[dict[str, Any]]:
@@ -410,14 +449,16 @@ def render(chat_id: str, reply: Reply, *, list_button: str = "Pilih") -> list[di
         out.append(_message(chat_id, "location", {"latitude": reply.latitude, "longitude": reply.longitude}))
     text = reply.text.strip()
     if not reply.buttons:
-        out.extend(_message(chat_id, "text", {"body": chunk, "preview_url": False})
-                   for chunk in split_text(text, TEXT_LIMIT) if chunk)
+        out.extend(
+            _message(chat_id, "text", {"body": chunk, "preview_url": False})
+            for chunk in split_text(text, TEXT_LIMIT)
+            if chunk
+        )
         return out
     # Interactive bodies take 1,024 characters: longer text goes first as plain text.
     *lead, last = split_text(text, TEXT_LIMIT) if text else [""]
     head, body = split_tail(last, BODY_LIMIT)
-    out.extend(_message(chat_id, "text", {"body": chunk, "preview_url": False})
-               for chunk in (*lead, head) if chunk)
+    out.extend(_message(chat_id, "text", {"body": chunk, "preview_url": False}) for chunk in (*lead, head) if chunk)
     out.append(_message(chat_id, "interactive", interactive(reply, body or "…", list_button=list_button)))
     return out
 
@@ -426,9 +467,12 @@ def template_payload(chat_id: str, name: str, language: str, params: list[str]) 
     # Meta refuses template parameters with newlines, tabs or more than four spaces in a row.
     template: dict[str, Any] = {"name": name, "language": {"code": language}}
     if params:
-        template["components"] = [{"type": "body", "parameters": [
-            {"type": "text", "text": clip(str(p), TEMPLATE_PARAM_LIMIT) or "-"} for p in params
-        ]}]
+        template["components"] = [
+            {
+                "type": "body",
+                "parameters": [{"type": "text", "text": clip(str(p), TEMPLATE_PARAM_LIMIT) or "-"} for p in params],
+            }
+        ]
     return _message(chat_id, "template", template)
 
 
@@ -443,14 +487,14 @@ class Sent:
 
     wamid: str
     chat_id: str
-    kind: str                        # text | interactive | template | location | image | document
+    kind: str  # text | interactive | template | location | image | document
 
 
 @dataclass(frozen=True, slots=True)
 class Media:
     """One file of a reply, ready to send: uploaded (`media_id`) or refused (`note` to say)."""
 
-    kind: str                        # image | document
+    kind: str  # image | document
     filename: str
     media_id: str | None = None
     note: str | None = None
@@ -489,9 +533,17 @@ class WhatsAppChannel:
     name = "whatsapp"
 
     def __init__(
-        self, settings: "Settings", *, db: "Database | None" = None, catalog: "Catalog | None" = None,
-        http: httpx.AsyncClient | None = None, max_attempts: int = 5, backoff: float = 0.5,
-        pair_gap: float = 6.0, timeout: float = 15.0, clock: Callable[[], datetime] = utcnow,
+        self,
+        settings: Settings,
+        *,
+        db: Database | None = None,
+        catalog: Catalog | None = None,
+        http: httpx.AsyncClient | None = None,
+        max_attempts: int = 5,
+        backoff: float = 0.5,
+        pair_gap: float = 6.0,
+        timeout: float = 15.0,
+        clock: Callable[[], datetime] = utcnow,
     ):
         if not (settings.whatsapp_access_token and settings.whatsapp_phone_number_id):
             raise ValueError("WhatsApp needs WHATSAPP_ACCESS_TOKEN and WHATSAPP_PHONE_NUMBER_ID")
@@ -516,14 +568,13 @@ class WhatsAppChannel:
         # and everything when a proxy is configured or a client is given, through httpx.
         self._fast: Http11Pool | None = None
         if self._owns_http and not proxied(self.messages_url):
-            self._fast = Http11Pool(self.messages_url, max_connections=32,
-                                    connect_timeout=min(timeout, 5.0), read_timeout=timeout)
+            self._fast = Http11Pool(
+                self.messages_url, max_connections=32, connect_timeout=min(timeout, 5.0), read_timeout=timeout
+            )
             self._messages_path = httpx.URL(self.messages_url).raw_path.decode("ascii")
         self._fast_headers = {**self._auth, "Content-Type": "application/json"}
         self.pace = Pace(settings.whatsapp_messages_per_second)
-        self.list_button = (
-            catalog.text(catalog.default, "whatsapp.list_button") if catalog is not None else "Pilih"
-        )
+        self.list_button = catalog.text(catalog.default, "whatsapp.list_button") if catalog is not None else "Pilih"
 
     async def aclose(self) -> None:
         if self._fast is not None:
@@ -605,12 +656,18 @@ class WhatsAppChannel:
         mime = upload_type(kind, doc.mime_type)
         limit = IMAGE_LIMIT if kind == "image" else DOCUMENT_LIMIT
         if mime is None:
-            log.warning("WhatsApp cannot take a %s of type %s (%s); sending a note instead",
-                        kind, doc.mime_type, doc.filename)
+            log.warning(
+                "WhatsApp cannot take a %s of type %s (%s); sending a note instead", kind, doc.mime_type, doc.filename
+            )
             return Media(kind, doc.filename, note=self._say(FILE_NOT_SENT, doc.filename))
         if len(doc.data) > limit:
-            log.warning("%s %s is %d bytes, over WhatsApp's %d; sending a note instead",
-                        kind, doc.filename, len(doc.data), limit)
+            log.warning(
+                "%s %s is %d bytes, over WhatsApp's %d; sending a note instead",
+                kind,
+                doc.filename,
+                len(doc.data),
+                limit,
+            )
             return Media(kind, doc.filename, note=self._say(FILE_TOO_LARGE, doc.filename))
         try:
             return Media(kind, doc.filename, media_id=await self.upload_media(doc.filename, doc.data, mime))
@@ -638,8 +695,9 @@ class WhatsAppChannel:
             return self.catalog.text(self.catalog.default, key, filename=filename)
         return fallback.format(filename=filename)
 
-    async def send_template(self, chat_id: str, name: str, language: str, params: list[str], *,
-                            purpose: str = "template") -> str:
+    async def send_template(
+        self, chat_id: str, name: str, language: str, params: list[str], *, purpose: str = "template"
+    ) -> str:
         """An approved template: the only kind of message allowed outside the 24-hour window."""
         sent = [await self._post_message(template_payload(chat_id, name, language, params))]
         await self.record(sent, purpose)
@@ -670,16 +728,23 @@ class WhatsAppChannel:
     async def upload_media(self, filename: str, data: bytes, mime_type: str) -> str:
         """POST /{phone-id}/media (multipart): the media id to send the file by."""
         response = await self._call(
-            "POST", self.media_url, data={"messaging_product": "whatsapp", "type": mime_type},
-            files={"file": (filename, data, mime_type)}, what=f"upload {mime_type}",
+            "POST",
+            self.media_url,
+            data={"messaging_product": "whatsapp", "type": mime_type},
+            files={"file": (filename, data, mime_type)},
+            what=f"upload {mime_type}",
         )
         try:
             media_id = response.json()["id"]
         except (ValueError, KeyError, TypeError):
             media_id = None
         if not isinstance(media_id, str) or not media_id:
-            raise GraphUnavailable("Graph API accepted an upload but returned no id", status=response.status_code,
-                                   code=None, retryable=False)
+            raise GraphUnavailable(
+                "Graph API accepted an upload but returned no id",
+                status=response.status_code,
+                code=None,
+                retryable=False,
+            )
         return media_id
 
     async def download_media(self, media_id: str) -> bytes:
@@ -696,8 +761,9 @@ class WhatsAppChannel:
         if not isinstance(url, str) or not url.startswith(("https://", "http://")):
             raise GraphRequestError("media lookup gave no URL", status=None, code=None, retryable=False)
         if isinstance(size, int) and size > MEDIA_LIMIT:
-            raise GraphRequestError(f"media is {size} bytes, over {MEDIA_LIMIT}", status=None,
-                                    code=None, retryable=False)
+            raise GraphRequestError(
+                f"media is {size} bytes, over {MEDIA_LIMIT}", status=None, code=None, retryable=False
+            )
         data = (await self._call("GET", url, what="media download")).content
         if len(data) > MEDIA_LIMIT:
             raise GraphRequestError("media is too large", status=None, code=None, retryable=False)
@@ -711,18 +777,30 @@ class WhatsAppChannel:
         sent.append(await self._post_message(payload))
 
     async def _post_message(self, payload: dict[str, Any]) -> Sent:
-        response = await self._call("POST", self.messages_url, json=payload, what=f"send {payload['type']}",
-                                    send=True)
+        response = await self._call("POST", self.messages_url, json=payload, what=f"send {payload['type']}", send=True)
         try:
             wamid = str(response.json()["messages"][0]["id"])
         except (ValueError, KeyError, IndexError, TypeError):
-            raise GraphUnavailable("Graph API accepted a message but returned no id", status=response.status_code,
-                                   code=None, retryable=False) from None
+            raise GraphUnavailable(
+                "Graph API accepted a message but returned no id",
+                status=response.status_code,
+                code=None,
+                retryable=False,
+            ) from None
         return Sent(wamid, payload["to"], payload["type"])
 
-    async def _call(self, method: str, url: str, *, json: dict | None = None, data: dict | None = None,
-                    files: dict | None = None, what: str, attempts: int | None = None,
-                    send: bool = False) -> "httpx.Response | Answer":
+    async def _call(
+        self,
+        method: str,
+        url: str,
+        *,
+        json: dict | None = None,
+        data: dict | None = None,
+        files: dict | None = None,
+        what: str,
+        attempts: int | None = None,
+        send: bool = False,
+    ) -> httpx.Response | Answer:
         """One Graph API request, retried with backoff on throttling, 5xx and failures that
         cannot have reached Meta.
 
@@ -746,17 +824,28 @@ class WhatsAppChannel:
                 if fast:
                     assert self._fast is not None
                     response: httpx.Response | Answer = await self._fast.request(
-                        "POST", self._messages_path, body, self._fast_headers)
+                        "POST", self._messages_path, body, self._fast_headers
+                    )
                 else:
-                    response = await self.http.request(method, url, json=json, data=data, files=files,
-                                                       headers=self._auth)
-            except (RequestNotSent, httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout,
-                    httpx.WriteError, httpx.WriteTimeout, httpx.RemoteProtocolError) as exc:
+                    response = await self.http.request(
+                        method, url, json=json, data=data, files=files, headers=self._auth
+                    )
+            except (
+                RequestNotSent,
+                httpx.ConnectError,
+                httpx.ConnectTimeout,
+                httpx.PoolTimeout,
+                httpx.WriteError,
+                httpx.WriteTimeout,
+                httpx.RemoteProtocolError,
+            ) as exc:
                 error: DeliveryError = GraphUnreachable(f"Graph API unreachable ({what}): {exc.__class__.__name__}")
             except (NoAnswer, httpx.TimeoutException, httpx.TransportError) as exc:
                 if send:
-                    log.warning("Graph API did not answer a message send in time (%s); not sending it again",
-                                exc.__class__.__name__)
+                    log.warning(
+                        "Graph API did not answer a message send in time (%s); not sending it again",
+                        exc.__class__.__name__,
+                    )
                     raise GraphOutcomeUnknown(f"Graph API gave no answer ({what})") from None
                 error = GraphUnreachable(f"Graph API gave no answer ({what}): {exc.__class__.__name__}")
             else:
@@ -765,8 +854,7 @@ class WhatsAppChannel:
                 error = classify(response)
                 if not error.retryable:
                     # The detail goes to the log (never the token: it is only in a header).
-                    log.error("Graph API refused to %s: HTTP %s %s", what, response.status_code,
-                              response.text[:1000])
+                    log.error("Graph API refused to %s: HTTP %s %s", what, response.status_code, response.text[:1000])
                     raise error
             if attempt == attempts:
                 log.warning("giving up on %s after %d attempts: %s", what, attempts, error)
@@ -774,8 +862,7 @@ class WhatsAppChannel:
             wait = error.retry_after or delay
             if isinstance(error, GraphThrottled) and error.code == PAIR_RATE_CODE:
                 wait = max(wait, self.pair_gap)  # one user takes about one message per 6 s
-            log.warning("%s failed (%s); retrying in %.2f s (attempt %d of %d)", what, error, wait,
-                        attempt, attempts)
+            log.warning("%s failed (%s); retrying in %.2f s (attempt %d of %d)", what, error, wait, attempt, attempts)
             await asyncio.sleep(wait * random.uniform(1.0, 1.25))  # jitter: don't retry in lockstep
             delay = min(delay * 2, 30.0)
         raise AssertionError("unreachable")
@@ -816,5 +903,3 @@ class _Skipping(list):  # type: ignore[type-arg]
 
     def append(self, item: Sent) -> None:  # type: ignore[override]
         self.target.append(item)
-
-

@@ -73,8 +73,7 @@ _ERROR_INFO: dict[int, tuple[str, str]] = {
     131053: ("(#131053) Media upload error", "Media upload error"),
     131047: (
         "(#131047) Re-engagement message",
-        "Message failed to send because more than 24 hours have passed since the customer "
-        "last replied to this number.",
+        "Message failed to send because more than 24 hours have passed since the customer last replied to this number.",
     ),
     131048: ("(#131048) Spam rate limit hit", "Spam rate limit hit"),
     131056: (
@@ -118,7 +117,9 @@ _MESSAGE_MEDIA = {
 }
 
 
-def _graph_error(code: int, details: str | None = None, status: int | None = None, message: str | None = None) -> JSONResponse:
+def _graph_error(
+    code: int, details: str | None = None, status: int | None = None, message: str | None = None
+) -> JSONResponse:
     title, default_details = _ERROR_INFO.get(code, (f"(#{code}) Error", "Error"))
     error: dict[str, Any] = {
         "message": message or title,
@@ -216,7 +217,10 @@ def _validate_interactive(inter: Any) -> None:
         params = action.get("parameters") or {}
         _require(action.get("name") == "cta_url", "action.name must be 'cta_url'")
         _text_len(params.get("display_text"), "action.parameters.display_text", 1, 20)
-        _require(isinstance(params.get("url"), str) and params["url"].startswith(("http://", "https://")), "action.parameters.url must be an http(s) URL")
+        _require(
+            isinstance(params.get("url"), str) and params["url"].startswith(("http://", "https://")),
+            "action.parameters.url must be an http(s) URL",
+        )
     elif itype == "location_request_message":
         _require(isinstance(body, dict), "interactive.body is required")
         _text_len(body.get("text"), "interactive.body.text", 1, 1024)
@@ -235,7 +239,10 @@ def validate_message(payload: Any) -> None:
     _require(isinstance(to, str) and to.strip(), "to is required (string)")
     mtype = payload.get("type", "text")
     if "context" in payload:
-        _require(isinstance(payload["context"], dict) and payload["context"].get("message_id"), "context.message_id is required")
+        _require(
+            isinstance(payload["context"], dict) and payload["context"].get("message_id"),
+            "context.message_id is required",
+        )
     if mtype == "text":
         text = payload.get("text")
         _require(isinstance(text, dict), "text object is required")
@@ -244,12 +251,17 @@ def validate_message(payload: Any) -> None:
         _validate_interactive(payload.get("interactive"))
     elif mtype == "template":
         tpl = payload.get("template")
-        _require(isinstance(tpl, dict) and isinstance(tpl.get("name"), str) and tpl["name"], "template.name is required")
+        _require(
+            isinstance(tpl, dict) and isinstance(tpl.get("name"), str) and tpl["name"], "template.name is required"
+        )
         lang = tpl.get("language")
         _require(isinstance(lang, dict) and lang.get("code"), "template.language.code is required")
     elif mtype in ("image", "document", "audio", "video", "sticker"):
         media = payload.get(mtype)
-        _require(isinstance(media, dict) and (media.get("id") or media.get("link")), f"{mtype}.id or {mtype}.link is required")
+        _require(
+            isinstance(media, dict) and (media.get("id") or media.get("link")),
+            f"{mtype}.id or {mtype}.link is required",
+        )
         _require(not (media.get("id") and media.get("link")), f"{mtype} takes an id or a link, not both")
         if "caption" in media:
             _require(mtype in ("image", "document", "video"), f"{mtype} does not take a caption")
@@ -259,17 +271,25 @@ def validate_message(payload: Any) -> None:
             _text_len(media["filename"], "document.filename", 1, 240)
     elif mtype == "location":
         loc = payload.get("location")
-        _require(isinstance(loc, dict) and "latitude" in loc and "longitude" in loc, "location.latitude and location.longitude are required")
+        _require(
+            isinstance(loc, dict) and "latitude" in loc and "longitude" in loc,
+            "location.latitude and location.longitude are required",
+        )
         for axis, bound in (("latitude", 90), ("longitude", 180)):
             value = loc[axis]
-            _require(isinstance(value, (int, float)) and not isinstance(value, bool) and -bound <= value <= bound,
-                     f"location.{axis} must be a number between -{bound} and {bound}")
+            _require(
+                isinstance(value, (int, float)) and not isinstance(value, bool) and -bound <= value <= bound,
+                f"location.{axis} must be a number between -{bound} and {bound}",
+            )
         for name in ("name", "address"):
             if name in loc:
                 _require(isinstance(loc[name], str), f"location.{name} must be a string")
     elif mtype == "reaction":
         reaction = payload.get("reaction")
-        _require(isinstance(reaction, dict) and reaction.get("message_id") and "emoji" in reaction, "reaction.message_id and reaction.emoji are required")
+        _require(
+            isinstance(reaction, dict) and reaction.get("message_id") and "emoji" in reaction,
+            "reaction.message_id and reaction.emoji are required",
+        )
     elif mtype == "contacts":
         _require(isinstance(payload.get("contacts"), list) and payload["contacts"], "contacts is required")
     else:
@@ -371,8 +391,7 @@ class FakeGraph(ASGIFake):
             return await asyncio.wait_for(self._signal.wait_for(check), timeout)
         except TimeoutError:
             raise TimeoutError(
-                f"waited {timeout}s for {count} matching WhatsApp send(s); sent: {self.sent}; "
-                f"rejected: {self.rejected}"
+                f"waited {timeout}s for {count} matching WhatsApp send(s); sent: {self.sent}; rejected: {self.rejected}"
             ) from None
 
     async def wait_for_read(self, count: int = 1, timeout: float = 5.0) -> list[dict]:
@@ -437,7 +456,12 @@ class FakeGraph(ASGIFake):
         call = GraphCall(request.method, request.url.path, body)
 
         if not self._authorized(request):
-            return self._record(call, _graph_error(190, "Invalid OAuth access token", 401, "Invalid OAuth access token - Cannot parse access token"))
+            return self._record(
+                call,
+                _graph_error(
+                    190, "Invalid OAuth access token", 401, "Invalid OAuth access token - Cannot parse access token"
+                ),
+            )
 
         if request.method == "GET" and len(parts) == 2 and parts[0] == "media-download":
             route = "media"
@@ -448,7 +472,9 @@ class FakeGraph(ASGIFake):
         elif request.method == "GET" and len(parts) == 1:
             route = "media"
         else:
-            return self._record(call, _graph_error(100, "Unknown path", 400, f"Unsupported {request.method.lower()} request."))
+            return self._record(
+                call, _graph_error(100, "Unknown path", 400, f"Unsupported {request.method.lower()} request.")
+            )
 
         fault = self._take_fault(route)
         slow = fault is not None and fault.mode == "slow"
@@ -472,18 +498,29 @@ class FakeGraph(ASGIFake):
             return self._record(call, self._media_info(request, parts[0]))
 
         if parts[0] != self.phone_number_id:
-            return self._record(call, _graph_error(
-                100, f"Object with ID '{parts[0]}' does not exist", 400,
-                f"Unsupported post request. Object with ID '{parts[0]}' does not exist, cannot be "
-                "loaded due to missing permissions, or does not support this operation.",
-            ))
+            return self._record(
+                call,
+                _graph_error(
+                    100,
+                    f"Object with ID '{parts[0]}' does not exist",
+                    400,
+                    f"Unsupported post request. Object with ID '{parts[0]}' does not exist, cannot be "
+                    "loaded due to missing permissions, or does not support this operation.",
+                ),
+            )
         if route == "upload":
             return self._record(call, self._upload(body, files))
         if route == "read":
-            ok = body.get("messaging_product") == "whatsapp" and isinstance(body.get("message_id"), str) and body["message_id"]
+            ok = (
+                body.get("messaging_product") == "whatsapp"
+                and isinstance(body.get("message_id"), str)
+                and body["message_id"]
+            )
             if not ok:
                 self.rejected.append((body, "mark-as-read needs messaging_product and message_id"))
-                return self._record(call, _graph_error(131009, "mark-as-read needs messaging_product='whatsapp' and message_id"))
+                return self._record(
+                    call, _graph_error(131009, "mark-as-read needs messaging_product='whatsapp' and message_id")
+                )
             self.read_marks.append(body)
             return self._record(call, JSONResponse({"success": True}))
 
@@ -499,11 +536,13 @@ class FakeGraph(ASGIFake):
             message["message_status"] = "accepted"
         self.sent.append(body)
         self.sent_ids.append(wamid)
-        answer = JSONResponse({
-            "messaging_product": "whatsapp",
-            "contacts": [{"input": body["to"], "wa_id": body["to"]}],
-            "messages": [message],
-        })
+        answer = JSONResponse(
+            {
+                "messaging_product": "whatsapp",
+                "contacts": [{"input": body["to"], "wa_id": body["to"]}],
+                "messages": [message],
+            }
+        )
         if slow:
             assert fault is not None
             call.fault = "slow"
@@ -514,21 +553,31 @@ class FakeGraph(ASGIFake):
     def _upload(self, fields: dict[str, Any], files: dict[str, UploadedFile]) -> Response:
         """POST /{phone-id}/media: multipart messaging_product, type and file -> {"id": ...}."""
         if fields.get("messaging_product") != "whatsapp":
-            return _graph_error(100, "The parameter messaging_product is required.", 400,
-                                "(#100) The parameter messaging_product is required.")
+            return _graph_error(
+                100,
+                "The parameter messaging_product is required.",
+                400,
+                "(#100) The parameter messaging_product is required.",
+            )
         upload = files.get("file")
         if upload is None:
             return _graph_error(100, "The parameter file is required.", 400, "(#100) The parameter file is required.")
         mime = str(fields.get("type") or upload.content_type or "").split(";")[0].strip().lower()
         if mime not in UPLOAD_LIMITS:
-            return _graph_error(100, f"Param type must be one of {{{', '.join(UPLOAD_LIMITS)}}}", 400,
-                                f"(#100) Param type must be a supported media type, got '{mime}'")
+            return _graph_error(
+                100,
+                f"Param type must be one of {{{', '.join(UPLOAD_LIMITS)}}}",
+                400,
+                f"(#100) Param type must be a supported media type, got '{mime}'",
+            )
         if upload.content_type and upload.content_type.split(";")[0].strip().lower() != mime:
             return _graph_error(131053, f"File content type {upload.content_type} does not match type {mime}")
         if not upload.data:
             return _graph_error(131053, "Uploaded file is empty")
         if len(upload.data) > UPLOAD_LIMITS[mime]:
-            return _graph_error(131053, f"File of {len(upload.data)} bytes is over the {UPLOAD_LIMITS[mime]}-byte limit for {mime}")
+            return _graph_error(
+                131053, f"File of {len(upload.data)} bytes is over the {UPLOAD_LIMITS[mime]}-byte limit for {mime}"
+            )
         media_id = f"media-{next(self._upload_ids)}"
         self.media[media_id] = (upload.data, mime)
         self.uploads.append((media_id, upload.filename, mime, upload.data))
@@ -542,26 +591,32 @@ class FakeGraph(ASGIFake):
         media_id = body[mtype]["id"]
         upload = next((u for u in self.uploads if u[0] == media_id), None)
         _require(upload is not None, f"{mtype}.id '{media_id}' is not a media id uploaded by this business number")
-        _require(upload[2] in _MESSAGE_MEDIA[mtype], f"media '{media_id}' of type {upload[2]} cannot be sent as {mtype}")
+        _require(
+            upload[2] in _MESSAGE_MEDIA[mtype], f"media '{media_id}' of type {upload[2]} cannot be sent as {mtype}"
+        )
 
     def _media_info(self, request: Request, media_id: str) -> Response:
         item = self.media.get(media_id)
         if item is None:
             return _graph_error(
-                100, f"Object with ID '{media_id}' does not exist", 400,
+                100,
+                f"Object with ID '{media_id}' does not exist",
+                400,
                 f"Unsupported get request. Object with ID '{media_id}' does not exist, cannot be "
                 "loaded due to missing permissions, or does not support this operation.",
             )
         data, mime = item
         base = str(request.base_url).rstrip("/")
-        return JSONResponse({
-            "url": f"{base}/media-download/{media_id}",
-            "mime_type": mime,
-            "sha256": hashlib.sha256(data).hexdigest(),
-            "file_size": len(data),
-            "id": media_id,
-            "messaging_product": "whatsapp",
-        })
+        return JSONResponse(
+            {
+                "url": f"{base}/media-download/{media_id}",
+                "mime_type": mime,
+                "sha256": hashlib.sha256(data).hexdigest(),
+                "file_size": len(data),
+                "id": media_id,
+                "messaging_product": "whatsapp",
+            }
+        )
 
 
 # ----------------------------------------------------------------------------------------------
@@ -593,8 +648,14 @@ def wa_envelope(value: dict, *, phone_number_id: str = PHONE_ID) -> dict:
 
 
 def wa_message(
-    wa_id: str, mtype: str, content: dict | None = None, *, wamid: str | None = None,
-    name: str = "Sari", timestamp: int | str | None = None, context_id: str | None = None,
+    wa_id: str,
+    mtype: str,
+    content: dict | None = None,
+    *,
+    wamid: str | None = None,
+    name: str = "Sari",
+    timestamp: int | str | None = None,
+    context_id: str | None = None,
     phone_number_id: str = PHONE_ID,
 ) -> dict:
     """Generic inbound message: {"type": mtype, mtype: content} (content None = no object)."""
@@ -609,28 +670,76 @@ def wa_message(
     )
 
 
-def wa_text_message(wa_id: str, body: str, wamid: str | None = None, name: str = "Sari", timestamp: int | str | None = None, *, phone_number_id: str = PHONE_ID) -> dict:
-    return wa_message(wa_id, "text", {"body": body}, wamid=wamid, name=name, timestamp=timestamp, phone_number_id=phone_number_id)
-
-
-def wa_button_reply(wa_id: str, id: str, title: str, *, wamid: str | None = None, name: str = "Sari", timestamp: int | str | None = None, context_id: str | None = None) -> dict:  # noqa: A002
+def wa_text_message(
+    wa_id: str,
+    body: str,
+    wamid: str | None = None,
+    name: str = "Sari",
+    timestamp: int | str | None = None,
+    *,
+    phone_number_id: str = PHONE_ID,
+) -> dict:
     return wa_message(
-        wa_id, "interactive", {"type": "button_reply", "button_reply": {"id": id, "title": title}},
-        wamid=wamid, name=name, timestamp=timestamp, context_id=context_id or _wamid(),
+        wa_id, "text", {"body": body}, wamid=wamid, name=name, timestamp=timestamp, phone_number_id=phone_number_id
     )
 
 
-def wa_list_reply(wa_id: str, id: str, title: str, description: str | None = None, *, wamid: str | None = None, name: str = "Sari", timestamp: int | str | None = None, context_id: str | None = None) -> dict:  # noqa: A002
+def wa_button_reply(
+    wa_id: str,
+    id: str,
+    title: str,
+    *,
+    wamid: str | None = None,
+    name: str = "Sari",
+    timestamp: int | str | None = None,
+    context_id: str | None = None,
+) -> dict:
+    return wa_message(
+        wa_id,
+        "interactive",
+        {"type": "button_reply", "button_reply": {"id": id, "title": title}},
+        wamid=wamid,
+        name=name,
+        timestamp=timestamp,
+        context_id=context_id or _wamid(),
+    )
+
+
+def wa_list_reply(
+    wa_id: str,
+    id: str,
+    title: str,
+    description: str | None = None,
+    *,
+    wamid: str | None = None,
+    name: str = "Sari",
+    timestamp: int | str | None = None,
+    context_id: str | None = None,
+) -> dict:
     reply: dict[str, Any] = {"id": id, "title": title}
     if description is not None:
         reply["description"] = description
     return wa_message(
-        wa_id, "interactive", {"type": "list_reply", "list_reply": reply},
-        wamid=wamid, name=name, timestamp=timestamp, context_id=context_id or _wamid(),
+        wa_id,
+        "interactive",
+        {"type": "list_reply", "list_reply": reply},
+        wamid=wamid,
+        name=name,
+        timestamp=timestamp,
+        context_id=context_id or _wamid(),
     )
 
 
-def wa_location(wa_id: str, lat: float, lon: float, *, name: str | None = None, address: str | None = None, wamid: str | None = None, timestamp: int | str | None = None) -> dict:
+def wa_location(
+    wa_id: str,
+    lat: float,
+    lon: float,
+    *,
+    name: str | None = None,
+    address: str | None = None,
+    wamid: str | None = None,
+    timestamp: int | str | None = None,
+) -> dict:
     loc: dict[str, Any] = {"latitude": lat, "longitude": lon}
     if name is not None:
         loc["name"] = name
@@ -643,31 +752,59 @@ def _sha(media_id: str) -> str:
     return hashlib.sha256(media_id.encode()).hexdigest()
 
 
-def wa_image(wa_id: str, media_id: str, caption: str | None = None, *, mime_type: str = "image/jpeg", wamid: str | None = None, timestamp: int | str | None = None) -> dict:
+def wa_image(
+    wa_id: str,
+    media_id: str,
+    caption: str | None = None,
+    *,
+    mime_type: str = "image/jpeg",
+    wamid: str | None = None,
+    timestamp: int | str | None = None,
+) -> dict:
     image: dict[str, Any] = {"mime_type": mime_type, "sha256": _sha(media_id), "id": media_id}
     if caption is not None:
         image["caption"] = caption
     return wa_message(wa_id, "image", image, wamid=wamid, timestamp=timestamp)
 
 
-def wa_audio(wa_id: str, media_id: str, *, voice: bool = True, wamid: str | None = None, timestamp: int | str | None = None) -> dict:
+def wa_audio(
+    wa_id: str, media_id: str, *, voice: bool = True, wamid: str | None = None, timestamp: int | str | None = None
+) -> dict:
     audio = {"mime_type": "audio/ogg; codecs=opus", "sha256": _sha(media_id), "id": media_id, "voice": voice}
     return wa_message(wa_id, "audio", audio, wamid=wamid, timestamp=timestamp)
 
 
-def wa_document(wa_id: str, media_id: str, filename: str = "laporan.pdf", caption: str | None = None, *, mime_type: str = "application/pdf", wamid: str | None = None, timestamp: int | str | None = None) -> dict:
+def wa_document(
+    wa_id: str,
+    media_id: str,
+    filename: str = "laporan.pdf",
+    caption: str | None = None,
+    *,
+    mime_type: str = "application/pdf",
+    wamid: str | None = None,
+    timestamp: int | str | None = None,
+) -> dict:
     doc: dict[str, Any] = {"filename": filename, "mime_type": mime_type, "sha256": _sha(media_id), "id": media_id}
     if caption is not None:
         doc["caption"] = caption
     return wa_message(wa_id, "document", doc, wamid=wamid, timestamp=timestamp)
 
 
-def wa_sticker(wa_id: str, media_id: str = "sticker1", *, animated: bool = False, wamid: str | None = None, timestamp: int | str | None = None) -> dict:
+def wa_sticker(
+    wa_id: str,
+    media_id: str = "sticker1",
+    *,
+    animated: bool = False,
+    wamid: str | None = None,
+    timestamp: int | str | None = None,
+) -> dict:
     sticker = {"mime_type": "image/webp", "sha256": _sha(media_id), "id": media_id, "animated": animated}
     return wa_message(wa_id, "sticker", sticker, wamid=wamid, timestamp=timestamp)
 
 
-def wa_reaction(wa_id: str, message_id: str, emoji: str = "👍", *, wamid: str | None = None, timestamp: int | str | None = None) -> dict:
+def wa_reaction(
+    wa_id: str, message_id: str, emoji: str = "👍", *, wamid: str | None = None, timestamp: int | str | None = None
+) -> dict:
     """Reaction to `message_id`; emoji "" means the reaction was removed (Meta omits it)."""
     reaction: dict[str, Any] = {"message_id": message_id}
     if emoji:
@@ -677,18 +814,24 @@ def wa_reaction(wa_id: str, message_id: str, emoji: str = "👍", *, wamid: str 
 
 def wa_unsupported(wa_id: str, *, wamid: str | None = None, timestamp: int | str | None = None) -> dict:
     payload = wa_message(wa_id, "unsupported", None, wamid=wamid, timestamp=timestamp)
-    payload["entry"][0]["changes"][0]["value"]["messages"][0]["errors"] = [{
-        "code": 131051,
-        "title": "Message type unknown",
-        "message": "Message type unknown",
-        "error_data": {"details": "Message type is currently not supported."},
-    }]
+    payload["entry"][0]["changes"][0]["value"]["messages"][0]["errors"] = [
+        {
+            "code": 131051,
+            "title": "Message type unknown",
+            "message": "Message type unknown",
+            "error_data": {"details": "Message type is currently not supported."},
+        }
+    ]
     return payload
 
 
 def wa_status(
-    wamid: str, status: str = "delivered", recipient_id: str = "6281234567890",
-    errors: list[dict] | None = None, *, timestamp: int | str | None = None,
+    wamid: str,
+    status: str = "delivered",
+    recipient_id: str = "6281234567890",
+    errors: list[dict] | None = None,
+    *,
+    timestamp: int | str | None = None,
 ) -> dict:
     """Status webhook (sent / delivered / read / failed) for an outbound message."""
     entry: dict[str, Any] = {"id": wamid, "status": status, "timestamp": _ts(timestamp), "recipient_id": recipient_id}
@@ -700,7 +843,14 @@ def wa_status(
     if status == "failed" and errors is None:
         code = 131047
         title, details = _ERROR_INFO[code]
-        errors = [{"code": code, "title": title.split(") ", 1)[-1], "message": title.split(") ", 1)[-1], "error_data": {"details": details}}]
+        errors = [
+            {
+                "code": code,
+                "title": title.split(") ", 1)[-1],
+                "message": title.split(") ", 1)[-1],
+                "error_data": {"details": details},
+            }
+        ]
     if errors is not None:
         entry["errors"] = errors
     return wa_envelope({"statuses": [entry]})

@@ -179,7 +179,7 @@ class ASGIFake:
         raise NotImplementedError
 
     @property
-    def app(self) -> "ASGIFake":
+    def app(self) -> ASGIFake:
         return self
 
 
@@ -198,9 +198,7 @@ async def wait_or_disconnect(request: Request, waiter: Awaitable[Any], timeout: 
     wait_task = asyncio.ensure_future(waiter)
     disc_task = asyncio.ensure_future(wait_for_disconnect(request))
     try:
-        done, _ = await asyncio.wait(
-            {wait_task, disc_task}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
-        )
+        done, _ = await asyncio.wait({wait_task, disc_task}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
     finally:
         for task in (wait_task, disc_task):
             task.cancel()

@@ -45,12 +45,53 @@ DEFAULT_TOKEN = "123456:TEST-token_abcdefghijklmnopqrstu"
 # Parameters that are strings in the Bot API: PTB sends them raw (not JSON-encoded), so they
 # must not be json.loads'ed ("123" stays a str). Everything else is JSON-decoded if it parses.
 _STRING_PARAMS = frozenset(
-    """text caption parse_mode callback_query_id url secret_token ip_address action
-    language_code inline_message_id file_id business_connection_id message_effect_id emoji
-    title description name question address foursquare_id foursquare_type google_place_id
-    google_place_type phone_number first_name last_name vcard performer short_description
-    photo document voice audio video sticker animation video_note thumbnail certificate
-    sticker_format query payload currency provider_token start_parameter""".split()
+    [
+        "text",
+        "caption",
+        "parse_mode",
+        "callback_query_id",
+        "url",
+        "secret_token",
+        "ip_address",
+        "action",
+        "language_code",
+        "inline_message_id",
+        "file_id",
+        "business_connection_id",
+        "message_effect_id",
+        "emoji",
+        "title",
+        "description",
+        "name",
+        "question",
+        "address",
+        "foursquare_id",
+        "foursquare_type",
+        "google_place_id",
+        "google_place_type",
+        "phone_number",
+        "first_name",
+        "last_name",
+        "vcard",
+        "performer",
+        "short_description",
+        "photo",
+        "document",
+        "voice",
+        "audio",
+        "video",
+        "sticker",
+        "animation",
+        "video_note",
+        "thumbnail",
+        "certificate",
+        "sticker_format",
+        "query",
+        "payload",
+        "currency",
+        "provider_token",
+        "start_parameter",
+    ]
 )
 
 _DEFAULT_DESCRIPTIONS = {
@@ -58,8 +99,7 @@ _DEFAULT_DESCRIPTIONS = {
     401: "Unauthorized",
     403: "Forbidden: bot was blocked by the user",
     404: "Not Found",
-    409: "Conflict: terminated by other getUpdates request; make sure that only one bot "
-    "instance is running",
+    409: "Conflict: terminated by other getUpdates request; make sure that only one bot instance is running",
     500: "Internal Server Error",
     502: "Bad Gateway",
     503: "Service Unavailable",
@@ -167,7 +207,24 @@ class _File:
 # ----------------------------------------------------------------------------------------------
 
 _HTML_TAGS = frozenset(
-    "a b strong i em s strike del u ins tg-spoiler tg-emoji span pre code blockquote".split()
+    [
+        "a",
+        "b",
+        "strong",
+        "i",
+        "em",
+        "s",
+        "strike",
+        "del",
+        "u",
+        "ins",
+        "tg-spoiler",
+        "tg-emoji",
+        "span",
+        "pre",
+        "code",
+        "blockquote",
+    ]
 )
 _HTML_ENTITY_RE = re.compile(r"&(#[0-9]+|#x[0-9a-fA-F]+|lt|gt|amp|quot);")
 _TAG_REST_RE = re.compile(r"""(?:[^>"']|"[^"]*"|'[^']*')*>""")
@@ -205,11 +262,10 @@ def _html_to_plain(text: str) -> str:
             if k < 0 or text[j:k].strip():
                 raise _bad(f"{prefix}Can't find end tag corresponding to start tag at byte offset {offset}")
             if not stack:
-                raise _bad(f'{prefix}Unexpected end tag at byte offset {offset}')
+                raise _bad(f"{prefix}Unexpected end tag at byte offset {offset}")
             if stack[-1] != name:
                 raise _bad(
-                    f'{prefix}Unmatched end tag at byte offset {offset}, expected '
-                    f'"</{stack[-1]}>", found "</{name}>"'
+                    f'{prefix}Unmatched end tag at byte offset {offset}, expected "</{stack[-1]}>", found "</{name}>"'
                 )
             stack.pop()
             i = k + 1
@@ -255,7 +311,9 @@ def _check_markdown_v2(text: str) -> str:
             in_link_text += 1
         elif ch == "]":
             if in_link_text <= 0:
-                raise _bad("can't parse entities: Character ']' is reserved and must be escaped with the preceding '\\'")
+                raise _bad(
+                    "can't parse entities: Character ']' is reserved and must be escaped with the preceding '\\'"
+                )
             in_link_text -= 1
             if text.startswith("(", i + 1):
                 end = text.find(")", i + 2)
@@ -267,8 +325,7 @@ def _check_markdown_v2(text: str) -> str:
             raise _bad("can't parse entities: Character '>' is reserved and must be escaped with the preceding '\\'")
         elif ch in _MDV2_ALWAYS_RESERVED or ch in "()":
             raise _bad(
-                f"can't parse entities: Character '{ch}' is reserved and must be escaped with "
-                "the preceding '\\'"
+                f"can't parse entities: Character '{ch}' is reserved and must be escaped with the preceding '\\'"
             )
         if ch not in "*_~|[]>":
             out.append(ch)
@@ -376,9 +433,7 @@ class FakeTelegram(ASGIFake):
             return await asyncio.wait_for(self._record_signal.wait_for(check), timeout)
         except TimeoutError:
             summary = [(m.method, m.chat_id, m.text) for m in self.sent]
-            raise TimeoutError(
-                f"waited {timeout}s for {count} matching sent message(s); sent: {summary}"
-            ) from None
+            raise TimeoutError(f"waited {timeout}s for {count} matching sent message(s); sent: {summary}") from None
 
     async def wait_for_call(
         self,
@@ -391,9 +446,7 @@ class FakeTelegram(ASGIFake):
 
         def check() -> list[Call] | None:
             matching = [
-                c
-                for c in self.calls
-                if c.method.lower() == method.lower() and (predicate is None or predicate(c))
+                c for c in self.calls if c.method.lower() == method.lower() and (predicate is None or predicate(c))
             ]
             return matching if len(matching) >= count else None
 
@@ -436,7 +489,12 @@ class FakeTelegram(ASGIFake):
 
     def _chat_for(self, chat_id: Any) -> dict:
         if isinstance(chat_id, str) and not chat_id.lstrip("-").isdigit():
-            return {"id": -1001000000001, "type": "channel", "title": chat_id.lstrip("@"), "username": chat_id.lstrip("@")}
+            return {
+                "id": -1001000000001,
+                "type": "channel",
+                "title": chat_id.lstrip("@"),
+                "username": chat_id.lstrip("@"),
+            }
         cid = int(chat_id)
         if cid > 0:
             user = self._users.get(cid, {"first_name": "Sari"})
@@ -463,16 +521,29 @@ class FakeTelegram(ASGIFake):
         return self.files[file_id]
 
     def make_update_text(
-        self, user_id: int, text: str, *, language_code: str | None = "id", first_name: str = "Sari",
+        self,
+        user_id: int,
+        text: str,
+        *,
+        language_code: str | None = "id",
+        first_name: str = "Sari",
         entities: list[dict] | None = None,
     ) -> dict:
         content: dict[str, Any] = {"text": text}
         if entities:
             content["entities"] = entities
-        return {"update_id": self._next_update_id(), "message": self._user_message(user_id, first_name, language_code, **content)}
+        return {
+            "update_id": self._next_update_id(),
+            "message": self._user_message(user_id, first_name, language_code, **content),
+        }
 
     def make_update_command(
-        self, user_id: int, command: str, args: str | None = None, *, language_code: str | None = "id",
+        self,
+        user_id: int,
+        command: str,
+        args: str | None = None,
+        *,
+        language_code: str | None = "id",
         first_name: str = "Sari",
     ) -> dict:
         """`command` is "start", "/start" or a full text "/start payload"; `args` is appended."""
@@ -481,10 +552,17 @@ class FakeTelegram(ASGIFake):
             text = f"{text} {args}"
         head = text.split(maxsplit=1)[0]
         entity = {"type": "bot_command", "offset": 0, "length": len(head.encode("utf-16-le")) // 2}
-        return self.make_update_text(user_id, text, language_code=language_code, first_name=first_name, entities=[entity])
+        return self.make_update_text(
+            user_id, text, language_code=language_code, first_name=first_name, entities=[entity]
+        )
 
     def make_update_callback(
-        self, user_id: int, data: str, message_id: int | None = None, *, language_code: str | None = "id",
+        self,
+        user_id: int,
+        data: str,
+        message_id: int | None = None,
+        *,
+        language_code: str | None = "id",
         first_name: str = "Sari",
     ) -> dict:
         """Callback query on message `message_id` of the private chat (default: the bot's last
@@ -494,7 +572,11 @@ class FakeTelegram(ASGIFake):
         if message_id is not None:
             message = self.messages.get((user_id, message_id))
         else:
-            mine = [m for (cid, _), m in self.messages.items() if cid == user_id and m.get("from", {}).get("id") == self.bot_id]
+            mine = [
+                m
+                for (cid, _), m in self.messages.items()
+                if cid == user_id and m.get("from", {}).get("id") == self.bot_id
+            ]
             message = mine[-1] if mine else None
         if message is None:
             message = {
@@ -515,57 +597,134 @@ class FakeTelegram(ASGIFake):
         return {"update_id": self._next_update_id(), "callback_query": query}
 
     def make_update_location(
-        self, user_id: int, lat: float, lon: float, *, language_code: str | None = "id", first_name: str = "Sari",
+        self,
+        user_id: int,
+        lat: float,
+        lon: float,
+        *,
+        language_code: str | None = "id",
+        first_name: str = "Sari",
     ) -> dict:
         msg = self._user_message(user_id, first_name, language_code, location={"latitude": lat, "longitude": lon})
         return {"update_id": self._next_update_id(), "message": msg}
 
     def make_update_photo(
-        self, user_id: int, file_id: str = "photo1", *, caption: str | None = None, data: bytes | None = None,
-        language_code: str | None = "id", first_name: str = "Sari",
+        self,
+        user_id: int,
+        file_id: str = "photo1",
+        *,
+        caption: str | None = None,
+        data: bytes | None = None,
+        language_code: str | None = "id",
+        first_name: str = "Sari",
     ) -> dict:
         f = self._file_obj(file_id, data, b"\xff\xd8\xff\xe0fake-jpeg\xff\xd9")
         sizes = [
-            {"file_id": f"{file_id}-thumb", "file_unique_id": f"u{file_id}-t", "width": 90, "height": 90, "file_size": 100},
-            {"file_id": file_id, "file_unique_id": f.file_unique_id, "width": 800, "height": 600, "file_size": len(f.data)},
+            {
+                "file_id": f"{file_id}-thumb",
+                "file_unique_id": f"u{file_id}-t",
+                "width": 90,
+                "height": 90,
+                "file_size": 100,
+            },
+            {
+                "file_id": file_id,
+                "file_unique_id": f.file_unique_id,
+                "width": 800,
+                "height": 600,
+                "file_size": len(f.data),
+            },
         ]
         content: dict[str, Any] = {"photo": sizes}
         if caption is not None:
             content["caption"] = caption
-        return {"update_id": self._next_update_id(), "message": self._user_message(user_id, first_name, language_code, **content)}
+        return {
+            "update_id": self._next_update_id(),
+            "message": self._user_message(user_id, first_name, language_code, **content),
+        }
 
     def make_update_sticker(
-        self, user_id: int, file_id: str = "sticker1", *, emoji: str = "👍", language_code: str | None = "id",
+        self,
+        user_id: int,
+        file_id: str = "sticker1",
+        *,
+        emoji: str = "👍",
+        language_code: str | None = "id",
         first_name: str = "Sari",
     ) -> dict:
         sticker = {
-            "file_id": file_id, "file_unique_id": f"u{file_id}", "type": "regular", "width": 512,
-            "height": 512, "is_animated": False, "is_video": False, "emoji": emoji,
+            "file_id": file_id,
+            "file_unique_id": f"u{file_id}",
+            "type": "regular",
+            "width": 512,
+            "height": 512,
+            "is_animated": False,
+            "is_video": False,
+            "emoji": emoji,
         }
-        return {"update_id": self._next_update_id(), "message": self._user_message(user_id, first_name, language_code, sticker=sticker)}
+        return {
+            "update_id": self._next_update_id(),
+            "message": self._user_message(user_id, first_name, language_code, sticker=sticker),
+        }
 
     def make_update_voice(
-        self, user_id: int, file_id: str = "voice1", *, duration: int = 3, data: bytes | None = None,
-        language_code: str | None = "id", first_name: str = "Sari",
+        self,
+        user_id: int,
+        file_id: str = "voice1",
+        *,
+        duration: int = 3,
+        data: bytes | None = None,
+        language_code: str | None = "id",
+        first_name: str = "Sari",
     ) -> dict:
         f = self._file_obj(file_id, data, b"OggS fake voice")
-        voice = {"file_id": file_id, "file_unique_id": f.file_unique_id, "duration": duration, "mime_type": "audio/ogg", "file_size": len(f.data)}
-        return {"update_id": self._next_update_id(), "message": self._user_message(user_id, first_name, language_code, voice=voice)}
+        voice = {
+            "file_id": file_id,
+            "file_unique_id": f.file_unique_id,
+            "duration": duration,
+            "mime_type": "audio/ogg",
+            "file_size": len(f.data),
+        }
+        return {
+            "update_id": self._next_update_id(),
+            "message": self._user_message(user_id, first_name, language_code, voice=voice),
+        }
 
     def make_update_document(
-        self, user_id: int, file_id: str = "doc1", *, file_name: str = "laporan.pdf",
-        mime_type: str = "application/pdf", data: bytes | None = None, caption: str | None = None,
-        language_code: str | None = "id", first_name: str = "Sari",
+        self,
+        user_id: int,
+        file_id: str = "doc1",
+        *,
+        file_name: str = "laporan.pdf",
+        mime_type: str = "application/pdf",
+        data: bytes | None = None,
+        caption: str | None = None,
+        language_code: str | None = "id",
+        first_name: str = "Sari",
     ) -> dict:
         f = self._file_obj(file_id, data, b"%PDF-1.4 fake")
-        document = {"file_id": file_id, "file_unique_id": f.file_unique_id, "file_name": file_name, "mime_type": mime_type, "file_size": len(f.data)}
+        document = {
+            "file_id": file_id,
+            "file_unique_id": f.file_unique_id,
+            "file_name": file_name,
+            "mime_type": mime_type,
+            "file_size": len(f.data),
+        }
         content: dict[str, Any] = {"document": document}
         if caption is not None:
             content["caption"] = caption
-        return {"update_id": self._next_update_id(), "message": self._user_message(user_id, first_name, language_code, **content)}
+        return {
+            "update_id": self._next_update_id(),
+            "message": self._user_message(user_id, first_name, language_code, **content),
+        }
 
     def make_update_edited_text(
-        self, user_id: int, text: str, message_id: int | None = None, *, language_code: str | None = "id",
+        self,
+        user_id: int,
+        text: str,
+        message_id: int | None = None,
+        *,
+        language_code: str | None = "id",
         first_name: str = "Sari",
     ) -> dict:
         msg = self._user_message(user_id, first_name, language_code, text=text)
@@ -590,29 +749,121 @@ class FakeTelegram(ASGIFake):
     def push_text(self, user_id: int, text: str, *, language_code: str | None = "id", first_name: str = "Sari") -> int:
         return self.push_raw(self.make_update_text(user_id, text, language_code=language_code, first_name=first_name))
 
-    def push_command(self, user_id: int, command: str, args: str | None = None, *, language_code: str | None = "id", first_name: str = "Sari") -> int:
-        return self.push_raw(self.make_update_command(user_id, command, args, language_code=language_code, first_name=first_name))
+    def push_command(
+        self,
+        user_id: int,
+        command: str,
+        args: str | None = None,
+        *,
+        language_code: str | None = "id",
+        first_name: str = "Sari",
+    ) -> int:
+        return self.push_raw(
+            self.make_update_command(user_id, command, args, language_code=language_code, first_name=first_name)
+        )
 
-    def push_callback(self, user_id: int, data: str, message_id: int | None = None, *, language_code: str | None = "id", first_name: str = "Sari") -> int:
-        return self.push_raw(self.make_update_callback(user_id, data, message_id, language_code=language_code, first_name=first_name))
+    def push_callback(
+        self,
+        user_id: int,
+        data: str,
+        message_id: int | None = None,
+        *,
+        language_code: str | None = "id",
+        first_name: str = "Sari",
+    ) -> int:
+        return self.push_raw(
+            self.make_update_callback(user_id, data, message_id, language_code=language_code, first_name=first_name)
+        )
 
-    def push_location(self, user_id: int, lat: float, lon: float, *, language_code: str | None = "id", first_name: str = "Sari") -> int:
-        return self.push_raw(self.make_update_location(user_id, lat, lon, language_code=language_code, first_name=first_name))
+    def push_location(
+        self, user_id: int, lat: float, lon: float, *, language_code: str | None = "id", first_name: str = "Sari"
+    ) -> int:
+        return self.push_raw(
+            self.make_update_location(user_id, lat, lon, language_code=language_code, first_name=first_name)
+        )
 
-    def push_photo(self, user_id: int, file_id: str = "photo1", *, caption: str | None = None, data: bytes | None = None, language_code: str | None = "id", first_name: str = "Sari") -> int:
-        return self.push_raw(self.make_update_photo(user_id, file_id, caption=caption, data=data, language_code=language_code, first_name=first_name))
+    def push_photo(
+        self,
+        user_id: int,
+        file_id: str = "photo1",
+        *,
+        caption: str | None = None,
+        data: bytes | None = None,
+        language_code: str | None = "id",
+        first_name: str = "Sari",
+    ) -> int:
+        return self.push_raw(
+            self.make_update_photo(
+                user_id, file_id, caption=caption, data=data, language_code=language_code, first_name=first_name
+            )
+        )
 
-    def push_sticker(self, user_id: int, file_id: str = "sticker1", *, emoji: str = "👍", language_code: str | None = "id", first_name: str = "Sari") -> int:
-        return self.push_raw(self.make_update_sticker(user_id, file_id, emoji=emoji, language_code=language_code, first_name=first_name))
+    def push_sticker(
+        self,
+        user_id: int,
+        file_id: str = "sticker1",
+        *,
+        emoji: str = "👍",
+        language_code: str | None = "id",
+        first_name: str = "Sari",
+    ) -> int:
+        return self.push_raw(
+            self.make_update_sticker(user_id, file_id, emoji=emoji, language_code=language_code, first_name=first_name)
+        )
 
-    def push_voice(self, user_id: int, file_id: str = "voice1", *, duration: int = 3, data: bytes | None = None, language_code: str | None = "id", first_name: str = "Sari") -> int:
-        return self.push_raw(self.make_update_voice(user_id, file_id, duration=duration, data=data, language_code=language_code, first_name=first_name))
+    def push_voice(
+        self,
+        user_id: int,
+        file_id: str = "voice1",
+        *,
+        duration: int = 3,
+        data: bytes | None = None,
+        language_code: str | None = "id",
+        first_name: str = "Sari",
+    ) -> int:
+        return self.push_raw(
+            self.make_update_voice(
+                user_id, file_id, duration=duration, data=data, language_code=language_code, first_name=first_name
+            )
+        )
 
-    def push_document(self, user_id: int, file_id: str = "doc1", *, file_name: str = "laporan.pdf", mime_type: str = "application/pdf", data: bytes | None = None, caption: str | None = None, language_code: str | None = "id", first_name: str = "Sari") -> int:
-        return self.push_raw(self.make_update_document(user_id, file_id, file_name=file_name, mime_type=mime_type, data=data, caption=caption, language_code=language_code, first_name=first_name))
+    def push_document(
+        self,
+        user_id: int,
+        file_id: str = "doc1",
+        *,
+        file_name: str = "laporan.pdf",
+        mime_type: str = "application/pdf",
+        data: bytes | None = None,
+        caption: str | None = None,
+        language_code: str | None = "id",
+        first_name: str = "Sari",
+    ) -> int:
+        return self.push_raw(
+            self.make_update_document(
+                user_id,
+                file_id,
+                file_name=file_name,
+                mime_type=mime_type,
+                data=data,
+                caption=caption,
+                language_code=language_code,
+                first_name=first_name,
+            )
+        )
 
-    def push_edited_text(self, user_id: int, text: str, message_id: int | None = None, *, language_code: str | None = "id", first_name: str = "Sari") -> int:
-        return self.push_raw(self.make_update_edited_text(user_id, text, message_id, language_code=language_code, first_name=first_name))
+    def push_edited_text(
+        self,
+        user_id: int,
+        text: str,
+        message_id: int | None = None,
+        *,
+        language_code: str | None = "id",
+        first_name: str = "Sari",
+    ) -> int:
+        return self.push_raw(
+            self.make_update_edited_text(user_id, text, message_id, language_code=language_code, first_name=first_name)
+        )
 
     # -------------------------------------------------------------- HTTP layer
 
@@ -726,7 +977,8 @@ class FakeTelegram(ASGIFake):
     async def _m_getupdates(self, params: dict, request: Request) -> list[dict]:
         if self.webhook.get("url"):
             raise TelegramApiError(
-                409, "Conflict: can't use getUpdates method while webhook is active; use "
+                409,
+                "Conflict: can't use getUpdates method while webhook is active; use "
                 "deleteWebhook to delete the webhook first",
             )
         offset = params.get("offset")
@@ -819,7 +1071,12 @@ class FakeTelegram(ASGIFake):
         f = self.files.get(str(params.get("file_id")))
         if f is None:
             raise _bad("invalid file_id")
-        return {"file_id": f.file_id, "file_unique_id": f.file_unique_id, "file_size": len(f.data), "file_path": f.file_path}
+        return {
+            "file_id": f.file_id,
+            "file_unique_id": f.file_unique_id,
+            "file_size": len(f.data),
+            "file_path": f.file_path,
+        }
 
     # ---- sending
 
@@ -871,18 +1128,34 @@ class FakeTelegram(ASGIFake):
         message.update({k: v for k, v in content.items() if v is not None})
         if markup and "inline_keyboard" in markup:
             message["reply_markup"] = markup
-        key_chat = message["chat"]["id"] if isinstance(chat_id, str) and not chat_id.lstrip("-").isdigit() else int(chat_id)
+        key_chat = (
+            message["chat"]["id"] if isinstance(chat_id, str) and not chat_id.lstrip("-").isdigit() else int(chat_id)
+        )
         self.messages[(key_chat, message["message_id"])] = message
         return message
 
-    def _record_sent(self, method: str, params: dict, chat_id: Any, text: str | None, markup: dict | None,
-                     result: Any, upload: UploadedFile | None = None) -> None:
+    def _record_sent(
+        self,
+        method: str,
+        params: dict,
+        chat_id: Any,
+        text: str | None,
+        markup: dict | None,
+        result: Any,
+        upload: UploadedFile | None = None,
+    ) -> None:
         message_id = result["message_id"] if isinstance(result, dict) else params.get("message_id")
         self.sent.append(
             SentMessage(
-                method=method, chat_id=chat_id, text=text, reply_markup=markup, params=params,
-                message_id=message_id, document=upload.data if upload else None,
-                filename=upload.filename if upload else None, result=result,
+                method=method,
+                chat_id=chat_id,
+                text=text,
+                reply_markup=markup,
+                params=params,
+                message_id=message_id,
+                document=upload.data if upload else None,
+                filename=upload.filename if upload else None,
+                result=result,
             )
         )
         self._record_signal.notify()
@@ -892,7 +1165,9 @@ class FakeTelegram(ASGIFake):
         text, visible = self._check_text(params.get("text"), params.get("parse_mode"), limit=4096, caption=False)
         markup = self._check_markup(params.get("reply_markup"))
         entities = params.get("entities")
-        message = self._new_message(chat_id, markup, text=visible, entities=entities if isinstance(entities, list) else None)
+        message = self._new_message(
+            chat_id, markup, text=visible, entities=entities if isinstance(entities, list) else None
+        )
         self._raw[self._key(message)] = text
         self._record_sent("sendMessage", params, chat_id, text, markup, message)
         return message
@@ -934,7 +1209,9 @@ class FakeTelegram(ASGIFake):
         markup = self._check_markup(params.get("reply_markup"))
         file_id, upload, size = self._media(params, "document", "document")
         document = {
-            "file_id": file_id, "file_unique_id": f"u{file_id}", "file_size": size,
+            "file_id": file_id,
+            "file_unique_id": f"u{file_id}",
+            "file_size": size,
             "file_name": (upload.filename if upload else None) or "document",
             "mime_type": (upload.content_type if upload else None) or "application/octet-stream",
         }
@@ -947,7 +1224,13 @@ class FakeTelegram(ASGIFake):
         chat_id = self._chat_id(params)
         markup = self._check_markup(params.get("reply_markup"))
         file_id, upload, size = self._media(params, "voice", "voice.ogg")
-        voice = {"file_id": file_id, "file_unique_id": f"u{file_id}", "duration": int(params.get("duration") or 1), "mime_type": "audio/ogg", "file_size": size}
+        voice = {
+            "file_id": file_id,
+            "file_unique_id": f"u{file_id}",
+            "duration": int(params.get("duration") or 1),
+            "mime_type": "audio/ogg",
+            "file_size": size,
+        }
         message = self._new_message(chat_id, markup, voice=voice, caption=params.get("caption"))
         self._record_sent("sendVoice", params, chat_id, params.get("caption"), markup, message, upload)
         return message
@@ -977,8 +1260,15 @@ class FakeTelegram(ASGIFake):
     def _key(message: dict) -> tuple[Any, int]:
         return message["chat"]["id"], message["message_id"]
 
-    def _apply_edit(self, method: str, params: dict, message: dict | None, changes: dict, markup: dict | None,
-                    raw: str | None = None) -> Any:
+    def _apply_edit(
+        self,
+        method: str,
+        params: dict,
+        message: dict | None,
+        changes: dict,
+        markup: dict | None,
+        raw: str | None = None,
+    ) -> Any:
         new_markup = markup if markup and "inline_keyboard" in markup else None
         if message is None:
             self._record_sent(method, params, None, raw, markup, True)
@@ -990,7 +1280,7 @@ class FakeTelegram(ASGIFake):
             and message.get("reply_markup") == new_markup
         )
         if unchanged:
-            raise _bad(_NOT_MODIFIED[len("Bad Request: "):])
+            raise _bad(_NOT_MODIFIED[len("Bad Request: ") :])
         message.update(changes)
         if new_markup is None:
             message.pop("reply_markup", None)
@@ -1013,7 +1303,9 @@ class FakeTelegram(ASGIFake):
 
     async def _m_editmessagecaption(self, params: dict, request: Request) -> Any:
         message = self._target(params)
-        caption, visible = self._check_text(params.get("caption") or "", params.get("parse_mode"), limit=1024, caption=True)
+        caption, visible = self._check_text(
+            params.get("caption") or "", params.get("parse_mode"), limit=1024, caption=True
+        )
         markup = self._check_markup(params.get("reply_markup"))
         return self._apply_edit("editMessageCaption", params, message, {"caption": visible}, markup, caption)
 
