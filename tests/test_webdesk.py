@@ -400,15 +400,14 @@ async def test_public_page_shows_counts_and_resolved_items_without_personal_data
 
 async def test_public_page_is_cached_so_visitors_do_not_load_the_database(make_settings):
     """Within the cache's minute a new submission does not change the page: one render."""
-    async with desk_stack(make_settings) as desk:
-        async with httpx.AsyncClient(base_url=desk.url, timeout=10) as visitor:
-            before = (await visitor.get("/publik")).text
-            sari = await add_resident(desk.db, "1001")
-            await add_submission(desk.db, sari)
-            after = (await visitor.get("/publik")).text
-            assert before == after
-            english = await visitor.get("/publik", params={"lang": "en"})
-            assert "Recently resolved or in the masterplan" in english.text
+    async with desk_stack(make_settings) as desk, httpx.AsyncClient(base_url=desk.url, timeout=10) as visitor:
+        before = (await visitor.get("/publik")).text
+        sari = await add_resident(desk.db, "1001")
+        await add_submission(desk.db, sari)
+        after = (await visitor.get("/publik")).text
+        assert before == after
+        english = await visitor.get("/publik", params={"lang": "en"})
+        assert "Recently resolved or in the masterplan" in english.text
 
 
 async def test_sessions_table_keeps_only_hashes(make_settings):
@@ -522,3 +521,20 @@ def test_desk_settings_are_checked_and_start_the_web_server():
     )
     assert settings.needs_web_server and settings.public_url == "https://x.example"
     assert DESK_SECRET in settings.secrets() and OPEN311_KEY in settings.secrets()
+
+
+async def test_in_the_masterplan_from_the_web_follows_the_chat_rule(make_settings):
+    """ "In the masterplan" names a section, as /status does in the chat: without the
+    masterplan's outline loaded the desk says so and nothing changes."""
+    async with desk_stack(make_settings) as desk:
+        sari = await add_resident(desk.db, "1001")
+        code = await add_submission(desk.db, sari, kind="idea")
+        async with desk.session() as client:
+            token = csrf_of((await client.get(f"/desk/s/{code.value}")).text)
+            answer = await client.post(
+                f"/desk/s/{code.value}/status",
+                data={"value": "in_masterplan", "note": "4.2", "csrf": token},
+                follow_redirects=True,
+            )
+        assert "Kerangka masterplan belum dimuat" in answer.text
+        assert scalar(desk.db_path, "SELECT status FROM submissions") == "new"

@@ -192,19 +192,21 @@ async def test_the_map_draws_tiles_from_map_tile_url(make_settings):
         return Response(png, media_type="image/png")
 
     tiles = Starlette(routes=[Route("/{z}/{x}/{y}.png", tile)])
-    async with serve(tiles) as tile_url:
-        async with desk_stack(
+    async with (
+        serve(tiles) as tile_url,
+        desk_stack(
             make_settings, map_tile_url=f"{tile_url}/{{z}}/{{x}}/{{y}}.png", map_tile_attribution="© test tiles"
-        ) as desk:
-            sari = await add_resident(desk.db, "1001")
-            await add_submission(desk.db, sari, latitude=-7.65, longitude=111.33)
-            link = await desk.link()
-            async with chromium() as page:
-                await page.goto(link)
-                await page.get_by_role("button", name="Masuk").click()
-                await page.wait_for_url(re.compile(r"/desk$"))
-                await page.goto(desk.url + "/desk/map")
-                await page.locator(".leaflet-tile-loaded").first.wait_for()
-                assert await page.locator(".leaflet-interactive").count() == 1
-                assert "© test tiles" in await page.inner_text(".leaflet-control-attribution")
+        ) as desk,
+    ):
+        sari = await add_resident(desk.db, "1001")
+        await add_submission(desk.db, sari, latitude=-7.65, longitude=111.33)
+        link = await desk.link()
+        async with chromium() as page:
+            await page.goto(link)
+            await page.get_by_role("button", name="Masuk").click()
+            await page.wait_for_url(re.compile(r"/desk$"))
+            await page.goto(desk.url + "/desk/map")
+            await page.locator(".leaflet-tile-loaded").first.wait_for()
+            assert await page.locator(".leaflet-interactive").count() == 1
+            assert "© test tiles" in await page.inner_text(".leaflet-control-attribution")
     assert asked and all(path.endswith(".png") for path in asked)
