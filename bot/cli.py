@@ -160,10 +160,11 @@ def backup(settings: Settings, path: Path) -> None:
 # Sub-commands that live beside their feature, imported plainly so the arrows show.
 from bot.cli_digest import digest  # noqa: E402
 from bot.cli_export import export  # noqa: E402
+from bot.cli_masterplan import masterplan  # noqa: E402
 from bot.cli_tagging import classify, rules  # noqa: E402
 from bot.webdesk.cli import desk_link  # noqa: E402
 
-for _command in (classify, rules, digest, export, desk_link):
+for _command in (classify, rules, digest, export, desk_link, masterplan):
     cli.add_command(_command)
 
 
