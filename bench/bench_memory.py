@@ -136,7 +136,7 @@ def main() -> None:
                 text=True,
                 check=False,
             )
-            line = next((l for l in proc.stdout.splitlines() if l.startswith("{")), None)
+            line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("{")), None)
             if line is None:
                 raise SystemExit(f"measurement failed: {proc.stderr[-2000:]}")
             import json

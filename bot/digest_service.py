@@ -18,6 +18,7 @@ the same catch-up runs every RETRY_EVERY for failed recipients, up to MAX_ATTEMP
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import logging
 import sqlite3
@@ -445,10 +446,8 @@ class DigestScheduler:
             self.scheduler.shutdown(wait=False)
         if self._catch_up is not None and not self._catch_up.done():
             self._catch_up.cancel()
-            try:
+            with contextlib.suppress(asyncio.CancelledError):
                 await self._catch_up
-            except asyncio.CancelledError:
-                pass
 
     async def wait_catch_up(self) -> DeliveryReport | None:
         """For tests and orderly shutdown: the result of the start-up catch-up."""

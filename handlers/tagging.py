@@ -267,8 +267,7 @@ def _affix_candidates(word: str) -> Iterator[str]:
     for form in suffix_forms:
         yield form
     for form in suffix_forms:
-        for stem in _strip_prefixes(form, 2):
-            yield stem
+        yield from _strip_prefixes(form, 2)
 
 
 # prefix -> what the root may start with after it (nasal assimilation: men+tulis -> menulis)

@@ -93,7 +93,7 @@ def load_rows(path: str | Path = DEFAULT_DATA) -> list[EvalRow]:
 
 def evaluate(tagger: Tagger, rows: Iterable[EvalRow]) -> EvalReport:
     rows = list(rows)
-    labels = list(PILLARS) + [NONE_LABEL]
+    labels = [*list(PILLARS), NONE_LABEL]
     confusion = {g: {p: 0 for p in labels} for g in PILLARS}
     errors = []
     correct = covered = 0
@@ -273,8 +273,8 @@ def write_weights(rules_text: str, changes: dict[tuple[str, str, str], float]) -
             body = line[line.index("{") + 1 : line.rindex("}")]
             for text, w in by_table[table].items():
                 key = text if _BARE_KEY.fullmatch(text) else json.dumps(text, ensure_ascii=False)
-                pat = re.compile(r"(^|,)(\s*)%s\s*=\s*[0-9.]+" % re.escape(key))
-                new, k = pat.subn(lambda mm: f"{mm.group(1)}{mm.group(2)}{key} = {w:g}", body, count=1)
+                pat = re.compile(rf"(^|,)(\s*){re.escape(key)}\s*=\s*[0-9.]+")
+                new, k = pat.subn(lambda mm: f"{mm.group(1)}{mm.group(2)}{key} = {w:g}", body, count=1)  # noqa: B023 - used within this iteration
                 body = new if k else (body.rstrip() + f", {key} = {w:g}" if body.strip() else f" {key} = {w:g}")
             lines[n] = "weights = {" + body.rstrip() + " }"
             done.add(table)

@@ -57,7 +57,7 @@ class TerminalDriver:
     async def press(self, label: str) -> None:
         assert self.channel.last is not None, "no buttons shown"
         labels = [b.label for b in self.channel.last.buttons]
-        index = next((i for i, l in enumerate(labels) if label.lower() in l.lower()), None)
+        index = next((i for i, shown in enumerate(labels) if label.lower() in shown.lower()), None)
         assert index is not None, f"no button {label!r} in {labels}"
         await self._line(str(index + 1))
 

@@ -133,54 +133,53 @@ async def seed_weeks(db_path: Path) -> None:
     add("W48AB3", local(29, 23, 30), "report", None, None, None, f"Tolong dibantu segera. {filler}")
     add("W48AB4", local(25), "report", "living", "jalan", "Maospati", "Tersembunyi: kata kasar", hidden=1)
     add("W49AA2", local(30, 0, 10), "report", "living", "jalan", "Maospati", f"Minggu depan. {filler}")
-    async with Database(db_path) as db:
-        async with db.transaction() as conn:
-            await conn.executemany(
-                "INSERT INTO submissions (code, kind, pillar, subtopic, text, language, area, channel, "
-                "status, hidden, supports, created_at, updated_at, status_changed_at) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                rows,
+    async with Database(db_path) as db, db.transaction() as conn:
+        await conn.executemany(
+            "INSERT INTO submissions (code, kind, pillar, subtopic, text, language, area, channel, "
+            "status, hidden, supports, created_at, updated_at, status_changed_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            rows,
+        )
+        ids = {code: i for code, i in await conn.execute_fetchall("SELECT code, id FROM submissions")}
+
+        async def move(code: str, to_status: str, when: datetime, note: str | None = None) -> None:
+            await conn.execute(
+                "INSERT INTO status_history (submission_id, from_status, to_status, note, actor, created_at) "
+                "VALUES (?, 'new', ?, ?, 'telegram:1', ?)",
+                (ids[code], to_status, note, to_db(when)),
             )
-            ids = {code: i for code, i in await conn.execute_fetchall("SELECT code, id FROM submissions")}
+            await conn.execute(
+                "UPDATE submissions SET status = ?, status_changed_at = ?, status_note = ?, "
+                "forwarded_to = CASE WHEN ? = 'forwarded' THEN ? ELSE forwarded_to END "
+                "WHERE id = ?",
+                (to_status, to_db(when), note, to_status, note, ids[code]),
+            )
 
-            async def move(code: str, to_status: str, when: datetime, note: str | None = None) -> None:
-                await conn.execute(
-                    "INSERT INTO status_history (submission_id, from_status, to_status, note, actor, created_at) "
-                    "VALUES (?, 'new', ?, ?, 'telegram:1', ?)",
-                    (ids[code], to_status, note, to_db(when)),
-                )
-                await conn.execute(
-                    "UPDATE submissions SET status = ?, status_changed_at = ?, status_note = ?, "
-                    "forwarded_to = CASE WHEN ? = 'forwarded' THEN ? ELSE forwarded_to END "
-                    "WHERE id = ?",
-                    (to_status, to_db(when), note, to_status, note, ids[code]),
-                )
+        for user in range(1, 5):
+            await conn.execute(
+                "INSERT INTO users (id, channel, platform_id, chat_id, language, consent_version, consent_at, "
+                "created_at) VALUES (?, 'telegram', ?, ?, 'id', '2026-11', ?, ?)",
+                (user, f"9{user}", f"9{user}", to_db(local(1)), to_db(local(1))),
+            )
+        for code, user, when in (
+            ("W46AA1", 1, local(12)),
+            ("W46AA1", 2, local(24)),
+            ("W46AA1", 3, local(25)),
+            ("W46AA1", 4, local(28)),
+            ("W48AA6", 1, local(27)),
+        ):
+            await conn.execute(
+                "INSERT INTO supports (submission_id, user_id, created_at) VALUES (?, ?, ?)",
+                (ids[code], user, to_db(when)),
+            )
 
-            for user in range(1, 5):
-                await conn.execute(
-                    "INSERT INTO users (id, channel, platform_id, chat_id, language, consent_version, consent_at, "
-                    "created_at) VALUES (?, 'telegram', ?, ?, 'id', '2026-11', ?, ?)",
-                    (user, f"9{user}", f"9{user}", to_db(local(1)), to_db(local(1))),
-                )
-            for code, user, when in (
-                ("W46AA1", 1, local(12)),
-                ("W46AA1", 2, local(24)),
-                ("W46AA1", 3, local(25)),
-                ("W46AA1", 4, local(28)),
-                ("W48AA6", 1, local(27)),
-            ):
-                await conn.execute(
-                    "INSERT INTO supports (submission_id, user_id, created_at) VALUES (?, ?, ?)",
-                    (ids[code], user, to_db(when)),
-                )
-
-            await move("W47AA1", "reviewed", local(20))  # last week: not this week's movement
-            await move("W48AA3", "reviewed", local(25))
-            await move("W48AA4", "reviewed", local(26))
-            await move("W48AA4", "forwarded", local(27), "Dinas PUPR, hubungi Pak Joko 081234567890")
-            await move("W47AA4", "in_masterplan", local(28), "Program Kali Bersih 2027")
-            await move("W48AA5", "rejected", local(28))
-            await move("W48AB4", "reviewed", local(27))  # hidden: left out
+        await move("W47AA1", "reviewed", local(20))  # last week: not this week's movement
+        await move("W48AA3", "reviewed", local(25))
+        await move("W48AA4", "reviewed", local(26))
+        await move("W48AA4", "forwarded", local(27), "Dinas PUPR, hubungi Pak Joko 081234567890")
+        await move("W47AA4", "in_masterplan", local(28), "Program Kali Bersih 2027")
+        await move("W48AA5", "rejected", local(28))
+        await move("W48AB4", "reviewed", local(27))  # hidden: left out
 
 
 @pytest.fixture
@@ -415,26 +414,25 @@ async def test_official_asks_for_a_week_in_chat_and_gets_text_chart_and_spreadsh
     settings = make_settings(database_path=seeded)
     catalog = Catalog.load()
     command = make_digest_command(settings, catalog)
-    async with Database(seeded) as db:
-        async with db.transaction() as conn:  # the desk calls inside the core's transaction
-            replies = await command(
-                conn,
-                actor="telegram:1",
-                language="id",
-                command="digest",
-                args="2026-W48",
-                msg=None,
-                now=local(2, 9, month=12),
-            )
-            refused = await command(
-                conn,
-                actor="telegram:1",
-                language="en",
-                command="digest",
-                args="yesterday-ish",
-                msg=None,
-                now=local(2, 9, month=12),
-            )
+    async with Database(seeded) as db, db.transaction() as conn:  # the desk calls inside the core's transaction
+        replies = await command(
+            conn,
+            actor="telegram:1",
+            language="id",
+            command="digest",
+            args="2026-W48",
+            msg=None,
+            now=local(2, 9, month=12),
+        )
+        refused = await command(
+            conn,
+            actor="telegram:1",
+            language="en",
+            command="digest",
+            args="yesterday-ish",
+            msg=None,
+            now=local(2, 9, month=12),
+        )
     text, chart, sheet = replies
     assert "Periode: 23–29 November 2026 (2026-W48)" in text.text
     assert chart.image is not None and chart.image.data[:4] == b"\x89PNG"

@@ -131,7 +131,7 @@ def read_xlsx(data: bytes) -> openpyxl.Workbook:
 
 def sheet_records(ws) -> list[dict[str, object]]:
     rows = list(ws.iter_rows(values_only=True))
-    return [dict(zip(rows[0], r)) for r in rows[1:]]
+    return [dict(zip(rows[0], r, strict=False)) for r in rows[1:]]
 
 
 @pytest.fixture
@@ -350,7 +350,7 @@ def test_xlsx_has_summary_all_then_one_sheet_per_pillar(varied: Path) -> None:
     ]
     rows = db_rows(varied)
     seen = []
-    for pillar, name in zip((*PILLARS, None), book.sheetnames[2:]):
+    for pillar, name in zip((*PILLARS, None), book.sheetnames[2:], strict=False):
         ws = book[name]
         assert ws.freeze_panes == "A2"
         assert ws.auto_filter.ref and ws.auto_filter.ref.startswith("A1:W")

@@ -143,12 +143,12 @@ async def test_faults_drop_timeout_500_and_wrong_token(tg):
 
 
 async def test_bad_html_and_not_modified_edits(tg, ptb):
-    with pytest.raises(BadRequest, match="(?i)can't parse entities"):
+    with pytest.raises(BadRequest, match=r"(?i)can't parse entities"):
         await ptb.bot.send_message(chat_id=1, text="a < b", parse_mode=ParseMode.HTML)
     msg = await ptb.bot.send_message(chat_id=1, text="<b>ok</b> &amp; fine", parse_mode=ParseMode.HTML)
     assert msg.text == "ok & fine" and tg.sent[-1].text == "<b>ok</b> &amp; fine"
     assert tg.sent[-1].plain == "ok & fine"
-    with pytest.raises(BadRequest, match="(?i)message is not modified"):
+    with pytest.raises(BadRequest, match=r"(?i)message is not modified"):
         await ptb.bot.edit_message_text(
             chat_id=1, message_id=msg.message_id, text="<b>ok</b> &amp; fine", parse_mode=ParseMode.HTML
         )

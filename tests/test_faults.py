@@ -234,7 +234,7 @@ async def test_same_message_twice_concurrently_through_the_core_has_one_effect(s
     )
     first, second = await asyncio.gather(services.core.handle(message), services.core.handle(message))
     assert sorted([first.duplicate, second.duplicate]) == [False, True]
-    assert [r for r in (first, second) if r.duplicate][0].replies == []
+    assert next(r for r in (first, second) if r.duplicate).replies == []
     drafts = rows(services.settings.database_path, "SELECT step FROM conversations")
     assert drafts == [("pillar",)]
 

@@ -454,7 +454,7 @@ async def test_forged_buttons_and_any_typed_text_never_crash_a_conversation(cons
     """A bad client can send any callback data: buttons forged for the resident's real step
     and serial, and any text or command at any step, always get a reply and never raise."""
     core = consented.core
-    for i, (step, value, kind, text) in enumerate(steps):
+    for _i, (step, value, kind, text) in enumerate(steps):
         rows = await consented.db.fetchall(
             "SELECT c.draft FROM conversations c JOIN users u ON u.id = c.user_id WHERE u.platform_id = '1001'"
         )
@@ -477,7 +477,7 @@ async def test_forged_buttons_and_any_typed_text_never_crash_a_conversation(cons
             display_name="Sari",
             **fields,
         )
-        name, args = core.command_of(incoming)
+        name, _args = core.command_of(incoming)
         assert name is None or isinstance(name, str)
         outcome = await core.handle(incoming)
         assert outcome.replies, f"no answer to {incoming}"

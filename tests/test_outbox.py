@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -394,9 +395,9 @@ async def test_pacing_spaces_one_chat_and_the_whole_channel(wa_settings, graph):
 
         starts = bot.channel.starts
         mine = [t for chat, t in starts if chat == "628900"]
-        assert all(b - a >= 0.2 for a, b in zip(mine, mine[1:]))
+        assert all(b - a >= 0.2 for a, b in itertools.pairwise(mine))
         overall = sorted(t for _, t in starts)
-        assert all(b - a >= 1 / 50 - 1e-3 for a, b in zip(overall, overall[1:]))
+        assert all(b - a >= 1 / 50 - 1e-3 for a, b in itertools.pairwise(overall))
         assert [b.split('"')[1] for b in bodies(graph, "628900")] == ["ditinjau", "diteruskan", "selesai"]
 
 

@@ -91,8 +91,8 @@ async def test_signed_bodies_that_are_not_webhooks_get_400(resident):
         (
             envelope
             % (
-                '[{"changes": [{"field": "messages", "value": {"metadata": {"phone_number_id": "%s"}, '
-                '"messages": 5}}]}]' % PHONE_ID
+                f'[{{"changes": [{{"field": "messages", "value": {{"metadata": {{"phone_number_id": "{PHONE_ID}"}}, '
+                '"messages": 5}}]}]'
             )
         ).encode(),
         b"[" * 100_000 + b"]" * 100_000,

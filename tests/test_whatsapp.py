@@ -91,7 +91,8 @@ def test_two_short_choices_become_reply_buttons():
 
 def test_many_or_long_choices_become_a_list_within_meta_limits():
     """Six pillars, a 30-character label and a long description still fit a list message."""
-    buttons = tuple(Button(f"Pilar {i}", f"pick.1:{i}", "x" * 100) for i in range(6)) + (
+    buttons = (
+        *tuple(Button(f"Pilar {i}", f"pick.1:{i}", "x" * 100) for i in range(6)),
         Button("Transportasi umum dan jalan desa", "pick.1:long"),
     )
     [payload] = render("628111", Reply("Pilih pilar:", buttons, list_label="Daftar pilar yang panjang"))

@@ -82,7 +82,7 @@ def main() -> int:
         print(line("base ", base))
     print(line("rules", new))
     if base:
-        diff = [a - b for a, b in zip(new["folds"], base["folds"])]
+        diff = [a - b for a, b in zip(new["folds"], base["folds"], strict=False)]
         print(
             "fold deltas:",
             " ".join(f"{d:+.3f}" for d in diff),

@@ -31,6 +31,7 @@ time: Meta may well have acted on it. WhatsAppChannel._call retries only the fir
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import ssl
 import time
@@ -208,10 +209,8 @@ class Http11Pool:
         for conn in idle:
             conn.close()
         for conn in idle:
-            try:
+            with contextlib.suppress(OSError, ssl.SSLError):
                 await conn.writer.wait_closed()
-            except (OSError, ssl.SSLError):
-                pass
 
 
 class _ClosedEarly(Exception):
