@@ -7,6 +7,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
+from storage import deadlines
 from storage.database import Connection, to_db
 from storage.users import User
 
@@ -28,6 +29,9 @@ async def erase_user(
     ) as cur:
         mine = list(await cur.fetchall())
     codes = [row[1] for row in mine]
+    if keep_submissions:
+        # The resident's own words when they reopened a "resolved" submission ("Belum").
+        await deadlines.scrub_closure_notes(conn, user.id, scrub)
     # Audit entries quote what officials wrote about these submissions (replies, notes).
     for start in range(0, len(codes), 500):  # SQLite's bound-parameter limit
         chunk = codes[start:start + 500]

@@ -51,7 +51,7 @@ CAPTION_LIMIT = 1024
 MAX_ATTEMPTS = 5
 # Commands shown in Telegram's menu, in this order.
 MENU_COMMANDS = ("report", "idea", "status", "support", "language", "delete", "help", "cancel")
-OFFICIAL_MENU = ("new", "view", "reply", "pillar", "hide", "unhide", "stats", "digest", "export")
+OFFICIAL_MENU = ("new", "view", "reply", "template", "pillar", "hide", "unhide", "stats", "digest", "export", "login")
 UNSUPPORTED_ATTRS = (
     "sticker",
     "voice",
