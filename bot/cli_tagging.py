@@ -181,7 +181,8 @@ def rules_suggest(ctx: click.Context, db_path: Path | None, limit: int, rules_pa
     click.echo("Review, then add the useful ones to the rules file and run `suarawarga rules check`.")
 
 
-@rules.command("eval", context_settings={"ignore_unknown_options": True})
+# --help goes to tagging_eval's own parser, which lists the options (click's would show none).
+@rules.command("eval", context_settings={"ignore_unknown_options": True, "help_option_names": []})
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
 def rules_eval(args: tuple[str, ...]) -> None:
     """Accuracy on the labelled set (same options as python -m handlers.tagging_eval)."""

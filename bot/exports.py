@@ -25,7 +25,7 @@ import logging
 import re
 import sqlite3
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -57,6 +57,8 @@ COLUMNS: tuple[str, ...] = (
 )
 # Added only with include_contact; always empty for anonymous submissions.
 CONTACT_COLUMNS: tuple[str, ...] = ("contact_name", "contact_channel", "contact_id")
+# Added once a masterplan outline is loaded (issue 18): the section a submission is linked to.
+SECTION_COLUMNS: tuple[str, ...] = ("section",)
 # CSV dialects: RFC 4180 (comma, decimal point, ISO 8601 times), and what Excel with
 # Indonesian regional settings expects when it opens a .csv by double-click: semicolons,
 # decimal commas, and "YYYY-MM-DD HH:MM:SS" local times it reads as dates (issue 14.19).
@@ -591,7 +593,7 @@ _COLUMN_WIDTHS = {
     "text": 60, "language": 7, "area": 13, "area_source": 11, "latitude": 9, "longitude": 9, "map": 7,
     "status": 16, "status_note": 24, "forwarded_to": 18, "status_changed_at": 16, "has_photo": 7,
     "supports": 10, "anonymous": 8, "channel": 10, "created_at": 16, "updated_at": 16,
-    "contact_name": 22, "contact_channel": 12, "contact_id": 16,
+    "contact_name": 22, "contact_channel": 12, "contact_id": 16, "section": 12,
 }
 # Characters per wrapped line in the text and note columns (Calibri 11: a column of width
 # w holds about w * 1.1 average characters; words wrap early, so a little less).
@@ -693,9 +695,14 @@ def _write_xlsx(conn: sqlite3.Connection, filters: ExportFilter, out: BinaryIO, 
     _summary_sheet(book, _sheet_name(t("sheet_summary"), used), t, catalog, lang, labels,
                    by_pillar, by_area, by_status, total, local, filters, exact)
 
-    columns = XLSX_COLUMNS + (CONTACT_COLUMNS if contact else ())
+    # Once the masterplan outline is loaded (issue 18), each row says its section, a column
+    # drafters can also fill in for `suarawarga masterplan link`, and a sheet shows the
+    # submissions by section.
+    outline = eq.masterplan_loaded(conn)
+    section_of = eq.section_numbers(conn) if outline else {}
+    columns = XLSX_COLUMNS + (SECTION_COLUMNS if outline else ()) + (CONTACT_COLUMNS if contact else ())
     widths = [_COLUMN_WIDTHS.get(c, 12) for c in columns]
-    header = "".join(x.string_cell(h, x.HEADER) for h in labels.header[: len(columns)])
+    header = "".join(x.string_cell(catalog.text(lang, f"exports.columns.{c}"), x.HEADER) for c in columns)
 
     class Target:
         """A sheet that continues on "<name> (2)" past Excel's row limit."""
@@ -793,6 +800,8 @@ def _write_xlsx(conn: sqlite3.Connection, filters: ExportFilter, out: BinaryIO, 
                 f'{flag[0]}<c s="{TOP}"><v>{supports}</v></c>{flag[1]}{flag[2]}{created_cell}'
                 f'{created_cell if updated == created else date_cell(updated)}'
             )
+            if outline:
+                cells += S(section_of.get(code))
             if contact:
                 cells += "".join(S(None if v is None else str(v)) for v in row[20:23])
             lines = max(_lines(body, _TEXT_LINE), subtopic_lines[(kind, pillar, auto, subtopic)])
@@ -810,6 +819,8 @@ def _write_xlsx(conn: sqlite3.Connection, filters: ExportFilter, out: BinaryIO, 
                 progress(PROGRESS_EVERY)
         if progress is not None and n % PROGRESS_EVERY:
             progress(n % PROGRESS_EVERY)
+        if outline:
+            _sections_sheet(book, _sheet_name(t("sheet_sections"), used), conn, filters, catalog, lang, labels)
         book.close()
     except x.XlsxTooLarge as exc:
         raise ExportError(f"too large for XLSX ({exc}); export as csv or jsonl instead") from None
@@ -818,6 +829,70 @@ def _write_xlsx(conn: sqlite3.Connection, filters: ExportFilter, out: BinaryIO, 
 
 # Control characters other than tab and newline are not allowed in XLSX text.
 _XLSX_CLEAN = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
+
+
+@dataclass(slots=True)
+class _Section:
+    """One section of the masterplan outline with the submissions linked to it."""
+
+    number: str
+    title: str
+    pillar: str | None
+    retired: bool
+    codes: list[str] = field(default_factory=list)
+    kinds: dict[str, int] = field(default_factory=dict)
+    supports: int = 0
+    areas: dict[str | None, int] = field(default_factory=dict)
+    quotes: list[tuple[str, str, str | None, str]] = field(default_factory=list)  # code, text, area, created
+
+
+def _section_view(conn: sqlite3.Connection, sql_where: str, params: list[Any], *,
+                  quotes: int = 0) -> list[_Section]:
+    """Every section (those without resident input too), with what is linked to it."""
+    view = {row[0]: _Section(row[1], row[2], row[3], bool(row[6])) for row in eq.sections(conn)}
+    for section_id, code, kind, area, supports, text, created in eq.section_submissions(conn, sql_where, params):
+        section = view.get(section_id)
+        if section is None:
+            continue
+        section.codes.append(str(TrackingCode(code)))
+        section.kinds[kind] = section.kinds.get(kind, 0) + 1
+        section.supports += supports or 0
+        section.areas[area] = section.areas.get(area, 0) + 1
+        if len(section.quotes) < quotes:    # most supported first (the query's order)
+            section.quotes.append((str(TrackingCode(code)), text, area, created))
+    return list(view.values())
+
+
+def _area_counts(areas: dict[str | None, int], no_area: str, num: Callable[[int], str]) -> str:
+    ordered = sorted(areas.items(), key=lambda kv: (kv[0] is None, -kv[1], kv[0] or ""))
+    return ", ".join(f"{a if a is not None else no_area} {num(n)}" for a, n in ordered)
+
+
+def _sections_sheet(book: Any, name: str, conn: sqlite3.Connection, filters: ExportFilter,
+                    catalog: Catalog, lang: str, labels: _Labels) -> None:
+    """Per section: its submissions by code, counts by kind and kecamatan, supports."""
+    from bot import xlsx_stream as x  # noqa: PLC0415
+
+    t = lambda key, **kw: catalog.text(lang, f"exports.sections.{key}", **kw)  # noqa: E731
+    heads = ("number", "title", "pillar", "state", "total", "reports", "ideas", "supports", "areas", "codes")
+    sheet = book.add_sheet(name, [10, 40, 22, 14, 10, 10, 10, 10, 40, 40])
+    S, N = x.string_cell, x.number_cell
+    sheet.row("".join(S(t(f"col_{h}"), x.HEADER) for h in heads), 30.0)
+    sql_where, params = eq.where(filters)
+    for section in _section_view(conn, sql_where, params):
+        total = sum(section.kinds.values())
+        areas = _area_counts(section.areas, catalog.text(lang, "exports.no_area"), str)
+        codes = ", ".join(section.codes)
+        lines = max(_lines(areas, 40), _lines(codes, 40), _lines(section.title, 40))
+        sheet.row(
+            S(section.number, x.TOP) + S(section.title, x.WRAP)
+            + S(labels.pillar.get(section.pillar, section.pillar) if section.pillar else None, x.TOP)
+            + S(t("retired" if section.retired else "current"), x.TOP)
+            + N(total, x.NUMBER) + N(section.kinds.get("report", 0), x.NUMBER)
+            + N(section.kinds.get("idea", 0), x.NUMBER) + N(section.supports, x.NUMBER)
+            + S(areas or t("no_input"), x.WRAP) + S(codes or None, x.WRAP),
+            None if lines == 1 else min(_MAX_ROW_PT, lines * _LINE_PT),
+        )
 
 
 def _summary_sheet(book: Any, name: str, t: Callable[..., str], catalog: Catalog, lang: str,
@@ -1226,7 +1301,7 @@ def make_export_command(settings: Any, catalog: Catalog, *,
         fmt = _FORMAT_WORDS.get(words[0]) if words else CHAT_DEFAULT_FORMAT
         if fmt is None or len(words) > 1:
             return [Reply(catalog.text(language, "exports.chat.usage"))]
-        log.info("export as %s requested by %s", fmt, actor)
+        log.info("export as %s requested by an official on %s", fmt, msg.channel)
         if deliver is None:
             return [await produce(fmt, language)]
         task = asyncio.get_running_loop().create_task(

@@ -185,3 +185,11 @@ def test_rules_fit_writes_fitted_weights_into_a_rules_file(tmp_path: Path) -> No
     assert Tagger.from_path(out).classify("pengemis di telaga").pillar == "branding"
     assert Tagger.from_path(out).classify("pengemis di pasar").pillar == "society"
     assert '["pengemis"]' in out.read_text(encoding="utf-8")
+
+
+def test_rules_eval_help_lists_its_options():
+    """`rules eval --help` shows the evaluation's own options, not an empty click page."""
+    result = CliRunner().invoke(rules, ["eval", "--help"])
+    assert result.exit_code == 0
+    for option in ("--data", "--rules", "--split", "--errors", "--json"):
+        assert option in result.output
