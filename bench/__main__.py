@@ -74,6 +74,21 @@ def plan(quick: bool) -> dict[str, tuple[list[str], float]]:
             [py, "bench/bench_masking.py", "--json", *(["--runs", "3", "--texts", "50000"] if quick else [])],
             600,
         ),
+        # Residents' latency while an official builds a digest over the seeded database.
+        "desk_contention": (
+            [
+                py,
+                "bench/bench_desk_contention.py",
+                "--json",
+                "--rows",
+                str(rows),
+                "--db",
+                str(digest_db),
+                "--seconds",
+                "5" if quick else "10",
+            ],
+            1200,
+        ),
     }
     return {
         name: (argv, timeout)
