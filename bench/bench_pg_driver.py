@@ -146,6 +146,13 @@ async def _drop(url: str, schema: str) -> None:
 async def measure(url: str, n: int, runs: int) -> dict[str, Any]:
     results: dict[str, Any] = {}
     for name, run in DRIVERS.items():
+        try:
+            __import__({"asyncpg": "asyncpg", "psycopg": "psycopg_pool"}[name])
+        except ImportError:
+            # psycopg is not a dependency (asyncpg won): `.venv/bin/pip install "psycopg[binary]"
+            # psycopg_pool` to compare again.
+            print(f"{name} is not installed: its figures are left out", file=sys.stderr)
+            continue
         schema = f"bench_{name}_{os.getpid()}"
         await _setup(url, schema)
         try:
