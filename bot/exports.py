@@ -970,6 +970,7 @@ def _date(moment: datetime, local: LocalTime, catalog: Catalog, lang: str) -> st
 _MD_SPECIAL = re.compile(r"([\\`*_\[\]<>|#])")
 ANNEX_TOP = 5        # leading sub-topics and most-supported ideas per pillar
 ANNEX_QUOTES = 3     # representative quotes per pillar
+ANNEX_SECTION_QUOTES = 2   # per masterplan section: the most supported, masked
 ANNEX_AGENCIES = 8   # agencies named in the outcomes section
 QUOTE_CHARS = 280
 
@@ -1134,6 +1135,9 @@ def _write_markdown(conn: sqlite3.Connection, filters: ExportFilter, out: Binary
             lines.append(f"| {_md(area) if area else t('no_area')} | {num(r)} | {num(i)} | {num(s)} |")
         lines.append("")
 
+    if eq.masterplan_loaded(conn):
+        lines += _annex_sections(conn, where, params, catalog, lang, local, num)
+
     # Area x pillar, for the chapter on where needs concentrate. Nine columns do not fit a
     # portrait page: two tables of at most six columns, the kecamatan repeated in each.
     grid: dict[str | None, dict[str | None, int]] = {}
@@ -1155,6 +1159,31 @@ def _write_markdown(conn: sqlite3.Connection, filters: ExportFilter, out: Binary
     lines += [f"_{t('footer', date=_date(utcnow(), local, catalog, lang))}_", ""]
     out.write("\n".join(lines).encode("utf-8"))
     return total
+
+
+def _annex_sections(conn: sqlite3.Connection, where: str, params: list[Any], catalog: Catalog,
+                    lang: str, local: LocalTime, num: Callable[[int], str]) -> list[str]:
+    """The annex by masterplan section (issue 18): every section of the outline, those
+    without resident input too, with the submissions behind it (by code), counts by
+    kecamatan, supports and the most supported quotes, masked."""
+    t = lambda key, **kw: catalog.text(lang, f"exports.annex.{key}", **kw)  # noqa: E731
+    lines = [f"## {t('sections')}", "", t("sections_intro"), ""]
+    for section in _section_view(conn, where, params, quotes=ANNEX_SECTION_QUOTES):
+        retired = t("section_retired") if section.retired else ""
+        lines += [f"### {_md(section.number)} {_md(section.title)}{retired}", ""]
+        total = sum(section.kinds.values())
+        if not total:
+            lines += [f"_{t('section_empty')}_", ""]
+            continue
+        lines += [t("section_counts", count=num(total), reports=num(section.kinds.get("report", 0)),
+                    ideas=num(section.kinds.get("idea", 0)), supports=num(section.supports)), ""]
+        lines += [t("section_codes", codes=", ".join(section.codes)), ""]
+        lines += [t("section_areas", areas=_md(_area_counts(section.areas, t("no_area"), num))), ""]
+        for code, text, area, created in section.quotes:
+            source = ", ".join(x for x in (
+                _md(area) if area else "", _date(datetime.fromisoformat(created), local, catalog, lang), code) if x)
+            lines += [f"> “{_md(redact_text(text), QUOTE_CHARS)}”", f"> — {source}", ""]
+    return lines
 
 
 # The bot side: officials' /ekspor in a chat ------------------------------------------------------

@@ -200,3 +200,36 @@ def annex_agencies(conn: sqlite3.Connection, sql_where: str, params: list[Any], 
         f"SELECT s.forwarded_to, COUNT(*) AS n FROM submissions s WHERE {sql_where} "
         f"AND s.forwarded_to IS NOT NULL AND s.forwarded_to <> '' GROUP BY 1 ORDER BY n DESC, 1 "
         f"LIMIT {int(limit)}", params).fetchall()
+
+
+# The masterplan's sections (issue 18) -----------------------------------------------------------
+def masterplan_loaded(conn: sqlite3.Connection) -> bool:
+    """An outline has been loaded: only then do exports carry the section column and view
+    (a database from before migration 0010, read read-only, has no such table)."""
+    try:
+        return conn.execute("SELECT 1 FROM masterplan_sections LIMIT 1").fetchone() is not None
+    except sqlite3.OperationalError:
+        return False
+
+
+def section_numbers(conn: sqlite3.Connection) -> dict[str, str]:
+    """{code: section number} of every linked submission (a small share of all of them)."""
+    return dict(conn.execute(
+        "SELECT sub.code, s.number FROM masterplan_links l JOIN submissions sub ON sub.id = l.submission_id "
+        "JOIN masterplan_sections s ON s.id = l.section_id").fetchall())
+
+
+def sections(conn: sqlite3.Connection) -> list[tuple[Any, ...]]:
+    """(id, number, title, pillar, programme, area, retired) in outline order, retired last."""
+    return conn.execute(
+        "SELECT id, number, title, pillar, programme, area, retired_at IS NOT NULL FROM masterplan_sections "
+        "ORDER BY retired_at IS NOT NULL, position, id").fetchall()
+
+
+def section_submissions(conn: sqlite3.Connection, sql_where: str, params: list[Any]) -> list[tuple[Any, ...]]:
+    """(section id, code, kind, area, supports, text, created_at) of the linked submissions
+    matching the export's WHERE, most supported first within a section."""
+    return conn.execute(
+        f"SELECT l.section_id, s.code, s.kind, s.area, s.supports, s.text, s.created_at "
+        f"FROM masterplan_links l JOIN submissions s ON s.id = l.submission_id WHERE {sql_where} "
+        f"ORDER BY l.section_id, s.supports DESC, s.created_at, s.id", params).fetchall()

@@ -166,7 +166,7 @@ async def test_an_official_links_in_chat_and_resident_and_supporter_are_told_onc
         await asyncio.to_thread(cli, tg.services.settings, "load", str(outline))
 
         sari = await add_resident(tg.db, "1001", language="en")
-        budi = await add_resident(tg.db, "1002", name="Budi")
+        await add_resident(tg.db, "1002", name="Budi")
         code = await add_submission(tg.db, sari, "Perlu bus desa ke pasar Maospati setiap pagi", kind="idea")
         await tg.say(1002, f"/dukung {code}")
 
@@ -328,3 +328,73 @@ async def test_bulk_link_from_a_filled_in_export_is_a_dry_run_until_applied(make
     assert "0 new, 0 moved, 2 already linked" in again.output
     assert scalar(settings.database_path, "SELECT count(*) FROM outbox") == 2
     assert scalar(settings.database_path, "SELECT count(*) FROM audit_log WHERE action = 'masterplan_link'") == 2
+
+
+# Exports: the section column and the view by section -------------------------------------------------------
+async def test_exports_show_the_sections_and_a_filled_in_export_links_the_rest(make_settings, tmp_path):
+    """The XLSX gets a section column and a sheet by section (sections without input too);
+    the Markdown annex a chapter by section with codes, kecamatan counts, supports and
+    masked quotes. The exported file, its section column filled in, links in bulk."""
+    from openpyxl import load_workbook
+
+    from bot.cli_export import export
+
+    settings = make_settings()
+    outline = tmp_path / "kerangka.csv"
+    outline.write_text(OUTLINE_CSV, encoding="utf-8")
+    await asyncio.to_thread(cli, settings, "load", str(outline))
+    async with open_services(settings) as services:
+        sari = await add_resident(services.db, "1001")
+        budi = await add_resident(services.db, "1002", name="Budi")
+        road = await add_submission(services.db, sari, "Jalan desa berlubang, hubungi Pak RT 081234567890",
+                                    area="Bendo")
+        bus = await add_submission(services.db, budi, "Bus desa ke pasar setiap pagi", kind="idea")
+        lamp = await add_submission(services.db, budi, "Lampu jalan mati di Takeran", area="Takeran")
+        await services.core.handle(Incoming(
+            channel="telegram", user_id="1001", chat_id="1001", kind=InputKind.COMMAND, received_at=utcnow(),
+            message_id="s1", text=f"/dukung {bus}", command="dukung", args=str(bus), language_hint="id"))
+    links = tmp_path / "links.csv"
+    links.write_text(f"kode,bagian masterplan\n{road},4.1\n{bus},4.2\n", encoding="utf-8")
+    await asyncio.to_thread(cli, settings, "link", str(links), "--apply")
+
+    xlsx = tmp_path / "aspirasi.xlsx"
+    made = await asyncio.to_thread(CliRunner().invoke, export, ["--format", "xlsx", "--out", str(xlsx)],
+                                   obj=settings)
+    assert made.exit_code == 0, made.output
+    book = load_workbook(xlsx)
+    assert book.sheetnames[-1] == "Per bagian masterplan"
+    everything = list(book["Semua kiriman"].iter_rows(values_only=True))
+    assert everything[0][-1] == "Bagian masterplan"
+    assert {row[0]: row[-1] for row in everything[1:]} == {str(road): "4.1", str(bus): "4.2", str(lamp): None}
+    by_section = list(book["Per bagian masterplan"].iter_rows(values_only=True))
+    assert by_section[0] == ("Bagian", "Judul", "Pilar", "Dalam kerangka", "Kiriman", "Laporan", "Ide",
+                             "Dukungan", "Per kecamatan", "Kode kiriman")
+    assert by_section[1:] == [
+        ("4", "Kelayakan Hidup", "Kelayakan Hidup", "ya", 0, 0, 0, 0, "belum ada masukan warga", None),
+        ("4.1", "Jalan dan Jembatan Desa", "Kelayakan Hidup", "ya", 1, 1, 0, 0, "Bendo 1", str(road)),
+        ("4.2", "Transportasi Umum Terpadu", "Kelayakan Hidup", "ya", 1, 0, 1, 1, "Maospati 1", str(bus)),
+        ("5.1", "Bank Sampah dan Daur Ulang", "Lingkungan", "ya", 0, 0, 0, 0, "belum ada masukan warga", None),
+    ]
+
+    md = tmp_path / "lampiran.md"
+    await asyncio.to_thread(CliRunner().invoke, export, ["--format", "markdown", "--out", str(md)], obj=settings)
+    annex = md.read_text(encoding="utf-8")
+    chapter = annex[annex.index("## Menurut bagian masterplan"):annex.index("## Sebaran per kecamatan dan pilar")]
+    assert "### 4.1 Jalan dan Jembatan Desa\n\n1 kiriman: 1 laporan dan 0 ide, dengan 0 dukungan warga." in chapter
+    assert f"Kiriman: {road}" in chapter and "Per kecamatan: Bendo 1" in chapter
+    assert "081234567890" not in chapter and "> “Jalan desa berlubang" in chapter
+    assert "### 4.2 Transportasi Umum Terpadu\n\n1 kiriman: 0 laporan dan 1 ide, dengan 1 dukungan warga." in chapter
+    assert "### 5.1 Bank Sampah dan Daur Ulang\n\n_Belum ada masukan warga untuk bagian ini._" in chapter
+
+    # The drafters fill in the section of the third one in the exported file itself.
+    sheet = book["Semua kiriman"]
+    for row in sheet.iter_rows(min_row=2):
+        if row[0].value == str(lamp):
+            row[-1].value = "4.1"
+    book.save(xlsx)
+    dry = await asyncio.to_thread(cli, settings, "link", str(xlsx))
+    assert dry.output.splitlines() == [
+        f"link      {lamp} -> 4.1 Jalan dan Jembatan Desa",
+        "Would link from aspirasi.xlsx: 1 new, 0 moved, 2 already linked, 0 skipped. "
+        "Nothing written; add --apply to link.",
+    ]
