@@ -374,7 +374,10 @@ def _write_csv(conn: sqlite3.Connection, filters: ExportFilter, out: BinaryIO, l
     sep = ";" if indonesian else ","
     # The byte-order mark is what makes Excel read the file as UTF-8 (é, “quotes”, emoji).
     out.write(codecs.BOM_UTF8)
-    header = COLUMNS + (CONTACT_COLUMNS if contact else ())
+    # The section column once a masterplan outline is loaded (issue 18), as in the XLSX.
+    outline = eq.masterplan_loaded(conn)
+    section_of = eq.section_numbers(conn) if outline else {}
+    header = COLUMNS + (SECTION_COLUMNS if outline else ()) + (CONTACT_COLUMNS if contact else ())
     out.write((sep.join(header) + "\r\n").encode("ascii"))
     cell = functools.partial(_csv_cell, sep=sep)
     heads: dict[tuple, str] = {}
@@ -443,6 +446,8 @@ def _write_csv(conn: sqlite3.Connection, filters: ExportFilter, out: BinaryIO, l
             f'{coords}{sep}{state}{sep}{outcome}{sep}{changed_text}{sep}{tail[0]}{sep}{supports}{sep}'
             f'{tail[1]}{sep}{tail[2]}{sep}{created_text}{sep}{updated_text}'
         )
+        if outline:
+            line += sep + cell(section_of.get(code))
         if contact:
             line += sep + sep.join(cell(v if v is None else str(v)) for v in row[20:23])
         buffer.append(line)

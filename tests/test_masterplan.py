@@ -376,6 +376,12 @@ async def test_exports_show_the_sections_and_a_filled_in_export_links_the_rest(m
         ("5.1", "Bank Sampah dan Daur Ulang", "Lingkungan", "ya", 0, 0, 0, 0, "belum ada masukan warga", None),
     ]
 
+    csv_out = tmp_path / "aspirasi.csv"
+    await asyncio.to_thread(CliRunner().invoke, export, ["--format", "csv", "--out", str(csv_out)], obj=settings)
+    lines = csv_out.read_text(encoding="utf-8-sig").splitlines()
+    assert lines[0].endswith(",updated_at,section")
+    assert [line.rsplit(",", 1)[1] for line in lines[1:]] == ["4.1", "4.2", ""]
+
     md = tmp_path / "lampiran.md"
     await asyncio.to_thread(CliRunner().invoke, export, ["--format", "markdown", "--out", str(md)], obj=settings)
     annex = md.read_text(encoding="utf-8")
