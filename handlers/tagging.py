@@ -85,25 +85,43 @@ import os
 import re
 import tomllib
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from functools import reduce
 from importlib import resources
 from itertools import compress, filterfalse
 from pathlib import Path
-from typing import Any
+from types import NotImplementedType
+from typing import Any, Protocol
 
 import ahocorasick
 
 from handlers.domain import PILLARS
 
 try:  # the compiled core (handlers/_tagcore.c), built at install when a C compiler is there
-    from handlers import _tagcore
+    import handlers._tagcore as _tagcore
 except ImportError:  # pragma: no cover - a machine without a compiler: the Python path
     _tagcore = None
 
 #: True when Tagger.classify runs in the compiled core (bench and tests report it).
 COMPILED = _tagcore is not None
+
+
+class _CompiledAffixes(Protocol):
+    """_tagcore.Affixes (a C extension, no stub): _affix_candidates' search in C."""
+
+    def first(self, word: str, /) -> str | NotImplementedType | None:
+        """The accepted root of the first candidate, None, or NotImplemented (not ASCII, too long)."""
+
+
+class _CompiledCore(Protocol):
+    """_tagcore.Core (a C extension, no stub): Tagger._classify_py's keyword scores in C."""
+
+    def classify(self, text: str, /) -> Any:
+        """TagResult's fields as a tuple, None (no pillar), NotImplemented (not ASCII: the Python
+        path), or a list of the tokens it has not seen (learn them, then ask again). Any: the
+        caller tells them apart by class in the hot loop, which mypy cannot narrow."""
+
 
 __all__ = [
     "STEMMERS",
@@ -180,7 +198,7 @@ class TagResult:
 NO_PILLAR = TagResult(None, None, 0.0, (), ())
 
 
-def _result_maker() -> Any:
+def _result_maker() -> Callable[[str, str, float, tuple[str, ...], tuple[str, ...]], TagResult]:
     # TagResult(...) of a frozen dataclass goes through object.__setattr__ per field; the
     # hot path sets the slots directly (same object, same fields, ~2x cheaper).
     new = TagResult.__new__
@@ -188,7 +206,9 @@ def _result_maker() -> Any:
         TagResult.__dict__[f].__set__ for f in ("pillar", "subtopic", "score", "matched", "secondary")
     )
 
-    def make(pillar: str, subtopic: str, score: float, matched: tuple, secondary: tuple) -> TagResult:
+    def make(
+        pillar: str, subtopic: str, score: float, matched: tuple[str, ...], secondary: tuple[str, ...]
+    ) -> TagResult:
         r = new(TagResult)
         sp(r, pillar)
         ss(r, subtopic)
@@ -750,7 +770,7 @@ class Tagger:
         self._vocab = frozenset(raw_vocab)
         # The affix search of a word seen the first time, in C (same candidates, same
         # order): the strings a candidate may be, each with the rules word it stands for.
-        self._affixes = None
+        self._affixes: _CompiledAffixes | None = None
         if compiled and _tagcore is not None and stemmer == "affix":
             norm = self._normalize
             accepted = {c: norm.get(c, c) for c in (*self._vocab, *norm) if norm.get(c, c) in self._vocab}
@@ -811,8 +831,8 @@ class Tagger:
                     last = len(key) - 1
                     value[3] = tuple(sorted((last - e, tid) for e, tid in automaton.iter(key) if tid != value[0]))
             objs = {value[0]: _Key(*value) for value in values.values()}
-            for k in objs.values():
-                k.inner = tuple((r, objs[tid]) for r, tid in k.inner)
+            for obj in objs.values():
+                obj.inner = tuple((r, objs[tid]) for r, tid in obj.inner)
             automaton = ahocorasick.Automaton()
             for key, value in values.items():
                 automaton.add_word(key, objs[value[0]])
@@ -835,7 +855,7 @@ class Tagger:
         # in self._ids (token -> id of its canonical word among the keys' words, -1 for any
         # other word), which this class fills the first time a token is seen.
         self._ids: dict[str, int] = {}
-        self._core = None
+        self._core: _CompiledCore | None = None
         if compiled and _tagcore is not None and self._ready:
             words = sorted({w for canon in keys for w in canon.split()})
             self._word_id = {w: i for i, w in enumerate(words)}
@@ -843,10 +863,10 @@ class Tagger:
             key_at = [-1]
             for tid, canon in enumerate(keys):
                 state = 0
-                for w in canon.split():
-                    nxt = edges.get((state, self._word_id[w]))
+                for word in canon.split():
+                    nxt = edges.get((state, self._word_id[word]))
                     if nxt is None:
-                        nxt = edges[(state, self._word_id[w])] = len(key_at)
+                        nxt = edges[(state, self._word_id[word])] = len(key_at)
                         key_at.append(-1)
                     state = nxt
                 key_at[state] = tid
@@ -959,6 +979,7 @@ class Tagger:
         """A visitor topic's problem (beggars, rubbish, parking...) at a listed place: branding.
 
         The place's words come first among the words shown, then the problem's."""
+        assert r.pillar is not None  # classify asks only for a visitor topic's result
         p = self._place_tagger._classify(text) if self._place_tagger is not None else NO_PILLAR
         if p.pillar is None:
             return r
@@ -1075,7 +1096,8 @@ class Tagger:
             secondary: tuple[str, ...] = ()
         else:
             ptotal = total & _PILLAR_FIELDS
-            ranked = [(-((ptotal >> (_BITS * i)) & _MAX), i) for i in _PILLAR_BITS[pillars]]
+            # (-score, pillar index), or (-score, -strongest term, pillar index) on a tie
+            ranked: list[tuple[int, ...]] = [(-((ptotal >> (_BITS * i)) & _MAX), i) for i in _PILLAR_BITS[pillars]]
             ranked.sort()
             if len(set(map(_first, ranked))) < len(ranked):  # equal scores: strongest term decides
                 ranked = sorted([(r[0], -_top(distinct, r[1], 0), r[1]) for r in ranked])
@@ -1106,6 +1128,7 @@ class Tagger:
         if ascii_text:
             find = (" " + low + " ").find
             index = toks.index
+            out: list[str] | None  # None: every word was found directly, matched is set
             out = []
             for e, v in found:
                 if v.mask & bit:
@@ -1156,11 +1179,22 @@ class Tagger:
 
 
 class _Key:
-    """One automaton key; hashed by identity (one object per key)."""
+    """One automaton key; hashed by identity (one object per key).
+
+    inner is built holding term ids, which Tagger.__init__ then replaces by the key objects."""
 
     __slots__ = ("inner", "length", "mask", "packed", "terms", "tid", "words")
 
-    def __init__(self, tid: int, length: int, words: int, inner: tuple, packed: int, mask: int, terms: tuple) -> None:
+    def __init__(
+        self,
+        tid: int,
+        length: int,
+        words: int,
+        inner: tuple[tuple[int, _Key], ...],
+        packed: int,
+        mask: int,
+        terms: tuple[tuple[int, int, int], ...],
+    ) -> None:
         self.tid, self.length, self.words, self.inner = tid, length, words, inner
         self.packed, self.mask, self.terms = packed, mask, terms
 
@@ -1174,7 +1208,7 @@ _mask_of = operator.attrgetter("mask")
 or_ = operator.or_
 
 
-def _top(distinct: Iterable[tuple], index: int, sub: int) -> int:
+def _top(distinct: Iterable[_Key], index: int, sub: int) -> int:
     """Weight of the strongest term of a pillar (sub=0) or a packed sub-topic field (sub=1).
 
     Only needed to rank several pillars or sub-topics with scores to compare."""
