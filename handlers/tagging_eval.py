@@ -150,7 +150,7 @@ def _speed(tagger: Tagger, texts: Sequence[str], cold: bool) -> float:
 
 
 def compare_stemmers(rows: list[EvalRow], rules: str | None) -> list[dict[str, Any]]:
-    table = []
+    table: list[dict[str, Any]] = []
     texts = [r.text for r in rows]
     for stemmer in STEMMERS:
         try:
@@ -286,10 +286,10 @@ def write_weights(rules_text: str, changes: dict[tuple[str, str, str], float]) -
             out.append(line)
             m = header.match(line)
             if m and m.group(1).strip() in missing:
-                t = m.group(1).strip()
+                name = m.group(1).strip()
                 items = ", ".join(
                     f"{k if _BARE_KEY.fullmatch(k) else json.dumps(k, ensure_ascii=False)} = {w:g}"
-                    for k, w in by_table[t].items()
+                    for k, w in by_table[name].items()
                 )
                 out.append("weights = { " + items + " }")
         lines = out
