@@ -26,6 +26,7 @@ import hashlib
 import hmac
 import json
 import logging
+import os
 import socket
 import time
 from collections.abc import AsyncIterator, Callable
@@ -49,6 +50,8 @@ if TYPE_CHECKING:
     from bot.channels.whatsapp import WhatsAppChannel
     from bot.config import Settings
 
+# Which process answered, for several instances behind one address (hostname:pid).
+INSTANCE = f"{socket.gethostname()}:{os.getpid()}"
 log = logging.getLogger(__name__)
 
 MAX_BODY = 3 * 1024 * 1024
@@ -158,7 +161,8 @@ def build_web_app(
         ok = reachable and writes is None
         body: dict[str, Any] = {"status": "ok" if ok else "unavailable",
                                 "database": "ok" if reachable else "unreachable",
-                                "writes": "ok" if writes is None else "failing"}
+                                "writes": "ok" if writes is None else "failing",
+                                "engine": services.db.engine, "instance": INSTANCE}
         if worker is not None:
             body["whatsapp_backlog"] = worker.backlog
         return JSONResponse(body, status_code=200 if ok else 503, headers=_HEADERS)

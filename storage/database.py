@@ -247,6 +247,8 @@ LOCK_WAIT_S = BUSY_TIMEOUT_MS / 1000 * LOCK_ATTEMPTS
 
 
 class Database:
+    engine = "sqlite"
+
     def __init__(self, path: Path | str):
         self.path = Path(path)
         self._conn: LoopConnection | None = None

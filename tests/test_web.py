@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import itertools
 import json
+import os
 import socket
 import sqlite3
 import statistics
@@ -153,6 +154,7 @@ async def test_health_reports_the_database(wa_bot):
     health = await wa_bot.http.get("/healthz")
     assert health.status_code == 200
     assert health.json()["status"] == "ok" and health.json()["database"] == "ok"
+    assert health.json()["engine"] == "sqlite" and health.json()["instance"].endswith(f":{os.getpid()}")
 
 
 @on_bot
