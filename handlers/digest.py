@@ -23,7 +23,7 @@ from handlers.i18n import Catalog
 from handlers.privacy import redact
 
 # What the queries hand over is defined with the queries.
-from storage.digest_queries import DigestRows, GroupCount, Sample
+from storage.digest_queries import DigestRows, GroupCount, Sample, SectionDraw
 
 # (pillar, subtopic, language) -> label; the tagger's rules know the human names.
 SubtopicLabel = Callable[[str, str, str], str]
@@ -248,6 +248,8 @@ class Digest:
     supported: int = 0
     gains: list[GainItem] = field(default_factory=list)
     as_of: datetime | None = None                # the backlog's ages are counted to this day
+    links: list[MoveItem] = field(default_factory=list)       # new masterplan links (note: the section)
+    top_sections: list[SectionDraw] = field(default_factory=list)   # drew the most residents
 
     @property
     def empty(self) -> bool:
@@ -313,6 +315,10 @@ def compute_digest(period: Period, rows: DigestRows, *, regency: str = "",
         supports_gained=rows.supports_gained, supported=rows.supported,
         gains=[GainItem(_quote(g.sample, 160), g.gained) for g in rows.gains if g.gained > 0],
         as_of=end,
+        links=[MoveItem(code=str(TrackingCode(link.code)), status=Status.IN_MASTERPLAN.value,
+                        note=f"{link.number} {link.title}", pillar=link.pillar, area=link.area)
+               for link in rows.links],
+        top_sections=list(rows.sections),
     )
 
 
@@ -579,6 +585,18 @@ def _blocks(d: Digest, w: Wording) -> tuple[str, str, list[_Block]]:
             movement.append(w.t(f"digest.move_{status}", code=m.code, note=m.note or w.t("digest.move_no_note"),
                                 where=where))
     blocks.append(_Block(w.t("digest.section_movement"), movement))
+    if d.links or d.top_sections:
+        # Issue 18: what went into which section of the masterplan this period.
+        masterplan = []
+        if d.links:
+            masterplan.append(w.t("digest.links"))
+            masterplan += [w.t("digest.link_line", code=m.code, section=m.note,
+                               where=", ".join(x for x in (w.pillar(m.pillar), m.area) if x)) for m in d.links]
+        if d.top_sections:
+            masterplan.append(w.t("digest.top_sections"))
+            masterplan += [w.t("digest.top_section_line", number=s.number, title=s.title, count=w.n(s.residents))
+                           for s in d.top_sections]
+        blocks.append(_Block(w.t("digest.section_masterplan"), masterplan))
     return title, period, blocks
 
 
@@ -808,6 +826,12 @@ def to_json(digest: Digest) -> dict[str, Any]:
         "status_movement": dict(digest.movement),
         "moves": [{"code": m.code, "status": m.status, "note": m.note or None, "pillar": m.pillar,
                    "area": m.area} for m in digest.moves],
+        "masterplan": {
+            "links": [{"code": m.code, "section": m.note.split(" ", 1)[0], "pillar": m.pillar, "area": m.area}
+                      for m in digest.links],
+            "sections": [{"number": t.number, "title": t.title, "residents": t.residents}
+                         for t in digest.top_sections],
+        },
         "supports": {"gained": digest.supports_gained, "submissions": digest.supported,
                      "top_ideas": [{**_quote_json(g.idea), "gained": g.gained} for g in digest.gains]},
         "pillars": [

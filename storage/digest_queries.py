@@ -95,6 +95,26 @@ class Gain:
 
 
 @dataclass(frozen=True, slots=True)
+class SectionLink:
+    """A submission linked to a masterplan section during the period (issue 18)."""
+
+    code: str
+    number: str
+    title: str
+    pillar: str | None
+    area: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class SectionDraw:
+    """A masterplan section and how many residents stood behind it this period."""
+
+    number: str
+    title: str
+    residents: int
+
+
+@dataclass(frozen=True, slots=True)
 class DigestRows:
     current: list[GroupCount]
     previous: list[GroupCount]
@@ -108,6 +128,8 @@ class DigestRows:
     supports_gained: int = 0                                 # supports given during the period
     supported: int = 0                                       # ... to this many submissions
     gains: list[Gain] = field(default_factory=list)          # ideas that gained most
+    links: list[SectionLink] = field(default_factory=list)   # new masterplan links, by code
+    sections: list[SectionDraw] = field(default_factory=list)  # sections drawing most residents
 
 
 QUOTE_CANDIDATES = 12     # per pillar and kind: the digest keeps 2-3 after dropping short texts
@@ -185,6 +207,32 @@ WHERE s.id IN (SELECT value FROM json_each(:ids)) AND s.hidden = 0 AND s.kind = 
 """
 GAINS_LIMIT = 3
 
+# Issue 18: the period's new links to masterplan sections (few: officials make them by
+# hand), and the sections whose linked submissions drew the most residents in the period:
+# the residents who sent one of them, or supported one, during the period, each counted once.
+LINKS_SQL = """
+SELECT sub.code, ms.number, ms.title, sub.pillar, sub.area
+FROM masterplan_links AS l INDEXED BY masterplan_links_linked_at
+JOIN submissions AS sub ON sub.id = l.submission_id JOIN masterplan_sections AS ms ON ms.id = l.section_id
+WHERE l.linked_at >= :start AND l.linked_at < :end AND sub.hidden = 0
+ORDER BY l.linked_at LIMIT :limit
+"""
+LINKS_LIMIT = 10
+SECTIONS_SQL = """
+SELECT ms.number, ms.title, count(DISTINCT who.user_id) AS residents
+FROM (
+    SELECT sub.id AS submission_id, sub.user_id FROM submissions AS sub
+    WHERE sub.created_at >= :start AND sub.created_at < :end AND sub.hidden = 0 AND sub.user_id IS NOT NULL
+    UNION ALL
+    SELECT sp.submission_id, sp.user_id FROM supports AS sp
+    WHERE sp.created_at >= :start AND sp.created_at < :end
+) AS who
+JOIN masterplan_links AS l ON l.submission_id = who.submission_id
+JOIN masterplan_sections AS ms ON ms.id = l.section_id
+GROUP BY ms.id ORDER BY residents DESC, ms.position LIMIT :limit
+"""
+SECTIONS_LIMIT = 3
+
 UNTAGGED_OPEN_SQL = """
 SELECT count(*) FROM submissions INDEXED BY submissions_untagged
 WHERE pillar IS NULL AND hidden = 0 AND created_at < :end AND status IN ('new', 'reviewed', 'forwarded')
@@ -249,7 +297,18 @@ def read_digest_rows_on(conn: sqlite3.Connection, period: Period) -> DigestRows:
         supports_gained=sum(gained.values()),
         supported=len(gained),
         gains=_gains(conn, gained),
+        **_masterplan(conn, bounds),
     )
+
+
+def _masterplan(conn: sqlite3.Connection, bounds: dict[str, str]) -> dict[str, Any]:
+    try:
+        links = [SectionLink(*r) for r in conn.execute(LINKS_SQL, {**bounds, "limit": LINKS_LIMIT})]
+        sections = [SectionDraw(r[0], r[1], int(r[2]))
+                    for r in conn.execute(SECTIONS_SQL, {**bounds, "limit": SECTIONS_LIMIT}) if r[2]]
+    except sqlite3.OperationalError:
+        return {}  # a database from before migration 0010, read as it is: no outline yet
+    return {"links": links, "sections": sections}
 
 
 def _gains(conn: sqlite3.Connection, gained: Counter[int]) -> list[Gain]:

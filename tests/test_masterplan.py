@@ -404,3 +404,44 @@ async def test_exports_show_the_sections_and_a_filled_in_export_links_the_rest(m
         "Would link from aspirasi.xlsx: 1 new, 0 moved, 2 already linked, 0 skipped. "
         "Nothing written; add --apply to link.",
     ]
+
+
+# The digest: the period's new links and the sections that drew the most residents -------------------------
+async def test_the_digest_lists_new_links_and_the_sections_drawing_most_residents(make_settings, tmp_path):
+    from bot.cli_digest import digest
+
+    settings = make_settings()
+    outline = tmp_path / "kerangka.csv"
+    outline.write_text(OUTLINE_CSV, encoding="utf-8")
+    await asyncio.to_thread(cli, settings, "load", str(outline))
+    async with open_services(settings) as services:
+        sari = await add_resident(services.db, "1001")
+        budi = await add_resident(services.db, "1002", name="Budi")
+        await add_resident(services.db, "1003", name="Wati")
+        road = await add_submission(services.db, sari, "Jalan desa berlubang di Bendo", area="Bendo")
+        bus = await add_submission(services.db, budi, "Bus desa ke pasar setiap pagi", kind="idea")
+        for n, who in enumerate(("1001", "1003")):
+            await services.core.handle(Incoming(
+                channel="telegram", user_id=who, chat_id=who, kind=InputKind.COMMAND, received_at=utcnow(),
+                message_id=f"s{n}", text=f"/dukung {bus}", command="dukung", args=str(bus), language_hint="id"))
+    links = tmp_path / "links.csv"
+    links.write_text(f"code,section\n{road},4.1\n{bus},4.2\n", encoding="utf-8")
+    await asyncio.to_thread(cli, settings, "link", str(links), "--apply")
+
+    today = utcnow().astimezone(settings.zone).date().isoformat()
+    shown = await asyncio.to_thread(CliRunner().invoke, digest, ["--since", today], obj=settings)
+    assert shown.exit_code == 0, shown.output
+    chapter = shown.output[shown.output.index("MASTERPLAN"):]
+    assert chapter.splitlines()[:6] == [
+        "MASTERPLAN",
+        "Masuk bagian masterplan pada periode ini:",
+        f"• {road} → 4.1 Jalan dan Jembatan Desa (Kelayakan Hidup, Bendo)",
+        f"• {bus} → 4.2 Transportasi Umum Terpadu (Kelayakan Hidup, Maospati)",
+        "Bagian yang paling banyak melibatkan warga pada periode ini (pengirim dan pendukung):",
+        "• 4.2 Transportasi Umum Terpadu: 3 warga",
+    ]
+    assert chapter.splitlines()[6] == "• 4.1 Jalan dan Jembatan Desa: 1 warga"
+    as_json = await asyncio.to_thread(CliRunner().invoke, digest, ["--since", today, "--format", "json"],
+                                      obj=settings)
+    assert json.loads(as_json.output)["masterplan"]["sections"][0] == {
+        "number": "4.2", "title": "Transportasi Umum Terpadu", "residents": 3}
