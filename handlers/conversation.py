@@ -374,6 +374,10 @@ class Turn:
             # An official asking for help wants their own commands, and a bare /status from
             # them is the start of a status change, not a resident's list.
             return await self.official("help" if command == "help" else "status", args)
+        if self.is_official and self.user is None and command in ("start", "menu"):
+            # An official opening the chat (the terminal sends /start) is there for the desk:
+            # their commands, not the residents' privacy notice.
+            return await self.official("help", args)
         if self.user is None:
             return await self.before_consent()
         last = self.user.last_inbound_at

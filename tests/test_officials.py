@@ -639,3 +639,9 @@ async def test_a_slow_digest_does_not_hold_residents_back(services):
     assert "pemberitahuan privasi" in answered[0].text and not asked.done()
     release.set()
     assert [r.text for r in await asked] == ["ringkasan"]
+
+
+async def test_an_official_opening_the_chat_sees_the_desk_not_the_residents_notice(make_settings):
+    async with telegram_stack(make_settings) as tg:
+        [opened] = await tg.say(OFFICIAL, "/start")
+    assert "/baru" in opened.plain and "pemberitahuan privasi" not in opened.plain
