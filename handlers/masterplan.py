@@ -70,7 +70,7 @@ def _key(text: str) -> str:
 
 def pillar_vocabulary(catalog: Catalog) -> dict[str, str]:
     """Every way a pillar is written in an outline: its key and its names in every language."""
-    vocab = {}
+    vocab: dict[str, str] = {}
     for pillar in PILLARS:
         for word in {pillar, *catalog.aliases(f"pillars.{pillar}"), *catalog.aliases(f"officials.pillar_words.{pillar}")}:
             vocab.setdefault(_key(word), pillar)
@@ -331,12 +331,13 @@ def describe(diff: OutlineDiff, links: Mapping[int, int]) -> list[str]:
 async def apply_outline(conn: Connection, diff: OutlineDiff, *, actor: str, source: str, now: datetime) -> None:
     """Write a reload and its audit record in the caller's transaction."""
     for position, entry, section in diff.plan:
-        fields = dict(number=entry.number, title=entry.title, pillar=entry.pillar,
-                      programme=entry.programme, area=entry.area, position=position)
         if section is None:
-            await store.add_section(conn, **fields, now=now)
+            await store.add_section(conn, number=entry.number, title=entry.title, pillar=entry.pillar,
+                                    programme=entry.programme, area=entry.area, position=position, now=now)
         elif section.position != position or _differences(entry, section):
-            await store.update_section(conn, section.id, **fields, retired=False, now=now)
+            await store.update_section(conn, section.id, number=entry.number, title=entry.title,
+                                       pillar=entry.pillar, programme=entry.programme, area=entry.area,
+                                       position=position, retired=False, now=now)
     for section in diff.retire:
         await store.update_section(
             conn, section.id, number=section.number, title=section.title, pillar=section.pillar,
@@ -350,7 +351,7 @@ async def apply_outline(conn: Connection, diff: OutlineDiff, *, actor: str, sour
             "changes": [{"what": list(c.what),
                          "before": c.before.number if c.before else None,
                          "after": c.entry.number if c.entry else None,
-                         "title": (c.entry or c.before).title if (c.entry or c.before) else None}
+                         "title": c.entry.title if c.entry else c.before.title if c.before else None}
                         for c in diff.changes],
         },
         now=now,
