@@ -22,6 +22,7 @@ from bot.config import Settings
 from handlers.digest import (
     Period,
     PeriodError,
+    SubtopicLabel,
     compute_digest,
     parse_period,
     render_html,
@@ -189,7 +190,7 @@ async def _send(settings: Settings, catalog: Catalog, period: Period) -> int:
     return 1 if report.failed else 0
 
 
-def _subtopic_label(settings: Settings):
+def _subtopic_label(settings: Settings) -> SubtopicLabel | None:
     """The rules' names for sub-topics; without readable rules, the keys are shown."""
     try:
         from handlers.tagging import Tagger

@@ -18,7 +18,7 @@ import sys
 import tempfile
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 import click
 
@@ -26,6 +26,9 @@ from bot.config import Settings
 from bot.exports import CSV_DIALECTS, FORMATS, NO_PILLAR, ExportError, ExportFilter, count_rows
 from bot.exports import export as run_export
 from handlers.domain import KINDS, PILLARS, STATUSES
+
+if TYPE_CHECKING:
+    from tqdm import tqdm
 
 TEXT_FORMATS = ("csv", "jsonl", "geojson", "markdown")
 
@@ -67,7 +70,7 @@ def _check_out(out: Path, force: bool) -> None:
         raise click.BadParameter(f"folder {out.parent} does not exist", param_hint="--out")
 
 
-def _progress_bar(total: int, fmt: str):
+def _progress_bar(total: int, fmt: str) -> tqdm | None:
     """tqdm on stderr when a person is watching it; nothing when it goes to a pipe or log."""
     if fmt == "markdown" or not sys.stderr.isatty():
         return None
@@ -209,7 +212,7 @@ def _run(
     lang: str,
     include_contact: bool,
     actor: str,
-    bar,
+    bar: tqdm | None,
     csv_dialect: str = "rfc4180",
 ) -> int:
     return run_export(
@@ -234,7 +237,7 @@ def _write_file(
     lang: str,
     include_contact: bool,
     actor: str,
-    bar,
+    bar: tqdm | None,
     csv_dialect: str = "rfc4180",
 ) -> int:
     # mkstemp: a fresh file (O_EXCL, mode 0600) in the target's folder, so the final

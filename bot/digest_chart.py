@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import io
 
-from handlers.digest import PILLARS, UNTAGGED, Digest, Wording
+from handlers.digest import UNTAGGED, Digest, Wording
+from handlers.domain import PILLARS
 from handlers.i18n import Catalog
 
 WIDTH_IN, HEIGHT_IN, DPI = 7.2, 9.0, 150  # 1080 x 1350 px

@@ -11,7 +11,9 @@ import logging
 import os
 import re
 import sys
+from io import TextIOWrapper
 from pathlib import Path
+from typing import TextIO
 
 _BOT_URL_TOKEN = re.compile(r"bot\d{3,}:[A-Za-z0-9_-]{20,}")
 _BARE_TOKEN = re.compile(r"\b\d{6,}:[A-Za-z0-9_-]{30,}\b")
@@ -71,7 +73,7 @@ def replay_early_records() -> None:
 
 
 class _FileHandler(logging.FileHandler):
-    def _open(self):
+    def _open(self) -> TextIOWrapper:
         Path(self.baseFilename).parent.mkdir(parents=True, exist_ok=True)
         return super()._open()
 
@@ -86,7 +88,7 @@ def _writable(path: Path) -> bool:
     return False
 
 
-def setup_logging(level: str, secrets: list[str], stream=sys.stderr, path: Path | None = None) -> None:
+def setup_logging(level: str, secrets: list[str], stream: TextIO = sys.stderr, path: Path | None = None) -> None:
     """Log to `stream`, or, with `path`, append to that file instead (the terminal chat:
     log lines on the screen would interleave with the conversation)."""
     handler: logging.Handler

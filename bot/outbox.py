@@ -34,13 +34,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import enum
 import logging
 import random
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from handlers.clock import utcnow
 from handlers.limits import (
@@ -49,7 +50,7 @@ from handlers.limits import (
     WHATSAPP_WINDOW_SAFETY,
     whatsapp_window_open,
 )
-from handlers.messages import DeliveryError, OutcomeUnknown, Reply, WindowClosed
+from handlers.messages import Channel, DeliveryError, OutcomeUnknown, Reply, WindowClosed
 from handlers.text import clip
 from storage import outbox as ox
 from storage.database import Database, StorageUnavailable
@@ -103,7 +104,13 @@ class _Pacer:
             self._next = time.monotonic() + self.gap
 
 
-_PARKED = object()  # the row waits for the resident to reopen the WhatsApp window
+class _Parked(enum.Enum):
+    """A sentinel of its own type, so `result is _PARKED` narrows what _attempt returns."""
+
+    PARKED = enum.auto()
+
+
+_PARKED: Final = _Parked.PARKED  # the row waits for the resident to reopen the WhatsApp window
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,7 +123,7 @@ class OutboxWorker:
     def __init__(
         self,
         db: Database,
-        channels: Mapping[str, Any],
+        channels: Mapping[str, Channel],
         settings: Settings,
         catalog: Catalog,
         *,
@@ -338,7 +345,7 @@ class OutboxWorker:
             self._prune(time.monotonic())
             self._wake.set()
 
-    async def _attempt(self, job: _Job) -> object:
+    async def _attempt(self, job: _Job) -> str | _Parked | None:
         """The platform message id, or _PARKED when the row must wait for the window."""
         try:
             return await self._send(job)
