@@ -68,7 +68,6 @@ RETRY_EVERY = timedelta(minutes=15)  # rounds for failed recipients and expired 
 MISFIRE_GRACE = 3600  # a run up to an hour late (busy loop, suspend) still fires
 CATCH_UP_LOOKBACK = timedelta(days=8)  # the digest is weekly: the last fire is within 8 days
 SMTP_TIMEOUT = 30.0
-WA_WINDOW = timedelta(hours=24)
 
 
 @dataclass(frozen=True, slots=True)
@@ -371,9 +370,7 @@ class DigestService:
         wa = self.whatsapp
         now = self.clock()
         # An official's number that never wrote to the bot is unknown: its window is closed.
-        window = getattr(wa, "window_open", None)
-        is_open = window(last_inbound, now) if window else (last_inbound is not None and now - last_inbound < WA_WINDOW)
-        if is_open:
+        if wa.window_open(last_inbound, now):
             await wa.send(r.address, Reply(pkg.summary), purpose="digest")
             return
         template = self.settings.whatsapp_template_digest
