@@ -214,7 +214,9 @@ class DigestService:
                     report.skipped.append(r.key)
                     continue
                 lang, last_inbound = await q.recipient_profile(conn, r.channel, r.address)
-            claimed.append((r, lang if self.catalog.supports(lang) else self.catalog.default, last_inbound))
+            claimed.append(
+                (r, lang if lang is not None and self.catalog.supports(lang) else self.catalog.default, last_inbound)
+            )
         if not claimed:
             log.info("digest %s: nothing to send (%d already handled)", period.label, len(report.skipped))
             return report
@@ -353,7 +355,8 @@ class DigestService:
         msg["Auto-Submitted"] = "auto-generated"  # RFC 3834: no out-of-office replies to us
         msg.set_content(pkg.text)
         msg.add_alternative(pkg.html, subtype="html")
-        html_part = msg.get_payload()[1]  # type: ignore[index]
+        html_part = msg.get_payload(1)
+        assert isinstance(html_part, EmailMessage)  # add_alternative makes its parts of msg's class
         # Inline only: with a filename, mail clients list the chart as an attachment as well
         # as showing it in the text (issue 14.18).
         html_part.add_related(pkg.chart.data, maintype="image", subtype="png", cid=pkg.chart_cid, disposition="inline")
@@ -434,7 +437,7 @@ class DigestScheduler:
             self.trigger,
             self.zone,
             self.scheduler.get_job("weekly-digest").next_run_time,
-        )  # type: ignore[union-attr]
+        )
         # In the background: a catch-up must not hold up the channels starting.
         self._catch_up = asyncio.create_task(self.catch_up(), name="digest catch-up")
 
