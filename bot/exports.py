@@ -848,7 +848,7 @@ class _Section:
     kinds: dict[str, int] = field(default_factory=dict)
     supports: int = 0
     areas: dict[str | None, int] = field(default_factory=dict)
-    quotes: list[tuple[str, str, str | None, str]] = field(default_factory=list)  # code, text, area, created
+    quotes: list[tuple[str, str, str, str | None, str]] = field(default_factory=list)  # code, kind, text, area, created
 
 
 def _section_view(conn: sqlite3.Connection, sql_where: str, params: list[Any], *,
@@ -864,7 +864,7 @@ def _section_view(conn: sqlite3.Connection, sql_where: str, params: list[Any], *
         section.supports += supports or 0
         section.areas[area] = section.areas.get(area, 0) + 1
         if len(section.quotes) < quotes:    # most supported first (the query's order)
-            section.quotes.append((str(TrackingCode(code)), text, area, created))
+            section.quotes.append((str(TrackingCode(code)), kind, text, area, created))
     return list(view.values())
 
 
@@ -1184,9 +1184,10 @@ def _annex_sections(conn: sqlite3.Connection, where: str, params: list[Any], cat
                     ideas=num(section.kinds.get("idea", 0)), supports=num(section.supports)), ""]
         lines += [t("section_codes", codes=", ".join(section.codes)), ""]
         lines += [t("section_areas", areas=_md(_area_counts(section.areas, t("no_area"), num))), ""]
-        for code, text, area, created in section.quotes:
+        for code, kind, text, area, created in section.quotes:
             source = ", ".join(x for x in (
-                _md(area) if area else "", _date(datetime.fromisoformat(created), local, catalog, lang), code) if x)
+                catalog.text(lang, f"kinds.{kind}"), _md(area) if area else "",
+                _date(datetime.fromisoformat(created), local, catalog, lang), code) if x)
             lines += [f"> “{_md(redact_text(text), QUOTE_CHARS)}”", f"> — {source}", ""]
     return lines
 
