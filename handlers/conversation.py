@@ -31,7 +31,7 @@ from handlers.i18n import Catalog
 from handlers.language import LanguageDetector, language_hint
 from handlers.limits import whatsapp_window_reopened
 from handlers.messages import Button, Incoming, InputKind, Outcome, Reply
-from handlers.privacy import redact
+from handlers.privacy import RULES_VERSION, redact
 from handlers.text import clip
 from storage import audit, erasure, inbound, submissions, users
 from storage import deadlines as deadline_store
@@ -807,7 +807,7 @@ class Turn:
         rng = self.core.rng
         code = TrackingCode(await submissions.insert_submission(
             self.conn, user=self.user, draft=draft, draw_code=lambda: TrackingCode.generate(rng).value,
-            now=self.now,
+            now=self.now, masked=(redact(draft["text"]), RULES_VERSION),
         ))
         self.conv = Conversation("idle", {"n": self.serial})
         key = "saved.report" if draft["kind"] == "report" else "saved.idea"

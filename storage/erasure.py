@@ -49,7 +49,7 @@ async def erase_user(
         for sub_id, _, text, note in mine:
             await conn.execute(
                 "UPDATE submissions SET user_id = NULL, anonymous = 1, submitter_name = NULL, "
-                "text = ?, status_note = ?, updated_at = ? WHERE id = ?",
+                "text = ?, text_masked = NULL, masked_with = NULL, status_note = ?, updated_at = ? WHERE id = ?",
                 (scrub(text), scrub(note) if note else note, to_db(now), sub_id),
             )
             async with conn.execute(

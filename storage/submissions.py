@@ -62,10 +62,11 @@ def _submission(row: sqlite3.Row) -> Submission:
 
 async def insert_submission(
     conn: Connection, *, user: User, draft: dict[str, Any], draw_code: Callable[[], str],
-    now: datetime,
+    now: datetime, masked: tuple[str, str] | None = None,
 ) -> str:
     """Store a confirmed submission; returns its code (`draw_code` makes a fresh one: the
-    core's TrackingCode, drawn again on the rare collision)."""
+    core's TrackingCode, drawn again on the rare collision). `masked`: the text with
+    personal data masked and the version of the masking rules that made it."""
     stamp = to_db(now)
     for _ in range(20):
         code = draw_code()
@@ -74,8 +75,9 @@ async def insert_submission(
         async with conn.execute(
             "INSERT INTO submissions (code, user_id, kind, pillar, subtopic, auto_pillar, "
             "matched, text, language, area, latitude, longitude, photo_ref, anonymous, "
-            "submitter_name, channel, status, created_at, updated_at, status_changed_at) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'new', ?, ?, ?) "
+            "submitter_name, channel, status, created_at, updated_at, status_changed_at, "
+            "text_masked, masked_with) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'new', ?, ?, ?, ?, ?) "
             "ON CONFLICT (code) DO NOTHING RETURNING id",
             (
                 code, user.id, draft["kind"], draft.get("pillar"),
@@ -86,6 +88,7 @@ async def insert_submission(
                 1 if draft.get("anonymous") else 0,
                 None if draft.get("anonymous") else draft.get("name"),
                 user.channel, stamp, stamp, stamp,
+                masked[0] if masked else None, masked[1] if masked else None,
             ),
         ) as cur:
             row = await cur.fetchone()
