@@ -248,7 +248,8 @@ def _note(value: str | None) -> str | None:
 
 def _records(rows: Iterator[tuple], local: LocalTime, contact: bool,
              progress: Callable[[int], None] | None, *, exact: bool = False,
-             centroids: Centroids | None = None) -> Iterator[dict[str, Any]]:
+             centroids: Centroids | None = None,
+             sections: dict[str, str] | None = None) -> Iterator[dict[str, Any]]:
     """Rows as the JSON formats show them: clean values, local times, masked text."""
     n = 0
     centroids = centroids or Centroids.packaged()
@@ -264,6 +265,8 @@ def _records(rows: Iterator[tuple], local: LocalTime, contact: bool,
             "anonymous": bool(row[16]), "channel": row[17], "created_at": local(row[18]),
             "updated_at": local(row[19]),
         }
+        if sections is not None:   # a masterplan outline is loaded (issue 18)
+            record["section"] = sections.get(code)
         if contact:
             record["contact_name"], record["contact_channel"], record["contact_id"] = row[20:23]
         yield record
@@ -494,6 +497,8 @@ def _write_jsonl(conn: sqlite3.Connection, filters: ExportFilter, out: BinaryIO,
     states: dict[str, str] = {}
     tails: dict[tuple, str] = {}
     buffer: list[str] = []
+    # The section key once a masterplan outline is loaded (issue 18), as _records has it.
+    section_of = eq.section_numbers(conn) if eq.masterplan_loaded(conn) else None
     n = 0
     for row in _rows(conn, filters, contact=contact):
         (code, kind, pillar, auto, subtopic, body, language, area, lat, lon, status, note, agency,
@@ -536,6 +541,8 @@ def _write_jsonl(conn: sqlite3.Connection, filters: ExportFilter, out: BinaryIO,
             f'{tail[0]}{supports}{tail[1]}"created_at":{created_text},'
             f'"updated_at":{created_text if updated == created else stamp(updated)}'
         )
+        if section_of is not None:
+            line += f',"section":{enc(section_of.get(code))}'
         if contact:
             name, channel_, platform_id = row[20:23]
             line += (f',"contact_name":{enc(name)},"contact_channel":{enc(channel_)},'
@@ -571,7 +578,8 @@ def _write_geojson(conn: sqlite3.Connection, filters: ExportFilter, out: BinaryI
     out.write(b'{"type":"FeatureCollection","features":[\n')
     n = 0
     rows = _rows(conn, filters, contact=contact)
-    for record in _records(rows, local, contact, progress, exact=exact, centroids=centroids):
+    sections = eq.section_numbers(conn) if eq.masterplan_loaded(conn) else None
+    for record in _records(rows, local, contact, progress, exact=exact, centroids=centroids, sections=sections):
         geometry: dict[str, Any] | None = None
         if record["latitude"] is not None:
             # RFC 7946: longitude first.

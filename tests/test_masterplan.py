@@ -382,6 +382,14 @@ async def test_exports_show_the_sections_and_a_filled_in_export_links_the_rest(m
     assert lines[0].endswith(",updated_at,section")
     assert [line.rsplit(",", 1)[1] for line in lines[1:]] == ["4.1", "4.2", ""]
 
+    for fmt in ("jsonl", "geojson"):
+        out = tmp_path / f"aspirasi.{fmt}"
+        await asyncio.to_thread(CliRunner().invoke, export, ["--format", fmt, "--out", str(out)], obj=settings)
+        text = out.read_text(encoding="utf-8")
+        records = ([json.loads(line) for line in text.splitlines()] if fmt == "jsonl"
+                   else [f["properties"] for f in json.loads(text)["features"]])
+        assert {r["code"]: r["section"] for r in records} == {str(road): "4.1", str(bus): "4.2", str(lamp): None}
+
     md = tmp_path / "lampiran.md"
     await asyncio.to_thread(CliRunner().invoke, export, ["--format", "markdown", "--out", str(md)], obj=settings)
     annex = md.read_text(encoding="utf-8")
