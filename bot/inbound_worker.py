@@ -220,11 +220,12 @@ class InboundWorker:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         # Lanes first (they feed the senders), then senders (they feed the closer).
-        for tasks in (
+        stages: tuple[Callable[[], list[asyncio.Task[None]]], ...] = (
             lambda: list(self._lane_tasks.values()),
             lambda: list(self._senders.values()),
             lambda: [self._closer] if self._closer is not None else [],
-        ):
+        )
+        for tasks in stages:
             pending = tasks()
             if pending:
                 _, late = await asyncio.wait(pending, timeout=max(0.0, deadline - loop.time()))
@@ -256,7 +257,7 @@ class InboundWorker:
             if wamid in self._queued:
                 continue
             try:
-                payload = json.loads(raw)
+                payload = json.loads(raw or "")  # no payload stored: unreadable, as bad JSON is
                 sender = str(payload["message"]["from"])
             except (TypeError, ValueError, KeyError):
                 log.error("a stored WhatsApp message cannot be read; marking it handled")

@@ -76,6 +76,10 @@ class Answer:
     def text(self) -> str:
         return self.body.decode("utf-8", "replace")
 
+    @property
+    def content(self) -> bytes:
+        return self.body
+
     def json(self) -> Any:
         return json.loads(self.body)
 

@@ -38,7 +38,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, overload
 
 import httpx
 
@@ -304,7 +304,11 @@ def message_time(payload: dict[str, Any]) -> datetime | None:
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
 
-def _text(value: Any) -> str | None:
+@overload
+def _text(value: str) -> str: ...
+@overload
+def _text(value: object) -> str | None: ...
+def _text(value: object) -> str | None:
     """A string from the webhook, or None; a lone surrogate (valid JSON, invalid UTF-8)
     becomes U+FFFD, so nothing downstream fails to encode what the resident wrote."""
     if not isinstance(value, str):
@@ -318,12 +322,14 @@ def to_incoming(payload: dict[str, Any], *, now: datetime | None = None) -> Inco
     Every field is type-checked: the body is signed by Meta, but its inner shapes are only
     as good as Meta's documentation, and a surprise must become UNSUPPORTED, not a crash."""
     message = payload["message"]
-    contact = payload.get("contact") if isinstance(payload.get("contact"), dict) else {}
+    contact = payload.get("contact")
+    contact = contact if isinstance(contact, dict) else {}
     wa_id = str(message.get("from"))
-    mtype = message.get("type") if isinstance(message.get("type"), str) else "unknown"
+    mtype: str = message.get("type") if isinstance(message.get("type"), str) else "unknown"
     content = message.get(mtype)
     content = content if isinstance(content, dict) else {}
-    profile = contact.get("profile") if isinstance(contact.get("profile"), dict) else {}
+    profile = contact.get("profile")
+    profile = profile if isinstance(profile, dict) else {}
     base: dict[str, Any] = dict(
         channel="whatsapp",
         user_id=wa_id,
@@ -794,9 +800,9 @@ class WhatsAppChannel:
         method: str,
         url: str,
         *,
-        json: dict | None = None,
-        data: dict | None = None,
-        files: dict | None = None,
+        json: dict[str, Any] | None = None,
+        data: dict[str, str] | None = None,
+        files: dict[str, tuple[str, bytes, str]] | None = None,
         what: str,
         attempts: int | None = None,
         send: bool = False,
@@ -887,7 +893,7 @@ class Pace:
             await asyncio.sleep(slot - now)
 
 
-class _Skipping(list):  # type: ignore[type-arg]
+class _Skipping(list[Sent]):
     """The `sent` list of a resumed reply: the first `skip` sends are passed over."""
 
     def __init__(self, sent: list[Sent], skip: int):
@@ -901,5 +907,5 @@ class _Skipping(list):  # type: ignore[type-arg]
             return True
         return False
 
-    def append(self, item: Sent) -> None:  # type: ignore[override]
+    def append(self, item: Sent) -> None:
         self.target.append(item)
