@@ -26,7 +26,7 @@ from handlers.domain import PILLARS, STATUSES, Status, TrackingCode
 from handlers.i18n import Catalog
 from handlers.messages import Button, Incoming, Reply
 from handlers.text import clip
-from storage import answer_templates, audit, desk, outbox
+from storage import answer_templates, audit, desk, masterplan, outbox
 from storage import deadlines as deadline_store
 from storage.database import Connection
 
@@ -234,9 +234,14 @@ class OfficialDesk:
                 lang, "officials.view_history_line", date=self._date(entry.created_at),
                 status=self.t(lang, f"statuses.{entry.to_status}"), note=note, actor=actor,
             ))
+        status = self.t(lang, f"statuses.{case.status}")
+        link = await masterplan.link_of(act.conn, case.id)
+        if link is not None:  # issue 18: the masterplan section it went into
+            status += self.t(lang, "masterplan.view_retired" if link.section.retired else "masterplan.view",
+                             number=link.section.number, title=link.section.title)
         text = self.t(
             lang, "officials.view", kind=self.t(lang, f"kinds.{case.kind}"),
-            code=str(TrackingCode(case.code)), status=self.t(lang, f"statuses.{case.status}"),
+            code=str(TrackingCode(case.code)), status=status,
             hidden=hidden, pillar=pillar, area=where, sender=sender, channel=case.channel.capitalize(),
             supports=case.supports, date=self._date(case.created_at), text=case.text,
             history="\n".join(lines),

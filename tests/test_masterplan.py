@@ -259,6 +259,11 @@ async def test_a_reload_keeps_links_through_renames_and_retires_what_was_dropped
         ]
         listing = await official("/masterplan")
         assert "• 4.3 Transportasi Umum Terpadu (1 kiriman)" in listing and "5.1" not in listing
+        assert (await official(f"/lihat {bins}")).splitlines()[0] == (
+            f'Laporan {bins} – status: masuk masterplan – bagian 5.1 "Bank Sampah dan Daur Ulang" '
+            "(tidak lagi dalam kerangka)")
+        assert (await official(f"/lihat {bus}")).splitlines()[0] == (
+            f'Laporan {bus} – status: masuk masterplan – bagian 4.3 "Transportasi Umum Terpadu"')
         assert await official(f"/masterplan {road} 5.1") == (
             'Bagian 5.1 "Bank Sampah dan Daur Ulang" sudah tidak ada dalam kerangka terbaru. '
             "Pilih bagian lain: /masterplan")
