@@ -55,6 +55,14 @@ def _actor() -> str:
         return f"cli:{os.getuid()}" if hasattr(os, "getuid") else "cli:unknown"
 
 
+def _cell(value: Any) -> Any:
+    # Excel turns a typed 4 or 4.2 into a number: 4.0 reads back as "4". (A typed 4.10
+    # is 4.1 by then; the README says to format the column as text.)
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
 def _sheets(path: Path) -> Iterator[tuple[str, list[Sequence[Any]]]]:
     """(sheet name, rows) of a CSV (one sheet) or every sheet of an XLSX."""
     suffix = path.suffix.lower()
@@ -67,7 +75,7 @@ def _sheets(path: Path) -> Iterator[tuple[str, list[Sequence[Any]]]]:
             raise click.ClickException(f"{path}: not a readable XLSX file ({exc})") from None
         try:
             for sheet in book.worksheets:
-                yield sheet.title, [list(row) for row in sheet.iter_rows(values_only=True)]
+                yield sheet.title, [[_cell(c) for c in row] for row in sheet.iter_rows(values_only=True)]
         finally:
             book.close()
         return
@@ -185,7 +193,8 @@ def link(settings: Settings, file: Path, apply_: bool) -> None:
             for raw_code, (raw_section, where) in wanted.items():
                 code = TrackingCode.parse(raw_code)
                 case = await desk.get_case(conn, code.value) if code else None
-                number = normalise_number(raw_section)
+                # "4.2" or "4.2 Transportasi Umum Terpadu": the number is the first word.
+                number = normalise_number(raw_section.split()[0])
                 section = await store.section_by_number(conn, number) if number else None
                 if case is None:
                     result["problem"].append(f"{where}: no submission {raw_code}")

@@ -119,7 +119,10 @@ def test_loading_from_xlsx_reports_and_audits_and_a_dry_run_writes_nothing(make_
     book = Workbook()
     sheet = book.active
     for line in OUTLINE_CSV.splitlines():
-        sheet.append(line.split(","))
+        cells: list[object] = line.split(",")
+        if cells[0] == "4":
+            cells[0] = 4.0     # Excel's number for a typed 4
+        sheet.append(cells)
     path = tmp_path / "kerangka.xlsx"
     book.save(path)
 
@@ -190,6 +193,7 @@ async def test_an_official_links_in_chat_and_resident_and_supporter_are_told_onc
         assert (await tg.say(OFFICIAL, f"/plan {code} 4.2"))[0].plain == f"{code} sudah ada di bagian 4.2."
         assert (await tg.say(OFFICIAL, f"/status {code} masuk masterplan"))[0].plain.startswith(
             f"Tulis nomor bagian masterplannya, misalnya: /masterplan {code} 4.2")
+        assert (await tg.say(OFFICIAL, "/masterplan 4.2")).pop().plain.startswith("Contoh: /masterplan K7Q-4MX 4.2")
         assert (await tg.say(OFFICIAL, f"/masterplan {code} 9.9"))[0].plain.startswith(
             "Bagian 9.9 tidak ada dalam kerangka masterplan.")
         await tg.worker.idle.wait()
@@ -298,7 +302,7 @@ async def test_bulk_link_from_a_filled_in_export_is_a_dry_run_until_applied(make
     sheet.title = "Semua kiriman"
     sheet.append(["Kode", "Jenis", "Isi", "Bagian masterplan"])
     sheet.append([str(road), "Laporan", "Jalan desa berlubang", "4.1"])
-    sheet.append([str(bus), "Ide", "Bus desa", "4.2."])
+    sheet.append([str(bus), "Ide", "Bus desa", "4.2. Transportasi Umum Terpadu"])
     sheet.append(["ZZZ-ZZZ", "Ide", "Tidak ada", "4.2"])
     sheet.append(["", "", "", ""])
     other = book.create_sheet("Kelayakan Hidup")
