@@ -44,7 +44,7 @@ log = logging.getLogger(__name__)
 MIN_TEXT = 10
 ANSWERING_LIMIT = 10_000  # messages being answered that a repeat must not answer again
 MAX_TEXT = 4000
-AREA_PAGE = 8          # 8 areas + "more" + "skip" = 10 rows, WhatsApp's list limit
+AREA_PAGE = 8  # 8 areas + "more" + "skip" = 10 rows, WhatsApp's list limit
 SIMILAR_DAYS = 90
 SIMILAR_LOOKUPS_PER_HOUR = 6
 NOTICE_AGAIN_S = 3600.0  # the full privacy notice again after an hour
@@ -52,10 +52,29 @@ _LETTERS = re.compile(r"[^\W\d_]", re.UNICODE)
 
 # Canonical command -> catalogue key listing its words in every language.
 RESIDENT_COMMANDS = (
-    "start", "menu", "report", "idea", "status", "language", "delete", "help", "cancel", "support",
+    "start",
+    "menu",
+    "report",
+    "idea",
+    "status",
+    "language",
+    "delete",
+    "help",
+    "cancel",
+    "support",
 )
 OFFICIAL_COMMANDS = (
-    "new", "view", "reply", "pillar", "hide", "unhide", "stats", "digest", "export", "template", "login",
+    "new",
+    "view",
+    "reply",
+    "pillar",
+    "hide",
+    "unhide",
+    "stats",
+    "digest",
+    "export",
+    "template",
+    "login",
     "masterplan",
 )
 
@@ -67,8 +86,15 @@ class TaggerLike(Protocol):
 
 class OfficialDeskLike(Protocol):
     async def handle(
-        self, conn: Connection | None, *, actor: str, language: str, command: str,
-        args: str, msg: Incoming, now: datetime,
+        self,
+        conn: Connection | None,
+        *,
+        actor: str,
+        language: str,
+        command: str,
+        args: str,
+        msg: Incoming,
+        now: datetime,
     ) -> list[Reply]: ...
 
     def after_commit(self, command: str) -> bool: ...
@@ -90,11 +116,15 @@ class CoreSettings:
     @classmethod
     def from_settings(cls, s: Any) -> "CoreSettings":
         return cls(
-            regency_name=s.regency_name, areas=tuple(s.areas),
-            notice_version=s.privacy_notice_version, officials=frozenset(s.officials),
+            regency_name=s.regency_name,
+            areas=tuple(s.areas),
+            notice_version=s.privacy_notice_version,
+            officials=frozenset(s.officials),
             max_submissions_per_day=s.max_submissions_per_day,
-            flood_max_messages=s.flood_max_messages, flood_window_seconds=s.flood_window_seconds,
-            zone=s.zone, deadlines=DeadlinePolicy.from_settings(s),
+            flood_max_messages=s.flood_max_messages,
+            flood_window_seconds=s.flood_window_seconds,
+            zone=s.zone,
+            deadlines=DeadlinePolicy.from_settings(s),
             escalation_chats=tuple(s.escalation_chats),
         )
 
@@ -157,9 +187,16 @@ class FloodGuard:
 
 class Core:
     def __init__(
-        self, *, db: Database, tagger: TaggerLike, catalog: Catalog, detector: LanguageDetector,
-        settings: CoreSettings, key_terms: Callable[[str], frozenset[str]],
-        desk: OfficialDeskLike | None = None, clock: Callable[[], datetime] = utcnow,
+        self,
+        *,
+        db: Database,
+        tagger: TaggerLike,
+        catalog: Catalog,
+        detector: LanguageDetector,
+        settings: CoreSettings,
+        key_terms: Callable[[str], frozenset[str]],
+        desk: OfficialDeskLike | None = None,
+        clock: Callable[[], datetime] = utcnow,
         rng: random.Random | None = None,
     ):
         self.db = db
@@ -360,9 +397,7 @@ class Turn:
     async def run(self) -> list[Reply]:
         core, msg = self.core, self.msg
         command, args = core.command_of(msg)
-        self.user, self.conv = await users.get_user_and_conversation(
-            self.conn, msg.channel, msg.user_id
-        )
+        self.user, self.conv = await users.get_user_and_conversation(self.conn, msg.channel, msg.user_id)
         if self.user is not None:
             self.lang = self.user.language
         if command in OFFICIAL_COMMANDS or (
@@ -387,7 +422,10 @@ class Turn:
         await users.touch_user(
             # The platform's timestamp, not ours: after an outage the 24-hour window is
             # counted from when the resident wrote, not from when we caught up.
-            self.conn, self.user, now=min(msg.received_at, self.now), chat_id=msg.chat_id,
+            self.conn,
+            self.user,
+            now=min(msg.received_at, self.now),
+            chat_id=msg.chat_id,
             display_name=msg.display_name,
         )
         before = (self.conv.step, dict(self.conv.draft))
@@ -411,20 +449,29 @@ class Turn:
         if self.user is not None and self.msg.channel == "whatsapp":
             # An official who also agreed to the notice: their command opens their WhatsApp
             # window too, so reminders and escalations waiting for it can go (issue 17).
-            await users.touch_user(self.conn, self.user, now=min(self.msg.received_at, self.now),
-                                   chat_id=self.msg.chat_id, display_name=self.msg.display_name)
+            await users.touch_user(
+                self.conn,
+                self.user,
+                now=min(self.msg.received_at, self.now),
+                chat_id=self.msg.chat_id,
+                display_name=self.msg.display_name,
+            )
         desk, name, lang, msg, now = self.core.desk, command or "", self.lang, self.msg, self.now
         if desk.after_commit(name):
             # Slow work (a digest, an export) runs once this transaction has committed.
             async def later() -> list[Reply]:
-                return await desk.handle(None, actor=actor, language=lang, command=name, args=args,
-                                         msg=msg, now=now)
+                return await desk.handle(None, actor=actor, language=lang, command=name, args=args, msg=msg, now=now)
 
             self.after_commit.append(later)
             return []
         replies = await self.core.desk.handle(
-            self.conn, actor=actor, language=self.lang, command=command or "", args=args,
-            msg=self.msg, now=self.now,
+            self.conn,
+            actor=actor,
+            language=self.lang,
+            command=command or "",
+            args=args,
+            msg=self.msg,
+            now=self.now,
         )
         self.outbox_written = True  # officials' actions are what notify residents
         return replies
@@ -442,9 +489,15 @@ class Turn:
             if parts[1] == "yes":
                 source = "chosen" if parts[-1] == "c" else "hint"
                 self.user = await users.create_user(
-                    self.conn, channel=msg.channel, platform_id=msg.user_id, chat_id=msg.chat_id,
-                    display_name=msg.display_name, language=lang, language_source=source,
-                    consent_version=core.settings.notice_version, now=self.now,
+                    self.conn,
+                    channel=msg.channel,
+                    platform_id=msg.user_id,
+                    chat_id=msg.chat_id,
+                    display_name=msg.display_name,
+                    language=lang,
+                    language_source=source,
+                    consent_version=core.settings.notice_version,
+                    now=self.now,
                 )
                 self.lang = lang
                 await users.save_conversation(self.conn, self.user.id, Conversation(), self.now)
@@ -474,8 +527,9 @@ class Turn:
         if other:
             buttons.append(Button(self.core.t(other, "language.name"), f"consent:lang:{other}"))
         return Reply(
-            self.t("consent.notice", regency=self.core.settings.regency_name,
-                   version=self.core.settings.notice_version),
+            self.t(
+                "consent.notice", regency=self.core.settings.regency_name, version=self.core.settings.notice_version
+            ),
             tuple(buttons),
         )
 
@@ -490,17 +544,11 @@ class Turn:
             return [Reply(self.t("edited")), *self.reprompt()]
         if msg.kind is InputKind.UNSUPPORTED:
             return [Reply(self.t("unsupported")), *self.reprompt()]
-        step = self.conv.step
-        handler = {
-            "describe": self.on_description,
-            "area": self.on_area_input,
-            "photo": self.on_photo_input,
-            "reopen_note": self.on_reopen_note,
-        }.get(step)
-        if handler is not None:
-            return await handler()
-        if step == "idle":
+        if self.conv.step == "idle":
             return await self.on_idle_input()
+        step = STEPS.get(self.conv.step)
+        if step is not None and step.on_input is not None:
+            return await step.on_input(self)
         # A step that wants a button, and got text/photo/location.
         return [Reply(self.t("use_buttons")), *self.reprompt()]
 
@@ -525,8 +573,10 @@ class Turn:
             assert self.user is not None
             if await submissions.count_of(self.conn, self.user.id):
                 return [Reply(self.t("status.question")), *await self.status(""), self.menu(brief=True)]
-            return [Reply(self.t("helptext.body", max=self.core.settings.max_submissions_per_day)),
-                    self.menu(brief=True)]
+            return [
+                Reply(self.t("helptext.body", max=self.core.settings.max_submissions_per_day)),
+                self.menu(brief=True),
+            ]
         if self.core.detector.is_substantive(text):
             # Someone who just starts typing their problem: take it as a report.
             return await self.start_flow("report", text=text)
@@ -582,22 +632,13 @@ class Turn:
         if scope == "closure":
             # "Is it fixed?" arrives with a notification, whatever the resident is doing.
             return [*await self.on_closure_button(value), *self.reprompt()]
-        step, _, serial = scope.partition(".")
-        if step != self.conv.step or serial != str(self.serial):
+        name, _, serial = scope.partition(".")
+        if name != self.conv.step or serial != str(self.serial):
             return [Reply(self.t("stale_button")), *(self.reprompt() or [self.menu()])]
-        handler: Callable[[str], Awaitable[list[Reply]]] | None = {
-            "pillar": self.on_pillar_button,
-            "pick": self.on_pick_button,
-            "area": self.on_area_button,
-            "similar": self.on_similar_button,
-            "photo": self.on_photo_button,
-            "identity": self.on_identity_button,
-            "confirm": self.on_confirm_button,
-            "erase": self.on_erase_button,
-        }.get(step)
-        if handler is None:
+        step = STEPS.get(name)
+        if step is None or step.on_button is None:
             return [Reply(self.t("stale_button")), self.menu()]
-        return await handler(value)
+        return await step.on_button(self, value)
 
     # The guided submission ------------------------------------------------------------------
     @property
@@ -649,8 +690,12 @@ class Turn:
         tag = core.tagger.classify(text)
         draft = self.conv.draft
         draft.update(
-            text=text, language=language, auto_pillar=tag.pillar, pillar=tag.pillar,
-            subtopic=tag.subtopic, matched=list(tag.matched),
+            text=text,
+            language=language,
+            auto_pillar=tag.pillar,
+            pillar=tag.pillar,
+            subtopic=tag.subtopic,
+            matched=list(tag.matched),
         )
         self.conv.step = "pillar" if tag.pillar else "pick"
         mentioned = self.mentioned_area(text)
@@ -736,8 +781,7 @@ class Turn:
             if similar:
                 # Other residents' words, masked: never a phone number, NIK, e-mail or name,
                 # and never the submitter of an anonymous one.
-                draft["similar"] = [[s.code, clip(redact(s.text, lang=self.lang), 72), s.supports]
-                                    for s in similar]
+                draft["similar"] = [[s.code, clip(redact(s.text, lang=self.lang), 72), s.supports] for s in similar]
                 return self.goto("similar")
         return self.goto("photo")
 
@@ -752,7 +796,9 @@ class Turn:
         if self.core.similar_lookups.check(str(self.user.id), self.now.timestamp(), self.msg.message_id) != "ok":
             return []
         candidates = await submissions.similar_candidates(
-            self.conn, area=draft["area"], since=self.now - timedelta(days=SIMILAR_DAYS),
+            self.conn,
+            area=draft["area"],
+            since=self.now - timedelta(days=SIMILAR_DAYS),
         )
         scored = []
         for sub in candidates:
@@ -805,10 +851,16 @@ class Turn:
         assert self.user is not None
         draft = self.conv.draft
         rng = self.core.rng
-        code = TrackingCode(await submissions.insert_submission(
-            self.conn, user=self.user, draft=draft, draw_code=lambda: TrackingCode.generate(rng).value,
-            now=self.now, masked=(redact(draft["text"]), RULES_VERSION),
-        ))
+        code = TrackingCode(
+            await submissions.insert_submission(
+                self.conn,
+                user=self.user,
+                draft=draft,
+                draw_code=lambda: TrackingCode.generate(rng).value,
+                now=self.now,
+                masked=(redact(draft["text"]), RULES_VERSION),
+            )
+        )
         self.conv = Conversation("idle", {"n": self.serial})
         key = "saved.report" if draft["kind"] == "report" else "saved.idea"
         return [Reply(self.t(key, code=str(code))), self.menu(brief=True)]
@@ -828,8 +880,12 @@ class Turn:
             parts = []
             if mine:
                 lines = [
-                    self.t("status.line", code=str(TrackingCode(s.code)), status=self.t(f"statuses.{s.status}"),
-                           text=clip(s.text, 40))
+                    self.t(
+                        "status.line",
+                        code=str(TrackingCode(s.code)),
+                        status=self.t(f"statuses.{s.status}"),
+                        text=clip(s.text, 40),
+                    )
                     for s in mine
                 ]
                 total = await submissions.count_of(self.conn, self.user.id)
@@ -839,8 +895,12 @@ class Turn:
             if backed:
                 # Supporters were promised news: their part is the public one (masked text).
                 lines = [
-                    self.t("status.line", code=str(TrackingCode(s.code)), status=self.t(f"statuses.{s.status}"),
-                           text=clip(redact(s.text, lang=self.lang), 40))
+                    self.t(
+                        "status.line",
+                        code=str(TrackingCode(s.code)),
+                        status=self.t(f"statuses.{s.status}"),
+                        text=clip(redact(s.text, lang=self.lang), 40),
+                    )
                     for s in backed
                 ]
                 parts.append(self.t("status.supported") + "\n" + "\n".join(lines))
@@ -849,8 +909,10 @@ class Turn:
         if code is None:
             return [Reply(self.t("status.bad_code"))]
         sub = await submissions.get_submission(self.conn, code.value)
-        if sub is not None and sub.user_id != self.user.id and not (
-            not sub.hidden and await submissions.supports(self.conn, sub.id, self.user.id)
+        if (
+            sub is not None
+            and sub.user_id != self.user.id
+            and not (not sub.hidden and await submissions.supports(self.conn, sub.id, self.user.id))
         ):
             sub = None
         if sub is None:
@@ -862,25 +924,42 @@ class Turn:
         """The next date something is owed to the resident, in working days (issue 17)."""
         forwarded_at, reopened_at = await deadline_store.clock_of(self.conn, sub.id)
         zone = self.core.settings.zone
-        due = next_due(self.core.settings.deadlines, status=sub.status, created_at=sub.created_at,
-                       zone=zone, forwarded_at=forwarded_at, reopened_at=reopened_at)
+        due = next_due(
+            self.core.settings.deadlines,
+            status=sub.status,
+            created_at=sub.created_at,
+            zone=zone,
+            forwarded_at=forwarded_at,
+            reopened_at=reopened_at,
+        )
         if due is None or sub.hidden:
             return ""
         late = due.due_on < self.now.astimezone(zone).date()
-        return "\n" + self.t("deadlines.status_overdue" if late else "deadlines.status_due",
-                             stage=self.t(f"deadlines.stage_{due.stage}"),
-                             date=format_date(due.due_on, self.t("deadlines.weekdays"), self.t("deadlines.months")))
+        return "\n" + self.t(
+            "deadlines.status_overdue" if late else "deadlines.status_due",
+            stage=self.t(f"deadlines.stage_{due.stage}"),
+            date=format_date(due.due_on, self.t("deadlines.weekdays"), self.t("deadlines.months")),
+        )
 
     def describe_submission(self, sub: submissions.Submission) -> str:
         pillar = self.t(f"pillars.{sub.pillar}") if sub.pillar else self.t("pillars.none")
-        where = sub.area or (f"{sub.latitude:.5f}, {sub.longitude:.5f}" if sub.latitude is not None else self.t("area.none"))
+        where = sub.area or (
+            f"{sub.latitude:.5f}, {sub.longitude:.5f}" if sub.latitude is not None else self.t("area.none")
+        )
         note = f"\n{self.t('status.note', note=sub.status_note)}" if sub.status_note else ""
-        return self.t(
-            "status.detail", code=str(TrackingCode(sub.code)), kind=self.t(f"kinds.{sub.kind}"),
-            pillar=pillar, area=where, status=self.t(f"statuses.{sub.status}"),
-            date=sub.created_at.astimezone(self.core.settings.zone).strftime("%Y-%m-%d"),
-            supports=sub.supports,
-        ) + note
+        return (
+            self.t(
+                "status.detail",
+                code=str(TrackingCode(sub.code)),
+                kind=self.t(f"kinds.{sub.kind}"),
+                pillar=pillar,
+                area=where,
+                status=self.t(f"statuses.{sub.status}"),
+                date=sub.created_at.astimezone(self.core.settings.zone).strftime("%Y-%m-%d"),
+                supports=sub.supports,
+            )
+            + note
+        )
 
     async def support_by_code(self, args: str) -> list[Reply]:
         code = TrackingCode.parse(args)
@@ -912,8 +991,14 @@ class Turn:
         if answer[:1] == "r" and answer[1:] in ("1", "2", "3", "4", "5"):
             if not await deadline_store.rate_closure(self.conn, closure.id, int(answer[1:])):
                 return [Reply(self.t("closure.already", code=code))]
-            await audit.audit(self.conn, actor="resident", action="closure_rating", target=sub.code,
-                              after={"rating": int(answer[1:])}, now=self.now)
+            await audit.audit(
+                self.conn,
+                actor="resident",
+                action="closure_rating",
+                target=sub.code,
+                after={"rating": int(answer[1:])},
+                now=self.now,
+            )
             return [Reply(self.t("closure.rated"))]
         if answer not in ("yes", "no"):
             return [Reply(self.t("closure.stale", code=code))]
@@ -923,30 +1008,60 @@ class Turn:
             return [Reply(self.t("closure.stale", code=code))]
         outcome = "confirmed" if answer == "yes" else "disputed"
         await deadline_store.answer_closure(self.conn, closure.id, outcome=outcome, now=self.now)
-        await audit.audit(self.conn, actor="resident", action="closure", target=sub.code,
-                          after={"outcome": outcome}, now=self.now)
+        await audit.audit(
+            self.conn, actor="resident", action="closure", target=sub.code, after={"outcome": outcome}, now=self.now
+        )
         self.outbox_written = True
+
         async def news(key: str, status: str) -> None:
-            await tell_supporters(self.conn, self.core.catalog, submission_id=sub.id, code=code, kind=sub.kind,
-                                  owner=sub.user_id, key=key, status=status, now=self.now)
+            await tell_supporters(
+                self.conn,
+                self.core.catalog,
+                submission_id=sub.id,
+                code=code,
+                kind=sub.kind,
+                owner=sub.user_id,
+                key=key,
+                status=status,
+                now=self.now,
+            )
 
         if answer == "yes":
             await news("closure.supporters_confirmed", "resolved")
-            return [Reply(self.t("closure.confirmed", code=code),
-                          tuple(Button(str(n), f"closure:{sub.code}:r{n}") for n in range(1, 6)))]
+            return [
+                Reply(
+                    self.t("closure.confirmed", code=code),
+                    tuple(Button(str(n), f"closure:{sub.code}:r{n}") for n in range(1, 6)),
+                )
+            ]
         # Not fixed: back to "reviewed", the resolution clock restarts from now.
         case = await desk_store.get_case(self.conn, sub.code)
         assert case is not None
-        await desk_store.set_status(self.conn, case, status="reviewed", note=None,
-                                    forwarded_to=case.forwarded_to, actor="resident", now=self.now)
+        await desk_store.set_status(
+            self.conn,
+            case,
+            status="reviewed",
+            note=None,
+            forwarded_to=case.forwarded_to,
+            actor="resident",
+            now=self.now,
+        )
         policy, catalog = self.core.settings.deadlines, self.core.catalog
-        due = policy.calendar.add_working_days(self.now.astimezone(self.core.settings.zone).date(),
-                                               policy.resolution_days)
+        due = policy.calendar.add_working_days(
+            self.now.astimezone(self.core.settings.zone).date(), policy.resolution_days
+        )
         await tell_staff(
-            self.conn, catalog, [closure.resolved_by, *self.core.settings.escalation_chats],
-            purpose="closure_reopened", now=self.now,
-            render=lambda lang: catalog.text(lang, "closure.official_reopened", code=code, date=format_date(
-                due, catalog.text(lang, "deadlines.weekdays"), catalog.text(lang, "deadlines.months"))),
+            self.conn,
+            catalog,
+            [closure.resolved_by, *self.core.settings.escalation_chats],
+            purpose="closure_reopened",
+            now=self.now,
+            render=lambda lang: catalog.text(
+                lang,
+                "closure.official_reopened",
+                code=code,
+                date=format_date(due, catalog.text(lang, "deadlines.weekdays"), catalog.text(lang, "deadlines.months")),
+            ),
         )
         await news("closure.supporters_reopened", "reviewed")
         if self.conv.step != "idle":
@@ -964,13 +1079,21 @@ class Turn:
         self.conv = Conversation("idle", {"n": self.serial})
         note = text.strip()[:MAX_TEXT]
         closure = await deadline_store.latest_closure(self.conn, int(draft.get("sub", 0)))
-        if closure is not None and closure.id == draft.get("closure") and \
-                await deadline_store.note_closure(self.conn, closure.id, note):
+        if (
+            closure is not None
+            and closure.id == draft.get("closure")
+            and await deadline_store.note_closure(self.conn, closure.id, note)
+        ):
             code = str(TrackingCode(await deadline_store.code_of(self.conn, closure.submission_id)))
             catalog = self.core.catalog
-            await tell_staff(self.conn, catalog, [closure.resolved_by, *self.core.settings.escalation_chats],
-                             purpose="closure_reopened", now=self.now,
-                             render=lambda lang: catalog.text(lang, "closure.official_note", code=code, note=note))
+            await tell_staff(
+                self.conn,
+                catalog,
+                [closure.resolved_by, *self.core.settings.escalation_chats],
+                purpose="closure_reopened",
+                now=self.now,
+                render=lambda lang: catalog.text(lang, "closure.official_note", code=code, note=note),
+            )
             self.outbox_written = True
         return [Reply(self.t("closure.note_done")), self.menu(brief=True)]
 
@@ -987,12 +1110,20 @@ class Turn:
         names = await users.submitter_names(self.conn, user.id)
         scrub = scrubber([user.platform_id, user.chat_id, user.display_name, *names])
         count = await erasure.erase_user(
-            self.conn, user, keep_submissions=value == "anonymise", now=self.now, scrub=scrub,
+            self.conn,
+            user,
+            keep_submissions=value == "anonymise",
+            now=self.now,
+            scrub=scrub,
         )
         self.erased = True
         await audit.audit(
-            self.conn, actor="resident", action="erase", target=None,
-            after={"mode": value, "submissions": count, "channel": self.user.channel}, now=self.now,
+            self.conn,
+            actor="resident",
+            action="erase",
+            target=None,
+            after={"mode": value, "submissions": count, "channel": self.user.channel},
+            now=self.now,
         )
         self.user = None  # nothing to save afterwards: the row is gone
         key = "erase.done_deleted" if value == "delete" else "erase.done_anonymised"
@@ -1017,76 +1148,110 @@ class Turn:
         return [] if self.conv.step == "idle" else [self.prompt()]
 
     def prompt(self) -> Reply:
-        step, draft, t = self.conv.step, self.conv.draft, self.t
-        if step == "describe":
-            return Reply(t(f"describe.ask_{draft.get('kind', 'report')}"))
-        if step == "pillar":
-            pillar = draft["pillar"]
-            sub = draft.get("subtopic")
-            label = self.core.tagger.subtopic_label(pillar, sub, self.lang) if sub else ""
-            about = t(f"pillar_help.{pillar}")
-            return Reply(
-                # The pillar with what it covers in plain words; the sub-topic label is a
-                # group ("street lights, clean water and electricity") that read as if the
-                # resident had mentioned all of it.
-                t("pillar.proposed", pillar=t(f"pillars.{pillar}"), about=about[:1].lower() + about[1:],
-                  subtopic=t("pillar.subtopic", label=label) if label else "",
-                  words=", ".join(draft.get("matched", [])[:5])),
-                (self.btn("pillar.yes", "ok"), self.btn("pillar.other", "other")),
-            )
-        if step == "pick":
-            auto = draft.get("auto_pillar")
-            choices = [p for p in PILLARS if p != auto]
-            text = t("pick.ask_other") if auto else t("pick.ask_none")
-            buttons = [
-                Button(t(f"pillars.{p}"), f"pick.{self.serial}:{p}", t(f"pillar_help.{p}"))
-                for p in choices
-            ]
-            buttons.append(Button(t("pick.unsure"), f"pick.{self.serial}:none"))
-            return Reply(text, tuple(buttons), list_label=t("pick.list_label"))
-        if step == "area" and draft.get("suggest") is not None:
+        """What the current step asks (the menu when no step is under way)."""
+        step = STEPS.get(self.conv.step)
+        return step.prompt(self) if step is not None else self.menu()
+
+    def prompt_describe(self) -> Reply:
+        return Reply(self.t(f"describe.ask_{self.conv.draft.get('kind', 'report')}"))
+
+    def prompt_pillar(self) -> Reply:
+        draft, t = self.conv.draft, self.t
+        pillar = draft["pillar"]
+        sub = draft.get("subtopic")
+        label = self.core.tagger.subtopic_label(pillar, sub, self.lang) if sub else ""
+        about = t(f"pillar_help.{pillar}")
+        return Reply(
+            # The pillar with what it covers in plain words; the sub-topic label is a
+            # group ("street lights, clean water and electricity") that read as if the
+            # resident had mentioned all of it.
+            t(
+                "pillar.proposed",
+                pillar=t(f"pillars.{pillar}"),
+                about=about[:1].lower() + about[1:],
+                subtopic=t("pillar.subtopic", label=label) if label else "",
+                words=", ".join(draft.get("matched", [])[:5]),
+            ),
+            (self.btn("pillar.yes", "ok"), self.btn("pillar.other", "other")),
+        )
+
+    def prompt_pick(self) -> Reply:
+        t = self.t
+        auto = self.conv.draft.get("auto_pillar")
+        choices = [p for p in PILLARS if p != auto]
+        text = t("pick.ask_other") if auto else t("pick.ask_none")
+        buttons = [Button(t(f"pillars.{p}"), f"pick.{self.serial}:{p}", t(f"pillar_help.{p}")) for p in choices]
+        buttons.append(Button(t("pick.unsure"), f"pick.{self.serial}:none"))
+        return Reply(text, tuple(buttons), list_label=t("pick.list_label"))
+
+    def prompt_area(self) -> Reply:
+        draft, t = self.conv.draft, self.t
+        if draft.get("suggest") is not None:
             name = self.core.settings.areas[int(draft["suggest"])]
             key = "area.did_you_mean" if draft.get("typo") else "area.mentioned"
-            return Reply(t(key, name=name), (
-                self.btn("area.yes_area", str(draft["suggest"]), name=clip(name, 14)),
-                self.btn("area.other_area", "other"), self.btn("skip", "skip"),
-            ))
-        if step == "area":
-            areas = self.core.settings.areas
-            page = int(draft.get("page", 0))
-            start = page * AREA_PAGE
-            buttons = [Button(a, f"area.{self.serial}:{start + i}") for i, a in enumerate(areas[start:start + AREA_PAGE])]
-            if start + AREA_PAGE < len(areas):
-                buttons.append(self.btn("area.more", f"page{page + 1}"))
-            elif page:
-                buttons.append(self.btn("area.first", "page0"))
-            buttons.append(self.btn("skip", "skip"))
-            return Reply(t("area.ask"), tuple(buttons), list_label=t("area.list_label"))
-        if step == "similar":
-            lines = [
-                t("similar.line", code=str(TrackingCode(code)), text=text,
-                  supports=t("similar.supports_one") if supports == 1 else t("similar.supports_many", n=supports))
-                for code, text, supports in draft.get("similar", [])
-            ]
-            buttons = [self.btn("similar.support", code, code=str(TrackingCode(code))) for code, _, _ in draft.get("similar", [])]
-            buttons.append(self.btn("similar.mine", "mine"))
-            return Reply(t("similar.ask") + "\n" + "\n".join(lines), tuple(buttons), list_label=t("similar.list_label"))
-        if step == "photo":
-            return Reply(t("photo.ask"), (self.btn("skip", "skip"),))
-        if step == "identity":
-            assert self.user is not None
-            name = self.user.display_name or self.user.platform_id
-            return Reply(t("identity.ask"), (self.btn("identity.name", "name", name=clip(name, 12)), self.btn("identity.anon", "anon")))
-        if step == "confirm":
-            return Reply(self.summary(), (self.btn("confirm.send", "send"), self.btn("confirm.cancel", "cancel")))
-        if step == "reopen_note":
-            return Reply(t("closure.ask_note"))
-        if step == "erase":
-            return Reply(t("erase.ask"), (
-                self.btn("erase.delete", "delete"), self.btn("erase.anonymise", "anonymise"),
+            return Reply(
+                t(key, name=name),
+                (
+                    self.btn("area.yes_area", str(draft["suggest"]), name=clip(name, 14)),
+                    self.btn("area.other_area", "other"),
+                    self.btn("skip", "skip"),
+                ),
+            )
+        areas = self.core.settings.areas
+        page = int(draft.get("page", 0))
+        start = page * AREA_PAGE
+        buttons = [Button(a, f"area.{self.serial}:{start + i}") for i, a in enumerate(areas[start : start + AREA_PAGE])]
+        if start + AREA_PAGE < len(areas):
+            buttons.append(self.btn("area.more", f"page{page + 1}"))
+        elif page:
+            buttons.append(self.btn("area.first", "page0"))
+        buttons.append(self.btn("skip", "skip"))
+        return Reply(t("area.ask"), tuple(buttons), list_label=t("area.list_label"))
+
+    def prompt_similar(self) -> Reply:
+        t, similar = self.t, self.conv.draft.get("similar", [])
+        lines = [
+            t(
+                "similar.line",
+                code=str(TrackingCode(code)),
+                text=text,
+                supports=t("similar.supports_one") if supports == 1 else t("similar.supports_many", n=supports),
+            )
+            for code, text, supports in similar
+        ]
+        buttons = [self.btn("similar.support", code, code=str(TrackingCode(code))) for code, _, _ in similar]
+        buttons.append(self.btn("similar.mine", "mine"))
+        return Reply(t("similar.ask") + "\n" + "\n".join(lines), tuple(buttons), list_label=t("similar.list_label"))
+
+    def prompt_photo(self) -> Reply:
+        return Reply(self.t("photo.ask"), (self.btn("skip", "skip"),))
+
+    def prompt_identity(self) -> Reply:
+        assert self.user is not None
+        name = self.user.display_name or self.user.platform_id
+        return Reply(
+            self.t("identity.ask"),
+            (
+                self.btn("identity.name", "name", name=clip(name, 12)),
+                self.btn("identity.anon", "anon"),
+            ),
+        )
+
+    def prompt_confirm(self) -> Reply:
+        return Reply(self.summary(), (self.btn("confirm.send", "send"), self.btn("confirm.cancel", "cancel")))
+
+    def prompt_reopen_note(self) -> Reply:
+        return Reply(self.t("closure.ask_note"))
+
+    def prompt_erase(self) -> Reply:
+        return Reply(
+            self.t("erase.ask"),
+            (
+                self.btn("erase.delete", "delete"),
+                self.btn("erase.anonymise", "anonymise"),
                 self.btn("erase.cancel", "cancel"),
-            ))
-        return self.menu()
+            ),
+        )
 
     def summary(self) -> str:
         d, t = self.conv.draft, self.t
@@ -1097,12 +1262,38 @@ class Turn:
         else:
             where = t("area.none")
         return t(
-            "confirm.summary", kind=t(f"kinds.{d['kind']}"),
+            "confirm.summary",
+            kind=t(f"kinds.{d['kind']}"),
             pillar=t(f"pillars.{d['pillar']}") if d.get("pillar") else t("pillars.none"),
-            area=where, photo=t("yes") if d.get("photo") else t("no"),
+            area=where,
+            photo=t("yes") if d.get("photo") else t("no"),
             name=t("identity.anonymous") if d.get("anonymous") else (d.get("name") or ""),
             text=clip(d["text"], 600),
         )
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """One step of the guided conversation: what it asks, and what it does with typed input
+    (text, photo, location) and with its buttons. Every step is listed once, in STEPS."""
+
+    prompt: Callable[[Turn], Reply]
+    on_input: Callable[[Turn], Awaitable[list[Reply]]] | None = None
+    on_button: Callable[[Turn, str], Awaitable[list[Reply]]] | None = None
+
+
+STEPS: dict[str, Step] = {
+    "describe": Step(Turn.prompt_describe, on_input=Turn.on_description),
+    "pillar": Step(Turn.prompt_pillar, on_button=Turn.on_pillar_button),
+    "pick": Step(Turn.prompt_pick, on_button=Turn.on_pick_button),
+    "area": Step(Turn.prompt_area, on_input=Turn.on_area_input, on_button=Turn.on_area_button),
+    "similar": Step(Turn.prompt_similar, on_button=Turn.on_similar_button),
+    "photo": Step(Turn.prompt_photo, on_input=Turn.on_photo_input, on_button=Turn.on_photo_button),
+    "identity": Step(Turn.prompt_identity, on_button=Turn.on_identity_button),
+    "confirm": Step(Turn.prompt_confirm, on_button=Turn.on_confirm_button),
+    "reopen_note": Step(Turn.prompt_reopen_note, on_input=Turn.on_reopen_note),
+    "erase": Step(Turn.prompt_erase, on_button=Turn.on_erase_button),
+}
 
 
 def _valid_text(msg: Incoming) -> Incoming:
@@ -1119,15 +1310,66 @@ def _valid_text(msg: Incoming) -> Incoming:
 
 
 _WORDS = re.compile(r"[^\W_]+", re.UNICODE)
-_QUESTION_WORDS = frozenset({
-    "kapan", "bagaimana", "gimana", "apakah", "apa", "kenapa", "mengapa", "dimana", "berapa", "siapa",
-    "kok", "piye", "pripun", "kapan", "when", "how", "what", "why", "where", "is", "are", "can", "does",
-})
-_GREETINGS = frozenset({
-    "halo", "hallo", "hai", "hi", "hello", "hey", "pagi", "siang", "sore", "malam", "selamat",
-    "assalamualaikum", "assalamu", "alaikum", "salam", "permisi", "good", "morning", "afternoon",
-    "evening", "sugeng", "enjing", "dalu", "kak", "min", "pak", "bu", "mas", "mbak",
-})
+_QUESTION_WORDS = frozenset(
+    {
+        "kapan",
+        "bagaimana",
+        "gimana",
+        "apakah",
+        "apa",
+        "kenapa",
+        "mengapa",
+        "dimana",
+        "berapa",
+        "siapa",
+        "kok",
+        "piye",
+        "pripun",
+        "kapan",
+        "when",
+        "how",
+        "what",
+        "why",
+        "where",
+        "is",
+        "are",
+        "can",
+        "does",
+    }
+)
+_GREETINGS = frozenset(
+    {
+        "halo",
+        "hallo",
+        "hai",
+        "hi",
+        "hello",
+        "hey",
+        "pagi",
+        "siang",
+        "sore",
+        "malam",
+        "selamat",
+        "assalamualaikum",
+        "assalamu",
+        "alaikum",
+        "salam",
+        "permisi",
+        "good",
+        "morning",
+        "afternoon",
+        "evening",
+        "sugeng",
+        "enjing",
+        "dalu",
+        "kak",
+        "min",
+        "pak",
+        "bu",
+        "mas",
+        "mbak",
+    }
+)
 
 
 def _is_greeting(words: list[str]) -> bool:
