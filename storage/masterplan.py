@@ -79,7 +79,7 @@ async def update_section(
     stamp = to_db(now)
     await conn.execute(
         "UPDATE masterplan_sections SET number = ?, title = ?, pillar = ?, programme = ?, area = ?, "
-        "position = ?, retired_at = CASE WHEN ? THEN coalesce(retired_at, ?) ELSE NULL END, updated_at = ? "
+        "position = ?, retired_at = CASE WHEN ? = 1 THEN coalesce(retired_at, ?) ELSE NULL END, updated_at = ? "
         "WHERE id = ?",
         (number, title, pillar, programme, area, position, 1 if retired else 0, stamp, stamp, section_id),
     )
