@@ -11,9 +11,10 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from datetime import datetime
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import datetime, timedelta
 from functools import lru_cache
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 from telegram import (
     BotCommand,
@@ -21,6 +22,7 @@ from telegram import (
     InlineKeyboardButton,
     InlineKeyboardMarkup,
     InputFile,
+    Message,
     Update,
 )
 from telegram.constants import ChatType
@@ -36,7 +38,7 @@ from telegram.error import (
 from telegram.ext import Application, ContextTypes, TypeHandler
 
 from handlers.clock import utcnow
-from handlers.messages import DeliveryError, Incoming, InputKind, Reply, StartupError, WindowClosed
+from handlers.messages import Button, DeliveryError, Incoming, InputKind, Reply, StartupError, WindowClosed
 from handlers.text import split_text as _split
 
 if TYPE_CHECKING:
@@ -45,6 +47,9 @@ if TYPE_CHECKING:
     from handlers.i18n import Catalog
 
 log = logging.getLogger(__name__)
+
+_P = ParamSpec("_P")
+_T = TypeVar("_T")
 
 TEXT_LIMIT = 4096
 CAPTION_LIMIT = 1024
@@ -149,17 +154,18 @@ def to_incoming(update: Update) -> Incoming | None:
     return None  # service messages (joins, pins, ...)
 
 
-def _seconds(value: object) -> float:
+def _seconds(value: float | timedelta) -> float:
     """RetryAfter.retry_after: an int today, a timedelta in a later PTB."""
-    return value.total_seconds() if hasattr(value, "total_seconds") else float(value)  # type: ignore[arg-type, union-attr]
+    return value.total_seconds() if hasattr(value, "total_seconds") else float(value)
 
 
 def _now() -> datetime:
     return utcnow()
 
 
-def _base(update: Update, message, kind: InputKind, message_id: str, **fields) -> Incoming:
+def _base(update: Update, message: Message, kind: InputKind, message_id: str, **fields: Any) -> Incoming:
     user = message.from_user
+    assert user is not None  # to_incoming passes only messages with a sender
     # The platform's time of the message (the flood guard counts by it), never in the future.
     sent = message.edit_date or message.date
     received = min(sent, _now()) if sent is not None else _now()
@@ -177,7 +183,7 @@ def _base(update: Update, message, kind: InputKind, message_id: str, **fields) -
 
 
 @lru_cache(maxsize=4096)
-def keyboard_json(buttons: tuple) -> str | None:  # tuple[Button, ...]: frozen, hashable
+def keyboard_json(buttons: tuple[Button, ...]) -> str | None:  # frozen, hashable
     """The reply_markup parameter as the Bot API takes it (a JSON string), built once per
     distinct keyboard: PTB's InlineKeyboardButton objects cost ~0.1 ms each to build and
     serialise, and the menu, pillar and area keyboards repeat for every resident."""
@@ -221,7 +227,7 @@ class TelegramChannel:
         # soon as it has queued it, so a crash loses what was queued and not yet handled.
         # _poll_forever asks for the next batch only after handling this one.
         builder = builder.updater(None)
-        self.app: Application = builder.build()
+        self.app = builder.build()
         self._poller: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
         self._in_batch = False
@@ -311,7 +317,7 @@ class TelegramChannel:
                 self._in_batch = False
             self._offset = updates[-1].update_id + 1
 
-    async def _handle_batch(self, updates: list[Update]) -> None:
+    async def _handle_batch(self, updates: Sequence[Update]) -> None:
         """Each chat's updates in order; different chats side by side."""
         by_chat: dict[object, list[Update]] = {}
         for update in updates:
@@ -362,7 +368,7 @@ class TelegramChannel:
             if channel == "telegram" and user_id.lstrip("-").isdigit():
                 await self._call(self.app.bot.set_my_commands, desk, scope=BotCommandScopeChat(int(user_id)))
 
-    async def process_webhook_update(self, data: dict) -> None:
+    async def process_webhook_update(self, data: dict[str, Any]) -> None:
         """Handle one webhook body fully before the HTTP answer, so a 2xx means 'saved'."""
         update = Update.de_json(data, self.app.bot)
         await self.app.process_update(update)
@@ -451,7 +457,7 @@ class TelegramChannel:
             last_id = str(msg.message_id)
         return last_id
 
-    async def _call(self, method, *args, **kwargs):
+    async def _call(self, method: Callable[_P, Awaitable[_T]], *args: _P.args, **kwargs: _P.kwargs) -> _T:
         """Call the Bot API, waiting out 429s and retrying network failures with backoff."""
         delay = 0.5
         for attempt in range(1, MAX_ATTEMPTS + 1):
