@@ -210,6 +210,9 @@ GAINS_LIMIT = 3
 # Issue 18: the period's new links to masterplan sections (few: officials make them by
 # hand), and the sections whose linked submissions drew the most residents in the period:
 # the residents who sent one of them, or supported one, during the period, each counted once.
+# Both start from the links (CROSS JOIN keeps SQLite's join order, `+hidden` keeps it off
+# submissions_top), so they cost what was linked, never a scan of the week: without them
+# the planner read every visible submission through submissions_top.
 LINKS_SQL = """
 SELECT sub.code, ms.number, ms.title, sub.pillar, sub.area
 FROM masterplan_links AS l INDEXED BY masterplan_links_linked_at
@@ -221,14 +224,17 @@ LINKS_LIMIT = 10
 SECTIONS_SQL = """
 SELECT ms.number, ms.title, count(DISTINCT who.user_id) AS residents
 FROM (
-    SELECT sub.id AS submission_id, sub.user_id FROM submissions AS sub
-    WHERE sub.created_at >= :start AND sub.created_at < :end AND sub.hidden = 0 AND sub.user_id IS NOT NULL
+    SELECT l.section_id, sub.user_id FROM masterplan_links AS l
+    CROSS JOIN submissions AS sub
+    WHERE sub.id = l.submission_id AND sub.created_at >= :start AND sub.created_at < :end
+      AND +sub.hidden = 0 AND sub.user_id IS NOT NULL
     UNION ALL
-    SELECT sp.submission_id, sp.user_id FROM supports AS sp
-    WHERE sp.created_at >= :start AND sp.created_at < :end
+    SELECT l.section_id, sp.user_id FROM masterplan_links AS l
+    CROSS JOIN submissions AS sub CROSS JOIN supports AS sp
+    WHERE sub.id = l.submission_id AND +sub.hidden = 0
+      AND sp.submission_id = l.submission_id AND sp.created_at >= :start AND sp.created_at < :end
 ) AS who
-JOIN masterplan_links AS l ON l.submission_id = who.submission_id
-JOIN masterplan_sections AS ms ON ms.id = l.section_id
+JOIN masterplan_sections AS ms ON ms.id = who.section_id
 GROUP BY ms.id ORDER BY residents DESC, ms.position LIMIT :limit
 """
 SECTIONS_LIMIT = 3
@@ -360,6 +366,8 @@ def query_plans(conn: sqlite3.Connection, period: Period) -> dict[str, list[str]
         "moves": (MOVES_SQL, {**bounds, "status": "forwarded", "limit": MOVES_LIMIT}),
         "supports": (SUPPORTS_SQL, bounds),
         "gains": (GAINS_SQL, {"ids": "[1, 2, 3]"}),
+        "masterplan_links": (LINKS_SQL, {**bounds, "limit": LINKS_LIMIT}),
+        "masterplan_sections": (SECTIONS_SQL, {**bounds, "limit": SECTIONS_LIMIT}),
     }
     return {
         name: [row[3] for row in conn.execute("EXPLAIN QUERY PLAN " + sql, params)]
