@@ -105,8 +105,9 @@ def digest(
 
         chart = render_chart(result, catalog, lang)
     if chart_path is not None:
+        assert chart is not None  # rendered above whenever there is a chart path
         try:
-            chart_path.write_bytes(chart)  # type: ignore[arg-type]
+            chart_path.write_bytes(chart)
         except OSError as exc:
             raise click.ClickException(f"cannot write the chart to {chart_path}: {exc.strerror}") from None
         click.echo(catalog.text(lang, "digest.chart_file", path=chart_path), err=True)

@@ -430,7 +430,12 @@ class TelegramChannel:
         last_id: str | None = None
         text = reply.text
         if reply.photo_ref or reply.image:
-            photo = reply.photo_ref or InputFile(reply.image.data, filename=reply.image.filename)  # type: ignore[union-attr]
+            photo: str | InputFile
+            if reply.photo_ref:
+                photo = reply.photo_ref
+            else:
+                assert reply.image is not None  # the branch's condition
+                photo = InputFile(reply.image.data, filename=reply.image.filename)
             caption, text = (text, "") if len(text) <= CAPTION_LIMIT else ("", text)
             msg = await self._call(
                 bot.send_photo, chat_id, photo=photo, caption=caption or None, reply_markup=None if text else markup
