@@ -283,6 +283,7 @@ def http_protocol(header_timeout: float) -> Any:
         _header_timer: asyncio.TimerHandle | None = None
         _header_bytes = 0
 
+        # uvicorn's own signature narrows asyncio's BaseTransport (it ignores the same override)
         def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
             super().connection_made(transport)
             self._arm()
