@@ -33,8 +33,6 @@ from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any
 
 import uvicorn
-
-from handlers.messages import StartupError
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
@@ -42,13 +40,14 @@ from starlette.routing import Route
 
 from bot.channels.whatsapp import WebhookInvalid, parse_webhook
 from bot.inbound_worker import InboundWorker
+from handlers.messages import StartupError
 from storage.database import StorageUnavailable
 
 if TYPE_CHECKING:
-    from bot.services import Services
     from bot.channels.telegram import TelegramChannel
     from bot.channels.whatsapp import WhatsAppChannel
     from bot.config import Settings
+    from bot.services import Services
 
 # Which process answered, for several instances behind one address (hostname:pid).
 INSTANCE = f"{socket.gethostname()}:{os.getpid()}"
@@ -101,8 +100,12 @@ class RefusalLog:
     logged at once; the next line of that kind, an `interval` later, says how many were
     not logged in between."""
 
-    def __init__(self, logger: logging.Logger, interval: float = REFUSAL_LOG_INTERVAL,
-                 clock: Callable[[], float] = time.monotonic):
+    def __init__(
+        self,
+        logger: logging.Logger,
+        interval: float = REFUSAL_LOG_INTERVAL,
+        clock: Callable[[], float] = time.monotonic,
+    ):
         self.logger = logger
         self.interval = interval
         self.clock = clock
@@ -129,8 +132,7 @@ def _text(status: int, text: str) -> Response:
 
 def _too_slow() -> Response:
     # Close the connection: what is left of the body must not be read as the next request.
-    return PlainTextResponse("request body too slow", status_code=408,
-                             headers={**_HEADERS, "Connection": "close"})
+    return PlainTextResponse("request body too slow", status_code=408, headers={**_HEADERS, "Connection": "close"})
 
 
 def _same(given: str | None, expected: str | None) -> bool:
@@ -142,7 +144,10 @@ def _same(given: str | None, expected: str | None) -> bool:
 
 
 def build_web_app(
-    services: "Services", *, whatsapp: "WhatsAppChannel | None", telegram: "TelegramChannel | None",
+    services: Services,
+    *,
+    whatsapp: WhatsAppChannel | None,
+    telegram: TelegramChannel | None,
     worker: InboundWorker | None = None,
 ) -> Starlette:
     """The ASGI app. Routes exist only for configured channels; the WhatsApp inbound worker
@@ -159,18 +164,22 @@ def build_web_app(
         reachable = await services.db.ping()
         writes = services.db.write_error
         ok = reachable and writes is None
-        body: dict[str, Any] = {"status": "ok" if ok else "unavailable",
-                                "database": "ok" if reachable else "unreachable",
-                                "writes": "ok" if writes is None else "failing",
-                                "engine": services.db.engine, "instance": INSTANCE}
+        body: dict[str, Any] = {
+            "status": "ok" if ok else "unavailable",
+            "database": "ok" if reachable else "unreachable",
+            "writes": "ok" if writes is None else "failing",
+            "engine": services.db.engine,
+            "instance": INSTANCE,
+        }
         if worker is not None:
             body["whatsapp_backlog"] = worker.backlog
         return JSONResponse(body, status_code=200 if ok else 503, headers=_HEADERS)
 
     async def whatsapp_verify(request: Request) -> Response:
         params = request.query_params
-        if params.get("hub.mode") == "subscribe" and _same(params.get("hub.verify_token"),
-                                                          settings.whatsapp_verify_token):
+        if params.get("hub.mode") == "subscribe" and _same(
+            params.get("hub.verify_token"), settings.whatsapp_verify_token
+        ):
             log.info("WhatsApp webhook verified")
             return _text(200, params.get("hub.challenge", ""))
         refusals.warning("verify", "refused a WhatsApp webhook verification with a wrong token")
@@ -201,8 +210,9 @@ def build_web_app(
         try:
             batch = parse_webhook(json.loads(body), phone_number_id=whatsapp.phone_number_id)
         except (ValueError, RecursionError, WebhookInvalid) as exc:  # incl. JSON and UTF-8 errors
-            refusals.warning("malformed", "refused a signed WhatsApp webhook that is not a webhook body: %s",
-                             exc.__class__.__name__)
+            refusals.warning(
+                "malformed", "refused a signed WhatsApp webhook that is not a webhook body: %s", exc.__class__.__name__
+            )
             return _text(400, "malformed body")
         try:
             await worker.accept(batch)
@@ -230,7 +240,7 @@ def build_web_app(
             return _text(400, "not an update")
         try:
             await telegram.process_webhook_update(data)
-        except Exception as exc:  # noqa: BLE001 - see below
+        except Exception as exc:
             # PTB hands errors inside our handler to its error handler (logged, the user told);
             # what escapes here is Update.de_json failing on a body that is no Update. A 5xx
             # would have Telegram retry it for a day: it is the sender's fault, so 400.
@@ -309,8 +319,10 @@ def http_protocol(header_timeout: float) -> Any:
                 self._header_bytes += len(data)
                 if self._header_bytes > MAX_HEADER_BYTES and not self.transport.is_closing():
                     self._disarm()
-                    self.transport.write(b"HTTP/1.1 431 Request Header Fields Too Large\r\n"
-                                         b"content-length: 0\r\nconnection: close\r\n\r\n")
+                    self.transport.write(
+                        b"HTTP/1.1 431 Request Header Fields Too Large\r\n"
+                        b"content-length: 0\r\nconnection: close\r\n\r\n"
+                    )
                     self.transport.close()
 
         def on_headers_complete(self) -> None:
@@ -353,7 +365,7 @@ class _Server(uvicorn.Server):
 class WebServer:
     """uvicorn serving the app on HTTP_HOST:HTTP_PORT as a task of the running loop."""
 
-    def __init__(self, app: Starlette, settings: "Settings"):
+    def __init__(self, app: Starlette, settings: Settings):
         self.app = app
         self.host = settings.http_host
         self.port = settings.http_port
@@ -378,10 +390,14 @@ class WebServer:
             raise StartupError(f"cannot listen on {self.host}:{self.port}: {exc.strerror}") from None
         self.port = sock.getsockname()[1]
         config = uvicorn.Config(
-            self.app, lifespan="on", access_log=False,
+            self.app,
+            lifespan="on",
+            access_log=False,
             # No log config of uvicorn's own: its records go through our handler, which
             # scrubs secrets (a verification URL carries the verify token).
-            log_config=None, server_header=False, timeout_graceful_shutdown=10,
+            log_config=None,
+            server_header=False,
+            timeout_graceful_shutdown=10,
             http=http_protocol(self.header_timeout),
         )
         server = self._server = _Server(config)

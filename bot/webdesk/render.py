@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any
 from urllib.parse import urlencode, urlsplit
 from zoneinfo import ZoneInfo
 
@@ -12,29 +12,14 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.requests import Request
 from starlette.responses import HTMLResponse
 
-from handlers.conversation import Core
+# What the desk needs of the application: its built services (the web side never imports
+# the wiring itself, see the import contracts in pyproject.toml).
+from bot.services import Services as Services
 from handlers.domain import TrackingCode
 from handlers.i18n import Catalog
-from handlers.tagging import Tagger
-from storage.database import Database
-
-if TYPE_CHECKING:
-    from bot.config import Settings
 
 TEMPLATES = Path(__file__).parent / "templates"
 LANG_COOKIE = "suarawarga_lang"
-
-
-class Services(Protocol):
-    """What the desk needs of bot.app.Services (named here: the web side never imports
-    the application's wiring, see the import contracts in pyproject.toml)."""
-
-    settings: Settings
-    db: Database
-    catalog: Catalog
-    tagger: Tagger
-    core: Core
-    channels: dict[str, object]
 
 
 def environment() -> Environment:
