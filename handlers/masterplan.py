@@ -143,9 +143,15 @@ def outline_from_rows(
     names = [_key(str(h or "")) for h in header]
     index: dict[str, int] = {}
     for field_name, words in COLUMNS.items():
-        for i, name in enumerate(names):
-            if name in words or any(name.startswith(w + " ") for w in words):
-                index.setdefault(field_name, i)
+        # An exact header first ("judul"), then one holding the word ("judul bagian", "nama
+        # program"), so "nama program" beside "judul" is the programme, not the title.
+        # Among exact ones the words' order decides: "Bagian" before a running "No" column.
+        exact = [i for w in words for i, name in enumerate(names) if name == w]
+        loose = [i for i, name in enumerate(names) if set(name.split()) & set(words)]
+        for i in exact + loose:
+            if i not in index.values():
+                index[field_name] = i
+                break
     missing = [f for f in ("number", "title") if f not in index]
     if missing:
         raise OutlineError([f"line 1: no {' or '.join(COLUMNS[f][:2])} column (found: "

@@ -88,9 +88,11 @@ def test_an_outline_is_read_from_a_table_or_markdown_headings(pillars):
         ("5.1", "Bank Sampah dan Daur Ulang", "environment"),
         ("5.2", "Ruang Terbuka Hijau", "environment"),
     ]
-    indonesian = outline_from_rows([["Bagian", "Judul", "Pilar"], ["6.1", "Pasar Desa Daring", "ekonomi"]],
+    indonesian = outline_from_rows([["No", "Bagian", "Nama program", "Judul", "Pilar"],
+                                    ["1", "6.1", "Gerbang Desa Digital", "Pasar Desa Daring", "ekonomi"]],
                                    pillars=pillars)
-    assert [(e.number, e.pillar) for e in indonesian] == [("6.1", "economy")]
+    assert [(e.number, e.title, e.programme, e.pillar) for e in indonesian] == [
+        ("6.1", "Pasar Desa Daring", "Gerbang Desa Digital", "economy")]
 
 
 def test_a_bad_outline_names_every_problem_with_its_line(pillars):
