@@ -96,6 +96,13 @@ def read_outline(path: Path, catalog: Catalog, areas: Sequence[str]) -> list[Out
     return outline_from_rows(rows, pillars=pillars, areas=areas)
 
 
+def _database_exists(settings: Settings) -> None:
+    # A mistyped DATABASE_PATH must not become a new database holding only an outline.
+    if not settings.database_url and not settings.database_path.is_file():
+        raise click.ClickException(f"no database at {settings.database_path} (start the bot once, "
+                                   "or set DATABASE_PATH)")
+
+
 @click.group("masterplan")
 def masterplan() -> None:
     """The masterplan outline and the submissions linked to its sections."""
@@ -111,6 +118,7 @@ def load(settings: Settings, file: Path, dry_run: bool) -> None:
 
     Sections keep their links when renamed or renumbered; one missing from FILE is retired
     (its links kept). Every load is audited."""
+    _database_exists(settings)
     catalog = Catalog.load(settings.default_language)
     try:
         outline = read_outline(file, catalog, settings.areas)
@@ -181,6 +189,7 @@ def link(settings: Settings, file: Path, apply_: bool) -> None:
     """Link submissions to sections from FILE, an export (XLSX or CSV) with its section
     column filled in. Each linked submission gets status in_masterplan; its resident and
     supporters are told once, in their language. A dry run unless --apply."""
+    _database_exists(settings)
     catalog = Catalog.load(settings.default_language)
     wanted, problems = read_links(file, catalog)
 

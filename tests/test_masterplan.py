@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import shutil
 import sqlite3
 from pathlib import Path
 
@@ -61,6 +62,19 @@ def cli(settings, *args: str):
 def rows(db_path: Path, sql: str, *params: object) -> list[tuple]:
     with contextlib.closing(sqlite3.connect(db_path)) as conn:
         return conn.execute(sql, params).fetchall()
+
+
+@pytest.fixture
+def bot_settings(make_settings, migrated):
+    """Settings over a database the bot has already created (a copy of the migrated one):
+    the masterplan commands refuse a DATABASE_PATH with no database behind it."""
+
+    def build(**overrides: object):
+        settings = make_settings(**overrides)
+        shutil.copy(migrated, settings.database_path)
+        return settings
+
+    return build
 
 
 @pytest.fixture
@@ -116,7 +130,7 @@ def test_a_bad_outline_names_every_problem_with_its_line(pillars):
         outline_from_rows([["judul"], ["Jalan"]], pillars=pillars)
 
 
-def test_loading_from_xlsx_reports_and_audits_and_a_dry_run_writes_nothing(make_settings, tmp_path):
+def test_loading_from_xlsx_reports_and_audits_and_a_dry_run_writes_nothing(make_settings, migrated, tmp_path):
     settings = make_settings(areas="Maospati,Bendo")
     book = Workbook()
     sheet = book.active
@@ -127,6 +141,10 @@ def test_loading_from_xlsx_reports_and_audits_and_a_dry_run_writes_nothing(make_
         sheet.append(cells)
     path = tmp_path / "kerangka.xlsx"
     book.save(path)
+    nowhere = CliRunner().invoke(masterplan, ["load", str(path)], obj=settings)
+    assert nowhere.exit_code == 1 and f"no database at {settings.database_path}" in nowhere.output
+    assert not settings.database_path.exists()
+    shutil.copy(migrated, settings.database_path)
 
     dry = cli(settings, "load", str(path), "--dry-run")
     assert dry.exit_code == 0, dry.output
@@ -208,11 +226,11 @@ async def test_an_official_links_in_chat_and_resident_and_supporter_are_told_onc
 
 
 # Reloading the outline keeps the links ---------------------------------------------------------------------
-async def test_a_reload_keeps_links_through_renames_and_retires_what_was_dropped(make_settings, tmp_path):
+async def test_a_reload_keeps_links_through_renames_and_retires_what_was_dropped(bot_settings, tmp_path):
     """Renamed (same number) and renumbered (same title) sections keep their links; a dropped
     one is retired: its links stay, it is shown as retired, and new links to it are refused.
     Through the desk as bot/app.py wires it."""
-    settings = make_settings(officials=f"telegram:{OFFICIAL}")
+    settings = bot_settings(officials=f"telegram:{OFFICIAL}")
     first = tmp_path / "v1.csv"
     first.write_text(OUTLINE_CSV, encoding="utf-8")
     await asyncio.to_thread(cli, settings, "load", str(first))
@@ -287,8 +305,8 @@ async def test_a_reload_keeps_links_through_renames_and_retires_what_was_dropped
 
 
 # Links in bulk from a filled-in export -----------------------------------------------------------------------
-async def test_bulk_link_from_a_filled_in_export_is_a_dry_run_until_applied(make_settings, tmp_path):
-    settings = make_settings()
+async def test_bulk_link_from_a_filled_in_export_is_a_dry_run_until_applied(bot_settings, tmp_path):
+    settings = bot_settings()
     outline = tmp_path / "kerangka.csv"
     outline.write_text(OUTLINE_CSV, encoding="utf-8")
     await asyncio.to_thread(cli, settings, "load", str(outline))
@@ -342,7 +360,7 @@ async def test_bulk_link_from_a_filled_in_export_is_a_dry_run_until_applied(make
 
 
 # Exports: the section column and the view by section -------------------------------------------------------
-async def test_exports_show_the_sections_and_a_filled_in_export_links_the_rest(make_settings, tmp_path):
+async def test_exports_show_the_sections_and_a_filled_in_export_links_the_rest(bot_settings, tmp_path):
     """The XLSX gets a section column and a sheet by section (sections without input too);
     the Markdown annex a chapter by section with codes, kecamatan counts, supports and
     masked quotes. The exported file, its section column filled in, links in bulk."""
@@ -350,7 +368,7 @@ async def test_exports_show_the_sections_and_a_filled_in_export_links_the_rest(m
 
     from bot.cli_export import export
 
-    settings = make_settings()
+    settings = bot_settings()
     outline = tmp_path / "kerangka.csv"
     outline.write_text(OUTLINE_CSV, encoding="utf-8")
     await asyncio.to_thread(cli, settings, "load", str(outline))
@@ -426,10 +444,10 @@ async def test_exports_show_the_sections_and_a_filled_in_export_links_the_rest(m
 
 
 # The digest: the period's new links and the sections that drew the most residents -------------------------
-async def test_the_digest_lists_new_links_and_the_sections_drawing_most_residents(make_settings, tmp_path):
+async def test_the_digest_lists_new_links_and_the_sections_drawing_most_residents(bot_settings, tmp_path):
     from bot.cli_digest import digest
 
-    settings = make_settings()
+    settings = bot_settings()
     outline = tmp_path / "kerangka.csv"
     outline.write_text(OUTLINE_CSV, encoding="utf-8")
     await asyncio.to_thread(cli, settings, "load", str(outline))
