@@ -5,26 +5,38 @@ from __future__ import annotations
 
 import logging
 import re
-from datetime import timedelta
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     pass
 
 
+from handlers.limits import (
+    WHATSAPP_BODY_LIMIT,
+    WHATSAPP_BUTTON_TITLE_LIMIT,
+    WHATSAPP_CAPTION_LIMIT,
+    WHATSAPP_LIST_BUTTON_LIMIT,
+    WHATSAPP_ROW_DESCRIPTION_LIMIT,
+    WHATSAPP_ROW_TITLE_LIMIT,
+    WHATSAPP_TEMPLATE_PARAM_LIMIT,
+    WHATSAPP_TEXT_LIMIT,
+    WHATSAPP_WINDOW,
+    WHATSAPP_WINDOW_SAFETY,
+)
+
 log = logging.getLogger(__name__)
 
 # Meta's limits for what we send (PLATFORMS.md; the fake Graph API enforces the same).
-TEXT_LIMIT = 4096
-BODY_LIMIT = 1024  # interactive body text
+TEXT_LIMIT = WHATSAPP_TEXT_LIMIT
+BODY_LIMIT = WHATSAPP_BODY_LIMIT
 MAX_BUTTONS = 3
-BUTTON_TITLE_LIMIT = 20
+BUTTON_TITLE_LIMIT = WHATSAPP_BUTTON_TITLE_LIMIT
 MAX_ROWS = 10
-ROW_TITLE_LIMIT = 24
-ROW_DESCRIPTION_LIMIT = 72
-LIST_BUTTON_LIMIT = 20
-TEMPLATE_PARAM_LIMIT = 1024
-CAPTION_LIMIT = 1024  # image and document captions
+ROW_TITLE_LIMIT = WHATSAPP_ROW_TITLE_LIMIT
+ROW_DESCRIPTION_LIMIT = WHATSAPP_ROW_DESCRIPTION_LIMIT
+LIST_BUTTON_LIMIT = WHATSAPP_LIST_BUTTON_LIMIT
+TEMPLATE_PARAM_LIMIT = WHATSAPP_TEMPLATE_PARAM_LIMIT
+CAPTION_LIMIT = WHATSAPP_CAPTION_LIMIT
 # We only ever fetch residents' photos (WhatsApp caps images at 5 MB); the cap keeps a
 # wrong media id from pulling a 100 MB document into memory.
 MEDIA_LIMIT = 16 * 1024 * 1024
@@ -57,8 +69,8 @@ FILE_NOT_SENT = ("whatsapp.file_not_sent", "Berkas {filename} tidak dapat dikiri
 # The customer-service window. Our last_inbound_at is when we handled the message, a little
 # after Meta received it (and touch_user refreshes it at most once a minute), so we close
 # the window a few minutes early rather than collect 131047 refusals at its very end.
-WINDOW = timedelta(hours=24)
-WINDOW_SAFETY = timedelta(minutes=5)
+WINDOW = WHATSAPP_WINDOW
+WINDOW_SAFETY = WHATSAPP_WINDOW_SAFETY
 
 THROTTLE_CODES = frozenset({4, 80007, 130429, 131056})  # app, account, number, pair limits
 PAIR_RATE_CODE = 131056  # too many messages to one user: about one per 6 s

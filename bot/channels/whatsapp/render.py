@@ -27,25 +27,14 @@ from bot.channels.whatsapp.limits import (
     ROW_TITLE_LIMIT,
     TEMPLATE_PARAM_LIMIT,
     TEXT_LIMIT,
-    WINDOW,
-    WINDOW_SAFETY,
 )
+from handlers.limits import whatsapp_window_open
+from handlers.text import clip
 
 log = logging.getLogger(__name__)
 
 
 # Outbound: rendering (pure) -------------------------------------------------------------------
-def clip(text: str, limit: int) -> str:
-    """One line of at most `limit` characters, cut with an ellipsis when it had to be."""
-    text = " ".join(text.split())
-    if len(text) <= limit:
-        return text
-    cut = text[: limit - 1]
-    if text[limit - 1] != " " and cut.rfind(" ") > limit // 2:
-        cut = cut[: cut.rfind(" ")]  # end on a whole word when one is near
-    return cut.rstrip(" ,.;:-") + "…"
-
-
 def split_tail(text: str, limit: int) -> tuple[str, str]:
     """(head, tail) with tail <= limit, cut at a paragraph, line or word boundary if possible."""
     if len(text) <= limit:
@@ -144,7 +133,7 @@ def template_payload(chat_id: str, name: str, language: str, params: list[str]) 
 
 def window_open(last_inbound_at: datetime | None, now: datetime) -> bool:
     """May a free-form message go to someone who last wrote at `last_inbound_at`?"""
-    return last_inbound_at is not None and now - last_inbound_at < WINDOW - WINDOW_SAFETY
+    return whatsapp_window_open(last_inbound_at, now)
 
 
 @dataclass(frozen=True, slots=True)
