@@ -81,10 +81,18 @@ def counts(conn: sqlite3.Connection, filters: Any, *, geo: bool = False) -> tupl
     return int(row[0]), int(row[1]), int(row[2])
 
 
-def rows(conn: sqlite3.Connection, filters: Any, *, contact: bool, order: str = "s.id") -> Iterator[tuple[Any, ...]]:
-    """SELECT_ROW (+ SELECT_CONTACT) for every matching submission, streamed."""
+def rows(
+    conn: sqlite3.Connection, filters: Any, *, contact: bool, order: str = "s.id", masked_with: str | None = None
+) -> Iterator[tuple[Any, ...]]:
+    """SELECT_ROW (+ SELECT_CONTACT) for every matching submission, streamed. With
+    `masked_with` (the masking rules' version), one more column at the end: the text as
+    masked at saving when it was masked by those rules, else NULL."""
     sql_where, params = where(filters)
-    sql = SELECT_ROW + (SELECT_CONTACT if contact else "") + " FROM submissions s"
+    sql = SELECT_ROW + (SELECT_CONTACT if contact else "")
+    if masked_with is not None:
+        sql += ", CASE WHEN s.masked_with = ? THEN s.text_masked END"
+        params = [masked_with, *params]
+    sql += " FROM submissions s"
     if contact:
         sql += " LEFT JOIN users u ON u.id = s.user_id"
     return iter(conn.execute(f"{sql} WHERE {sql_where} ORDER BY {order}", params))
