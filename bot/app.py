@@ -18,6 +18,7 @@ from bot.digest_service import make_digest_command
 from bot.exports import make_export_command
 from bot.services import Services
 from bot.webdesk.auth import make_login_command
+from handlers.clock import utcnow
 from handlers.conversation import Core, CoreSettings
 from handlers.i18n import Catalog
 from handlers.language import LanguageDetector
@@ -25,7 +26,6 @@ from handlers.masterplan import MasterplanCommand
 from handlers.messages import Reply, StartupError
 from handlers.officials import OfficialDesk
 from handlers.tagging import RulesError, Tagger
-from handlers.clock import utcnow
 from storage import inbound
 from storage.database import Database, StorageUnavailable, connect, probe_writable
 
@@ -53,14 +53,20 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
             db = await connect(settings).open()
         except (sqlite3.Error, OSError) as exc:
             # A read-only folder or file system, a folder named like the file, not a database.
-            raise ConfigError([
-                f"DATABASE_PATH: cannot open {settings.database_path} for writing: "
-                f"{_why_unopenable(settings.database_path, exc)}"
-            ]) from None
+            raise ConfigError(
+                [
+                    f"DATABASE_PATH: cannot open {settings.database_path} for writing: "
+                    f"{_why_unopenable(settings.database_path, exc)}"
+                ]
+            ) from None
     try:
         core = Core(
-            db=db, tagger=tagger, catalog=catalog, detector=detector,
-            settings=CoreSettings.from_settings(settings), key_terms=tagger.key_terms,
+            db=db,
+            tagger=tagger,
+            catalog=catalog,
+            detector=detector,
+            settings=CoreSettings.from_settings(settings),
+            key_terms=tagger.key_terms,
         )
         services = Services(settings, db, catalog, detector, tagger, core)
         core.desk = _officials_desk(services)
@@ -98,8 +104,11 @@ def _officials_desk(services: Services) -> OfficialDesk:
     desk = OfficialDesk(catalog, services.tagger, zone=settings.zone)
     # Both read on connections of their own and can take seconds at a million rows: they
     # run after the official's message has committed, never holding the write lock.
-    desk.register("digest", make_digest_command(settings, catalog, subtopic_label=services.tagger.subtopic_label),
-                  after_commit=True)
+    desk.register(
+        "digest",
+        make_digest_command(settings, catalog, subtopic_label=services.tagger.subtopic_label),
+        after_commit=True,
+    )
     desk.register("export", export, after_commit=True)
     # /masuk: a one-time sign-in link to the web desk, recorded in the message's transaction.
     desk.register("login", make_login_command(settings, catalog))
@@ -109,15 +118,27 @@ def _officials_desk(services: Services) -> OfficialDesk:
     return desk
 
 
-async def run_terminal(settings: Settings, *, stdin: TextIO = sys.stdin, stdout: TextIO = sys.stdout,
-                       user_id: str | None = None, language: str | None = None,
-                       announce: str | None = None) -> None:
+async def run_terminal(
+    settings: Settings,
+    *,
+    stdin: TextIO = sys.stdin,
+    stdout: TextIO = sys.stdout,
+    user_id: str | None = None,
+    language: str | None = None,
+    announce: str | None = None,
+) -> None:
     """The terminal chat; `announce` is printed on stderr once the database is open."""
     from bot.channels.terminal import TerminalChannel
 
     async with open_services(settings) as services:
-        terminal = TerminalChannel(services.core, stdin=stdin, stdout=stdout, user_id=user_id,
-                                   language_hint=language, files_dir=terminal_files_dir(settings))
+        terminal = TerminalChannel(
+            services.core,
+            stdin=stdin,
+            stdout=stdout,
+            user_id=user_id,
+            language_hint=language,
+            files_dir=terminal_files_dir(settings),
+        )
         services.channels["terminal"] = terminal
         if announce:
             print(announce, file=sys.stderr, flush=True)
@@ -152,12 +173,13 @@ def terminal_banner(settings: Settings, log_to: str) -> str:
         from storage.pg import redact  # asyncpg is imported only when PostgreSQL is used
 
         database = redact(settings.database_url)
-    return (f"database {database}, log in {log_to}, "
-            f"files in {terminal_files_dir(settings)}/ (type /bantuan for help, Ctrl-D to quit)")
+    return (
+        f"database {database}, log in {log_to}, "
+        f"files in {terminal_files_dir(settings)}/ (type /bantuan for help, Ctrl-D to quit)"
+    )
 
 
-async def run_bot(settings: Settings, *, stop: asyncio.Event | None = None,
-                  announce: str | None = None) -> None:
+async def run_bot(settings: Settings, *, stop: asyncio.Event | None = None, announce: str | None = None) -> None:
     """Start every configured channel; with none configured, the terminal chat."""
     if not (settings.telegram_enabled or settings.whatsapp_enabled):
         await run_terminal(settings, announce=announce)
@@ -179,7 +201,9 @@ async def run_bot(settings: Settings, *, stop: asyncio.Event | None = None,
                 services.channels["whatsapp"] = whatsapp
             if settings.telegram_enabled:
                 telegram = TelegramChannel(
-                    settings, services.core, services.catalog,
+                    settings,
+                    services.core,
+                    services.catalog,
                     webhook=settings.telegram_mode == "webhook",
                 )
                 await telegram.start()
@@ -198,8 +222,11 @@ async def run_bot(settings: Settings, *, stop: asyncio.Event | None = None,
             await worker.start()
             started.append(worker)
             digest = DigestService(
-                settings, services.catalog, db=services.db,
-                telegram=services.channels.get("telegram"), whatsapp=services.channels.get("whatsapp"),
+                settings,
+                services.catalog,
+                db=services.db,
+                telegram=services.channels.get("telegram"),
+                whatsapp=services.channels.get("whatsapp"),
                 subtopic_label=services.tagger.subtopic_label,
             )
             scheduler = DigestScheduler(digest, settings)
@@ -209,7 +236,8 @@ async def run_bot(settings: Settings, *, stop: asyncio.Event | None = None,
             from bot.reminders import ReminderScheduler, ReminderService
 
             reminders = ReminderScheduler(
-                ReminderService(services.db, settings, services.catalog, on_outbox=worker.wake), settings)
+                ReminderService(services.db, settings, services.catalog, on_outbox=worker.wake), settings
+            )
             await reminders.start()
             started.append(reminders)
             housekeeping = Housekeeping(services.db)
@@ -221,14 +249,14 @@ async def run_bot(settings: Settings, *, stop: asyncio.Event | None = None,
             for component in reversed(started):
                 try:
                     await component.stop()
-                except Exception:  # noqa: BLE001 - keep stopping the others
+                except Exception:
                     log.exception("error while stopping %s", component)
 
 
 class Housekeeping:
     """Keeps the deduplication table from growing forever: a few deletes every 6 hours."""
 
-    KEEP = timedelta(days=8)        # Meta redelivers for up to 7 days, Telegram for a day
+    KEEP = timedelta(days=8)  # Meta redelivers for up to 7 days, Telegram for a day
     INTERVAL = 6 * 3600.0
 
     def __init__(self, db: Database):

@@ -22,6 +22,7 @@ from storage.database import backup as storage_backup  # noqa: E402
 
 log = logging.getLogger(__name__)
 
+
 class Unusable(click.ClickException):
     """A setting, file or folder the command cannot use: one line, exit status 2."""
 
@@ -42,7 +43,7 @@ class SuaraWargaGroup(click.Group):
     file) into one line and exit status 2, for every sub-command, instead of a traceback.
     The traceback still goes to the log at DEBUG."""
 
-    def invoke(self, ctx: click.Context):  # noqa: ANN201
+    def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
         except ConfigError as exc:

@@ -51,7 +51,7 @@ SECTION_HEADERS = {"section", "bagian", "bagian masterplan", "masterplan section
 def _actor() -> str:
     try:
         return f"cli:{getpass.getuser()}"
-    except (KeyError, OSError):   # containers without a passwd entry
+    except (KeyError, OSError):  # containers without a passwd entry
         return f"cli:{os.getuid()}" if hasattr(os, "getuid") else "cli:unknown"
 
 
@@ -99,8 +99,9 @@ def read_outline(path: Path, catalog: Catalog, areas: Sequence[str]) -> list[Out
 def _database_exists(settings: Settings) -> None:
     # A mistyped DATABASE_PATH must not become a new database holding only an outline.
     if not settings.database_url and not settings.database_path.is_file():
-        raise click.ClickException(f"no database at {settings.database_path} (start the bot once, "
-                                   "or set DATABASE_PATH)")
+        raise click.ClickException(
+            f"no database at {settings.database_path} (start the bot once, or set DATABASE_PATH)"
+        )
 
 
 @click.group("masterplan")
@@ -137,8 +138,10 @@ def load(settings: Settings, file: Path, dry_run: bool) -> None:
     for line in report:
         click.echo(line)
     verb = "Would load" if dry_run else "Loaded"
-    click.echo(f"{verb} {total} sections from {file.name}: {len(report)} changes, {unchanged} unchanged."
-               + (" Nothing written (--dry-run)." if dry_run else ""))
+    click.echo(
+        f"{verb} {total} sections from {file.name}: {len(report)} changes, {unchanged} unchanged."
+        + (" Nothing written (--dry-run)." if dry_run else "")
+    )
 
 
 def _headers(catalog: Catalog, key: str, extra: set[str]) -> set[str]:
@@ -170,20 +173,23 @@ def read_links(path: Path, catalog: Catalog) -> tuple[dict[str, tuple[str, str]]
                 continue
             where = f"{name} row {line}"
             if code in found and found[code][0] != section:
-                problems.append(f"{where}: {code} is given section {section}, but {found[code][1]} says "
-                                f"{found[code][0]}")
+                problems.append(
+                    f"{where}: {code} is given section {section}, but {found[code][1]} says {found[code][0]}"
+                )
                 continue
             found.setdefault(code, (section, where))
     if not usable:
-        raise click.ClickException(f"{path}: no sheet with a code and a section column "
-                                   "(fill in the export's section column)")
+        raise click.ClickException(
+            f"{path}: no sheet with a code and a section column (fill in the export's section column)"
+        )
     return found, problems
 
 
 @masterplan.command("link")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--apply", "apply_", is_flag=True,
-              help="Write the links (default: a dry run that reports what would change).")
+@click.option(
+    "--apply", "apply_", is_flag=True, help="Write the links (default: a dry run that reports what would change)."
+)
 @click.pass_obj
 def link(settings: Settings, file: Path, apply_: bool) -> None:
     """Link submissions to sections from FILE, an export (XLSX or CSV) with its section
@@ -234,8 +240,10 @@ def link(settings: Settings, file: Path, apply_: bool) -> None:
             click.echo(f"{verb[outcome] if not apply_ else outcome:<9} {line}")
     for line in result["problem"]:
         click.echo(f"skipped   {line}")
-    counts = f"{len(result['linked'])} new, {len(result['moved'])} moved, {len(result['same'])} already linked, " \
-             f"{len(result['problem'])} skipped"
+    counts = (
+        f"{len(result['linked'])} new, {len(result['moved'])} moved, {len(result['same'])} already linked, "
+        f"{len(result['problem'])} skipped"
+    )
     if apply_:
         click.echo(f"Linked from {file.name}: {counts}. Residents and supporters are told through the outbox.")
     else:

@@ -16,9 +16,24 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 # The 18 kecamatan of Kabupaten Magetan, the first regency using SuaraWarga.
 MAGETAN_KECAMATAN = (
-    "Barat", "Bendo", "Karangrejo", "Karas", "Kartoharjo", "Kawedanan", "Lembeyan", "Magetan",
-    "Maospati", "Ngariboyo", "Nguntoronadi", "Panekan", "Parang", "Plaosan", "Poncol",
-    "Sidorejo", "Sukomoro", "Takeran",
+    "Barat",
+    "Bendo",
+    "Karangrejo",
+    "Karas",
+    "Kartoharjo",
+    "Kawedanan",
+    "Lembeyan",
+    "Magetan",
+    "Maospati",
+    "Ngariboyo",
+    "Nguntoronadi",
+    "Panekan",
+    "Parang",
+    "Plaosan",
+    "Poncol",
+    "Sidorejo",
+    "Sukomoro",
+    "Takeran",
 )
 
 _TELEGRAM_TOKEN = re.compile(r"^\d{3,}:[A-Za-z0-9_-]{30,}$")
@@ -33,8 +48,11 @@ def _catalogue_languages() -> list[str]:
     """The languages handlers/locales has a catalogue for (adding one is adding a file)."""
     from importlib import resources
 
-    return sorted(entry.name.removesuffix(".toml")
-                  for entry in resources.files("handlers.locales").iterdir() if entry.name.endswith(".toml"))
+    return sorted(
+        entry.name.removesuffix(".toml")
+        for entry in resources.files("handlers.locales").iterdir()
+        if entry.name.endswith(".toml")
+    )
 
 
 def _split(value: object) -> object:
@@ -44,9 +62,7 @@ def _split(value: object) -> object:
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(
-        env_file=".env", env_file_encoding="utf-8", extra="ignore", case_sensitive=False
-    )
+    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore", case_sensitive=False)
 
     regency_name: str = "Kabupaten Magetan"
     areas: CommaList = Field(default_factory=lambda: list(MAGETAN_KECAMATAN))
@@ -120,8 +136,13 @@ class Settings(BaseSettings):
     _split_deadline_lists = field_validator("holidays_extra", "escalation_chats", mode="before")(_split)
 
     _split_lists = field_validator(
-        "areas", "officials", "digest_telegram_chat_ids", "digest_emails",
-        "digest_whatsapp_numbers", "open311_api_keys", mode="before",
+        "areas",
+        "officials",
+        "digest_telegram_chat_ids",
+        "digest_emails",
+        "digest_whatsapp_numbers",
+        "open311_api_keys",
+        mode="before",
     )(_split)
 
     @field_validator("public_url")
@@ -142,7 +163,9 @@ class Settings(BaseSettings):
     @classmethod
     def _desk_secret_shape(cls, v: str | None) -> str | None:
         if v and len(v) < 32:
-            raise ValueError("must be at least 32 characters (e.g. `python -c 'import secrets; print(secrets.token_urlsafe(32))'`)")
+            raise ValueError(
+                "must be at least 32 characters (e.g. `python -c 'import secrets; print(secrets.token_urlsafe(32))'`)"
+            )
         return v or None
 
     @field_validator("open311_api_keys")
@@ -262,7 +285,7 @@ class Settings(BaseSettings):
         return v
 
     @model_validator(mode="after")
-    def _channel_completeness(self) -> "Settings":
+    def _channel_completeness(self) -> Settings:
         wa = {
             "whatsapp_access_token": self.whatsapp_access_token,
             "whatsapp_phone_number_id": self.whatsapp_phone_number_id,
@@ -276,9 +299,7 @@ class Settings(BaseSettings):
             if not self.telegram_bot_token:
                 raise ValueError("TELEGRAM_MODE=webhook needs TELEGRAM_BOT_TOKEN")
             if not (self.telegram_webhook_url and self.telegram_webhook_secret):
-                raise ValueError(
-                    "TELEGRAM_MODE=webhook needs TELEGRAM_WEBHOOK_URL and TELEGRAM_WEBHOOK_SECRET"
-                )
+                raise ValueError("TELEGRAM_MODE=webhook needs TELEGRAM_WEBHOOK_URL and TELEGRAM_WEBHOOK_SECRET")
         if self.desk_secret and not self.public_url:
             raise ValueError("DESK_SECRET needs PUBLIC_URL (the sign-in links point there)")
         return self
@@ -303,14 +324,18 @@ class Settings(BaseSettings):
 
     @property
     def needs_web_server(self) -> bool:
-        return (self.whatsapp_enabled or (self.telegram_enabled and self.telegram_mode == "webhook")
-                or self.desk_enabled)
+        return self.whatsapp_enabled or (self.telegram_enabled and self.telegram_mode == "webhook") or self.desk_enabled
 
     def secrets(self) -> list[str]:
         """Values that must never reach a log line."""
         values = [
-            self.telegram_bot_token, self.telegram_webhook_secret, self.whatsapp_access_token,
-            self.whatsapp_app_secret, self.whatsapp_verify_token, self.smtp_password, self.desk_secret,
+            self.telegram_bot_token,
+            self.telegram_webhook_secret,
+            self.whatsapp_access_token,
+            self.whatsapp_app_secret,
+            self.whatsapp_verify_token,
+            self.smtp_password,
+            self.desk_secret,
             *self.open311_api_keys,
         ]
         return [v for v in values if v]

@@ -51,9 +51,28 @@ FORMATS: tuple[str, ...] = ("csv", "xlsx", "jsonl", "geojson", "markdown")
 # forwarded_to the agency. area_source says where area came from: "resident" (chosen or
 # typed) or "gps" (the nearest kecamatan seat to the GPS point, see bot/geo.py).
 COLUMNS: tuple[str, ...] = (
-    "code", "kind", "pillar", "tagger_pillar", "pillar_corrected", "subtopic", "text", "language",
-    "area", "area_source", "latitude", "longitude", "status", "status_note", "forwarded_to",
-    "status_changed_at", "has_photo", "supports", "anonymous", "channel", "created_at", "updated_at",
+    "code",
+    "kind",
+    "pillar",
+    "tagger_pillar",
+    "pillar_corrected",
+    "subtopic",
+    "text",
+    "language",
+    "area",
+    "area_source",
+    "latitude",
+    "longitude",
+    "status",
+    "status_note",
+    "forwarded_to",
+    "status_changed_at",
+    "has_photo",
+    "supports",
+    "anonymous",
+    "channel",
+    "created_at",
+    "updated_at",
 )
 # Added only with include_contact; always empty for anonymous submissions.
 CONTACT_COLUMNS: tuple[str, ...] = ("contact_name", "contact_channel", "contact_id")
@@ -64,7 +83,7 @@ SECTION_COLUMNS: tuple[str, ...] = ("section",)
 # decimal commas, and "YYYY-MM-DD HH:MM:SS" local times it reads as dates (issue 14.19).
 CSV_DIALECTS: tuple[str, ...] = ("rfc4180", "excel-id")
 
-NO_PILLAR = "none"     # filter value selecting submissions the tagger left without a pillar
+NO_PILLAR = "none"  # filter value selecting submissions the tagger left without a pillar
 PROGRESS_EVERY = 10_000
 # Excel's hard limit is 1,048,576 rows; the header takes one.
 XLSX_MAX_ROWS = 1_048_575
@@ -97,7 +116,7 @@ class ExportFilter:
 
     since: datetime | None = None
     until: datetime | None = None
-    pillar: str | None = None      # a PILLARS key, or "none" for untagged submissions
+    pillar: str | None = None  # a PILLARS key, or "none" for untagged submissions
     kind: str | None = None
     status: str | None = None
     area: str | None = None
@@ -116,7 +135,7 @@ class ExportFilter:
 class Counts:
     total: int
     anonymous: int
-    contactable: int    # not anonymous, and the resident (or their chosen name) still exists
+    contactable: int  # not anonymous, and the resident (or their chosen name) still exists
 
 
 # Shared pieces ---------------------------------------------------------------------------
@@ -148,7 +167,7 @@ def count_rows(db_path: Path | str, filters: ExportFilter) -> Counts:
 
 
 def _counts(conn: sqlite3.Connection, filters: ExportFilter) -> Counts:
-    _where(filters)   # the filter check, with its ExportError
+    _where(filters)  # the filter check, with its ExportError
     return Counts(*eq.counts(conn, filters))
 
 
@@ -183,7 +202,7 @@ class LocalTime:
         return datetime.fromisoformat(stamp).astimezone(self.zone).isoformat(timespec="seconds")
 
     def _hour(self, key: str) -> tuple[str, str] | None:
-        if len(self._hours) > 200_000:   # ~23 years of hours: only a pathological export
+        if len(self._hours) > 200_000:  # ~23 years of hours: only a pathological export
             self._hours.clear()
         start = datetime.fromisoformat(key + ":00:00+00:00")
         local = start.astimezone(self.zone)
@@ -228,8 +247,7 @@ def neutralise(value: str) -> str:
 
 
 # Rows ------------------------------------------------------------------------------------
-def _rows(conn: sqlite3.Connection, filters: ExportFilter, *, contact: bool,
-          order: str = "s.id") -> Iterator[tuple]:
+def _rows(conn: sqlite3.Connection, filters: ExportFilter, *, contact: bool, order: str = "s.id") -> Iterator[tuple]:
     _where(filters)
     return _premasked(eq.rows(conn, filters, contact=contact, order=order, masked_with=privacy.RULES_VERSION))
 
@@ -243,8 +261,9 @@ def _premasked(rows: Iterator[tuple]) -> Iterator[tuple]:
         yield row[:-1] if masked is None else (*row[:5], Masked(masked), *row[6:-1])
 
 
-def _locate(area: str | None, lat: float | None, lon: float | None, exact: bool,
-            centroids: Centroids) -> tuple[str | None, str | None, float | None, float | None]:
+def _locate(
+    area: str | None, lat: float | None, lon: float | None, exact: bool, centroids: Centroids
+) -> tuple[str | None, str | None, float | None, float | None]:
     """(area, area_source, latitude, longitude) as an export shows them.
 
     Coordinates rounded to ~100 m unless `exact` (the internal export, issue 12.5); a GPS
@@ -264,10 +283,16 @@ def _note(value: str | None) -> str | None:
     return redact_text(value) if value else None
 
 
-def _records(rows: Iterator[tuple], local: LocalTime, contact: bool,
-             progress: Callable[[int], None] | None, *, exact: bool = False,
-             centroids: Centroids | None = None,
-             sections: dict[str, str] | None = None) -> Iterator[dict[str, Any]]:
+def _records(
+    rows: Iterator[tuple],
+    local: LocalTime,
+    contact: bool,
+    progress: Callable[[int], None] | None,
+    *,
+    exact: bool = False,
+    centroids: Centroids | None = None,
+    sections: dict[str, str] | None = None,
+) -> Iterator[dict[str, Any]]:
     """Rows as the JSON formats show them: clean values, local times, masked text."""
     n = 0
     centroids = centroids or Centroids.packaged()
@@ -275,15 +300,30 @@ def _records(rows: Iterator[tuple], local: LocalTime, contact: bool,
         code = row[0]
         area, source, lat, lon = _locate(row[7], row[8], row[9], exact, centroids)
         record = {
-            "code": f"{code[:3]}-{code[3:]}", "kind": row[1], "pillar": row[2], "tagger_pillar": row[3],
-            "pillar_corrected": row[2] != row[3], "subtopic": row[4], "text": redact_text(row[5]),
-            "language": row[6], "area": area, "area_source": source, "latitude": lat, "longitude": lon,
-            "status": row[10], "status_note": _note(row[11]), "forwarded_to": _note(row[12]),
-            "status_changed_at": local(row[13]), "has_photo": bool(row[14]), "supports": row[15],
-            "anonymous": bool(row[16]), "channel": row[17], "created_at": local(row[18]),
+            "code": f"{code[:3]}-{code[3:]}",
+            "kind": row[1],
+            "pillar": row[2],
+            "tagger_pillar": row[3],
+            "pillar_corrected": row[2] != row[3],
+            "subtopic": row[4],
+            "text": redact_text(row[5]),
+            "language": row[6],
+            "area": area,
+            "area_source": source,
+            "latitude": lat,
+            "longitude": lon,
+            "status": row[10],
+            "status_note": _note(row[11]),
+            "forwarded_to": _note(row[12]),
+            "status_changed_at": local(row[13]),
+            "has_photo": bool(row[14]),
+            "supports": row[15],
+            "anonymous": bool(row[16]),
+            "channel": row[17],
+            "created_at": local(row[18]),
             "updated_at": local(row[19]),
         }
-        if sections is not None:   # a masterplan outline is loaded (issue 18)
+        if sections is not None:  # a masterplan outline is loaded (issue 18)
             record["section"] = sections.get(code)
         if contact:
             record["contact_name"], record["contact_channel"], record["contact_id"] = row[20:23]
@@ -297,9 +337,16 @@ def _records(rows: Iterator[tuple], local: LocalTime, contact: bool,
 
 # Entry point -----------------------------------------------------------------------------------
 def export(
-    db_path: Path, fmt: str, out: BinaryIO, filters: ExportFilter, *, lang: str = "id",
-    include_contact: bool = False, actor: str = "cli",
-    progress: Callable[[int], None] | None = None, zone: ZoneInfo | None = None,
+    db_path: Path,
+    fmt: str,
+    out: BinaryIO,
+    filters: ExportFilter,
+    *,
+    lang: str = "id",
+    include_contact: bool = False,
+    actor: str = "cli",
+    progress: Callable[[int], None] | None = None,
+    zone: ZoneInfo | None = None,
     csv_dialect: str = "rfc4180",
 ) -> int:
     """Write the submissions matching `filters` to `out` in `fmt`; return how many.
@@ -325,21 +372,19 @@ def export(
     try:
         # One snapshot for every query of this export (WAL: writers carry on meanwhile).
         conn.execute("BEGIN")
-        _where(filters)   # refuses a bad filter before anything is written
+        _where(filters)  # refuses a bad filter before anything is written
         if include_contact:
             # The audit record needs the counts; other exports skip the extra full scan.
             counts = _counts(conn, filters)
             _audit_contact_export(db_path, actor=actor, fmt=fmt, filters=filters, counts=counts)
         if fmt == "csv":
-            written = _write_csv(conn, filters, out, local, include_contact, progress, exact=exact,
-                                 dialect=csv_dialect)
+            written = _write_csv(conn, filters, out, local, include_contact, progress, exact=exact, dialect=csv_dialect)
         elif fmt == "jsonl":
             written = _write_jsonl(conn, filters, out, local, include_contact, progress, exact=exact)
         elif fmt == "geojson":
             written = _write_geojson(conn, filters, out, local, include_contact, progress, exact=exact)
         elif fmt == "xlsx":
-            written = _write_xlsx(conn, filters, out, local, include_contact, progress, catalog, lang,
-                                  exact=exact)
+            written = _write_xlsx(conn, filters, out, local, include_contact, progress, catalog, lang, exact=exact)
         else:
             written = _write_markdown(conn, filters, out, local, catalog, lang)
         conn.execute("COMMIT")
@@ -349,20 +394,23 @@ def export(
     return written
 
 
-def _audit_contact_export(db_path: Path, *, actor: str, fmt: str, filters: ExportFilter,
-                          counts: Counts) -> None:
+def _audit_contact_export(db_path: Path, *, actor: str, fmt: str, filters: ExportFilter, counts: Counts) -> None:
     """Record who took residents' contact details, before any of them leaves.
 
     A short write on its own connection; the bot's write connection is not involved, so
     this works from the CLI while the bot runs. No personal data goes into the record.
     """
     after = {
-        "format": fmt, "filters": filters.to_json(), "rows": counts.total,
-        "with_contact": counts.contactable, "anonymous_without_contact": counts.anonymous,
+        "format": fmt,
+        "filters": filters.to_json(),
+        "rows": counts.total,
+        "with_contact": counts.contactable,
+        "anonymous_without_contact": counts.anonymous,
     }
     try:
-        audit.record_now(db_path, actor=actor, action="export.include_contact", target="submissions",
-                         after=after, now=utcnow())
+        audit.record_now(
+            db_path, actor=actor, action="export.include_contact", target="submissions", after=after, now=utcnow()
+        )
     except sqlite3.Error as exc:
         raise AuditUnavailable(
             f"could not record the include-contact export in the audit log ({exc}); nothing exported"
@@ -380,9 +428,17 @@ def _csv_cell(value: str | None, sep: str = ",") -> str:
     return value
 
 
-def _write_csv(conn: sqlite3.Connection, filters: ExportFilter, out: BinaryIO, local: LocalTime,
-               contact: bool, progress: Callable[[int], None] | None, *, exact: bool = False,
-               dialect: str = "rfc4180") -> int:
+def _write_csv(
+    conn: sqlite3.Connection,
+    filters: ExportFilter,
+    out: BinaryIO,
+    local: LocalTime,
+    contact: bool,
+    progress: Callable[[int], None] | None,
+    *,
+    exact: bool = False,
+    dialect: str = "rfc4180",
+) -> int:
     """CSV, UTF-8 with a byte-order mark: RFC 4180 (Excel's "comma" dialect) or excel-id.
 
     The hot path of a million-row export, hence written out by hand rather than through
@@ -423,8 +479,28 @@ def _write_csv(conn: sqlite3.Connection, filters: ExportFilter, out: BinaryIO, l
     buffer: list[str] = []
     n = 0
     for row in _rows(conn, filters, contact=contact):
-        (code, kind, pillar, auto, subtopic, body, language, area, lat, lon, status, note, agency,
-         changed, photo, supports, anonymous, channel, created, updated) = row[:20]
+        (
+            code,
+            kind,
+            pillar,
+            auto,
+            subtopic,
+            body,
+            language,
+            area,
+            lat,
+            lon,
+            status,
+            note,
+            agency,
+            changed,
+            photo,
+            supports,
+            anonymous,
+            channel,
+            created,
+            updated,
+        ) = row[:20]
         body = redact_text(body)
         # Neutralise after masking: the apostrophe must be the very first character.
         if body[:1] in _FORMULA_FIRST:
@@ -434,7 +510,8 @@ def _write_csv(conn: sqlite3.Connection, filters: ExportFilter, out: BinaryIO, l
         head = heads.get(key)
         if head is None:
             head = heads[key] = sep.join(
-                (cell(kind), cell(pillar), cell(auto), "true" if pillar != auto else "false", cell(subtopic)))
+                (cell(kind), cell(pillar), cell(auto), "true" if pillar != auto else "false", cell(subtopic))
+            )
         if lat is not None and lon is not None:
             if not exact:
                 lat, lon = round(lat, PUBLIC_DECIMALS), round(lon, PUBLIC_DECIMALS)
@@ -453,19 +530,18 @@ def _write_csv(conn: sqlite3.Connection, filters: ExportFilter, out: BinaryIO, l
         state = states.get((status, channel))
         if state is None:
             state = states[(status, channel)] = cell(status)
-        outcome = sep if note is None and agency is None else (
-            cell(_note(note)) + sep + cell(_note(agency)))
+        outcome = sep if note is None and agency is None else (cell(_note(note)) + sep + cell(_note(agency)))
         key = (bool(photo), anonymous, channel)
         tail = tails.get(key)
         if tail is None:
-            tail = tails[key] = (f'{"true" if photo else "false"}', "true" if anonymous else "false", cell(channel))
+            tail = tails[key] = (f"{'true' if photo else 'false'}", "true" if anonymous else "false", cell(channel))
         created_text = stamp(created)
         updated_text = created_text if updated == created else stamp(updated)
         changed_text = created_text if changed == created else stamp(changed)
         line = (
             f'{code[:3]}-{code[3:]}{sep}{head}{sep}"{body.replace(chr(34), chr(34) * 2)}"{sep}{place}{sep}'
-            f'{coords}{sep}{state}{sep}{outcome}{sep}{changed_text}{sep}{tail[0]}{sep}{supports}{sep}'
-            f'{tail[1]}{sep}{tail[2]}{sep}{created_text}{sep}{updated_text}'
+            f"{coords}{sep}{state}{sep}{outcome}{sep}{changed_text}{sep}{tail[0]}{sep}{supports}{sep}"
+            f"{tail[1]}{sep}{tail[2]}{sep}{created_text}{sep}{updated_text}"
         )
         if outline:
             line += sep + cell(section_of.get(code))
@@ -488,14 +564,22 @@ def _write_csv(conn: sqlite3.Connection, filters: ExportFilter, out: BinaryIO, l
 
 
 # JSON lines and GeoJSON --------------------------------------------------------------------------
-def _write_jsonl(conn: sqlite3.Connection, filters: ExportFilter, out: BinaryIO, local: LocalTime,
-                 contact: bool, progress: Callable[[int], None] | None, *, exact: bool = False) -> int:
+def _write_jsonl(
+    conn: sqlite3.Connection,
+    filters: ExportFilter,
+    out: BinaryIO,
+    local: LocalTime,
+    contact: bool,
+    progress: Callable[[int], None] | None,
+    *,
+    exact: bool = False,
+) -> int:
     """One JSON object a line, keys in COLUMNS order (what _records gives, json.loads-equal).
 
     Written by hand like the CSV (issue 20: 1,000,000 rows in under 10 s): json.dumps of a
     22-key dict costs ~5 µs a row, so the small-vocabulary parts are encoded once per
     distinct value and only the text goes through the C string encoder each time."""
-    from json.encoder import encode_basestring  # noqa: PLC0415 - the C encoder, ensure_ascii=False
+    from json.encoder import encode_basestring
 
     def enc(value: Any) -> str:
         return "null" if value is None else encode_basestring(value)
@@ -519,14 +603,36 @@ def _write_jsonl(conn: sqlite3.Connection, filters: ExportFilter, out: BinaryIO,
     section_of = eq.section_numbers(conn) if eq.masterplan_loaded(conn) else None
     n = 0
     for row in _rows(conn, filters, contact=contact):
-        (code, kind, pillar, auto, subtopic, body, language, area, lat, lon, status, note, agency,
-         changed, photo, supports, anonymous, channel, created, updated) = row[:20]
+        (
+            code,
+            kind,
+            pillar,
+            auto,
+            subtopic,
+            body,
+            language,
+            area,
+            lat,
+            lon,
+            status,
+            note,
+            agency,
+            changed,
+            photo,
+            supports,
+            anonymous,
+            channel,
+            created,
+            updated,
+        ) = row[:20]
         key = (kind, pillar, auto, subtopic)
         head = heads.get(key)
         if head is None:
-            head = heads[key] = (f',"kind":{enc(kind)},"pillar":{enc(pillar)},"tagger_pillar":{enc(auto)},'
-                                 f'"pillar_corrected":{"true" if pillar != auto else "false"},'
-                                 f'"subtopic":{enc(subtopic)},"text":')
+            head = heads[key] = (
+                f',"kind":{enc(kind)},"pillar":{enc(pillar)},"tagger_pillar":{enc(auto)},'
+                f'"pillar_corrected":{"true" if pillar != auto else "false"},'
+                f'"subtopic":{enc(subtopic)},"text":'
+            )
         if lat is not None and lon is not None:
             if not exact:
                 lat, lon = round(lat, PUBLIC_DECIMALS), round(lon, PUBLIC_DECIMALS)
@@ -545,13 +651,18 @@ def _write_jsonl(conn: sqlite3.Connection, filters: ExportFilter, out: BinaryIO,
         state = states.get(status)
         if state is None:
             state = states[status] = f'"status":{enc(status)},'
-        outcome = ('"status_note":null,"forwarded_to":null,' if note is None and agency is None else
-                   f'"status_note":{enc(_note(note))},"forwarded_to":{enc(_note(agency))},')
+        outcome = (
+            '"status_note":null,"forwarded_to":null,'
+            if note is None and agency is None
+            else f'"status_note":{enc(_note(note))},"forwarded_to":{enc(_note(agency))},'
+        )
         key = (bool(photo), bool(anonymous), channel)
         tail = tails.get(key)
         if tail is None:
-            tail = tails[key] = (f',"has_photo":{"true" if photo else "false"},"supports":',
-                                 f',"anonymous":{"true" if anonymous else "false"},"channel":{enc(channel)},')
+            tail = tails[key] = (
+                f',"has_photo":{"true" if photo else "false"},"supports":',
+                f',"anonymous":{"true" if anonymous else "false"},"channel":{enc(channel)},',
+            )
         created_text = stamp(created)
         line = (
             f'{{"code":"{code[:3]}-{code[3:]}"{head}{encode_basestring(redact_text(body))}{place}{coords}'
@@ -563,8 +674,10 @@ def _write_jsonl(conn: sqlite3.Connection, filters: ExportFilter, out: BinaryIO,
             line += f',"section":{enc(section_of.get(code))}'
         if contact:
             name, channel_, platform_id = row[20:23]
-            line += (f',"contact_name":{enc(name)},"contact_channel":{enc(channel_)},'
-                     f'"contact_id":{enc(None if platform_id is None else str(platform_id))}')
+            line += (
+                f',"contact_name":{enc(name)},"contact_channel":{enc(channel_)},'
+                f'"contact_id":{enc(None if platform_id is None else str(platform_id))}'
+            )
         buffer.append(line + "}")
         n += 1
         if n % 2_000 == 0:
@@ -581,8 +694,16 @@ def _write_jsonl(conn: sqlite3.Connection, filters: ExportFilter, out: BinaryIO,
     return n
 
 
-def _write_geojson(conn: sqlite3.Connection, filters: ExportFilter, out: BinaryIO, local: LocalTime,
-                   contact: bool, progress: Callable[[int], None] | None, *, exact: bool = False) -> int:
+def _write_geojson(
+    conn: sqlite3.Connection,
+    filters: ExportFilter,
+    out: BinaryIO,
+    local: LocalTime,
+    contact: bool,
+    progress: Callable[[int], None] | None,
+    *,
+    exact: bool = False,
+) -> int:
     """Every submission as a Feature (issue 14.16).
 
     location_source says where the point comes from: "gps" (the resident's shared
@@ -620,11 +741,33 @@ _SHEET_NAME_BAD = re.compile(r"[\[\]:*?/\\]")
 # The sheet's columns: COLUMNS with a map link after the coordinates.
 XLSX_COLUMNS: tuple[str, ...] = (*COLUMNS[:12], "map", *COLUMNS[12:])
 _COLUMN_WIDTHS = {
-    "code": 9, "kind": 8, "pillar": 22, "tagger_pillar": 22, "pillar_corrected": 9, "subtopic": 22,
-    "text": 60, "language": 7, "area": 13, "area_source": 11, "latitude": 9, "longitude": 9, "map": 7,
-    "status": 16, "status_note": 24, "forwarded_to": 18, "status_changed_at": 16, "has_photo": 7,
-    "supports": 10, "anonymous": 8, "channel": 10, "created_at": 16, "updated_at": 16,
-    "contact_name": 22, "contact_channel": 12, "contact_id": 16, "section": 12,
+    "code": 9,
+    "kind": 8,
+    "pillar": 22,
+    "tagger_pillar": 22,
+    "pillar_corrected": 9,
+    "subtopic": 22,
+    "text": 60,
+    "language": 7,
+    "area": 13,
+    "area_source": 11,
+    "latitude": 9,
+    "longitude": 9,
+    "map": 7,
+    "status": 16,
+    "status_note": 24,
+    "forwarded_to": 18,
+    "status_changed_at": 16,
+    "has_photo": 7,
+    "supports": 10,
+    "anonymous": 8,
+    "channel": 10,
+    "created_at": 16,
+    "updated_at": 16,
+    "contact_name": 22,
+    "contact_channel": 12,
+    "contact_id": 16,
+    "section": 12,
 }
 # Characters per wrapped line in the text and note columns (Calibri 11: a column of width
 # w holds about w * 1.1 average characters; words wrap early, so a little less).
@@ -632,7 +775,7 @@ _COLUMN_WIDTHS = {
 # wrap early); at 70 a paragraph of 70 characters took two lines and the row cut it, so
 # the estimate assumes 62: a row may be a line too tall, never too short.
 _TEXT_LINE, _NOTE_LINE, _SUBTOPIC_LINE, _LINE_PT = 62, 24, 22, 15.0
-_MAX_ROW_PT = 409.0   # Excel's maximum row height
+_MAX_ROW_PT = 409.0  # Excel's maximum row height
 
 
 def _sheet_name(label: str, used: set[str]) -> str:
@@ -705,15 +848,24 @@ class _Labels:
         self.subtopic = _subtopic_labeller(lang)
 
 
-def _write_xlsx(conn: sqlite3.Connection, filters: ExportFilter, out: BinaryIO, local: LocalTime,
-                contact: bool, progress: Callable[[int], None] | None, catalog: Catalog,
-                lang: str, *, exact: bool = False) -> int:
+def _write_xlsx(
+    conn: sqlite3.Connection,
+    filters: ExportFilter,
+    out: BinaryIO,
+    local: LocalTime,
+    contact: bool,
+    progress: Callable[[int], None] | None,
+    catalog: Catalog,
+    lang: str,
+    *,
+    exact: bool = False,
+) -> int:
     """Summary, all submissions, then one sheet per pillar (bot/xlsx_stream.py).
 
     Every value a drafter filters on is a real value: dates are dates, counts numbers,
     kinds, pillars and statuses in the export's language; map links open OpenStreetMap
     at the (rounded) point."""
-    from bot import xlsx_stream as x  # noqa: PLC0415
+    from bot import xlsx_stream as x
 
     t = lambda key, **kw: catalog.text(lang, f"exports.{key}", **kw)  # noqa: E731
     labels = _Labels(catalog, lang)
@@ -723,8 +875,21 @@ def _write_xlsx(conn: sqlite3.Connection, filters: ExportFilter, out: BinaryIO, 
     book = x.Workbook(out)
     used: set[str] = set()
     total = sum(sum(kinds.values()) for kinds in by_pillar.values())
-    _summary_sheet(book, _sheet_name(t("sheet_summary"), used), t, catalog, lang, labels,
-                   by_pillar, by_area, by_status, total, local, filters, exact)
+    _summary_sheet(
+        book,
+        _sheet_name(t("sheet_summary"), used),
+        t,
+        catalog,
+        lang,
+        labels,
+        by_pillar,
+        by_area,
+        by_status,
+        total,
+        local,
+        filters,
+        exact,
+    )
 
     # Once the masterplan outline is loaded (issue 18), each row says its section, a column
     # drafters can also fill in for `suarawarga masterplan link`, and a sheet shows the
@@ -780,18 +945,42 @@ def _write_xlsx(conn: sqlite3.Connection, filters: ExportFilter, out: BinaryIO, 
     n = 0
     try:
         for row in _rows(conn, filters, contact=contact):
-            (code, kind, pillar, auto, subtopic, body, language, area, lat, lon, status, note, agency,
-             changed, photo, supports, anonymous, channel, created, updated) = row[:20]
+            (
+                code,
+                kind,
+                pillar,
+                auto,
+                subtopic,
+                body,
+                language,
+                area,
+                lat,
+                lon,
+                status,
+                note,
+                agency,
+                changed,
+                photo,
+                supports,
+                anonymous,
+                channel,
+                created,
+                updated,
+            ) = row[:20]
             body = _XLSX_CLEAN.sub("", redact_text(body))
             key = (kind, pillar, auto, subtopic)
             head = heads.get(key)
             if head is None:
                 head = heads[key] = (
-                    S(labels.kind.get(kind, kind)) + S(labels.pillar.get(pillar, pillar))
-                    + S(labels.pillar.get(auto, auto)) + S(labels.yes if pillar != auto else labels.no)
-                    + S(labels.subtopic(pillar, subtopic) if pillar and subtopic else subtopic, WRAP))
-                subtopic_lines[key] = _lines(labels.subtopic(pillar, subtopic) if pillar and subtopic
-                                             else subtopic or "", _SUBTOPIC_LINE)
+                    S(labels.kind.get(kind, kind))
+                    + S(labels.pillar.get(pillar, pillar))
+                    + S(labels.pillar.get(auto, auto))
+                    + S(labels.yes if pillar != auto else labels.no)
+                    + S(labels.subtopic(pillar, subtopic) if pillar and subtopic else subtopic, WRAP)
+                )
+                subtopic_lines[key] = _lines(
+                    labels.subtopic(pillar, subtopic) if pillar and subtopic else subtopic or "", _SUBTOPIC_LINE
+                )
             if lat is not None and lon is not None:
                 if not exact:
                     lat, lon = round(lat, PUBLIC_DECIMALS), round(lon, PUBLIC_DECIMALS)
@@ -801,9 +990,11 @@ def _write_xlsx(conn: sqlite3.Connection, filters: ExportFilter, out: BinaryIO, 
                     area = nearest(lat, lon)
                     source = "gps" if area else None
                 url = osm_url(lat, lon).replace("&", "&amp;")
-                coords = (f'<c s="{TOP}"><v>{lat!r}</v></c><c s="{TOP}"><v>{lon!r}</v></c>'
-                          f'<c s="{LINK}" t="str"><f>HYPERLINK("{url}","{labels.map}")</f>'
-                          f"<v>{labels.map}</v></c>")
+                coords = (
+                    f'<c s="{TOP}"><v>{lat!r}</v></c><c s="{TOP}"><v>{lon!r}</v></c>'
+                    f'<c s="{LINK}" t="str"><f>HYPERLINK("{url}","{labels.map}")</f>'
+                    f"<v>{labels.map}</v></c>"
+                )
             else:
                 source = "resident" if area else None
                 coords = empty_top * 3
@@ -815,21 +1006,27 @@ def _write_xlsx(conn: sqlite3.Connection, filters: ExportFilter, out: BinaryIO, 
             if state is None:
                 state = states[status] = S(labels.status.get(status, status))
             note_text = _XLSX_CLEAN.sub("", _note(note)) if note else None
-            outcome = (f'<c s="{WRAP}"/><c s="{WRAP}"/>' if note is None and agency is None else
-                       S(note_text, WRAP) + S(_XLSX_CLEAN.sub("", _note(agency) or ""), WRAP))
+            outcome = (
+                f'<c s="{WRAP}"/><c s="{WRAP}"/>'
+                if note is None and agency is None
+                else S(note_text, WRAP) + S(_XLSX_CLEAN.sub("", _note(agency) or ""), WRAP)
+            )
             key = (bool(photo), bool(anonymous), channel)
             flag = flags.get(key)
             if flag is None:
-                flag = flags[key] = (S(labels.yes if photo else labels.no),
-                                     S(labels.yes if anonymous else labels.no), S(channel))
+                flag = flags[key] = (
+                    S(labels.yes if photo else labels.no),
+                    S(labels.yes if anonymous else labels.no),
+                    S(channel),
+                )
             text_style = QUOTED if body[:1] in _FORMULA_FIRST else WRAP
             created_cell = date_cell(created)
             cells = (
                 f'<c s="{TOP}" t="inlineStr"><is><t>{code[:3]}-{code[3:]}</t></is></c>{head}'
                 f'<c s="{text_style}" t="inlineStr"><is><t xml:space="preserve">{x.text(body)}</t></is></c>'
-                f'{place}{coords}{state}{outcome}{created_cell if changed == created else date_cell(changed)}'
+                f"{place}{coords}{state}{outcome}{created_cell if changed == created else date_cell(changed)}"
                 f'{flag[0]}<c s="{TOP}"><v>{supports}</v></c>{flag[1]}{flag[2]}{created_cell}'
-                f'{created_cell if updated == created else date_cell(updated)}'
+                f"{created_cell if updated == created else date_cell(updated)}"
             )
             if outline:
                 cells += S(section_of.get(code))
@@ -877,8 +1074,7 @@ class _Section:
     quotes: list[tuple[str, str, str, str | None, str]] = field(default_factory=list)  # code, kind, text, area, created
 
 
-def _section_view(conn: sqlite3.Connection, sql_where: str, params: list[Any], *,
-                  quotes: int = 0) -> list[_Section]:
+def _section_view(conn: sqlite3.Connection, sql_where: str, params: list[Any], *, quotes: int = 0) -> list[_Section]:
     """Every section (those without resident input too), with what is linked to it."""
     view = {row[0]: _Section(row[1], row[2], row[3], bool(row[6])) for row in eq.sections(conn)}
     for section_id, code, kind, area, supports, text, created in eq.section_submissions(conn, sql_where, params):
@@ -889,7 +1085,7 @@ def _section_view(conn: sqlite3.Connection, sql_where: str, params: list[Any], *
         section.kinds[kind] = section.kinds.get(kind, 0) + 1
         section.supports += supports or 0
         section.areas[area] = section.areas.get(area, 0) + 1
-        if len(section.quotes) < quotes:    # most supported first (the query's order)
+        if len(section.quotes) < quotes:  # most supported first (the query's order)
             section.quotes.append((str(TrackingCode(code)), kind, text, area, created))
     return list(view.values())
 
@@ -899,10 +1095,11 @@ def _area_counts(areas: dict[str | None, int], no_area: str, num: Callable[[int]
     return ", ".join(f"{a if a is not None else no_area} {num(n)}" for a, n in ordered)
 
 
-def _sections_sheet(book: Any, name: str, conn: sqlite3.Connection, filters: ExportFilter,
-                    catalog: Catalog, lang: str, labels: _Labels) -> None:
+def _sections_sheet(
+    book: Any, name: str, conn: sqlite3.Connection, filters: ExportFilter, catalog: Catalog, lang: str, labels: _Labels
+) -> None:
     """Per section: its submissions by code, counts by kind and kecamatan, supports."""
-    from bot import xlsx_stream as x  # noqa: PLC0415
+    from bot import xlsx_stream as x
 
     t = lambda key, **kw: catalog.text(lang, f"exports.sections.{key}", **kw)  # noqa: E731
     heads = ("number", "title", "pillar", "state", "total", "reports", "ideas", "supports", "areas", "codes")
@@ -916,21 +1113,36 @@ def _sections_sheet(book: Any, name: str, conn: sqlite3.Connection, filters: Exp
         codes = ", ".join(section.codes)
         lines = max(_lines(areas, 40), _lines(codes, 40), _lines(section.title, 40))
         sheet.row(
-            S(section.number, x.TOP) + S(section.title, x.WRAP)
+            S(section.number, x.TOP)
+            + S(section.title, x.WRAP)
             + S(labels.pillar.get(section.pillar, section.pillar) if section.pillar else None, x.TOP)
             + S(t("retired" if section.retired else "current"), x.TOP)
-            + N(total, x.NUMBER) + N(section.kinds.get("report", 0), x.NUMBER)
-            + N(section.kinds.get("idea", 0), x.NUMBER) + N(section.supports, x.NUMBER)
-            + S(areas or t("no_input"), x.WRAP) + S(codes or None, x.WRAP),
+            + N(total, x.NUMBER)
+            + N(section.kinds.get("report", 0), x.NUMBER)
+            + N(section.kinds.get("idea", 0), x.NUMBER)
+            + N(section.supports, x.NUMBER)
+            + S(areas or t("no_input"), x.WRAP)
+            + S(codes or None, x.WRAP),
             None if lines == 1 else min(_MAX_ROW_PT, lines * _LINE_PT),
         )
 
 
-def _summary_sheet(book: Any, name: str, t: Callable[..., str], catalog: Catalog, lang: str,
-                   labels: _Labels, by_pillar: dict[Any, dict[str, int]],
-                   by_area: dict[Any, dict[str, int]], by_status: dict[Any, dict[str, int]],
-                   total: int, local: LocalTime, filters: ExportFilter, exact: bool) -> None:
-    from bot import xlsx_stream as x  # noqa: PLC0415
+def _summary_sheet(
+    book: Any,
+    name: str,
+    t: Callable[..., str],
+    catalog: Catalog,
+    lang: str,
+    labels: _Labels,
+    by_pillar: dict[Any, dict[str, int]],
+    by_area: dict[Any, dict[str, int]],
+    by_status: dict[Any, dict[str, int]],
+    total: int,
+    local: LocalTime,
+    filters: ExportFilter,
+    exact: bool,
+) -> None:
+    from bot import xlsx_stream as x
 
     sheet = book.add_sheet(name, [34, 12, 12, 12], header_rows=0, autofilter=False, landscape=False)
     S, N = x.string_cell, x.number_cell
@@ -943,21 +1155,33 @@ def _summary_sheet(book: Any, name: str, t: Callable[..., str], catalog: Catalog
     sheet.row("")
 
     def table(first: str, lines: list[tuple[str, dict[str, int]]]) -> None:
-        sheet.row("".join(S(h, x.HEADER) for h in (first, labels.kind["report"], labels.kind["idea"],
-                                                    t("summary_total"))))
+        sheet.row(
+            "".join(S(h, x.HEADER) for h in (first, labels.kind["report"], labels.kind["idea"], t("summary_total")))
+        )
         for label, kinds in lines:
-            sheet.row(S(label, x.DEFAULT) + N(kinds.get("report", 0), x.NUMBER)
-                      + N(kinds.get("idea", 0), x.NUMBER) + N(sum(kinds.values()), x.NUMBER))
+            sheet.row(
+                S(label, x.DEFAULT)
+                + N(kinds.get("report", 0), x.NUMBER)
+                + N(kinds.get("idea", 0), x.NUMBER)
+                + N(sum(kinds.values()), x.NUMBER)
+            )
         sums = {k: sum(kinds.get(k, 0) for _, kinds in lines) for k in ("report", "idea")}
-        sheet.row(S(t("summary_total"), x.BOLD) + N(sums["report"], x.BOLD) + N(sums["idea"], x.BOLD)
-                  + N(sum(sums.values()), x.BOLD))
+        sheet.row(
+            S(t("summary_total"), x.BOLD)
+            + N(sums["report"], x.BOLD)
+            + N(sums["idea"], x.BOLD)
+            + N(sum(sums.values()), x.BOLD)
+        )
         sheet.row("")
 
     pillars = [(labels.pillar[p], by_pillar.get(p, {})) for p in PILLARS]
     pillars += [(labels.pillar.get(p, str(p)), kinds) for p, kinds in by_pillar.items() if p not in PILLARS]
     table(t("summary_pillar"), pillars)
-    table(t("summary_status"), [(labels.status.get(s, s), by_status.get(s, {})) for s in STATUSES]
-          + [(str(s), k) for s, k in by_status.items() if s not in STATUSES])
+    table(
+        t("summary_status"),
+        [(labels.status.get(s, s), by_status.get(s, {})) for s in STATUSES]
+        + [(str(s), k) for s, k in by_status.items() if s not in STATUSES],
+    )
     areas = sorted(by_area.items(), key=lambda item: (item[0] is None, -sum(item[1].values()), item[0] or ""))
     table(t("summary_area"), [(a if a is not None else t("no_area"), kinds) for a, kinds in areas])
 
@@ -999,10 +1223,10 @@ def _date(moment: datetime, local: LocalTime, catalog: Catalog, lang: str) -> st
 
 # Markdown annex -------------------------------------------------------------------------------
 _MD_SPECIAL = re.compile(r"([\\`*_\[\]<>|#])")
-ANNEX_TOP = 5        # leading sub-topics and most-supported ideas per pillar
-ANNEX_QUOTES = 3     # representative quotes per pillar
-ANNEX_SECTION_QUOTES = 2   # per masterplan section: the most supported, masked
-ANNEX_AGENCIES = 8   # agencies named in the outcomes section
+ANNEX_TOP = 5  # leading sub-topics and most-supported ideas per pillar
+ANNEX_QUOTES = 3  # representative quotes per pillar
+ANNEX_SECTION_QUOTES = 2  # per masterplan section: the most supported, masked
+ANNEX_AGENCIES = 8  # agencies named in the outcomes section
 QUOTE_CHARS = 280
 
 
@@ -1032,7 +1256,7 @@ def _subtopic_labeller(lang: str) -> Callable[[str, str], str]:
 def _subtopic_labels() -> dict[tuple[str, str], tuple[str, str]]:
     # The packaged rules are read-only data: read once per process, not per export.
     try:
-        from handlers.tagging import RulesError, Tagger  # noqa: PLC0415 - optional here
+        from handlers.tagging import RulesError, Tagger
     except ImportError:
         return {}
     try:
@@ -1040,15 +1264,13 @@ def _subtopic_labels() -> dict[tuple[str, str], tuple[str, str]]:
     except (OSError, ValueError, RulesError) as exc:
         log.warning("annex without sub-topic names: tagging rules unavailable (%s)", exc)
         return {}
-    return {
-        key: (tagger.subtopic_label(*key, "id"), tagger.subtopic_label(*key, "en"))
-        for key in tagger.subtopics()
-    }
+    return {key: (tagger.subtopic_label(*key, "id"), tagger.subtopic_label(*key, "en")) for key in tagger.subtopics()}
 
 
-def _write_markdown(conn: sqlite3.Connection, filters: ExportFilter, out: BinaryIO,
-                    local: LocalTime, catalog: Catalog, lang: str) -> int:
-    """"Aspirasi Masyarakat": the annex the masterplan team pastes into the document.
+def _write_markdown(
+    conn: sqlite3.Connection, filters: ExportFilter, out: BinaryIO, local: LocalTime, catalog: Catalog, lang: str
+) -> int:
+    """ "Aspirasi Masyarakat": the annex the masterplan team pastes into the document.
 
     Built from aggregates and a few top-N queries, never from all rows at once. For
     publication: rejected submissions (and hidden ones, as everywhere) are neither quoted
@@ -1069,8 +1291,11 @@ def _write_markdown(conn: sqlite3.Connection, filters: ExportFilter, out: Binary
 
     def period() -> str:
         start = filters.since or (datetime.fromisoformat(first) if first else None)
-        end = (filters.until - timedelta(microseconds=1)) if filters.until else (
-            datetime.fromisoformat(last) if last else None)
+        end = (
+            (filters.until - timedelta(microseconds=1))
+            if filters.until
+            else (datetime.fromisoformat(last) if last else None)
+        )
         if start is None or end is None:
             return t("period_none")
         return t("period", start=_date(start, local, catalog, lang), end=_date(end, local, catalog, lang))
@@ -1093,25 +1318,30 @@ def _write_markdown(conn: sqlite3.Connection, filters: ExportFilter, out: Binary
         return 0
 
     pillars: list[str | None] = [p for p in PILLARS if (filters.pillar in (None, p))]
-    pillars += [p for p in stats if p not in PILLARS]   # untagged (None) and unknown keys
+    pillars += [p for p in stats if p not in PILLARS]  # untagged (None) and unknown keys
     label = lambda p: t_pillar(p, catalog, lang) if p is None or p in PILLARS else str(p)  # noqa: E731
 
     # Overview table.
     lines += [f"## {t('overview')}", ""]
-    lines += [f"| {t('col_pillar')} | {report_word} | {idea_word} | {t('col_total')} | {t('col_supports')} |",
-              "|---|---:|---:|---:|---:|"]
+    lines += [
+        f"| {t('col_pillar')} | {report_word} | {idea_word} | {t('col_total')} | {t('col_supports')} |",
+        "|---|---:|---:|---:|---:|",
+    ]
     for p in pillars:
         all_, reports, ideas, supports = counts(p)
         lines.append(f"| {_md(label(p))} | {num(reports)} | {num(ideas)} | {num(all_)} | {num(supports)} |")
-    _, reports, ideas, supports = (sum(x) for x in zip(*(counts(p) for p in pillars)))
-    lines += [f"| **{t('col_total')}** | **{num(reports)}** | **{num(ideas)}** | **{num(total)}** | "
-              f"**{num(supports)}** |", ""]
+    _, reports, ideas, supports = (sum(x) for x in zip(*(counts(p) for p in pillars), strict=True))
+    lines += [
+        f"| **{t('col_total')}** | **{num(reports)}** | **{num(ideas)}** | **{num(total)}** | **{num(supports)}** |",
+        "",
+    ]
 
     # Outcomes (issue 14.15): where the submissions stand, and which agencies took them up.
     by_status = dict(eq.annex_statuses(conn, where, params))
     lines += [f"## {t('outcomes')}", ""]
-    lines += [f"- {_md(catalog.text(lang, f'statuses.{st}'))}: {num(by_status[st])}"
-              for st in STATUSES if by_status.get(st)]
+    lines += [
+        f"- {_md(catalog.text(lang, f'statuses.{st}'))}: {num(by_status[st])}" for st in STATUSES if by_status.get(st)
+    ]
     agencies = [(redact_text(a), n) for a, n in eq.annex_agencies(conn, where, params, ANNEX_AGENCIES)]
     if agencies:
         lines += ["", t("agencies", list=", ".join(f"{_md(a)} ({num(n)})" for a, n in agencies))]
@@ -1124,10 +1354,11 @@ def _write_markdown(conn: sqlite3.Connection, filters: ExportFilter, out: Binary
         if all_ == 0:
             lines += [t("pillar_empty"), ""]
             continue
-        lines += [t("pillar_counts", count=num(all_), reports=num(reports), ideas=num(ideas),
-                    supports=num(supports)), ""]
-        pw, pp = (where + " AND s.pillar IS NULL", params) if p is None else (
-            where + " AND s.pillar = ?", [*params, p])
+        lines += [
+            t("pillar_counts", count=num(all_), reports=num(reports), ideas=num(ideas), supports=num(supports)),
+            "",
+        ]
+        pw, pp = (where + " AND s.pillar IS NULL", params) if p is None else (where + " AND s.pillar = ?", [*params, p])
 
         subtopics = eq.annex_subtopics(conn, pw, pp, ANNEX_TOP)
         if subtopics:
@@ -1154,9 +1385,16 @@ def _write_markdown(conn: sqlite3.Connection, filters: ExportFilter, out: Binary
         if quotes:
             lines += [f"### {t('quotes')}", ""]
             for code, text, area, created in quotes:
-                source = ", ".join(x for x in (
-                    report_word, _md(area) if area else "", _date(datetime.fromisoformat(created), local, catalog, lang),
-                    str(TrackingCode(code))) if x)
+                source = ", ".join(
+                    x
+                    for x in (
+                        report_word,
+                        _md(area) if area else "",
+                        _date(datetime.fromisoformat(created), local, catalog, lang),
+                        str(TrackingCode(code)),
+                    )
+                    if x
+                )
                 lines += [f"> “{_md(redact_text(text), QUOTE_CHARS)}”", f"> — {source}", ""]
 
         area_rows = eq.annex_areas(conn, pw, pp)
@@ -1192,8 +1430,15 @@ def _write_markdown(conn: sqlite3.Connection, filters: ExportFilter, out: Binary
     return total
 
 
-def _annex_sections(conn: sqlite3.Connection, where: str, params: list[Any], catalog: Catalog,
-                    lang: str, local: LocalTime, num: Callable[[int], str]) -> list[str]:
+def _annex_sections(
+    conn: sqlite3.Connection,
+    where: str,
+    params: list[Any],
+    catalog: Catalog,
+    lang: str,
+    local: LocalTime,
+    num: Callable[[int], str],
+) -> list[str]:
     """The annex by masterplan section (issue 18): every section of the outline, those
     without resident input too, with the submissions behind it (by code), counts by
     kecamatan, supports and the most supported quotes, masked."""
@@ -1206,14 +1451,29 @@ def _annex_sections(conn: sqlite3.Connection, where: str, params: list[Any], cat
         if not total:
             lines += [f"_{t('section_empty')}_", ""]
             continue
-        lines += [t("section_counts", count=num(total), reports=num(section.kinds.get("report", 0)),
-                    ideas=num(section.kinds.get("idea", 0)), supports=num(section.supports)), ""]
+        lines += [
+            t(
+                "section_counts",
+                count=num(total),
+                reports=num(section.kinds.get("report", 0)),
+                ideas=num(section.kinds.get("idea", 0)),
+                supports=num(section.supports),
+            ),
+            "",
+        ]
         lines += [t("section_codes", codes=", ".join(section.codes)), ""]
         lines += [t("section_areas", areas=_md(_area_counts(section.areas, t("no_area"), num))), ""]
         for code, kind, text, area, created in section.quotes:
-            source = ", ".join(x for x in (
-                catalog.text(lang, f"kinds.{kind}"), _md(area) if area else "",
-                _date(datetime.fromisoformat(created), local, catalog, lang), code) if x)
+            source = ", ".join(
+                x
+                for x in (
+                    catalog.text(lang, f"kinds.{kind}"),
+                    _md(area) if area else "",
+                    _date(datetime.fromisoformat(created), local, catalog, lang),
+                    code,
+                )
+                if x
+            )
             lines += [f"> “{_md(redact_text(text), QUOTE_CHARS)}”", f"> — {source}", ""]
     return lines
 
@@ -1223,9 +1483,20 @@ def _annex_sections(conn: sqlite3.Connection, where: str, params: list[Any], cat
 CHAT_MAX_BYTES = 45 * 1024 * 1024
 CHAT_DEFAULT_FORMAT = "xlsx"
 _FORMAT_WORDS = {
-    "csv": "csv", "xlsx": "xlsx", "excel": "xlsx", "xls": "xlsx", "jsonl": "jsonl", "json": "jsonl",
-    "geojson": "geojson", "geo": "geojson", "peta": "geojson", "map": "geojson",
-    "markdown": "markdown", "md": "markdown", "lampiran": "markdown", "annex": "markdown",
+    "csv": "csv",
+    "xlsx": "xlsx",
+    "excel": "xlsx",
+    "xls": "xlsx",
+    "jsonl": "jsonl",
+    "json": "jsonl",
+    "geojson": "geojson",
+    "geo": "geojson",
+    "peta": "geojson",
+    "map": "geojson",
+    "markdown": "markdown",
+    "md": "markdown",
+    "lampiran": "markdown",
+    "annex": "markdown",
 }
 
 
@@ -1239,11 +1510,12 @@ class _Capped(io.RawIOBase):
     Spooled to disk past a few megabytes, so a big XLSX never sits twice in memory."""
 
     def __init__(self, limit: int):
-        import tempfile  # noqa: PLC0415
+        import tempfile
 
         self.limit = limit
         self.size = 0
-        self.file = tempfile.SpooledTemporaryFile(max_size=4 * 1024 * 1024)
+        # Kept open for the export object's life and closed by its owner, not a with-block.
+        self.file = tempfile.SpooledTemporaryFile(max_size=4 * 1024 * 1024)  # noqa: SIM115
 
     def writable(self) -> bool:
         return True
@@ -1274,12 +1546,13 @@ class _Capped(io.RawIOBase):
 
     def close(self) -> None:
         if not self.closed:
-            super().close()      # flushes first
+            super().close()  # flushes first
             self.file.close()
 
 
-def _export_bytes(db_path: Path, fmt: str, filters: ExportFilter, lang: str, zone: ZoneInfo,
-                  limit: int) -> tuple[bytes, int]:
+def _export_bytes(
+    db_path: Path, fmt: str, filters: ExportFilter, lang: str, zone: ZoneInfo, limit: int
+) -> tuple[bytes, int]:
     sink = _Capped(limit)
     try:
         count = export(db_path, fmt, sink, filters, lang=lang, zone=zone)  # type: ignore[arg-type]
@@ -1293,11 +1566,12 @@ def _filename(fmt: str, zone: ZoneInfo) -> str:
     return f"suarawarga-{stamp}.{EXTENSIONS[fmt]}"
 
 
-async def _document(settings: Any, fmt: str, filters: ExportFilter, lang: str,
-                    limit: int = CHAT_MAX_BYTES) -> tuple[Any, int]:
-    import asyncio  # noqa: PLC0415
+async def _document(
+    settings: Any, fmt: str, filters: ExportFilter, lang: str, limit: int = CHAT_MAX_BYTES
+) -> tuple[Any, int]:
+    import asyncio
 
-    from handlers.messages import Document  # noqa: PLC0415
+    from handlers.messages import Document
 
     # A worker thread: the event loop keeps answering residents while rows are written
     # (sqlite3 and the zlib/IO parts release the GIL; the rest shares it fairly).
@@ -1317,9 +1591,13 @@ async def export_document(settings: Any, fmt: str, filters: ExportFilter, *, lan
     return document
 
 
-def make_export_command(settings: Any, catalog: Catalog, *,
-                        deliver: Callable[[str, str, Any], Any] | None = None,
-                        limit: int = CHAT_MAX_BYTES) -> Callable[..., Any]:
+def make_export_command(
+    settings: Any,
+    catalog: Catalog,
+    *,
+    deliver: Callable[[str, str, Any], Any] | None = None,
+    limit: int = CHAT_MAX_BYTES,
+) -> Callable[..., Any]:
     """The officials' `/ekspor [format]` handler for handlers.officials.OfficialDesk.
 
     The desk calls it inside the core's write transaction. With `deliver` (an async
@@ -1328,12 +1606,12 @@ def make_export_command(settings: Any, catalog: Catalog, *,
     resident's message -- never waits for a large export. Without it the file is made
     before returning: fine for small databases and tests, blocking for large ones.
     """
-    import asyncio  # noqa: PLC0415
+    import asyncio
 
-    from handlers.messages import Reply  # noqa: PLC0415
+    from handlers.messages import Reply
 
     running: set[asyncio.Task[None]] = set()
-    one_at_a_time = asyncio.Semaphore(1)   # two big exports at once would starve the bot
+    one_at_a_time = asyncio.Semaphore(1)  # two big exports at once would starve the bot
 
     async def produce(fmt: str, language: str) -> Any:
         try:
@@ -1353,11 +1631,12 @@ def make_export_command(settings: Any, catalog: Catalog, *,
         reply = await produce(fmt, language)
         try:
             await deliver(channel, chat_id, reply)  # type: ignore[misc]
-        except Exception:  # noqa: BLE001 - a background task: log it, nobody else will
+        except Exception:
             log.exception("could not deliver an export to an official on %s", channel)
 
-    async def export_command(conn: Any, *, actor: str, language: str, command: str, args: str,
-                             msg: Any, now: datetime) -> list[Any]:
+    async def export_command(
+        conn: Any, *, actor: str, language: str, command: str, args: str, msg: Any, now: datetime
+    ) -> list[Any]:
         words = args.lower().split()
         fmt = _FORMAT_WORDS.get(words[0]) if words else CHAT_DEFAULT_FORMAT
         if fmt is None or len(words) > 1:
@@ -1365,9 +1644,7 @@ def make_export_command(settings: Any, catalog: Catalog, *,
         log.info("export as %s requested by an official on %s", fmt, msg.channel)
         if deliver is None:
             return [await produce(fmt, language)]
-        task = asyncio.get_running_loop().create_task(
-            produce_and_deliver(fmt, language, msg.channel, msg.chat_id)
-        )
+        task = asyncio.get_running_loop().create_task(produce_and_deliver(fmt, language, msg.channel, msg.chat_id))
         running.add(task)
         task.add_done_callback(running.discard)
         return [Reply(catalog.text(language, "exports.chat.preparing", format=fmt))]

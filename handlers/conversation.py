@@ -114,7 +114,7 @@ class CoreSettings:
     escalation_chats: tuple[str, ...] = ()  # coordinators told when a resident reopens
 
     @classmethod
-    def from_settings(cls, s: Any) -> "CoreSettings":
+    def from_settings(cls, s: Any) -> CoreSettings:
         return cls(
             regency_name=s.regency_name,
             areas=tuple(s.areas),
@@ -303,7 +303,7 @@ class Core:
         """Officials may work from a group chat (their digest group): their commands count."""
         if f"{msg.channel}:{msg.user_id}" not in self.settings.officials:
             return False
-        command, args = self.command_of(msg)
+        command, _ = self.command_of(msg)
         return command in OFFICIAL_COMMANDS or command == "status" or command == "help"
 
     def done(self, msg: Incoming, *, sent: bool) -> None:
@@ -521,7 +521,7 @@ class Turn:
     def notice(self, *, chosen: bool = False) -> Reply:
         """The privacy notice. `chosen`: the resident picked this language on the notice,
         so agreeing also settles it (':c'); otherwise it stays open to detection."""
-        other = next((l for l in self.core.catalog.languages if l != self.lang), None)
+        other = next((code for code in self.core.catalog.languages if code != self.lang), None)
         agree = f"consent:yes:{self.lang}:c" if chosen else f"consent:yes:{self.lang}"
         buttons = [Button(self.t("consent.agree"), agree)]
         if other:
@@ -619,9 +619,8 @@ class Turn:
     # Buttons ---------------------------------------------------------------------------------
     async def button(self, payload: str) -> list[Reply]:
         scope, _, value = payload.partition(":")
-        if scope == "menu":
-            if value in ("report", "idea", "status", "language", "help", "delete"):
-                return await self.command(value, "")
+        if scope == "menu" and value in ("report", "idea", "status", "language", "help", "delete"):
+            return await self.command(value, "")
         if scope == "lang" and self.core.catalog.supports(value):
             assert self.user is not None
             await users.set_language(self.conn, self.user, value, "chosen")
@@ -666,7 +665,7 @@ class Turn:
         replies = [Reply(self.t("flow.restarted"))] if restarted else []
         if text is not None:
             return replies + await self.on_description()
-        return replies + [self.prompt()]
+        return [*replies, self.prompt()]
 
     async def on_description(self) -> list[Reply]:
         msg = self.msg
@@ -1325,7 +1324,6 @@ _QUESTION_WORDS = frozenset(
         "kok",
         "piye",
         "pripun",
-        "kapan",
         "when",
         "how",
         "what",

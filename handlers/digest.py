@@ -28,21 +28,22 @@ from storage.digest_queries import DigestRows, GroupCount, Sample, SectionDraw
 # (pillar, subtopic, language) -> label; the tagger's rules know the human names.
 SubtopicLabel = Callable[[str, str, str], str]
 
-UNTAGGED = "untagged"            # the pillar key of submissions the tagger could not place
+UNTAGGED = "untagged"  # the pillar key of submissions the tagger could not place
 TOP_SUBTOPICS = 3
 TOP_IDEAS = 3
 QUOTES = 3
-QUOTE_MIN = 25                   # shorter texts say too little to stand for a pillar
-QUOTE_MAX = 220                  # a quote is a glimpse; the export has the full text
+QUOTE_MIN = 25  # shorter texts say too little to stand for a pillar
+QUOTE_MAX = 220  # a quote is a glimpse; the export has the full text
 RISING_AREAS = 3
-PERCENT_FROM = 10                # below this many last period a change is shown as a count only
+PERCENT_FROM = 10  # below this many last period a change is shown as a count only
 BACKLOG_ITEMS = 5
 # Status changes the team did (the move to "new" is a submission arriving, not movement).
 MOVEMENT = tuple(s for s in STATUSES if s != Status.NEW)
 _ISO_WEEK = re.compile(r"^\s*(?:(\d{4})\s*-?\s*)?w(?:eek|k)?\s*(\d{1,2})\s*$", re.IGNORECASE)
-_DATE_RANGE = re.compile(r"^\s*(\d{4}-\d{2}-\d{2})\s*(?:\.\.|–|—|\s-\s|\s+|s/?d|sampai|to|until)\s*(\d{4}-\d{2}-\d{2})\s*$", re.IGNORECASE)
+_DATE_RANGE = re.compile(
+    r"^\s*(\d{4}-\d{2}-\d{2})\s*(?:\.\.|–|—|\s-\s|\s+|s/?d|sampai|to|until)\s*(\d{4}-\d{2}-\d{2})\s*$", re.IGNORECASE
+)
 _SPACES = re.compile(r"\s+")
-
 
 
 # Periods --------------------------------------------------------------------------------------
@@ -64,15 +65,14 @@ class Period:
             raise PeriodError("the period ends before it starts")
 
     @classmethod
-    def days(cls, first: date, last: date, zone: ZoneInfo) -> "Period":
+    def days(cls, first: date, last: date, zone: ZoneInfo) -> Period:
         """From the start of `first` to the end of `last` (inclusive), local time."""
         if last < first:
             raise PeriodError(f"{last} is before {first}")
-        return cls(datetime.combine(first, time(), zone),
-                   datetime.combine(last + timedelta(days=1), time(), zone))
+        return cls(datetime.combine(first, time(), zone), datetime.combine(last + timedelta(days=1), time(), zone))
 
     @classmethod
-    def iso_week(cls, year: int, week: int, zone: ZoneInfo) -> "Period":
+    def iso_week(cls, year: int, week: int, zone: ZoneInfo) -> Period:
         try:
             monday = date.fromisocalendar(year, week, 1)
         except ValueError:
@@ -80,13 +80,13 @@ class Period:
         return cls.days(monday, monday + timedelta(days=6), zone)
 
     @classmethod
-    def week_of(cls, moment: datetime, zone: ZoneInfo) -> "Period":
+    def week_of(cls, moment: datetime, zone: ZoneInfo) -> Period:
         """The Monday-to-Sunday week containing `moment` (local time)."""
         year, week, _ = moment.astimezone(zone).isocalendar()
         return cls.iso_week(year, week, zone)
 
     @classmethod
-    def week_before(cls, moment: datetime, zone: ZoneInfo) -> "Period":
+    def week_before(cls, moment: datetime, zone: ZoneInfo) -> Period:
         """The last full week before `moment`: what a Monday-morning digest covers."""
         return cls.week_of(moment, zone).previous
 
@@ -96,11 +96,14 @@ class Period:
 
     @property
     def is_iso_week(self) -> bool:
-        return (self.start.isoweekday() == 1 and self.start.time() == time()
-                and self.end == datetime.combine(self.start.date() + timedelta(days=7), time(), self.zone))
+        return (
+            self.start.isoweekday() == 1
+            and self.start.time() == time()
+            and self.end == datetime.combine(self.start.date() + timedelta(days=7), time(), self.zone)
+        )
 
     @property
-    def previous(self) -> "Period":
+    def previous(self) -> Period:
         """The period of the same length just before, for "change against last week"."""
         length = self.end.date() - self.start.date()
         if self.is_iso_week or self.end.time() == time():
@@ -109,7 +112,7 @@ class Period:
 
     @property
     def label(self) -> str:
-        """"2026-W48" for an ISO week, else "2026-11-01..2026-11-15" (last day inclusive)."""
+        """ "2026-W48" for an ISO week, else "2026-11-01..2026-11-15" (last day inclusive)."""
         if self.is_iso_week:
             year, week, _ = self.start.isocalendar()
             return f"{year}-W{week:02d}"
@@ -121,7 +124,10 @@ class Period:
 
 
 def parse_period(
-    text: str, *, now: datetime, zone: ZoneInfo,
+    text: str,
+    *,
+    now: datetime,
+    zone: ZoneInfo,
     last_week_words: Iterable[str] = ("last week", "minggu lalu"),
     this_week_words: Iterable[str] = ("this week", "minggu ini"),
 ) -> Period:
@@ -164,8 +170,12 @@ class Change:
 
     def to_json(self) -> dict[str, Any]:
         pct = self.percent
-        return {"current": self.current, "previous": self.previous, "change": self.delta,
-                "change_percent": None if pct is None else round(pct, 1)}
+        return {
+            "current": self.current,
+            "previous": self.previous,
+            "change": self.delta,
+            "change_percent": None if pct is None else round(pct, 1),
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,11 +186,11 @@ class SubtopicLine:
 
 @dataclass(frozen=True, slots=True)
 class Quote:
-    code: str          # shown as XXX-XXX
+    code: str  # shown as XXX-XXX
     kind: str
     subtopic: str | None
     area: str | None
-    text: str          # redacted, shortened
+    text: str  # redacted, shortened
     supports: int
 
 
@@ -196,7 +206,7 @@ class PillarSection:
 
 @dataclass(frozen=True, slots=True)
 class AreaLine:
-    area: str | None   # None: the resident did not say
+    area: str | None  # None: the resident did not say
     count: Change
 
 
@@ -205,17 +215,17 @@ class BacklogItem:
     code: str
     pillar: str | None
     status: str
-    since: datetime    # when it arrived, or its last status change
-    days: int          # whole days waiting on the day the digest is made (as_of)
-    text: str          # redacted, shortened
+    since: datetime  # when it arrived, or its last status change
+    days: int  # whole days waiting on the day the digest is made (as_of)
+    text: str  # redacted, shortened
     area: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class MoveItem:
-    code: str          # XXX-XXX
-    status: str        # forwarded | in_masterplan
-    note: str          # agency or programme, redacted ("" when none was given)
+    code: str  # XXX-XXX
+    status: str  # forwarded | in_masterplan
+    note: str  # agency or programme, redacted ("" when none was given)
     pillar: str | None
     area: str | None
 
@@ -232,41 +242,37 @@ class Digest:
     regency: str
     total: Change
     by_kind: dict[str, Change]
-    by_pillar: dict[str, Change]                 # PILLARS order, then UNTAGGED
+    by_pillar: dict[str, Change]  # PILLARS order, then UNTAGGED
     by_pillar_kind: dict[str, dict[str, Change]]
-    by_status: dict[str, int]                    # current status of the period's submissions
-    sections: list[PillarSection]                # pillars with anything this or last period
-    areas: list[AreaLine]                        # busiest first
-    rising: list[AreaLine]                       # sharpest rise first
-    untagged: Change                             # arrived without a pillar
+    by_status: dict[str, int]  # current status of the period's submissions
+    sections: list[PillarSection]  # pillars with anything this or last period
+    areas: list[AreaLine]  # busiest first
+    rising: list[AreaLine]  # sharpest rise first
+    untagged: Change  # arrived without a pillar
     untagged_open: int
     untagged_oldest: list[BacklogItem]
     waiting: list[BacklogItem]
-    movement: dict[str, int]                     # MOVEMENT order
+    movement: dict[str, int]  # MOVEMENT order
     moves: list[MoveItem] = field(default_factory=list)
     supports_gained: int = 0
     supported: int = 0
     gains: list[GainItem] = field(default_factory=list)
-    as_of: datetime | None = None                # the backlog's ages are counted to this day
-    links: list[MoveItem] = field(default_factory=list)       # new masterplan links (note: the section)
-    top_sections: list[SectionDraw] = field(default_factory=list)   # drew the most residents
+    as_of: datetime | None = None  # the backlog's ages are counted to this day
+    links: list[MoveItem] = field(default_factory=list)  # new masterplan links (note: the section)
+    top_sections: list[SectionDraw] = field(default_factory=list)  # drew the most residents
 
     @property
     def empty(self) -> bool:
         return self.total.current == 0 and not any(self.movement.values())
 
 
-def compute_digest(period: Period, rows: DigestRows, *, regency: str = "",
-                   as_of: datetime | None = None) -> Digest:
+def compute_digest(period: Period, rows: DigestRows, *, regency: str = "", as_of: datetime | None = None) -> Digest:
     """The digest of `period`. `as_of` is when it is made or sent: the backlog's "waiting
     N days" is counted to that day (default: the end of the period)."""
     cur, prev = _Tally(rows.current), _Tally(rows.previous)
     pillar_keys = [*PILLARS, UNTAGGED]
     by_pillar = {p: Change(cur.pillar[p], prev.pillar[p]) for p in pillar_keys}
-    by_pillar_kind = {
-        p: {k: Change(cur.pillar_kind[p, k], prev.pillar_kind[p, k]) for k in KINDS}
-        for p in pillar_keys
-    }
+    by_pillar_kind = {p: {k: Change(cur.pillar_kind[p, k], prev.pillar_kind[p, k]) for k in KINDS} for p in pillar_keys}
     ideas = _by_pillar(rows.ideas)
     quotes = _by_pillar(rows.quotes)
     sections = []
@@ -275,15 +281,21 @@ def compute_digest(period: Period, rows: DigestRows, *, regency: str = "",
             continue
         subtopics = [
             SubtopicLine(s, Change(n, prev.subtopic[p, s]))
-            for s, n in sorted(((s, n) for (pp, s), n in cur.subtopic.items() if pp == p),
-                               key=lambda item: (-item[1], item[0]))[:TOP_SUBTOPICS]
+            for s, n in sorted(
+                ((s, n) for (pp, s), n in cur.subtopic.items() if pp == p), key=lambda item: (-item[1], item[0])
+            )[:TOP_SUBTOPICS]
         ]
         top_ideas = sorted(ideas.get(p, []), key=_rank)
-        sections.append(PillarSection(
-            pillar=p, total=by_pillar[p], by_kind=by_pillar_kind[p], subtopics=subtopics,
-            ideas=[_quote(s) for s in top_ideas if s.supports > 0][:TOP_IDEAS],
-            quotes=_pick_quotes(quotes.get(p, []), exclude={s.code for s in top_ideas[:TOP_IDEAS]}),
-        ))
+        sections.append(
+            PillarSection(
+                pillar=p,
+                total=by_pillar[p],
+                by_kind=by_pillar_kind[p],
+                subtopics=subtopics,
+                ideas=[_quote(s) for s in top_ideas if s.supports > 0][:TOP_IDEAS],
+                quotes=_pick_quotes(quotes.get(p, []), exclude={s.code for s in top_ideas[:TOP_IDEAS]}),
+            )
+        )
     areas_seen = set(cur.area) | set(prev.area)
     areas = sorted(
         (AreaLine(a, Change(cur.area[a], prev.area[a])) for a in areas_seen),
@@ -296,28 +308,52 @@ def compute_digest(period: Period, rows: DigestRows, *, regency: str = "",
     end = max(as_of, period.end) if as_of is not None else period.end
     untagged_oldest = rows.untagged_oldest[:BACKLOG_ITEMS]
     return Digest(
-        period=period, regency=regency,
+        period=period,
+        regency=regency,
         total=Change(sum(cur.pillar.values()), sum(prev.pillar.values())),
         by_kind={k: Change(cur.kind[k], prev.kind[k]) for k in KINDS},
-        by_pillar=by_pillar, by_pillar_kind=by_pillar_kind,
+        by_pillar=by_pillar,
+        by_pillar_kind=by_pillar_kind,
         by_status={s: cur.status[s] for s in STATUSES},
-        sections=sections, areas=areas, rising=rising,
-        untagged=by_pillar[UNTAGGED], untagged_open=rows.untagged_open,
+        sections=sections,
+        areas=areas,
+        rising=rising,
+        untagged=by_pillar[UNTAGGED],
+        untagged_open=rows.untagged_open,
         untagged_oldest=[_backlog(s, end, s.created_at) for s in untagged_oldest],
-        waiting=[_backlog(s, end, s.status_changed_at) for s in sorted(
-            # An untagged item listed above is not repeated: each line is one thing to do.
-            (s for s in rows.waiting if s.code not in {u.code for u in untagged_oldest}),
-            key=lambda s: (s.status_changed_at, s.code))[:BACKLOG_ITEMS]],
+        waiting=[
+            _backlog(s, end, s.status_changed_at)
+            for s in sorted(
+                # An untagged item listed above is not repeated: each line is one thing to do.
+                (s for s in rows.waiting if s.code not in {u.code for u in untagged_oldest}),
+                key=lambda s: (s.status_changed_at, s.code),
+            )[:BACKLOG_ITEMS]
+        ],
         movement={s: int(rows.movement.get(s, 0)) for s in MOVEMENT},
-        moves=[MoveItem(code=str(TrackingCode(m.code)), status=m.status,
-                        note=_shorten(redact(m.note), 80) if m.note else "", pillar=m.pillar, area=m.area)
-               for m in rows.moves],
-        supports_gained=rows.supports_gained, supported=rows.supported,
+        moves=[
+            MoveItem(
+                code=str(TrackingCode(m.code)),
+                status=m.status,
+                note=_shorten(redact(m.note), 80) if m.note else "",
+                pillar=m.pillar,
+                area=m.area,
+            )
+            for m in rows.moves
+        ],
+        supports_gained=rows.supports_gained,
+        supported=rows.supported,
         gains=[GainItem(_quote(g.sample, 160), g.gained) for g in rows.gains if g.gained > 0],
         as_of=end,
-        links=[MoveItem(code=str(TrackingCode(link.code)), status=Status.IN_MASTERPLAN.value,
-                        note=f"{link.number} {link.title}", pillar=link.pillar, area=link.area)
-               for link in rows.links],
+        links=[
+            MoveItem(
+                code=str(TrackingCode(link.code)),
+                status=Status.IN_MASTERPLAN.value,
+                note=f"{link.number} {link.title}",
+                pillar=link.pillar,
+                area=link.area,
+            )
+            for link in rows.links
+        ],
         top_sections=list(rows.sections),
     )
 
@@ -358,8 +394,14 @@ def _shorten(text: str, limit: int) -> str:
 
 def _quote(s: Sample, limit: int = QUOTE_MAX) -> Quote:
     # Redact before shortening: a phone number cut in half would no longer be recognised.
-    return Quote(code=str(TrackingCode(s.code)), kind=s.kind, subtopic=s.subtopic, area=s.area,
-                 text=_shorten(redact(s.text), limit), supports=s.supports)
+    return Quote(
+        code=str(TrackingCode(s.code)),
+        kind=s.kind,
+        subtopic=s.subtopic,
+        area=s.area,
+        text=_shorten(redact(s.text), limit),
+        supports=s.supports,
+    )
 
 
 def _rank(s: Sample) -> tuple[int, float, str]:
@@ -392,9 +434,15 @@ def _pick_quotes(candidates: list[Sample], *, exclude: set[str]) -> list[Quote]:
 
 
 def _backlog(s: Sample, end: datetime, since: datetime) -> BacklogItem:
-    return BacklogItem(code=str(TrackingCode(s.code)), pillar=s.pillar, status=s.status,
-                       since=since, days=max(0, (end - since).days), text=_shorten(redact(s.text), 80),
-                       area=s.area)
+    return BacklogItem(
+        code=str(TrackingCode(s.code)),
+        pillar=s.pillar,
+        status=s.status,
+        since=since,
+        days=max(0, (end - since).days),
+        text=_shorten(redact(s.text), 80),
+        area=s.area,
+    )
 
 
 # Rendering -------------------------------------------------------------------------------------
@@ -422,7 +470,7 @@ class Wording:
         return text.replace(",", ".") if self.lang == "id" else text
 
     def change(self, c: Change) -> str:
-        """"+12, +40%"; on small numbers the count alone ("−2", not "−100%"), and from
+        """ "+12, +40%"; on small numbers the count alone ("−2", not "−100%"), and from
         nothing "sebelumnya 0" (issue 14.18)."""
         if c.delta == 0:
             return self.t("digest.same")
@@ -491,9 +539,9 @@ class _Block:
 
     heading: str
     lines: list[str]
-    sub: list["_Block"] = field(default_factory=list)
+    sub: list[_Block] = field(default_factory=list)
     table: _Table | None = None
-    after: list[str] = field(default_factory=list)    # lines below the table
+    after: list[str] = field(default_factory=list)  # lines below the table
 
 
 def _blocks(d: Digest, w: Wording) -> tuple[str, str, list[_Block]]:
@@ -503,54 +551,83 @@ def _blocks(d: Digest, w: Wording) -> tuple[str, str, list[_Block]]:
         return title, period, [_Block("", [w.t("digest.empty")])]
     blocks: list[_Block] = []
     overview = [_total_line(d, w)]
-    overview += [w.t("digest.kind_line", kind=w.kind(k), count=w.n(c.current), change=w.change(c))
-                 for k, c in d.by_kind.items()]
+    overview += [
+        w.t("digest.kind_line", kind=w.kind(k), count=w.n(c.current), change=w.change(c)) for k, c in d.by_kind.items()
+    ]
     if d.supports_gained:
         overview.append(w.t("digest.supports_line", count=w.n(d.supports_gained), items=w.n(d.supported)))
     else:
         overview.append(w.t("digest.supports_none"))
     if d.gains:
         overview.append(w.t("digest.gains"))
-        overview += [w.t("digest.gain_line", code=g.idea.code, text=g.idea.text, gained=w.n(g.gained),
-                         supporters=w.supporters(g.idea.supports)) for g in d.gains]
+        overview += [
+            w.t(
+                "digest.gain_line",
+                code=g.idea.code,
+                text=g.idea.text,
+                gained=w.n(g.gained),
+                supporters=w.supporters(g.idea.supports),
+            )
+            for g in d.gains
+        ]
     blocks.append(_Block(w.t("digest.section_overview"), overview))
     pillar_lines = []
     for p, c in d.by_pillar.items():
         if not (c.current or c.previous):
             continue
         kinds = d.by_pillar_kind[p]
-        pillar_lines.append(w.t(
-            "digest.pillar_line", pillar=w.pillar(p), count=w.n(c.current), change=w.change(c),
-            reports=w.n(kinds["report"].current), ideas=w.n(kinds["idea"].current),
-        ))
+        pillar_lines.append(
+            w.t(
+                "digest.pillar_line",
+                pillar=w.pillar(p),
+                count=w.n(c.current),
+                change=w.change(c),
+                reports=w.n(kinds["report"].current),
+                ideas=w.n(kinds["idea"].current),
+            )
+        )
     blocks.append(_Block(w.t("digest.section_pillars"), pillar_lines))
     details = []
     for s in d.sections:
         lines = []
         if s.subtopics:
             tops = ", ".join(
-                w.t("digest.subtopic_item", name=w.subtopic(s.pillar, t.subtopic),
-                    count=w.n(t.count.current), change=w.change(t.count))
+                w.t(
+                    "digest.subtopic_item",
+                    name=w.subtopic(s.pillar, t.subtopic),
+                    count=w.n(t.count.current),
+                    change=w.change(t.count),
+                )
                 for t in s.subtopics
             )
             lines.append(w.t("digest.subtopics", list=tops))
         if s.ideas:
             lines.append(w.t("digest.ideas"))
-            lines += [w.t("digest.idea_line", code=q.code, text=q.text, supporters=w.supporters(q.supports))
-                      for q in s.ideas]
+            lines += [
+                w.t("digest.idea_line", code=q.code, text=q.text, supporters=w.supporters(q.supports)) for q in s.ideas
+            ]
         if s.quotes:
             lines.append(w.t("digest.quotes"))
-            lines += [w.t("digest.quote_line", text=q.text,
-                          where=f"{q.area}, {q.code}" if q.area else q.code) for q in s.quotes]
+            lines += [
+                w.t("digest.quote_line", text=q.text, where=f"{q.area}, {q.code}" if q.area else q.code)
+                for q in s.quotes
+            ]
         if not s.total.current:
             lines.append(w.t("digest.pillar_quiet"))
         details.append(_Block(f"{w.pillar(s.pillar)} ({w.n(s.total.current)})", lines))
     if details:
         blocks.append(_Block(w.t("digest.section_detail"), [], details))
     rows = [[w.t("digest.col_area"), w.t("digest.col_this"), w.t("digest.col_before"), w.t("digest.col_change")]]
-    rows += [[w.area(a.area), w.n(a.count.current), w.n(a.count.previous),
-              w.change(a.count) if a.count.previous else f"+{w.n(a.count.current)}"]
-             for a in d.areas if a.count.current or a.count.previous]
+    rows += [
+        [
+            w.area(a.area),
+            w.n(a.count.current),
+            w.n(a.count.previous),
+            w.change(a.count) if a.count.previous else f"+{w.n(a.count.current)}",
+        ]
+        for a in d.areas
+        if a.count.current or a.count.previous
+    ]
     if d.rising:
         rising = [w.t("digest.rising", list=", ".join(f"{a.area} ({w.change(a.count)})" for a in d.rising))]
     else:
@@ -560,8 +637,14 @@ def _blocks(d: Digest, w: Wording) -> tuple[str, str, list[_Block]]:
     as_of = w.day(d.as_of.astimezone(d.period.zone).date()) if d.as_of else w.day(d.period.last_day)
 
     def backlog(b: BacklogItem) -> str:
-        return w.t("digest.backlog_line", code=b.code, status=w.status(b.status), days=w.n(b.days),
-                   area=w.area(b.area), text=b.text)
+        return w.t(
+            "digest.backlog_line",
+            code=b.code,
+            status=w.status(b.status),
+            days=w.n(b.days),
+            area=w.area(b.area),
+            text=b.text,
+        )
 
     if d.untagged_oldest:
         attention.append(w.t("digest.untagged_oldest", date=as_of))
@@ -571,8 +654,7 @@ def _blocks(d: Digest, w: Wording) -> tuple[str, str, list[_Block]]:
         attention += [backlog(b) for b in d.waiting]
     blocks.append(_Block(w.t("digest.section_attention"), attention))
     if any(d.movement.values()):
-        movement = [w.t("digest.movement_line", status=w.status(s), count=w.n(n))
-                    for s, n in d.movement.items()]
+        movement = [w.t("digest.movement_line", status=w.status(s), count=w.n(n)) for s, n in d.movement.items()]
     else:
         movement = [w.t("digest.movement_none")]
     for status in ("forwarded", "in_masterplan"):
@@ -582,28 +664,37 @@ def _blocks(d: Digest, w: Wording) -> tuple[str, str, list[_Block]]:
         movement.append(w.t(f"digest.moves_{status}"))
         for m in moved:
             where = ", ".join(x for x in (w.pillar(m.pillar), m.area) if x)
-            movement.append(w.t(f"digest.move_{status}", code=m.code, note=m.note or w.t("digest.move_no_note"),
-                                where=where))
+            movement.append(
+                w.t(f"digest.move_{status}", code=m.code, note=m.note or w.t("digest.move_no_note"), where=where)
+            )
     blocks.append(_Block(w.t("digest.section_movement"), movement))
     if d.links or d.top_sections:
         # Issue 18: what went into which section of the masterplan this period.
         masterplan = []
         if d.links:
             masterplan.append(w.t("digest.links"))
-            masterplan += [w.t("digest.link_line", code=m.code, section=m.note,
-                               where=", ".join(x for x in (w.pillar(m.pillar), m.area) if x)) for m in d.links]
+            masterplan += [
+                w.t(
+                    "digest.link_line",
+                    code=m.code,
+                    section=m.note,
+                    where=", ".join(x for x in (w.pillar(m.pillar), m.area) if x),
+                )
+                for m in d.links
+            ]
         if d.top_sections:
             masterplan.append(w.t("digest.top_sections"))
-            masterplan += [w.t("digest.top_section_line", number=s.number, title=s.title, count=w.n(s.residents))
-                           for s in d.top_sections]
+            masterplan += [
+                w.t("digest.top_section_line", number=s.number, title=s.title, count=w.n(s.residents))
+                for s in d.top_sections
+            ]
         blocks.append(_Block(w.t("digest.section_masterplan"), masterplan))
     return title, period, blocks
 
 
 def _total_line(d: Digest, w: Wording) -> str:
     if d.total.previous:
-        return w.t("digest.total", count=w.n(d.total.current), previous=w.n(d.total.previous),
-                   change=w.change(d.total))
+        return w.t("digest.total", count=w.n(d.total.current), previous=w.n(d.total.previous), change=w.change(d.total))
     return w.t("digest.total_first", count=w.n(d.total.current))
 
 
@@ -627,8 +718,7 @@ def _text_table(table: _Table) -> list[str]:
     return out
 
 
-def render_text(digest: Digest, catalog: Catalog, lang: str, *,
-                subtopic_label: SubtopicLabel | None = None) -> str:
+def render_text(digest: Digest, catalog: Catalog, lang: str, *, subtopic_label: SubtopicLabel | None = None) -> str:
     """Plain text for chats and the e-mail's text part: readable without any markup."""
     title, period, blocks = _blocks(digest, Wording(catalog, lang, subtopic_label))
     out = [title, period]
@@ -653,13 +743,14 @@ def render_text(digest: Digest, catalog: Catalog, lang: str, *,
 def render_summary(digest: Digest, catalog: Catalog, lang: str) -> str:
     """A few lines for WhatsApp: totals, the busiest pillars, what needs the team."""
     w = Wording(catalog, lang, None)
-    lines = [w.t("digest.title", regency=digest.regency).strip(" –-"),
-             w.t("digest.period", dates=w.dates(digest.period), label=digest.period.label)]
+    lines = [
+        w.t("digest.title", regency=digest.regency).strip(" –-"),
+        w.t("digest.period", dates=w.dates(digest.period), label=digest.period.label),
+    ]
     if digest.empty:
         return "\n".join([*lines, w.t("digest.empty")])
     lines.append(_total_line(digest, w))
-    busiest = sorted(((p, c) for p, c in digest.by_pillar.items() if c.current),
-                     key=lambda item: -item[1].current)[:3]
+    busiest = sorted(((p, c) for p, c in digest.by_pillar.items() if c.current), key=lambda item: -item[1].current)[:3]
     lines += [f"• {w.pillar(p)}: {w.n(c.current)} ({w.change(c)})" for p, c in busiest]
     lines.append(_untagged_line(digest, w))
     lines.append(w.t("digest.summary_more"))
@@ -672,24 +763,32 @@ def summary_params(digest: Digest, catalog: Catalog, lang: str) -> list[str]:
     w = Wording(catalog, lang, None)
     busiest = max(PILLARS, key=lambda p: digest.by_pillar[p].current)
     return [
-        w.dates(digest.period), w.n(digest.total.current), w.change(digest.total),
-        w.pillar(busiest) if digest.by_pillar[busiest].current else "-", w.n(digest.untagged_open),
+        w.dates(digest.period),
+        w.n(digest.total.current),
+        w.change(digest.total),
+        w.pillar(busiest) if digest.by_pillar[busiest].current else "-",
+        w.n(digest.untagged_open),
     ]
 
 
-def render_markdown(digest: Digest, catalog: Catalog, lang: str, *,
-                    subtopic_label: SubtopicLabel | None = None) -> str:
+def render_markdown(digest: Digest, catalog: Catalog, lang: str, *, subtopic_label: SubtopicLabel | None = None) -> str:
     w = Wording(catalog, lang, subtopic_label)
     title, period, blocks = _blocks(digest, w)
     out = [f"# {title}", "", f"*{period}*"]
     if not digest.empty:
-        out += ["", f"| {w.t('digest.col_pillar')} | {w.kind('report')} | {w.kind('idea')} | "
-                f"{w.t('digest.col_total')} | {w.t('digest.col_change')} |", "|---|---:|---:|---:|---|"]
+        out += [
+            "",
+            f"| {w.t('digest.col_pillar')} | {w.kind('report')} | {w.kind('idea')} | "
+            f"{w.t('digest.col_total')} | {w.t('digest.col_change')} |",
+            "|---|---:|---:|---:|---|",
+        ]
         for p, c in digest.by_pillar.items():
             if c.current or c.previous:
                 k = digest.by_pillar_kind[p]
-                out.append(f"| {_md(w.pillar(p))} | {w.n(k['report'].current)} | {w.n(k['idea'].current)} "
-                           f"| {w.n(c.current)} | {w.change(c)} |")
+                out.append(
+                    f"| {_md(w.pillar(p))} | {w.n(k['report'].current)} | {w.n(k['idea'].current)} "
+                    f"| {w.n(c.current)} | {w.change(c)} |"
+                )
 
     def paragraphs(lines: list[str]) -> None:
         in_list = False
@@ -708,8 +807,13 @@ def render_markdown(digest: Digest, catalog: Catalog, lang: str, *,
         paragraphs(block.lines)
         if block.table is not None:
             head, *body = block.table.rows
-            out.extend(["", "| " + " | ".join(_md(c) for c in head) + " |",
-                        "|" + "|".join("---:" if i in block.table.right else "---" for i in range(len(head))) + "|"])
+            out.extend(
+                [
+                    "",
+                    "| " + " | ".join(_md(c) for c in head) + " |",
+                    "|" + "|".join("---:" if i in block.table.right else "---" for i in range(len(head))) + "|",
+                ]
+            )
             out.extend("| " + " | ".join(_md(c) for c in row) + " |" for row in body)
         paragraphs(block.after)
         for sub in block.sub:
@@ -725,8 +829,15 @@ def _md(text: str) -> str:
     return re.sub(r"([\\`*_\[\]<>|#])", r"\\\1", text)
 
 
-def render_html(digest: Digest, catalog: Catalog, lang: str, *, chart_cid: str | None = None,
-                chart_src: str | None = None, subtopic_label: SubtopicLabel | None = None) -> str:
+def render_html(
+    digest: Digest,
+    catalog: Catalog,
+    lang: str,
+    *,
+    chart_cid: str | None = None,
+    chart_src: str | None = None,
+    subtopic_label: SubtopicLabel | None = None,
+) -> str:
     """HTML for e-mail: inline styles only (mail clients drop <style>). The chart by
     Content-ID in an e-mail (`chart_cid`), or from any URL, e.g. a data: URI for a file
     that stands alone (`chart_src`, `digest --format html`)."""
@@ -734,7 +845,8 @@ def render_html(digest: Digest, catalog: Catalog, lang: str, *, chart_cid: str |
     title, period, blocks = _blocks(digest, w)
     e = html.escape
     out = [
-        "<!DOCTYPE html>", f'<html lang="{e(lang)}"><head><meta charset="utf-8">',
+        "<!DOCTYPE html>",
+        f'<html lang="{e(lang)}"><head><meta charset="utf-8">',
         f"<title>{e(title)}</title></head>",
         '<body style="font-family:Arial,Helvetica,sans-serif;font-size:15px;line-height:1.45;'
         'color:#1a1a1a;max-width:720px;margin:0 auto;padding:12px">',
@@ -744,24 +856,44 @@ def render_html(digest: Digest, catalog: Catalog, lang: str, *, chart_cid: str |
     if not digest.empty:
         cell = 'style="padding:4px 8px;border-bottom:1px solid #ddd;text-align:{}"'
         out.append('<table style="border-collapse:collapse;margin:0 0 16px">')
-        out.append("<tr>" + "".join(
-            f"<th {cell.format(a)}>{e(h)}</th>" for h, a in (
-                (w.t("digest.col_pillar"), "left"), (w.kind("report"), "right"),
-                (w.kind("idea"), "right"), (w.t("digest.col_total"), "right"),
-                (w.t("digest.col_change"), "left"))) + "</tr>")
+        out.append(
+            "<tr>"
+            + "".join(
+                f"<th {cell.format(a)}>{e(h)}</th>"
+                for h, a in (
+                    (w.t("digest.col_pillar"), "left"),
+                    (w.kind("report"), "right"),
+                    (w.kind("idea"), "right"),
+                    (w.t("digest.col_total"), "right"),
+                    (w.t("digest.col_change"), "left"),
+                )
+            )
+            + "</tr>"
+        )
         for p, c in digest.by_pillar.items():
             if c.current or c.previous:
                 k = digest.by_pillar_kind[p]
-                out.append("<tr>" + "".join(
-                    f"<td {cell.format(a)}>{e(v)}</td>" for v, a in (
-                        (w.pillar(p), "left"), (w.n(k["report"].current), "right"),
-                        (w.n(k["idea"].current), "right"), (w.n(c.current), "right"),
-                        (w.change(c), "left"))) + "</tr>")
+                out.append(
+                    "<tr>"
+                    + "".join(
+                        f"<td {cell.format(a)}>{e(v)}</td>"
+                        for v, a in (
+                            (w.pillar(p), "left"),
+                            (w.n(k["report"].current), "right"),
+                            (w.n(k["idea"].current), "right"),
+                            (w.n(c.current), "right"),
+                            (w.change(c), "left"),
+                        )
+                    )
+                    + "</tr>"
+                )
         out.append("</table>")
         src = f"cid:{chart_cid.strip('<>')}" if chart_cid else chart_src
         if src:
-            out.append(f'<p><img src="{e(src)}" alt="{e(w.t("digest.chart_title"))}" '
-                       'style="max-width:100%;height:auto" width="600"></p>')
+            out.append(
+                f'<p><img src="{e(src)}" alt="{e(w.t("digest.chart_title"))}" '
+                'style="max-width:100%;height:auto" width="600"></p>'
+            )
 
     def emit(block: _Block, depth: int) -> None:
         if block.heading:
@@ -777,10 +909,13 @@ def render_html(digest: Digest, catalog: Catalog, lang: str, *, chart_cid: str |
                 return "right" if i in right else "left"
 
             out.append('<table style="border-collapse:collapse;margin:4px 0 8px">')
-            out.append("<tr>" + "".join(f"<th {cell.format(align(i))}>{e(h)}</th>" for i, h in enumerate(head))
-                       + "</tr>")
-            out.extend("<tr>" + "".join(f"<td {cell.format(align(i))}>{e(c)}</td>" for i, c in enumerate(row))
-                       + "</tr>" for row in body)
+            out.append(
+                "<tr>" + "".join(f"<th {cell.format(align(i))}>{e(h)}</th>" for i, h in enumerate(head)) + "</tr>"
+            )
+            out.extend(
+                "<tr>" + "".join(f"<td {cell.format(align(i))}>{e(c)}</td>" for i, c in enumerate(row)) + "</tr>"
+                for row in body
+            )
             out.append("</table>")
         paragraphs(block.after)
         for sub in block.sub:
@@ -793,8 +928,11 @@ def render_html(digest: Digest, catalog: Catalog, lang: str, *, chart_cid: str |
                 bullets.append(line.lstrip("• "))
                 continue
             if bullets:
-                out.append('<ul style="margin:4px 0 8px;padding-left:20px">'
-                           + "".join(f"<li>{e(b)}</li>" for b in bullets) + "</ul>")
+                out.append(
+                    '<ul style="margin:4px 0 8px;padding-left:20px">'
+                    + "".join(f"<li>{e(b)}</li>" for b in bullets)
+                    + "</ul>"
+                )
                 bullets = []
             if line:
                 out.append(f'<p style="margin:4px 0">{e(line)}</p>')
@@ -810,30 +948,40 @@ def to_json(digest: Digest) -> dict[str, Any]:
     p = digest.period
     return {
         "period": {
-            "label": p.label, "start": p.start.isoformat(), "end": p.end.isoformat(),
-            "timezone": str(p.zone), "previous_start": p.previous.start.isoformat(),
+            "label": p.label,
+            "start": p.start.isoformat(),
+            "end": p.end.isoformat(),
+            "timezone": str(p.zone),
+            "previous_start": p.previous.start.isoformat(),
         },
         "regency": digest.regency,
         "totals": {
             "all": digest.total.to_json(),
             "by_pillar": {k: c.to_json() for k, c in digest.by_pillar.items()},
             "by_kind": {k: c.to_json() for k, c in digest.by_kind.items()},
-            "by_pillar_kind": {p_: {k: c.to_json() for k, c in kinds.items()}
-                               for p_, kinds in digest.by_pillar_kind.items()},
+            "by_pillar_kind": {
+                p_: {k: c.to_json() for k, c in kinds.items()} for p_, kinds in digest.by_pillar_kind.items()
+            },
             "by_area": {(a.area or "unknown"): a.count.to_json() for a in digest.areas},
             "by_status": dict(digest.by_status),
         },
         "status_movement": dict(digest.movement),
-        "moves": [{"code": m.code, "status": m.status, "note": m.note or None, "pillar": m.pillar,
-                   "area": m.area} for m in digest.moves],
+        "moves": [
+            {"code": m.code, "status": m.status, "note": m.note or None, "pillar": m.pillar, "area": m.area}
+            for m in digest.moves
+        ],
         "masterplan": {
-            "links": [{"code": m.code, "section": m.note.split(" ", 1)[0], "pillar": m.pillar, "area": m.area}
-                      for m in digest.links],
-            "sections": [{"number": t.number, "title": t.title, "residents": t.residents}
-                         for t in digest.top_sections],
+            "links": [
+                {"code": m.code, "section": m.note.split(" ", 1)[0], "pillar": m.pillar, "area": m.area}
+                for m in digest.links
+            ],
+            "sections": [{"number": t.number, "title": t.title, "residents": t.residents} for t in digest.top_sections],
         },
-        "supports": {"gained": digest.supports_gained, "submissions": digest.supported,
-                     "top_ideas": [{**_quote_json(g.idea), "gained": g.gained} for g in digest.gains]},
+        "supports": {
+            "gained": digest.supports_gained,
+            "submissions": digest.supported,
+            "top_ideas": [{**_quote_json(g.idea), "gained": g.gained} for g in digest.gains],
+        },
         "pillars": [
             {
                 "pillar": s.pillar,
@@ -855,10 +1003,23 @@ def to_json(digest: Digest) -> dict[str, Any]:
 
 
 def _quote_json(q: Quote) -> dict[str, Any]:
-    return {"code": q.code, "kind": q.kind, "subtopic": q.subtopic, "area": q.area,
-            "text": q.text, "supports": q.supports}
+    return {
+        "code": q.code,
+        "kind": q.kind,
+        "subtopic": q.subtopic,
+        "area": q.area,
+        "text": q.text,
+        "supports": q.supports,
+    }
 
 
 def _backlog_json(b: BacklogItem) -> dict[str, Any]:
-    return {"code": b.code, "pillar": b.pillar, "status": b.status, "area": b.area,
-            "since": b.since.isoformat(), "days": b.days, "text": b.text}
+    return {
+        "code": b.code,
+        "pillar": b.pillar,
+        "status": b.status,
+        "area": b.area,
+        "since": b.since.isoformat(),
+        "days": b.days,
+        "text": b.text,
+    }

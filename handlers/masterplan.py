@@ -34,7 +34,7 @@ NOTE_MAX = 500
 # followed by more parts, so "## Pendahuluan" or "## Visi" is a heading, not a section.
 _NUMBER = re.compile(r"^(?:(?:\d{1,4}|[IVXLC]{1,7})(?:\.[0-9A-Za-z]{1,6})*|[A-Z](?:\.[0-9A-Za-z]{1,6})+)$")
 _HEADING = re.compile(r"^(#{1,6})\s+(.*?)\s*#*\s*$")
-_PILLAR_TAG = re.compile(r"\s*\[([^\]]+)\]\s*$")   # "## 4.2 Transportasi [living]"
+_PILLAR_TAG = re.compile(r"\s*\[([^\]]+)\]\s*$")  # "## 4.2 Transportasi [living]"
 
 # Column headers understood in an outline file (any case), Indonesian and English.
 COLUMNS = {
@@ -61,7 +61,7 @@ class OutlineEntry:
     pillar: str | None = None
     programme: str | None = None
     area: str | None = None
-    line: int = 0            # where it is in the file, for messages
+    line: int = 0  # where it is in the file, for messages
 
 
 def _key(text: str) -> str:
@@ -72,7 +72,11 @@ def pillar_vocabulary(catalog: Catalog) -> dict[str, str]:
     """Every way a pillar is written in an outline: its key and its names in every language."""
     vocab: dict[str, str] = {}
     for pillar in PILLARS:
-        for word in {pillar, *catalog.aliases(f"pillars.{pillar}"), *catalog.aliases(f"officials.pillar_words.{pillar}")}:
+        for word in {
+            pillar,
+            *catalog.aliases(f"pillars.{pillar}"),
+            *catalog.aliases(f"officials.pillar_words.{pillar}"),
+        }:
             vocab.setdefault(_key(word), pillar)
     return vocab
 
@@ -89,8 +93,9 @@ class _Checker:
         self.problems: list[str] = []
         self.seen: dict[str, int] = {}
 
-    def entry(self, line: int, number: str, title: str, pillar: str | None, programme: str | None,
-              area: str | None) -> OutlineEntry | None:
+    def entry(
+        self, line: int, number: str, title: str, pillar: str | None, programme: str | None, area: str | None
+    ) -> OutlineEntry | None:
         where = f"line {line}"
         good = normalise_number(number)
         if good is None:
@@ -154,8 +159,13 @@ def outline_from_rows(
                 break
     missing = [f for f in ("number", "title") if f not in index]
     if missing:
-        raise OutlineError([f"line 1: no {' or '.join(COLUMNS[f][:2])} column (found: "
-                            f"{', '.join(str(h) for h in header if h) or 'nothing'})" for f in missing])
+        raise OutlineError(
+            [
+                f"line 1: no {' or '.join(COLUMNS[f][:2])} column (found: "
+                f"{', '.join(str(h) for h in header if h) or 'nothing'})"
+                for f in missing
+            ]
+        )
     check = _Checker(pillars, areas)
     entries = []
     for line, row in enumerate(it, start=2):
@@ -173,9 +183,7 @@ def outline_from_rows(
     return check.done(entries)
 
 
-def outline_from_markdown(
-    text: str, *, pillars: Mapping[str, str], areas: Sequence[str] = ()
-) -> list[OutlineEntry]:
+def outline_from_markdown(text: str, *, pillars: Mapping[str, str], areas: Sequence[str] = ()) -> list[OutlineEntry]:
     """An outline from headings: "## 4.2 Title", optionally "[pillar]" at the end.
 
     A section without a pillar tag takes its parent's (4.2.1 from 4.2, from 4); a heading
@@ -193,12 +201,12 @@ def outline_from_markdown(
         tag = _PILLAR_TAG.search(body)
         pillar_word = None
         if tag:
-            pillar_word, body = tag.group(1), body[:tag.start()]
+            pillar_word, body = tag.group(1), body[: tag.start()]
         first, _, title = body.partition(" ")
         if normalise_number(first) is None:
             named = pillars.get(_key(body))
             if named is not None:
-                current = named     # "# Lingkungan": the sections below are environment
+                current = named  # "# Lingkungan": the sections below are environment
             continue
         number = normalise_number(first) or first
         if pillar_word is None:
@@ -208,8 +216,14 @@ def outline_from_markdown(
                 pillar_word = named
             else:
                 parts = number.split(".")
-                inherited = next((by_number[".".join(parts[:n])] for n in range(len(parts) - 1, 0, -1)
-                                  if by_number.get(".".join(parts[:n]))), None)
+                inherited = next(
+                    (
+                        by_number[".".join(parts[:n])]
+                        for n in range(len(parts) - 1, 0, -1)
+                        if by_number.get(".".join(parts[:n]))
+                    ),
+                    None,
+                )
                 pillar_word = inherited or current
         entry = check.entry(line, first, title, pillar_word, None, None)
         if entry is not None:
@@ -225,8 +239,8 @@ class Change:
     section (renamed, renumbered, pillar, programme, kecamatan, restored)."""
 
     what: tuple[str, ...]
-    entry: OutlineEntry | None            # None: retired
-    before: store.Section | None          # None: added
+    entry: OutlineEntry | None  # None: retired
+    before: store.Section | None  # None: added
 
 
 @dataclass(slots=True)
@@ -311,8 +325,10 @@ def describe(diff: OutlineDiff, links: Mapping[int, int]) -> list[str]:
         entry, before = change.entry, change.before
         if entry is None and before is not None:
             kept = links.get(before.id, 0)
-            lines.append(f"retired   {before.number} {before.title}"
-                         + (f" ({kept} linked submissions keep their link, shown as retired)" if kept else ""))
+            lines.append(
+                f"retired   {before.number} {before.title}"
+                + (f" ({kept} linked submissions keep their link, shown as retired)" if kept else "")
+            )
         elif before is None and entry is not None:
             lines.append(f"added     {entry.number} {entry.title}")
         elif entry is not None and before is not None:
@@ -338,27 +354,60 @@ async def apply_outline(conn: Connection, diff: OutlineDiff, *, actor: str, sour
     """Write a reload and its audit record in the caller's transaction."""
     for position, entry, section in diff.plan:
         if section is None:
-            await store.add_section(conn, number=entry.number, title=entry.title, pillar=entry.pillar,
-                                    programme=entry.programme, area=entry.area, position=position, now=now)
+            await store.add_section(
+                conn,
+                number=entry.number,
+                title=entry.title,
+                pillar=entry.pillar,
+                programme=entry.programme,
+                area=entry.area,
+                position=position,
+                now=now,
+            )
         elif section.position != position or _differences(entry, section):
-            await store.update_section(conn, section.id, number=entry.number, title=entry.title,
-                                       pillar=entry.pillar, programme=entry.programme, area=entry.area,
-                                       position=position, retired=False, now=now)
+            await store.update_section(
+                conn,
+                section.id,
+                number=entry.number,
+                title=entry.title,
+                pillar=entry.pillar,
+                programme=entry.programme,
+                area=entry.area,
+                position=position,
+                retired=False,
+                now=now,
+            )
     for section in diff.retire:
         await store.update_section(
-            conn, section.id, number=section.number, title=section.title, pillar=section.pillar,
-            programme=section.programme, area=section.area, position=section.position, retired=True, now=now,
+            conn,
+            section.id,
+            number=section.number,
+            title=section.title,
+            pillar=section.pillar,
+            programme=section.programme,
+            area=section.area,
+            position=section.position,
+            retired=True,
+            now=now,
         )
     await audit.audit(
-        conn, actor=actor, action="masterplan_load", target=source,
+        conn,
+        actor=actor,
+        action="masterplan_load",
+        target=source,
         before=None,
         after={
-            "sections": len(diff.plan), "unchanged": diff.unchanged,
-            "changes": [{"what": list(c.what),
-                         "before": c.before.number if c.before else None,
-                         "after": c.entry.number if c.entry else None,
-                         "title": c.entry.title if c.entry else c.before.title if c.before else None}
-                        for c in diff.changes],
+            "sections": len(diff.plan),
+            "unchanged": diff.unchanged,
+            "changes": [
+                {
+                    "what": list(c.what),
+                    "before": c.before.number if c.before else None,
+                    "after": c.entry.number if c.entry else None,
+                    "title": c.entry.title if c.entry else c.before.title if c.before else None,
+                }
+                for c in diff.changes
+            ],
         },
         now=now,
     )
@@ -377,8 +426,14 @@ class Linked:
 
 
 async def link_case(
-    conn: Connection, catalog: Catalog, case: desk.Case, section: store.Section, *, note: str | None,
-    actor: str, now: datetime,
+    conn: Connection,
+    catalog: Catalog,
+    case: desk.Case,
+    section: store.Section,
+    *,
+    note: str | None,
+    actor: str,
+    now: datetime,
 ) -> Linked:
     """Put `case` in `section` with status in_masterplan, audited; tell the resident and
     supporters once per section (linking again to the same section tells nobody)."""
@@ -389,12 +444,23 @@ async def link_case(
         return Linked("same", None, False, False, 0)
     await store.link(conn, case.id, section.id, actor=actor, now=now)
     if case.status != Status.IN_MASTERPLAN or case.status_note != status_note:
-        await desk.set_status(conn, case, status=Status.IN_MASTERPLAN, note=status_note,
-                              forwarded_to=case.forwarded_to, actor=actor, now=now)
+        await desk.set_status(
+            conn,
+            case,
+            status=Status.IN_MASTERPLAN,
+            note=status_note,
+            forwarded_to=case.forwarded_to,
+            actor=actor,
+            now=now,
+        )
     await audit.audit(
-        conn, actor=actor, action="masterplan_link", target=case.code,
+        conn,
+        actor=actor,
+        action="masterplan_link",
+        target=case.code,
         before={"section": current.section.number if current else None, "status": case.status},
-        after={"section": section.number, "status": Status.IN_MASTERPLAN.value, "note": status_note}, now=now,
+        after={"section": section.number, "status": Status.IN_MASTERPLAN.value, "note": status_note},
+        now=now,
     )
     if same:
         return Linked("same", None, False, False, 0)
@@ -402,8 +468,9 @@ async def link_case(
     return Linked("moved" if current else "linked", current.section if current else None, told, gone, fans)
 
 
-async def _notify(conn: Connection, catalog: Catalog, case: desk.Case, section: store.Section, *,
-                  note: str | None, now: datetime) -> tuple[bool, bool, int]:
+async def _notify(
+    conn: Connection, catalog: Catalog, case: desk.Case, section: store.Section, *, note: str | None, now: datetime
+) -> tuple[bool, bool, int]:
     code = str(TrackingCode(case.code))
     # Purposes and notice as a status change: outside WhatsApp's window the status template
     # carries it ({{1}} the code, {{2}} "masuk masterplan").
@@ -412,8 +479,12 @@ async def _notify(conn: Connection, catalog: Catalog, case: desk.Case, section: 
     if submitter is not None:
         lang = submitter.language
         text = catalog.text(
-            lang, "masterplan.notify", kind=catalog.text(lang, f"kinds.{case.kind}").lower(), code=code,
-            number=section.number, title=section.title,
+            lang,
+            "masterplan.notify",
+            kind=catalog.text(lang, f"kinds.{case.kind}").lower(),
+            code=code,
+            number=section.number,
+            title=section.title,
             note=catalog.text(lang, "notify.note", note=note) if note else "",
         )
         await outbox.enqueue(conn, [(submitter, {"text": text, "notice": notice})], purpose="status_change", now=now)
@@ -422,13 +493,20 @@ async def _notify(conn: Connection, catalog: Catalog, case: desk.Case, section: 
     for fan in fans:
         if fan.language not in rendered:
             rendered[fan.language] = catalog.text(
-                fan.language, "masterplan.notify_supported",
-                kind=catalog.text(fan.language, f"kinds.{case.kind}").lower(), code=code,
-                number=section.number, title=section.title,
+                fan.language,
+                "masterplan.notify_supported",
+                kind=catalog.text(fan.language, f"kinds.{case.kind}").lower(),
+                code=code,
+                number=section.number,
+                title=section.title,
             )
     if fans:
-        await outbox.enqueue(conn, [(fan, {"text": rendered[fan.language], "notice": notice}) for fan in fans],
-                             purpose="supported_status", now=now)
+        await outbox.enqueue(
+            conn,
+            [(fan, {"text": rendered[fan.language], "notice": notice}) for fan in fans],
+            purpose="supported_status",
+            now=now,
+        )
     return submitter is not None, case.user_id is None, len(fans)
 
 
@@ -444,8 +522,9 @@ class MasterplanCommand:
     def t(self, lang: str, key: str, /, **params: object) -> str:
         return self.catalog.text(lang, key, **params)
 
-    async def __call__(self, conn: Connection, *, actor: str, language: str, command: str,
-                       args: str, msg: Incoming, now: datetime) -> list[Reply]:
+    async def __call__(
+        self, conn: Connection, *, actor: str, language: str, command: str, args: str, msg: Incoming, now: datetime
+    ) -> list[Reply]:
         lang, t = language, self.t
         if not await store.has_outline(conn):
             return [Reply(t(lang, "masterplan.no_outline"))]
@@ -472,9 +551,18 @@ class MasterplanCommand:
         shown = str(code)
         if done.outcome == "same":
             return [Reply(t(lang, "masterplan.same", code=shown, number=section.number))]
-        lines = [t(lang, "masterplan.moved", code=shown, old=done.previous.number, number=section.number,
-                   title=section.title) if done.previous is not None else
-                 t(lang, "masterplan.linked", code=shown, number=section.number, title=section.title)]
+        lines = [
+            t(
+                lang,
+                "masterplan.moved",
+                code=shown,
+                old=done.previous.number,
+                number=section.number,
+                title=section.title,
+            )
+            if done.previous is not None
+            else t(lang, "masterplan.linked", code=shown, number=section.number, title=section.title)
+        ]
         lines.append(t(lang, "officials.notify_submitter" if done.submitter_told else "officials.notify_gone"))
         if done.supporters_told:
             lines.append(t(lang, "officials.notify_supporters", count=done.supporters_told))
@@ -485,7 +573,8 @@ class MasterplanCommand:
         current = [s for s in await store.sections(conn) if not s.retired]
         lines = [self.t(lang, "masterplan.outline_header", count=len(current))]
         for s in current:
-            lines.append(self.t(lang, "masterplan.outline_line", number=s.number, title=s.title,
-                                linked=counts.get(s.id, 0)))
+            lines.append(
+                self.t(lang, "masterplan.outline_line", number=s.number, title=s.title, linked=counts.get(s.id, 0))
+            )
         lines.append(self.t(lang, "masterplan.usage"))
         return "\n".join(lines)

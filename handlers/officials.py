@@ -34,8 +34,8 @@ log = logging.getLogger(__name__)
 
 PAGE_SIZE = 5
 PREVIEW = 80
-NOTE_MAX = 500       # a status note is shown inside a notification
-REPLY_MAX = 2000     # an official's message to a resident
+NOTE_MAX = 500  # a status note is shown inside a notification
+REPLY_MAX = 2000  # an official's message to a resident
 _TEMPLATE_NAME = re.compile(r"^[0-9a-z_-]{1,30}$")
 _TEMPLATE_EN = re.compile(r"(?:^|\s)en:\s*", re.IGNORECASE)  # "... en: the English text"
 # Photos are platform file references: only the channel that received one can show it.
@@ -44,8 +44,15 @@ PHOTO_CHANNELS = ("telegram", "whatsapp")
 
 class Handler(Protocol):
     def __call__(
-        self, conn: Connection, *, actor: str, language: str, command: str,
-        args: str, msg: Incoming, now: datetime,
+        self,
+        conn: Connection,
+        *,
+        actor: str,
+        language: str,
+        command: str,
+        args: str,
+        msg: Incoming,
+        now: datetime,
     ) -> Awaitable[list[Reply]]: ...
 
 
@@ -91,16 +98,27 @@ class _Act:
 
 class OfficialDesk:
     def __init__(
-        self, catalog: Catalog, tagger: TaggerLike, *, extra: Mapping[str, Handler] | None = None,
-        zone: tzinfo | None = None, page_size: int = PAGE_SIZE,
+        self,
+        catalog: Catalog,
+        tagger: TaggerLike,
+        *,
+        extra: Mapping[str, Handler] | None = None,
+        zone: tzinfo | None = None,
+        page_size: int = PAGE_SIZE,
     ):
         self.catalog = catalog
         self.tagger = tagger
         self.zone = zone or ZoneInfo("Asia/Jakarta")
         self.page_size = page_size
         builtin: dict[str, Callable[[_Act], Awaitable[list[Reply]]]] = {
-            "new": self.new, "view": self.view, "status": self.status, "reply": self.reply,
-            "pillar": self.pillar, "hide": self.hide, "unhide": self.unhide, "stats": self.stats,
+            "new": self.new,
+            "view": self.view,
+            "status": self.status,
+            "reply": self.reply,
+            "pillar": self.pillar,
+            "hide": self.hide,
+            "unhide": self.unhide,
+            "stats": self.stats,
             "template": self.template,
         }
         self._builtin = builtin
@@ -134,8 +152,15 @@ class OfficialDesk:
 
     # Entry point -------------------------------------------------------------------------------
     async def handle(
-        self, conn: Connection, *, actor: str, language: str, command: str,
-        args: str, msg: Incoming, now: datetime,
+        self,
+        conn: Connection,
+        *,
+        actor: str,
+        language: str,
+        command: str,
+        args: str,
+        msg: Incoming,
+        now: datetime,
     ) -> list[Reply]:
         if command in self._extra:
             return await self._extra[command](
@@ -158,9 +183,7 @@ class OfficialDesk:
         if raw and not raw.isdigit():
             return [Reply(self.t(lang, "officials.usage_new"))]
         page = max(1, int(raw or 1))
-        total, cases = await desk.triage_page(
-            act.conn, limit=self.page_size, offset=(page - 1) * self.page_size
-        )
+        total, cases = await desk.triage_page(act.conn, limit=self.page_size, offset=(page - 1) * self.page_size)
         if total == 0:
             return [Reply(self.t(lang, "officials.new_empty"))]
         pages = math.ceil(total / self.page_size)
@@ -168,13 +191,20 @@ class OfficialDesk:
             return [Reply(self.t(lang, "officials.new_no_page", page=page, pages=pages))]
         lines = [self.t(lang, "officials.new_header", total=total, page=page, pages=pages)]
         for case in cases:
-            lines.append(self.t(
-                lang, "officials.new_line", code=str(TrackingCode(case.code)),
-                kind=self.t(lang, f"kinds.{case.kind}"),
-                pillar=self.t(lang, f"pillars.{case.pillar}") if case.pillar else self.t(lang, "officials.new_untagged"),
-                area=self._where(lang, case), age=self._age(lang, act.now - case.created_at),
-                text=clip(case.text, PREVIEW),
-            ))
+            lines.append(
+                self.t(
+                    lang,
+                    "officials.new_line",
+                    code=str(TrackingCode(case.code)),
+                    kind=self.t(lang, f"kinds.{case.kind}"),
+                    pillar=self.t(lang, f"pillars.{case.pillar}")
+                    if case.pillar
+                    else self.t(lang, "officials.new_untagged"),
+                    area=self._where(lang, case),
+                    age=self._age(lang, act.now - case.created_at),
+                    text=clip(case.text, PREVIEW),
+                )
+            )
         if page < pages:
             lines.append(self.t(lang, "officials.new_next", page=page + 1))
         return [Reply("\n".join(lines))]
@@ -224,26 +254,48 @@ class OfficialDesk:
             sender = case.submitter_name
         hidden = ""
         if case.hidden:
-            hidden = (self.t(lang, "officials.view_hidden", reason=case.hidden_reason)
-                      if case.hidden_reason else self.t(lang, "officials.view_hidden_no_reason"))
+            hidden = (
+                self.t(lang, "officials.view_hidden", reason=case.hidden_reason)
+                if case.hidden_reason
+                else self.t(lang, "officials.view_hidden_no_reason")
+            )
         lines = []
         for entry in history:
             note = f": {entry.note}" if entry.note else ""
             actor = self.t(lang, "officials.actor_resident") if entry.actor == "resident" else entry.actor
-            lines.append(self.t(
-                lang, "officials.view_history_line", date=self._date(entry.created_at),
-                status=self.t(lang, f"statuses.{entry.to_status}"), note=note, actor=actor,
-            ))
+            lines.append(
+                self.t(
+                    lang,
+                    "officials.view_history_line",
+                    date=self._date(entry.created_at),
+                    status=self.t(lang, f"statuses.{entry.to_status}"),
+                    note=note,
+                    actor=actor,
+                )
+            )
         status = self.t(lang, f"statuses.{case.status}")
         link = await masterplan.link_of(act.conn, case.id)
         if link is not None:  # issue 18: the masterplan section it went into
-            status += self.t(lang, "masterplan.view_retired" if link.section.retired else "masterplan.view",
-                             number=link.section.number, title=link.section.title)
+            status += self.t(
+                lang,
+                "masterplan.view_retired" if link.section.retired else "masterplan.view",
+                number=link.section.number,
+                title=link.section.title,
+            )
         text = self.t(
-            lang, "officials.view", kind=self.t(lang, f"kinds.{case.kind}"),
-            code=str(TrackingCode(case.code)), status=status,
-            hidden=hidden, pillar=pillar, area=where, sender=sender, channel=case.channel.capitalize(),
-            supports=case.supports, date=self._date(case.created_at), text=case.text,
+            lang,
+            "officials.view",
+            kind=self.t(lang, f"kinds.{case.kind}"),
+            code=str(TrackingCode(case.code)),
+            status=status,
+            hidden=hidden,
+            pillar=pillar,
+            area=where,
+            sender=sender,
+            channel=case.channel.capitalize(),
+            supports=case.supports,
+            date=self._date(case.created_at),
+            text=case.text,
             history="\n".join(lines),
         )
         photo = None
@@ -253,8 +305,12 @@ class OfficialDesk:
             if case.channel == act.msg.channel and case.channel in PHOTO_CHANNELS:
                 photo = case.photo_ref
             else:
-                text += "\n\n" + self.t(lang, "officials.view_photo_elsewhere",
-                                        channel=case.channel.capitalize(), code=str(TrackingCode(case.code)))
+                text += "\n\n" + self.t(
+                    lang,
+                    "officials.view_photo_elsewhere",
+                    channel=case.channel.capitalize(),
+                    code=str(TrackingCode(case.code)),
+                )
         return [Reply(text, photo_ref=photo, latitude=case.latitude, longitude=case.longitude)]
 
     def _date(self, moment: datetime) -> str:
@@ -288,8 +344,13 @@ class OfficialDesk:
             # Issue 18: in the masterplan means in one of its sections ("masuk_masterplan 4.2"):
             # the masterplan command links it, sets the status and tells them which section.
             return await self._extra["masterplan"](
-                act.conn, actor=act.actor, language=lang, command="masterplan", args=f"{code.value} {note}",
-                msg=act.msg, now=act.now,
+                act.conn,
+                actor=act.actor,
+                language=lang,
+                command="masterplan",
+                args=f"{code.value} {note}",
+                msg=act.msg,
+                now=act.now,
             )
         if len(note) > NOTE_MAX:
             return [Reply(t(lang, "officials.too_long", got=len(note), max=NOTE_MAX))]
@@ -301,20 +362,40 @@ class OfficialDesk:
             return [Reply(t(lang, "officials.status_same", code=str(code), status=t(lang, f"statuses.{status}")))]
         forwarded_to = note if status == Status.FORWARDED else case.forwarded_to
         await desk.set_status(
-            act.conn, case, status=status, note=note or None, forwarded_to=forwarded_to,
-            actor=act.actor, now=act.now,
+            act.conn,
+            case,
+            status=status,
+            note=note or None,
+            forwarded_to=forwarded_to,
+            actor=act.actor,
+            now=act.now,
         )
         await audit.audit(
-            act.conn, actor=act.actor, action="status", target=case.code,
+            act.conn,
+            actor=act.actor,
+            action="status",
+            target=case.code,
             before={"status": case.status, "note": case.status_note},
-            after={"status": status, "note": note or None}, now=act.now,
+            after={"status": status, "note": note or None},
+            now=act.now,
         )
         told = await self._notify_status(act, case, status, note)
-        return [Reply("\n".join([
-            t(lang, "officials.status_done", code=str(code), old=t(lang, f"statuses.{case.status}"),
-              new=t(lang, f"statuses.{status}")),
-            *told,
-        ]))]
+        return [
+            Reply(
+                "\n".join(
+                    [
+                        t(
+                            lang,
+                            "officials.status_done",
+                            code=str(code),
+                            old=t(lang, f"statuses.{case.status}"),
+                            new=t(lang, f"statuses.{status}"),
+                        ),
+                        *told,
+                    ]
+                )
+            )
+        ]
 
     async def _notify_status(self, act: _Act, case: desk.Case, status: str, note: str) -> list[str]:
         """Queue the news for the submitter and every supporter; say what was queued."""
@@ -330,18 +411,29 @@ class OfficialDesk:
                 extra = self.t(lang, "officials.notify_reason", reason=note)
             else:
                 extra = self.t(lang, "notify.note", note=note) if note else ""
-            text = self.t(lang, "notify.status", kind=self.t(lang, f"kinds.{case.kind}").lower(),
-                          code=code, status=self.t(lang, f"statuses.{status}"), note=extra)
+            text = self.t(
+                lang,
+                "notify.status",
+                kind=self.t(lang, f"kinds.{case.kind}").lower(),
+                code=code,
+                status=self.t(lang, f"statuses.{status}"),
+                note=extra,
+            )
             payload: dict[str, Any] = {"text": text, "notice": notice}
             if status == Status.RESOLVED:
                 # "selesai" is the resident's to confirm (issue 17): Sudah closes it, Belum reopens.
                 await deadline_store.open_closure(act.conn, case.id, resolved_by=act.actor, now=act.now)
-                payload = {**Reply(text + "\n\n" + self.t(lang, "closure.ask"), (
-                    Button(self.t(lang, "closure.yes"), f"closure:{case.code}:yes"),
-                    Button(self.t(lang, "closure.no"), f"closure:{case.code}:no"),
-                )).to_json(), "notice": notice}
-            await outbox.enqueue(act.conn, [(submitter, payload)],
-                                purpose="status_change", now=act.now)
+                payload = {
+                    **Reply(
+                        text + "\n\n" + self.t(lang, "closure.ask"),
+                        (
+                            Button(self.t(lang, "closure.yes"), f"closure:{case.code}:yes"),
+                            Button(self.t(lang, "closure.no"), f"closure:{case.code}:no"),
+                        ),
+                    ).to_json(),
+                    "notice": notice,
+                }
+            await outbox.enqueue(act.conn, [(submitter, payload)], purpose="status_change", now=act.now)
             lines.append(self.t(act.lang, "officials.notify_submitter"))
         else:
             lines.append(self.t(act.lang, "officials.notify_gone"))
@@ -351,13 +443,17 @@ class OfficialDesk:
             for fan in fans:
                 if fan.language not in rendered:
                     rendered[fan.language] = self.t(
-                        fan.language, "notify.status_supported",
-                        kind=self.t(fan.language, f"kinds.{case.kind}").lower(), code=code,
+                        fan.language,
+                        "notify.status_supported",
+                        kind=self.t(fan.language, f"kinds.{case.kind}").lower(),
+                        code=code,
                         status=self.t(fan.language, f"statuses.{status}"),
                     )
             await outbox.enqueue(
-                act.conn, [(fan, {"text": rendered[fan.language], "notice": notice}) for fan in fans],
-                purpose="supported_status", now=act.now,
+                act.conn,
+                [(fan, {"text": rendered[fan.language], "notice": notice}) for fan in fans],
+                purpose="supported_status",
+                now=act.now,
             )
             lines.append(self.t(act.lang, "officials.notify_supporters", count=len(fans)))
         return lines
@@ -386,14 +482,16 @@ class OfficialDesk:
             text = filled
         body = t(resident.language, "notify.reply", code=str(code), text=text)
         notice = {"type": "reply", "code": str(code), "text": text}
-        await outbox.enqueue(act.conn, [(resident, {"text": body, "notice": notice})],
-                            purpose="official_reply", now=act.now)
-        await audit.audit(act.conn, actor=act.actor, action="reply", target=case.code,
-                         after={"text": text}, now=act.now)
+        await outbox.enqueue(
+            act.conn, [(resident, {"text": body, "notice": notice})], purpose="official_reply", now=act.now
+        )
+        await audit.audit(
+            act.conn, actor=act.actor, action="reply", target=case.code, after={"text": text}, now=act.now
+        )
         return [Reply(t(lang, "officials.reply_done", code=str(code)))]
 
     async def _fill_template(self, act: _Act, case: desk.Case, language: str, text: str) -> str | Reply:
-        """"#nama [more words]": the template in the resident's language with {kode} and
+        """ "#nama [more words]": the template in the resident's language with {kode} and
         {instansi} (or {code}, {agency}) filled in, the official's further words after it."""
         name, _, rest = text[1:].partition(" ")
         template = await answer_templates.get(act.conn, name.strip().casefold())
@@ -401,8 +499,12 @@ class OfficialDesk:
             return Reply(self.t(act.lang, "templates.not_found", name=name.strip()[:30]))
         agency = case.forwarded_to or self.t(language, "templates.no_agency")
         body = template.text(language)
-        for field, value in (("kode", str(TrackingCode(case.code))), ("code", str(TrackingCode(case.code))),
-                             ("instansi", agency), ("agency", agency)):
+        for field, value in (
+            ("kode", str(TrackingCode(case.code))),
+            ("code", str(TrackingCode(case.code))),
+            ("instansi", agency),
+            ("agency", agency),
+        ):
             body = body.replace("{" + field + "}", value)
         return body + ("\n" + rest.strip() if rest.strip() else "")
 
@@ -417,8 +519,16 @@ class OfficialDesk:
             if not items:
                 return [Reply(t(lang, "templates.empty", **fields))]
             lines = [t(lang, "templates.list_header")]
-            lines += [t(lang, "templates.list_line", name=i.name, text=clip(i.text_id, PREVIEW),
-                        en=t(lang, "templates.has_en") if i.text_en else "") for i in items]
+            lines += [
+                t(
+                    lang,
+                    "templates.list_line",
+                    name=i.name,
+                    text=clip(i.text_id, PREVIEW),
+                    en=t(lang, "templates.has_en") if i.text_en else "",
+                )
+                for i in items
+            ]
             return [Reply("\n".join(lines))]
         adding = verb in self.catalog.aliases("templates.words_add")
         removing = verb in self.catalog.aliases("templates.words_remove")
@@ -434,16 +544,25 @@ class OfficialDesk:
             return [Reply(t(lang, "templates.removed", name=name))]
         text = words[2]
         split = _TEMPLATE_EN.search(text)
-        text_id, text_en = (text[:split.start()].strip(), text[split.end():].strip() or None) if split else (text.strip(), None)
+        text_id, text_en = (
+            (text[: split.start()].strip(), text[split.end() :].strip() or None) if split else (text.strip(), None)
+        )
         longest = max(len(text_id), len(text_en or ""))
         if longest > REPLY_MAX:
             return [Reply(t(lang, "officials.too_long", got=longest, max=REPLY_MAX))]
         if not text_id:
             return [Reply(t(lang, "templates.usage", **fields))]
-        replaced = await answer_templates.save(act.conn, name=name, text_id=text_id, text_en=text_en,
-                                               actor=act.actor, now=act.now)
-        await audit.audit(act.conn, actor=act.actor, action="template_save", target=name,
-                          after={"id": text_id, "en": text_en}, now=act.now)
+        replaced = await answer_templates.save(
+            act.conn, name=name, text_id=text_id, text_en=text_en, actor=act.actor, now=act.now
+        )
+        await audit.audit(
+            act.conn,
+            actor=act.actor,
+            action="template_save",
+            target=name,
+            after={"id": text_id, "en": text_en},
+            now=act.now,
+        )
         return [Reply(t(lang, "templates.replaced" if replaced else "templates.saved", name=name))]
 
     # /pilar KODE PILAR --------------------------------------------------------------------------------
@@ -466,9 +585,13 @@ class OfficialDesk:
         subtopic = tag.subtopic if tag.pillar == pillar else None
         await desk.set_pillar(act.conn, case, pillar=pillar, subtopic=subtopic, now=act.now)
         await audit.audit(
-            act.conn, actor=act.actor, action="pillar", target=case.code,
+            act.conn,
+            actor=act.actor,
+            action="pillar",
+            target=case.code,
             before={"pillar": case.pillar, "subtopic": case.subtopic},
-            after={"pillar": pillar, "subtopic": subtopic}, now=act.now,
+            after={"pillar": pillar, "subtopic": subtopic},
+            now=act.now,
         )
         old = t(lang, f"pillars.{case.pillar}") if case.pillar else t(lang, "pillars.none")
         return [Reply(t(lang, "officials.pillar_done", code=str(code), old=old, new=t(lang, f"pillars.{pillar}")))]
@@ -494,9 +617,13 @@ class OfficialDesk:
             return [Reply(t(lang, "officials.hide_already" if hidden else "officials.unhide_already", code=str(code)))]
         await desk.set_hidden(act.conn, case, hidden=hidden, reason=reason or None, now=act.now)
         await audit.audit(
-            act.conn, actor=act.actor, action="hide" if hidden else "unhide", target=case.code,
+            act.conn,
+            actor=act.actor,
+            action="hide" if hidden else "unhide",
+            target=case.code,
             before={"hidden": case.hidden, "reason": case.hidden_reason},
-            after={"hidden": hidden, "reason": (reason or None) if hidden else None}, now=act.now,
+            after={"hidden": hidden, "reason": (reason or None) if hidden else None},
+            now=act.now,
         )
         return [Reply(t(lang, "officials.hide_done" if hidden else "officials.unhide_done", code=str(code)))]
 
@@ -513,8 +640,14 @@ class OfficialDesk:
             "status": lambda v: t(lang, f"statuses.{v}"),
             "area": lambda v: v or t(lang, "officials.stats_no_area"),
         }
-        lines = [t(lang, "officials.stats_title", total=total,
-                   hidden=t(lang, "officials.stats_hidden", count=hidden) if hidden else "")]
+        lines = [
+            t(
+                lang,
+                "officials.stats_title",
+                total=total,
+                hidden=t(lang, "officials.stats_hidden", count=hidden) if hidden else "",
+            )
+        ]
         for dimension in ("pillar", "kind", "status", "area"):
             if not counts[dimension]:
                 continue

@@ -12,13 +12,21 @@ from storage.database import BUSY_TIMEOUT_MS, Connection, to_db
 
 
 async def audit(
-    conn: Connection, *, actor: str, action: str, target: str | None,
-    before: Any = None, after: Any = None, now: datetime,
+    conn: Connection,
+    *,
+    actor: str,
+    action: str,
+    target: str | None,
+    before: Any = None,
+    after: Any = None,
+    now: datetime,
 ) -> None:
     await conn.execute(
         "INSERT INTO audit_log (actor, action, target, before, after, created_at) VALUES (?, ?, ?, ?, ?, ?)",
         (
-            actor, action, target,
+            actor,
+            action,
+            target,
             None if before is None else json.dumps(before, ensure_ascii=False, default=str),
             None if after is None else json.dumps(after, ensure_ascii=False, default=str),
             to_db(now),
@@ -26,9 +34,7 @@ async def audit(
     )
 
 
-def record_now(
-    db_path: Path | str, *, actor: str, action: str, target: str | None, after: Any, now: datetime
-) -> None:
+def record_now(db_path: Path | str, *, actor: str, action: str, target: str | None, after: Any, now: datetime) -> None:
     """One audit record in a short transaction of its own, from outside the bot's process
     or thread (the CLI's include-contact export while the bot runs). Raises sqlite3.Error."""
     conn = sqlite3.connect(db_path, isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000)

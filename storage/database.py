@@ -264,7 +264,7 @@ class Database:
         self.incident_quiet_s = INCIDENT_QUIET_S
         self._failed_at = float("-inf")
 
-    async def open(self) -> "Database":
+    async def open(self) -> Database:
         if str(self.path) != ":memory:":
             self.path.parent.mkdir(parents=True, exist_ok=True)
         # Migrations off the loop: a long script (or another process's lock) must not
@@ -297,7 +297,7 @@ class Database:
             await self._conn.close()
             self._conn = None
 
-    async def __aenter__(self) -> "Database":
+    async def __aenter__(self) -> Database:
         return await self.open()
 
     async def __aexit__(self, *exc: object) -> None:
@@ -395,8 +395,9 @@ class Database:
                 if loop.time() >= deadline:
                     raise StorageUnavailable("database is locked by another process") from exc
                 if not warned and delay >= 0.1:  # not a blip: say so once
-                    log.warning("database %s is locked by another process; waiting up to %.0f s",
-                                self.path, LOCK_WAIT_S)
+                    log.warning(
+                        "database %s is locked by another process; waiting up to %.0f s", self.path, LOCK_WAIT_S
+                    )
                     warned = True
                 await asyncio.sleep(min(delay, max(0.0, deadline - loop.time())))
                 delay = min(delay * 2, 0.25)

@@ -81,9 +81,7 @@ async def get_case(conn: Connection, code: str) -> Case | None:
     return _case(row) if row else None
 
 
-async def triage_page(
-    conn: Connection, *, limit: int, offset: int
-) -> tuple[int, list[Case]]:
+async def triage_page(conn: Connection, *, limit: int, offset: int) -> tuple[int, list[Case]]:
     """Submissions waiting for triage (status new, not hidden), oldest first."""
     where = "status = 'new' AND hidden = 0"
     async with conn.execute(f"SELECT count(*) FROM submissions INDEXED BY submissions_triage WHERE {where}") as cur:
@@ -112,8 +110,14 @@ async def status_history(conn: Connection, submission_id: int) -> list[HistoryEn
 
 
 async def set_status(
-    conn: Connection, case: Case, *, status: str, note: str | None,
-    forwarded_to: str | None, actor: str, now: datetime,
+    conn: Connection,
+    case: Case,
+    *,
+    status: str,
+    note: str | None,
+    forwarded_to: str | None,
+    actor: str,
+    now: datetime,
 ) -> None:
     stamp = to_db(now)
     await conn.execute(
@@ -128,9 +132,7 @@ async def set_status(
     )
 
 
-async def set_pillar(
-    conn: Connection, case: Case, *, pillar: str, subtopic: str | None, now: datetime
-) -> None:
+async def set_pillar(conn: Connection, case: Case, *, pillar: str, subtopic: str | None, now: datetime) -> None:
     """Re-tag, and keep the correction as material for improving the tagging rules."""
     stamp = to_db(now)
     await conn.execute(
@@ -144,9 +146,7 @@ async def set_pillar(
     )
 
 
-async def set_hidden(
-    conn: Connection, case: Case, *, hidden: bool, reason: str | None, now: datetime
-) -> None:
+async def set_hidden(conn: Connection, case: Case, *, hidden: bool, reason: str | None, now: datetime) -> None:
     await conn.execute(
         "UPDATE submissions SET hidden = ?, hidden_reason = ?, updated_at = ? WHERE id = ?",
         (1 if hidden else 0, reason if hidden else None, to_db(now), case.id),
@@ -156,9 +156,7 @@ async def set_hidden(
 async def recipient(conn: Connection, user_id: int | None) -> Recipient | None:
     if user_id is None:
         return None  # the resident erased their data (anonymised submissions keep no owner)
-    async with conn.execute(
-        "SELECT id, channel, chat_id, language FROM users WHERE id = ?", (user_id,)
-    ) as cur:
+    async with conn.execute("SELECT id, channel, chat_id, language FROM users WHERE id = ?", (user_id,)) as cur:
         row = await cur.fetchone()
     return Recipient(row[0], row[1], row[2], row[3]) if row else None
 

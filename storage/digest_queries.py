@@ -80,7 +80,7 @@ class Move:
 
     code: str
     status: str
-    note: str | None      # the agency (forwarded) or the programme (in_masterplan), raw
+    note: str | None  # the agency (forwarded) or the programme (in_masterplan), raw
     pillar: str | None
     area: str | None
     moved_at: datetime
@@ -118,28 +118,27 @@ class SectionDraw:
 class DigestRows:
     current: list[GroupCount]
     previous: list[GroupCount]
-    ideas: list[Sample] = field(default_factory=list)        # most-supported ideas, per pillar
-    quotes: list[Sample] = field(default_factory=list)       # quote candidates, per pillar
-    movement: dict[str, int] = field(default_factory=dict)   # to_status -> submissions moved
-    untagged_open: int = 0                                   # untagged, visible, as of the end
+    ideas: list[Sample] = field(default_factory=list)  # most-supported ideas, per pillar
+    quotes: list[Sample] = field(default_factory=list)  # quote candidates, per pillar
+    movement: dict[str, int] = field(default_factory=dict)  # to_status -> submissions moved
+    untagged_open: int = 0  # untagged, visible, as of the end
     untagged_oldest: list[Sample] = field(default_factory=list)
-    waiting: list[Sample] = field(default_factory=list)      # longest without a status change
-    moves: list[Move] = field(default_factory=list)          # forwarded / in_masterplan, by code
-    supports_gained: int = 0                                 # supports given during the period
-    supported: int = 0                                       # ... to this many submissions
-    gains: list[Gain] = field(default_factory=list)          # ideas that gained most
-    links: list[SectionLink] = field(default_factory=list)   # new masterplan links, by code
+    waiting: list[Sample] = field(default_factory=list)  # longest without a status change
+    moves: list[Move] = field(default_factory=list)  # forwarded / in_masterplan, by code
+    supports_gained: int = 0  # supports given during the period
+    supported: int = 0  # ... to this many submissions
+    gains: list[Gain] = field(default_factory=list)  # ideas that gained most
+    links: list[SectionLink] = field(default_factory=list)  # new masterplan links, by code
     sections: list[SectionDraw] = field(default_factory=list)  # sections drawing most residents
 
 
-QUOTE_CANDIDATES = 12     # per pillar and kind: the digest keeps 2-3 after dropping short texts
+QUOTE_CANDIDATES = 12  # per pillar and kind: the digest keeps 2-3 after dropping short texts
 TOP_IDEAS = 3
 BACKLOG = 5
-OPEN_STATUSES = ("new", "reviewed", "forwarded")   # the team still owes the resident a step
+OPEN_STATUSES = ("new", "reviewed", "forwarded")  # the team still owes the resident a step
 
 _SAMPLE_COLUMNS = (
-    "s.code, s.pillar, s.kind, s.subtopic, s.area, s.text, s.supports, s.status, "
-    "s.created_at, s.status_changed_at"
+    "s.code, s.pillar, s.kind, s.subtopic, s.area, s.text, s.supports, s.status, s.created_at, s.status_changed_at"
 )
 
 # Both periods in one pass: [previous.start, period.end) as one range of the covering
@@ -278,9 +277,9 @@ def read_digest_rows_on(conn: sqlite3.Connection, period: Period) -> DigestRows:
         (current if this else previous).append(GroupCount(pillar, kind, area, subtopic, status, n))
     gained = Counter(r[0] for r in conn.execute(SUPPORTS_SQL, bounds))
     top = {
-        (pillar, kind): _samples(conn, TOP_SQL, {**bounds, "pillar": pillar, "kind": kind,
-                                                 "limit": QUOTE_CANDIDATES})
-        for pillar in PILLARS for kind in KINDS
+        (pillar, kind): _samples(conn, TOP_SQL, {**bounds, "pillar": pillar, "kind": kind, "limit": QUOTE_CANDIDATES})
+        for pillar in PILLARS
+        for kind in KINDS
     }
     return DigestRows(
         current=current,
@@ -291,12 +290,12 @@ def read_digest_rows_on(conn: sqlite3.Connection, period: Period) -> DigestRows:
         untagged_open=conn.execute(UNTAGGED_OPEN_SQL, bounds).fetchone()[0],
         untagged_oldest=_samples(conn, UNTAGGED_OLDEST_SQL, {**bounds, "limit": BACKLOG}),
         waiting=[
-            sample for status in OPEN_STATUSES
+            sample
+            for status in OPEN_STATUSES
             for sample in _samples(conn, WAITING_SQL, {**bounds, "status": status, "limit": BACKLOG})
         ],
         moves=[
-            Move(code=r[0], status=r[1], note=r[2], pillar=r[3], area=r[4],
-                 moved_at=from_db(r[5]))  # type: ignore[arg-type]
+            Move(code=r[0], status=r[1], note=r[2], pillar=r[3], area=r[4], moved_at=from_db(r[5]))  # type: ignore[arg-type]
             for status in MOVES_LISTED
             for r in conn.execute(MOVES_SQL, {**bounds, "status": status, "limit": MOVES_LIMIT})
         ],
@@ -310,8 +309,11 @@ def read_digest_rows_on(conn: sqlite3.Connection, period: Period) -> DigestRows:
 def _masterplan(conn: sqlite3.Connection, bounds: dict[str, str]) -> dict[str, Any]:
     try:
         links = [SectionLink(*r) for r in conn.execute(LINKS_SQL, {**bounds, "limit": LINKS_LIMIT})]
-        sections = [SectionDraw(r[0], r[1], int(r[2]))
-                    for r in conn.execute(SECTIONS_SQL, {**bounds, "limit": SECTIONS_LIMIT}) if r[2]]
+        sections = [
+            SectionDraw(r[0], r[1], int(r[2]))
+            for r in conn.execute(SECTIONS_SQL, {**bounds, "limit": SECTIONS_LIMIT})
+            if r[2]
+        ]
     except sqlite3.OperationalError:
         return {}  # a database from before migration 0010, read as it is: no outline yet
     return {"links": links, "sections": sections}
@@ -328,8 +330,7 @@ def _gains(conn: sqlite3.Connection, gained: Counter[int]) -> list[Gain]:
 
 
 def _movement(conn: sqlite3.Connection, bounds: dict[str, str]) -> dict[str, int]:
-    moved = {status: conn.execute(MOVEMENT_SQL, {**bounds, "status": status}).fetchone()[0]
-             for status in MOVEMENT}
+    moved = {status: conn.execute(MOVEMENT_SQL, {**bounds, "status": status}).fetchone()[0] for status in MOVEMENT}
     for status, n in conn.execute(MOVEMENT_HIDDEN_SQL, bounds):
         if status in moved:
             moved[status] -= n
@@ -337,14 +338,22 @@ def _movement(conn: sqlite3.Connection, bounds: dict[str, str]) -> dict[str, int
 
 
 def _bounds(period: Period) -> dict[str, str]:
-    return {"start": to_db(period.start), "end": to_db(period.end),
-            "previous_start": to_db(period.previous.start)}
+    return {"start": to_db(period.start), "end": to_db(period.end), "previous_start": to_db(period.previous.start)}
 
 
 def _sample(r: tuple[Any, ...]) -> Sample:
-    return Sample(code=r[0], pillar=r[1], kind=r[2], subtopic=r[3], area=r[4], text=r[5],
-                  supports=r[6], status=r[7], created_at=from_db(r[8]),  # type: ignore[arg-type]
-                  status_changed_at=from_db(r[9]))  # type: ignore[arg-type]
+    return Sample(
+        code=r[0],
+        pillar=r[1],
+        kind=r[2],
+        subtopic=r[3],
+        area=r[4],
+        text=r[5],
+        supports=r[6],
+        status=r[7],
+        created_at=from_db(r[8]),  # type: ignore[arg-type]
+        status_changed_at=from_db(r[9]),
+    )  # type: ignore[arg-type]
 
 
 def _samples(conn: sqlite3.Connection, sql: str, params: dict[str, object]) -> list[Sample]:
@@ -379,7 +388,12 @@ def query_plans(conn: sqlite3.Connection, period: Period) -> dict[str, list[str]
 # Each call runs inside the caller's write transaction (Database.transaction()), so two
 # processes claiming the same row are serialised by SQLite's write lock.
 async def claim_delivery(
-    conn: Connection, period: Period, recipient: str, *, now: datetime, lease: timedelta,
+    conn: Connection,
+    period: Period,
+    recipient: str,
+    *,
+    now: datetime,
+    lease: timedelta,
     max_attempts: int,
 ) -> bool:
     """True when this caller may send `period` to `recipient` now.
@@ -395,15 +409,19 @@ async def claim_delivery(
         "claimed_at = excluded.claimed_at "
         "WHERE (digest_deliveries.state = 'failed' AND digest_deliveries.attempts < ?) "
         "OR (digest_deliveries.state = 'sending' AND digest_deliveries.claimed_at < ?)",
-        (to_db(period.start), to_db(period.end), recipient, to_db(now), max_attempts,
-         to_db(now - lease)),
+        (to_db(period.start), to_db(period.end), recipient, to_db(now), max_attempts, to_db(now - lease)),
     )
     return cur.rowcount == 1
 
 
 async def record_attempt(
-    conn: Connection, period: Period, recipient: str, *, now: datetime,
-    error: str | None, final: bool,
+    conn: Connection,
+    period: Period,
+    recipient: str,
+    *,
+    now: datetime,
+    error: str | None,
+    final: bool,
 ) -> None:
     """After each try: count it, keep the error, renew the claim (we are still alive)."""
     if error is None:
@@ -420,9 +438,7 @@ async def record_attempt(
     )
 
 
-async def recipient_profile(
-    conn: Connection, channel: str, address: str
-) -> tuple[str | None, datetime | None]:
+async def recipient_profile(conn: Connection, channel: str, address: str) -> tuple[str | None, datetime | None]:
     """(language, last_inbound_at) of the user behind a digest recipient, if we know them:
     an official who has talked to the bot in a private chat, or a WhatsApp number that has."""
     async with conn.execute(

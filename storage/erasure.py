@@ -13,7 +13,11 @@ from storage.users import User
 
 
 async def erase_user(
-    conn: Connection, user: User, *, keep_submissions: bool, now: datetime,
+    conn: Connection,
+    user: User,
+    *,
+    keep_submissions: bool,
+    now: datetime,
     scrub: Callable[[str], str],
 ) -> int:
     """Remove a resident's identity everywhere it is quoted; their submissions go too or
@@ -24,9 +28,7 @@ async def erase_user(
     kept. Copies of messages to their number and kept answers to their chat go. Returns how
     many submissions were deleted or anonymised. Conversation state and queued
     notifications go with the user row (ON DELETE CASCADE)."""
-    async with conn.execute(
-        "SELECT id, code, text, status_note FROM submissions WHERE user_id = ?", (user.id,)
-    ) as cur:
+    async with conn.execute("SELECT id, code, text, status_note FROM submissions WHERE user_id = ?", (user.id,)) as cur:
         mine = list(await cur.fetchall())
     codes = [row[1] for row in mine]
     if keep_submissions:
@@ -34,11 +36,9 @@ async def erase_user(
         await deadlines.scrub_closure_notes(conn, user.id, scrub)
     # Audit entries quote what officials wrote about these submissions (replies, notes).
     for start in range(0, len(codes), 500):  # SQLite's bound-parameter limit
-        chunk = codes[start:start + 500]
+        chunk = codes[start : start + 500]
         marks = ",".join("?" * len(chunk))
-        async with conn.execute(
-            f"SELECT id, before, after FROM audit_log WHERE target IN ({marks})", chunk
-        ) as cur:
+        async with conn.execute(f"SELECT id, before, after FROM audit_log WHERE target IN ({marks})", chunk) as cur:
             entries = list(await cur.fetchall())
         for entry_id, before, after in entries:
             await conn.execute(

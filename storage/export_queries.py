@@ -116,8 +116,8 @@ def summary(conn: sqlite3.Connection, filters: Any) -> tuple[dict[Any, dict[str,
     sql_where, params = where(filters)
     out: tuple[dict[Any, dict[str, int]], ...] = ({}, {}, {})
     for pillar, area, status, kind, count in conn.execute(
-        f"SELECT s.pillar, s.area, s.status, s.kind, COUNT(*) FROM submissions s WHERE {sql_where} "
-        "GROUP BY 1, 2, 3, 4", params
+        f"SELECT s.pillar, s.area, s.status, s.kind, COUNT(*) FROM submissions s WHERE {sql_where} GROUP BY 1, 2, 3, 4",
+        params,
     ):
         for table, value in zip(out, (pillar, area, status), strict=True):
             kinds = table.setdefault(value, {})
@@ -144,33 +144,40 @@ def annex_left_out(conn: sqlite3.Connection, filters: Any) -> tuple[int, int]:
     """(rejected, hidden) submissions matching the filters, which the annex leaves out."""
     sql_where, params = where(filters)
     rejected = conn.execute(
-        f"SELECT COUNT(*) FROM submissions s WHERE {sql_where} AND s.status = '{ANNEX_EXCLUDED_STATUS}'",
-        params).fetchone()[0]
+        f"SELECT COUNT(*) FROM submissions s WHERE {sql_where} AND s.status = '{ANNEX_EXCLUDED_STATUS}'", params
+    ).fetchone()[0]
     return int(rejected), hidden_count(conn, filters)
 
 
 def annex_stats(conn: sqlite3.Connection, sql_where: str, params: list[Any]) -> list[tuple[Any, ...]]:
     return conn.execute(
         f"SELECT s.pillar, s.kind, COUNT(*), COALESCE(SUM(s.supports), 0) FROM submissions s "
-        f"WHERE {sql_where} GROUP BY 1, 2", params).fetchall()
+        f"WHERE {sql_where} GROUP BY 1, 2",
+        params,
+    ).fetchall()
 
 
 def annex_span(conn: sqlite3.Connection, sql_where: str, params: list[Any]) -> tuple[str | None, str | None]:
     first, last = conn.execute(
-        f"SELECT MIN(s.created_at), MAX(s.created_at) FROM submissions s WHERE {sql_where}", params).fetchone()
+        f"SELECT MIN(s.created_at), MAX(s.created_at) FROM submissions s WHERE {sql_where}", params
+    ).fetchone()
     return first, last
 
 
 def annex_subtopics(conn: sqlite3.Connection, sql_where: str, params: list[Any], limit: int) -> list[tuple[Any, ...]]:
     return conn.execute(
         f"SELECT s.subtopic, COUNT(*) AS n FROM submissions s WHERE {sql_where} AND s.subtopic IS NOT NULL "
-        f"GROUP BY 1 ORDER BY n DESC, 1 LIMIT {int(limit)}", params).fetchall()
+        f"GROUP BY 1 ORDER BY n DESC, 1 LIMIT {int(limit)}",
+        params,
+    ).fetchall()
 
 
 def annex_ideas(conn: sqlite3.Connection, sql_where: str, params: list[Any], limit: int) -> list[tuple[Any, ...]]:
     return conn.execute(
         f"SELECT s.code, s.text, s.supports, s.area FROM submissions s WHERE {sql_where} AND s.kind = 'idea' "
-        f"ORDER BY s.supports DESC, s.created_at LIMIT {int(limit)}", params).fetchall()
+        f"ORDER BY s.supports DESC, s.created_at LIMIT {int(limit)}",
+        params,
+    ).fetchall()
 
 
 def annex_quotes(conn: sqlite3.Connection, sql_where: str, params: list[Any], limit: int) -> list[tuple[Any, ...]]:
@@ -182,24 +189,27 @@ def annex_quotes(conn: sqlite3.Connection, sql_where: str, params: list[Any], li
         f"s.supports, ROW_NUMBER() OVER (PARTITION BY COALESCE(s.subtopic, '') "
         f"ORDER BY s.supports DESC, s.created_at) AS rank, COUNT(*) OVER (PARTITION BY "
         f"COALESCE(s.subtopic, '')) AS theme FROM submissions s WHERE {sql_where} AND s.kind = 'report') "
-        f"ORDER BY rank, theme DESC, supports DESC LIMIT {int(limit)}", params).fetchall()
+        f"ORDER BY rank, theme DESC, supports DESC LIMIT {int(limit)}",
+        params,
+    ).fetchall()
 
 
 def annex_areas(conn: sqlite3.Connection, sql_where: str, params: list[Any]) -> list[tuple[Any, ...]]:
     return conn.execute(
         f"SELECT s.area, SUM(s.kind = 'report'), SUM(s.kind = 'idea'), COALESCE(SUM(s.supports), 0), "
         f"COUNT(*) AS n FROM submissions s WHERE {sql_where} GROUP BY 1 ORDER BY s.area IS NULL, n DESC, 1",
-        params).fetchall()
+        params,
+    ).fetchall()
 
 
 def annex_grid(conn: sqlite3.Connection, sql_where: str, params: list[Any]) -> list[tuple[Any, ...]]:
     return conn.execute(
-        f"SELECT s.area, s.pillar, COUNT(*) FROM submissions s WHERE {sql_where} GROUP BY 1, 2", params).fetchall()
+        f"SELECT s.area, s.pillar, COUNT(*) FROM submissions s WHERE {sql_where} GROUP BY 1, 2", params
+    ).fetchall()
 
 
 def annex_statuses(conn: sqlite3.Connection, sql_where: str, params: list[Any]) -> list[tuple[Any, ...]]:
-    return conn.execute(
-        f"SELECT s.status, COUNT(*) FROM submissions s WHERE {sql_where} GROUP BY 1", params).fetchall()
+    return conn.execute(f"SELECT s.status, COUNT(*) FROM submissions s WHERE {sql_where} GROUP BY 1", params).fetchall()
 
 
 def annex_agencies(conn: sqlite3.Connection, sql_where: str, params: list[Any], limit: int) -> list[tuple[Any, ...]]:
@@ -207,7 +217,9 @@ def annex_agencies(conn: sqlite3.Connection, sql_where: str, params: list[Any], 
     return conn.execute(
         f"SELECT s.forwarded_to, COUNT(*) AS n FROM submissions s WHERE {sql_where} "
         f"AND s.forwarded_to IS NOT NULL AND s.forwarded_to <> '' GROUP BY 1 ORDER BY n DESC, 1 "
-        f"LIMIT {int(limit)}", params).fetchall()
+        f"LIMIT {int(limit)}",
+        params,
+    ).fetchall()
 
 
 # The masterplan's sections (issue 18) -----------------------------------------------------------
@@ -222,16 +234,20 @@ def masterplan_loaded(conn: sqlite3.Connection) -> bool:
 
 def section_numbers(conn: sqlite3.Connection) -> dict[str, str]:
     """{code: section number} of every linked submission (a small share of all of them)."""
-    return dict(conn.execute(
-        "SELECT sub.code, s.number FROM masterplan_links l JOIN submissions sub ON sub.id = l.submission_id "
-        "JOIN masterplan_sections s ON s.id = l.section_id").fetchall())
+    return dict(
+        conn.execute(
+            "SELECT sub.code, s.number FROM masterplan_links l JOIN submissions sub ON sub.id = l.submission_id "
+            "JOIN masterplan_sections s ON s.id = l.section_id"
+        ).fetchall()
+    )
 
 
 def sections(conn: sqlite3.Connection) -> list[tuple[Any, ...]]:
     """(id, number, title, pillar, programme, area, retired) in outline order, retired last."""
     return conn.execute(
         "SELECT id, number, title, pillar, programme, area, retired_at IS NOT NULL FROM masterplan_sections "
-        "ORDER BY retired_at IS NOT NULL, position, id").fetchall()
+        "ORDER BY retired_at IS NOT NULL, position, id"
+    ).fetchall()
 
 
 def section_submissions(conn: sqlite3.Connection, sql_where: str, params: list[Any]) -> list[tuple[Any, ...]]:
@@ -240,4 +256,6 @@ def section_submissions(conn: sqlite3.Connection, sql_where: str, params: list[A
     return conn.execute(
         f"SELECT l.section_id, s.code, s.kind, s.area, s.supports, s.text, s.created_at "
         f"FROM masterplan_links l JOIN submissions s ON s.id = l.submission_id WHERE {sql_where} "
-        f"ORDER BY l.section_id, s.supports DESC, s.created_at, s.id", params).fetchall()
+        f"ORDER BY l.section_id, s.supports DESC, s.created_at, s.id",
+        params,
+    ).fetchall()

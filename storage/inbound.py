@@ -9,9 +9,7 @@ from datetime import datetime
 from storage.database import Connection, Database, to_db
 
 
-async def claim_inbound(
-    conn: Connection, channel: str, message_id: str, now: datetime
-) -> bool:
+async def claim_inbound(conn: Connection, channel: str, message_id: str, now: datetime) -> bool:
     """True the first time a platform message is handled; False for any repeat."""
     stamp = to_db(now)
     cur = await conn.execute(
@@ -48,9 +46,7 @@ async def replies_delivered(conn: Connection, messages: list[tuple[str, str]]) -
 
 async def purge_inbound(conn: Connection, before: datetime) -> int:
     """Forget handled message ids older than any platform's redelivery (Meta: 7 days)."""
-    cur = await conn.execute(
-        "DELETE FROM inbound WHERE handled_at IS NOT NULL AND handled_at < ?", (to_db(before),)
-    )
+    cur = await conn.execute("DELETE FROM inbound WHERE handled_at IS NOT NULL AND handled_at < ?", (to_db(before),))
     return cur.rowcount
 
 
@@ -94,8 +90,7 @@ async def close(conn: Connection, channel: str, message_ids: Iterable[str], *, n
     """Mark accepted messages handled and drop their raw payload."""
     stamp = to_db(now)
     await conn.executemany(
-        "UPDATE inbound SET handled_at = ?, payload = NULL "
-        "WHERE channel = ? AND message_id = ? AND handled_at IS NULL",
+        "UPDATE inbound SET handled_at = ?, payload = NULL WHERE channel = ? AND message_id = ? AND handled_at IS NULL",
         [(stamp, channel, message_id) for message_id in message_ids],
     )
 

@@ -60,8 +60,15 @@ async def section_by_number(conn: Connection, number: str) -> Section | None:
 
 
 async def add_section(
-    conn: Connection, *, number: str, title: str, pillar: str | None, programme: str | None,
-    area: str | None, position: int, now: datetime,
+    conn: Connection,
+    *,
+    number: str,
+    title: str,
+    pillar: str | None,
+    programme: str | None,
+    area: str | None,
+    position: int,
+    now: datetime,
 ) -> None:
     stamp = to_db(now)
     await conn.execute(
@@ -72,8 +79,17 @@ async def add_section(
 
 
 async def update_section(
-    conn: Connection, section_id: int, *, number: str, title: str, pillar: str | None,
-    programme: str | None, area: str | None, position: int, retired: bool, now: datetime,
+    conn: Connection,
+    section_id: int,
+    *,
+    number: str,
+    title: str,
+    pillar: str | None,
+    programme: str | None,
+    area: str | None,
+    position: int,
+    retired: bool,
+    now: datetime,
 ) -> None:
     """Rewrite a section in place (same id: its links follow a rename or renumbering)."""
     stamp = to_db(now)

@@ -15,8 +15,14 @@ from storage.desk import Recipient
 
 
 async def enqueue_notification(
-    conn: Connection, *, user_id: int, channel: str, chat_id: str, purpose: str,
-    payload: dict[str, Any], now: datetime,
+    conn: Connection,
+    *,
+    user_id: int,
+    channel: str,
+    chat_id: str,
+    purpose: str,
+    payload: dict[str, Any],
+    now: datetime,
 ) -> None:
     stamp = to_db(now)
     await conn.execute(
@@ -27,8 +33,11 @@ async def enqueue_notification(
 
 
 async def enqueue(
-    conn: Connection, items: Iterable[tuple[Recipient, dict[str, Any]]], *,
-    purpose: str, now: datetime,
+    conn: Connection,
+    items: Iterable[tuple[Recipient, dict[str, Any]]],
+    *,
+    purpose: str,
+    now: datetime,
 ) -> int:
     """Queue one notification per (recipient, payload); batched, since an idea may have
     thousands of supporters and all of them join the official's transaction."""
@@ -69,9 +78,7 @@ async def release_window_waiters(conn: Connection, *, window_start: datetime) ->
     return cur.rowcount
 
 
-async def due_heads(
-    conn: Connection, channels: Sequence[str], *, now: datetime, limit: int
-) -> list[OutboxRow]:
+async def due_heads(conn: Connection, channels: Sequence[str], *, now: datetime, limit: int) -> list[OutboxRow]:
     """The oldest pending row of every chat, when it is due and nobody is sending it.
 
     Only a chat's oldest row is a candidate, so one resident's notifications arrive in the
@@ -93,9 +100,7 @@ async def due_heads(
         (*channels, to_db(now), limit),
     ) as cur:
         rows = await cur.fetchall()
-    return [
-        OutboxRow(r[0], r[1], r[2], r[3], r[4], json.loads(r[5]), r[6], from_db(r[7])) for r in rows
-    ]
+    return [OutboxRow(r[0], r[1], r[2], r[3], r[4], json.loads(r[5]), r[6], from_db(r[7])) for r in rows]
 
 
 async def pending_for_chat(conn: Connection, channel: str, chat_id: str) -> list[OutboxRow]:
@@ -109,14 +114,10 @@ async def pending_for_chat(conn: Connection, channel: str, chat_id: str) -> list
         (channel, chat_id),
     ) as cur:
         rows = await cur.fetchall()
-    return [
-        OutboxRow(r[0], r[1], r[2], r[3], r[4], json.loads(r[5]), r[6], from_db(r[7])) for r in rows
-    ]
+    return [OutboxRow(r[0], r[1], r[2], r[3], r[4], json.loads(r[5]), r[6], from_db(r[7])) for r in rows]
 
 
-async def next_attempt_at(
-    conn: Connection, channels: Sequence[str], *, now: datetime
-) -> datetime | None:
+async def next_attempt_at(conn: Connection, channels: Sequence[str], *, now: datetime) -> datetime | None:
     """When the earliest row now backing off becomes due (None: nothing is)."""
     if not channels:
         return None
@@ -145,9 +146,7 @@ async def wait_for_window(conn: Connection, ids: Iterable[tuple[int, datetime | 
     )
 
 
-async def mark_sent(
-    conn: Connection, row_id: int, *, platform_message_id: str | None, now: datetime
-) -> None:
+async def mark_sent(conn: Connection, row_id: int, *, platform_message_id: str | None, now: datetime) -> None:
     await conn.execute(
         "UPDATE outbox SET state = 'sent', sent_at = ?, platform_message_id = ?, claimed_at = NULL, "
         "last_error = NULL WHERE id = ?",
@@ -155,9 +154,7 @@ async def mark_sent(
     )
 
 
-async def reschedule(
-    conn: Connection, row_id: int, *, at: datetime, error: str
-) -> None:
+async def reschedule(conn: Connection, row_id: int, *, at: datetime, error: str) -> None:
     await conn.execute(
         "UPDATE outbox SET next_attempt_at = ?, last_error = ?, claimed_at = NULL WHERE id = ?",
         (to_db(at), error, row_id),
@@ -171,9 +168,7 @@ async def mark_failed(conn: Connection, row_id: int, *, error: str) -> None:
     )
 
 
-async def release_claims(
-    conn: Connection, *, now: datetime, ids: Sequence[int] | None = None
-) -> int:
+async def release_claims(conn: Connection, *, now: datetime, ids: Sequence[int] | None = None) -> int:
     """Make claimed rows due again: all of them at start-up, or the given ones at stop."""
     if ids is None:
         cur = await conn.execute(
@@ -192,8 +187,7 @@ async def release_claims(
 async def counts_by_state(conn: Connection) -> dict[str, int]:
     """{state: rows}, with waiting-for-window rows counted apart as 'window'."""
     async with conn.execute(
-        "SELECT CASE WHEN window_wait IS NOT NULL THEN 'window' ELSE state END, count(*) "
-        "FROM outbox GROUP BY 1"
+        "SELECT CASE WHEN window_wait IS NOT NULL THEN 'window' ELSE state END, count(*) FROM outbox GROUP BY 1"
     ) as cur:
         return {row[0]: int(row[1]) for row in await cur.fetchall()}
 
@@ -201,7 +195,5 @@ async def counts_by_state(conn: Connection) -> dict[str, int]:
 async def forget_delivered(conn: Connection, *, before: datetime) -> int:
     """Delete delivered rows older than `before`: they still hold a chat id and the text of
     a message to a resident, which nothing needs once it has arrived (UU PDP)."""
-    cur = await conn.execute(
-        "DELETE FROM outbox WHERE state = 'sent' AND sent_at < ?", (to_db(before),)
-    )
+    cur = await conn.execute("DELETE FROM outbox WHERE state = 'sent' AND sent_at < ?", (to_db(before),))
     return cur.rowcount

@@ -48,21 +48,38 @@ _SUBMISSION_COLUMNS = (
 
 def _submission(row: sqlite3.Row) -> Submission:
     return Submission(
-        id=row["id"], code=row["code"], user_id=row["user_id"], kind=row["kind"],
-        pillar=row["pillar"], subtopic=row["subtopic"], text=row["text"],
-        language=row["language"], area=row["area"], latitude=row["latitude"],
-        longitude=row["longitude"], photo_ref=row["photo_ref"],
-        anonymous=bool(row["anonymous"]), submitter_name=row["submitter_name"],
-        channel=row["channel"], status=row["status"], status_note=row["status_note"],
-        hidden=bool(row["hidden"]), supports=row["supports"],
+        id=row["id"],
+        code=row["code"],
+        user_id=row["user_id"],
+        kind=row["kind"],
+        pillar=row["pillar"],
+        subtopic=row["subtopic"],
+        text=row["text"],
+        language=row["language"],
+        area=row["area"],
+        latitude=row["latitude"],
+        longitude=row["longitude"],
+        photo_ref=row["photo_ref"],
+        anonymous=bool(row["anonymous"]),
+        submitter_name=row["submitter_name"],
+        channel=row["channel"],
+        status=row["status"],
+        status_note=row["status_note"],
+        hidden=bool(row["hidden"]),
+        supports=row["supports"],
         created_at=from_db(row["created_at"]),  # type: ignore[arg-type]
         updated_at=from_db(row["updated_at"]),  # type: ignore[arg-type]
     )
 
 
 async def insert_submission(
-    conn: Connection, *, user: User, draft: dict[str, Any], draw_code: Callable[[], str],
-    now: datetime, masked: tuple[str, str] | None = None,
+    conn: Connection,
+    *,
+    user: User,
+    draft: dict[str, Any],
+    draw_code: Callable[[], str],
+    now: datetime,
+    masked: tuple[str, str] | None = None,
 ) -> str:
     """Store a confirmed submission; returns its code (`draw_code` makes a fresh one: the
     core's TrackingCode, drawn again on the rare collision). `masked`: the text with
@@ -80,15 +97,27 @@ async def insert_submission(
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'new', ?, ?, ?, ?, ?) "
             "ON CONFLICT (code) DO NOTHING RETURNING id",
             (
-                code, user.id, draft["kind"], draft.get("pillar"),
-                draft.get("subtopic"), draft.get("auto_pillar"),
-                json.dumps(draft.get("matched", []), ensure_ascii=False), draft["text"],
-                draft.get("language", user.language), draft.get("area"),
-                draft.get("latitude"), draft.get("longitude"), draft.get("photo"),
+                code,
+                user.id,
+                draft["kind"],
+                draft.get("pillar"),
+                draft.get("subtopic"),
+                draft.get("auto_pillar"),
+                json.dumps(draft.get("matched", []), ensure_ascii=False),
+                draft["text"],
+                draft.get("language", user.language),
+                draft.get("area"),
+                draft.get("latitude"),
+                draft.get("longitude"),
+                draft.get("photo"),
                 1 if draft.get("anonymous") else 0,
                 None if draft.get("anonymous") else draft.get("name"),
-                user.channel, stamp, stamp, stamp,
-                masked[0] if masked else None, masked[1] if masked else None,
+                user.channel,
+                stamp,
+                stamp,
+                stamp,
+                masked[0] if masked else None,
+                masked[1] if masked else None,
             ),
         ) as cur:
             row = await cur.fetchone()
@@ -111,27 +140,20 @@ async def insert_submission(
 
 
 async def get_submission(conn: Connection, code: str) -> Submission | None:
-    async with conn.execute(
-        f"SELECT {_SUBMISSION_COLUMNS} FROM submissions WHERE code = ?", (code,)
-    ) as cur:
+    async with conn.execute(f"SELECT {_SUBMISSION_COLUMNS} FROM submissions WHERE code = ?", (code,)) as cur:
         row = await cur.fetchone()
     return _submission(row) if row else None
 
 
-async def recent_submissions_of(
-    conn: Connection, user_id: int, limit: int = 5
-) -> list[Submission]:
+async def recent_submissions_of(conn: Connection, user_id: int, limit: int = 5) -> list[Submission]:
     async with conn.execute(
-        f"SELECT {_SUBMISSION_COLUMNS} FROM submissions WHERE user_id = ? "
-        "ORDER BY created_at DESC LIMIT ?",
+        f"SELECT {_SUBMISSION_COLUMNS} FROM submissions WHERE user_id = ? ORDER BY created_at DESC LIMIT ?",
         (user_id, limit),
     ) as cur:
         return [_submission(row) for row in await cur.fetchall()]
 
 
-async def count_submissions_since(
-    conn: Connection, user_id: int, since: datetime
-) -> int:
+async def count_submissions_since(conn: Connection, user_id: int, since: datetime) -> int:
     async with conn.execute(
         "SELECT count(*) FROM submissions WHERE user_id = ? AND created_at >= ?",
         (user_id, to_db(since)),
@@ -140,9 +162,7 @@ async def count_submissions_since(
     return int(row[0]) if row else 0
 
 
-async def similar_candidates(
-    conn: Connection, *, area: str, since: datetime, limit: int = 300
-) -> list[Submission]:
+async def similar_candidates(conn: Connection, *, area: str, since: datetime, limit: int = 300) -> list[Submission]:
     """Recent visible, not rejected submissions in an area, of any pillar: the same school's
     street light is the same problem after an official re-tagged it."""
     async with conn.execute(
@@ -177,9 +197,7 @@ async def supports(conn: Connection, submission_id: int, user_id: int) -> bool:
         return await cur.fetchone() is not None
 
 
-async def add_support(
-    conn: Connection, submission_id: int, user_id: int, now: datetime
-) -> bool:
+async def add_support(conn: Connection, submission_id: int, user_id: int, now: datetime) -> bool:
     """One support per resident per submission: False when already given."""
     cur = await conn.execute(
         "INSERT INTO supports (submission_id, user_id, created_at) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
@@ -187,7 +205,5 @@ async def add_support(
     )
     if cur.rowcount != 1:
         return False
-    await conn.execute(
-        "UPDATE submissions SET supports = supports + 1 WHERE id = ?", (submission_id,)
-    )
+    await conn.execute("UPDATE submissions SET supports = supports + 1 WHERE id = ?", (submission_id,))
     return True

@@ -47,8 +47,14 @@ async def get_user_and_conversation(
     if row is None:
         return None, Conversation()
     user = User(
-        id=row[0], channel=row[1], platform_id=row[2], chat_id=row[3], display_name=row[4],
-        language=row[5], language_source=row[6], last_inbound_at=from_db(row[7]),
+        id=row[0],
+        channel=row[1],
+        platform_id=row[2],
+        chat_id=row[3],
+        display_name=row[4],
+        language=row[5],
+        language_source=row[6],
+        last_inbound_at=from_db(row[7]),
     )
     conversation = Conversation(row[8] or "idle", json.loads(row[9]) if row[9] else {})
     return user, conversation
@@ -64,14 +70,27 @@ async def get_user(conn: Connection, user_id: int) -> User | None:
     if row is None:
         return None
     return User(
-        id=row[0], channel=row[1], platform_id=row[2], chat_id=row[3], display_name=row[4],
-        language=row[5], language_source=row[6], last_inbound_at=from_db(row[7]),
+        id=row[0],
+        channel=row[1],
+        platform_id=row[2],
+        chat_id=row[3],
+        display_name=row[4],
+        language=row[5],
+        language_source=row[6],
+        last_inbound_at=from_db(row[7]),
     )
 
 
 async def create_user(
-    conn: Connection, *, channel: str, platform_id: str, chat_id: str,
-    display_name: str | None, language: str, language_source: str, consent_version: str,
+    conn: Connection,
+    *,
+    channel: str,
+    platform_id: str,
+    chat_id: str,
+    display_name: str | None,
+    language: str,
+    language_source: str,
+    consent_version: str,
     now: datetime,
 ) -> User:
     stamp = to_db(now)
@@ -80,19 +99,27 @@ async def create_user(
         "INSERT INTO users (channel, platform_id, chat_id, display_name, language, "
         "language_source, consent_version, consent_at, last_inbound_at, created_at) "
         "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
-        (channel, platform_id, chat_id, display_name, language, language_source,
-         consent_version, stamp, stamp, stamp),
+        (channel, platform_id, chat_id, display_name, language, language_source, consent_version, stamp, stamp, stamp),
     ) as cur:
         row = await cur.fetchone()
     return User(
-        id=row[0] if row else 0, channel=channel, platform_id=platform_id, chat_id=chat_id,
-        display_name=display_name, language=language, language_source=language_source,
+        id=row[0] if row else 0,
+        channel=channel,
+        platform_id=platform_id,
+        chat_id=chat_id,
+        display_name=display_name,
+        language=language,
+        language_source=language_source,
         last_inbound_at=now,
     )
 
 
 async def touch_user(
-    conn: Connection, user: User, *, now: datetime, chat_id: str,
+    conn: Connection,
+    user: User,
+    *,
+    now: datetime,
+    chat_id: str,
     display_name: str | None,
 ) -> None:
     """Keep the WhatsApp window and contact details current, writing only on change."""
@@ -107,9 +134,7 @@ async def touch_user(
         user.display_name = display_name or user.display_name
 
 
-async def set_language(
-    conn: Connection, user: User, language: str, source: str
-) -> None:
+async def set_language(conn: Connection, user: User, language: str, source: str) -> None:
     await conn.execute(
         "UPDATE users SET language = ?, language_source = ? WHERE id = ?",
         (language, source, user.id),
@@ -118,9 +143,7 @@ async def set_language(
     user.language_source = source
 
 
-async def save_conversation(
-    conn: Connection, user_id: int, conversation: Conversation, now: datetime
-) -> None:
+async def save_conversation(conn: Connection, user_id: int, conversation: Conversation, now: datetime) -> None:
     await conn.execute(
         "INSERT INTO conversations (user_id, step, draft, updated_at) VALUES (?, ?, ?, ?) "
         "ON CONFLICT (user_id) DO UPDATE SET step = excluded.step, draft = excluded.draft, "

@@ -12,7 +12,12 @@ import pytest_asyncio
 # Tests never read the developer's .env or environment: every setting is explicit here.
 for _key in list(os.environ):
     if _key.startswith(("TELEGRAM_", "WHATSAPP_", "DIGEST_", "SMTP_")) or _key in (
-        "DATABASE_PATH", "DATABASE_URL", "RULES_PATH", "OFFICIALS", "AREAS", "TIMEZONE",
+        "DATABASE_PATH",
+        "DATABASE_URL",
+        "RULES_PATH",
+        "OFFICIALS",
+        "AREAS",
+        "TIMEZONE",
     ):
         del os.environ[_key]
 
