@@ -97,7 +97,7 @@ def _officials_desk(services: Services) -> OfficialDesk:
         # Large chat exports are made after the official's transaction and sent here.
         target = services.channels.get(channel)
         if target is not None:
-            await target.send(chat_id, reply)  # type: ignore[attr-defined]
+            await target.send(chat_id, reply)
 
     export = make_export_command(settings, catalog, deliver=deliver)
     services.background = export.running  # type: ignore[attr-defined]
@@ -193,6 +193,7 @@ async def run_bot(settings: Settings, *, stop: asyncio.Event | None = None, anno
         started: list = []
         try:
             whatsapp = None
+            telegram: TelegramChannel | None = None
             if settings.whatsapp_enabled:
                 from bot.channels.whatsapp import WhatsAppChannel
 
@@ -212,7 +213,7 @@ async def run_bot(settings: Settings, *, stop: asyncio.Event | None = None, anno
             if settings.needs_web_server:
                 from bot.web import WebServer, build_web_app
 
-                webhook_telegram = services.channels.get("telegram") if settings.telegram_mode == "webhook" else None
+                webhook_telegram = telegram if settings.telegram_mode == "webhook" else None
                 web = WebServer(build_web_app(services, whatsapp=whatsapp, telegram=webhook_telegram), settings)
                 await web.start()  # also starts the durable WhatsApp inbound worker
                 started.append(web)

