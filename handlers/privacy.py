@@ -296,7 +296,6 @@ _HOME_WORDS = _bytes_set(
 )
 _STREET_WORDS = _bytes_set([*_STREET.strip("(?:)").split("|"), "st", "rd", "ln", "ave", "dr"])
 _HOUSE_WORDS = _STREET_WORDS | _bytes_set(["rumah", "rmh", "omah", "house"])
-_NUMBER_WORDS = _bytes_set(["no", "nomor", "nomer", "number"])
 _PHONE_CUE_WORDS = _bytes_set(
     "wa whatsapp hp handphone ponsel telp telpon telepon tlp tel no nomor nomer kontak hubungi call "
     "phone sms mobile contact"
@@ -412,14 +411,15 @@ def _find(text: str, gated: bool) -> list[Span]:
                     found.append(Span(m.start(1), m.end(1), "phone"))
     if not fast:
         found += [Span(m.start(1), m.end(1), "address") for m in HOME.finditer(subject)]
-    elif not words.isdisjoint(_HOME_WORDS) and (digits or not words.isdisjoint(_STREET_WORDS)):
+    elif not words.isdisjoint(_HOME_WORDS):
+        # Only where a home word stands; not also gated on a street word, which can hide
+        # inside a glued token ("rumah saya diJl. Melati": no "jl" word).
         for i, _ in _starts(lowered, _HOME_WORDS.intersection(words)):
             m = HOME.match(subject, i)
             if m:
                 found.append(Span(m.start(1), m.end(1), "address"))
-    if digits and (
-        not fast or (not words.isdisjoint(_HOUSE_WORDS) and (not words.isdisjoint(_NUMBER_WORDS) or b"#" in raw))
-    ):
+    # Not also gated on "no"/"nomor" as a word: it can be glued to the number ("no3520").
+    if digits and (not fast or not words.isdisjoint(_HOUSE_WORDS)):
         found += [Span(m.start(1), m.end(1), "address") for m in HOUSE_NUMBER.finditer(subject)]
     if not fast:
         found += _names(subject, None)

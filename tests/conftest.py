@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import pytest_asyncio
+from hypothesis import settings as hypothesis_settings
 
 # Tests never read the developer's .env or environment: every setting is explicit here.
 for _key in list(os.environ):
@@ -20,6 +21,13 @@ for _key in list(os.environ):
         "TIMEZONE",
     ):
         del os.environ[_key]
+
+
+# On CI every property test draws the same examples, so a run's verdict does not depend on
+# luck; locally they explore (hypothesis' default), which is how new cases are found.
+hypothesis_settings.register_profile("ci", derandomize=True, database=None)
+if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+    hypothesis_settings.load_profile("ci")
 
 
 @pytest.fixture(scope="session")

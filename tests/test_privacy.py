@@ -220,7 +220,10 @@ _PIECES = [
 _SEPS = [" ", " ", " ", "  ", "\t", "\n", "\xa0", "", ", ", ". ", "-"]
 
 
-@hsettings(max_examples=400, deadline=None)
+# Derandomized: CI must give the same verdict on every run. The same property explored with
+# 30,000 random examples (hypothesis' --hypothesis-seed, or a script) found the two gate
+# mismatches fixed in privacy.py ("rumah saya diJl. Pak", "Jl. no3520").
+@hsettings(max_examples=1500, deadline=None, derandomize=True)
 @given(st.lists(st.tuples(st.sampled_from(_PIECES), st.sampled_from(_SEPS)).map("".join), max_size=12).map("".join))
 def test_gated_find_equals_every_rule_over_the_whole_text(text):
     assert privacy.find(text) == privacy._find(text, gated=False)
