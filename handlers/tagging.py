@@ -748,6 +748,12 @@ class Tagger:
         self._normalize = rules.normalize
         self.stopwords = rules.stopwords
         self._subtopics = {(st.pillar, st.key): st for st in rules.subtopics}
+        self._build_place_tagger(rules, stemmer, compiled)
+        self._build_vocabulary(rules, stemmer, compiled)
+        keys, values = self._build_keys(rules)
+        self._build_core(keys, values, compiled)
+
+    def _build_place_tagger(self, rules: _Rules, stemmer: str, compiled: bool) -> None:
         # [places]: a small tagger of the place terms alone, asked only when a message's
         # winning sub-topic is a visitor topic and branding scored too (rare, ~1 in 50).
         self._visitor = rules.visitor_topics
@@ -760,6 +766,9 @@ class Tagger:
                 self._place_tagger = Tagger(
                     _Rules(rules.normalize, rules.stopwords, [strong], []), stemmer=stemmer, compiled=compiled
                 )
+
+    def _build_vocabulary(self, rules: _Rules, stemmer: str, compiled: bool) -> None:
+        """The rules' words, each term's canonical form, and the affix search for new words."""
         self._cache: dict[str, str] = {}
         self._sastrawi = _SastrawiStem() if stemmer == "sastrawi" else None
         self.stemmer = stemmer
@@ -781,6 +790,9 @@ class Tagger:
         self.duplicate_problems = _duplicate_problems(rules.subtopics)
         self.terms = frozenset(t.canon for st in rules.subtopics for t in st.terms if not t.exclude)
 
+    def _build_keys(self, rules: _Rules) -> tuple[list[str], dict[str, list[Any]]]:
+        """Every canonical key with its packed weights, in the Aho-Corasick automaton the
+        pure-Python path walks; returns the keys (by term id) and their values."""
         # Sub-topics are numbered in sorted order so nothing depends on file order.
         sub_keys = sorted(self._subtopics, key=lambda k: (_PILLAR_INDEX[k[0]], k[1]))
         self._sub_keys = sub_keys
@@ -851,6 +863,9 @@ class Tagger:
         )
         self._cache_get = self._cache.__getitem__  # the cache dict is only ever cleared, never replaced
 
+        return keys, values
+
+    def _build_core(self, keys: list[str], values: dict[str, list[Any]], compiled: bool) -> None:
         # The compiled core walks a trie of the keys word by word. Its tokens are looked up
         # in self._ids (token -> id of its canonical word among the keys' words, -1 for any
         # other word), which this class fills the first time a token is seen.
@@ -877,7 +892,7 @@ class Tagger:
                 key_at,
                 [values[f" {canon} "][6] for canon in keys],
                 PILLARS,
-                tuple(k for _, k in sub_keys),
+                tuple(k for _, k in self._sub_keys),
             )
             self._core_classify = self._core.classify
 
