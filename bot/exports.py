@@ -1285,7 +1285,7 @@ def _write_markdown(
     _where(filters)
     where, params = eq.annex_where(filters)
     rejected, hidden = eq.annex_left_out(conn, filters)
-    report_word, idea_word = catalog.text(lang, "kinds.report"), catalog.text(lang, "kinds.idea")
+    words = report_word, idea_word = catalog.text(lang, "kinds.report"), catalog.text(lang, "kinds.idea")
 
     stats: dict[str | None, dict[str, list[int]]] = {}
     for pillar, kind, count, supports in eq.annex_stats(conn, where, params):
@@ -1353,64 +1353,103 @@ def _write_markdown(
 
     subtopic_label = _subtopic_labeller(lang)
     for p in pillars:
-        all_, reports, ideas, supports = counts(p)
-        lines += [f"## {_md(label(p))}", ""]
-        if all_ == 0:
-            lines += [t("pillar_empty"), ""]
-            continue
-        lines += [
-            t("pillar_counts", count=num(all_), reports=num(reports), ideas=num(ideas), supports=num(supports)),
-            "",
-        ]
-        pw, pp = (where + " AND s.pillar IS NULL", params) if p is None else (where + " AND s.pillar = ?", [*params, p])
-
-        subtopics = eq.annex_subtopics(conn, pw, pp, ANNEX_TOP)
-        if subtopics:
-            lines += [f"### {t('subtopics')}", ""]
-            for subtopic, n in subtopics:
-                share = round(100 * n / all_)
-                name = subtopic_label(p, subtopic) if p is not None else subtopic
-                lines.append(f"- {_md(name)}: {num(n)} ({share}%)")
-            lines.append("")
-
-        top_ideas = eq.annex_ideas(conn, pw, pp, ANNEX_TOP)
-        if top_ideas:
-            lines += [f"### {t('ideas')}", ""]
-            for code, text, support_count, area in top_ideas:
-                where_ = f", {_md(area)}" if area else ""
-                lines.append(
-                    f"- **{TrackingCode(code)}** "
-                    f"({t('supports_one' if support_count == 1 else 'supports', count=num(support_count))}{where_}): "
-                    f"{_md(redact_text(text), QUOTE_CHARS)}"
-                )
-            lines.append("")
-
-        quotes = eq.annex_quotes(conn, pw, pp, ANNEX_QUOTES)
-        if quotes:
-            lines += [f"### {t('quotes')}", ""]
-            for code, text, area, created in quotes:
-                source = ", ".join(
-                    x
-                    for x in (
-                        report_word,
-                        _md(area) if area else "",
-                        _date(datetime.fromisoformat(created), local, catalog, lang),
-                        str(TrackingCode(code)),
-                    )
-                    if x
-                )
-                lines += [f"> “{_md(redact_text(text), QUOTE_CHARS)}”", f"> — {source}", ""]
-
-        area_rows = eq.annex_areas(conn, pw, pp)
-        lines += [f"### {t('areas')}", ""]
-        lines += [f"| {t('col_area')} | {report_word} | {idea_word} | {t('col_supports')} |", "|---|---:|---:|---:|"]
-        for area, r, i, s, _ in area_rows:
-            lines.append(f"| {_md(area) if area else t('no_area')} | {num(r)} | {num(i)} | {num(s)} |")
-        lines.append("")
+        lines += _annex_pillar(
+            conn, where, params, p, counts(p), label(p), subtopic_label, t, num, words, local, catalog, lang
+        )
 
     if eq.masterplan_loaded(conn):
         lines += _annex_sections(conn, where, params, catalog, lang, local, num)
 
+    lines += _annex_by_area(conn, where, params, pillars, label, t, num)
+    lines += [f"_{t('footer', date=_date(utcnow(), local, catalog, lang))}_", ""]
+    out.write("\n".join(lines).encode("utf-8"))
+    return total
+
+
+def _annex_pillar(
+    conn: sqlite3.Connection,
+    where: str,
+    params: list[Any],
+    p: str | None,
+    counts: tuple[int, int, int, int],
+    label: str,
+    subtopic_label: Callable[[str, str], str],
+    t: Callable[..., str],
+    num: Callable[[Any], str],
+    words: tuple[str, str],
+    local: LocalTime,
+    catalog: Catalog,
+    lang: str,
+) -> list[str]:
+    """The annex's chapter on one pillar: counts, leading sub-topics, top ideas, quotes
+    (masked) and the kecamatan table."""
+    report_word, idea_word = words
+    all_, reports, ideas, supports = counts
+    lines = [f"## {_md(label)}", ""]
+    if all_ == 0:
+        return [*lines, t("pillar_empty"), ""]
+    lines += [
+        t("pillar_counts", count=num(all_), reports=num(reports), ideas=num(ideas), supports=num(supports)),
+        "",
+    ]
+    pw, pp = (where + " AND s.pillar IS NULL", params) if p is None else (where + " AND s.pillar = ?", [*params, p])
+
+    subtopics = eq.annex_subtopics(conn, pw, pp, ANNEX_TOP)
+    if subtopics:
+        lines += [f"### {t('subtopics')}", ""]
+        for subtopic, n in subtopics:
+            share = round(100 * n / all_)
+            name = subtopic_label(p, subtopic) if p is not None else subtopic
+            lines.append(f"- {_md(name)}: {num(n)} ({share}%)")
+        lines.append("")
+
+    top_ideas = eq.annex_ideas(conn, pw, pp, ANNEX_TOP)
+    if top_ideas:
+        lines += [f"### {t('ideas')}", ""]
+        for code, text, support_count, area in top_ideas:
+            where_ = f", {_md(area)}" if area else ""
+            lines.append(
+                f"- **{TrackingCode(code)}** "
+                f"({t('supports_one' if support_count == 1 else 'supports', count=num(support_count))}{where_}): "
+                f"{_md(redact_text(text), QUOTE_CHARS)}"
+            )
+        lines.append("")
+
+    quotes = eq.annex_quotes(conn, pw, pp, ANNEX_QUOTES)
+    if quotes:
+        lines += [f"### {t('quotes')}", ""]
+        for code, text, area, created in quotes:
+            source = ", ".join(
+                x
+                for x in (
+                    report_word,
+                    _md(area) if area else "",
+                    _date(datetime.fromisoformat(created), local, catalog, lang),
+                    str(TrackingCode(code)),
+                )
+                if x
+            )
+            lines += [f"> “{_md(redact_text(text), QUOTE_CHARS)}”", f"> — {source}", ""]
+
+    area_rows = eq.annex_areas(conn, pw, pp)
+    lines += [f"### {t('areas')}", ""]
+    lines += [f"| {t('col_area')} | {report_word} | {idea_word} | {t('col_supports')} |", "|---|---:|---:|---:|"]
+    for area, r, i, s, _ in area_rows:
+        lines.append(f"| {_md(area) if area else t('no_area')} | {num(r)} | {num(i)} | {num(s)} |")
+    lines.append("")
+    return lines
+
+
+def _annex_by_area(
+    conn: sqlite3.Connection,
+    where: str,
+    params: list[Any],
+    pillars: list[str | None],
+    label: Callable[[str | None], str],
+    t: Callable[..., str],
+    num: Callable[[Any], str],
+) -> list[str]:
+    lines: list[str] = []
     # Area x pillar, for the chapter on where needs concentrate. Nine columns do not fit a
     # portrait page: two tables of at most six columns, the kecamatan repeated in each.
     grid: dict[str | None, dict[str | None, int]] = {}
@@ -1429,9 +1468,7 @@ def _write_markdown(
                 cells.append(num(sum(row.values())))
             lines.append("| " + " | ".join(cells) + " |")
         lines.append("")
-    lines += [f"_{t('footer', date=_date(utcnow(), local, catalog, lang))}_", ""]
-    out.write("\n".join(lines).encode("utf-8"))
-    return total
+    return lines
 
 
 def _annex_sections(
