@@ -131,6 +131,7 @@ class DeskFilter:
     text: str | None = None  # words in the text or the tracking code
     hidden: str = "visible"  # visible | hidden | all
     located: bool = False
+    codes: frozenset[str] | None = None  # only these tracking codes (the overdue ones)
 
 
 # Sort keys the list offers -> ORDER BY (literals only: the key is looked up, never pasted).
@@ -154,6 +155,12 @@ def _like(text: str) -> str:
 def _where(f: DeskFilter) -> tuple[str, list[Any]]:
     clauses: list[str] = []
     params: list[Any] = []
+    if f.codes is not None:
+        if f.codes:
+            clauses.append(f"code IN ({', '.join('?' * len(f.codes))})")
+            params.extend(sorted(f.codes))
+        else:
+            clauses.append("1 = 0")
     if f.pillar == "none":
         clauses.append("pillar IS NULL")
     elif f.pillar:

@@ -8,6 +8,7 @@ are in tests/test_webdesk_browser.py; these use plain httpx, as a script or a fo
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import re
 from collections.abc import AsyncIterator
@@ -538,3 +539,48 @@ async def test_in_the_masterplan_from_the_web_follows_the_chat_rule(make_setting
             )
         assert "Kerangka masterplan belum dimuat" in answer.text
         assert scalar(desk.db_path, "SELECT status FROM submissions") == "new"
+
+
+async def test_the_overdue_filter_lists_what_is_past_its_due_date(make_settings):
+    """A submission still 'new' ten working days after it came is overdue; one from today
+    is not."""
+    async with desk_stack(make_settings) as desk:
+        sari = await add_resident(desk.db, "1001")
+        late = await add_submission(desk.db, sari, area="Maospati", age=timedelta(days=21))
+        fresh = await add_submission(desk.db, sari, "Sampah menumpuk di pasar Plaosan sejak kemarin", area="Plaosan")
+        async with desk.session() as client:
+            page = await client.get("/desk", params={"overdue": "1"})
+            everything = (await client.get("/desk")).text
+    assert page.status_code == 200
+    assert str(late) in page.text and str(fresh) not in page.text and "1 kiriman" in page.text
+    assert 'name="overdue" value="1" checked' in page.text
+    assert str(late) in everything and str(fresh) in everything
+
+
+async def test_a_submission_is_linked_to_a_masterplan_section_from_the_web(make_settings, tmp_path):
+    """With the outline loaded, the submission page offers its sections; linking there is
+    the chat's /masterplan: status in_masterplan, the section recorded, the resident told."""
+    from click.testing import CliRunner
+
+    from bot.cli_masterplan import masterplan
+
+    async with desk_stack(make_settings) as desk:
+        outline = tmp_path / "outline.csv"
+        outline.write_text("section,title,pillar\n4.1,Jalan dan Jembatan Desa,living\n", encoding="utf-8")
+        loaded = await asyncio.to_thread(  # the CLI runs its own event loop, as from a shell
+            CliRunner().invoke, masterplan, ["load", str(outline)], obj=desk.services.settings, catch_exceptions=False
+        )
+        assert loaded.exit_code == 0, loaded.output
+        sari = await add_resident(desk.db, "1001")
+        code = await add_submission(desk.db, sari)
+        async with desk.session() as client:
+            page = (await client.get(f"/desk/s/{code.value}")).text
+            assert "4.1 Jalan dan Jembatan Desa" in page
+            answer = await client.post(
+                f"/desk/s/{code.value}/masterplan",
+                data={"value": "4.1", "note": "", "csrf": csrf_of(page)},
+                follow_redirects=True,
+            )
+        assert "Sekarang di bagian 4.1" in answer.text
+        assert scalar(desk.db_path, "SELECT status FROM submissions") == "in_masterplan"
+        assert scalar(desk.db_path, "SELECT count(*) FROM outbox WHERE user_id IS NOT NULL") >= 1

@@ -11,6 +11,7 @@ exactly those of the chat, and the desk's answer is shown on the page.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import math
@@ -28,18 +29,20 @@ from bot.exports import EXTENSIONS, FORMATS, MIME_TYPES, ExportError, ExportFilt
 from bot.webdesk import auth
 from bot.webdesk.reads import reading
 from bot.webdesk.render import Pages, Services, language
+from handlers.deadlines import DeadlinePolicy, stages_of
 from handlers.domain import KINDS, PILLARS, STATUSES, TrackingCode
 from handlers.messages import Incoming, InputKind
-from storage import audit, desk
+from storage import audit, desk, masterplan
 from storage import webdesk as store
-from storage.database import StorageUnavailable, utcnow
+from storage.database import StorageUnavailable, connect_readonly, utcnow
+from storage.deadlines import submission_deadlines
 
 log = logging.getLogger(__name__)
 
 PAGE_SIZE = 25
 MAP_LIMIT = 5000  # markers on one map; beyond that the filters narrow it
 MAX_FORM = 64 * 1024  # a reply is at most 2,000 characters; nothing here needs more
-ACTIONS = ("status", "reply", "pillar", "hide", "unhide")
+ACTIONS = ("status", "reply", "pillar", "hide", "unhide", "masterplan")
 MAX_PHOTO = 10 * 1024 * 1024  # Telegram's and WhatsApp's photos are a few MB at most
 BULK_MAX = 100  # ticked submissions one bulk action may touch
 
@@ -239,6 +242,20 @@ class Desk:
             f = replace(f, pillar=subtopic.split(".", 1)[0])
         return f, chosen
 
+    def _overdue_codes(self) -> frozenset[str]:
+        """Tracking codes past a due date today (in working days, as /status and the
+        reminders count them). Read in a thread on a read-only connection of its own."""
+        policy = DeadlinePolicy.from_settings(self.settings)
+        zone = self.settings.zone
+        with contextlib.closing(connect_readonly(self.settings.database_path)) as conn:
+            owed = submission_deadlines(
+                conn,
+                stages_of(policy, zone),
+                policy.calendar.working_days_between,
+                today=datetime.now(zone).date(),
+            )
+        return frozenset(code for code, d in owed.items() if d.working_days_late > 0)
+
     def _day(self, raw: str) -> datetime | None:
         try:
             return datetime.combine(date.fromisoformat(raw), time(), tzinfo=self.settings.zone)
@@ -266,6 +283,9 @@ class Desk:
             return self._refused(request, "desk.signin_needed", 401)
         lang = self._lang(request, who)
         f, chosen = self._filters(request)
+        if request.query_params.get("overdue") == "1":
+            chosen["overdue"] = "1"
+            f = replace(f, codes=await asyncio.to_thread(self._overdue_codes))
         sort = request.query_params.get("sort", "newest")
         sort = sort if sort in store.SORTS else "newest"
         raw_page = request.query_params.get("page", "1")
@@ -317,6 +337,9 @@ class Desk:
             return self._refused(request, "desk.not_found", 404)
         history = await desk.status_history(conn, case.id)
         similar = await store.similar(conn, code=case.code, pillar=case.pillar, area=case.area)
+        # Linking to a section of the masterplan, where an outline has been loaded.
+        sections = [s for s in await masterplan.sections(conn) if not s.retired]
+        linked = await masterplan.link_of(conn, case.id)
         flash = self._flash.pop(who.session.id_hash, None)
         subtopic = (
             self.tagger.subtopic_label(case.pillar, case.subtopic, lang) if case.pillar and case.subtopic else None
@@ -331,6 +354,8 @@ class Desk:
             similar=similar,
             flash=flash,
             subtopic=subtopic,
+            sections=sections,
+            linked=linked,
             photo_viewable=bool(case.photo_ref) and self.photo_viewable(case.channel),
             csrf=who.session.csrf,
             **self._choices(lang),
@@ -397,6 +422,7 @@ class Desk:
                         "pillar": f"{code.value} {value}",
                         "hide": f"{code.value} {note}",
                         "unhide": code.value,
+                        "masterplan": f"{code.value} {value} {note}",
                     }[action].strip()
                     # What handle() reads of the message: the channel (photos) and the chat (files).
                     msg = Incoming(
