@@ -4,7 +4,7 @@ Meta delivers webhooks at least once and wants a fast 200. So the webhook route 
 verifies the signature and calls `accept()`, which stores every message in the `inbound`
 table (payload kept, handled_at NULL) in one transaction, and answers. This worker then
 hands each stored message to `Core.handle`, which claims the row in the same transaction
-as its effect (repository.claim_inbound), and sends the replies.
+as its effect (storage.inbound.claim_inbound), and sends the replies.
 
 What this buys:
 - a repeated wamid is refused at `accept()` (primary key), so it has no second effect;

@@ -164,7 +164,7 @@ def backup(database: Path, path: Path) -> None:
 
 
 class _Cursor:
-    """The part of aiosqlite's Cursor the repository uses, over a sqlite3 cursor."""
+    """The part of aiosqlite's Cursor the storage modules use, over a sqlite3 cursor."""
 
     __slots__ = ("_cur",)
 

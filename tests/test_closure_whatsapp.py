@@ -12,8 +12,7 @@ from collections.abc import AsyncIterator
 from bot.outbox import OutboxWorker
 from bot.reminders import ReminderService
 from handlers.domain import TrackingCode
-from storage import repository as repo
-from storage import users
+from storage import submissions, users
 from tests.drivers_web import WhatsAppDriver, graph_text
 from tests.test_deadlines import Clock, second_process_run, wib
 from tests.test_officials import FAST, ROAD, scalar
@@ -68,7 +67,7 @@ async def test_deadlines_and_closure_over_whatsapp(make_settings):
             assert user is not None
             rng = random.Random(7)
             code = TrackingCode(
-                await repo.insert_submission(
+                await submissions.insert_submission(
                     conn,
                     user=user,
                     draft={

@@ -33,7 +33,7 @@ from handlers.deadlines import (
 )
 from handlers.domain import TrackingCode
 from handlers.officials import OfficialDesk
-from storage import repository as repo
+from storage import submissions, users
 from tests.fakes import FakeTelegram, serve
 from tests.test_officials import FAST, OFFICIAL, ROAD, TelegramStack, add_resident, scalar
 
@@ -121,7 +121,7 @@ async def stack(make_settings, clock: Clock) -> AsyncIterator[tuple[TelegramStac
                 await channel.stop()
 
 
-async def submit(tg: TelegramStack, user: repo.User, clock: Clock, text: str = ROAD) -> TrackingCode:
+async def submit(tg: TelegramStack, user: users.User, clock: Clock, text: str = ROAD) -> TrackingCode:
     draft = {
         "kind": "report",
         "text": text,
@@ -134,7 +134,7 @@ async def submit(tg: TelegramStack, user: repo.User, clock: Clock, text: str = R
     rng = random.Random(len(text))
     async with tg.db.transaction() as conn:
         return TrackingCode(
-            await repo.insert_submission(
+            await submissions.insert_submission(
                 conn, user=user, draft=draft, draw_code=lambda: TrackingCode.generate(rng).value, now=clock()
             )
         )

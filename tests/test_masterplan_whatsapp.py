@@ -11,8 +11,7 @@ from click.testing import CliRunner
 
 from bot.cli_masterplan import masterplan
 from bot.outbox import OutboxWorker
-from storage import repository as repo
-from storage import users
+from storage import submissions, users
 from storage.database import utcnow
 from tests.drivers_web import WhatsAppDriver, graph_text
 from tests.test_masterplan import MARKDOWN
@@ -60,7 +59,7 @@ async def test_a_link_made_on_whatsapp_reaches_resident_and_supporter_once(make_
                     r[0]
                     for r in await conn.execute_fetchall("SELECT id FROM submissions WHERE code = ?", (code.value,))
                 ]
-                await repo.add_support(conn, submission_id, budi.id, utcnow())
+                await submissions.add_support(conn, submission_id, budi.id, utcnow())
 
             await official.send_text(f"/masterplan {code} 5.1")
             answers = await official.replies()

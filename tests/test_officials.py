@@ -29,7 +29,7 @@ from bot.outbox import OutboxWorker, Pace
 from handlers.domain import TrackingCode
 from handlers.messages import Incoming, InputKind, Reply
 from handlers.officials import OfficialDesk, split_code
-from storage import repository as repo
+from storage import submissions, users
 from storage.database import Database, utcnow
 from tests.fakes import FakeTelegram, SentMessage, serve
 from tests.harness import Resident as CoreResident
@@ -52,11 +52,11 @@ async def add_resident(
     language: str = "id",
     name: str = "Sari Wulandari",
     last_inbound_ago: timedelta = timedelta(0),
-) -> repo.User:
+) -> users.User:
     """A resident who has consented (the consent flow has its own tests)."""
     now = utcnow()
     async with db.transaction() as conn:
-        user = await repo.create_user(
+        user = await users.create_user(
             conn,
             channel=channel,
             platform_id=platform_id,
@@ -76,7 +76,7 @@ async def add_resident(
 
 async def add_submission(
     db: Database,
-    user: repo.User,
+    user: users.User,
     text: str = ROAD,
     *,
     kind: str = "report",
@@ -99,7 +99,7 @@ async def add_submission(
     async with db.transaction() as conn:
         rng = random.Random(next(_seeds))
         return TrackingCode(
-            await repo.insert_submission(
+            await submissions.insert_submission(
                 conn,
                 user=user,
                 draft=draft,

@@ -26,7 +26,7 @@ from bot.channels.whatsapp import WhatsAppChannel
 from bot.outbox import OutboxWorker, Pace
 from handlers.messages import Incoming, InputKind, Reply
 from handlers.officials import OfficialDesk
-from storage import officials_repo as ox
+from storage import outbox as ox
 from storage.database import utcnow
 from tests.fakes import DEFAULT_WA_TOKEN, PHONE_ID, FakeGraph, serve
 from tests.test_officials import OFFICIAL, add_resident, add_submission, scalar, telegram_stack
