@@ -273,14 +273,28 @@ class Core:
         except StorageUnavailable as exc:
             self._delivered[:0] = delivered
             log.error("could not save a %s message: %s", msg.channel, exc)
-            # Once per resident per incident: the WhatsApp sweep retries the same messages
-            # every few seconds, and each retry used to send another "cannot save".
-            if self._told_storage.get(sender) == self.db.incident:
-                return Outcome([], stored=False)
-            self._told_storage[sender] = self.db.incident
-            if len(self._told_storage) > 50_000:
-                self._told_storage.clear()
-            return Outcome([Reply(self.t(self._guess_language(msg), "error.storage"))], stored=False)
+            return self._cannot_save(msg, sender)
+        replies = await self._after_commit(turn, replies)
+        if kept is not None:
+            self._answering[(msg.channel, msg.message_id)] = None  # type: ignore[index]
+            if len(self._answering) > ANSWERING_LIMIT:  # a channel that never reports back
+                del self._answering[next(iter(self._answering))]
+        return Outcome(replies)
+
+    def _cannot_save(self, msg: Incoming, sender: str) -> Outcome:
+        """Nothing of the message was stored. The resident is told once per incident: the
+        WhatsApp sweep retries the same messages every few seconds, and each retry used to
+        send another "cannot save"."""
+        if self._told_storage.get(sender) == self.db.incident:
+            return Outcome([], stored=False)
+        self._told_storage[sender] = self.db.incident
+        if len(self._told_storage) > 50_000:
+            self._told_storage.clear()
+        return Outcome([Reply(self.t(self._guess_language(msg), "error.storage"))], stored=False)
+
+    async def _after_commit(self, turn: Turn, replies: list[Reply]) -> list[Reply]:
+        """What follows a committed message: wake the outbox, run the official's slow work,
+        and after an erasure leave no copy of the erased rows in the WAL."""
         if turn.outbox_written:
             self.on_outbox()
         for later in turn.after_commit:
@@ -291,13 +305,9 @@ class Core:
                 replies = [*replies, Reply(self.t(turn.lang, "error.internal"))]
         if turn.erased:
             # The WAL still holds the pages with their rows as they were: fold it into the
-            # (secure_delete) file and truncate it, so no copy of them is left behind.
+            # (secure_delete) file and truncate it.
             await self.db.compact_wal()
-        if kept is not None:
-            self._answering[(msg.channel, msg.message_id)] = None  # type: ignore[index]
-            if len(self._answering) > ANSWERING_LIMIT:  # a channel that never reports back
-                del self._answering[next(iter(self._answering))]
-        return Outcome(replies)
+        return replies
 
     def _for_officials_group(self, msg: Incoming) -> bool:
         """Officials may work from a group chat (their digest group): their commands count."""
