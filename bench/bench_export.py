@@ -368,6 +368,14 @@ def main() -> None:
                 "bytes": measured[0]["bytes"],
                 "runs": runs,
             }
+        # Issue 20's targets for 1,000,000 rows, CPU seconds and peak memory, beside the figures.
+        from bench.common import target
+
+        limits = {"csv": 15.0, "jsonl": 10.0, "xlsx": 90.0}
+        for fmt, r in results["formats"].items():
+            if fmt in limits:
+                r["cpu_target"] = target(r["export_cpu_s_median"], limits[fmt], at_least=False)
+            r["memory_target"] = target(r["peak_rss_mb_max"], 200.0, at_least=False)
         results["load_average_after"] = round(os.getloadavg()[0], 2)
         if args.json:
             print(json.dumps(results))
