@@ -38,8 +38,9 @@ from telegram.error import (
 from telegram.ext import Application, ContextTypes, TypeHandler
 
 from handlers.clock import utcnow
+from handlers.limits import TELEGRAM_CAPTION_LIMIT, TELEGRAM_TEXT_LIMIT
 from handlers.messages import Button, DeliveryError, Incoming, InputKind, Reply, StartupError, WindowClosed
-from handlers.text import split_text as _split
+from handlers.text import split_text
 
 if TYPE_CHECKING:
     from bot.config import Settings
@@ -51,8 +52,6 @@ log = logging.getLogger(__name__)
 _P = ParamSpec("_P")
 _T = TypeVar("_T")
 
-TEXT_LIMIT = 4096
-CAPTION_LIMIT = 1024
 MAX_ATTEMPTS = 5
 # Commands shown in Telegram's menu, in this order.
 MENU_COMMANDS = ("report", "idea", "status", "support", "language", "delete", "help", "cancel")
@@ -72,10 +71,6 @@ UNSUPPORTED_ATTRS = (
     "venue",
     "story",
 )
-
-
-def split_text(text: str, limit: int = TEXT_LIMIT) -> list[str]:
-    return _split(text, limit)
 
 
 def to_incoming(update: Update) -> Incoming | None:
@@ -436,7 +431,7 @@ class TelegramChannel:
             else:
                 assert reply.image is not None  # the branch's condition
                 photo = InputFile(reply.image.data, filename=reply.image.filename)
-            caption, text = (text, "") if len(text) <= CAPTION_LIMIT else ("", text)
+            caption, text = (text, "") if len(text) <= TELEGRAM_CAPTION_LIMIT else ("", text)
             msg = await self._call(
                 bot.send_photo, chat_id, photo=photo, caption=caption or None, reply_markup=None if text else markup
             )
@@ -444,7 +439,7 @@ class TelegramChannel:
         if reply.latitude is not None and reply.longitude is not None:
             await self._call(bot.send_location, chat_id, latitude=reply.latitude, longitude=reply.longitude)
         if text:
-            chunks = split_text(text)
+            chunks = split_text(text, TELEGRAM_TEXT_LIMIT)
             markup_json = keyboard_json(reply.buttons) if reply.buttons else None
             for i, chunk in enumerate(chunks):
                 params: dict[str, object] = {"chat_id": chat_id, "text": chunk}
