@@ -61,6 +61,14 @@ def _split(value: object) -> object:
     return value
 
 
+def _every(values: list[str], pattern: str, problem: str) -> list[str]:
+    """`values` when each one matches `pattern` in full; otherwise the problem, naming them."""
+    bad = [item for item in values if not re.fullmatch(pattern, item)]
+    if bad:
+        raise ValueError(f"{problem}: {bad}")
+    return values
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore", case_sensitive=False)
 
@@ -213,10 +221,11 @@ class Settings(BaseSettings):
     @field_validator("escalation_chats")
     @classmethod
     def _escalation_shape(cls, v: list[str]) -> list[str]:
-        bad = [item for item in v if not re.fullmatch(r"(telegram|whatsapp|terminal):-?[A-Za-z0-9_.+-]{1,64}", item)]
-        if bad:
-            raise ValueError(f"entries must look like telegram:-1001234567890 or whatsapp:628123...: {bad}")
-        return v
+        return _every(
+            v,
+            r"(telegram|whatsapp|terminal):-?[A-Za-z0-9_.+-]{1,64}",
+            "entries must look like telegram:-1001234567890 or whatsapp:628123...",
+        )
 
     @field_validator("holidays_extra")
     @classmethod
@@ -253,18 +262,12 @@ class Settings(BaseSettings):
     @field_validator("digest_telegram_chat_ids")
     @classmethod
     def _chat_ids_shape(cls, v: list[str]) -> list[str]:
-        bad = [item for item in v if not re.fullmatch(r"-?\d{1,20}", item)]
-        if bad:
-            raise ValueError(f"Telegram chat ids are integers: {bad}")
-        return v
+        return _every(v, r"-?\d{1,20}", "Telegram chat ids are integers")
 
     @field_validator("digest_whatsapp_numbers")
     @classmethod
     def _wa_numbers_shape(cls, v: list[str]) -> list[str]:
-        bad = [item for item in v if not re.fullmatch(r"\d{6,20}", item)]
-        if bad:
-            raise ValueError(f"WhatsApp numbers are digits with country code, no '+': {bad}")
-        return v
+        return _every(v, r"\d{6,20}", "WhatsApp numbers are digits with country code, no '+'")
 
     @field_validator("areas")
     @classmethod
