@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta, tzinfo
+from datetime import date, datetime, time, timedelta, tzinfo
 from functools import lru_cache
 from typing import Any
 
@@ -165,6 +165,92 @@ def stages_of(policy: DeadlinePolicy, zone: tzinfo) -> Callable[[Any], list[tupl
         ]
 
     return stages
+
+
+def cutoff_day(calendar: WorkCalendar, today: date, days: int) -> date:
+    """The first start day whose stage of `days` working days is not yet overdue on `today`.
+    add_working_days never decreases as the start moves later, so a stage started on an
+    earlier day is overdue (its due date is before today) and one started on it or later
+    is not."""
+    day = today
+    while calendar.add_working_days(day - timedelta(days=1), days) >= today:
+        day -= timedelta(days=1)
+    return day
+
+
+@dataclass(frozen=True, slots=True)
+class Rules:
+    """The deadline rules as storage.deadlines' figures read them (its DeadlineRules)."""
+
+    policy: DeadlinePolicy
+    zone: tzinfo
+
+    def stages(self, case: Any) -> list[tuple[str, date]]:
+        return stages_of(self.policy, self.zone)(case)
+
+    def working_days_between(self, after: date, upto: date) -> int:
+        return self.policy.calendar.working_days_between(after, upto)
+
+    def cutoffs(self, today: date) -> Any:
+        from storage.deadlines import Cutoffs
+
+        def midnight(days: int) -> datetime:
+            return datetime.combine(cutoff_day(self.policy.calendar, today, days), time(), tzinfo=self.zone)
+
+        return Cutoffs(
+            first_response=midnight(self.policy.first_response_days),
+            agency_answer=midnight(self.policy.agency_answer_days),
+            resolution=midnight(self.policy.resolution_days),
+        )
+
+
+class RowDeadlines:
+    """The next due date of export rows, a million at a time: from the stored clock starts
+    (UTC text as stored), with the local day of each start and each due date memoised
+    (rows share a few hundred days), so a row costs a few dict look-ups."""
+
+    def __init__(self, policy: DeadlinePolicy, zone: tzinfo, today: date):
+        self.policy, self.zone, self.today = policy, zone, today
+        self._day: dict[str, date] = {}
+        self._due: dict[tuple[date, int], date] = {}
+        self._late: dict[date, int] = {}
+
+    def _local_day(self, stamp: str) -> date:
+        key = stamp[:16]  # to the minute: every zone's offset is whole minutes
+        day = self._day.get(key)
+        if day is None:
+            day = self._day[key] = datetime.fromisoformat(stamp).astimezone(self.zone).date()
+        return day
+
+    def _add(self, start: str, days: int) -> date:
+        key = (self._local_day(start), days)
+        due = self._due.get(key)
+        if due is None:
+            due = self._due[key] = self.policy.calendar.add_working_days(key[0], days)
+        return due
+
+    def next_due(
+        self, status: str, created_at: str, forwarded_at: str | None, reopened_at: str | None
+    ) -> tuple[str, date, int] | None:
+        """(stage, due date, working days late) of what is owed next, as pending_stages."""
+        if status not in OPEN_STATUSES:
+            return None
+        start = reopened_at if reopened_at is not None and reopened_at > created_at else created_at
+        p = self.policy
+        if status == "new":
+            stage, due = FIRST_RESPONSE, self._add(start, p.first_response_days)
+        else:
+            stage, due = RESOLUTION, self._add(start, p.resolution_days)
+            if status == "forwarded" and forwarded_at is not None:
+                agency = self._add(forwarded_at, p.agency_answer_days)
+                if agency <= due:  # equal: agency_answer comes first, as in pending_stages
+                    stage, due = AGENCY_ANSWER, agency
+        if due >= self.today:
+            return stage, due, 0
+        late = self._late.get(due)
+        if late is None:
+            late = self._late[due] = p.calendar.working_days_between(due, self.today)
+        return stage, due, late
 
 
 def format_date(day: date, weekdays: str, months: str) -> str:

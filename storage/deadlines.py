@@ -6,18 +6,22 @@
   in the same transaction as the outbox row that carries it, so it goes out exactly once
   per submission, stage (and day, for escalations) across restarts and processes.
 - `closures`: the resident's answer to "is it fixed?".
-- Figures for the digest and exports (`deadline_report`, sync, on a read connection of
-  their own like storage/digest_queries.py).
+- Figures for the digest and exports (`deadline_report_on`, sync, on a read connection of
+  their own like storage/digest_queries.py; `deadline_report` on the bot's connection),
+  indexed reads of the clocks and answer times migration 0013 keeps on each submission,
+  maintained here (closures) and in storage/desk.py set_status (status changes).
+- The resident's optional photo of the fix (`attach_fix_photo`).
 """
 
 from __future__ import annotations
 
 import sqlite3
 import statistics
+from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from storage.database import Connection, from_db, to_db
 
@@ -29,13 +33,10 @@ if TYPE_CHECKING:
 StagesOf = Callable[["OpenCase"], Iterable[tuple[str, date]]]
 WorkingDaysBetween = Callable[[date, date], int]
 
+_OPEN_STATUSES = ("new", "reviewed", "forwarded")
 _OPEN = "('new', 'reviewed', 'forwarded')"
-_CLOCK = (
-    "(SELECT max(h.created_at) FROM status_history h WHERE h.submission_id = s.id "
-    " AND h.to_status = 'forwarded') AS forwarded_at, "
-    "(SELECT max(c.answered_at) FROM closures c WHERE c.submission_id = s.id "
-    " AND c.outcome = 'disputed') AS reopened_at"
-)
+# The latest forwarding and the latest "Belum", kept on the row (migration 0013).
+_CLOCK = "s.forwarded_at, s.reopened_at"
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,13 +154,14 @@ class Closure:
     answered_at: datetime | None
     rating: int | None
     note: str | None
+    photo_ref: str | None = None  # the resident's photo of the fix (0013)
 
 
-_CLOSURE_COLUMNS = "id, submission_id, resolved_at, resolved_by, outcome, answered_at, rating, note"
+_CLOSURE_COLUMNS = "id, submission_id, resolved_at, resolved_by, outcome, answered_at, rating, note, photo_ref"
 
 
 def _closure(r: sqlite3.Row | tuple[Any, ...]) -> Closure:
-    return Closure(r[0], r[1], from_db(r[2]), r[3], r[4], from_db(r[5]), r[6], r[7])  # type: ignore[arg-type]
+    return Closure(r[0], r[1], from_db(r[2]), r[3], r[4], from_db(r[5]), r[6], r[7], r[8])  # type: ignore[arg-type]
 
 
 async def code_of(conn: Connection, submission_id: int) -> str:
@@ -184,6 +186,7 @@ async def open_closure(conn: Connection, submission_id: int, *, resolved_by: str
         "INSERT OR IGNORE INTO closures (submission_id, resolved_at, resolved_by) VALUES (?, ?, ?)",
         (submission_id, to_db(now), resolved_by),
     )
+    await conn.execute("UPDATE submissions SET closure = 'waiting', rating = NULL WHERE id = ?", (submission_id,))
 
 
 async def latest_closure(conn: Connection, submission_id: int) -> Closure | None:
@@ -212,7 +215,15 @@ async def answer_closure(conn: Connection, closure_id: int, *, outcome: str, now
         "UPDATE closures SET outcome = ?, answered_at = ? WHERE id = ? AND outcome IS NULL",
         (outcome, to_db(now), closure_id),
     )
-    return cur.rowcount == 1
+    if cur.rowcount != 1:
+        return False
+    # On the row too (0013): the outcome for exports, and a "Belum" restarts the clock.
+    await conn.execute(
+        "UPDATE submissions SET closure = ?, reopened_at = CASE WHEN ? = 'disputed' THEN ? ELSE reopened_at END "
+        "WHERE id = (SELECT submission_id FROM closures WHERE id = ?)",
+        (outcome, outcome, to_db(now), closure_id),
+    )
+    return True
 
 
 async def rate_closure(conn: Connection, closure_id: int, rating: int) -> bool:
@@ -220,7 +231,32 @@ async def rate_closure(conn: Connection, closure_id: int, rating: int) -> bool:
         "UPDATE closures SET rating = ? WHERE id = ? AND outcome = 'confirmed' AND rating IS NULL",
         (rating, closure_id),
     )
-    return cur.rowcount == 1
+    if cur.rowcount != 1:
+        return False
+    await conn.execute(
+        "UPDATE submissions SET rating = ? WHERE id = (SELECT submission_id FROM closures WHERE id = ?)",
+        (rating, closure_id),
+    )
+    return True
+
+
+async def attach_fix_photo(conn: Connection, closure_id: int, photo_ref: str) -> None:
+    """The resident's photo of the result (a later one replaces it: they may retake it)."""
+    await conn.execute("UPDATE closures SET photo_ref = ? WHERE id = ?", (photo_ref, closure_id))
+
+
+async def recent_closure_of(conn: Connection, user_id: int, *, asked_since: datetime) -> tuple[Closure, str] | None:
+    """The resident's latest closure question asked since `asked_since` (waiting, or
+    answered Sudah or Belum), with its submission's code: where a photo of the fix goes."""
+    columns = ", ".join("c." + c.strip() for c in _CLOSURE_COLUMNS.split(","))
+    async with conn.execute(
+        f"SELECT {columns}, s.code FROM closures c JOIN submissions s ON s.id = c.submission_id "
+        "WHERE s.user_id = ? AND c.resolved_at >= ? AND coalesce(c.outcome, '') <> 'superseded' "
+        "ORDER BY c.id DESC LIMIT 1",
+        (user_id, to_db(asked_since)),
+    ) as cur:
+        row = await cur.fetchone()
+    return (_closure(row), str(row[9])) if row else None
 
 
 async def note_closure(conn: Connection, closure_id: int, note: str) -> bool:
@@ -253,10 +289,31 @@ async def expired_closures(conn: Connection, *, asked_before: datetime) -> list[
         "WHERE c.outcome IS NULL AND c.resolved_at < ? AND s.status = 'resolved' ORDER BY c.id",
         (to_db(asked_before),),
     ) as cur:
-        return [(_closure(r), r[8]) for r in await cur.fetchall()]
+        return [(_closure(r), r[9]) for r in await cur.fetchall()]
 
 
 # Figures for the digest and exports ---------------------------------------------------------------
+# Indexed reads of the clocks migration 0013 keeps on each submission. A due date is a
+# non-decreasing function of the day its clock started, so "due before today" is "started
+# before a cutoff" (handlers.deadlines.Rules.cutoffs): counting the overdue is a range of
+# submissions_overdue, whatever the policy or the holidays, with no due date stored.
+@dataclass(frozen=True, slots=True)
+class Cutoffs:
+    """A stage whose clock started before its cutoff is overdue (aware datetimes)."""
+
+    first_response: datetime
+    agency_answer: datetime
+    resolution: datetime
+
+
+class DeadlineRules(Protocol):
+    """What the core's deadline rules give these reads (handlers.deadlines.Rules)."""
+
+    def stages(self, case: OpenCase) -> Iterable[tuple[str, date]]: ...
+    def working_days_between(self, after: date, upto: date) -> int: ...
+    def cutoffs(self, today: date) -> Cutoffs: ...
+
+
 @dataclass(frozen=True, slots=True)
 class OverdueItem:
     code: str
@@ -269,89 +326,171 @@ class OverdueItem:
 
 @dataclass(frozen=True, slots=True)
 class DeadlineReport:
-    """What a digest or an export needs to say about deadlines, as of one local date."""
+    """What a digest or an export needs to say about deadlines: overdue as of one local
+    date; medians and closure outcomes of the answers given in a period. Medians are in
+    calendar hours from submission."""
 
     as_of: date
+    overdue: int = 0  # submissions, each once
     overdue_by_pillar: dict[str | None, int] = field(default_factory=dict)
     overdue_by_agency: dict[str, int] = field(default_factory=dict)
     median_hours_to_first_response: float | None = None
+    first_responses: int = 0  # how many the median is of
     median_hours_to_resolution: float | None = None
+    resolutions: int = 0
     closures: dict[str, int] = field(default_factory=dict)  # confirmed, disputed, unconfirmed, waiting
     oldest_overdue: list[OverdueItem] = field(default_factory=list)
 
 
-def deadline_report(
-    conn: sqlite3.Connection,
-    stages_of: StagesOf,
-    working_days_between: WorkingDaysBetween,
-    *,
-    today: date,
-    since: datetime | None = None,
-    until: datetime | None = None,
-    oldest: int = 10,
-) -> DeadlineReport:
-    """Overdue counts by pillar and agency and the oldest overdue items (as of `today`),
-    medians to first response and to resolution and closure outcomes (of submissions made
-    in [since, until) when given). `conn` is a plain sqlite3 connection (a thread's);
-    `stages_of` and `working_days_between` come from handlers.deadlines (see stages_of)."""
-    overdue: list[OverdueItem] = []
-    for row in conn.execute(f"{_CASE_SQL} WHERE s.status IN {_OPEN} AND s.hidden = 0 ORDER BY s.created_at, s.id"):
-        case = _open_case(row)
-        for stage, due_on in stages_of(case):
-            if due_on < today:
-                overdue.append(
-                    OverdueItem(
+# Started before the cutoff: created before it and not reopened since (the clock restarts).
+_BEFORE = "s.created_at < ? AND (s.reopened_at IS NULL OR s.reopened_at < ?)"
+# Overdue submissions counted once each: new ones for their first response; reviewed and
+# forwarded ones for their resolution; forwarded ones whose resolution is not yet overdue
+# for the agency's answer. Three disjoint ranges of the two 0013 indexes, counted here.
+OVERDUE_NEW_SQL = (
+    "SELECT s.pillar, NULL FROM submissions AS s INDEXED BY submissions_overdue "
+    f"WHERE s.status = 'new' AND s.hidden = 0 AND {_BEFORE}"
+)
+OVERDUE_OPEN_SQL = (
+    "SELECT s.pillar, CASE WHEN s.status = 'forwarded' THEN s.forwarded_to END "
+    "FROM submissions AS s INDEXED BY submissions_overdue "
+    f"WHERE s.status IN ('reviewed', 'forwarded') AND s.hidden = 0 AND {_BEFORE}"
+)
+OVERDUE_AGENCY_SQL = (
+    "SELECT s.pillar, s.forwarded_to FROM submissions AS s INDEXED BY submissions_agency_due "
+    f"WHERE s.status = 'forwarded' AND s.hidden = 0 AND s.forwarded_at < ? AND NOT ({_BEFORE})"
+)
+_CASE_COLUMNS = (
+    "s.id, s.code, s.kind, s.status, s.pillar, s.area, s.forwarded_to, s.created_at, s.forwarded_at, s.reopened_at"
+)
+# The oldest overdue candidates, one status at a time so each is an ordered index range
+# that stops after a few rows (with "status IN" SQLite would sort every overdue row).
+OLDEST_SQL = (
+    f"SELECT {_CASE_COLUMNS} FROM submissions AS s INDEXED BY submissions_overdue "
+    f"WHERE s.status = ? AND s.hidden = 0 AND {_BEFORE} ORDER BY s.created_at LIMIT ?"
+)
+OLDEST_AGENCY_SQL = (
+    f"SELECT {_CASE_COLUMNS} FROM submissions AS s INDEXED BY submissions_agency_due "
+    "WHERE s.status = 'forwarded' AND s.hidden = 0 AND s.forwarded_at < ? ORDER BY s.forwarded_at LIMIT ?"
+)
+FIRST_RESPONSE_SQL = (
+    "SELECT s.first_response_s FROM submissions AS s INDEXED BY submissions_first_response "
+    "WHERE s.hidden = 0 AND s.first_response_at >= ? AND s.first_response_at < ?"
+)
+RESOLUTION_SQL = (
+    "SELECT s.resolution_s FROM submissions AS s INDEXED BY submissions_resolved "
+    "WHERE s.hidden = 0 AND s.resolved_at >= ? AND s.resolved_at < ?"
+)
+CLOSURES_SQL = (
+    "SELECT c.outcome, count(*) FROM closures AS c INDEXED BY closures_answered "
+    "JOIN submissions AS s ON s.id = c.submission_id "
+    "WHERE c.answered_at >= ? AND c.answered_at < ? AND c.outcome IN ('confirmed', 'disputed', 'unconfirmed') "
+    "AND s.hidden = 0 GROUP BY c.outcome"
+)
+WAITING_CLOSURES_SQL = (
+    "SELECT count(*) FROM closures AS c JOIN submissions AS s ON s.id = c.submission_id "
+    "WHERE c.outcome IS NULL AND s.status = 'resolved' AND s.hidden = 0"
+)
+
+Query = tuple[str, tuple[Any, ...]]
+
+
+def _report_queries(cut: Cutoffs, since: datetime, until: datetime, oldest: int) -> dict[str, Query]:
+    fr, res, ag = to_db(cut.first_response), to_db(cut.resolution), to_db(cut.agency_answer)
+    window = (to_db(since), to_db(until))
+    return {
+        "new": (OVERDUE_NEW_SQL, (fr, fr)),
+        "open": (OVERDUE_OPEN_SQL, (res, res)),
+        "agency": (OVERDUE_AGENCY_SQL, (ag, res, res)),
+        "oldest_new": (OLDEST_SQL, ("new", fr, fr, oldest)),
+        "oldest_reviewed": (OLDEST_SQL, ("reviewed", res, res, oldest)),
+        "oldest_forwarded": (OLDEST_SQL, ("forwarded", res, res, oldest)),
+        "oldest_agency": (OLDEST_AGENCY_SQL, (ag, oldest)),
+        "first_response": (FIRST_RESPONSE_SQL, window),
+        "resolution": (RESOLUTION_SQL, window),
+        "closures": (CLOSURES_SQL, window),
+        "waiting": (WAITING_CLOSURES_SQL, ()),
+    }
+
+
+def _hours(seconds: list[Any]) -> float | None:
+    return round(statistics.median(seconds) / 3600, 1) if seconds else None
+
+
+def _build_report(found: dict[str, list[Any]], rules: DeadlineRules, today: date, oldest: int) -> DeadlineReport:
+    by_pillar: Counter[str | None] = Counter()
+    by_agency: Counter[str] = Counter()
+    for name in ("new", "open", "agency"):
+        for pillar, agency in found[name]:
+            by_pillar[pillar] += 1
+            if agency:
+                by_agency[agency] += 1
+    items: dict[tuple[str, str], OverdueItem] = {}
+    for name in ("oldest_new", "oldest_reviewed", "oldest_forwarded", "oldest_agency"):
+        for row in found[name]:
+            case = _open_case(row)
+            for stage, due_on in rules.stages(case):
+                if due_on < today:
+                    items[case.code, stage] = OverdueItem(
                         case.code,
                         stage,
                         case.pillar,
                         case.forwarded_to if case.status == "forwarded" else None,
                         due_on,
-                        working_days_between(due_on, today),
+                        rules.working_days_between(due_on, today),
                     )
-                )
-    by_pillar: dict[str | None, int] = {}
-    by_agency: dict[str, int] = {}
-    for code in dict.fromkeys(i.code for i in overdue):  # a submission counts once
-        item = next(i for i in overdue if i.code == code)
-        by_pillar[item.pillar] = by_pillar.get(item.pillar, 0) + 1
-        if item.agency:
-            by_agency[item.agency] = by_agency.get(item.agency, 0) + 1
-    window, params = "", []
-    if since is not None:
-        window += " AND s.created_at >= ?"
-        params.append(to_db(since))
-    if until is not None:
-        window += " AND s.created_at < ?"
-        params.append(to_db(until))
-
-    def median_hours(statuses: str) -> float | None:
-        rows = conn.execute(
-            "SELECT s.created_at, min(h.created_at) FROM submissions s JOIN status_history h "
-            f"ON h.submission_id = s.id AND h.to_status IN {statuses} AND h.from_status IS NOT h.to_status "
-            f"WHERE s.hidden = 0{window} GROUP BY s.id",
-            params,
-        ).fetchall()
-        hours = [(from_db(b) - from_db(a)).total_seconds() / 3600 for a, b in rows]  # type: ignore[operator]
-        return statistics.median(hours) if hours else None
-
-    closures = {"confirmed": 0, "disputed": 0, "unconfirmed": 0, "waiting": 0}
-    for outcome, count in conn.execute(
-        "SELECT coalesce(c.outcome, 'waiting'), count(*) FROM closures c JOIN submissions s "
-        f"ON s.id = c.submission_id WHERE coalesce(c.outcome, '') != 'superseded'{window} GROUP BY 1",
-        params,
-    ):
-        closures[outcome] = int(count)
+    closures = {"confirmed": 0, "disputed": 0, "unconfirmed": 0}
+    closures.update({str(outcome): int(n) for outcome, n in found["closures"]})
+    closures["waiting"] = int(found["waiting"][0][0])
+    first = [r[0] for r in found["first_response"] if r[0] is not None]
+    resolved = [r[0] for r in found["resolution"] if r[0] is not None]
     return DeadlineReport(
         as_of=today,
-        overdue_by_pillar=by_pillar,
-        overdue_by_agency=by_agency,
-        median_hours_to_first_response=median_hours(
-            "('reviewed', 'forwarded', 'rejected', 'in_masterplan', 'resolved')"
-        ),
-        median_hours_to_resolution=median_hours("('resolved', 'in_masterplan')"),
+        overdue=sum(by_pillar.values()),
+        overdue_by_pillar=dict(by_pillar),
+        overdue_by_agency=dict(by_agency),
+        median_hours_to_first_response=_hours(first),
+        first_responses=len(first),
+        median_hours_to_resolution=_hours(resolved),
+        resolutions=len(resolved),
         closures=closures,
-        oldest_overdue=sorted(overdue, key=lambda i: (i.due_on, i.code))[:oldest],
+        oldest_overdue=sorted(items.values(), key=lambda i: (i.due_on, i.code, i.stage))[:oldest],
     )
+
+
+def deadline_report_on(
+    conn: sqlite3.Connection,
+    rules: DeadlineRules,
+    *,
+    today: date,
+    since: datetime,
+    until: datetime,
+    oldest: int = 10,
+) -> DeadlineReport:
+    """Overdue counts by pillar and agency and the oldest overdue items as of `today`;
+    medians and closure outcomes of the answers given in [since, until). Sync, on a plain
+    sqlite3 read connection (the digest's thread, like storage/digest_queries.py)."""
+    queries = _report_queries(rules.cutoffs(today), since, until, oldest)
+    found = {name: conn.execute(sql, params).fetchall() for name, (sql, params) in queries.items()}
+    return _build_report(found, rules, today, oldest)
+
+
+async def deadline_report(
+    conn: Connection,
+    rules: DeadlineRules,
+    *,
+    today: date,
+    since: datetime,
+    until: datetime,
+    oldest: int = 10,
+) -> DeadlineReport:
+    """deadline_report_on over the bot's connection (either engine)."""
+    queries = _report_queries(rules.cutoffs(today), since, until, oldest)
+    found: dict[str, list[Any]] = {}
+    for name, (sql, params) in queries.items():
+        async with conn.execute(sql, params) as cur:
+            found[name] = [tuple(r) for r in await cur.fetchall()]
+    return _build_report(found, rules, today, oldest)
 
 
 @dataclass(frozen=True, slots=True)
@@ -372,25 +511,17 @@ def submission_deadlines(
     *,
     today: date,
 ) -> dict[str, SubmissionDeadline]:
-    """By code, for every submission with something owed or a closure question: what an
-    export adds as columns (absent codes: nothing owed, never resolved). Two scans, not one
-    query per row, so a million-row export pays for this once."""
-    owed: dict[str, tuple[str, date]] = {}
-    for row in conn.execute(f"{_CASE_SQL} WHERE s.status IN {_OPEN} AND s.hidden = 0"):
-        case = _open_case(row)
-        stages = sorted(stages_of(case), key=lambda item: item[1])
-        if stages:
-            owed[case.code] = stages[0]
-    closures: dict[str, tuple[str, int | None]] = {}
-    for code, outcome, rating in conn.execute(
-        "SELECT s.code, coalesce(c.outcome, 'waiting'), c.rating FROM closures c "
-        "JOIN submissions s ON s.id = c.submission_id WHERE coalesce(c.outcome, '') != 'superseded' ORDER BY c.id"
-    ):
-        closures[code] = (outcome, rating)  # the latest question wins
+    """By code, for every submission with something owed or a closure question (absent
+    codes: nothing owed, never resolved), from the clocks kept on the rows (0013)."""
     found: dict[str, SubmissionDeadline] = {}
-    for code in owed.keys() | closures.keys():
-        stage, due = owed.get(code, (None, None))
-        outcome, rating = closures.get(code, (None, None))
+    for row in conn.execute(
+        f"SELECT {_CASE_COLUMNS}, s.hidden, s.closure, s.rating FROM submissions AS s "
+        f"WHERE (s.status IN {_OPEN} AND s.hidden = 0) OR s.closure IS NOT NULL"
+    ):
+        case = _open_case(row)
+        owed = case.status in _OPEN_STATUSES and not row[-3]
+        stages = sorted(stages_of(case), key=lambda item: item[1]) if owed else []
+        stage, due = stages[0] if stages else (None, None)
         late = working_days_between(due, today) if due is not None and due < today else 0
-        found[code] = SubmissionDeadline(stage, due, late, outcome, rating)
+        found[case.code] = SubmissionDeadline(stage, due, late, row[-2], row[-1])
     return found

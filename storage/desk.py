@@ -120,10 +120,30 @@ async def set_status(
     now: datetime,
 ) -> None:
     stamp = to_db(now)
+    # The deadline clocks and answer times the digest and exports read (migration 0013):
+    # the latest forwarding, the first response (the status leaving "new") and the latest
+    # resolution, with their seconds since submission computed here (no date arithmetic in SQL).
+    seconds = round((now - case.created_at).total_seconds())
+    responded = status != "new"
+    resolved = status in ("resolved", "in_masterplan")
     await conn.execute(
         "UPDATE submissions SET status = ?, status_note = ?, forwarded_to = ?, updated_at = ?, "
-        "status_changed_at = ? WHERE id = ?",
-        (status, note, forwarded_to, stamp, stamp, case.id),
+        "status_changed_at = ?, forwarded_at = COALESCE(?, forwarded_at), "
+        "first_response_at = COALESCE(first_response_at, ?), first_response_s = COALESCE(first_response_s, ?), "
+        "resolved_at = COALESCE(?, resolved_at), resolution_s = COALESCE(?, resolution_s) WHERE id = ?",
+        (
+            status,
+            note,
+            forwarded_to,
+            stamp,
+            stamp,
+            stamp if status == "forwarded" else None,
+            stamp if responded else None,
+            seconds if responded else None,
+            stamp if resolved else None,
+            seconds if resolved else None,
+            case.id,
+        ),
     )
     await conn.execute(
         "INSERT INTO status_history (submission_id, from_status, to_status, note, actor, created_at) "

@@ -321,14 +321,19 @@ async def test_the_scheduler_makes_a_run_missed_earlier_today(make_settings):
 
 
 async def test_deadline_report_gives_the_digest_its_figures(make_settings):
-    """Overdue by pillar and agency, the oldest overdue first, medians, closure outcomes."""
+    """Overdue by pillar and agency, the oldest overdue first, medians, closure outcomes:
+    indexed reads of the clocks kept on the rows (migration 0013), on the digest's sqlite3
+    thread and on the bot's connection alike."""
     import contextlib as _c
     import sqlite3
 
-    from handlers.deadlines import stages_of
-    from storage.deadlines import SubmissionDeadline, deadline_report, submission_deadlines
+    from handlers.deadlines import Rules, stages_of
+    from storage.deadlines import SubmissionDeadline, deadline_report, deadline_report_on, submission_deadlines
 
     clock = Clock(wib("2026-08-13", 10))
+    policy = DeadlinePolicy()
+    rules = Rules(policy, WIB)
+    window = {"since": wib("2026-08-10"), "until": wib("2026-08-17")}
     async with stack(make_settings, clock) as (tg, _):
         sari = await add_resident(tg.db, "1001")
         road = await submit(tg, sari, clock)
@@ -336,17 +341,19 @@ async def test_deadline_report_gives_the_digest_its_figures(make_settings):
         clock.now = wib("2026-08-14", 10)
         await tg.say(OFFICIAL, f"/status {lamp} diteruskan Dinas PUPR Magetan")
         await tg.say(OFFICIAL, f"/status {road} selesai")
+        async with tg.db.transaction() as conn:
+            on_bot = await deadline_report(conn, rules, today=date(2026, 9, 1), **window)
     with _c.closing(sqlite3.connect(tg.db_path)) as conn:
-        policy = DeadlinePolicy()
-        report = deadline_report(
-            conn, stages_of(policy, WIB), policy.calendar.working_days_between, today=date(2026, 9, 1)
-        )
+        report = deadline_report_on(conn, rules, today=date(2026, 9, 1), **window)
+    assert on_bot == report
+    assert report.overdue == 1
     assert report.overdue_by_pillar == {"living": 1} and report.overdue_by_agency == {"Dinas PUPR Magetan": 1}
     assert [(i.code, i.stage, i.working_days_late) for i in report.oldest_overdue] == [
         (lamp.value, AGENCY_ANSWER, 5),
         (lamp.value, RESOLUTION, 1),
     ]
     assert report.median_hours_to_first_response == 24.0 and report.median_hours_to_resolution == 24.0
+    assert (report.first_responses, report.resolutions) == (2, 1)
     assert report.closures == {"confirmed": 0, "disputed": 0, "unconfirmed": 0, "waiting": 1}
     with _c.closing(sqlite3.connect(tg.db_path)) as conn:
         columns = submission_deadlines(
@@ -354,6 +361,23 @@ async def test_deadline_report_gives_the_digest_its_figures(make_settings):
         )
     assert columns[lamp.value] == SubmissionDeadline(AGENCY_ANSWER, date(2026, 8, 24), 5, None, None)
     assert columns[road.value] == SubmissionDeadline(None, None, 0, "waiting", None)
+
+
+def test_cutoffs_agree_with_due_dates_across_weekends_and_holidays():
+    """'Started before the cutoff' is exactly 'due before today', for every start day and
+    stage length over a stretch with weekends, Idul Fitri's holidays and cuti bersama."""
+    from datetime import timedelta
+
+    from handlers.deadlines import WorkCalendar, cutoff_day
+
+    cal = WorkCalendar(frozenset({date(2026, 8, 19)}))
+    for today_offset in range(0, 60, 3):
+        today = date(2026, 3, 1) + timedelta(days=today_offset)
+        for days in (1, 3, 5, 10):
+            cut = cutoff_day(cal, today, days)
+            for back in range(0, 40):
+                start = today - timedelta(days=back)
+                assert (cal.add_working_days(start, days) < today) == (start < cut), (today, days, start)
 
 
 async def test_a_run_killed_after_committing_is_sent_once_by_the_next_process(make_settings):
