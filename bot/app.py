@@ -19,6 +19,7 @@ from bot.exports import make_export_command
 from bot.services import Services
 from bot.webdesk.auth import make_login_command
 from handlers.clock import utcnow
+from handlers.consultation import ConsultationCommand
 from handlers.conversation import Core, CoreSettings
 from handlers.i18n import Catalog
 from handlers.language import LanguageDetector
@@ -28,6 +29,7 @@ from handlers.officials import OfficialDesk
 from handlers.tagging import RulesError, Tagger
 from storage import inbound
 from storage.database import Database, StorageUnavailable, connect, probe_writable
+from storage.leases import SCHEDULER, TELEGRAM_POLLING, LeaseKeeper
 
 log = logging.getLogger(__name__)
 
@@ -115,6 +117,11 @@ def _officials_desk(services: Services) -> OfficialDesk:
     # /masterplan KODE 4.2 (and /status KODE masuk_masterplan 4.2): the link, the status and
     # the notifications in the official's transaction.
     desk.register("masterplan", MasterplanCommand(catalog))
+    # /konsultasi: consultations to residents who raised a topic (issue 18), in the transaction.
+    desk.register(
+        "consult",
+        ConsultationCommand(catalog, areas=settings.areas, template=bool(settings.whatsapp_template_consultation)),
+    )
     return desk
 
 
@@ -200,21 +207,28 @@ async def run_bot(settings: Settings, *, stop: asyncio.Event | None = None, anno
                 whatsapp = WhatsAppChannel(settings, db=services.db, catalog=services.catalog)
                 started.append(whatsapp)
                 services.channels["whatsapp"] = whatsapp
+            polling = settings.telegram_enabled and settings.telegram_mode == "polling"
             if settings.telegram_enabled:
                 telegram = TelegramChannel(
                     settings,
                     services.core,
                     services.catalog,
-                    webhook=settings.telegram_mode == "webhook",
+                    webhook=not polling,
                 )
-                await telegram.start()
+                # Polling waits for its lease below: one instance at a time calls getUpdates.
+                await telegram.start(poll=False)
                 started.append(telegram)
                 services.channels["telegram"] = telegram
+            # The scheduled jobs run on the instance holding the scheduler lease (storage/
+            # leases.py); on SQLite the one process always does. Started after the outbox.
+            jobs = ScheduledJobs()
+            leader = LeaseKeeper(services.db, SCHEDULER, on_elected=jobs.start, on_deposed=jobs.stop)
             if settings.needs_web_server:
                 from bot.web import WebServer, build_web_app
 
-                webhook_telegram = telegram if settings.telegram_mode == "webhook" else None
-                web = WebServer(build_web_app(services, whatsapp=whatsapp, telegram=webhook_telegram), settings)
+                webhook_telegram = telegram if not polling else None
+                app = build_web_app(services, whatsapp=whatsapp, telegram=webhook_telegram, leader=leader)
+                web = WebServer(app, settings)
                 await web.start()  # also starts the durable WhatsApp inbound worker
                 started.append(web)
             # Notifications to residents: after the channels, before the digest.
@@ -222,6 +236,15 @@ async def run_bot(settings: Settings, *, stop: asyncio.Event | None = None, anno
             services.core.on_outbox = worker.wake
             await worker.start()
             started.append(worker)
+            if polling and telegram is not None:
+                poller = LeaseKeeper(
+                    services.db,
+                    TELEGRAM_POLLING,
+                    on_elected=telegram.start_polling,
+                    on_deposed=telegram.stop_polling,
+                )
+                await poller.start()
+                started.append(poller)
             digest = DigestService(
                 settings,
                 services.catalog,
@@ -230,20 +253,18 @@ async def run_bot(settings: Settings, *, stop: asyncio.Event | None = None, anno
                 whatsapp=services.channels.get("whatsapp"),
                 subtopic_label=services.tagger.subtopic_label,
             )
-            scheduler = DigestScheduler(digest, settings)
-            await scheduler.start()
-            started.append(scheduler)
+            jobs.add(DigestScheduler(digest, settings))
             # Deadlines (issue 17): reminders, escalations, unanswered closures, daily.
             from bot.reminders import ReminderScheduler, ReminderService
 
-            reminders = ReminderScheduler(
-                ReminderService(services.db, settings, services.catalog, on_outbox=worker.wake), settings
+            jobs.add(
+                ReminderScheduler(
+                    ReminderService(services.db, settings, services.catalog, on_outbox=worker.wake), settings
+                )
             )
-            await reminders.start()
-            started.append(reminders)
-            housekeeping = Housekeeping(services.db)
-            await housekeeping.start()
-            started.append(housekeeping)
+            jobs.add(Housekeeping(services.db))
+            await leader.start()
+            started.append(leader)
             log.info("SuaraWarga is running for %s", settings.regency_name)
             await stop.wait()
         finally:
@@ -252,6 +273,37 @@ async def run_bot(settings: Settings, *, stop: asyncio.Event | None = None, anno
                     await component.stop()
                 except Exception:
                     log.exception("error while stopping %s", component)
+
+
+class ScheduledJobs:
+    """The jobs only the scheduler's leader runs (digest, reminders, housekeeping), started
+    when this instance takes the lease and stopped when it loses it. A job's run that was
+    under way when the lease went finishes; its exactly-once rows keep a new leader from
+    repeating what it sent."""
+
+    def __init__(self) -> None:
+        self._jobs: list = []
+        self._running = False
+
+    def add(self, job) -> None:
+        self._jobs.append(job)
+
+    async def start(self) -> None:
+        if self._running:
+            return
+        self._running = True
+        for job in self._jobs:
+            await job.start()
+
+    async def stop(self) -> None:
+        if not self._running:
+            return
+        self._running = False
+        for job in reversed(self._jobs):
+            try:
+                await job.stop()
+            except Exception:
+                log.exception("error while stopping %s", job)
 
 
 class Housekeeping:

@@ -98,6 +98,9 @@ class Settings(BaseSettings):
     whatsapp_template_status: str | None = None
     whatsapp_template_reply: str | None = None
     whatsapp_template_digest: str | None = None
+    # Issue 18: a consultation outside the 24-hour window ({{1}} its number, {{2}} the
+    # question); without it such residents are not asked, and counted as not sent.
+    whatsapp_template_consultation: str | None = None
     whatsapp_template_language: str = "id"
     # Meta's throughput per business number: 80 at the lowest tier, up to 1,000 above it.
     whatsapp_messages_per_second: float = Field(80.0, gt=0, le=1000)

@@ -66,6 +66,10 @@ TEMPLATE_SETTING = {
     "status_change": "whatsapp_template_status",
     "supported_status": "whatsapp_template_status",
     "official_reply": "whatsapp_template_reply",
+    # Issue 18. Without this template a consultation is not queued to a WhatsApp resident
+    # outside the window at all (handlers/consultation.py counts them); one whose window
+    # closed while queued waits like any notification. Results have no template: they wait.
+    "consultation": "whatsapp_template_consultation",
 }
 
 
@@ -431,6 +435,8 @@ class OutboxWorker:
         code = str(notice.get("code", ""))
         if notice.get("type") == "reply":
             second = str(notice.get("text", ""))
+        elif notice.get("type") == "consultation":  # {{1}} "#12", {{2}} the question
+            code, second = f"#{notice.get('id', '')}", str(notice.get("question", ""))
         else:
             second = self.catalog.text(language, f"statuses.{notice.get('status', 'new')}")
         # Meta refuses parameters with new lines, tabs or more than four spaces in a row:

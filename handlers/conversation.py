@@ -24,6 +24,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any, Protocol
 
+from handlers import consultation
 from handlers.deadlines import DeadlinePolicy, format_date, next_due, tell_staff, tell_supporters
 from handlers.domain import PILLARS, TrackingCode
 from handlers.erasure import scrubber
@@ -34,6 +35,7 @@ from handlers.messages import Button, Incoming, InputKind, Outcome, Reply
 from handlers.privacy import RULES_VERSION, redact
 from handlers.text import clip
 from storage import audit, erasure, inbound, submissions, users
+from storage import consultations as consultation_store
 from storage import deadlines as deadline_store
 from storage import desk as desk_store
 from storage.database import Connection, Database, StorageUnavailable, utcnow
@@ -62,6 +64,7 @@ RESIDENT_COMMANDS = (
     "help",
     "cancel",
     "support",
+    "stop",  # issue 18: no more consultations ("berhenti"), in any step
 )
 OFFICIAL_COMMANDS = (
     "new",
@@ -76,6 +79,7 @@ OFFICIAL_COMMANDS = (
     "template",
     "login",
     "masterplan",
+    "consult",
 )
 
 
@@ -624,6 +628,14 @@ class Turn:
         if command == "delete":
             self.conv = Conversation("erase", {"n": self.serial + 1})
             return [self.prompt()]
+        if command == "stop":
+            assert self.user is not None
+            if self.conv.step == "consult_text":
+                self.conv = Conversation("idle", {"n": self.serial})
+            return [
+                await consultation.stop(self.conn, self.core.catalog, self.lang, self.user.id, self.now),
+                *self.reprompt(),
+            ]
         return [Reply(self.t("unknown_command")), *self.reprompt()]
 
     # Buttons ---------------------------------------------------------------------------------
@@ -641,6 +653,9 @@ class Turn:
         if scope == "closure":
             # "Is it fixed?" arrives with a notification, whatever the resident is doing.
             return [*await self.on_closure_button(value), *self.reprompt()]
+        if scope in ("contact", "consult"):
+            # Issue 18: the contact-again question and consultations, pressed at any time.
+            return await self.on_consult_button(scope, value)
         name, _, serial = scope.partition(".")
         if name != self.conv.step or serial != str(self.serial):
             return [Reply(self.t("stale_button")), *(self.reprompt() or [self.menu()])]
@@ -872,6 +887,11 @@ class Turn:
         )
         self.conv = Conversation("idle", {"n": self.serial})
         key = "saved.report" if draft["kind"] == "report" else "saved.idea"
+        asked, _ = await consultation_store.contact_of(self.conn, self.user.id)
+        if not asked:
+            # Issue 18: asked once, after the first submission, whether they may be consulted.
+            await consultation_store.ask_contact(self.conn, self.user.id, now=self.now)
+            return [Reply(self.t(key, code=str(code))), consultation.contact_question(self.core.catalog, self.lang)]
         return [Reply(self.t(key, code=str(code))), self.menu(brief=True)]
 
     def goto(self, step: str) -> list[Reply]:
@@ -1106,6 +1126,39 @@ class Turn:
             self.outbox_written = True
         return [Reply(self.t("closure.note_done")), self.menu(brief=True)]
 
+    # Consultations (issue 18, handlers/consultation.py) ----------------------------------------
+    async def on_consult_button(self, scope: str, value: str) -> list[Reply]:
+        assert self.user is not None
+        catalog = self.core.catalog
+        if scope == "contact":
+            if value not in ("yes", "no"):
+                return [Reply(self.t("stale_button")), *(self.reprompt() or [self.menu(brief=True)])]
+            done = await consultation.contact_answer(self.conn, catalog, self.lang, self.user.id, value, self.now)
+            return [done, *(self.reprompt() or [self.menu(brief=True)])]
+        answered = await consultation.answer_button(self.conn, catalog, self.lang, self.user.id, value, self.now)
+        if answered.write is None:
+            return [*answered.replies, *self.reprompt()]
+        if self.conv.step not in ("idle", "consult_text"):
+            return [Reply(self.t("consult.finish_first")), *self.reprompt()]
+        self.conv = Conversation("consult_text", {"n": self.serial + 1, "consult": answered.write})
+        return answered.replies
+
+    async def on_consult_text(self) -> list[Reply]:
+        msg = self.msg
+        text = (msg.text if msg.kind is InputKind.TEXT else None) or ""
+        if not text.strip():
+            return [Reply(self.t("consult.write_again"))]
+        assert self.user is not None
+        cid = int(self.conv.draft.get("consult", 0))
+        self.conv = Conversation("idle", {"n": self.serial})
+        replies = await consultation.answer_text(
+            self.conn, self.core.catalog, self.lang, self.user.id, cid, text, self.now
+        )
+        return [*replies, self.menu(brief=True)]
+
+    def prompt_consult_text(self) -> Reply:
+        return Reply(self.t("consult.write_again"))
+
     # Erasure -------------------------------------------------------------------------------
     async def on_erase_button(self, value: str) -> list[Reply]:
         assert self.user is not None
@@ -1302,6 +1355,7 @@ STEPS: dict[str, Step] = {
     "confirm": Step(Turn.prompt_confirm, on_button=Turn.on_confirm_button),
     "reopen_note": Step(Turn.prompt_reopen_note, on_input=Turn.on_reopen_note),
     "erase": Step(Turn.prompt_erase, on_button=Turn.on_erase_button),
+    "consult_text": Step(Turn.prompt_consult_text, on_input=Turn.on_consult_text),
 }
 
 

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from storage import deadlines
+from storage import consultations, deadlines
 from storage.database import Connection, to_db
 from storage.users import User
 
@@ -77,6 +77,7 @@ async def erase_user(
     if user.channel == "whatsapp":
         await conn.execute("DELETE FROM whatsapp_messages WHERE chat_id IN (?, ?)", (user.chat_id, user.platform_id))
     await conn.execute("DELETE FROM outbox WHERE channel = ? AND chat_id = ?", (user.channel, user.chat_id))
+    await consultations.forget_user(conn, user.id)  # their answers and contact choice (issue 18)
     await conn.execute("DELETE FROM users WHERE id = ?", (user.id,))
     return affected
 

@@ -1,0 +1,529 @@
+"""Consultations (issue 18): the masterplan team asks residents who raised a topic a
+question, and tells them the result when it closes.
+
+A consultation is one question of one kind: a draft paragraph to react to, a choice of
+2-5 options, or an open question. Its audience is the residents who raised (or supported)
+a pillar, a sub-topic or a masterplan section, optionally in chosen kecamatan, who agreed
+to be contacted again (asked once, after their first submission; "berhenti"/"stop" opts out
+at once). Everything goes through the outbox, so it is paced and retried like any
+notification; on WhatsApp outside the 24-hour window the approved consultation template
+stands in, and with none configured the question is not sent and counted as such.
+
+Officials: /konsultasi buat|lihat|kirim|tutup|hasil (English create|preview|send|close|
+results) in chat, `suarawarga consult ...` on the command line; both call the functions
+below in one transaction.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from handlers.i18n import Catalog
+from handlers.limits import whatsapp_window_open
+from handlers.masterplan import normalise_number, pillar_vocabulary
+from handlers.messages import Button, Incoming, Reply
+from handlers.privacy import redact
+from handlers.text import clip
+from storage import audit, outbox
+from storage import consultations as store
+from storage import masterplan as sections
+from storage.database import Connection
+from storage.desk import Recipient
+
+QUESTION_MAX = 500
+PARAGRAPH_MAX = 2000
+OPTION_MAX = 60
+ANSWER_MAX = 2000
+MIN_OPTIONS, MAX_OPTIONS = 2, 5
+VERBS = ("create", "preview", "send", "close", "results", "list")
+_PAIR = re.compile(r"(\w+)\s*[=:]\s*(.+?)(?=\s+\w+\s*[=:]|$)")
+PURPOSE = "consultation"
+RESULT_PURPOSE = "consultation_result"
+
+
+class ConsultError(Exception):
+    """Bad input for a consultation: `key` a catalogue key under consult., with params."""
+
+    def __init__(self, key: str, **params: object):
+        super().__init__(key)
+        self.key = key
+        self.params = params
+
+
+@dataclass(frozen=True, slots=True)
+class Draft:
+    kind: str
+    question: str
+    paragraph: str | None
+    options: tuple[str, ...]
+    audience: dict[str, Any]
+
+
+def _word(catalog: Catalog, key: str, word: str) -> bool:
+    return word.casefold() in catalog.aliases(key)
+
+
+def parse_draft(catalog: Catalog, text: str, *, areas: Sequence[str], subtopics: Sequence[str] = ()) -> Draft:
+    """`pilihan pilar=living kecamatan=Maospati,Bendo | Pertanyaan? | Opsi A | Opsi B`:
+    the kind and the audience, then the question, then the paragraph (paragraph) or the
+    options (choice). Raises ConsultError."""
+    head, *parts = [p.strip() for p in text.split("|")]
+    kind_word, _, filters = head.partition(" ")
+    kind = next((k for k in store.KINDS if _word(catalog, f"consult.kind_words.{k}", kind_word)), None)
+    if kind is None or not parts or not parts[0]:
+        raise ConsultError("consult.usage_create")
+    question = " ".join(parts[0].split())
+    if len(question) > QUESTION_MAX:
+        raise ConsultError("consult.too_long", what=question[:20], max=QUESTION_MAX)
+    audience = _audience(catalog, filters, areas=areas, subtopics=subtopics)
+    paragraph = None
+    options: tuple[str, ...] = ()
+    rest = [p for p in parts[1:] if p]
+    if kind == "paragraph":
+        if len(rest) != 1:
+            raise ConsultError("consult.needs_paragraph")
+        paragraph = rest[0]
+        if len(paragraph) > PARAGRAPH_MAX:
+            raise ConsultError("consult.too_long", what=paragraph[:20], max=PARAGRAPH_MAX)
+    elif kind == "choice":
+        options = tuple(" ".join(o.split()) for o in rest)
+        if not MIN_OPTIONS <= len(options) <= MAX_OPTIONS:
+            raise ConsultError("consult.options_count", got=len(options))
+        for option in options:
+            if len(option) > OPTION_MAX:
+                raise ConsultError("consult.too_long", what=option[:20], max=OPTION_MAX)
+        if len({o.casefold() for o in options}) != len(options):
+            raise ConsultError("consult.options_twice")
+    elif rest:
+        raise ConsultError("consult.open_no_options")
+    return Draft(kind, question, paragraph, options, audience)
+
+
+def _audience(catalog: Catalog, filters: str, *, areas: Sequence[str], subtopics: Sequence[str]) -> dict[str, Any]:
+    found: dict[str, Any] = {}
+    known_areas = {a.casefold(): a for a in areas}
+    for key, value in _PAIR.findall(filters.strip()):
+        value = value.strip()
+        if _word(catalog, "consult.filter_words.pillar", key):
+            pillar = pillar_vocabulary(catalog).get(" ".join(value.casefold().replace("_", " ").split()))
+            if pillar is None:
+                raise ConsultError("consult.bad_pillar", value=value[:40])
+            found["pillar"] = pillar
+        elif _word(catalog, "consult.filter_words.subtopic", key):
+            if subtopics and value not in subtopics:
+                raise ConsultError("consult.bad_subtopic", value=value[:40])
+            found["subtopic"] = value
+        elif _word(catalog, "consult.filter_words.section", key):
+            number = normalise_number(value)
+            if number is None:
+                raise ConsultError("consult.bad_section", value=value[:20])
+            found["section"] = number
+        elif _word(catalog, "consult.filter_words.area", key):
+            chosen = []
+            for name in (n.strip() for n in value.split(",")):
+                if not name:
+                    continue
+                area = known_areas.get(name.casefold())
+                if area is None and known_areas:
+                    raise ConsultError("consult.bad_area", value=name[:40])
+                chosen.append(area or name)
+            found["areas"] = chosen
+        else:
+            raise ConsultError("consult.bad_filter", value=key[:20])
+    if not any(k in found for k in ("pillar", "subtopic", "section")):
+        raise ConsultError("consult.needs_topic")
+    return found
+
+
+# What residents see -----------------------------------------------------------------------------
+def question_message(catalog: Catalog, lang: str, c: store.Consultation, *, preview: bool = False) -> Reply:
+    """The consultation as a resident gets it: buttons for the options, a "write my answer"
+    button for a paragraph or an open question."""
+    t = catalog.text
+    body = [t(lang, "consult.ask_header", id=c.id)]
+    if c.paragraph:
+        body.append(t(lang, "consult.paragraph", paragraph=c.paragraph))
+    body.append(c.question)
+    if c.kind == "choice":
+        body.append(t(lang, "consult.how_choice"))
+        buttons = tuple(
+            Button(clip(o, 20), f"consult:{c.id}:{n}", o if len(o) > 20 else None)
+            for n, o in enumerate(c.options, start=1)
+        )
+    else:
+        body.append(t(lang, "consult.how_text"))
+        buttons = (Button(t(lang, "consult.write"), f"consult:{c.id}:write"),)
+    body.append(t(lang, "consult.how_stop"))
+    if preview:
+        body.insert(0, t(lang, "consult.preview_header"))
+    return Reply("\n\n".join(body), buttons, list_label=t(lang, "consult.list_label"))
+
+
+def contact_question(catalog: Catalog, lang: str) -> Reply:
+    return Reply(
+        catalog.text(lang, "consult.contact_ask"),
+        (
+            Button(catalog.text(lang, "consult.contact_yes"), "contact:yes"),
+            Button(catalog.text(lang, "consult.contact_no"), "contact:no"),
+        ),
+    )
+
+
+async def contact_answer(
+    conn: Connection, catalog: Catalog, lang: str, user_id: int, value: str, now: datetime
+) -> Reply:
+    """contact:yes | contact:no pressed (any time: the question may be far up the chat)."""
+    agreed = value == "yes"
+    await store.set_contact(conn, user_id, agreed=agreed, now=now)
+    return Reply(catalog.text(lang, "consult.contact_thanks_yes" if agreed else "consult.contact_thanks_no"))
+
+
+async def stop(conn: Connection, catalog: Catalog, lang: str, user_id: int, now: datetime) -> Reply:
+    """berhenti / stop: no more consultations, from now on (queued ones go too)."""
+    await store.set_contact(conn, user_id, agreed=False, now=now)
+    await store.drop_queued(conn, user_id, purposes=(PURPOSE, RESULT_PURPOSE))
+    return Reply(catalog.text(lang, "consult.stopped"))
+
+
+@dataclass(frozen=True, slots=True)
+class Answered:
+    replies: list[Reply]
+    write: int | None = None  # a consultation whose typed answer the next message is
+
+
+async def answer_button(
+    conn: Connection, catalog: Catalog, lang: str, user_id: int, value: str, now: datetime
+) -> Answered:
+    """consult:<id>:<n> (an option) or consult:<id>:write (a typed answer follows)."""
+    raw_id, _, what = value.partition(":")
+    c = await _asked(conn, raw_id, user_id)
+    if c is None:
+        return Answered([Reply(catalog.text(lang, "consult.not_yours"))])
+    if c.state == "closed":
+        return Answered([Reply(catalog.text(lang, "consult.closed", id=c.id))])
+    if what == "write" and c.kind != "choice":
+        return Answered([Reply(catalog.text(lang, "consult.write_ask", question=clip(c.question, 200)))], write=c.id)
+    if not (what.isascii() and what.isdigit() and 1 <= int(what) <= len(c.options)):
+        return Answered([Reply(catalog.text(lang, "consult.not_yours"))])
+    choice = int(what)
+    times = await store.answer(conn, c.id, user_id, choice=choice, text=None, masked=None, now=now)
+    key = "consult.answer_saved" if times == 1 else "consult.answer_changed"
+    return Answered([Reply(catalog.text(lang, key, id=c.id, answer=c.options[choice - 1]))])
+
+
+async def answer_text(
+    conn: Connection, catalog: Catalog, lang: str, user_id: int, consultation_id: int, text: str, now: datetime
+) -> list[Reply]:
+    c = await _asked(conn, str(consultation_id), user_id)
+    if c is None:
+        return [Reply(catalog.text(lang, "consult.not_yours"))]
+    if c.state == "closed":
+        return [Reply(catalog.text(lang, "consult.closed", id=c.id))]
+    words = text.strip()[:ANSWER_MAX]
+    times = await store.answer(conn, c.id, user_id, choice=None, text=words, masked=redact(words, lang=lang), now=now)
+    key = "consult.answer_saved" if times == 1 else "consult.answer_changed"
+    return [Reply(catalog.text(lang, key, id=c.id, answer=clip(words, 80)))]
+
+
+async def _asked(conn: Connection, raw_id: str, user_id: int) -> store.Consultation | None:
+    if not (raw_id.isascii() and raw_id.isdigit()):
+        return None
+    c = await store.get(conn, int(raw_id))
+    if c is None or c.state == "draft" or not await store.is_recipient(conn, c.id, user_id):
+        return None
+    return c
+
+
+# Sending ------------------------------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class Reach:
+    """Who a consultation reaches: everyone in the audience, and how many of them are on
+    WhatsApp outside the window with no template (not sent)."""
+
+    candidates: list[store.Candidate]
+    no_window: list[store.Candidate]
+
+    @property
+    def queued(self) -> int:
+        return len(self.candidates) - len(self.no_window)
+
+
+async def reach(conn: Connection, c: store.Consultation, *, now: datetime, template: bool) -> Reach:
+    aud = c.audience
+    candidates = await store.audience(
+        conn,
+        pillar=aud.get("pillar"),
+        subtopic=aud.get("subtopic"),
+        section=aud.get("section"),
+        areas=aud.get("areas") or (),
+    )
+    closed = [
+        x
+        for x in candidates
+        if x.recipient.channel == "whatsapp" and not template and not whatsapp_window_open(x.last_inbound_at, now)
+    ]
+    return Reach(candidates, closed)
+
+
+async def send(
+    conn: Connection, catalog: Catalog, c: store.Consultation, *, template: bool, actor: str, now: datetime
+) -> Reach:
+    """Queue the question to its audience (once: a consultation is sent from draft only)."""
+    found = await reach(conn, c, now=now, template=template)
+    skipped = {x.recipient.user_id for x in found.no_window}
+    rendered: dict[str, dict[str, Any]] = {}
+    items: list[tuple[Recipient, dict[str, Any]]] = []
+    for x in found.candidates:
+        if x.recipient.user_id in skipped:
+            continue
+        lang = x.recipient.language
+        if lang not in rendered:
+            payload = question_message(catalog, lang, c).to_json()
+            # Outside WhatsApp's window the template carries it: {{1}} the number, {{2}} the question.
+            payload["notice"] = {"type": "consultation", "id": c.id, "question": c.question}
+            rendered[lang] = payload
+        items.append((x.recipient, rendered[lang]))
+    await outbox.enqueue(conn, items, purpose=PURPOSE, now=now)
+    await store.add_recipients(
+        conn, c.id, [(x, "no_window" if x.recipient.user_id in skipped else "queued") for x in found.candidates]
+    )
+    await store.mark_sent(conn, c.id, now=now)
+    await audit.audit(
+        conn,
+        actor=actor,
+        action="consultation_send",
+        target=f"consultation:{c.id}",
+        after={"audience": c.audience, "queued": found.queued, "no_window": len(found.no_window)},
+        now=now,
+    )
+    return found
+
+
+# Results ---------------------------------------------------------------------------------------------------
+@dataclass(slots=True)
+class Tally:
+    """A consultation's answers counted: overall, by kecamatan, by kind of participant
+    (raised the topic or supported it) and by channel. Open answers masked."""
+
+    asked: int = 0
+    not_sent: int = 0
+    answered: int = 0
+    changed: int = 0  # residents who changed their answer (the latest counts)
+    options: Counter[int] = field(default_factory=Counter)
+    by_area: dict[str, Counter[int]] = field(default_factory=dict)
+    by_role: dict[str, Counter[int]] = field(default_factory=dict)
+    by_channel: dict[str, Counter[int]] = field(default_factory=dict)
+    answered_by: dict[str, dict[str, int]] = field(default_factory=dict)  # group -> value -> answers
+    texts: list[tuple[str, str]] = field(default_factory=list)  # (kecamatan, masked answer)
+
+
+def tally(rows: Sequence[store.Row]) -> Tally:
+    out = Tally(asked=len(rows))
+    for row in rows:
+        if row.delivery == "no_window":
+            out.not_sent += 1
+        if row.answers <= 0:
+            continue
+        out.answered += 1
+        out.changed += row.answers > 1
+        area = row.area or "-"
+        value = row.choice or 0
+        out.options[value] += 1
+        for group, key in (("area", area), ("role", row.role), ("channel", row.channel)):
+            target = {"area": out.by_area, "role": out.by_role, "channel": out.by_channel}[group]
+            target.setdefault(key, Counter())[value] += 1
+            out.answered_by.setdefault(group, {})
+            out.answered_by[group][key] = out.answered_by[group].get(key, 0) + 1
+        if row.answer_masked:
+            out.texts.append((area, row.answer_masked))
+    return out
+
+
+def _shares(catalog: Catalog, lang: str, c: store.Consultation, counts: Mapping[int, int]) -> str:
+    total = sum(counts.values())
+    if c.kind != "choice":
+        return catalog.text(lang, "consult.result_answers", n=total)
+    parts = []
+    for n, option in enumerate(c.options, start=1):
+        got = counts.get(n, 0)
+        share = round(100 * got / total) if total else 0
+        parts.append(catalog.text(lang, "consult.result_option", option=option, share=share, n=got))
+    return "; ".join(parts)
+
+
+def result_message(catalog: Catalog, lang: str, c: store.Consultation, t: Tally, area: str | None) -> str:
+    """What a participant gets at closing: the result overall and in their kecamatan."""
+    lines = [
+        catalog.text(lang, "consult.result_header", id=c.id, question=clip(c.question, 200), n=t.answered),
+        catalog.text(lang, "consult.result_all", shares=_shares(catalog, lang, c, t.options)),
+    ]
+    if area and area in t.by_area:
+        lines.append(
+            catalog.text(lang, "consult.result_area", area=area, shares=_shares(catalog, lang, c, t.by_area[area]))
+        )
+    lines.append(catalog.text(lang, "consult.result_thanks"))
+    return "\n".join(lines)
+
+
+def results_text(catalog: Catalog, lang: str, c: store.Consultation, t: Tally) -> str:
+    """The officials' view: overall, by kecamatan, by kind of participant and channel."""
+    tx = catalog.text
+    state = tx(lang, f"consult.states.{c.state}")
+    lines = [
+        tx(lang, "consult.results_header", id=c.id, question=clip(c.question, 200), state=state),
+        tx(lang, "consult.results_counts", asked=t.asked, answered=t.answered, not_sent=t.not_sent, changed=t.changed),
+        tx(lang, "consult.result_all", shares=_shares(catalog, lang, c, t.options)),
+        tx(lang, "consult.results_by_area"),
+    ]
+    for area, counts in sorted(t.by_area.items()):
+        lines.append(f"• {area}: {_shares(catalog, lang, c, counts)}")
+    lines.append(tx(lang, "consult.results_by_role"))
+    for role, counts in sorted(t.by_role.items()):
+        lines.append(f"• {tx(lang, f'consult.roles.{role}')}: {_shares(catalog, lang, c, counts)}")
+    lines.append(tx(lang, "consult.results_by_channel"))
+    for channel, counts in sorted(t.by_channel.items()):
+        lines.append(f"• {channel}: {_shares(catalog, lang, c, counts)}")
+    if t.texts:
+        lines.append(tx(lang, "consult.results_texts"))
+        lines.extend(f"• ({area}) {clip(text, 160)}" for area, text in t.texts[:10])
+    return "\n".join(lines)
+
+
+async def close(
+    conn: Connection, catalog: Catalog, c: store.Consultation, *, actor: str, now: datetime
+) -> tuple[Tally, int]:
+    """Close it and queue the result to every participant not yet told (once each)."""
+    await store.mark_closed(conn, c.id, now=now)
+    t = tally(await store.rows(conn, c.id))
+    owed = await store.owed_results(conn, c.id)
+    items = [(p.recipient, {"text": result_message(catalog, p.recipient.language, c, t, p.area)}) for p in owed]
+    await outbox.enqueue(conn, items, purpose=RESULT_PURPOSE, now=now)
+    await store.mark_results_sent(conn, c.id, [p.recipient.user_id for p in owed], now=now)
+    await audit.audit(
+        conn,
+        actor=actor,
+        action="consultation_close",
+        target=f"consultation:{c.id}",
+        after={"answered": t.answered, "results_sent": len(owed)},
+        now=now,
+    )
+    return t, len(owed)
+
+
+# /konsultasi ------------------------------------------------------------------------------------------------
+class ConsultationCommand:
+    """/konsultasi (English /consult) in the official's transaction."""
+
+    def __init__(self, catalog: Catalog, *, areas: Sequence[str] = (), template: bool = False):
+        self.catalog = catalog
+        self.areas = tuple(areas)
+        self.template = template  # WHATSAPP_TEMPLATE_CONSULTATION is configured
+
+    def verb(self, word: str) -> str | None:
+        return next((v for v in VERBS if _word(self.catalog, f"consult.verbs.{v}", word) or word == v), None)
+
+    async def __call__(
+        self,
+        conn: Connection | None,
+        *,
+        actor: str,
+        language: str,
+        command: str,
+        args: str,
+        msg: Incoming,
+        now: datetime,
+    ) -> list[Reply]:
+        assert conn is not None, "registered to run inside the official's transaction"
+        lang, t = language, self.catalog.text
+        word, _, rest = args.strip().partition(" ")
+        verb = self.verb(word) if word else "list"
+        if verb is None:
+            return [Reply(t(lang, "consult.usage"))]
+        if verb == "list":
+            return [Reply(await self._list(conn, lang))]
+        if verb == "create":
+            try:
+                draft = parse_draft(self.catalog, rest, areas=self.areas)
+            except ConsultError as exc:
+                return [Reply(t(lang, exc.key, **exc.params))]
+            if (
+                "section" in draft.audience
+                and await sections.section_by_number(conn, draft.audience["section"]) is None
+            ):
+                return [Reply(t(lang, "consult.bad_section", value=draft.audience["section"]))]
+            cid = await store.create(
+                conn,
+                kind=draft.kind,
+                question=draft.question,
+                paragraph=draft.paragraph,
+                options=draft.options,
+                audience=draft.audience,
+                actor=actor,
+                now=now,
+            )
+            c = await store.get(conn, cid)
+            assert c is not None
+            found = await reach(conn, c, now=now, template=self.template)
+            await audit.audit(
+                conn,
+                actor=actor,
+                action="consultation_create",
+                target=f"consultation:{cid}",
+                after={"kind": draft.kind, "audience": draft.audience},
+                now=now,
+            )
+            return [Reply(t(lang, "consult.created", id=cid, n=len(found.candidates), no_window=len(found.no_window)))]
+        raw = rest.strip().split(" ")[0]
+        c = await store.get(conn, int(raw)) if raw.isascii() and raw.isdigit() else None
+        if c is None:
+            return [Reply(t(lang, "consult.unknown", id=raw[:10] or "?"))]
+        if verb == "preview":
+            found = await reach(conn, c, now=now, template=self.template)
+            summary = t(
+                lang, "consult.preview_summary", id=c.id, n=len(found.candidates), no_window=len(found.no_window)
+            )
+            return [Reply(summary), question_message(self.catalog, lang, c, preview=True)]
+        if verb == "send":
+            if c.state != "draft":
+                return [Reply(t(lang, "consult.already_sent", id=c.id))]
+            found = await send(conn, self.catalog, c, template=self.template, actor=actor, now=now)
+            return [Reply(t(lang, "consult.sent", id=c.id, n=found.queued, no_window=len(found.no_window)))]
+        if verb == "close":
+            if c.state != "sent":
+                return [Reply(t(lang, "consult.cannot_close", id=c.id, state=t(lang, f"consult.states.{c.state}")))]
+            tallied, told = await close(conn, self.catalog, c, actor=actor, now=now)
+            closed = await store.get(conn, c.id)
+            assert closed is not None
+            return [
+                Reply(
+                    t(lang, "consult.closed_told", id=c.id, n=told)
+                    + "\n\n"
+                    + results_text(self.catalog, lang, closed, tallied)
+                )
+            ]
+        tallied = tally(await store.rows(conn, c.id))
+        return [Reply(results_text(self.catalog, lang, c, tallied))]
+
+    async def _list(self, conn: Connection, lang: str) -> str:
+        t = self.catalog.text
+        found = await store.listing(conn)
+        if not found:
+            return t(lang, "consult.none") + "\n" + t(lang, "consult.usage")
+        lines = [t(lang, "consult.list_header")]
+        for c in found:
+            lines.append(
+                t(
+                    lang,
+                    "consult.list_line",
+                    id=c.id,
+                    question=clip(c.question, 60),
+                    state=t(lang, f"consult.states.{c.state}"),
+                )
+            )
+        lines.append(t(lang, "consult.usage"))
+        return "\n".join(lines)
