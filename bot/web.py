@@ -48,6 +48,7 @@ if TYPE_CHECKING:
     from bot.channels.whatsapp import WhatsAppChannel
     from bot.config import Settings
     from bot.services import Services
+    from storage.leases import LeaseKeeper
 
 # Which process answered, for several instances behind one address (hostname:pid).
 INSTANCE = f"{socket.gethostname()}:{os.getpid()}"
@@ -149,6 +150,7 @@ def build_web_app(
     whatsapp: WhatsAppChannel | None,
     telegram: TelegramChannel | None,
     worker: InboundWorker | None = None,
+    leader: LeaseKeeper | None = None,
 ) -> Starlette:
     """The ASGI app. Routes exist only for configured channels; the WhatsApp inbound worker
     runs with the app (Starlette lifespan), so any ASGI server that runs the lifespan gets it."""
@@ -171,6 +173,8 @@ def build_web_app(
             "engine": services.db.engine,
             "instance": INSTANCE,
         }
+        if leader is not None:  # whether this instance runs the scheduled jobs (storage/leases.py)
+            body["leader"] = leader.leading
         if worker is not None:
             body["whatsapp_backlog"] = worker.backlog
         return JSONResponse(body, status_code=200 if ok else 503, headers=_HEADERS)

@@ -235,7 +235,10 @@ class TelegramChannel:
         self._handled_changed = asyncio.Condition()
 
     # Lifecycle ------------------------------------------------------------------------------
-    async def start(self) -> None:
+    async def start(self, *, poll: bool = True) -> None:
+        """Initialise the bot and register the webhook, or start polling. `poll=False` leaves
+        polling to `start_polling`, called by whoever holds the polling lease (bot/app.py:
+        with several instances on one database, only one may call getUpdates)."""
         try:
             await self.app.initialize()
         except InvalidToken:
@@ -253,24 +256,43 @@ class TelegramChannel:
                 allowed_updates=Update.ALL_TYPES,
             )
             log.info("Telegram webhook registered")
-        else:
-            # A webhook left from an earlier run would make getUpdates fail (409).
-            await self.app.bot.delete_webhook(drop_pending_updates=False)
-            self._stopping.clear()
-            self._poller = asyncio.create_task(self._poll_forever(), name="telegram-polling")
-            log.info("Telegram polling started")
+        elif poll:
+            await self.start_polling()
+
+    async def start_polling(self) -> None:
+        """Start the getUpdates loop (no-op if it runs). Updates a previous poller fetched and
+        did not confirm come again (no offset yet): their claims make them harmless."""
+        if self._poller is not None:
+            return
+        # A webhook left from an earlier run would make getUpdates fail (409).
+        await self.app.bot.delete_webhook(drop_pending_updates=False)
+        self._stopping.clear()
+        self._offset = None
+        self._poller = asyncio.create_task(self._poll_forever(), name="telegram-polling")
+        log.info("Telegram polling started")
+
+    async def stop_polling(self) -> None:
+        """Stop asking for updates: a batch being handled is finished first (bounded), then
+        confirmed, so whichever instance polls next does not get it again."""
+        if self._poller is None:
+            return
+        self._stopping.set()
+        if not self._in_batch:  # waiting on the long poll: nothing to finish
+            self._poller.cancel()
+        try:
+            await asyncio.wait_for(self._poller, timeout=10)
+        except (asyncio.CancelledError, TimeoutError):
+            pass
+        self._poller = None
+        await self._confirm_handled()
+        log.info("Telegram polling stopped")
+
+    @property
+    def polling(self) -> bool:
+        return self._poller is not None
 
     async def stop(self) -> None:
-        if self._poller is not None:
-            self._stopping.set()
-            if not self._in_batch:  # waiting on the long poll: nothing to finish
-                self._poller.cancel()
-            try:  # a batch being handled is finished first (bounded)
-                await asyncio.wait_for(self._poller, timeout=10)
-            except (asyncio.CancelledError, TimeoutError):
-                pass
-            self._poller = None
-            await self._confirm_handled()
+        await self.stop_polling()
         if self.app.running:
             await self.app.stop()
         await self.app.shutdown()
