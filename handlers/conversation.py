@@ -34,7 +34,7 @@ from handlers.limits import whatsapp_window_reopened
 from handlers.messages import Button, Incoming, InputKind, Outcome, Reply
 from handlers.privacy import RULES_VERSION, redact
 from handlers.text import clip
-from storage import audit, erasure, inbound, submissions, users
+from storage import audit, erasure, inbound, leases, submissions, users
 from storage import consultations as consultation_store
 from storage import deadlines as deadline_store
 from storage import desk as desk_store
@@ -248,6 +248,9 @@ class Core:
         delivered, self._delivered = self._delivered, []
         try:
             async with self.db.transaction() as conn:
+                # First: another instance handling this resident's previous message finishes
+                # before this one reads their step (storage/leases.py; no-op on SQLite).
+                await leases.serialise_resident(conn, self.db.engine, sender)
                 if delivered:
                     await inbound.replies_delivered(conn, delivered)
                 now = self.clock()

@@ -232,3 +232,17 @@ class LeaseKeeper:
         finally:
             self.lease._drop()
             self.lease.held = False
+
+
+# One resident at a time ------------------------------------------------------------------
+_RESIDENT_LOCK = "SELECT pg_advisory_xact_lock(hashtext('suarawarga:resident:' || current_schema()), hashtext(?))"
+
+
+async def serialise_resident(conn: Any, engine: str, resident: str) -> None:
+    """Hold `resident`'s lock until the caller's transaction ends: one resident's messages,
+    whichever instance received them, are handled one after the other, each reading the
+    step the one before wrote. On PostgreSQL a transaction-level advisory lock (two-key
+    form: its key space is apart from the leases'); on SQLite nothing, since its one
+    writer already serialises every transaction."""
+    if engine == "postgresql":
+        await conn.execute(_RESIDENT_LOCK, (resident,))

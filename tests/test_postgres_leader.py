@@ -174,7 +174,8 @@ async def test_a_killed_leader_process_is_replaced_within_seconds(instances: lis
                 await proc.wait()
 
 
-async def test_healthz_says_which_instance_leads(instances: list[PgDatabase], make_settings) -> None:
+async def test_healthz_says_which_instance_leads(instances: list[PgDatabase], tmp_path: Path) -> None:
+    from bot.config import Settings
     from bot.services import Services
 
     # Only what /healthz reads: the settings and the database (no channel, no core, no desk).
@@ -183,7 +184,7 @@ async def test_healthz_says_which_instance_leads(instances: list[PgDatabase], ma
         answers = []
         for db, keeper in zip(instances, keepers, strict=False):
             await keeper.start()
-            settings = make_settings(database_url=db.url)
+            settings = Settings(_env_file=None, database_url=db.url, database_path=tmp_path / "unused.db")  # type: ignore[call-arg]
             services = Services(settings, db, None, None, None, None)  # type: ignore[arg-type]
             app = build_web_app(services, whatsapp=None, telegram=None, leader=keeper)
             async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://bot") as http:
