@@ -20,8 +20,16 @@
  *     pillar and sub-topic;
  *   - pillars ranked by (score desc, strongest term desc, pillar index); the sub-topic of
  *     the winner by the same three keys within the pillar;
- *   - matched: the text of each shown match of a key scoring for the winner, text order,
- *     each distinct string once.
+ *   - [[contexts]] rules: every key carries a 64-bit mask of the rules' word groups it
+ *     stands for (its own, and those of keys inside it when it scores); a rule fires when
+ *     the OR over the distinct keys has every bit of its `need` mask and none of `forbid`.
+ *     A fired rule's added terms count like one more distinct key; then each sub-topic a
+ *     fired rule lowers has its score, and its pillar's, cut to max(1, s * f / 1000) with
+ *     f the lowest factor (in thousandths) of the fired rules lowering it. Strongest-term
+ *     tie-breaks use the weights as written (added terms included, cuts not);
+ *   - matched: the text of each shown match of a key scoring for the winner (or standing
+ *     for a word group of a fired rule that added to the winner), text order, each
+ *     distinct string once.
  *
  * Core.classify(text) returns a tuple (pillar, subtopic, score, matched, secondary),
  * None when nothing scored, NotImplemented for text with non-ASCII letters or digits (the
@@ -55,6 +63,19 @@ typedef struct {
     int64_t *sub_score, *sub_top; /* sub-topic -> score, strongest term: zero between calls */
     uint8_t *sub_used;
     int32_t *touched;
+    /* [[contexts]] */
+    uint64_t *key_cues;     /* key -> word groups it stands for (NULL: no contexts) */
+    Py_ssize_t n_ctx;
+    uint64_t *ctx_need, *ctx_forbid;
+    int32_t *ctx_add, *ctx_scale; /* rule -> first index into the add / scale arrays; n_ctx + 1 entries */
+    int32_t *add_pillar, *add_sub;
+    int64_t *add_weight;
+    int32_t *scale_pillar, *scale_sub;
+    int64_t *scale_factor;
+    int64_t *sub_factor;    /* sub-topic -> lowest factor of the fired rules (0: none); zero between calls */
+    int64_t *sub_cut;       /* sub-topic -> what the factor took off its score */
+    int32_t *scaled;        /* the sub-topics with a factor, this call */
+    int32_t *sub_pillar;    /* sub-topic -> its pillar (for the sub-topics rules lower) */
 } Core;
 
 static inline uint64_t
@@ -100,6 +121,26 @@ core_free_tables(Core *c)
     PyMem_Free(c->sub_top);
     PyMem_Free(c->sub_used);
     PyMem_Free(c->touched);
+    PyMem_Free(c->key_cues);
+    PyMem_Free(c->ctx_need);
+    PyMem_Free(c->ctx_forbid);
+    PyMem_Free(c->ctx_add);
+    PyMem_Free(c->ctx_scale);
+    PyMem_Free(c->add_pillar);
+    PyMem_Free(c->add_sub);
+    PyMem_Free(c->add_weight);
+    PyMem_Free(c->scale_pillar);
+    PyMem_Free(c->scale_sub);
+    PyMem_Free(c->scale_factor);
+    PyMem_Free(c->sub_factor);
+    PyMem_Free(c->sub_cut);
+    PyMem_Free(c->scaled);
+    PyMem_Free(c->sub_pillar);
+    c->sub_pillar = NULL;
+    c->key_cues = c->ctx_need = c->ctx_forbid = NULL;
+    c->ctx_add = c->ctx_scale = c->add_pillar = c->add_sub = c->scale_pillar = c->scale_sub = c->scaled = NULL;
+    c->add_weight = c->scale_factor = c->sub_factor = c->sub_cut = NULL;
+    c->n_ctx = 0;
     c->sub_score = c->sub_top = NULL;
     c->sub_used = NULL;
     c->touched = NULL;
@@ -135,22 +176,135 @@ as_int32(PyObject *o, int32_t *out, int32_t lo, int32_t hi, const char *what)
     return 0;
 }
 
+/* a list of (pillar, sub, int) triples into three arrays; returns the count or -1 */
+static int
+read_triples(Core *c, PyObject *seq, int32_t *pillar, int32_t *sub, int64_t *value, int64_t hi, const char *what)
+{
+    if (!PyTuple_Check(seq)) {
+        PyErr_Format(PyExc_TypeError, "%s: a tuple of (pillar, sub-topic, number)", what);
+        return -1;
+    }
+    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(seq); i++) {
+        PyObject *t = PyTuple_GET_ITEM(seq, i);
+        if (!PyTuple_Check(t) || PyTuple_GET_SIZE(t) != 3) {
+            PyErr_Format(PyExc_TypeError, "%s: (pillar, sub-topic, number) tuples", what);
+            return -1;
+        }
+        long long v = PyLong_AsLongLong(PyTuple_GET_ITEM(t, 2));
+        if (v == -1 && PyErr_Occurred())
+            return -1;
+        if (v < 1 || v > hi) {
+            PyErr_Format(PyExc_ValueError, "%s: number out of range", what);
+            return -1;
+        }
+        value[i] = v;
+        if (as_int32(PyTuple_GET_ITEM(t, 0), &pillar[i], 0, (int32_t)c->n_pillars - 1, "pillar") < 0
+            || as_int32(PyTuple_GET_ITEM(t, 1), &sub[i], 0, (int32_t)c->n_subs - 1, "sub-topic") < 0)
+            return -1;
+    }
+    return (int)PyTuple_GET_SIZE(seq);
+}
+
+static int
+read_mask(PyObject *o, uint64_t *out)
+{
+    unsigned long long v = PyLong_AsUnsignedLongLong(o);
+    if (v == (unsigned long long)-1 && PyErr_Occurred())
+        return -1;
+    *out = (uint64_t)v;
+    return 0;
+}
+
+/* [[contexts]]: key_cues [mask per key], contexts [(need, forbid, add, scale), ...] */
+static int
+core_init_contexts(Core *c, PyObject *key_cues, PyObject *contexts)
+{
+    if (PyList_GET_SIZE(key_cues) != c->n_keys) {
+        PyErr_SetString(PyExc_ValueError, "key_cues: one mask per key");
+        return -1;
+    }
+    Py_ssize_t n_add = 0, n_scale = 0;
+    c->n_ctx = PyList_GET_SIZE(contexts);
+    for (Py_ssize_t r = 0; r < c->n_ctx; r++) {
+        PyObject *rule = PyList_GET_ITEM(contexts, r);
+        if (!PyTuple_Check(rule) || PyTuple_GET_SIZE(rule) != 4 || !PyTuple_Check(PyTuple_GET_ITEM(rule, 2))
+            || !PyTuple_Check(PyTuple_GET_ITEM(rule, 3))) {
+            PyErr_SetString(PyExc_TypeError, "contexts: (need, forbid, add, scale) tuples");
+            return -1;
+        }
+        n_add += PyTuple_GET_SIZE(PyTuple_GET_ITEM(rule, 2));
+        n_scale += PyTuple_GET_SIZE(PyTuple_GET_ITEM(rule, 3));
+    }
+    size_t subs = c->n_subs ? (size_t)c->n_subs : 1;
+    c->key_cues = PyMem_Malloc(sizeof(uint64_t) * (c->n_keys ? c->n_keys : 1));
+    c->ctx_need = PyMem_Malloc(sizeof(uint64_t) * (c->n_ctx ? c->n_ctx : 1));
+    c->ctx_forbid = PyMem_Malloc(sizeof(uint64_t) * (c->n_ctx ? c->n_ctx : 1));
+    c->ctx_add = PyMem_Malloc(sizeof(int32_t) * (c->n_ctx + 1));
+    c->ctx_scale = PyMem_Malloc(sizeof(int32_t) * (c->n_ctx + 1));
+    c->add_pillar = PyMem_Malloc(sizeof(int32_t) * (n_add ? n_add : 1));
+    c->add_sub = PyMem_Malloc(sizeof(int32_t) * (n_add ? n_add : 1));
+    c->add_weight = PyMem_Malloc(sizeof(int64_t) * (n_add ? n_add : 1));
+    c->scale_pillar = PyMem_Malloc(sizeof(int32_t) * (n_scale ? n_scale : 1));
+    c->scale_sub = PyMem_Malloc(sizeof(int32_t) * (n_scale ? n_scale : 1));
+    c->scale_factor = PyMem_Malloc(sizeof(int64_t) * (n_scale ? n_scale : 1));
+    c->sub_factor = PyMem_Calloc(subs, sizeof(int64_t));
+    c->sub_cut = PyMem_Calloc(subs, sizeof(int64_t));
+    c->scaled = PyMem_Calloc(subs, sizeof(int32_t));
+    c->sub_pillar = PyMem_Calloc(subs, sizeof(int32_t));
+    if (!c->sub_pillar || !c->key_cues || !c->ctx_need || !c->ctx_forbid || !c->ctx_add || !c->ctx_scale || !c->add_pillar
+        || !c->add_sub || !c->add_weight || !c->scale_pillar || !c->scale_sub || !c->scale_factor || !c->sub_factor
+        || !c->sub_cut || !c->scaled) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    for (Py_ssize_t k = 0; k < c->n_keys; k++)
+        if (read_mask(PyList_GET_ITEM(key_cues, k), &c->key_cues[k]) < 0)
+            return -1;
+    int32_t a = 0, sc = 0;
+    for (Py_ssize_t r = 0; r < c->n_ctx; r++) {
+        PyObject *rule = PyList_GET_ITEM(contexts, r);
+        if (read_mask(PyTuple_GET_ITEM(rule, 0), &c->ctx_need[r]) < 0
+            || read_mask(PyTuple_GET_ITEM(rule, 1), &c->ctx_forbid[r]) < 0)
+            return -1;
+        c->ctx_add[r] = a;
+        c->ctx_scale[r] = sc;
+        int got = read_triples(c, PyTuple_GET_ITEM(rule, 2), c->add_pillar + a, c->add_sub + a, c->add_weight + a,
+                               (int64_t)1 << 40, "contexts add");
+        if (got < 0)
+            return -1;
+        a += got;
+        got = read_triples(c, PyTuple_GET_ITEM(rule, 3), c->scale_pillar + sc, c->scale_sub + sc,
+                           c->scale_factor + sc, 999, "contexts scale");
+        if (got < 0)
+            return -1;
+        for (int i = 0; i < got; i++)
+            c->sub_pillar[c->scale_sub[sc + i]] = c->scale_pillar[sc + i];
+        sc += got;
+    }
+    c->ctx_add[c->n_ctx] = a;
+    c->ctx_scale[c->n_ctx] = sc;
+    return 0;
+}
+
 /*
- * Core(ids, n_words, edges, key_at, keys, pillar_names, sub_names)
+ * Core(ids, n_words, edges, key_at, keys, pillar_names, sub_names, key_cues=[], contexts=[])
  *   ids: the dict looked up per token (shared with the Tagger, which fills it)
  *   edges: [(state, word, next), ...]; state 0 is the root
  *   key_at: [key index or -1 per state]
  *   keys: [((pillar, sub, weight), ...) per key]
+ *   key_cues, contexts: the [[contexts]] rules (see the top of this file); empty: none
  */
 static int
 Core_init(Core *c, PyObject *args, PyObject *kwds)
 {
-    PyObject *ids, *edges, *key_at, *keys, *pillar_names, *sub_names;
+    PyObject *ids, *edges, *key_at, *keys, *pillar_names, *sub_names, *key_cues = NULL, *contexts = NULL;
     Py_ssize_t n_words;
-    static char *kwlist[] = {"ids", "n_words", "edges", "key_at", "keys", "pillar_names", "sub_names", NULL};
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O!nO!O!O!O!O!", kwlist, &PyDict_Type, &ids, &n_words,
+    static char *kwlist[] = {"ids",          "n_words",   "edges",    "key_at",   "keys",
+                             "pillar_names", "sub_names", "key_cues", "contexts", NULL};
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O!nO!O!O!O!O!|O!O!", kwlist, &PyDict_Type, &ids, &n_words,
                                      &PyList_Type, &edges, &PyList_Type, &key_at, &PyList_Type, &keys,
-                                     &PyTuple_Type, &pillar_names, &PyTuple_Type, &sub_names))
+                                     &PyTuple_Type, &pillar_names, &PyTuple_Type, &sub_names, &PyList_Type,
+                                     &key_cues, &PyList_Type, &contexts))
         return -1;
     if (n_words < 0 || n_words > INT32_MAX || PyList_GET_SIZE(key_at) < 1 || PyList_GET_SIZE(key_at) > INT32_MAX
         || PyList_GET_SIZE(keys) > INT32_MAX || PyTuple_GET_SIZE(pillar_names) > 64) {
@@ -255,6 +409,13 @@ Core_init(Core *c, PyObject *args, PyObject *kwds)
         }
     }
     c->key_terms[c->n_keys] = t;
+    if (contexts && PyList_GET_SIZE(contexts) > 0) {
+        if (!key_cues || PyList_GET_SIZE(contexts) > 64) {
+            PyErr_SetString(PyExc_ValueError, "contexts: at most 64 rules, and key_cues with them");
+            return -1;
+        }
+        return core_init_contexts(c, key_cues, contexts);
+    }
     return 0;
 }
 
@@ -299,6 +460,8 @@ Core_classify(Core *c, PyObject *text)
     int32_t *buf = stack_buf;
     Match *matches = stack_matches;
     PyObject *result = NULL, *missing = NULL;
+    int32_t fired[64]; /* [[contexts]] rules that fired */
+    Py_ssize_t n_fired = 0, n_scaled = 0;
     /* worst case: one token per two characters */
     Py_ssize_t cap = len / 2 + 1;
     if (cap > STACK_TOKENS) {
@@ -436,6 +599,52 @@ Core_classify(Core *c, PyObject *text)
             pmask |= (uint64_t)1 << p;
         }
     }
+    /* 3b. [[contexts]]: the rules whose word groups are all here (and no forbidding one) */
+    if (c->n_ctx) {
+        uint64_t cues = 0;
+        for (Py_ssize_t k = 0; k < n_distinct; k++)
+            cues |= c->key_cues[distinct[k]];
+        for (Py_ssize_t r = 0; cues && r < c->n_ctx; r++) {
+            if ((cues & c->ctx_need[r]) != c->ctx_need[r] || (cues & c->ctx_forbid[r]))
+                continue;
+            fired[n_fired++] = (int32_t)r;
+            for (int32_t a = c->ctx_add[r]; a < c->ctx_add[r + 1]; a++) {
+                int32_t p = c->add_pillar[a];
+                int64_t w = c->add_weight[a];
+                pscore[p] += w;
+                if (w > ptop[p])
+                    ptop[p] = w;
+                pmask |= (uint64_t)1 << p;
+            }
+            for (int32_t x = c->ctx_scale[r]; x < c->ctx_scale[r + 1]; x++) {
+                int32_t sub = c->scale_sub[x];
+                if (!c->sub_factor[sub])
+                    c->scaled[n_scaled++] = sub;
+                if (!c->sub_factor[sub] || c->scale_factor[x] < c->sub_factor[sub])
+                    c->sub_factor[sub] = c->scale_factor[x];
+            }
+        }
+        /* a lowered sub-topic: its score now (terms and added weights), cut to the factor */
+        for (Py_ssize_t x = 0; x < n_scaled; x++) {
+            int32_t sub = c->scaled[x];
+            int64_t sc = 0;
+            for (Py_ssize_t k = 0; k < n_distinct; k++) {
+                int32_t key = distinct[k];
+                for (int32_t t = c->key_terms[key]; t < c->key_terms[key + 1]; t++)
+                    if (c->term_sub[t] == sub)
+                        sc += c->term_weight[t];
+            }
+            for (Py_ssize_t f = 0; f < n_fired; f++)
+                for (int32_t a = c->ctx_add[fired[f]]; a < c->ctx_add[fired[f] + 1]; a++)
+                    if (c->add_sub[a] == sub)
+                        sc += c->add_weight[a];
+            if (sc > 0) {
+                int64_t kept = sc * c->sub_factor[sub] / 1000;
+                c->sub_cut[sub] = sc - (kept < 1 ? 1 : kept);
+                pscore[c->sub_pillar[sub]] -= c->sub_cut[sub];
+            }
+        }
+    }
     if (!pmask) {
         result = Py_NewRef(Py_None);
         goto done;
@@ -475,6 +684,29 @@ Core_classify(Core *c, PyObject *text)
                 c->sub_top[sub] = w;
         }
     }
+    uint64_t show = 0; /* word groups of fired rules that added to the winner: shown too */
+    for (Py_ssize_t f = 0; f < n_fired; f++) {
+        int32_t r = fired[f];
+        for (int32_t a = c->ctx_add[r]; a < c->ctx_add[r + 1]; a++) {
+            if (c->add_pillar[a] != win)
+                continue;
+            show |= c->ctx_need[r];
+            int32_t sub = c->add_sub[a];
+            int64_t w = c->add_weight[a];
+            if (!c->sub_used[sub]) {
+                c->sub_used[sub] = 1;
+                c->touched[n_touched++] = sub;
+            }
+            c->sub_score[sub] += w;
+            if (w > c->sub_top[sub])
+                c->sub_top[sub] = w;
+        }
+    }
+    for (Py_ssize_t x = 0; x < n_scaled; x++) {
+        int32_t sub = c->scaled[x];
+        if (c->sub_used[sub])
+            c->sub_score[sub] -= c->sub_cut[sub];
+    }
     for (Py_ssize_t x = 0; x < n_touched; x++) {
         int32_t sub = c->touched[x];
         if (best_sub < 0 || rank_before(c->sub_score[sub], c->sub_top[sub], sub, best_score, best_top, best_sub)) {
@@ -488,14 +720,17 @@ Core_classify(Core *c, PyObject *text)
         c->sub_used[sub] = 0;
         c->sub_score[sub] = c->sub_top[sub] = 0;
     }
+    for (Py_ssize_t x = 0; x < n_scaled; x++)
+        c->sub_factor[c->scaled[x]] = c->sub_cut[c->scaled[x]] = 0;
+    n_scaled = 0;
 
     /* 5. the resident's own words for the winner, text order, each once */
     PyObject *matched = PyList_New(0);
     if (!matched)
         goto done;
     for (Py_ssize_t k = 0; k < m; k++) {
-        int32_t key = matches[k].key, hit = 0;
-        for (int32_t t = c->key_terms[key]; t < c->key_terms[key + 1]; t++)
+        int32_t key = matches[k].key, hit = show && (c->key_cues[key] & show);
+        for (int32_t t = c->key_terms[key]; !hit && t < c->key_terms[key + 1]; t++)
             if (c->term_pillar[t] == win) {
                 hit = 1;
                 break;
@@ -546,6 +781,8 @@ Core_classify(Core *c, PyObject *text)
     PyTuple_SET_ITEM(result, 4, secondary);
 
 done:
+    for (Py_ssize_t x = 0; x < n_scaled; x++) /* left set only when nothing scored */
+        c->sub_factor[c->scaled[x]] = c->sub_cut[c->scaled[x]] = 0;
     Py_XDECREF(missing);
     if (buf != stack_buf)
         PyMem_Free(buf);

@@ -151,7 +151,10 @@ _PILLAR_MASK = (1 << _N) - 1
 _PILLAR_FIELDS = (1 << (_BITS * _N)) - 1
 # mask of pillars -> their indices, in PILLARS order
 _PILLAR_BITS = tuple(tuple(i for i in range(_N) if m >> i & 1) for m in range(1 << _N))
-_RESERVED_TABLES = ("meta", "normalize", "stopwords", "places")
+_RESERVED_TABLES = ("meta", "normalize", "stopwords", "places", "contexts")
+_CONTEXT_KEYS = ("note", "when", "unless", "add", "scale")
+# [[contexts]]: every word group (``when`` groups and ``unless``) is one bit of a 64-bit mask.
+_MAX_CUE_GROUPS = 64
 _PLACES_KEYS = (
     "label_id",
     "label_en",
@@ -378,6 +381,21 @@ class _Rules:
     visitor_topics: frozenset[tuple[str, str]] = frozenset()
     # place terms weighing at least this make the switch; lighter ones only score
     switch_weight: float = 2.0
+    # [[contexts]]: co-occurrence rules, in file order
+    contexts: list[_Context] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class _Context:
+    """One [[contexts]] rule: when a word of every ``when`` group is in the message and no
+    ``unless`` word is, ``add`` adds weights to sub-topics and ``scale`` lowers sub-topics'
+    scores (a factor < 1; of several rules that lower one sub-topic, the lowest factor)."""
+
+    line: int
+    when: list[list[str]]
+    unless: list[str]
+    add: list[tuple[str, str, float]]
+    scale: list[tuple[str, str, float]]
 
 
 class _LineIndex:
@@ -388,6 +406,8 @@ class _LineIndex:
     """
 
     _HEADER = re.compile(r"^\s*\[\s*([^\[\]]+?)\s*\]\s*(?:#.*)?$")
+    # [[contexts]]: the n-th table of an array is "contexts#n"
+    _ARRAY_HEADER = re.compile(r"^\s*\[\[\s*([^\[\]]+?)\s*\]\]\s*(?:#.*)?$")
     _KEY = re.compile(r"^\s*(\"[^\"]*\"|'[^']*'|[A-Za-z0-9_\-]+)\s*=")
     _STRING = re.compile(r"\"((?:[^\"\\]|\\.)*)\"|'([^']*)'")
     _INLINE_KEY = re.compile(r"[{,]\s*(\"[^\"]*\"|'[^']*'|[A-Za-z0-9_\-]+)\s*=")
@@ -397,9 +417,17 @@ class _LineIndex:
         self.keys: dict[tuple[str, str], int] = {}
         self.values: dict[tuple[str, str, str], list[int]] = defaultdict(list)
         table, key, depth = "", "", 0
+        arrays: Counter[str] = Counter()
         for n, raw in enumerate(text.splitlines(), 1):
             line = self._strip_comment(raw)
             if depth == 0:
+                m = self._ARRAY_HEADER.match(line)
+                if m:
+                    name = m.group(1).strip().strip("\"'")
+                    table = f"{name}#{arrays[name]}"
+                    arrays[name] += 1
+                    self.tables.setdefault(table, n)
+                    continue
                 m = self._HEADER.match(line)
                 if m:
                     table = ".".join(p.strip().strip("\"'") for p in m.group(1).split("."))
@@ -573,7 +601,121 @@ def _parse_rules(text: str) -> _Rules:
                     lines.keys.get(("places", "switch_weight"), 1), "places: switch_weight must be a number > 0"
                 )
             )
-    return _Rules(normalize, stopwords, subtopics, problems, visitor, switch)
+    contexts = _parse_contexts(data.get("contexts", []), lines, subtopics, problems)
+    return _Rules(normalize, stopwords, subtopics, problems, visitor, switch, contexts)
+
+
+def _parse_contexts(
+    body: Any, lines: _LineIndex, subtopics: list[_Subtopic], problems: list[RuleProblem]
+) -> list[_Context]:
+    """[[contexts]]: plain co-occurrence rules an official can read.
+
+    ``when`` is a list of words (one group: any of them) or a list of groups (a word of every
+    group); ``unless`` lists words that stop the rule; ``add = { "pillar.sub-topic" = 2 }``
+    adds a weight as one more term would; ``scale = { "pillar.sub-topic" = 0.5 }`` lowers a
+    sub-topic's score (0 < factor < 1). A word counts when it is in the message as a word of
+    its own or inside a longer term that scores (not inside an exclusion). A context word
+    that is not a keyword or phrase of the rules must be a single word.
+    """
+    if not isinstance(body, list):
+        problems.append(RuleProblem(lines.tables.get("contexts", 1), "contexts must be written [[contexts]]"))
+        return []
+    known = {(x.pillar, x.key) for x in subtopics}
+    term_texts = {" ".join(_tokens(t.text)) for x in subtopics for t in x.terms if not t.exclude}
+    out: list[_Context] = []
+    groups = 0
+    for n, raw in enumerate(body):
+        table = f"contexts#{n}"
+        tline = lines.tables.get(table, 1)
+        context = _parse_context(raw, table, tline, lines, known, term_texts, problems)
+        if context is None:
+            continue
+        groups += len(context.when) + bool(context.unless)
+        if groups > _MAX_CUE_GROUPS:
+            problems.append(
+                RuleProblem(
+                    tline, f"contexts (line {tline}): more than {_MAX_CUE_GROUPS} word groups in all [[contexts]]"
+                )
+            )
+            break
+        out.append(context)
+    return out
+
+
+def _parse_context(
+    raw: Any,
+    table: str,
+    tline: int,
+    lines: _LineIndex,
+    known: set[tuple[str, str]],
+    term_texts: set[str],
+    problems: list[RuleProblem],
+) -> _Context | None:
+    """One [[contexts]] table, or None (its problems listed)."""
+    where = f"contexts (line {tline})"
+    if not isinstance(raw, dict):
+        problems.append(RuleProblem(tline, f"{where}: each [[contexts]] must be a table"))
+        return None
+    for unknown in sorted(set(raw) - set(_CONTEXT_KEYS)):
+        problems.append(RuleProblem(lines.keys.get((table, unknown), tline), f"{where}: unknown setting {unknown!r}"))
+    bad = len(problems)
+
+    def words(value: Any, what: str) -> list[str]:
+        kline = lines.keys.get((table, what), tline)
+        if not isinstance(value, list) or not value:
+            problems.append(RuleProblem(kline, f"{where}: {what} must be a non-empty list of words"))
+            return []
+        got = []
+        for w in value:
+            toks = _tokens(w) if isinstance(w, str) else []
+            if not toks:
+                problems.append(RuleProblem(kline, f"{where}: {what}: {w!r} is not a word"))
+            elif len(toks) > 1 and " ".join(toks) not in term_texts:
+                problems.append(
+                    RuleProblem(
+                        lines.value_line(table, what, w),
+                        f"{where}: {what}: {w!r} is not a keyword or phrase of the rules "
+                        "(a context phrase must be one; a single word may be any word)",
+                    )
+                )
+            else:
+                got.append(w)
+        return got
+
+    def targets(what: str, low: float, high: float) -> list[tuple[str, str, float]]:
+        value = raw.get(what, {})
+        kline = lines.keys.get((table, what), tline)
+        if not isinstance(value, dict):
+            problems.append(RuleProblem(kline, f"{where}: {what} must be a table of pillar.sub-topic = number"))
+            return []
+        got = []
+        for target, w in value.items():
+            pillar, _, key = str(target).partition(".")
+            if (pillar, key) not in known:
+                problems.append(
+                    RuleProblem(kline, f"{where}: {what}: {target!r} is not a sub-topic (write pillar.sub-topic)")
+                )
+            elif not isinstance(w, (int, float)) or isinstance(w, bool) or not low < w < high:
+                problems.append(
+                    RuleProblem(kline, f"{where}: {what}: {target!r} must be a number above {low:g} and below {high:g}")
+                )
+            else:
+                got.append((pillar, key, float(w)))
+        return got
+
+    raw_when = raw.get("when")
+    if isinstance(raw_when, list) and raw_when and all(isinstance(g, list) for g in raw_when):
+        when = [words(g, "when") for g in raw_when]
+    else:
+        when = [words(raw_when, "when")]
+    unless = words(raw["unless"], "unless") if "unless" in raw else []
+    add = targets("add", 0, 1e6)
+    scale = targets("scale", 0, 1)
+    if "add" not in raw and "scale" not in raw:
+        problems.append(RuleProblem(tline, f"{where}: says neither add nor scale"))
+    if len(problems) > bad:
+        return None
+    return _Context(tline, when, unless, add, scale)
 
 
 def _parse_places(
@@ -773,6 +915,7 @@ class Tagger:
         self._sastrawi = _SastrawiStem() if stemmer == "sastrawi" else None
         self.stemmer = stemmer
         raw_vocab = {tok for st in rules.subtopics for t in st.terms for tok in _tokens(t.text)}
+        raw_vocab |= {tok for c in rules.contexts for g in (*c.when, c.unless) for w in g for tok in _tokens(w)}
         raw_vocab = {self._normalize.get(t, t) for t in raw_vocab}
         if self._sastrawi is not None:
             raw_vocab |= {self._sastrawi(t) for t in raw_vocab}
@@ -807,6 +950,28 @@ class Tagger:
                 w = round(t.weight * 1000)
                 if w >= entries[t.canon].get(k, 0):  # listed twice in one sub-topic: counts once
                     entries[t.canon][k] = w
+        # [[contexts]]: each word group is a bit; a context word that is no term becomes a
+        # key that scores nothing (one word: it hides nothing), so a message finds it too.
+        cue_bits: dict[str, int] = defaultdict(int)
+        contexts = []
+        bit = 0
+        for c in rules.contexts:
+            need = forbid = 0
+            for g in (*c.when, c.unless):
+                if not g:
+                    continue
+                for word in g:
+                    canon = " ".join(self.canonical(tok) for tok in _tokens(word))
+                    cue_bits[canon] |= 1 << bit
+                    entries.setdefault(canon, {})
+                if g is c.unless:
+                    forbid |= 1 << bit
+                else:
+                    need |= 1 << bit
+                bit += 1
+            add = tuple(sorted((_PILLAR_INDEX[p], sub_index[(p, k)], round(w * 1000)) for p, k, w in c.add))
+            scale = tuple(sorted((_PILLAR_INDEX[p], sub_index[(p, k)], round(f * 1000)) for p, k, f in c.scale))
+            contexts.append((need, forbid, add, scale))
         # One automaton value per canonical key (a _Key), holding everything the hot loop
         # needs, built from [tid, length, words, inner, packed, mask, terms]:
         #   0 term id, 1 key length, 2 words,
@@ -832,7 +997,7 @@ class Tagger:
                 packed += (w << (_BITS * p)) + (w << (_BITS * (_N + sub)))
                 mask |= (1 << p) | (1 << (_N + sub))
             key = f" {canon} "
-            values[key] = [tid, len(key), canon.count(" ") + 1, (), packed, mask, terms]
+            values[key] = [tid, len(key), canon.count(" ") + 1, (), packed, mask, terms, cue_bits.get(canon, 0)]
         automaton = ahocorasick.Automaton()
         for key, value in values.items():
             automaton.add_word(key, value[0])
@@ -842,6 +1007,12 @@ class Tagger:
                 if value[2] > 1:  # what a multi-word key hides is known in advance
                     last = len(key) - 1
                     value[3] = tuple(sorted((last - e, tid) for e, tid in automaton.iter(key) if tid != value[0]))
+            if cue_bits:  # a context word inside a longer term that scores counts too
+                by_tid = {value[0]: value for value in values.values()}
+                for value in values.values():
+                    if value[6]:
+                        for _, tid in value[3]:
+                            value[7] |= by_tid[tid][7]
             objs = {value[0]: _Key(*value) for value in values.values()}
             for obj in objs.values():
                 obj.inner = tuple((r, objs[tid]) for r, tid in obj.inner)
@@ -850,6 +1021,20 @@ class Tagger:
                 automaton.add_word(key, objs[value[0]])
             automaton.make_automaton()
         self._key_canon = keys  # term id -> canonical term
+        self._key_cues = [values[f" {canon} "][7] for canon in keys]
+        self._context_rules = contexts
+        # Python path: each rule as (need, forbid, a pseudo key holding its added terms or
+        # None, the pillars it adds to as a mask, ((packed field, pillar field, factor), ...))
+        self._contexts_py = []
+        for need, forbid, add, scale in contexts:
+            packed = mask = 0
+            for p, sub, w in add:
+                packed += (w << (_BITS * p)) + (w << (_BITS * (_N + sub)))
+                mask |= (1 << p) | (1 << (_N + sub))
+            pseudo = _Key(-1, 0, 0, (), packed, mask, add, 0) if add else None
+            self._contexts_py.append(
+                (need, forbid, pseudo, mask & _PILLAR_MASK, tuple((_N + sub, p, f) for p, sub, f in scale))
+            )
         self._ready = len(automaton) > 0
         self._automaton = automaton
         self._iter = automaton.iter
@@ -893,6 +1078,8 @@ class Tagger:
                 [values[f" {canon} "][6] for canon in keys],
                 PILLARS,
                 tuple(k for _, k in self._sub_keys),
+                self._key_cues,
+                self._context_rules,
             )
             self._core_classify = self._core.classify
 
@@ -1103,6 +1290,11 @@ class Tagger:
             distinct = dict.fromkeys(map(_second, found))
             total = sum(map(_packed_of, distinct))
             mask = reduce(or_, map(_mask_of, distinct))
+        added: list[tuple[int, int]] = []  # rules that added weight: (word groups, pillars)
+        if self._contexts_py:
+            cues = reduce(or_, map(_cues_of, distinct))
+            if cues:
+                distinct, total, mask, added = self._apply_contexts(cues, distinct, total, mask)
         pillars = mask & _PILLAR_MASK
         if not pillars:
             return NO_PILLAR
@@ -1139,6 +1331,8 @@ class Tagger:
         #    and spaces elsewhere, so a token that is the first of its kind is found as
         #    " tok " directly (the usual case); otherwise _surface works out the offsets.
         bit = 1 << win
+        # a context rule's words are shown with the winner's when it added to the winner
+        show = reduce(or_, [need for need, pm in added if pm & bit], 0) if added else 0
         count = s.count
         if ascii_text:
             find = (" " + low + " ").find
@@ -1146,7 +1340,7 @@ class Tagger:
             out: list[str] | None  # None: every word was found directly, matched is set
             out = []
             for e, v in found:
-                if v.mask & bit:
+                if v.mask & bit or v.cues & show:
                     b = count(" ", 0, e) - 1
                     tb = toks[b]
                     if index(tb) != b:
@@ -1164,10 +1358,13 @@ class Tagger:
                 out = None
             if out is not None:  # a repeated token: work out the offsets
                 matched = _surface(
-                    text, low, toks, [((b := count(" ", 0, e) - 1) - v.words + 1, b) for e, v in found if v.mask & bit]
+                    text,
+                    low,
+                    toks,
+                    [((b := count(" ", 0, e) - 1) - v.words + 1, b) for e, v in found if v.mask & bit or v.cues & show],
                 )
         else:
-            words = [((b := count(" ", 0, e) - 1) - v.words + 1, b) for e, v in found if v.mask & bit]
+            words = [((b := count(" ", 0, e) - 1) - v.words + 1, b) for e, v in found if v.mask & bit or v.cues & show]
             if len(low) != len(text):  # lower() changed the length: show the words lower-cased
                 matched = tuple(dict.fromkeys([" ".join(toks[a : b + 1]) for a, b in words]))
             else:
@@ -1179,6 +1376,35 @@ class Tagger:
             matched,
             secondary,
         )
+
+    def _apply_contexts(
+        self, cues: int, distinct: Iterable[_Key], total: int, mask: int
+    ) -> tuple[list[_Key], int, int, list[tuple[int, int]]]:
+        """[[contexts]] rules whose words are in the message: their added weights join the
+        distinct terms (as one more term each); then each lowered sub-topic's score (and its
+        pillar's) is cut to factor x score (the lowest factor of the rules that fired, in
+        thousandths, floor, at least 0.001). Returns the terms, sums, and the (word groups,
+        pillars added to) of the rules that added weight, for the words shown."""
+        keys = list(distinct)
+        added: list[tuple[int, int]] = []
+        factors: dict[tuple[int, int], int] = {}
+        for need, forbid, pseudo, pillars, scale in self._contexts_py:
+            if cues & need != need or cues & forbid:
+                continue
+            if pseudo is not None:
+                keys.append(pseudo)
+                total += pseudo.packed
+                mask |= pseudo.mask
+                added.append((need, pillars))
+            for field_, p, f in scale:
+                if f < factors.get((field_, p), 1001):
+                    factors[(field_, p)] = f
+        for (field_, p), f in factors.items():
+            score = (total >> (_BITS * field_)) & _MAX
+            if score:
+                cut = score - max(1, score * f // 1000)
+                total -= (cut << (_BITS * p)) + (cut << (_BITS * field_))
+        return keys, total, mask, added
 
     # ---- labels
 
@@ -1198,7 +1424,7 @@ class _Key:
 
     inner is built holding term ids, which Tagger.__init__ then replaces by the key objects."""
 
-    __slots__ = ("inner", "length", "mask", "packed", "terms", "tid", "words")
+    __slots__ = ("cues", "inner", "length", "mask", "packed", "terms", "tid", "words")
 
     def __init__(
         self,
@@ -1209,9 +1435,11 @@ class _Key:
         packed: int,
         mask: int,
         terms: tuple[tuple[int, int, int], ...],
+        cues: int = 0,
     ) -> None:
         self.tid, self.length, self.words, self.inner = tid, length, words, inner
         self.packed, self.mask, self.terms = packed, mask, terms
+        self.cues = cues  # bits of the [[contexts]] word groups it stands for
 
 
 _first = operator.itemgetter(0)
@@ -1220,6 +1448,7 @@ _last = operator.itemgetter(-1)
 _inner_of = operator.attrgetter("inner")
 _packed_of = operator.attrgetter("packed")
 _mask_of = operator.attrgetter("mask")
+_cues_of = operator.attrgetter("cues")
 or_ = operator.or_
 
 

@@ -18,6 +18,7 @@ import argparse
 import contextlib
 import io
 import json
+import re
 import sys
 import time
 from pathlib import Path
@@ -30,6 +31,16 @@ import build  # noqa: E402
 
 from handlers.tagging import Tagger  # noqa: E402
 from handlers.tagging_eval import evaluate, format_report, load_rows  # noqa: E402
+
+
+def count_looks(log: Path) -> int:
+    """Looks at the test part: one per logged run, plus any "prior: N" line (a checkout where
+    data/, which is git-ignored, was rebuilt keeps the earlier sessions' count that way)."""
+    looks = 0
+    for line in open(log, encoding="utf-8"):
+        m = re.match(r"prior:\s*(\d+)", line)
+        looks += int(m.group(1)) if m else bool(line.strip())
+    return looks
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -101,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"by source {', '.join(b_src)}; by round {', '.join(b_rnd)}"
             )
     if "test" in parts:
-        looks = sum(1 for _ in open(build.DATA / "test_looks.log", encoding="utf-8"))
+        looks = count_looks(build.DATA / "test_looks.log")
         print(f"\n(test part printed {looks} time(s) so far: data/test_looks.log)")
     return 0
 
