@@ -15,7 +15,7 @@ import io
 from collections.abc import Mapping, Sequence
 from typing import BinaryIO
 
-from bot.xlsx_stream import BOLD, HEADER, TITLE, WRAP, Workbook, number_cell, string_cell
+from bot.xlsx_stream import BOLD, DEFAULT, HEADER, TITLE, WRAP, Workbook, number_cell, string_cell
 from handlers.consultation import Tally
 from handlers.i18n import Catalog
 from handlers.text import clip
@@ -57,9 +57,8 @@ def write_xlsx(out: BinaryIO, catalog: Catalog, lang: str, c: Consultation, tall
                 not_sent=tally.not_sent,
                 changed=tally.changed,
             ),
-            WRAP,
-        ),
-        30,
+            DEFAULT,  # one line running across the empty cells beside it
+        )
     )
     summary.row(
         "".join(
@@ -86,7 +85,7 @@ def write_xlsx(out: BinaryIO, catalog: Catalog, lang: str, c: Consultation, tall
         for value, counts in sorted(found.items()):
             line(t(lang, group), value, counts)
 
-    answers = book.add_sheet(t(lang, "consult.sheet.answers_sheet"), [20, 20, 12, 60, 10])
+    answers = book.add_sheet(t(lang, "consult.sheet.answers_sheet"), [20, 22, 12, 70, 14])
     answers.row(
         "".join(
             string_cell(t(lang, f"consult.sheet.{h}"), HEADER) for h in ("area", "role", "channel", "answer", "changed")
@@ -157,7 +156,8 @@ def render_chart(catalog: Catalog, lang: str, c: Consultation, tally: Tally) -> 
             share = f" ({round(100 * value / tally.answered)}%)" if tally.answered and c.kind == "choice" else ""
             ax.text(value + peak * 0.015, y, f"{value}{share}", fontsize=13, va="center", color=TEXT_COLOUR)
         ax.set_xlim(0, peak * 1.25)
-        ax.set_ylim(-max(len(values), 1) * 2.2 + 0.8, 1.6)
+        # Room for at least four rows: one or two bars stay bar-shaped, not blocks.
+        ax.set_ylim(-max(len(values), 4) * 2.2 + 0.8, 1.6)
         ax.axis("off")
     buf = io.BytesIO()
     fig.savefig(buf, format="png")

@@ -151,10 +151,9 @@ def question_message(catalog: Catalog, lang: str, c: store.Consultation, *, prev
     body.append(c.question)
     if c.kind == "choice":
         body.append(t(lang, "consult.how_choice"))
-        buttons = tuple(
-            Button(clip(o, 20), f"consult:{c.id}:{n}", o if len(o) > 20 else None)
-            for n, o in enumerate(c.options, start=1)
-        )
+        # Full labels: each channel fits them to its widgets (WhatsApp cuts a long row title
+        # and keeps the words in the row's description).
+        buttons = tuple(Button(o, f"consult:{c.id}:{n}") for n, o in enumerate(c.options, start=1))
     else:
         body.append(t(lang, "consult.how_text"))
         buttons = (Button(t(lang, "consult.write"), f"consult:{c.id}:write"),)
@@ -527,3 +526,25 @@ class ConsultationCommand:
             )
         lines.append(t(lang, "consult.usage"))
         return "\n".join(lines)
+
+
+def digest_lines(catalog: Catalog, lang: str, items: Sequence[store.Activity]) -> list[str]:
+    """The weekly digest's lines: each consultation sent or closed in the period, with how
+    many answered, how many could not be asked, and the kecamatan that answered most."""
+    lines = []
+    for a in items:
+        top = ", ".join(f"{area or '-'} ({n})" for area, n in list(a.areas.items())[:3])
+        lines.append(
+            catalog.text(
+                lang,
+                "consult.digest_line",
+                id=a.id,
+                question=clip(a.question, 80),
+                state=catalog.text(lang, f"consult.states.{a.state}"),
+                answered=a.answered,
+                asked=a.asked,
+                not_sent=catalog.text(lang, "consult.digest_not_sent", n=a.not_sent) if a.not_sent else "",
+                areas=catalog.text(lang, "consult.digest_areas", areas=top) if top else "",
+            )
+        )
+    return lines

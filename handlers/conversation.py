@@ -1154,10 +1154,11 @@ class Turn:
         assert self.user is not None
         cid = int(self.conv.draft.get("consult", 0))
         self.conv = Conversation("idle", {"n": self.serial})
-        replies = await consultation.answer_text(
+        # No menu after it: the question stays the last message with buttons, so the answer
+        # can be changed from it (the terminal presses the last buttons shown).
+        return await consultation.answer_text(
             self.conn, self.core.catalog, self.lang, self.user.id, cid, text, self.now
         )
-        return [*replies, self.menu(brief=True)]
 
     def prompt_consult_text(self) -> Reply:
         return Reply(self.t("consult.write_again"))

@@ -130,3 +130,262 @@ async def test_a_consultation_over_telegram_reaches_its_audience_and_results_go_
         for chat in (1003, 1004, 1005):
             assert not any("konsultasi" in (m.plain or "") for m in tg.fake.sent_to(chat))
         assert scalar(tg.db_path, "SELECT answers FROM consultation_recipients WHERE user_id = 1") == 2
+
+
+# WhatsApp ------------------------------------------------------------------------------------------------
+OFFICIAL_WA = "628999"
+FOUR = "| Fasilitas apa yang paling perlu di terminal? | Parkir sepeda beratap | Ruang tunggu | Toilet bersih | Lampu"
+
+
+async def whatsapp_report(person, text: str) -> list[str]:
+    """A WhatsApp resident's first idea through the chat; the bot's last answers."""
+    await person.send_text("halo")
+    await person.press("Setuju")
+    await person.send_text("ide")
+    await person.send_text(text)
+    await person.press("Ya, benar")
+    await person.press("Maospati")
+    await person.press("Lewati")
+    await person.press("Anonim")
+    await person.replies()
+    await person.press("Ya, kirim")
+    return await person.replies()
+
+
+async def test_a_consultation_over_whatsapp_uses_lists_the_template_and_masks_open_answers(make_settings):
+    from bot.outbox import OutboxWorker
+    from tests.drivers_web import WhatsAppDriver, graph_text
+    from tests.test_officials import FAST
+
+    async with WhatsAppDriver(
+        make_settings,
+        officials=f"whatsapp:{OFFICIAL_WA}",
+        whatsapp_template_consultation="konsultasi_warga",
+        whatsapp_template_language="id",
+    ) as sari:
+        services = sari.services
+        services.channels["whatsapp"] = sari.channel
+        worker = OutboxWorker(
+            services.db, services.channels, sari.settings, services.catalog, pacing=FAST, base_backoff=0.01
+        )
+        services.core.on_outbox = worker.wake
+        await worker.start()
+        try:
+            saved = await whatsapp_report(sari, "Perlu parkir sepeda beratap di terminal bus Maospati")
+            assert saved[-1].startswith("Bolehkah tim masterplan menghubungi Anda lagi")
+            await sari.press("Ya, boleh")
+            assert (await sari.replies())[0].startswith("Terima kasih. Kami akan sesekali")
+            budi = await add_resident(
+                services.db, "628555", channel="whatsapp", name="Budi", last_inbound_ago=timedelta(days=2)
+            )
+            await add_submission(services.db, budi, "Terminal Maospati perlu ruang tunggu yang teduh", kind="idea")
+            await opt_in(services.db, budi)
+
+            official = sari.another(OFFICIAL_WA, "Petugas")
+            await official.send_text(f"/konsultasi buat pilihan pilar=living kecamatan=Maospati {FOUR}")
+            assert (await official.replies())[-1].startswith("Konsultasi #1 dibuat (draf). Penerima saat ini: 2 warga")
+            await official.send_text("/konsultasi kirim 1")
+            assert (await official.replies())[-1] == (
+                "Konsultasi #1 dikirim ke 2 warga. Tidak terkirim: 0 (WhatsApp di luar jendela 24 jam, tanpa templat)."
+            )
+            # Budi is outside the window: the approved template, {{1}} the number, {{2}} the question.
+            [template] = await sari.graph.wait_for_sent(lambda p: p.get("to") == "628555")
+            assert template["type"] == "template" and template["template"]["name"] == "konsultasi_warga"
+            params = [p["text"] for p in template["template"]["components"][0]["parameters"]]
+            assert params == ["#1", "Fasilitas apa yang paling perlu di terminal?"]
+            # Sari is inside it: four options come as a list.
+            await sari.graph.wait_for_sent(lambda p: p.get("to") == sari.wa_id and "konsultasi #1" in graph_text(p))
+            question = sari.last_interactive()
+            assert question["interactive"]["type"] == "list"
+            assert [r["title"] for r in question["interactive"]["action"]["sections"][0]["rows"]] == [
+                "Parkir sepeda beratap",
+                "Ruang tunggu",
+                "Toilet bersih",
+                "Lampu",
+            ]
+            await sari.replies()
+            await sari.press("Toilet bersih")
+            assert await sari.replies() == [
+                "Terima kasih, jawaban Anda untuk konsultasi #1 sudah kami catat: Toilet bersih"
+            ]
+            await official.send_text("/konsultasi tutup 1")
+            assert (await official.replies())[-1].startswith("Konsultasi #1 ditutup. Hasilnya dikirim ke 1 peserta.")
+            [result] = await sari.graph.wait_for_sent(
+                lambda p: p.get("to") == sari.wa_id and "Hasil konsultasi #1" in graph_text(p)
+            )
+            assert "Toilet bersih 100% (1)" in graph_text(result)
+
+            # An open question: "Tulis jawaban", then her words; officials see them masked.
+            await official.send_text(
+                "/konsultasi buat terbuka pilar=living | Apa lagi yang kurang dari terminal Maospati?"
+            )
+            await official.send_text("/konsultasi kirim 2")
+            await official.replies()
+            await sari.graph.wait_for_sent(lambda p: p.get("to") == sari.wa_id and "konsultasi #2" in graph_text(p))
+            await sari.replies()
+            await sari.press("Tulis jawaban")
+            assert (await sari.replies())[0].startswith("Silakan ketik pendapat Anda tentang:")
+            await sari.send_text("Jadwal bus ditempel di dinding. Hubungi saya 0812-3456-7890")
+            [saved_answer] = await sari.replies()
+            assert saved_answer.startswith("Terima kasih, jawaban Anda untuk konsultasi #2 sudah kami catat")
+            await official.send_text("/konsultasi hasil 2")
+            results = (await official.replies())[-1]
+            assert "Jawaban tertulis (data pribadi disamarkan):" in results
+            assert "0812" not in results and "Jadwal bus ditempel di dinding" in results
+            # "stop" as a reply to the consultation: at once, and no result for her.
+            await sari.send_text("stop")
+            assert (await sari.replies())[0].startswith("Baik, Anda tidak akan lagi menerima pertanyaan")
+            await official.send_text("/konsultasi tutup 2")
+            assert (await official.replies())[-1].startswith("Konsultasi #2 ditutup. Hasilnya dikirim ke 0 peserta.")
+            await worker.idle.wait()
+            assert scalar(sari.db_path, "SELECT count(*) FROM outbox WHERE purpose = 'consultation_result'") == 1
+        finally:
+            await worker.stop()
+
+
+# The terminal, and the command line ----------------------------------------------------------------------
+async def terminal_line(channel, line: str) -> None:
+    from bot.channels.terminal import parse_line
+
+    incoming = parse_line(line, channel.last, user_id=channel.user_id, display_name="Warga", hint=None)
+    assert incoming is not None
+    await channel._handle(incoming)
+
+
+def consult_cli(settings, *args: str) -> str:
+    from click.testing import CliRunner
+
+    from bot.cli_consult import consult
+
+    result = CliRunner().invoke(consult, list(args), obj=settings, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+async def test_a_consultation_from_the_command_line_to_terminal_residents_with_sheet_and_chart(make_settings, tmp_path):
+    """`suarawarga consult` end to end: a paragraph to react to (typed answers) and its
+    results as an XLSX (opened with openpyxl) and a PNG chart."""
+    import asyncio
+    import io
+
+    from openpyxl import load_workbook
+
+    from bot.channels.terminal import TerminalChannel
+    from tests.drivers import TerminalDriver
+
+    async with TerminalDriver(make_settings) as warga:
+        settings, core = warga.settings, warga.channel.core
+        await warga.send_text("halo")
+        await warga.press("Setuju")
+        for text in ("Lampu jalan di Bendo mati semua sejak sebulan", "Lampu jalan di desa Bendo perlu diganti LED"):
+            await warga.send_text("/lapor")
+            await warga.send_text(text)
+            await warga.press("Ya, benar")
+            await warga.press("Bendo")
+            await warga.press("Lewati")
+            await warga.press("Anonim")
+            await warga.replies()
+            await warga.press("Ya, kirim")
+            answers = await warga.replies()
+            if text.startswith("Lampu jalan di Bendo"):
+                assert answers[-1].startswith("Bolehkah tim masterplan menghubungi Anda lagi")
+                await warga.press("Ya, boleh")
+            else:  # asked once only
+                assert not any("Bolehkah" in a for a in answers)
+        # A second terminal resident agrees, then says "berhenti" in the middle of a report.
+        other = TerminalChannel(core, stdout=io.StringIO(), user_id="warga2")
+        for line in ("halo", "1", "/lapor", "Lampu penerangan jalan di Bendo sering padam malam hari", "1", "Bendo"):
+            await terminal_line(other, line)
+        for line in ("3", "2", "1"):  # skip photo, anonymous, send
+            await terminal_line(other, line)
+        await terminal_line(other, "1")  # "Ya, boleh"
+        await terminal_line(other, "/lapor")
+        await terminal_line(other, "berhenti")
+        # One on WhatsApp, outside the window, no template configured.
+        wati = await add_resident(core.db, "62811", channel="whatsapp", last_inbound_ago=timedelta(days=3))
+        await add_submission(core.db, wati, "Lampu jalan di Bendo rusak dan gelap", area="Bendo")
+        await opt_in(core.db, wati)
+
+        out = await asyncio.to_thread(
+            consult_cli,
+            settings,
+            "create",
+            "--kind",
+            "paragraph",
+            "--pillar",
+            "living",
+            "--area",
+            "Bendo",
+            "--question",
+            "Setujukah Anda dengan rancangan ini?",
+            "--paragraph",
+            "Semua lampu jalan desa diganti LED tenaga surya dalam dua tahun.",
+        )
+        assert out.startswith("Created consultation #1 (draft): 2 residents in the audience, 1 of them on WhatsApp")
+        shown = await asyncio.to_thread(consult_cli, settings, "preview", "1")
+        assert 'Rancangan: "Semua lampu jalan desa diganti LED' in shown
+        sent = await asyncio.to_thread(consult_cli, settings, "send", "1")
+        assert "queued to 1 residents; not sent to 1" in sent
+        await warga.channel.show_notifications()
+        [question] = await warga.replies()
+        assert question.startswith("Tim penyusun masterplan meminta pendapat Anda (konsultasi #1):")
+        await warga.press("Tulis jawaban")
+        assert (await warga.replies()) == ["Silakan ketik pendapat Anda tentang: Setujukah Anda dengan rancangan ini?"]
+        await warga.send_text("Setuju, tapi dahulukan jalan ke sekolah")
+        assert (await warga.replies())[0].startswith("Terima kasih, jawaban Anda untuk konsultasi #1")
+        await warga.press("Tulis jawaban")
+        await warga.replies()
+        await warga.send_text("Setuju, dahulukan jalan ke sekolah dan pasar. Kabari Pak Budi 081234567890")
+        assert (await warga.replies())[0].startswith("Jawaban Anda untuk konsultasi #1 sudah diubah menjadi")
+
+        closed = await asyncio.to_thread(consult_cli, settings, "close", "1")
+        assert "Closed consultation #1: 1 answers; the result is queued to 1 participants." in closed
+        await warga.channel.show_notifications()
+        [result] = await warga.replies()
+        assert result.startswith('Hasil konsultasi #1 "Setujukah Anda dengan rancangan ini?": 1 warga menjawab.')
+        assert "Di Kecamatan Bendo: 1 jawaban tertulis" in result
+        await warga.press("Tulis jawaban")
+        assert (await warga.replies())[0].startswith("Maaf, konsultasi #1 sudah ditutup")
+
+        sheet, chart = tmp_path / "hasil.xlsx", tmp_path / "hasil.png"
+        report = await asyncio.to_thread(
+            consult_cli, settings, "results", "1", "--xlsx", str(sheet), "--chart", str(chart)
+        )
+        assert "Ditanya: 2 · menjawab: 1 · tidak terkirim (di luar jendela, tanpa templat): 1" in report
+        assert "081234567890" not in report and "dahulukan jalan ke sekolah dan pasar" in report
+        book = load_workbook(sheet, read_only=True)
+        summary = [list(r) for r in book["Ringkasan"].iter_rows(values_only=True)]
+        assert summary[0][0] == "Konsultasi #1: Setujukah Anda dengan rancangan ini?"
+        assert summary[2][:4] == ["Kelompok", "Nilai", "Menjawab", "Jawaban tertulis"]
+        assert ["Semua", None, 1, 1] in [r[:4] for r in summary]
+        assert ["Kecamatan", "Bendo", 1, 1] in [r[:4] for r in summary]
+        assert ["Jenis peserta", "menyampaikan topik", 1, 1] in [r[:4] for r in summary]
+        answers = [list(r) for r in book["Jawaban"].iter_rows(values_only=True)]
+        assert answers[0] == [
+            "Kecamatan",
+            "Jenis peserta",
+            "Saluran",
+            "Jawaban (data pribadi disamarkan)",
+            "Kali diubah",
+        ]
+        [row] = answers[1:]
+        assert row[:3] == ["Bendo", "menyampaikan topik", "terminal"] and row[4] == 1
+        assert "081234567890" not in row[3] and "dahulukan jalan ke sekolah dan pasar" in row[3]
+        book.close()
+        assert chart.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        listed = await asyncio.to_thread(consult_cli, settings, "list")
+        assert listed.startswith("#1    closed  paragraph")
+        assert scalar(warga.db_path, "SELECT count(*) FROM consultation_recipients WHERE user_id = 2") == 0
+
+        # The weekly digest (as the bot sends it) has a short section of its own.
+        from bot.digest_service import DigestService
+        from handlers.digest import Period, render_text
+
+        today = utcnow().astimezone(settings.zone).date()
+        service = DigestService(settings, core.catalog, db=core.db)
+        text = render_text(await service.compute(Period.days(today, today, settings.zone)), core.catalog, "id")
+        chapter = text[text.index("KONSULTASI") :].splitlines()
+        assert chapter[1] == (
+            "• #1 Setujukah Anda dengan rancangan ini? (ditutup): 1 dari 2 menjawab, 1 tidak terkirim; "
+            "terbanyak: Bendo (1)"
+        )
