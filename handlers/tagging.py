@@ -1134,7 +1134,7 @@ class Tagger:
                 return t
         if len(t) > 3 and t[-1] == "2" and t[:-1].isalpha():  # "beda2" = "beda-beda"
             t = norm.get(t[:-1], t[:-1])
-            if t in vocab:
+            if t in vocab or t in self.stopwords:  # "sampai2" is "sampai", not "sampah"
                 return t
         if self._sastrawi is not None:
             s = self._sastrawi(t)

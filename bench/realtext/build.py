@@ -160,7 +160,7 @@ def read_labels(path: Path = LABELS) -> dict[tuple[str, str], tuple[str, str]]:
 
 
 def read_label_rows(path: Path = LABELS) -> dict[tuple[str, str], tuple[str, str, str]]:
-    """(source, id) -> (pillar, kind, round): round 1 = the first 1,657 labels, 2 = added in round 2."""
+    """(source, id) -> (pillar, kind, round): round 1 = the first 1,657 labels, 2 = added in round 2, 3 = added in round 3."""
     out = {}
     if path.exists():
         with open(path, encoding="utf-8", newline="") as f:
