@@ -35,6 +35,7 @@ from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
 from bot.digest_chart import render_chart
+from handlers.deadlines import DeadlinePolicy, Rules
 from handlers.digest import (
     Digest,
     Period,
@@ -51,6 +52,7 @@ from handlers.digest import (
 from handlers.messages import DeliveryError, Document, Reply, WindowClosed
 from storage import digest_queries as q
 from storage.database import utcnow
+from storage.deadlines import DeadlineReport, read_deadline_report
 
 if TYPE_CHECKING:
     from bot.config import Settings
@@ -134,7 +136,23 @@ class DigestService:
     async def compute(self, period: Period) -> Digest:
         rows = await asyncio.to_thread(q.read_digest_rows, self.settings.database_path, period)
         # The backlog's ages are counted to today, the day the team reads it (issue 14.18).
-        return compute_digest(period, rows, regency=self.settings.regency_name, as_of=self.clock())
+        as_of = self.clock()
+        deadlines = await asyncio.to_thread(self._deadline_figures, period, as_of)
+        return compute_digest(period, rows, regency=self.settings.regency_name, as_of=as_of, deadlines=deadlines)
+
+    def _deadline_figures(self, period: Period, as_of: datetime) -> DeadlineReport:
+        """Issue 17: overdue as of today (working days, as /status and the reminders count
+        them), the medians and closure outcomes of the period's answers. In a thread, on a
+        read connection of its own, like the digest's rows."""
+        zone = self.settings.zone
+        rules = Rules(DeadlinePolicy.from_settings(self.settings), zone)
+        return read_deadline_report(
+            self.settings.database_path,
+            rules,
+            today=max(as_of, period.end).astimezone(zone).date(),
+            since=period.start,
+            until=period.end,
+        )
 
     async def build(
         self, period: Period, lang: str, *, digest: Digest | None = None, spreadsheet: bool = True
@@ -170,6 +188,8 @@ class DigestService:
                 lang=lang,
                 actor="digest",
                 zone=self.settings.zone,
+                deadlines=DeadlinePolicy.from_settings(self.settings),
+                now=self.clock(),
             )
         except Exception:
             log.exception("digest %s: the spreadsheet could not be made; sending without it", period.label)

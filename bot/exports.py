@@ -38,6 +38,7 @@ from zoneinfo import ZoneInfo
 from bot.geo import PUBLIC_DECIMALS, Centroids, osm_url
 from handlers import privacy
 from handlers.clock import utcnow
+from handlers.deadlines import DeadlinePolicy, RowDeadlines, Rules
 from handlers.domain import PILLARS, STATUSES, TrackingCode
 from handlers.i18n import Catalog
 from storage import audit
@@ -54,6 +55,18 @@ FORMATS: tuple[str, ...] = ("csv", "xlsx", "jsonl", "geojson", "markdown")
 # resident or an official); status_note holds the programme or the rejection reason,
 # forwarded_to the agency. area_source says where area came from: "resident" (chosen or
 # typed) or "gps" (the nearest kecamatan seat to the GPS point, see bot/geo.py).
+# Issue 17: what is owed next and by when (working days, as /status counts them), how late,
+# when the first response and the resolution came, and the resident's answer and rating.
+DEADLINE_COLUMNS: tuple[str, ...] = (
+    "due_stage",
+    "due_at",
+    "overdue",
+    "working_days_late",
+    "first_response_at",
+    "resolved_at",
+    "closure",
+    "rating",
+)
 COLUMNS: tuple[str, ...] = (
     "code",
     "kind",
@@ -77,6 +90,7 @@ COLUMNS: tuple[str, ...] = (
     "channel",
     "created_at",
     "updated_at",
+    *DEADLINE_COLUMNS,
 )
 # Added only with include_contact; always empty for anonymous submissions.
 CONTACT_COLUMNS: tuple[str, ...] = ("contact_name", "contact_channel", "contact_id")
@@ -282,6 +296,34 @@ def _locate(
     return found, ("gps" if found else None), lat, lon
 
 
+# Where the contact columns start in a row (after eq.SELECT_ROW's).
+_CONTACT = slice(eq.ROW_WIDTH, eq.ROW_WIDTH + 3)
+
+
+def _deadline_values(owed: RowDeadlines, row: tuple, local: LocalTime) -> dict[str, Any]:
+    """The DEADLINE_COLUMNS of a row (row[20:26]: forwarded_at, reopened_at,
+    first_response_at, resolved_at, closure, rating, migration 0013) as plain values."""
+    due = owed.next_due(row[10], row[18], row[20], row[21]) if row[10] not in _CLOSED else None
+    return {
+        "due_stage": due[0] if due else None,
+        "due_at": due[1].isoformat() if due else None,
+        "overdue": due[2] > 0 if due else None,
+        "working_days_late": due[2] if due else None,
+        "first_response_at": local(row[22]),
+        "resolved_at": local(row[23]),
+        "closure": row[24],
+        "rating": row[25],
+    }
+
+
+_CLOSED = frozenset(STATUSES) - {"new", "reviewed", "forwarded"}
+
+
+def _owed(owed: RowDeadlines | None, local: LocalTime) -> RowDeadlines:
+    """The default policy as of now, for a writer called without the settings' one."""
+    return owed or RowDeadlines(DeadlinePolicy(), local.zone, utcnow().astimezone(local.zone).date())
+
+
 def _note(value: str | None) -> str | None:
     # Officials' notes can quote a resident ("Pak Budi 0812..."): masked like the text.
     return redact_text(value) if value else None
@@ -296,10 +338,12 @@ def _records(
     exact: bool = False,
     centroids: Centroids | None = None,
     sections: dict[str, str] | None = None,
+    owed: RowDeadlines | None = None,
 ) -> Iterator[dict[str, Any]]:
     """Rows as the JSON formats show them: clean values, local times, masked text."""
     n = 0
     centroids = centroids or Centroids.packaged()
+    owed = _owed(owed, local)
     for row in rows:
         code = row[0]
         area, source, lat, lon = _locate(row[7], row[8], row[9], exact, centroids)
@@ -327,10 +371,11 @@ def _records(
             "created_at": local(row[18]),
             "updated_at": local(row[19]),
         }
+        record.update(_deadline_values(owed, row, local))
         if sections is not None:  # a masterplan outline is loaded (issue 18)
             record["section"] = sections.get(code)
         if contact:
-            record["contact_name"], record["contact_channel"], record["contact_id"] = row[20:23]
+            record["contact_name"], record["contact_channel"], record["contact_id"] = row[_CONTACT]
         yield record
         n += 1
         if progress is not None and n % PROGRESS_EVERY == 0:
@@ -352,6 +397,8 @@ def export(
     progress: Callable[[int], None] | None = None,
     zone: ZoneInfo | None = None,
     csv_dialect: str = "rfc4180",
+    deadlines: DeadlinePolicy | None = None,
+    now: datetime | None = None,
 ) -> int:
     """Write the submissions matching `filters` to `out` in `fmt`; return how many.
 
@@ -359,7 +406,9 @@ def export(
     one, `include_contact`, which is audited and keeps them exact (issue 12.5).
     `progress`, when given, is called with the number of rows written since its last
     call (tqdm's `update`). Raises ExportError (or a subclass) before writing anything
-    when the export cannot be made.
+    when the export cannot be made. `deadlines` (the settings' policy: working days,
+    HOLIDAYS_EXTRA) and `now` give the due and overdue columns (default: the default
+    policy, the current time).
     """
     if fmt not in FORMATS:
         raise ExportError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
@@ -372,6 +421,7 @@ def export(
         raise ExportError(f"unknown language {lang!r}; choose one of {', '.join(catalog.languages)}")
     local = LocalTime(zone)
     exact = include_contact
+    owed = RowDeadlines(deadlines or DeadlinePolicy(), local.zone, (now or utcnow()).astimezone(local.zone).date())
     conn = connect_readonly(db_path)
     try:
         # One snapshot for every query of this export (WAL: writers carry on meanwhile).
@@ -382,15 +432,19 @@ def export(
             counts = _counts(conn, filters)
             _audit_contact_export(db_path, actor=actor, fmt=fmt, filters=filters, counts=counts)
         if fmt == "csv":
-            written = _write_csv(conn, filters, out, local, include_contact, progress, exact=exact, dialect=csv_dialect)
+            written = _write_csv(
+                conn, filters, out, local, include_contact, progress, exact=exact, dialect=csv_dialect, owed=owed
+            )
         elif fmt == "jsonl":
-            written = _write_jsonl(conn, filters, out, local, include_contact, progress, exact=exact)
+            written = _write_jsonl(conn, filters, out, local, include_contact, progress, exact=exact, owed=owed)
         elif fmt == "geojson":
-            written = _write_geojson(conn, filters, out, local, include_contact, progress, exact=exact)
+            written = _write_geojson(conn, filters, out, local, include_contact, progress, exact=exact, owed=owed)
         elif fmt == "xlsx":
-            written = _write_xlsx(conn, filters, out, local, include_contact, progress, catalog, lang, exact=exact)
+            written = _write_xlsx(
+                conn, filters, out, local, include_contact, progress, catalog, lang, exact=exact, owed=owed
+            )
         else:
-            written = _write_markdown(conn, filters, out, local, catalog, lang)
+            written = _write_markdown(conn, filters, out, local, catalog, lang, owed=owed)
         conn.execute("COMMIT")
     finally:
         conn.close()
@@ -442,6 +496,7 @@ def _write_csv(
     *,
     exact: bool = False,
     dialect: str = "rfc4180",
+    owed: RowDeadlines | None = None,
 ) -> int:
     """CSV, UTF-8 with a byte-order mark: RFC 4180 (Excel's "comma" dialect) or excel-id.
 
@@ -465,6 +520,8 @@ def _write_csv(
     places: dict[tuple, str] = {}
     states: dict[tuple, str] = {}
     tails: dict[tuple, str] = {}
+    dues: dict[tuple, tuple[str, str]] = {}
+    owed = _owed(owed, local)
     hours = local._hours
     convert = local.__call__
     nearest = Centroids.packaged().nearest
@@ -542,15 +599,29 @@ def _write_csv(
         created_text = stamp(created)
         updated_text = created_text if updated == created else stamp(updated)
         changed_text = created_text if changed == created else stamp(changed)
+        # Issue 17's columns: the owed part once per distinct (stage, due, lateness, closure, rating).
+        due = owed.next_due(status, created, row[20], row[21]) if status not in _CLOSED else None
+        key = (due, row[24], row[25])
+        owing = dues.get(key)
+        if owing is None:
+            owing = dues[key] = (
+                (
+                    sep.join((cell(due[0]), due[1].isoformat(), "true" if due[2] else "false", str(due[2])))
+                    if due
+                    else sep * 3
+                ),
+                sep.join((cell(row[24]), "" if row[25] is None else str(row[25]))),
+            )
         line = (
             f'{code[:3]}-{code[3:]}{sep}{head}{sep}"{body.replace(chr(34), chr(34) * 2)}"{sep}{place}{sep}'
             f"{coords}{sep}{state}{sep}{outcome}{sep}{changed_text}{sep}{tail[0]}{sep}{supports}{sep}"
-            f"{tail[1]}{sep}{tail[2]}{sep}{created_text}{sep}{updated_text}"
+            f"{tail[1]}{sep}{tail[2]}{sep}{created_text}{sep}{updated_text}{sep}{owing[0]}{sep}"
+            f"{stamp(row[22])}{sep}{stamp(row[23])}{sep}{owing[1]}"
         )
         if outline:
             line += sep + cell(section_of.get(code))
         if contact:
-            line += sep + sep.join(cell(v if v is None else str(v)) for v in row[20:23])
+            line += sep + sep.join(cell(v if v is None else str(v)) for v in row[_CONTACT])
         buffer.append(line)
         n += 1
         if n % 2_000 == 0:
@@ -577,6 +648,7 @@ def _write_jsonl(
     progress: Callable[[int], None] | None,
     *,
     exact: bool = False,
+    owed: RowDeadlines | None = None,
 ) -> int:
     """One JSON object a line, keys in COLUMNS order (what _records gives, json.loads-equal).
 
@@ -602,6 +674,8 @@ def _write_jsonl(
     places: dict[tuple, str] = {}
     states: dict[str, str] = {}
     tails: dict[tuple, str] = {}
+    dues: dict[Any, str] = {}
+    owed = _owed(owed, local)
     buffer: list[str] = []
     # The section key once a masterplan outline is loaded (issue 18), as _records has it.
     section_of = eq.section_numbers(conn) if eq.masterplan_loaded(conn) else None
@@ -674,10 +748,24 @@ def _write_jsonl(
             f'{tail[0]}{supports}{tail[1]}"created_at":{created_text},'
             f'"updated_at":{created_text if updated == created else stamp(updated)}'
         )
+        # Issue 17's keys: the owed part once per distinct (stage, due, lateness), as in the CSV.
+        due = owed.next_due(status, created, row[20], row[21]) if status not in _CLOSED else None
+        owing = dues.get(due)
+        if owing is None:
+            owing = dues[due] = (
+                f',"due_stage":"{due[0]}","due_at":"{due[1].isoformat()}",'
+                f'"overdue":{"true" if due[2] else "false"},"working_days_late":{due[2]},'
+                if due
+                else ',"due_stage":null,"due_at":null,"overdue":null,"working_days_late":null,'
+            )
+        line += (
+            f'{owing}"first_response_at":{stamp(row[22])},"resolved_at":{stamp(row[23])},'
+            f'"closure":{enc(row[24])},"rating":{"null" if row[25] is None else row[25]}'
+        )
         if section_of is not None:
             line += f',"section":{enc(section_of.get(code))}'
         if contact:
-            name, channel_, platform_id = row[20:23]
+            name, channel_, platform_id = row[_CONTACT]
             line += (
                 f',"contact_name":{enc(name)},"contact_channel":{enc(channel_)},'
                 f'"contact_id":{enc(None if platform_id is None else str(platform_id))}'
@@ -707,6 +795,7 @@ def _write_geojson(
     progress: Callable[[int], None] | None,
     *,
     exact: bool = False,
+    owed: RowDeadlines | None = None,
 ) -> int:
     """Every submission as a Feature (issue 14.16).
 
@@ -722,7 +811,9 @@ def _write_geojson(
     n = 0
     rows = _rows(conn, filters, contact=contact)
     sections = eq.section_numbers(conn) if eq.masterplan_loaded(conn) else None
-    for record in _records(rows, local, contact, progress, exact=exact, centroids=centroids, sections=sections):
+    for record in _records(
+        rows, local, contact, progress, exact=exact, centroids=centroids, sections=sections, owed=owed
+    ):
         geometry: dict[str, Any] | None = None
         if record["latitude"] is not None:
             # RFC 7946: longitude first.
@@ -768,6 +859,14 @@ _COLUMN_WIDTHS = {
     "channel": 10,
     "created_at": 16,
     "updated_at": 16,
+    "due_stage": 16,
+    "due_at": 11,
+    "overdue": 8,
+    "working_days_late": 9,
+    "first_response_at": 16,
+    "resolved_at": 16,
+    "closure": 12,
+    "rating": 7,
     "contact_name": 22,
     "contact_channel": 12,
     "contact_id": 16,
@@ -863,6 +962,7 @@ def _write_xlsx(
     lang: str,
     *,
     exact: bool = False,
+    owed: RowDeadlines | None = None,
 ) -> int:
     """Summary, all submissions, then one sheet per pillar (bot/xlsx_stream.py).
 
@@ -933,6 +1033,15 @@ def _write_xlsx(
     places: dict[tuple, str] = {}
     states: dict[str, str] = {}
     flags: dict[tuple, tuple[str, str, str]] = {}
+    dues: dict[tuple, tuple[str, str]] = {}
+    owed = _owed(owed, local)
+    stage_label = {
+        st: catalog.text(lang, f"deadlines.stage_{st}") for st in ("first_response", "agency_answer", "resolution")
+    }
+    closure_label = {
+        c: catalog.text(lang, f"deadline_figures.outcome_{c}")
+        for c in ("waiting", "confirmed", "disputed", "unconfirmed")
+    }
 
     serial_hours = excel_time._hours
 
@@ -1032,10 +1141,28 @@ def _write_xlsx(
                 f'{flag[0]}<c s="{TOP}"><v>{supports}</v></c>{flag[1]}{flag[2]}{created_cell}'
                 f"{created_cell if updated == created else date_cell(updated)}"
             )
+            # Issue 17's columns: a real date and real numbers, labels in the export's language.
+            due = owed.next_due(status, created, row[20], row[21]) if status not in _CLOSED else None
+            key = (due, row[24], row[25])
+            owing = dues.get(key)
+            if owing is None:
+                owing = dues[key] = (
+                    (
+                        S(stage_label[due[0]])
+                        + date_cell(datetime.combine(due[1], datetime.min.time(), local.zone).isoformat())
+                        + S(labels.yes if due[2] else labels.no)
+                        + f'<c s="{TOP}"><v>{due[2]}</v></c>'
+                    )
+                    if due
+                    else empty_top * 4,
+                    S(closure_label.get(row[24], row[24]))
+                    + (empty_top if row[25] is None else f'<c s="{TOP}"><v>{row[25]}</v></c>'),
+                )
+            cells += owing[0] + date_cell(row[22]) + date_cell(row[23]) + owing[1]
             if outline:
                 cells += S(section_of.get(code))
             if contact:
-                cells += "".join(S(None if v is None else str(v)) for v in row[20:23])
+                cells += "".join(S(None if v is None else str(v)) for v in row[_CONTACT])
             lines = max(_lines(body, _TEXT_LINE), subtopic_lines[(kind, pillar, auto, subtopic)])
             if note_text:
                 lines = max(lines, _lines(note_text, _NOTE_LINE))
@@ -1272,7 +1399,14 @@ def _subtopic_labels() -> dict[tuple[str, str], tuple[str, str]]:
 
 
 def _write_markdown(
-    conn: sqlite3.Connection, filters: ExportFilter, out: BinaryIO, local: LocalTime, catalog: Catalog, lang: str
+    conn: sqlite3.Connection,
+    filters: ExportFilter,
+    out: BinaryIO,
+    local: LocalTime,
+    catalog: Catalog,
+    lang: str,
+    *,
+    owed: RowDeadlines | None = None,
 ) -> int:
     """ "Aspirasi Masyarakat": the annex the masterplan team pastes into the document.
 
@@ -1349,6 +1483,7 @@ def _write_markdown(
     agencies = [(redact_text(a), n) for a, n in eq.annex_agencies(conn, where, params, ANNEX_AGENCIES)]
     if agencies:
         lines += ["", t("agencies", list=", ".join(f"{_md(a)} ({num(n)})" for a, n in agencies))]
+    lines += ["", _annex_deadlines(conn, filters, _owed(owed, local), catalog, lang, num)]
     lines.append("")
 
     subtopic_label = _subtopic_labeller(lang)
@@ -1364,6 +1499,38 @@ def _write_markdown(
     lines += [f"_{t('footer', date=_date(utcnow(), local, catalog, lang))}_", ""]
     out.write("\n".join(lines).encode("utf-8"))
     return total
+
+
+def _annex_deadlines(
+    conn: sqlite3.Connection,
+    filters: ExportFilter,
+    owed: RowDeadlines,
+    catalog: Catalog,
+    lang: str,
+    num: Callable[[int], str],
+) -> str:
+    """Issue 17: one line on deadlines (aggregates only, no codes: the annex is published)."""
+    from handlers.digest import Wording, _hours
+    from storage.deadlines import deadline_report_on
+
+    since = filters.since or datetime(2000, 1, 1, tzinfo=owed.zone)
+    until = filters.until or datetime.combine(owed.today, datetime.min.time(), owed.zone) + timedelta(days=1)
+    r = deadline_report_on(conn, Rules(owed.policy, owed.zone), today=owed.today, since=since, until=until, oldest=0)
+    w = Wording(catalog, lang, None)
+    none = catalog.text(lang, "deadline_figures.annex_none")
+    return _md(
+        catalog.text(
+            lang,
+            "deadline_figures.annex",
+            overdue=num(r.overdue),
+            date=w.day(owed.today),
+            first=_hours(w, r.median_hours_to_first_response) if r.median_hours_to_first_response is not None else none,
+            resolved=_hours(w, r.median_hours_to_resolution) if r.median_hours_to_resolution is not None else none,
+            confirmed=num(r.closures.get("confirmed", 0)),
+            disputed=num(r.closures.get("disputed", 0)),
+            unconfirmed=num(r.closures.get("unconfirmed", 0)),
+        )
+    )
 
 
 def _annex_pillar(

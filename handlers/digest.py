@@ -23,6 +23,7 @@ from handlers.i18n import Catalog
 from handlers.privacy import redact
 
 # What the queries hand over is defined with the queries.
+from storage.deadlines import DeadlineReport
 from storage.digest_queries import DigestRows, GroupCount, Sample, SectionDraw
 
 # (pillar, subtopic, language) -> label; the tagger's rules know the human names.
@@ -260,15 +261,24 @@ class Digest:
     as_of: datetime | None = None  # the backlog's ages are counted to this day
     links: list[MoveItem] = field(default_factory=list)  # new masterplan links (note: the section)
     top_sections: list[SectionDraw] = field(default_factory=list)  # drew the most residents
+    deadlines: DeadlineReport | None = None  # issue 17: overdue, medians, closure outcomes
 
     @property
     def empty(self) -> bool:
         return self.total.current == 0 and not any(self.movement.values())
 
 
-def compute_digest(period: Period, rows: DigestRows, *, regency: str = "", as_of: datetime | None = None) -> Digest:
+def compute_digest(
+    period: Period,
+    rows: DigestRows,
+    *,
+    regency: str = "",
+    as_of: datetime | None = None,
+    deadlines: DeadlineReport | None = None,
+) -> Digest:
     """The digest of `period`. `as_of` is when it is made or sent: the backlog's "waiting
-    N days" is counted to that day (default: the end of the period)."""
+    N days" is counted to that day (default: the end of the period). `deadlines`: the
+    deadline figures (storage.deadlines.deadline_report_on), shown when given."""
     cur, prev = _Tally(rows.current), _Tally(rows.previous)
     pillar_keys = [*PILLARS, UNTAGGED]
     by_pillar = {p: Change(cur.pillar[p], prev.pillar[p]) for p in pillar_keys}
@@ -355,6 +365,7 @@ def compute_digest(period: Period, rows: DigestRows, *, regency: str = "", as_of
             for link in rows.links
         ],
         top_sections=list(rows.sections),
+        deadlines=deadlines,
     )
 
 
@@ -689,7 +700,94 @@ def _blocks(d: Digest, w: Wording) -> tuple[str, str, list[_Block]]:
                 for s in d.top_sections
             ]
         blocks.append(_Block(w.t("digest.section_masterplan"), masterplan))
+    if d.deadlines is not None:
+        blocks.append(_deadline_block(d.deadlines, w))
     return title, period, blocks
+
+
+# Issue 17: deadlines and closure, one block of its own -------------------------------------------
+def _hours(w: Wording, hours: float) -> str:
+    text = f"{hours:.0f}" if hours >= 10 else f"{hours:.1f}".replace(".", "," if w.lang == "id" else ".")
+    if hours < 48:
+        return w.t("deadline_figures.hours", hours=text)
+    return w.t("deadline_figures.hours_days", hours=text, days=f"{hours / 24:.0f}")
+
+
+def _deadline_block(r: DeadlineReport, w: Wording) -> _Block:
+    """Overdue as of the day it is made (by pillar, and by the agency a forwarded one
+    waits on), the medians of the period's answers in calendar hours, what residents said
+    of the period's resolutions, and the oldest overdue items by code."""
+
+    def listing(counts: dict[Any, int], name: Callable[[Any], str]) -> str:
+        ranked = sorted(counts.items(), key=lambda kv: (-kv[1], name(kv[0])))
+        return ", ".join(w.t("deadline_figures.item", name=name(k), count=w.n(n)) for k, n in ranked)
+
+    day = w.day(r.as_of)
+    if not r.overdue:
+        lines = [w.t("deadline_figures.overdue_none", date=day)]
+    else:
+        lines = [w.t("deadline_figures.overdue", date=day, count=w.n(r.overdue))]
+        lines.append(w.t("deadline_figures.by_pillar", list=listing(r.overdue_by_pillar, w.pillar)))
+        if r.overdue_by_agency:
+            lines.append(w.t("deadline_figures.by_agency", list=listing(r.overdue_by_agency, str)))
+    for key, median, count in (
+        ("first", r.median_hours_to_first_response, r.first_responses),
+        ("resolution", r.median_hours_to_resolution, r.resolutions),
+    ):
+        if median is None:
+            lines.append(w.t(f"deadline_figures.median_{key}_none"))
+        else:
+            lines.append(w.t(f"deadline_figures.median_{key}", time=_hours(w, median), count=w.n(count)))
+    c = r.closures
+    lines.append(
+        w.t(
+            "deadline_figures.closures",
+            confirmed=w.n(c.get("confirmed", 0)),
+            disputed=w.n(c.get("disputed", 0)),
+            unconfirmed=w.n(c.get("unconfirmed", 0)),
+            waiting=w.n(c.get("waiting", 0)),
+        )
+    )
+    if r.oldest_overdue:
+        lines.append(w.t("deadline_figures.oldest"))
+        lines += [
+            w.t(
+                "deadline_figures.oldest_line",
+                code=str(TrackingCode(i.code)),
+                stage=w.t(f"deadlines.stage_{i.stage}"),
+                agency=f" – {i.agency}" if i.agency else "",
+                date=w.day(i.due_on),
+                late=w.n(i.working_days_late),
+                pillar=w.pillar(i.pillar),
+            )
+            for i in r.oldest_overdue
+        ]
+    return _Block(w.t("deadline_figures.section"), lines)
+
+
+def _deadline_json(r: DeadlineReport) -> dict[str, Any]:
+    return {
+        "as_of": r.as_of.isoformat(),
+        "overdue": r.overdue,
+        "overdue_by_pillar": {(p or UNTAGGED): n for p, n in r.overdue_by_pillar.items()},
+        "overdue_by_agency": dict(r.overdue_by_agency),
+        "median_hours_to_first_response": r.median_hours_to_first_response,
+        "first_responses": r.first_responses,
+        "median_hours_to_resolution": r.median_hours_to_resolution,
+        "resolutions": r.resolutions,
+        "closures": dict(r.closures),
+        "oldest_overdue": [
+            {
+                "code": str(TrackingCode(i.code)),
+                "stage": i.stage,
+                "pillar": i.pillar,
+                "agency": i.agency,
+                "due_on": i.due_on.isoformat(),
+                "working_days_late": i.working_days_late,
+            }
+            for i in r.oldest_overdue
+        ],
+    }
 
 
 def _total_line(d: Digest, w: Wording) -> str:
@@ -999,6 +1097,7 @@ def to_json(digest: Digest) -> dict[str, Any]:
             "untagged_oldest": [_backlog_json(b) for b in digest.untagged_oldest],
             "waiting_longest": [_backlog_json(b) for b in digest.waiting],
         },
+        "deadlines": _deadline_json(digest.deadlines) if digest.deadlines is not None else None,
     }
 
 

@@ -21,9 +21,10 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from storage.database import Connection, from_db, to_db
+from storage.database import Connection, connect_readonly, from_db, to_db
 
 if TYPE_CHECKING:
     from storage.desk import Recipient
@@ -473,6 +474,25 @@ def deadline_report_on(
     queries = _report_queries(rules.cutoffs(today), since, until, oldest)
     found = {name: conn.execute(sql, params).fetchall() for name, (sql, params) in queries.items()}
     return _build_report(found, rules, today, oldest)
+
+
+def read_deadline_report(
+    db_path: Path | str,
+    rules: DeadlineRules,
+    *,
+    today: date,
+    since: datetime,
+    until: datetime,
+    oldest: int = 10,
+) -> DeadlineReport:
+    """deadline_report_on on a read-only connection of its own, in one read transaction
+    (for a worker thread: the digest)."""
+    conn = connect_readonly(db_path)
+    try:
+        conn.execute("BEGIN")
+        return deadline_report_on(conn, rules, today=today, since=since, until=until, oldest=oldest)
+    finally:
+        conn.close()
 
 
 async def deadline_report(

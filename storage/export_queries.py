@@ -24,9 +24,12 @@ NO_PILLAR = "none"
 SELECT_ROW = (
     "SELECT s.code, s.kind, s.pillar, s.auto_pillar, s.subtopic, s.text, s.language, s.area, "
     "s.latitude, s.longitude, s.status, s.status_note, s.forwarded_to, s.status_changed_at, "
-    "s.photo_ref IS NOT NULL, s.supports, s.anonymous, s.channel, s.created_at, s.updated_at"
+    "s.photo_ref IS NOT NULL, s.supports, s.anonymous, s.channel, s.created_at, s.updated_at, "
+    # Issue 17 (migration 0013): the clocks the next due date follows from, the answer
+    # times and the closure outcome, kept on the row (no join, rows still stream in id order).
+    "s.forwarded_at, s.reopened_at, s.first_response_at, s.resolved_at, s.closure, s.rating"
 )
-ROW_WIDTH = 20
+ROW_WIDTH = 26
 # Contact identity, in SQL so an anonymous row cannot carry it whatever the caller does.
 SELECT_CONTACT = (
     ", CASE WHEN s.anonymous THEN NULL ELSE COALESCE(s.submitter_name, u.display_name) END"
