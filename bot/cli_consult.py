@@ -31,10 +31,9 @@ from handlers.consultation import (
     send,
     tally,
 )
+from handlers.consultation import create as create_consultation
 from handlers.i18n import Catalog
-from storage import audit
 from storage import consultations as store
-from storage import masterplan as sections
 from storage.database import Connection, connect, utcnow
 
 
@@ -100,33 +99,12 @@ def create(
     async def run() -> tuple[int, int, int]:
         now = utcnow()
         async with connect(settings) as db, db.transaction() as conn:
-            if (
-                "section" in draft.audience
-                and await sections.section_by_number(conn, draft.audience["section"]) is None
-            ):
-                raise click.ClickException(catalog.text(lang, "consult.bad_section", value=draft.audience["section"]))
-            cid = await store.create(
-                conn,
-                kind=draft.kind,
-                question=draft.question,
-                paragraph=draft.paragraph,
-                options=draft.options,
-                audience=draft.audience,
-                actor=_actor(),
-                now=now,
-            )
-            await audit.audit(
-                conn,
-                actor=_actor(),
-                action="consultation_create",
-                target=f"consultation:{cid}",
-                after={"kind": draft.kind, "audience": draft.audience},
-                now=now,
-            )
-            c = await store.get(conn, cid)
-            assert c is not None
+            try:
+                c = await create_consultation(conn, draft, actor=_actor(), now=now)
+            except ConsultError as exc:
+                raise click.ClickException(catalog.text(lang, exc.key, **exc.params)) from None
             found = await reach(conn, c, now=now, template=_template(settings))
-            return cid, len(found.candidates), len(found.no_window)
+            return c.id, len(found.candidates), len(found.no_window)
 
     cid, audience, no_window = asyncio.run(run())
     click.echo(

@@ -43,6 +43,10 @@ MIN_OPTIONS, MAX_OPTIONS = 2, 5
 VERBS = ("create", "preview", "send", "close", "results", "list")
 _PAIR = re.compile(r"(\w+)\s*[=:]\s*(.+?)(?=\s+\w+\s*[=:]|$)")
 PURPOSE = "consultation"
+# Behind a template (WhatsApp, window closed): the question with its buttons again, which has
+# no template of its own, so it waits for the resident's reply to the template (their message
+# reopens the window) and then arrives ready to answer.
+FOLLOWUP_PURPOSE = "consultation_followup"
 RESULT_PURPOSE = "consultation_result"
 
 
@@ -185,7 +189,7 @@ async def contact_answer(
 async def stop(conn: Connection, catalog: Catalog, lang: str, user_id: int, now: datetime) -> Reply:
     """berhenti / stop: no more consultations, from now on (queued ones go too)."""
     await store.set_contact(conn, user_id, agreed=False, now=now)
-    await store.drop_queued(conn, user_id, purposes=(PURPOSE, RESULT_PURPOSE))
+    await store.drop_queued(conn, user_id, purposes=(PURPOSE, FOLLOWUP_PURPOSE, RESULT_PURPOSE))
     return Reply(catalog.text(lang, "consult.stopped"))
 
 
@@ -238,6 +242,35 @@ async def _asked(conn: Connection, raw_id: str, user_id: int) -> store.Consultat
     return c
 
 
+async def create(conn: Connection, draft: Draft, *, actor: str, now: datetime) -> store.Consultation:
+    """Store a draft consultation, audited (the chat command and the CLI alike). Raises
+    ConsultError when its section is not in the outline."""
+    section = draft.audience.get("section")
+    if section is not None and await sections.section_by_number(conn, section) is None:
+        raise ConsultError("consult.bad_section", value=section)
+    cid = await store.create(
+        conn,
+        kind=draft.kind,
+        question=draft.question,
+        paragraph=draft.paragraph,
+        options=draft.options,
+        audience=draft.audience,
+        actor=actor,
+        now=now,
+    )
+    await audit.audit(
+        conn,
+        actor=actor,
+        action="consultation_create",
+        target=f"consultation:{cid}",
+        after={"kind": draft.kind, "audience": draft.audience},
+        now=now,
+    )
+    c = await store.get(conn, cid)
+    assert c is not None
+    return c
+
+
 # Sending ------------------------------------------------------------------------------------------------
 @dataclass(frozen=True, slots=True)
 class Reach:
@@ -277,6 +310,7 @@ async def send(
     skipped = {x.recipient.user_id for x in found.no_window}
     rendered: dict[str, dict[str, Any]] = {}
     items: list[tuple[Recipient, dict[str, Any]]] = []
+    followups: list[tuple[Recipient, dict[str, Any]]] = []
     for x in found.candidates:
         if x.recipient.user_id in skipped:
             continue
@@ -287,7 +321,10 @@ async def send(
             payload["notice"] = {"type": "consultation", "id": c.id, "question": c.question}
             rendered[lang] = payload
         items.append((x.recipient, rendered[lang]))
+        if x.recipient.channel == "whatsapp" and not whatsapp_window_open(x.last_inbound_at, now):
+            followups.append((x.recipient, {k: v for k, v in rendered[lang].items() if k != "notice"}))
     await outbox.enqueue(conn, items, purpose=PURPOSE, now=now)
+    await outbox.enqueue(conn, followups, purpose=FOLLOWUP_PURPOSE, now=now)  # after: per-chat order
     await store.add_recipients(
         conn, c.id, [(x, "no_window" if x.recipient.user_id in skipped else "queued") for x in found.candidates]
     )
@@ -447,36 +484,13 @@ class ConsultationCommand:
             return [Reply(await self._list(conn, lang))]
         if verb == "create":
             try:
-                draft = parse_draft(self.catalog, rest, areas=self.areas)
+                made = await create(conn, parse_draft(self.catalog, rest, areas=self.areas), actor=actor, now=now)
             except ConsultError as exc:
                 return [Reply(t(lang, exc.key, **exc.params))]
-            if (
-                "section" in draft.audience
-                and await sections.section_by_number(conn, draft.audience["section"]) is None
-            ):
-                return [Reply(t(lang, "consult.bad_section", value=draft.audience["section"]))]
-            cid = await store.create(
-                conn,
-                kind=draft.kind,
-                question=draft.question,
-                paragraph=draft.paragraph,
-                options=draft.options,
-                audience=draft.audience,
-                actor=actor,
-                now=now,
-            )
-            c = await store.get(conn, cid)
-            assert c is not None
-            found = await reach(conn, c, now=now, template=self.template)
-            await audit.audit(
-                conn,
-                actor=actor,
-                action="consultation_create",
-                target=f"consultation:{cid}",
-                after={"kind": draft.kind, "audience": draft.audience},
-                now=now,
-            )
-            return [Reply(t(lang, "consult.created", id=cid, n=len(found.candidates), no_window=len(found.no_window)))]
+            found = await reach(conn, made, now=now, template=self.template)
+            return [
+                Reply(t(lang, "consult.created", id=made.id, n=len(found.candidates), no_window=len(found.no_window)))
+            ]
         raw = rest.strip().split(" ")[0]
         c = await store.get(conn, int(raw)) if raw.isascii() and raw.isdigit() else None
         if c is None:

@@ -154,7 +154,8 @@ async def whatsapp_report(person, text: str) -> list[str]:
 
 async def test_a_consultation_over_whatsapp_uses_lists_the_template_and_masks_open_answers(make_settings):
     from bot.outbox import OutboxWorker
-    from tests.drivers_web import WhatsAppDriver, graph_text
+    from tests.drivers_web import WhatsAppDriver, graph_choices, graph_text
+    from tests.fakes import wa_list_reply
     from tests.test_officials import FAST
 
     async with WhatsAppDriver(
@@ -193,6 +194,17 @@ async def test_a_consultation_over_whatsapp_uses_lists_the_template_and_masks_op
             assert template["type"] == "template" and template["template"]["name"] == "konsultasi_warga"
             params = [p["text"] for p in template["template"]["components"][0]["parameters"]]
             assert params == ["#1", "Fasilitas apa yang paling perlu di terminal?"]
+            # His reply to the template reopens the window: the question follows, ready to answer.
+            budi_chat = sari.another("628555", "Budi")
+            await budi_chat.send_text("halo, pertanyaan apa?")
+            [followup] = await sari.graph.wait_for_sent(
+                lambda p: p.get("to") == "628555" and p.get("type") == "interactive" and "#1" in graph_text(p)
+            )
+            await budi_chat.replies()
+            # He taps the list on that message (the bot's "halo" answer may have come after it).
+            [row] = [r for r in graph_choices(followup) if r["title"] == "Ruang tunggu"]
+            await budi_chat.deliver(wa_list_reply("628555", row["id"], row["title"], None, name="Budi"))
+            assert (await budi_chat.replies())[-1].endswith("sudah kami catat: Ruang tunggu")
             # Sari is inside it: four options come as a list.
             await sari.graph.wait_for_sent(lambda p: p.get("to") == sari.wa_id and "konsultasi #1" in graph_text(p))
             question = sari.last_interactive()
@@ -209,11 +221,11 @@ async def test_a_consultation_over_whatsapp_uses_lists_the_template_and_masks_op
                 "Terima kasih, jawaban Anda untuk konsultasi #1 sudah kami catat: Toilet bersih"
             ]
             await official.send_text("/konsultasi tutup 1")
-            assert (await official.replies())[-1].startswith("Konsultasi #1 ditutup. Hasilnya dikirim ke 1 peserta.")
+            assert (await official.replies())[-1].startswith("Konsultasi #1 ditutup. Hasilnya dikirim ke 2 peserta.")
             [result] = await sari.graph.wait_for_sent(
                 lambda p: p.get("to") == sari.wa_id and "Hasil konsultasi #1" in graph_text(p)
             )
-            assert "Toilet bersih 100% (1)" in graph_text(result)
+            assert "Ruang tunggu 50% (1); Toilet bersih 50% (1)" in graph_text(result)
 
             # An open question: "Tulis jawaban", then her words; officials see them masked.
             await official.send_text(
@@ -238,7 +250,8 @@ async def test_a_consultation_over_whatsapp_uses_lists_the_template_and_masks_op
             await official.send_text("/konsultasi tutup 2")
             assert (await official.replies())[-1].startswith("Konsultasi #2 ditutup. Hasilnya dikirim ke 0 peserta.")
             await worker.idle.wait()
-            assert scalar(sari.db_path, "SELECT count(*) FROM outbox WHERE purpose = 'consultation_result'") == 1
+            assert scalar(sari.db_path, "SELECT count(*) FROM outbox WHERE purpose = 'consultation_result'") == 2
+            assert scalar(sari.db_path, "SELECT count(*) FROM outbox WHERE state != 'sent'") == 0
         finally:
             await worker.stop()
 
