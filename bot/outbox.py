@@ -28,6 +28,14 @@ the change itself (handlers/officials.py). This worker sends them:
 
 Wakes on `wake()` (the core calls it after committing an official's action), when a send
 finishes, when the next backoff or pacing slot is due, and every `poll_interval` seconds.
+
+Several instances on PostgreSQL share the outbox: rows are claimed `SKIP LOCKED`, so two
+workers never take the same one; every worker is woken by the NOTIFY the outbox's trigger
+sends when rows are queued, by any instance (storage/wakeups.py), with the `poll_interval`
+sweep as the fallback for a notification missed. Each claim names its instance, which
+holds a presence lock on its listening connection while it lives: rows claimed by an
+instance that died are due again at the next start or sweep of any other (at least once),
+while the rows live instances are sending stay theirs.
 """
 
 from __future__ import annotations
@@ -36,7 +44,9 @@ import asyncio
 import contextlib
 import enum
 import logging
+import os
 import random
+import socket
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -54,6 +64,7 @@ from handlers.messages import Channel, DeliveryError, OutcomeUnknown, Reply, Win
 from handlers.text import clip
 from storage import outbox as ox
 from storage.database import Database, StorageUnavailable
+from storage.wakeups import OUTBOX, Listener
 
 if TYPE_CHECKING:
     from bot.config import Settings
@@ -87,6 +98,10 @@ DEFAULT_PACING: dict[str, Pace] = {
     "whatsapp": Pace(per_second=60.0, per_chat_interval=6.0),
 }
 FALLBACK_PACE = Pace(per_second=10.0, per_chat_interval=1.0)
+# How often a worker looks for rows claimed by an instance that died (PostgreSQL).
+ORPHAN_SWEEP_S = 30.0
+# This process, as its outbox claims name it (several instances on one database).
+INSTANCE = f"{socket.gethostname()}:{os.getpid()}"
 
 
 class _Pacer:
@@ -172,27 +187,37 @@ class OutboxWorker:
         self._paused_until: dict[str, float] = {}
         self._pacers: dict[str, _Pacer] = {}
         self._secrets = [s for s in settings.secrets() if s]
+        # Several instances (PostgreSQL): woken by the trigger's NOTIFY, whoever queued.
+        self.shared = getattr(db, "engine", "sqlite") == "postgresql"
+        self.listener = Listener(db, OUTBOX, self.wake, presence=INSTANCE)
+        self._orphans_at = time.monotonic()  # start() has just looked
         self.sent = 0  # counters for logs, tests and benchmarks
         self.failed = 0
         self.retried = 0
 
     # Lifecycle ---------------------------------------------------------------------------
     async def start(self) -> None:
-        """Resume: rows a dead process had claimed become due, then the loop starts."""
+        """Resume: rows a dead process had claimed become due, then the loop starts. With
+        several instances only theirs: the rows live instances are sending stay claimed."""
+        self._stopping = False
+        await self.listener.start()  # presence first: a claim of ours is never an orphan
         async with self.db.transaction() as conn:
-            orphans = await ox.release_claims(conn, now=self.clock())
+            if self.shared:
+                orphans = await ox.release_orphans(conn, now=self.clock(), me=INSTANCE)
+            else:
+                orphans = await ox.release_claims(conn, now=self.clock())
         if orphans:
             log.warning(
                 "%d notification(s) were being sent when the bot last stopped; sending them "
                 "again (a resident may receive one twice)",
                 orphans,
             )
-        self._stopping = False
         self._task = asyncio.create_task(self._run(), name="outbox-worker")
 
     async def stop(self) -> None:
         """Stop taking rows, let sends in flight finish (up to stop_timeout), release the rest."""
         self._stopping = True
+        await self.listener.stop()
         self._wake.set()
         if self._task is not None:
             await self._task
@@ -260,6 +285,11 @@ class OutboxWorker:
             if mono - self._pruned_at > 3600:  # hourly is plenty for a 30-day retention
                 self._pruned_at = mono
                 await ox.forget_delivered(conn, before=now - self.keep_sent)
+            if self.shared and mono - self._orphans_at > ORPHAN_SWEEP_S:
+                # Claims left by an instance that died mid-send: sent again (at least once).
+                self._orphans_at = mono
+                if await ox.release_orphans(conn, now=now, me=INSTANCE):
+                    log.warning("outbox: notifications claimed by an instance that stopped are due again")
             rows = await ox.due_heads(conn, usable, now=now, limit=self.batch)
             room = {name: self._pace(name).max_in_flight - self._per_channel.get(name, 0) for name in usable}
             for row in rows:
@@ -285,7 +315,7 @@ class OutboxWorker:
                     jobs.append(_Job(row, None))
                 room[row.channel] -= 1
             await ox.wait_for_window(conn, parked)
-            await ox.claim(conn, [job.row.id for job in jobs], now=now)
+            await ox.claim(conn, [job.row.id for job in jobs], now=now, by=INSTANCE if self.shared else None)
             later = await ox.next_attempt_at(conn, usable, now=now)
         if parked:
             log.info(

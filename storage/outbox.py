@@ -12,6 +12,7 @@ from typing import Any
 
 from storage.database import Connection, from_db, to_db
 from storage.desk import Recipient
+from storage.wakeups import PRESENT
 
 
 async def enqueue_notification(
@@ -131,10 +132,10 @@ async def next_attempt_at(conn: Connection, channels: Sequence[str], *, now: dat
     return from_db(row[0]) if row and row[0] else None
 
 
-async def claim(conn: Connection, ids: Sequence[int], *, now: datetime) -> None:
+async def claim(conn: Connection, ids: Sequence[int], *, now: datetime, by: str | None = None) -> None:
     await conn.executemany(
-        "UPDATE outbox SET claimed_at = ?, attempts = attempts + 1 WHERE id = ? AND state = 'pending'",
-        [(to_db(now), i) for i in ids],
+        "UPDATE outbox SET claimed_at = ?, claimed_by = ?, attempts = attempts + 1 WHERE id = ? AND state = 'pending'",
+        [(to_db(now), by, i) for i in ids],
     )
 
 
@@ -182,6 +183,19 @@ async def release_claims(conn: Connection, *, now: datetime, ids: Sequence[int] 
         [(to_db(now), i) for i in ids],
     )
     return len(ids)
+
+
+async def release_orphans(conn: Connection, *, now: datetime, me: str) -> int:
+    """PostgreSQL, several instances: make due again the rows claimed by an instance that is
+    gone (its presence lock, storage/wakeups.py, is free) or by an earlier process of this
+    name; rows a live instance is sending stay claimed. Instead of release_claims at start."""
+    cur = await conn.execute(
+        "UPDATE outbox SET claimed_at = NULL, next_attempt_at = ? "
+        "WHERE state = 'pending' AND claimed_at IS NOT NULL AND (claimed_by IS NULL OR claimed_by = ? "
+        f"OR NOT EXISTS ({PRESENT}))",
+        (to_db(now), me),
+    )
+    return cur.rowcount
 
 
 async def counts_by_state(conn: Connection) -> dict[str, int]:
