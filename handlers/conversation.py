@@ -430,6 +430,13 @@ class Turn:
             # An official opening the chat (the terminal sends /start) is there for the desk:
             # their commands, not the residents' privacy notice.
             return await self.official("help", args)
+        if (
+            self.user is None
+            and self.is_official
+            and msg.kind is InputKind.BUTTON
+            and (msg.payload or "")[:8] == "consult:"
+        ):
+            return [Reply(self.t("consult.preview_pressed"))]  # /konsultasi lihat: the official's own preview
         if self.user is None:
             return await self.before_consent()
         last = self.user.last_inbound_at

@@ -15,9 +15,16 @@ from datetime import timedelta
 from handlers.consultation import ConsultationCommand
 from storage import consultations as store
 from storage.database import utcnow
-from tests.test_officials import OFFICIAL, add_resident, add_submission, scalar, telegram_stack
+from tests.test_officials import OFFICIAL, add_resident, add_submission, telegram_stack
 
 BUS = "Perlu bus desa ke pasar Maospati setiap pagi untuk anak sekolah"
+
+
+async def scalar(db, sql: str, *params: object) -> object:
+    """One value read through the bot's own database (SQLite or PostgreSQL alike)."""
+    async with db.transaction() as conn, conn.execute(sql, params) as cur:
+        row = await cur.fetchone()
+    return row[0] if row else None
 
 
 async def opt_in(db, user, agreed: bool = True) -> None:
@@ -55,7 +62,7 @@ async def test_a_consultation_over_telegram_reaches_its_audience_and_results_go_
         eko = await add_resident(tg.db, "1004", name="Eko")
         wati = await add_resident(tg.db, "62811", channel="whatsapp", name="Wati", last_inbound_ago=timedelta(days=2))
         joko = await add_resident(tg.db, "1005", name="Joko")
-        sari_code = scalar(tg.db_path, "SELECT code FROM submissions ORDER BY id LIMIT 1")
+        sari_code = await scalar(tg.db, "SELECT code FROM submissions ORDER BY id LIMIT 1")
         await tg.say(1002, f"/dukung {sari_code}")
         await add_submission(tg.db, dewi, "Angkutan desa di Bendo hanya sekali sehari", area="Bendo")
         await add_submission(tg.db, eko, "Bus ke Takeran perlu ditambah jadwalnya", area="Takeran")
@@ -82,7 +89,9 @@ async def test_a_consultation_over_telegram_reaches_its_audience_and_results_go_
         assert summary.plain.startswith("Konsultasi #1 akan dikirim ke 3 warga (1 tidak terkirim")
         assert preview.plain.startswith("[Pratinjau")
         assert [b["text"] for b in preview.buttons] == ["Maospati–Pasar", "Bendo–Sekolah"]
-        assert scalar(tg.db_path, "SELECT count(*) FROM outbox WHERE purpose = 'consultation'") == 0
+        [not_counted] = await tg.press(OFFICIAL, "Bendo–Sekolah")
+        assert not_counted.plain == "Ini pratinjau: jawaban dari sini tidak dihitung."
+        assert await scalar(tg.db, "SELECT count(*) FROM outbox WHERE purpose = 'consultation'") == 0
         [sent] = await tg.say(OFFICIAL, "/konsultasi kirim 1")
         assert sent.plain == (
             "Konsultasi #1 dikirim ke 2 warga. Tidak terkirim: 1 (WhatsApp di luar jendela 24 jam, tanpa templat)."
@@ -124,12 +133,18 @@ async def test_a_consultation_over_telegram_reaches_its_audience_and_results_go_
         await tg.worker.idle.wait()
         # Once each: the question to Sari and Budi, the result to Sari and Budi; nothing to
         # Dewi (stopped), Eko (outside the kecamatan), Wati (no window, no template), Joko.
-        assert scalar(tg.db_path, "SELECT count(*) FROM outbox WHERE purpose = 'consultation'") == 2
-        assert scalar(tg.db_path, "SELECT count(*) FROM outbox WHERE purpose = 'consultation_result'") == 2
-        assert scalar(tg.db_path, "SELECT count(*) FROM outbox WHERE state != 'sent'") == 0
+        assert await scalar(tg.db, "SELECT count(*) FROM outbox WHERE purpose = 'consultation'") == 2
+        assert await scalar(tg.db, "SELECT count(*) FROM outbox WHERE purpose = 'consultation_result'") == 2
+        assert await scalar(tg.db, "SELECT count(*) FROM outbox WHERE state != 'sent'") == 0
         for chat in (1003, 1004, 1005):
             assert not any("konsultasi" in (m.plain or "") for m in tg.fake.sent_to(chat))
-        assert scalar(tg.db_path, "SELECT answers FROM consultation_recipients WHERE user_id = 1") == 2
+        assert (
+            await scalar(
+                tg.db,
+                "SELECT answers FROM consultation_recipients WHERE user_id = (SELECT id FROM users WHERE platform_id = '1001')",
+            )
+            == 2
+        )
 
 
 # WhatsApp ------------------------------------------------------------------------------------------------
@@ -250,8 +265,8 @@ async def test_a_consultation_over_whatsapp_uses_lists_the_template_and_masks_op
             await official.send_text("/konsultasi tutup 2")
             assert (await official.replies())[-1].startswith("Konsultasi #2 ditutup. Hasilnya dikirim ke 0 peserta.")
             await worker.idle.wait()
-            assert scalar(sari.db_path, "SELECT count(*) FROM outbox WHERE purpose = 'consultation_result'") == 2
-            assert scalar(sari.db_path, "SELECT count(*) FROM outbox WHERE state != 'sent'") == 0
+            assert await scalar(services.db, "SELECT count(*) FROM outbox WHERE purpose = 'consultation_result'") == 2
+            assert await scalar(services.db, "SELECT count(*) FROM outbox WHERE state != 'sent'") == 0
         finally:
             await worker.stop()
 
@@ -388,7 +403,13 @@ async def test_a_consultation_from_the_command_line_to_terminal_residents_with_s
         assert chart.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         listed = await asyncio.to_thread(consult_cli, settings, "list")
         assert listed.startswith("#1    closed  paragraph")
-        assert scalar(warga.db_path, "SELECT count(*) FROM consultation_recipients WHERE user_id = 2") == 0
+        assert (
+            await scalar(
+                core.db,
+                "SELECT count(*) FROM consultation_recipients WHERE user_id = (SELECT id FROM users WHERE platform_id = 'warga2')",
+            )
+            == 0
+        )
 
         # The weekly digest (as the bot sends it) has a short section of its own.
         from bot.digest_service import DigestService
