@@ -18,11 +18,13 @@ from datetime import date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from handlers.consultation import digest_lines as consultation_lines
 from handlers.domain import KINDS, PILLARS, STATUSES, Status, TrackingCode
 from handlers.i18n import Catalog
 from handlers.privacy import redact
 
 # What the queries hand over is defined with the queries.
+from storage.consultations import Activity as ConsultationActivity
 from storage.deadlines import DeadlineReport
 from storage.digest_queries import DigestRows, GroupCount, Sample, SectionDraw
 
@@ -262,6 +264,7 @@ class Digest:
     links: list[MoveItem] = field(default_factory=list)  # new masterplan links (note: the section)
     top_sections: list[SectionDraw] = field(default_factory=list)  # drew the most residents
     deadlines: DeadlineReport | None = None  # issue 17: overdue, medians, closure outcomes
+    consultations: list[ConsultationActivity] = field(default_factory=list)  # issue 18: sent or closed
 
     @property
     def empty(self) -> bool:
@@ -702,6 +705,8 @@ def _blocks(d: Digest, w: Wording) -> tuple[str, str, list[_Block]]:
         blocks.append(_Block(w.t("digest.section_masterplan"), masterplan))
     if d.deadlines is not None:
         blocks.append(_deadline_block(d.deadlines, w))
+    if d.consultations:  # issue 18: consultations sent or closed this period
+        blocks.append(_Block(w.t("consult.digest_header"), consultation_lines(w.catalog, w.lang, d.consultations)))
     return title, period, blocks
 
 
