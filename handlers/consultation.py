@@ -354,7 +354,6 @@ class Tally:
     by_area: dict[str, Counter[int]] = field(default_factory=dict)
     by_role: dict[str, Counter[int]] = field(default_factory=dict)
     by_channel: dict[str, Counter[int]] = field(default_factory=dict)
-    answered_by: dict[str, dict[str, int]] = field(default_factory=dict)  # group -> value -> answers
     texts: list[tuple[str, str]] = field(default_factory=list)  # (kecamatan, masked answer)
 
 
@@ -370,11 +369,8 @@ def tally(rows: Sequence[store.Row]) -> Tally:
         area = row.area or "-"
         value = row.choice or 0
         out.options[value] += 1
-        for group, key in (("area", area), ("role", row.role), ("channel", row.channel)):
-            target = {"area": out.by_area, "role": out.by_role, "channel": out.by_channel}[group]
+        for target, key in ((out.by_area, area), (out.by_role, row.role), (out.by_channel, row.channel)):
             target.setdefault(key, Counter())[value] += 1
-            out.answered_by.setdefault(group, {})
-            out.answered_by[group][key] = out.answered_by[group].get(key, 0) + 1
         if row.answer_masked:
             out.texts.append((area, row.answer_masked))
     return out

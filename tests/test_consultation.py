@@ -423,3 +423,38 @@ async def test_a_consultation_from_the_command_line_to_terminal_residents_with_s
             "• #1 Setujukah Anda dengan rancangan ini? (ditutup): 1 dari 2 menjawab, 1 tidak terkirim; "
             "terbanyak: Bendo (1)"
         )
+
+
+# What officials type --------------------------------------------------------------------------------------
+def test_a_consultation_is_read_from_one_line_and_bad_ones_say_what_is_wrong():
+    import pytest
+
+    from handlers.consultation import ConsultError, parse_draft
+    from handlers.i18n import Catalog
+
+    catalog = Catalog.load("id")
+    areas = ["Maospati", "Bendo", "Kawedanan"]
+    draft = parse_draft(
+        catalog, "pilihan pilar=lingkungan kecamatan=maospati,Bendo | Mana dulu? | Bank sampah | Taman", areas=areas
+    )
+    assert (draft.kind, draft.question, draft.options) == ("choice", "Mana dulu?", ("Bank sampah", "Taman"))
+    assert draft.audience == {"pillar": "environment", "areas": ["Maospati", "Bendo"]}
+    english = parse_draft(catalog, "paragraph section=4.2. | Agree? | The draft text.", areas=areas)
+    assert (english.kind, english.paragraph, english.audience) == ("paragraph", "The draft text.", {"section": "4.2"})
+    assert parse_draft(catalog, "open subtopic=clean_water | Why?", areas=areas).audience == {"subtopic": "clean_water"}
+    for line, key in (
+        ("pilihan pilar=living | Satu opsi? | A", "consult.options_count"),
+        ("pilihan pilar=living | Enam? | A | B | C | D | E | F", "consult.options_count"),
+        ("pilihan pilar=living | Sama? | A | a", "consult.options_twice"),
+        ("terbuka kecamatan=Bendo | Tanpa topik?", "consult.needs_topic"),
+        ("terbuka pilar=entah | Pilar apa?", "consult.bad_pillar"),
+        ("terbuka pilar=living kecamatan=Atlantis | Di mana?", "consult.bad_area"),
+        ("terbuka warna=merah | Apa?", "consult.bad_filter"),
+        ("paragraf pilar=living | Tanpa teks?", "consult.needs_paragraph"),
+        ("terbuka pilar=living | Pertanyaan? | opsi", "consult.open_no_options"),
+        ("survei pilar=living | Apa?", "consult.usage_create"),
+        ("pilihan pilar=living", "consult.usage_create"),
+    ):
+        with pytest.raises(ConsultError) as caught:
+            parse_draft(catalog, line, areas=areas)
+        assert caught.value.key == key, line
