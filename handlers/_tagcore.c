@@ -433,6 +433,19 @@ rank_before(int64_t score_a, int64_t top_a, Py_ssize_t a, int64_t score_b, int64
     return a < b;
 }
 
+/* a term (or a rule's added weight) of the winner counts for its sub-topic */
+static inline void
+sub_add(Core *c, int32_t sub, int64_t w, Py_ssize_t *n_touched)
+{
+    if (!c->sub_used[sub]) {
+        c->sub_used[sub] = 1;
+        c->touched[(*n_touched)++] = sub;
+    }
+    c->sub_score[sub] += w;
+    if (w > c->sub_top[sub])
+        c->sub_top[sub] = w;
+}
+
 static PyObject *
 Core_classify(Core *c, PyObject *text)
 {
@@ -673,15 +686,7 @@ Core_classify(Core *c, PyObject *text)
         for (int32_t t = c->key_terms[key]; t < c->key_terms[key + 1]; t++) {
             if (c->term_pillar[t] != win)
                 continue;
-            int32_t sub = c->term_sub[t];
-            int64_t w = c->term_weight[t];
-            if (!c->sub_used[sub]) {
-                c->sub_used[sub] = 1;
-                c->touched[n_touched++] = sub;
-            }
-            c->sub_score[sub] += w;
-            if (w > c->sub_top[sub])
-                c->sub_top[sub] = w;
+            sub_add(c, c->term_sub[t], c->term_weight[t], &n_touched);
         }
     }
     uint64_t show = 0; /* word groups of fired rules that added to the winner: shown too */
@@ -691,15 +696,7 @@ Core_classify(Core *c, PyObject *text)
             if (c->add_pillar[a] != win)
                 continue;
             show |= c->ctx_need[r];
-            int32_t sub = c->add_sub[a];
-            int64_t w = c->add_weight[a];
-            if (!c->sub_used[sub]) {
-                c->sub_used[sub] = 1;
-                c->touched[n_touched++] = sub;
-            }
-            c->sub_score[sub] += w;
-            if (w > c->sub_top[sub])
-                c->sub_top[sub] = w;
+            sub_add(c, c->add_sub[a], c->add_weight[a], &n_touched);
         }
     }
     for (Py_ssize_t x = 0; x < n_scaled; x++) {
