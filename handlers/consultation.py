@@ -219,6 +219,26 @@ async def answer_button(
     return Answered([Reply(catalog.text(lang, key, id=c.id, answer=c.options[choice - 1]))])
 
 
+async def typed_choice(
+    conn: Connection, catalog: Catalog, lang: str, user_id: int, text: str, now: datetime
+) -> Answered | None:
+    """A choice answered by typing its number or its label ("2", "ruang tunggu"), where the
+    buttons are not at hand; None when the text is not that (it is handled as usual)."""
+    typed = " ".join(text.casefold().split())
+    if not typed or len(typed) > OPTION_MAX:
+        return None
+    c = await store.open_for(conn, user_id)
+    if c is None or c.kind != "choice":
+        return None
+    labels = [" ".join(o.casefold().split()) for o in c.options]
+    number = labels.index(typed) + 1 if typed in labels else None
+    if number is None and typed.isascii() and typed.isdigit() and 1 <= int(typed) <= len(c.options):
+        number = int(typed)
+    if number is None:
+        return None
+    return await answer_button(conn, catalog, lang, user_id, f"{c.id}:{number}", now)
+
+
 async def answer_text(
     conn: Connection, catalog: Catalog, lang: str, user_id: int, consultation_id: int, text: str, now: datetime
 ) -> list[Reply]:

@@ -243,6 +243,18 @@ async def answer(
     return int(row[0]) if row else 0
 
 
+async def open_for(conn: Connection, user_id: int) -> Consultation | None:
+    """The latest consultation still open that the resident was asked (typed answers)."""
+    async with conn.execute(
+        f"SELECT {', '.join('c.' + x.strip() for x in _COLUMNS.split(','))} FROM consultations c "
+        "JOIN consultation_recipients r ON r.consultation_id = c.id AND r.user_id = ? "
+        "WHERE c.state = 'sent' ORDER BY c.id DESC LIMIT 1",
+        (user_id,),
+    ) as cur:
+        row = await cur.fetchone()
+    return _consultation(row) if row else None
+
+
 @dataclass(frozen=True, slots=True)
 class Row:
     """One resident asked, as results count them (no identity: channel, kecamatan, role)."""

@@ -108,7 +108,9 @@ async def test_a_consultation_over_telegram_reaches_its_audience_and_results_go_
         assert first.plain == "Terima kasih, jawaban Anda untuk konsultasi #1 sudah kami catat: Maospati–Pasar"
         [changed] = await tg.press(1001, "Bendo–Sekolah")
         assert changed.plain == "Jawaban Anda untuk konsultasi #1 sudah diubah menjadi: Bendo–Sekolah"
-        await tg.press(1002, "Bendo–Sekolah")
+        # Budi types the option's number instead of pressing it.
+        [typed] = await tg.say(1002, "2")
+        assert typed.plain == "Terima kasih, jawaban Anda untuk konsultasi #1 sudah kami catat: Bendo–Sekolah"
 
         [results] = await tg.say(OFFICIAL, "/konsultasi hasil 1")
         assert "Ditanya: 3 · menjawab: 2 · tidak terkirim (di luar jendela, tanpa templat): 1" in results.plain
