@@ -159,6 +159,7 @@ def backup(settings: Settings, path: Path) -> None:
 
 
 # Sub-commands that live beside their feature, imported plainly so the arrows show.
+from bot.cli_consult import consult  # noqa: E402
 from bot.cli_db import db  # noqa: E402
 from bot.cli_digest import digest  # noqa: E402
 from bot.cli_export import export  # noqa: E402
@@ -166,7 +167,7 @@ from bot.cli_masterplan import masterplan  # noqa: E402
 from bot.cli_tagging import classify, rules  # noqa: E402
 from bot.webdesk.cli import desk_link  # noqa: E402
 
-for _command in (classify, rules, digest, export, desk_link, masterplan, db):
+for _command in (classify, rules, digest, export, desk_link, masterplan, consult, db):
     cli.add_command(_command)
 
 

@@ -23,7 +23,7 @@ import io
 import logging
 import sqlite3
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
@@ -50,8 +50,10 @@ from handlers.digest import (
     summary_params,
 )
 from handlers.messages import DeliveryError, Document, Reply, WindowClosed
+from storage import consultations as consultation_store
 from storage import digest_queries as q
-from storage.database import utcnow
+from storage.consultations import Activity as ConsultationActivity
+from storage.database import StorageUnavailable, connect, utcnow
 from storage.deadlines import DeadlineReport, read_deadline_report
 
 if TYPE_CHECKING:
@@ -138,7 +140,21 @@ class DigestService:
         # The backlog's ages are counted to today, the day the team reads it (issue 14.18).
         as_of = self.clock()
         deadlines = await asyncio.to_thread(self._deadline_figures, period, as_of)
-        return compute_digest(period, rows, regency=self.settings.regency_name, as_of=as_of, deadlines=deadlines)
+        digest = compute_digest(period, rows, regency=self.settings.regency_name, as_of=as_of, deadlines=deadlines)
+        return replace(digest, consultations=await self._consultations(period))
+
+    async def _consultations(self, period: Period) -> list[ConsultationActivity]:
+        """Issue 18: the consultations sent or closed in the period (a few rows), on the
+        bot's database when it is running, else on a connection of its own (the CLI)."""
+        try:
+            if self.db is not None:
+                async with self.db.transaction() as conn:
+                    return await consultation_store.activity(conn, since=period.start, until=period.end)
+            async with connect(self.settings) as db, db.transaction() as conn:
+                return await consultation_store.activity(conn, since=period.start, until=period.end)
+        except StorageUnavailable as exc:
+            log.warning("digest: consultations left out (%s)", exc)
+            return []
 
     def _deadline_figures(self, period: Period, as_of: datetime) -> DeadlineReport:
         """Issue 17: overdue as of today (working days, as /status and the reminders count
