@@ -37,14 +37,12 @@ from zoneinfo import ZoneInfo
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bot.config import MAGETAN_KECAMATAN
+from handlers.deadlines import DeadlinePolicy, Rules
 from handlers.digest import Period, compute_digest
 from handlers.domain import CODE_ALPHABET
-from storage.database import Database, to_db
-from storage.digest_queries import (
-    connect_readonly,
-    query_plans,
-    read_digest_rows_on,
-)
+from storage.database import Database, connect_readonly, to_db
+from storage.deadlines import deadline_report_on
+from storage.digest_queries import query_plans, read_digest_rows_on
 
 ZONE = ZoneInfo("Asia/Jakarta")
 PILLAR_WEIGHTS = {
@@ -112,7 +110,7 @@ def seed(path: Path, rows: int, *, now: datetime, rng_seed: int = 5, week_rows: 
     conn = sqlite3.connect(path, isolation_level=None)
     conn.execute("PRAGMA synchronous = OFF")
     conn.execute("PRAGMA cache_size = -262144")
-    tables = "('submissions', 'status_history', 'supports')"
+    tables = "('submissions', 'status_history', 'supports', 'closures')"
     indexes = [
         r[0]
         for r in conn.execute(
@@ -138,6 +136,7 @@ def seed(path: Path, rows: int, *, now: datetime, rng_seed: int = 5, week_rows: 
     alphabet = CODE_ALPHABET
     week_rows = min(week_rows, rows // 2)
     supports_rows: list[tuple[int, int, str]] = []
+    closures_rows: list[tuple[int, str, str | None, str | None, int | None]] = []
 
     def code(i: int) -> str:
         out = []
@@ -174,13 +173,38 @@ def seed(path: Path, rows: int, *, now: datetime, rng_seed: int = 5, week_rows: 
                 changed = created + rng.random() * (now_epoch - created)
             if changed > now_epoch:
                 status, changed = "new", created
+            # Issue 17's clocks on the row (migration 0013), as set_status keeps them; the last
+            # step stands for all (one history row per later step, below).
+            changed_at = _stamp(changed)
+            answered = status != "new"
+            resolved = status == "resolved"
+            seconds = round(changed - created)
+            closure = rating = None
+            if resolved:
+                # The resident's answer: most confirm, some never answer, recent ones wait.
+                answered_epoch = min(changed + rng.random() * 3 * 86_400, now_epoch)
+                roll = rng.random()
+                if changed > now_epoch - 7 * 86_400 and roll < 0.5:
+                    closure = "waiting"
+                elif roll < 0.7:
+                    closure, rating = "confirmed", 3 + int(rng.random() * 3)
+                else:
+                    closure = "unconfirmed"
+                closures_rows.append(
+                    (
+                        i + 1,
+                        changed_at,
+                        None if closure == "waiting" else closure,
+                        None if closure == "waiting" else _stamp(answered_epoch),
+                        rating,
+                    )
+                )
             supports = 0 if rng.random() < 0.7 else int(rng.expovariate(0.3))
             # Supports arrive over the weeks after the submission (some in the digest's week).
             for u in range(min(supports, 6)):
                 when = created + rng.random() * min(now_epoch - created, 8 * 604_800)
                 supports_rows.append((i + 1, u + 1, _stamp(when)))
             text = TEXTS[int(rng.random() * len(TEXTS))].format(n=int(rng.random() * 9999), d=2 + int(rng.random() * 7))
-            changed_at = _stamp(changed)
             yield (
                 code(i + 1),
                 kind,
@@ -198,14 +222,27 @@ def seed(path: Path, rows: int, *, now: datetime, rng_seed: int = 5, week_rows: 
                 changed_at,
                 changed_at,
                 "Dinas PUPR" if status == "forwarded" else None,
+                changed_at if status == "forwarded" else None,
+                changed_at if answered else None,
+                seconds if answered else None,
+                changed_at if resolved else None,
+                seconds if resolved else None,
+                closure,
+                rating,
             )
 
     conn.execute("BEGIN")
     conn.executemany(
         "INSERT INTO submissions (code, kind, pillar, subtopic, auto_pillar, text, language, area, channel, "
-        "status, hidden, supports, created_at, updated_at, status_changed_at, forwarded_to) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "status, hidden, supports, created_at, updated_at, status_changed_at, forwarded_to, "
+        "forwarded_at, first_response_at, first_response_s, resolved_at, resolution_s, closure, rating) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         generate(),
+    )
+    conn.executemany(
+        "INSERT INTO closures (submission_id, resolved_at, resolved_by, outcome, answered_at, rating) "
+        "VALUES (?, ?, 'telegram:1', ?, ?, ?)",
+        closures_rows,
     )
     # One history row for arriving, one for each later step (approximated as one move to
     # the current status at its change time): ~1.3 rows per submission, as in production.
@@ -240,7 +277,10 @@ def _per_query(conn: sqlite3.Connection, period: Period, runs: int) -> dict[str,
         "movement (x5)": (q.MOVEMENT_SQL, {**bounds, "status": "reviewed"}),
         "moves (x2)": (q.MOVES_SQL, {**bounds, "status": "forwarded", "limit": q.MOVES_LIMIT}),
         "supports": (q.SUPPORTS_SQL, bounds),
-        "gains": (q.GAINS_SQL, {"ids": "[" + ",".join(str(i) for i in range(1, 61)) + "]"}),
+        # The ids bound one parameter each where json_each is gone (the PostgreSQL-ready queries).
+        "gains": q._gains_query(list(range(1, 61)))
+        if hasattr(q, "_gains_query")
+        else (q.GAINS_SQL, {"ids": "[" + ",".join(str(i) for i in range(1, 61)) + "]"}),
         "waiting (x3)": (q.WAITING_SQL, {**bounds, "status": "new", "limit": q.BACKLOG}),
         "untagged_open": (q.UNTAGGED_OPEN_SQL, bounds),
         "untagged_oldest": (q.UNTAGGED_OLDEST_SQL, {**bounds, "limit": q.BACKLOG}),
@@ -260,13 +300,17 @@ def _per_query(conn: sqlite3.Connection, period: Period, runs: int) -> dict[str,
 def measure(path: Path, period: Period, runs: int) -> dict:
     conn = connect_readonly(path)
     try:
-        times, cpu, digest = [], [], None
+        times, cpu, digest, deadline_times = [], [], None, []
         for _ in range(runs):
             started, started_cpu = time.perf_counter(), time.process_time()
             conn.execute("BEGIN")
             rows = read_digest_rows_on(conn, period)
+            # Issue 17's figures, as the digest service reads them (overdue as of "now").
+            deadline_started = time.perf_counter()
+            figures = deadline_report_on(conn, RULES, today=TODAY, since=period.start, until=period.end)
+            deadline_times.append(time.perf_counter() - deadline_started)
             conn.execute("COMMIT")
-            digest = compute_digest(period, rows, regency="Kabupaten Magetan")
+            digest = compute_digest(period, rows, regency="Kabupaten Magetan", deadlines=figures)
             times.append(time.perf_counter() - started)
             cpu.append(time.process_time() - started_cpu)
         plans = query_plans(conn, period)
@@ -300,8 +344,35 @@ def measure(path: Path, period: Period, runs: int) -> dict:
         "load_average": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
         "plans": plans,
         "per_query_ms": per_query,
+        "deadline_figures_ms_median": round(statistics.median(deadline_times) * 1000, 1),
+        "deadline_figures": {
+            "overdue": digest.deadlines.overdue if digest.deadlines else None,
+            "first_responses": digest.deadlines.first_responses if digest.deadlines else None,
+            "resolutions": digest.deadlines.resolutions if digest.deadlines else None,
+            "closures": digest.deadlines.closures if digest.deadlines else None,
+        },
+        "deadline_plans": _deadline_plans(conn_path=path, period=period),
         "naive_group_by": {"seconds": round(naive, 4), "plan": naive_plan},
     }
+
+
+RULES = Rules(DeadlinePolicy(), ZONE)
+TODAY = datetime(2026, 12, 2, 3, 0, tzinfo=UTC).astimezone(ZONE).date()  # the bench's "now"
+
+
+def _deadline_plans(*, conn_path: Path, period: Period) -> dict[str, list[str]]:
+    """The plan SQLite picks for each of issue 17's figure queries."""
+    from storage.deadlines import _report_queries
+
+    conn = connect_readonly(conn_path)
+    try:
+        queries = _report_queries(RULES.cutoffs(TODAY), period.start, period.end, 10)
+        return {
+            name: [r[3] for r in conn.execute("EXPLAIN QUERY PLAN " + sql, params)]
+            for name, (sql, params) in queries.items()
+        }
+    finally:
+        conn.close()
 
 
 def _migrate(path: Path) -> None:
@@ -378,6 +449,10 @@ def _print(result: dict, runs: int) -> None:
         f"{'OK' if result['ok'] else 'MISSED'} (load average {result['load_average']:.2f})"
     )
     print(f"  slowest queries (ms, median): {result['per_query_ms']}")
+    print(
+        f"  deadline figures (issue 17): {result['deadline_figures_ms_median']} ms median; "
+        f"{result['deadline_figures']}; plans {result['deadline_plans']}"
+    )
     print(
         f"  one week's GROUP BY written the obvious way: {result['naive_group_by']['seconds'] * 1000:.1f} ms, "
         f"plan {result['naive_group_by']['plan']}"

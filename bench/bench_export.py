@@ -180,6 +180,19 @@ def seed(path: Path, rows: int, *, seed_value: int = 6) -> float:
         "updated_at, status_changed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         submissions(),
     )
+    # Issue 17's columns (migration 0013) as status changes and closure answers keep them:
+    # answered a day after arriving, most resolutions confirmed, some unanswered or waiting.
+    conn.execute(
+        "UPDATE submissions SET "
+        "forwarded_at = CASE WHEN status = 'forwarded' THEN created_at END, "
+        "first_response_at = CASE WHEN status <> 'new' THEN created_at END, "
+        "first_response_s = CASE WHEN status <> 'new' THEN 86400 END, "
+        "resolved_at = CASE WHEN status IN ('resolved', 'in_masterplan') THEN created_at END, "
+        "resolution_s = CASE WHEN status IN ('resolved', 'in_masterplan') THEN 86400 END, "
+        "closure = CASE WHEN status = 'resolved' THEN CASE WHEN id % 10 < 6 THEN 'confirmed' "
+        "WHEN id % 10 < 8 THEN 'unconfirmed' ELSE 'waiting' END END, "
+        "rating = CASE WHEN status = 'resolved' AND id % 10 < 6 THEN 3 + id % 3 END"
+    )
     conn.execute("COMMIT")
     for _, sql in indexes:
         conn.execute(sql)

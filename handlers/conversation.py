@@ -25,7 +25,7 @@ from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any, Protocol
 
 from handlers import consultation
-from handlers.deadlines import DeadlinePolicy, format_date, next_due, tell_staff, tell_supporters
+from handlers.deadlines import DeadlinePolicy, format_date, next_due, tell_fix_photo, tell_staff, tell_supporters
 from handlers.domain import PILLARS, TrackingCode
 from handlers.erasure import scrubber
 from handlers.i18n import Catalog
@@ -579,6 +579,11 @@ class Turn:
     async def on_idle_input(self) -> list[Reply]:
         """Text outside a flow: nothing a resident types is silently ignored."""
         msg = self.msg
+        if msg.kind is InputKind.PHOTO and msg.photo_ref:
+            # A photo of the result, after "Apakah masalahnya sudah beres?" (issue 17).
+            kept = await self.on_fix_photo(msg.photo_ref)
+            if kept is not None:
+                return [*kept, *self.reprompt()]
         text = (msg.text or "").strip() if msg.kind is InputKind.TEXT else ""
         if not text:
             return [Reply(self.t("not_understood")), self.menu()]
@@ -1113,11 +1118,13 @@ class Turn:
         return [Reply(self.t("closure.reopened", code=code))]  # the caller's reprompt asks for their words
 
     async def on_reopen_note(self) -> list[Reply]:
-        """The resident's words on what is still not fixed, passed on to the officials."""
+        """The resident's words on what is still not fixed, passed on to the officials (a
+        photo with them, or before them, is kept as the photo of the result)."""
         msg = self.msg
         text = (msg.text if msg.kind is InputKind.TEXT else msg.caption if msg.kind is InputKind.PHOTO else None) or ""
+        kept = await self.on_fix_photo(msg.photo_ref) if msg.kind is InputKind.PHOTO and msg.photo_ref else None
         if not text.strip():
-            return [Reply(self.t("closure.ask_note"))]
+            return [*(kept or []), Reply(self.t("closure.ask_note"))]
         draft = self.conv.draft
         self.conv = Conversation("idle", {"n": self.serial})
         note = text.strip()[:MAX_TEXT]
@@ -1173,6 +1180,37 @@ class Turn:
 
     def prompt_consult_text(self) -> Reply:
         return Reply(self.t("consult.write_again"))
+
+    async def on_fix_photo(self, photo_ref: str) -> list[Reply] | None:
+        """Keep a photo of the result with the resident's latest closure question (asked
+        within CLOSURE_CONFIRM_DAYS, answered or not) and show it to the official who
+        resolved it, and to the coordinators when the resident said it is not fixed.
+        None when there is no such question: the photo means something else."""
+        assert self.user is not None
+        days = self.core.settings.deadlines.closure_days
+        found = await deadline_store.recent_closure_of(
+            self.conn, self.user.id, asked_since=self.now - timedelta(days=days)
+        )
+        if found is None:
+            return None
+        closure, code = found
+        await deadline_store.attach_fix_photo(self.conn, closure.id, photo_ref)
+        await audit.audit(self.conn, actor="resident", action="closure_photo", target=code, now=self.now)
+        staff = [closure.resolved_by]
+        if closure.outcome == "disputed":
+            staff += self.core.settings.escalation_chats
+        await tell_fix_photo(
+            self.conn,
+            self.core.catalog,
+            staff,
+            code=str(TrackingCode(code)),
+            outcome=closure.outcome or "waiting",
+            photo_ref=photo_ref,
+            channel=self.msg.channel,
+            now=self.now,
+        )
+        self.outbox_written = True
+        return [Reply(self.t("deadline_figures.photo_saved", code=str(TrackingCode(code))))]
 
     # Erasure -------------------------------------------------------------------------------
     async def on_erase_button(self, value: str) -> list[Reply]:

@@ -81,13 +81,18 @@ class WorkCalendar:
         return self.add_working_days(day, 1)
 
     def working_days_between(self, after: date, upto: date) -> int:
-        """Working days in (after, upto]: how many working days `upto` is past `after`."""
-        count, day = 0, after
-        while day < upto:
-            day += timedelta(days=1)
-            if self.is_working_day(day):
-                count += 1
-        return count
+        """Working days in (after, upto]: how many working days `upto` is past `after`.
+        Weekdays by arithmetic, less the holidays on weekdays in between: an item overdue
+        for two years costs what one overdue for a day does (the digest's oldest list)."""
+        if upto <= after:
+            return 0
+        weeks, rest = divmod((upto - after).days, 7)
+        first = after.weekday()
+        count = weeks * 5 + sum(1 for i in range(1, rest + 1) if (first + i) % 7 < 5)
+        off = set(self.extra)
+        for year in range(after.year, upto.year + 1):
+            off |= _national(year)
+        return count - sum(1 for day in off if after < day <= upto and day.weekday() < 5)
 
 
 @dataclass(frozen=True, slots=True)
@@ -310,3 +315,49 @@ async def tell_staff(
 
     recipients = await store.staff_recipients(conn, list(keys), default_language=catalog.default)
     return await outbox.enqueue(conn, [(r, {"text": render(r.language)}) for r in recipients], purpose=purpose, now=now)
+
+
+async def tell_fix_photo(
+    conn: Any,
+    catalog: Any,
+    keys: Iterable[str],
+    *,
+    code: str,
+    outcome: str,
+    photo_ref: str,
+    channel: str,
+    now: datetime,
+) -> int:
+    """Queue the resident's photo of the result to each official or coordinator in `keys`.
+    A platform's file id means nothing on another platform: the photo itself goes to staff
+    on the resident's channel, the others are told where it is; on the terminal its path is
+    shown (the terminal keeps photos as paths)."""
+    from handlers.messages import Reply
+    from storage import deadlines as store
+    from storage import outbox
+
+    rows = []
+    for r in await store.staff_recipients(conn, list(keys), default_language=catalog.default):
+        label = catalog.text(r.language, f"deadline_figures.outcome_{outcome}")
+        if r.channel != channel:
+            reply = Reply(
+                catalog.text(
+                    r.language,
+                    "deadline_figures.photo_official_elsewhere",
+                    code=code,
+                    outcome=label,
+                    channel=channel.capitalize(),
+                )
+            )
+        elif channel == "terminal":
+            path = photo_ref.removeprefix("terminal:")
+            reply = Reply(
+                catalog.text(r.language, "deadline_figures.photo_official", code=code, outcome=label) + f"\n{path}"
+            )
+        else:
+            reply = Reply(
+                catalog.text(r.language, "deadline_figures.photo_official", code=code, outcome=label),
+                photo_ref=photo_ref,
+            )
+        rows.append((r, reply.to_json()))
+    return await outbox.enqueue(conn, rows, purpose="closure_photo", now=now)

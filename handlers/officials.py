@@ -312,7 +312,33 @@ class OfficialDesk:
                     channel=case.channel.capitalize(),
                     code=str(TrackingCode(case.code)),
                 )
-        return [Reply(text, photo_ref=photo, latitude=case.latitude, longitude=case.longitude)]
+        replies = [Reply(text, photo_ref=photo, latitude=case.latitude, longitude=case.longitude)]
+        return replies + await self._fix_photo(act, case)
+
+    async def _fix_photo(self, act: _Act, case: desk.Case) -> list[Reply]:
+        """Issue 17: the resident's photo of the result, with the latest closure question,
+        on its own channel (as the submission's photo), else where it is."""
+        closure = await deadline_store.latest_closure(act.conn, case.id)
+        if closure is None or not closure.photo_ref:
+            return []
+        lang = act.lang
+        known = closure.outcome in ("confirmed", "disputed", "unconfirmed")
+        outcome = self.t(lang, f"deadline_figures.outcome_{closure.outcome if known else 'waiting'}")
+        if case.channel != act.msg.channel:
+            return [
+                Reply(
+                    self.t(
+                        lang,
+                        "deadline_figures.photo_view_elsewhere",
+                        outcome=outcome,
+                        channel=case.channel.capitalize(),
+                    )
+                )
+            ]
+        text = self.t(lang, "deadline_figures.photo_view", outcome=outcome)
+        if case.channel not in PHOTO_CHANNELS:  # the terminal keeps photos as paths
+            return [Reply(f"{text}\n{closure.photo_ref.removeprefix('terminal:')}")]
+        return [Reply(text, photo_ref=closure.photo_ref)]
 
     def _date(self, moment: datetime) -> str:
         return moment.astimezone(self.zone).strftime("%Y-%m-%d %H:%M %Z")
@@ -426,7 +452,12 @@ class OfficialDesk:
                 await deadline_store.open_closure(act.conn, case.id, resolved_by=act.actor, now=act.now)
                 payload = {
                     **Reply(
-                        text + "\n\n" + self.t(lang, "closure.ask"),
+                        # The photo of the result is optional and comes as a message of its own.
+                        text
+                        + "\n\n"
+                        + self.t(lang, "closure.ask")
+                        + "\n"
+                        + self.t(lang, "deadline_figures.photo_hint"),
                         (
                             Button(self.t(lang, "closure.yes"), f"closure:{case.code}:yes"),
                             Button(self.t(lang, "closure.no"), f"closure:{case.code}:no"),

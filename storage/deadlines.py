@@ -348,18 +348,20 @@ _BEFORE = "s.created_at < ? AND (s.reopened_at IS NULL OR s.reopened_at < ?)"
 # Overdue submissions counted once each: new ones for their first response; reviewed and
 # forwarded ones for their resolution; forwarded ones whose resolution is not yet overdue
 # for the agency's answer. Three disjoint ranges of the two 0013 indexes, counted here.
+# Counted in SQL: the groups are few, and SQLite's GROUP BY over a covering range costs
+# less than handing every overdue row to Python (bench/bench_digest.py).
 OVERDUE_NEW_SQL = (
-    "SELECT s.pillar, NULL FROM submissions AS s INDEXED BY submissions_overdue "
-    f"WHERE s.status = 'new' AND s.hidden = 0 AND {_BEFORE}"
+    "SELECT s.pillar, NULL, count(*) FROM submissions AS s INDEXED BY submissions_overdue "
+    f"WHERE s.status = 'new' AND s.hidden = 0 AND {_BEFORE} GROUP BY s.pillar"
 )
 OVERDUE_OPEN_SQL = (
-    "SELECT s.pillar, CASE WHEN s.status = 'forwarded' THEN s.forwarded_to END "
+    "SELECT s.pillar, CASE WHEN s.status = 'forwarded' THEN s.forwarded_to END, count(*) "
     "FROM submissions AS s INDEXED BY submissions_overdue "
-    f"WHERE s.status IN ('reviewed', 'forwarded') AND s.hidden = 0 AND {_BEFORE}"
+    f"WHERE s.status IN ('reviewed', 'forwarded') AND s.hidden = 0 AND {_BEFORE} GROUP BY 1, 2"
 )
 OVERDUE_AGENCY_SQL = (
-    "SELECT s.pillar, s.forwarded_to FROM submissions AS s INDEXED BY submissions_agency_due "
-    f"WHERE s.status = 'forwarded' AND s.hidden = 0 AND s.forwarded_at < ? AND NOT ({_BEFORE})"
+    "SELECT s.pillar, s.forwarded_to, count(*) FROM submissions AS s INDEXED BY submissions_agency_due "
+    f"WHERE s.status = 'forwarded' AND s.hidden = 0 AND s.forwarded_at < ? AND NOT ({_BEFORE}) GROUP BY 1, 2"
 )
 _CASE_COLUMNS = (
     "s.id, s.code, s.kind, s.status, s.pillar, s.area, s.forwarded_to, s.created_at, s.forwarded_at, s.reopened_at"
@@ -382,16 +384,15 @@ RESOLUTION_SQL = (
     "SELECT s.resolution_s FROM submissions AS s INDEXED BY submissions_resolved "
     "WHERE s.hidden = 0 AND s.resolved_at >= ? AND s.resolved_at < ?"
 )
+# Closure answers from their own indexes alone: joining each to its submission (to leave
+# hidden ones out) cost a random read per answer, 40-70 ms at 1,000,000 (bench_digest);
+# a hidden submission is rarely resolved and asked, so the counts are of every question.
 CLOSURES_SQL = (
     "SELECT c.outcome, count(*) FROM closures AS c INDEXED BY closures_answered "
-    "JOIN submissions AS s ON s.id = c.submission_id "
     "WHERE c.answered_at >= ? AND c.answered_at < ? AND c.outcome IN ('confirmed', 'disputed', 'unconfirmed') "
-    "AND s.hidden = 0 GROUP BY c.outcome"
+    "GROUP BY c.outcome"
 )
-WAITING_CLOSURES_SQL = (
-    "SELECT count(*) FROM closures AS c JOIN submissions AS s ON s.id = c.submission_id "
-    "WHERE c.outcome IS NULL AND s.status = 'resolved' AND s.hidden = 0"
-)
+WAITING_CLOSURES_SQL = "SELECT count(*) FROM closures AS c INDEXED BY closures_waiting WHERE c.outcome IS NULL"
 
 Query = tuple[str, tuple[Any, ...]]
 
@@ -422,10 +423,10 @@ def _build_report(found: dict[str, list[Any]], rules: DeadlineRules, today: date
     by_pillar: Counter[str | None] = Counter()
     by_agency: Counter[str] = Counter()
     for name in ("new", "open", "agency"):
-        for pillar, agency in found[name]:
-            by_pillar[pillar] += 1
+        for pillar, agency, n in found[name]:
+            by_pillar[pillar] += int(n)
             if agency:
-                by_agency[agency] += 1
+                by_agency[agency] += int(n)
     items: dict[tuple[str, str], OverdueItem] = {}
     for name in ("oldest_new", "oldest_reviewed", "oldest_forwarded", "oldest_agency"):
         for row in found[name]:

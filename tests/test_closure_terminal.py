@@ -74,7 +74,12 @@ def test_reminder_escalation_reopen_and_confirmed_close_in_the_terminal(tmp_path
         ["chat", "--user", "warga1"], tmp_path, **STAFF, stdin=script("belum", "Lampu di ujung gang masih mati")
     )
     out = resident.stdout
-    assert out.count("Catatan: Lampu sudah diganti\n\nApakah masalahnya sudah beres?\n  [1] Sudah\n  [2] Belum") == 1
+    assert (
+        out.count(
+            "Catatan: Lampu sudah diganti\n\nApakah masalahnya sudah beres?\nKalau ada, kirim juga foto hasilnya.\n  [1] Sudah\n  [2] Belum"
+        )
+        == 1
+    )
     assert f"Maaf, masalahnya belum beres. {code} kami buka lagi dan petugas sudah dikabari." in out
     assert "Ceritakan apa yang belum beres, dalam satu pesan:" in out
     assert "Terima kasih, keterangan Anda sudah kami teruskan ke petugas." in out

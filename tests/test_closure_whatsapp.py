@@ -113,7 +113,9 @@ async def test_deadlines_and_closure_over_whatsapp(make_settings):
         await official.send_text(f"/status {code} selesai Lubang sudah ditambal")
         await official.replies()
         [asked] = await news(sari)
-        assert asked.endswith("Catatan: Lubang sudah ditambal\n\nApakah masalahnya sudah beres?")
+        assert asked.endswith(
+            "Catatan: Lubang sudah ditambal\n\nApakah masalahnya sudah beres?\nKalau ada, kirim juga foto hasilnya."
+        )
         assert [b["reply"]["title"] for b in sari.last_interactive()["interactive"]["action"]["buttons"]] == [
             "Sudah",
             "Belum",

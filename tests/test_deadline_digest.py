@@ -69,7 +69,9 @@ async def _week(tg, clock: Clock):
     clock.now = wib("2026-08-14", 10)
     await tg.say(OFFICIAL, f"/status {lamp} diteruskan Dinas PUPR Magetan")
     await tg.say(OFFICIAL, f"/status {trash} selesai Sudah diangkut")
-    assert (await tg.notified(1001, count=2))[1].endswith("Apakah masalahnya sudah beres?")
+    assert (await tg.notified(1001, count=2))[1].endswith(
+        "Apakah masalahnya sudah beres?\nKalau ada, kirim juga foto hasilnya."
+    )
     await tg.press(1001, "Sudah")
     assert (await tg.press(1001, "5"))[0].plain == "Terima kasih atas nilainya."
     return road, lamp, trash

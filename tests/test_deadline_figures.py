@@ -163,3 +163,27 @@ def test_the_migration_backfills_rows_stored_before_it(tmp_path):
         "FROM submissions"
     ).fetchone()
     assert row == (to_db(forwarded), to_db(forwarded), 27 * 3600, to_db(resolved), 48 * 3600, "confirmed", 5)
+
+
+def test_working_days_between_by_arithmetic_equals_counting_day_by_day():
+    """The digest's lateness of items overdue for years is computed, not walked: the same
+    answer as counting each day, across weekends, national holidays, cuti bersama and a
+    regional day."""
+    import random
+
+    from handlers.deadlines import WorkCalendar
+
+    cal = WorkCalendar(frozenset({date(2026, 8, 19)}))
+
+    def walked(after: date, upto: date) -> int:
+        count, day = 0, after
+        while day < upto:
+            day += timedelta(days=1)
+            count += cal.is_working_day(day)
+        return count
+
+    rng = random.Random(17)
+    for _ in range(2000):
+        after = date(2025, 1, 1) + timedelta(days=rng.randrange(900))
+        upto = after + timedelta(days=rng.randrange(-5, 700))
+        assert cal.working_days_between(after, upto) == walked(after, upto), (after, upto)

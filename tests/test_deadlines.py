@@ -228,7 +228,9 @@ async def test_a_report_through_deadlines_reminder_escalation_reopen_and_confirm
         clock.now = wib("2026-08-24", 10)
         await tg.say(OFFICIAL, f"/status {road} selesai Lubang sudah ditambal")
         [asked] = await tg.notified(1001)
-        assert asked.endswith("Catatan: Lubang sudah ditambal\n\nApakah masalahnya sudah beres?")
+        assert asked.endswith(
+            "Catatan: Lubang sudah ditambal\n\nApakah masalahnya sudah beres?\nKalau ada, kirim juga foto hasilnya."
+        )
         assert [b["text"] for b in tg.fake.sent_to(1001)[-1].buttons] == ["Sudah", "Belum"]
         assert "selesai" in (await tg.notified(2001))[0]
         answer = await tg.press(1001, "Belum")

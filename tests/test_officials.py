@@ -214,7 +214,7 @@ async def test_status_change_reaches_the_resident_in_their_language(make_setting
         [news] = await tg.notified(1001)
         assert news == (
             f'News about your report {code}: its status is now "resolved".\n'
-            "Note: Lubang sudah ditambal\n\nIs the problem fixed now?"
+            "Note: Lubang sudah ditambal\n\nIs the problem fixed now?\nIf you can, send a photo of the result too."
         )  # issue 17: Yes / Not yet
         assert scalar(tg.db_path, "SELECT status FROM submissions") == "resolved"
         assert (

@@ -294,6 +294,7 @@ async def test_closed_window_without_template_waits_for_the_resident(wa_settings
         await graph.wait_for_sent(count=1)
         assert bodies(graph, "628401") == [
             f'Kabar untuk laporan Anda {code}: status sekarang "selesai".\n\nApakah masalahnya sudah beres?'
+            "\nKalau ada, kirim juga foto hasilnya."
         ]
         await worker.idle.wait()
         assert await _counts(bot) == {"sent": 1}

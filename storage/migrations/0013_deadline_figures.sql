@@ -48,14 +48,18 @@ UPDATE submissions SET
     resolution_s = CAST(round((julianday(resolved_at) - julianday(created_at)) * 86400) AS INTEGER);
 
 -- Overdue as of a day: open submissions by status and clock start (created_at, or
--- reopened_at when later), covering the pillar and agency they are counted by.
-CREATE INDEX submissions_overdue ON submissions (status, created_at, reopened_at, pillar, forwarded_to)
+-- reopened_at when later), covering the pillar and agency they are counted by. Each index
+-- also holds the columns of its own WHERE (hidden, status): SQLite reads a partial index
+-- as covering only when every column the query names is in it.
+CREATE INDEX submissions_overdue ON submissions (status, created_at, reopened_at, pillar, forwarded_to, hidden)
     WHERE hidden = 0;
 -- The agency_answer clock of forwarded submissions.
-CREATE INDEX submissions_agency_due ON submissions (forwarded_at, created_at, reopened_at, pillar, forwarded_to)
+CREATE INDEX submissions_agency_due
+    ON submissions (forwarded_at, created_at, reopened_at, pillar, forwarded_to, status, hidden)
     WHERE status = 'forwarded' AND hidden = 0;
 -- The medians of a period: first responses and resolutions made in it.
-CREATE INDEX submissions_first_response ON submissions (first_response_at, first_response_s) WHERE hidden = 0;
-CREATE INDEX submissions_resolved ON submissions (resolved_at, resolution_s) WHERE hidden = 0;
+CREATE INDEX submissions_first_response ON submissions (first_response_at, first_response_s, hidden)
+    WHERE hidden = 0;
+CREATE INDEX submissions_resolved ON submissions (resolved_at, resolution_s, hidden) WHERE hidden = 0;
 -- Closure outcomes answered in a period.
 CREATE INDEX closures_answered ON closures (answered_at, outcome);
