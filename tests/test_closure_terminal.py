@@ -106,3 +106,13 @@ def test_reminder_escalation_reopen_and_confirmed_close_in_the_terminal(tmp_path
         r"Status: selesai",
         run_cli(["chat", "--user", "warga1"], tmp_path, **STAFF, stdin=script(f"/status {code}")).stdout,
     )
+
+    # Issue 17: the photo of the result, as a file path (the terminal keeps photos as paths).
+    photo = str(tmp_path / "hasil-lampu.jpg")
+    resident = run_cli(["chat", "--user", "warga1"], tmp_path, **STAFF, stdin=script(f"/foto {photo}"))
+    assert f"Terima kasih, foto hasil untuk {code} sudah kami simpan dan teruskan ke petugas." in resident.stdout
+    seen = run_cli(["chat", "--user", "petugas"], tmp_path, **STAFF, stdin=script(f"/lihat {code}")).stdout
+    assert seen.count(f"🔔 Foto hasil dari pelapor untuk {code} (sudah beres).\n{photo}") == 1
+    assert f"Foto hasil dari pelapor (sudah beres).\n{photo}" in seen
+    coordinator = run_cli(["chat", "--user", "koordinator"], tmp_path, **STAFF, stdin="").stdout
+    assert "Foto hasil" not in coordinator  # a confirmed fix: the coordinators are not bothered
