@@ -76,6 +76,10 @@ CHANNEL = "whatsapp"
 REPLAY_WINDOW = timedelta(days=7)
 # Kept answers older than this and not being sent by a lane are owed (see resend_owed).
 OWED_AFTER = timedelta(minutes=2)
+# After a storage failure (PostgreSQL restarting, a full disk) pending messages are offered
+# again this soon, doubling up to the sweep interval while it lasts: an accepted message
+# waits for the database, not for the next minute's sweep.
+RETRY_FIRST_S = 1.0
 
 
 @dataclass(slots=True)
@@ -88,6 +92,7 @@ class _Answer:
     mark_read: bool = False
     incoming: Incoming | None = None
     skip: int = 0  # WhatsApp messages of replies[0] that went out before
+    stored: bool = True  # False: the core could not save it; it stays pending, retried
 
 
 @dataclass(slots=True)
@@ -99,6 +104,7 @@ class _Closing:
     wamid: str
     sent: list[Sent] = field(default_factory=list)
     rest: str | None = None
+    pending: bool = False  # not stored by the core: left pending for the retry
 
 
 def _rest(chat_id: str, replies: list[Reply], skip: int) -> str | None:
@@ -158,6 +164,7 @@ class InboundWorker:
         self._idle.set()
         self._running = False
         self._sweeper: asyncio.Task[None] | None = None
+        self._retry = asyncio.Event()  # set on a storage failure: sweep soon
 
     @property
     def backlog(self) -> int:
@@ -267,20 +274,38 @@ class InboundWorker:
             queued += 1
         return queued
 
+    def retry_soon(self) -> None:
+        """A write failed: offer the pending messages again soon (see RETRY_FIRST_S)."""
+        self._retry.set()
+
     async def _sweep_forever(self) -> None:
         # A safety net for rows accepted while a lane could not take them (e.g. stop/start),
         # and for answers saved but never sent. At start-up no lane of this process is
         # answering anything yet, so every kept answer is owed.
         owed_after = timedelta(0)
+        backoff = RETRY_FIRST_S
         while True:
             try:
                 await self.resend_owed(owed_after)
+            except StorageUnavailable as exc:
+                log.warning("could not look for owed WhatsApp answers: %s", exc)
+                self.retry_soon()
             except Exception:
                 log.exception("could not send owed WhatsApp answers")
             owed_after = OWED_AFTER
-            await asyncio.sleep(self.sweep_interval)
+            if not self._retry.is_set():
+                backoff = RETRY_FIRST_S
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._retry.wait(), self.sweep_interval)
+            if self._retry.is_set():
+                self._retry.clear()
+                await asyncio.sleep(backoff)  # a pause, not an event: the database says nothing
+                backoff = min(backoff * 2, self.sweep_interval)
             try:
                 await self.sweep()
+            except StorageUnavailable as exc:
+                log.warning("could not look for pending WhatsApp messages: %s", exc)
+                self.retry_soon()
             except Exception:
                 log.exception("could not look for pending WhatsApp messages")
 
@@ -335,7 +360,9 @@ class InboundWorker:
             log.exception("error while handling a WhatsApp message")
             catalog = self.core.catalog
             outcome = Outcome([Reply(catalog.text(catalog.default, "error.internal"))])
-        return _Answer(wamid, incoming.chat_id, outcome.replies, mark_read=mark_read, incoming=incoming)
+        return _Answer(
+            wamid, incoming.chat_id, outcome.replies, mark_read=mark_read, incoming=incoming, stored=outcome.stored
+        )
 
     # Senders: one per resident with replies on their way, in order -----------------------------
     def _send_later(self, sender: str, answer: _Answer) -> None:
@@ -366,7 +393,7 @@ class InboundWorker:
 
     async def _answer(self, answer: _Answer) -> _Closing:
         read = asyncio.create_task(self.whatsapp.mark_read(answer.wamid)) if answer.mark_read else None
-        closing = _Closing(answer.wamid)
+        closing = _Closing(answer.wamid, pending=not answer.stored)
         try:
             if answer.replies:
                 closing.rest = await self._deliver(answer.chat_id, answer.replies, closing.sent, skip=answer.skip)
@@ -443,19 +470,26 @@ class InboundWorker:
             async with self.db.transaction() as conn:
                 if sent:
                     await record_sent(conn, sent, purpose="reply", now=now)
-                # Rows the core did not claim (flood guard, storage error, nothing to answer)
-                # are closed here too: a retry would only repeat what the resident was told.
-                await inbound.close(conn, CHANNEL, [closing.wamid for closing in batch], now=now)
-                answered = [(CHANNEL, c.wamid) for c in batch if c.rest is None]
+                # Rows the core did not claim (flood guard, nothing to answer) are closed here
+                # too: a retry would only repeat what the resident was told. Not those it
+                # could not store: they were accepted, so they take effect once it can.
+                done = [closing.wamid for closing in batch if not closing.pending]
+                if done:
+                    await inbound.close(conn, CHANNEL, done, now=now)
+                answered = [(CHANNEL, c.wamid) for c in batch if c.rest is None and not c.pending]
                 if answered:
                     await inbound.replies_delivered(conn, answered)
-                owed = [(c.wamid, c.rest) for c in batch if c.rest is not None]
+                owed = [(c.wamid, c.rest) for c in batch if c.rest is not None and not c.pending]
                 if owed:
                     await inbound.still_owed(conn, CHANNEL, owed)
         except StorageUnavailable as exc:
             # Left as they were: pending rows are offered again by the sweep (the core's
             # claim makes that harmless), kept copies are resent whole.
             log.warning("could not close %d handled WhatsApp message(s): %s", len(batch), exc)
+            self.retry_soon()
+            return
+        if any(closing.pending for closing in batch):
+            self.retry_soon()
 
 
 def _too_old(message: InboundMessage, oldest: datetime) -> bool:

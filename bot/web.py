@@ -244,6 +244,11 @@ def build_web_app(
             return _text(400, "not an update")
         try:
             await telegram.process_webhook_update(data)
+        except StorageUnavailable as exc:
+            # Not stored: Telegram delivers it again, and the core's claim was rolled back
+            # with the rest, so the retry takes effect (once).
+            log.error("could not store a Telegram webhook update: %s", exc)
+            return _text(503, "try again later")
         except Exception as exc:
             # PTB hands errors inside our handler to its error handler (logged, the user told);
             # what escapes here is Update.de_json failing on a body that is no Update. A 5xx

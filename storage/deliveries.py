@@ -47,7 +47,7 @@ async def record_sent(conn: Connection, sent: Iterable[SentMessage], *, purpose:
     await conn.executemany(
         "INSERT INTO whatsapp_messages (wamid, user_id, chat_id, purpose, kind, created_at, updated_at) "
         "SELECT ?, u.id, CASE WHEN u.id IS NOT NULL OR ? != 'reply' THEN ? ELSE '' END, ?, ?, ?, ? "
-        "FROM (SELECT 1) LEFT JOIN users u ON u.channel = 'whatsapp' AND u.platform_id = ? "
+        "FROM (SELECT 1) AS one LEFT JOIN users u ON u.channel = 'whatsapp' AND u.platform_id = ? "
         "ON CONFLICT (wamid) DO NOTHING",
         [(m.wamid, purpose, m.chat_id, purpose, m.kind, stamp, stamp, m.chat_id) for m in sent],
     )

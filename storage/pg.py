@@ -67,6 +67,18 @@ _UNAVAILABLE: tuple[type[BaseException], ...] = (
     asyncpg.exceptions.InternalClientError,
     TimeoutError,
 )
+# Of those, the ones that mean "the server is not there" (stopped, restarting, crashed, the
+# network): once it answers again, and is not read-only, writes work again. The others (disk
+# full, too many connections, read-only) are over only when a write succeeds.
+_GONE: tuple[type[BaseException], ...] = (
+    OSError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.AdminShutdownError,
+    asyncpg.CrashShutdownError,
+    asyncpg.InterfaceError,
+    asyncpg.exceptions.InternalClientError,
+)
 
 
 def redact(url: str) -> str:
@@ -216,6 +228,7 @@ class PgDatabase:
         self.incident = 0
         self.incident_quiet_s = INCIDENT_QUIET_S
         self._failed_at = float("-inf")
+        self._gone = False  # the last failure was the server going away (see _GONE)
 
     async def open(self) -> PgDatabase:
         """Connect, migrate, open the pools. Raises StorageUnavailable, naming the server
@@ -308,23 +321,44 @@ class PgDatabase:
                     # repeated delivery finds its claim if it did (inbound is idempotent).
                     raise self._unavailable(exc) from exc
             finally:
-                await self._writer.release(raw)
-            if self.write_error is not None and time.monotonic() - self._failed_at >= self.incident_quiet_s:
-                log.warning("database %s takes writes again", self.path)
-                self.write_error = None
+                await self._release(self._writer, raw)
+            if self.write_error is not None:
+                # A server that came back takes writes at once: /healthz says so, and the
+                # residents' "cannot save now" keeps counting the incident (see _failed).
+                self._writes_back()
         finally:
             self._lock.release()
 
+    @staticmethod
+    async def _release(pool: asyncpg.Pool, raw: asyncpg.Connection) -> None:
+        """Back to the pool. A connection the server dropped mid-statement fails its reset
+        there ("cannot switch to state ...; another operation is in progress"): asyncpg has
+        then terminated it, and the pool opens a new one. Raising that would replace what
+        the transaction itself raised, or fail one that committed."""
+        try:
+            await pool.release(raw)
+        except _UNAVAILABLE as exc:
+            log.info("dropped a PostgreSQL connection that broke with the server: %s", _reason(exc))
+
+    def _writes_back(self) -> None:
+        log.warning("database %s takes writes again", self.path)
+        self.write_error = None
+        self._gone = False
+
     def _unavailable(self, exc: BaseException) -> StorageUnavailable:
         """The incident recorded; the error to raise in place of the driver's."""
-        self._failed(_reason(exc))
+        self._failed(_reason(exc), gone=isinstance(exc, _GONE))
         return StorageUnavailable(_reason(exc))
 
-    def _failed(self, reason: str) -> None:
-        if self.write_error is None:
+    def _failed(self, reason: str, *, gone: bool = False) -> None:
+        # One incident for failures less than incident_quiet_s apart: a server restarting
+        # (refused, then starting up, then back) is one "cannot save now" for a resident.
+        now = time.monotonic()
+        if self.write_error is None and now - self._failed_at >= self.incident_quiet_s:
             self.incident += 1
         self.write_error = reason
-        self._failed_at = time.monotonic()
+        self._gone = gone
+        self._failed_at = now
 
     @staticmethod
     async def _rollback(raw: asyncpg.Connection) -> None:
@@ -353,11 +387,20 @@ class PgDatabase:
         return rows
 
     async def ping(self) -> bool:
+        """Whether the server answers (on a read connection: never waits for writes). After
+        the server went away, an answer from a primary that is not read-only also ends the
+        write failure: /healthz must not stay "failing" until some write happens to come
+        (a load balancer that trusts it would send none)."""
         try:
-            rows = await self.fetchall("SELECT 1 FROM schema_migrations LIMIT 1")
-            return bool(rows)
+            rows = await self.fetchall(
+                "SELECT pg_is_in_recovery() OR current_setting('transaction_read_only') = 'on' "
+                "FROM schema_migrations LIMIT 1"
+            )
         except (asyncpg.PostgresError, StorageUnavailable, RuntimeError):
             return False
+        if rows and self._gone and self.write_error is not None and not rows[0][0]:
+            self._writes_back()
+        return bool(rows)
 
     async def compact_wal(self) -> None:
         """Nothing to do: SQLite's WAL file kept copies of erased rows; PostgreSQL's own WAL

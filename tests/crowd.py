@@ -186,29 +186,37 @@ class Resident:
             self.written.append(text)
             self._act_text(text)
             return
-        data = message.callback_data
-        by_step: dict[str, list[str]] = {}
-        for d in data:
-            step = re.split(r"[.:]", d, maxsplit=1)[0]
-            by_step.setdefault(step, []).append(d)
-        if "consent" in by_step:
-            self._press(message, next(d for d in data if d.startswith("consent:yes")))
-        elif "menu" in by_step:
-            self._press(message, "menu:report")
-        elif "pillar" in by_step:
-            self._press(message, next(d for d in data if d.endswith(":ok")))
-        elif "pick" in by_step:
-            self._press(message, self.rng.choice(by_step["pick"]))
-        elif "area" in by_step:
-            areas = [d for d in by_step["area"] if d.rsplit(":", 1)[1].isdigit()]
-            self._press(message, self.rng.choice(areas or by_step["area"]))
-        elif "similar" in by_step:
-            self._press(message, next(d for d in data if d.endswith(":mine")))
-        elif "photo" in by_step:
-            self._press(message, by_step["photo"][0])
-        elif "identity" in by_step:
-            self._press(message, self.rng.choice(by_step["identity"]))
-        elif "confirm" in by_step:
-            self._press(message, next(d for d in data if d.endswith(":send")))
-        else:
+        picked = choose(message.callback_data, self.rng)
+        if picked is None:
             self._act_text("/lapor")  # lost: start a report again, as a person would
+        else:
+            self._press(message, picked)
+
+
+def choose(data: list[str], rng: random.Random) -> str | None:
+    """The button a resident who wants their report saved presses among `data` (the
+    buttons' `step.serial:value` payloads, the same on every channel); None when lost."""
+    by_step: dict[str, list[str]] = {}
+    for d in data:
+        step = re.split(r"[.:]", d, maxsplit=1)[0]
+        by_step.setdefault(step, []).append(d)
+    if "consent" in by_step:
+        return next(d for d in data if d.startswith("consent:yes"))
+    if "menu" in by_step:
+        return "menu:report" if "menu:report" in data else next(d for d in by_step["menu"] if "report" in d)
+    if "pillar" in by_step:
+        return next(d for d in data if d.endswith(":ok"))
+    if "pick" in by_step:
+        return rng.choice(by_step["pick"])
+    if "area" in by_step:
+        areas = [d for d in by_step["area"] if d.rsplit(":", 1)[1].isdigit()]
+        return rng.choice(areas or by_step["area"])
+    if "similar" in by_step:
+        return next(d for d in data if d.endswith(":mine"))
+    if "photo" in by_step:
+        return by_step["photo"][0]
+    if "identity" in by_step:
+        return rng.choice(by_step["identity"])
+    if "confirm" in by_step:
+        return next(d for d in data if d.endswith(":send"))
+    return None

@@ -41,6 +41,7 @@ from handlers.clock import utcnow
 from handlers.limits import TELEGRAM_CAPTION_LIMIT, TELEGRAM_TEXT_LIMIT
 from handlers.messages import Button, DeliveryError, Incoming, InputKind, Reply, StartupError, WindowClosed
 from handlers.text import split_text
+from storage.database import StorageUnavailable
 
 if TYPE_CHECKING:
     from bot.config import Settings
@@ -233,6 +234,9 @@ class TelegramChannel:
         # Updates fully handled (replies sent), for tests and benchmarks to await.
         self.handled = 0
         self._handled_changed = asyncio.Condition()
+        # Webhook updates the core could not store (the database was down): their webhook
+        # answers 503, so Telegram delivers them again, instead of a 200 that loses them.
+        self._unstored: set[int] = set()
 
     # Lifecycle ------------------------------------------------------------------------------
     async def start(self, *, poll: bool = True) -> None:
@@ -389,6 +393,9 @@ class TelegramChannel:
         """Handle one webhook body fully before the HTTP answer, so a 2xx means 'saved'."""
         update = Update.de_json(data, self.app.bot)
         await self.app.process_update(update)
+        if update.update_id in self._unstored:
+            self._unstored.discard(update.update_id)
+            raise StorageUnavailable("the update could not be stored")
 
     # Inbound ----------------------------------------------------------------------------------
     async def _on_update(self, update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -403,6 +410,8 @@ class TelegramChannel:
         try:
             if incoming is not None:
                 outcome = await self.core.handle(incoming)
+                if not outcome.stored and self.webhook:
+                    self._unstored.add(update.update_id)
                 sent = False
                 try:
                     for reply in outcome.replies:
