@@ -279,6 +279,9 @@ class Core:
                     await inbound.keep_replies(conn, msg.channel, msg.message_id, kept)
         except StorageUnavailable as exc:
             self._delivered[:0] = delivered
+            # The turn may have noted the privacy notice as shown; it was not (the resident
+            # hears "cannot save" instead), so the retry shows the notice, not its reminder.
+            self.noticed.pop(sender, None)
             log.error("could not save a %s message: %s", msg.channel, exc)
             return self._cannot_save(msg, sender)
         replies = await self._after_commit(turn, replies)
