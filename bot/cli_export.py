@@ -25,6 +25,7 @@ import click
 from bot.config import Settings
 from bot.exports import CSV_DIALECTS, FORMATS, NO_PILLAR, ExportError, ExportFilter, count_rows
 from bot.exports import export as run_export
+from handlers.deadlines import DeadlinePolicy
 from handlers.domain import KINDS, PILLARS, STATUSES
 
 if TYPE_CHECKING:
@@ -226,6 +227,7 @@ def _run(
         progress=bar.update if bar is not None else None,
         zone=settings.zone,
         csv_dialect=csv_dialect,
+        deadlines=DeadlinePolicy.from_settings(settings),  # issue 17's due and overdue columns
     )
 
 

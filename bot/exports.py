@@ -1759,11 +1759,17 @@ class _Capped(io.RawIOBase):
 
 
 def _export_bytes(
-    db_path: Path, fmt: str, filters: ExportFilter, lang: str, zone: ZoneInfo, limit: int
+    db_path: Path,
+    fmt: str,
+    filters: ExportFilter,
+    lang: str,
+    zone: ZoneInfo,
+    limit: int,
+    deadlines: DeadlinePolicy | None = None,
 ) -> tuple[bytes, int]:
     sink = _Capped(limit)
     try:
-        count = export(db_path, fmt, sink, filters, lang=lang, zone=zone)  # type: ignore[arg-type]
+        count = export(db_path, fmt, sink, filters, lang=lang, zone=zone, deadlines=deadlines)  # type: ignore[arg-type]
         return sink.read_all(), count
     finally:
         sink.close()
@@ -1784,7 +1790,14 @@ async def _document(
     # A worker thread: the event loop keeps answering residents while rows are written
     # (sqlite3 and the zlib/IO parts release the GIL; the rest shares it fairly).
     data, count = await asyncio.to_thread(
-        _export_bytes, Path(settings.database_path), fmt, filters, lang, settings.zone, limit
+        _export_bytes,
+        Path(settings.database_path),
+        fmt,
+        filters,
+        lang,
+        settings.zone,
+        limit,
+        DeadlinePolicy.from_settings(settings),
     )
     return Document(_filename(fmt, settings.zone), data, MIME_TYPES[fmt]), count
 

@@ -595,6 +595,7 @@ class Desk:
                 lang=lang,
                 zone=self.settings.zone,
                 actor=who.official,
+                deadlines=DeadlinePolicy.from_settings(self.settings),
             )
         except ExportError as exc:
             sink.close()
