@@ -35,11 +35,12 @@ from handlers.tagging_eval import evaluate, format_report, load_rows  # noqa: E4
 
 def count_looks(log: Path) -> int:
     """Looks at the test part: one per logged run, plus any "prior: N" line (a checkout where
-    data/, which is git-ignored, was rebuilt keeps the earlier sessions' count that way)."""
+    data/, which is git-ignored, was rebuilt keeps the earlier sessions' count that way);
+    lines starting with "#" are notes."""
     looks = 0
     for line in open(log, encoding="utf-8"):
         m = re.match(r"prior:\s*(\d+)", line)
-        looks += int(m.group(1)) if m else bool(line.strip())
+        looks += int(m.group(1)) if m else bool(line.strip()) and not line.startswith("#")
     return looks
 
 
