@@ -97,3 +97,34 @@ async def test_a_photo_with_belum_goes_to_the_official_and_the_coordinators_over
         images = [p for p in sari.graph.sent_to(OFFICIAL_WA) if p.get("type") == "image"]
         assert len(images) == 2 and images[1]["image"]["caption"] == "Foto hasil dari pelapor (belum beres)."
     assert scalar(sari.db_path, "SELECT photo_ref FROM closures") == f"wa:{media}"
+
+
+async def test_the_web_desk_links_the_photo_of_the_fix(make_settings):
+    """The submission's page on the web desk links the resident's photo of the result (held
+    by Telegram, fetched when asked, audited like the submission's own photo)."""
+    from storage import deadlines as store
+    from storage import desk as desk_store
+    from storage.database import utcnow
+    from tests.test_webdesk import add_submission, desk_stack
+
+    png = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
+    async with desk_stack(make_settings) as desk:
+        desk.fake.add_file("tg-fix-1", png)
+        sari = await add_resident(desk.db, "1001")
+        code = await add_submission(desk.db, sari)
+        async with desk.db.transaction() as conn:
+            case = await desk_store.get_case(conn, code.value)
+            assert case is not None
+            await store.open_closure(conn, case.id, resolved_by=f"telegram:{OFFICIAL}", now=utcnow())
+            closure = await store.latest_closure(conn, case.id)
+            assert closure is not None
+            await store.answer_closure(conn, closure.id, outcome="confirmed", now=utcnow())
+            await store.attach_fix_photo(conn, closure.id, "tg-fix-1")
+        async with desk.session() as client:
+            page = (await client.get(f"/desk/s/{code.value}")).text
+            assert "Foto hasil dari pelapor (sudah beres)." in page
+            assert f'href="/desk/s/{code.value}/photo?of=fix"' in page
+            photo = await client.get(f"/desk/s/{code.value}/photo?of=fix")
+            assert photo.status_code == 200 and photo.content == png
+            assert (await client.get(f"/desk/s/{code.value}/photo")).status_code == 404  # no photo of its own
+        assert scalar(desk.db_path, "SELECT count(*) FROM audit_log WHERE action = 'desk_photo'") == 1

@@ -35,7 +35,7 @@ from handlers.messages import Incoming, InputKind
 from storage import audit, desk, masterplan
 from storage import webdesk as store
 from storage.database import StorageUnavailable, connect_readonly, utcnow
-from storage.deadlines import submission_deadlines
+from storage.deadlines import latest_closure, submission_deadlines
 
 log = logging.getLogger(__name__)
 
@@ -344,6 +344,12 @@ class Desk:
         subtopic = (
             self.tagger.subtopic_label(case.pillar, case.subtopic, lang) if case.pillar and case.subtopic else None
         )
+        closure = await latest_closure(conn, case.id)  # issue 17: the resident's photo of the fix
+        fix_photo = closure.photo_ref if closure is not None else None
+        known = closure is not None and closure.outcome in ("confirmed", "disputed", "unconfirmed")
+        fix_outcome = self.catalog.text(
+            lang, f"deadline_figures.outcome_{closure.outcome if known and closure else 'waiting'}"
+        )
         return self.pages.html(
             request,
             "detail.html",
@@ -357,6 +363,9 @@ class Desk:
             sections=sections,
             linked=linked,
             photo_viewable=bool(case.photo_ref) and self.photo_viewable(case.channel),
+            fix_photo=fix_photo,
+            fix_viewable=bool(fix_photo) and self.photo_viewable(case.channel),
+            fix_outcome=fix_outcome,
             csrf=who.session.csrf,
             **self._choices(lang),
         )
@@ -453,9 +462,13 @@ class Desk:
         code = TrackingCode.parse(request.path_params["code"])
         conn = reading(self.db)  # a page view: never the write lock
         case = await desk.get_case(conn, code.value) if code else None
-        if case is None or not case.photo_ref:
+        ref = case.photo_ref if case is not None else None
+        if case is not None and request.query_params.get("of") == "fix":  # issue 17: the photo of the fix
+            closure = await latest_closure(conn, case.id)
+            ref = closure.photo_ref if closure is not None else None
+        if case is None or not ref:
             return self._refused(request, "desk.not_found", 404)
-        data = await self._photo_bytes(case.channel, case.photo_ref)
+        data = await self._photo_bytes(case.channel, ref)
         if data is None:
             return self._refused(request, "desk.photo_unavailable", 502)
         now = utcnow()
