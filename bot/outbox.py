@@ -43,6 +43,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
+import itertools
 import logging
 import os
 import random
@@ -64,6 +65,7 @@ from handlers.messages import Channel, DeliveryError, OutcomeUnknown, Reply, Win
 from handlers.text import clip
 from storage import outbox as ox
 from storage.database import Database, StorageUnavailable
+from storage.ratelimits import RateLimits
 from storage.wakeups import OUTBOX, Listener
 
 if TYPE_CHECKING:
@@ -100,8 +102,10 @@ DEFAULT_PACING: dict[str, Pace] = {
 FALLBACK_PACE = Pace(per_second=10.0, per_chat_interval=1.0)
 # How often a worker looks for rows claimed by an instance that died (PostgreSQL).
 ORPHAN_SWEEP_S = 30.0
-# This process, as its outbox claims name it (several instances on one database).
+# This process, as its outbox claims name it (several instances on one database); each
+# worker adds a number of its own (tests run several in one process).
 INSTANCE = f"{socket.gethostname()}:{os.getpid()}"
+_workers = itertools.count(1)
 
 
 class _Pacer:
@@ -189,7 +193,10 @@ class OutboxWorker:
         self._secrets = [s for s in settings.secrets() if s]
         # Several instances (PostgreSQL): woken by the trigger's NOTIFY, whoever queued.
         self.shared = getattr(db, "engine", "sqlite") == "postgresql"
-        self.listener = Listener(db, OUTBOX, self.wake, presence=INSTANCE)
+        self.instance = f"{INSTANCE}:{next(_workers)}"
+        self.listener = Listener(db, OUTBOX, self.wake, presence=self.instance)
+        # ... and paced together: a channel's rate and a chat's gap held in the database.
+        self.limits = RateLimits(db)
         self._orphans_at = time.monotonic()  # start() has just looked
         self.sent = 0  # counters for logs, tests and benchmarks
         self.failed = 0
@@ -203,7 +210,7 @@ class OutboxWorker:
         await self.listener.start()  # presence first: a claim of ours is never an orphan
         async with self.db.transaction() as conn:
             if self.shared:
-                orphans = await ox.release_orphans(conn, now=self.clock(), me=INSTANCE)
+                orphans = await ox.release_orphans(conn, now=self.clock(), me=self.instance)
             else:
                 orphans = await ox.release_claims(conn, now=self.clock())
         if orphans:
@@ -218,6 +225,7 @@ class OutboxWorker:
         """Stop taking rows, let sends in flight finish (up to stop_timeout), release the rest."""
         self._stopping = True
         await self.listener.stop()
+        await self.limits.close()
         self._wake.set()
         if self._task is not None:
             await self._task
@@ -288,10 +296,12 @@ class OutboxWorker:
             if self.shared and mono - self._orphans_at > ORPHAN_SWEEP_S:
                 # Claims left by an instance that died mid-send: sent again (at least once).
                 self._orphans_at = mono
-                if await ox.release_orphans(conn, now=now, me=INSTANCE):
+                if await ox.release_orphans(conn, now=now, me=self.instance):
                     log.warning("outbox: notifications claimed by an instance that stopped are due again")
-            rows = await ox.due_heads(conn, usable, now=now, limit=self.batch)
             room = {name: self._pace(name).max_in_flight - self._per_channel.get(name, 0) for name in usable}
+            # No more than there is room for: on PostgreSQL the rows read are locked until this
+            # commits, and rows locked here but not claimed would be skipped by the others.
+            rows = await ox.due_heads(conn, usable, now=now, limit=min(self.batch, sum(room.values())))
             for row in rows:
                 if room[row.channel] <= 0:
                     held = True
@@ -315,7 +325,7 @@ class OutboxWorker:
                     jobs.append(_Job(row, None))
                 room[row.channel] -= 1
             await ox.wait_for_window(conn, parked)
-            await ox.claim(conn, [job.row.id for job in jobs], now=now, by=INSTANCE if self.shared else None)
+            await ox.claim(conn, [job.row.id for job in jobs], now=now, by=self.instance if self.shared else None)
             later = await ox.next_attempt_at(conn, usable, now=now)
         if parked:
             log.info(
@@ -338,7 +348,12 @@ class OutboxWorker:
     async def _deliver(self, job: _Job) -> None:
         row = job.row
         try:
-            await self._pacers.setdefault(row.channel, _Pacer(self._pace(row.channel).per_second)).slot()
+            pace = self._pace(row.channel)
+            if self.shared:  # every instance's sends count: the platform limits the bot
+                await self.limits.gap(f"{row.channel}:outbox", 1.0 / pace.per_second)
+                await self.limits.gap(f"{row.channel}:chat:{row.chat_id}", pace.per_chat_interval)
+            else:
+                await self._pacers.setdefault(row.channel, _Pacer(pace.per_second)).slot()
             try:
                 result = await self._attempt(job)
             except OutcomeUnknown as exc:

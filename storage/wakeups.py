@@ -83,8 +83,12 @@ class Listener:
             schema = await conn.fetchval("SELECT current_schema()")
             self._lost.clear()
             conn.add_termination_listener(self._on_lost)
-            if self.presence is not None:
-                await conn.execute(f"SELECT pg_advisory_lock({_PRESENCE_KEY}, hashtext($1))", self.presence)
+            # Never waited for: a name already present is another process's (a pid reused on
+            # another machine with the same host name); claims then look alive to both.
+            if self.presence is not None and not await conn.fetchval(
+                f"SELECT pg_try_advisory_lock({_PRESENCE_KEY}, hashtext($1))", self.presence
+            ):
+                log.warning("another instance is already present under the name %s", self.presence)
             await conn.add_listener(f"suarawarga_{self.topic}_{schema}", self._on_notify)
         except BaseException:
             conn.terminate()

@@ -17,6 +17,8 @@ from bot.channels.http11 import Answer, Http11Pool, NoAnswer, RequestNotSent, pr
 from handlers.messages import DeliveryError, Document, Reply
 from storage.database import StorageUnavailable, utcnow
 from storage.deliveries import record_sent
+from storage.ratelimits import Pace as SharedPace
+from storage.ratelimits import RateLimits
 
 if TYPE_CHECKING:
     from bot.config import Settings
@@ -109,10 +111,18 @@ class WhatsAppChannel:
             )
             self._messages_path = httpx.URL(self.messages_url).raw_path.decode("ascii")
         self._fast_headers = {**self._auth, "Content-Type": "application/json"}
-        self.pace = Pace(settings.whatsapp_messages_per_second)
+        # One allowance per number: with several instances on PostgreSQL, held in the database.
+        self._limits = RateLimits(db) if getattr(db, "engine", "sqlite") == "postgresql" else None
+        self.pace: Pace | SharedPace = (
+            self._limits.pace(f"whatsapp:{self.phone_number_id}", settings.whatsapp_messages_per_second)
+            if self._limits is not None
+            else Pace(settings.whatsapp_messages_per_second)
+        )
         self.list_button = catalog.text(catalog.default, "whatsapp.list_button") if catalog is not None else "Pilih"
 
     async def aclose(self) -> None:
+        if self._limits is not None:
+            await self._limits.close()
         if self._fast is not None:
             await self._fast.aclose()
         if self._owns_http:
