@@ -209,6 +209,9 @@ class Rules:
         )
 
 
+_MIXED = date.min  # an hour that straddles a local midnight (half-hour zones): per row
+
+
 class RowDeadlines:
     """The next due date of export rows, a million at a time: from the stored clock starts
     (UTC text as stored), with the local day of each start and each due date memoised
@@ -221,10 +224,18 @@ class RowDeadlines:
         self._late: dict[date, int] = {}
 
     def _local_day(self, stamp: str) -> date:
-        key = stamp[:16]  # to the minute: every zone's offset is whole minutes
+        # By the UTC hour (a few thousand keys for a million rows, where minutes would be
+        # as many keys as rows): the hour's local day, when its first and last second fall
+        # on the same local day, as they always do in Indonesia's whole-hour zones.
+        key = stamp[:13]
         day = self._day.get(key)
         if day is None:
-            day = self._day[key] = datetime.fromisoformat(stamp).astimezone(self.zone).date()
+            start = datetime.fromisoformat(key + ":00:00+00:00")
+            first = start.astimezone(self.zone).date()
+            same = (start + timedelta(minutes=59, seconds=59)).astimezone(self.zone).date() == first
+            day = self._day[key] = first if same else _MIXED
+        if day is _MIXED:
+            return datetime.fromisoformat(stamp).astimezone(self.zone).date()
         return day
 
     def _add(self, start: str, days: int) -> date:
