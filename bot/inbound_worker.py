@@ -76,6 +76,10 @@ CHANNEL = "whatsapp"
 REPLAY_WINDOW = timedelta(days=7)
 # Kept answers older than this and not being sent by a lane are owed (see resend_owed).
 OWED_AFTER = timedelta(minutes=2)
+# Several instances (PostgreSQL): a pending message accepted by another instance is its
+# lanes' work; only once it has waited this long is that instance taken to be gone, and the
+# sweep here handles it (the core's claim keeps it to one effect either way).
+ORPHANED_AFTER = timedelta(seconds=60)
 # After a storage failure (PostgreSQL restarting, a full disk) pending messages are offered
 # again this soon, doubling up to the sweep interval while it lasts: an accepted message
 # waits for the database, not for the next minute's sweep.
@@ -160,6 +164,9 @@ class InboundWorker:
         self._closing: list[tuple[_Closing, Incoming | None]] = []
         self._closer: asyncio.Task[None] | None = None
         self._queued: set[str] = set()  # wamids accepted and not yet closed
+        # Several instances share the inbound table (PostgreSQL): which rows this one accepted.
+        self.shared = getattr(db, "engine", "sqlite") == "postgresql"
+        self._accepted: set[str] = set()
         self._idle = asyncio.Event()
         self._idle.set()
         self._running = False
@@ -204,6 +211,8 @@ class InboundWorker:
             if batch.statuses:
                 await apply_statuses(conn, batch.statuses, now)
         for message in fresh:
+            if self.shared:
+                self._accepted.add(message.wamid)
             self._enqueue(message.wamid, message.sender, message.payload)
         return len(fresh)
 
@@ -256,13 +265,17 @@ class InboundWorker:
             self._idle.set()
 
     async def sweep(self) -> int:
-        """Queue rows still pending in the database that no lane holds; return how many."""
+        """Queue rows still pending in the database that no lane holds; return how many. With
+        several instances, only this one's rows and those another left for ORPHANED_AFTER."""
         rows = await inbound.pending(self.db, CHANNEL)
+        orphaned = self.clock() - ORPHANED_AFTER
         queued = 0
         for row in rows:
-            wamid, raw = row[0], row[1]
+            wamid, raw, accepted_at = row
             if wamid in self._queued:
                 continue
+            if self.shared and wamid not in self._accepted and accepted_at is not None and accepted_at > orphaned:
+                continue  # another instance's lanes have it
             try:
                 payload = json.loads(raw or "")  # no payload stored: unreadable, as bad JSON is
                 sender = str(payload["message"]["from"])
@@ -281,8 +294,9 @@ class InboundWorker:
     async def _sweep_forever(self) -> None:
         # A safety net for rows accepted while a lane could not take them (e.g. stop/start),
         # and for answers saved but never sent. At start-up no lane of this process is
-        # answering anything yet, so every kept answer is owed.
-        owed_after = timedelta(0)
+        # answering anything yet, so every kept answer is owed; with several instances only
+        # the old ones (the others' lanes are answering theirs).
+        owed_after = OWED_AFTER if self.shared else timedelta(0)
         backoff = RETRY_FIRST_S
         while True:
             try:
@@ -455,6 +469,7 @@ class InboundWorker:
                 await self._commit([closing for closing, _ in batch])
                 for closing, incoming in batch:
                     self._queued.discard(closing.wamid)
+                    self._accepted.discard(closing.wamid)
                     if incoming is not None:
                         self.core.answered(incoming)
         finally:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import datetime
 
-from storage.database import Connection, Database, to_db
+from storage.database import Connection, Database, from_db, to_db
 
 
 async def claim_inbound(conn: Connection, channel: str, message_id: str, now: datetime) -> bool:
@@ -65,14 +65,14 @@ async def accept(conn: Connection, channel: str, messages: Iterable[tuple[str, s
     return fresh
 
 
-async def pending(db: Database, channel: str) -> list[tuple[str, str | None]]:
-    """(message id, payload) of accepted messages not yet handled, oldest first."""
+async def pending(db: Database, channel: str) -> list[tuple[str, str | None, datetime | None]]:
+    """(message id, payload, accepted at) of accepted messages not yet handled, oldest first."""
     rows = await db.fetchall(
-        "SELECT message_id, payload FROM inbound WHERE handled_at IS NULL AND channel = ? "
+        "SELECT message_id, payload, received_at FROM inbound WHERE handled_at IS NULL AND channel = ? "
         "ORDER BY received_at, message_id",
         (channel,),
     )
-    return [(row[0], row[1]) for row in rows]
+    return [(row[0], row[1], from_db(row[2])) for row in rows]
 
 
 async def owed(db: Database, channel: str, *, handled_before: datetime) -> list[tuple[str, str]]:
