@@ -24,7 +24,7 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from storage.database import Connection, connect_readonly, from_db, to_db
+from storage.database import Connection, ReadConnection, connect_read, from_db, to_db
 
 if TYPE_CHECKING:
     from storage.desk import Recipient
@@ -354,10 +354,14 @@ OVERDUE_NEW_SQL = (
     "SELECT s.pillar, NULL, count(*) FROM submissions AS s INDEXED BY submissions_overdue "
     f"WHERE s.status = 'new' AND s.hidden = 0 AND {_BEFORE} GROUP BY s.pillar"
 )
-OVERDUE_OPEN_SQL = (
-    "SELECT s.pillar, CASE WHEN s.status = 'forwarded' THEN s.forwarded_to END, count(*) "
-    "FROM submissions AS s INDEXED BY submissions_overdue "
-    f"WHERE s.status IN ('reviewed', 'forwarded') AND s.hidden = 0 AND {_BEFORE} GROUP BY 1, 2"
+# One status at a time: `status IN (...)` with a CASE for the agency cost 25% more.
+OVERDUE_REVIEWED_SQL = (
+    "SELECT s.pillar, NULL, count(*) FROM submissions AS s INDEXED BY submissions_overdue "
+    f"WHERE s.status = 'reviewed' AND s.hidden = 0 AND {_BEFORE} GROUP BY s.pillar"
+)
+OVERDUE_FORWARDED_SQL = (
+    "SELECT s.pillar, s.forwarded_to, count(*) FROM submissions AS s INDEXED BY submissions_overdue "
+    f"WHERE s.status = 'forwarded' AND s.hidden = 0 AND {_BEFORE} GROUP BY s.pillar, s.forwarded_to"
 )
 OVERDUE_AGENCY_SQL = (
     "SELECT s.pillar, s.forwarded_to, count(*) FROM submissions AS s INDEXED BY submissions_agency_due "
@@ -402,7 +406,8 @@ def _report_queries(cut: Cutoffs, since: datetime, until: datetime, oldest: int)
     window = (to_db(since), to_db(until))
     return {
         "new": (OVERDUE_NEW_SQL, (fr, fr)),
-        "open": (OVERDUE_OPEN_SQL, (res, res)),
+        "reviewed": (OVERDUE_REVIEWED_SQL, (res, res)),
+        "forwarded": (OVERDUE_FORWARDED_SQL, (res, res)),
         "agency": (OVERDUE_AGENCY_SQL, (ag, res, res)),
         "oldest_new": (OLDEST_SQL, ("new", fr, fr, oldest)),
         "oldest_reviewed": (OLDEST_SQL, ("reviewed", res, res, oldest)),
@@ -422,7 +427,7 @@ def _hours(seconds: list[Any]) -> float | None:
 def _build_report(found: dict[str, list[Any]], rules: DeadlineRules, today: date, oldest: int) -> DeadlineReport:
     by_pillar: Counter[str | None] = Counter()
     by_agency: Counter[str] = Counter()
-    for name in ("new", "open", "agency"):
+    for name in ("new", "reviewed", "forwarded", "agency"):
         for pillar, agency, n in found[name]:
             by_pillar[pillar] += int(n)
             if agency:
@@ -461,7 +466,7 @@ def _build_report(found: dict[str, list[Any]], rules: DeadlineRules, today: date
 
 
 def deadline_report_on(
-    conn: sqlite3.Connection,
+    conn: ReadConnection,
     rules: DeadlineRules,
     *,
     today: date,
@@ -486,9 +491,10 @@ def read_deadline_report(
     until: datetime,
     oldest: int = 10,
 ) -> DeadlineReport:
-    """deadline_report_on on a read-only connection of its own, in one read transaction
-    (for a worker thread: the digest)."""
-    conn = connect_readonly(db_path)
+    """deadline_report_on on a read connection of its own (storage.database.connect_read:
+    the SQLite file, or a PostgreSQL URL), in one read transaction (for a worker thread: the
+    digest)."""
+    conn = connect_read(db_path)
     try:
         conn.execute("BEGIN")
         return deadline_report_on(conn, rules, today=today, since=since, until=until, oldest=oldest)
@@ -526,7 +532,7 @@ class SubmissionDeadline:
 
 
 def submission_deadlines(
-    conn: sqlite3.Connection,
+    conn: ReadConnection,
     stages_of: StagesOf,
     working_days_between: WorkingDaysBetween,
     *,
