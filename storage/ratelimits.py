@@ -12,8 +12,9 @@ and taking a slot is one atomic statement on the server's clock:
 
 Instances that send at once queue behind one another on the row lock and each gets its
 own slot, spaced `interval` apart (the same even spacing the in-memory pacer gives). The
-statement runs on a small pool of its own, in autocommit, never inside a transaction or
-behind the write lock. It costs one round trip per send (bench/bench_ratelimit.py).
+statement runs on a connection of its own, in autocommit, never inside a transaction or
+behind the write lock: one round trip per send (bench/bench_instances.py). Not a pool:
+asyncpg resets a pooled connection on every release, a second round trip per send.
 
 If the server cannot be reached the pacer falls back to memory (logged once): sends go
 on at this instance's rate rather than stop, and the platform's 429 handling covers the
@@ -31,7 +32,6 @@ from typing import Any
 
 log = logging.getLogger(__name__)
 
-POOL_SIZE = 2
 STATEMENT_TIMEOUT = 5.0
 FORGET_AFTER_S = 600.0  # a key unused this long is deleted (per-chat keys would pile up)
 _NOW = "extract(epoch FROM clock_timestamp())"
@@ -51,8 +51,8 @@ class RateLimits:
         self.db = db
         self.clock = clock
         self.shared = getattr(db, "engine", "sqlite") == "postgresql"
-        self._pool: Any = None
-        self._opening = asyncio.Lock()
+        self._conn: Any = None  # asyncpg.Connection, opened on first use
+        self._lock = asyncio.Lock()  # one statement at a time on it
         self._local: dict[str, float] = {}  # key -> monotonic start of its next slot (memory)
         self._degraded = False
         self._forgot_at = float("-inf")
@@ -92,35 +92,37 @@ class RateLimits:
         return slot - now
 
     async def _reserve_shared(self, key: str, interval: float) -> float:
-        pool = self._pool or await self._open()
-        async with pool.acquire(timeout=STATEMENT_TIMEOUT) as conn:
-            delay = float(await conn.fetchval(_RESERVE, key, interval, timeout=STATEMENT_TIMEOUT))
-            now = self.clock()
-            if now - self._forgot_at > FORGET_AFTER_S:
-                self._forgot_at = now
-                await conn.execute(_FORGET, FORGET_AFTER_S, timeout=STATEMENT_TIMEOUT)
-        self.reserved += 1
-        return delay
-
-    async def _open(self) -> Any:
         import asyncpg  # only with PostgreSQL
 
-        async with self._opening:
-            if self._pool is None:
-                self._pool = await asyncpg.create_pool(
+        async with self._lock:
+            if self._conn is None or self._conn.is_closed():
+                self._conn = await asyncpg.connect(
                     self.db.url,
-                    min_size=0,
-                    max_size=POOL_SIZE,
-                    max_inactive_connection_lifetime=60.0,
                     timeout=STATEMENT_TIMEOUT,
                     server_settings={"application_name": "suarawarga pacing"},
                 )
-        return self._pool
+            conn = self._conn
+            try:
+                delay = float(await conn.fetchval(_RESERVE, key, interval, timeout=STATEMENT_TIMEOUT))
+                now = self.clock()
+                if now - self._forgot_at > FORGET_AFTER_S:
+                    self._forgot_at = now
+                    await conn.execute(_FORGET, FORGET_AFTER_S, timeout=STATEMENT_TIMEOUT)
+            except BaseException:
+                # A timeout or a cancel mid-statement leaves the protocol's state unknown.
+                self._conn = None
+                conn.terminate()
+                raise
+        self.reserved += 1
+        return delay
 
     async def close(self) -> None:
-        pool, self._pool = self._pool, None
-        if pool is not None:
-            await pool.close()
+        conn, self._conn = self._conn, None
+        if conn is not None and not conn.is_closed():
+            try:
+                await conn.close(timeout=STATEMENT_TIMEOUT)
+            except Exception:
+                conn.terminate()
 
 
 class Pace:
