@@ -674,7 +674,7 @@ def _write_jsonl(
     places: dict[tuple, str] = {}
     states: dict[str, str] = {}
     tails: dict[tuple, str] = {}
-    dues: dict[Any, str] = {}
+    dues: dict[Any, tuple[str, str]] = {}
     owed = _owed(owed, local)
     buffer: list[str] = []
     # The section key once a masterplan outline is loaded (issue 18), as _records has it.
@@ -741,26 +741,26 @@ def _write_jsonl(
                 f',"has_photo":{"true" if photo else "false"},"supports":',
                 f',"anonymous":{"true" if anonymous else "false"},"channel":{enc(channel)},',
             )
+        # Issue 17's keys, in the same line: the owed part and the closure part once per
+        # distinct (stage, due, lateness, closure, rating), as in the CSV.
+        due = owed.next_due(status, created, row[20], row[21]) if status not in _CLOSED else None
+        key = (due, row[24], row[25])
+        owing = dues.get(key)
+        if owing is None:
+            owing = dues[key] = (
+                f',"due_stage":"{due[0]}","due_at":"{due[1].isoformat()}",'
+                f'"overdue":{"true" if due[2] else "false"},"working_days_late":{due[2]},"first_response_at":'
+                if due
+                else ',"due_stage":null,"due_at":null,"overdue":null,"working_days_late":null,"first_response_at":',
+                f',"closure":{enc(row[24])},"rating":{"null" if row[25] is None else row[25]}',
+            )
         created_text = stamp(created)
         line = (
             f'{{"code":"{code[:3]}-{code[3:]}"{head}{encode_basestring(redact_text(body))}{place}{coords}'
             f'{state}{outcome}"status_changed_at":{created_text if changed == created else stamp(changed)}'
             f'{tail[0]}{supports}{tail[1]}"created_at":{created_text},'
             f'"updated_at":{created_text if updated == created else stamp(updated)}'
-        )
-        # Issue 17's keys: the owed part once per distinct (stage, due, lateness), as in the CSV.
-        due = owed.next_due(status, created, row[20], row[21]) if status not in _CLOSED else None
-        owing = dues.get(due)
-        if owing is None:
-            owing = dues[due] = (
-                f',"due_stage":"{due[0]}","due_at":"{due[1].isoformat()}",'
-                f'"overdue":{"true" if due[2] else "false"},"working_days_late":{due[2]},'
-                if due
-                else ',"due_stage":null,"due_at":null,"overdue":null,"working_days_late":null,'
-            )
-        line += (
-            f'{owing}"first_response_at":{stamp(row[22])},"resolved_at":{stamp(row[23])},'
-            f'"closure":{enc(row[24])},"rating":{"null" if row[25] is None else row[25]}'
+            f'{owing[0]}{stamp(row[22])},"resolved_at":{stamp(row[23])}{owing[1]}'
         )
         if section_of is not None:
             line += f',"section":{enc(section_of.get(code))}'

@@ -221,7 +221,7 @@ class RowDeadlines:
         self.policy, self.zone, self.today = policy, zone, today
         self._day: dict[str, date] = {}
         self._due: dict[tuple[date, int], date] = {}
-        self._late: dict[date, int] = {}
+        self._memo: dict[tuple[str, str, str | None], tuple[str, date, int]] = {}
 
     def _local_day(self, stamp: str) -> date:
         # By the UTC hour (a few thousand keys for a million rows, where minutes would be
@@ -252,21 +252,26 @@ class RowDeadlines:
         if status not in OPEN_STATUSES:
             return None
         start = reopened_at if reopened_at is not None and reopened_at > created_at else created_at
+        forwarded = forwarded_at if status == "forwarded" else None
+        # The answer depends on local days only: memoised by the UTC hours of the clocks.
+        key = (status, start[:13], forwarded[:13] if forwarded is not None else None)
+        found = self._memo.get(key)
+        if found is not None:
+            return found
         p = self.policy
         if status == "new":
             stage, due = FIRST_RESPONSE, self._add(start, p.first_response_days)
         else:
             stage, due = RESOLUTION, self._add(start, p.resolution_days)
-            if status == "forwarded" and forwarded_at is not None:
-                agency = self._add(forwarded_at, p.agency_answer_days)
+            if forwarded is not None:
+                agency = self._add(forwarded, p.agency_answer_days)
                 if agency <= due:  # equal: agency_answer comes first, as in pending_stages
                     stage, due = AGENCY_ANSWER, agency
-        if due >= self.today:
-            return stage, due, 0
-        late = self._late.get(due)
-        if late is None:
-            late = self._late[due] = p.calendar.working_days_between(due, self.today)
-        return stage, due, late
+        late = 0 if due >= self.today else p.calendar.working_days_between(due, self.today)
+        result = (stage, due, late)
+        if self._day.get(key[1]) is not _MIXED and (key[2] is None or self._day.get(key[2]) is not _MIXED):
+            self._memo[key] = result
+        return result
 
 
 def format_date(day: date, weekdays: str, months: str) -> str:

@@ -187,3 +187,38 @@ def test_working_days_between_by_arithmetic_equals_counting_day_by_day():
         after = date(2025, 1, 1) + timedelta(days=rng.randrange(900))
         upto = after + timedelta(days=rng.randrange(-5, 700))
         assert cal.working_days_between(after, upto) == walked(after, upto), (after, upto)
+
+
+def test_the_export_columns_agree_with_the_due_dates_status_shows():
+    """RowDeadlines (the export's memoised path over stored text) gives what pending_stages
+    gives /status, for random clocks over weekends and holidays, in a whole-hour zone and a
+    half-hour one."""
+    import random
+
+    from handlers.deadlines import RowDeadlines, pending_stages
+
+    policy = DeadlinePolicy()
+    rng = random.Random(3)
+    for zone in (WIB, ZoneInfo("Asia/Kolkata")):
+        today = date(2026, 9, 2)
+        rows = RowDeadlines(policy, zone, today)
+        for _ in range(3000):
+            created = wib("2026-07-01", 0) + timedelta(minutes=rng.randrange(90 * 24 * 60))
+            status = rng.choice(["new", "reviewed", "forwarded", "resolved"])
+            forwarded = created + timedelta(minutes=rng.randrange(10 * 24 * 60)) if status == "forwarded" else None
+            reopened = created + timedelta(minutes=rng.randrange(20 * 24 * 60)) if rng.random() < 0.2 else None
+            stages = pending_stages(
+                policy, status=status, created_at=created, zone=zone, forwarded_at=forwarded, reopened_at=reopened
+            )
+            got = rows.next_due(
+                status,
+                to_db(created),
+                to_db(forwarded) if forwarded else None,
+                to_db(reopened) if reopened else None,
+            )
+            if not stages:
+                assert got is None
+                continue
+            first = stages[0]
+            late = policy.calendar.working_days_between(first.due_on, today) if first.due_on < today else 0
+            assert got == (first.stage, first.due_on, late), (status, created, forwarded, reopened)
