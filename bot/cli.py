@@ -142,9 +142,13 @@ def chat(ctx: click.Context, user_id: str | None, language: str | None) -> None:
 @click.argument("path", type=click.Path(dir_okay=False, path_type=Path))
 @click.pass_obj
 def backup(settings: Settings, path: Path) -> None:
-    """Consistent copy of the live database (SQLite online backup) to PATH."""
+    """Consistent copy of the live database (SQLite online backup) to PATH; on PostgreSQL
+    (DATABASE_URL) pg_dump's custom format, when pg_dump is installed."""
     if path.exists():
         raise click.ClickException(f"{path} exists; choose a new file name")
+    if settings.database_url:
+        _pg_backup(settings.database_url, path)
+        return
     database = settings.database_path
     if not database.is_file():
         # A mistyped DATABASE_PATH must not become a new, empty database "backed up".
@@ -156,6 +160,37 @@ def backup(settings: Settings, path: Path) -> None:
     except NotADatabase:
         raise Unusable(f"{database} is not a SuaraWarga database; check DATABASE_PATH") from None
     click.echo(f"Backed up {database} to {path}")
+
+
+def _pg_backup(url: str, path: Path) -> None:
+    """pg_dump does PostgreSQL's consistent copy (one snapshot, writers carry on); the file
+    SQLite's backup would copy does not exist here. Without pg_dump on PATH, say what to run."""
+    import shutil
+    import subprocess
+
+    from storage.pg import redact
+    from storage.pg_read import pg_dump_invocation
+
+    if not path.parent.is_dir():
+        raise Unusable(f"folder {path.parent} does not exist")
+    partial = path.with_name(f".{path.name}.part")
+    argv, env = pg_dump_invocation(url, str(partial))
+    if shutil.which("pg_dump") is None:
+        shown, _ = pg_dump_invocation(redact(url), str(path))
+        raise Unusable(
+            "the database is PostgreSQL (DATABASE_URL) and pg_dump is not installed: install the "
+            f"PostgreSQL client tools, or back up on the server with: {' '.join(shown)}"
+        )
+    try:
+        done = subprocess.run(argv, env={**os.environ, **env}, capture_output=True, text=True, check=False)
+        if done.returncode != 0:
+            # pg_dump's own message names the problem (refused, unknown database, version).
+            reason = done.stderr.strip().splitlines()[-1] if done.stderr.strip() else f"exit status {done.returncode}"
+            raise Unusable(f"pg_dump could not back up {redact(url)}: {reason}")
+        os.replace(partial, path)
+    finally:
+        partial.unlink(missing_ok=True)
+    click.echo(f"Backed up {redact(url)} to {path} with pg_dump (restore with pg_restore)")
 
 
 # Sub-commands that live beside their feature, imported plainly so the arrows show.

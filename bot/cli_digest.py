@@ -31,7 +31,7 @@ from handlers.digest import (
     to_json,
 )
 from handlers.i18n import Catalog
-from storage.database import Database, utcnow
+from storage.database import StorageUnavailable, connect, location, utcnow
 
 FORMATS = ("text", "markdown", "html", "json")
 
@@ -79,7 +79,7 @@ def digest(
             f"no catalogue for {lang!r}; choose one of {', '.join(catalog.languages)}", param_hint="--lang"
         )
     period = _period(settings, since, until, week)
-    if not settings.database_path.exists():
+    if not settings.database_url and not settings.database_path.exists():
         raise click.ClickException(
             f"no database at {settings.database_path} (start the bot once, or set DATABASE_PATH)"
         )
@@ -90,7 +90,7 @@ def digest(
     from storage.digest_queries import read_digest_rows
 
     result = compute_digest(
-        period, read_digest_rows(settings.database_path, period), regency=settings.regency_name, as_of=utcnow()
+        period, read_digest_rows(location(settings), period), regency=settings.regency_name, as_of=utcnow()
     )
     if result.empty:
         # A fresh install prints an empty digest: say which week that was, and how to ask
@@ -149,14 +149,17 @@ def _period(settings: Settings, since: datetime | None, until: datetime | None, 
 
 
 async def _migrate(settings: Settings) -> None:
-    db = await Database(settings.database_path).open()
+    try:
+        db = await connect(settings).open()
+    except StorageUnavailable as exc:  # PostgreSQL down or refusing us
+        raise click.ClickException(str(exc)) from None
     await db.close()
 
 
 async def _send(settings: Settings, catalog: Catalog, period: Period) -> int:
     from bot.digest_service import DigestService
 
-    async with Database(settings.database_path) as db:
+    async with connect(settings) as db:
         telegram = whatsapp = None
         try:
             if settings.telegram_enabled and settings.digest_telegram_chat_ids:

@@ -27,6 +27,7 @@ from bot.exports import CSV_DIALECTS, FORMATS, NO_PILLAR, ExportError, ExportFil
 from bot.exports import export as run_export
 from handlers.deadlines import DeadlinePolicy
 from handlers.domain import KINDS, PILLARS, STATUSES
+from storage.database import location
 
 if TYPE_CHECKING:
     from tqdm import tqdm
@@ -171,7 +172,7 @@ def export(
         _check_out(out, force)
 
     try:
-        counts = count_rows(settings.database_path, filters)
+        counts = count_rows(location(settings), filters)
     except ExportError as exc:
         raise click.ClickException(str(exc)) from None
     bar = _progress_bar(counts.total, fmt)
@@ -217,7 +218,7 @@ def _run(
     csv_dialect: str = "rfc4180",
 ) -> int:
     return run_export(
-        settings.database_path,
+        location(settings),
         fmt,
         stream,
         filters,

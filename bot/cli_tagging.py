@@ -6,6 +6,7 @@ its rules_path / database_path are the defaults.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
 import sys
@@ -15,6 +16,8 @@ from typing import Any
 import click
 
 from handlers.tagging import RulesError, Tagger, check_rules, suggest_keywords
+from storage.database import StorageUnavailable, connect_read, is_postgres_url
+from storage.tagging_queries import corrected_and_others
 
 _RULES_OPTION = click.option(
     "--rules",
@@ -23,21 +26,6 @@ _RULES_OPTION = click.option(
     default=None,
     help="Rules file (default: RULES_PATH, else the packaged handlers/rules/pillars.toml).",
 )
-
-# Latest correction per submission (by time, then id): the pillar the submission now has.
-_CORRECTED_SQL = """
-SELECT s.text, c.to_pillar
-FROM pillar_corrections c JOIN submissions s ON s.id = c.submission_id
-WHERE c.id = (
-    SELECT c2.id FROM pillar_corrections c2 WHERE c2.submission_id = c.submission_id
-    ORDER BY c2.created_at DESC, c2.id DESC LIMIT 1
-)
-"""
-_OTHERS_SQL = """
-SELECT s.text, s.pillar FROM submissions s
-WHERE s.pillar IS NOT NULL
-  AND NOT EXISTS (SELECT 1 FROM pillar_corrections c WHERE c.submission_id = s.id)
-"""
 
 
 def _settings_default(ctx: click.Context, name: str) -> Any:
@@ -149,28 +137,30 @@ def rules_check(ctx: click.Context, path: Path | None) -> None:
     "db_path",
     type=click.Path(dir_okay=False, path_type=Path),
     default=None,
-    help="SQLite database (default: DATABASE_PATH).",
+    help="SQLite database (default: the bot's database, DATABASE_URL or DATABASE_PATH).",
 )
 @click.option("--limit", default=20, show_default=True, type=click.IntRange(min=1))
 @_RULES_OPTION
 @click.pass_context
 def rules_suggest(ctx: click.Context, db_path: Path | None, limit: int, rules_path: Path | None) -> None:
     """List candidate keywords from corrected submissions, for an official to review."""
-    db_path = db_path if db_path is not None else _settings_default(ctx, "database_path")
-    if db_path is None:
+    # --db names a SQLite file; without it the bot's database, PostgreSQL when DATABASE_URL is set.
+    target: Path | str | None = db_path
+    if target is None:
+        target = _settings_default(ctx, "database_url") or _settings_default(ctx, "database_path")
+    if target is None:
         raise click.UsageError("give --db PATH")
-    if not Path(db_path).is_file():
-        raise click.ClickException(f"database not found: {db_path}")
+    if not is_postgres_url(target) and not Path(target).is_file():
+        raise click.ClickException(f"database not found: {target}")
     tagger = _load_tagger(ctx, rules_path)
     try:
-        conn = sqlite3.connect(Path(db_path).resolve().as_uri() + "?mode=ro", uri=True)
-        try:
-            corrected = conn.execute(_CORRECTED_SQL).fetchall()
-            others = conn.execute(_OTHERS_SQL).fetchall()
-        finally:
-            conn.close()
-    except sqlite3.Error as exc:
-        raise click.ClickException(f"cannot read {db_path}: {exc}") from exc
+        with contextlib.closing(connect_read(target)) as conn:
+            corrected, others = corrected_and_others(conn)
+    except (sqlite3.Error, StorageUnavailable) as exc:
+        from storage.pg import redact
+
+        where = redact(str(target)) if is_postgres_url(target) else target
+        raise click.ClickException(f"cannot read {where}: {exc}") from exc
     suggestions = suggest_keywords(corrected, others, tagger, limit=limit)
     if not suggestions:
         click.echo(f"No suggestions ({len(corrected)} corrected submissions).")

@@ -53,7 +53,7 @@ from handlers.messages import DeliveryError, Document, Reply, WindowClosed
 from storage import consultations as consultation_store
 from storage import digest_queries as q
 from storage.consultations import Activity as ConsultationActivity
-from storage.database import StorageUnavailable, connect, utcnow
+from storage.database import StorageUnavailable, connect, location, utcnow
 from storage.deadlines import DeadlineReport, read_deadline_report
 
 if TYPE_CHECKING:
@@ -136,7 +136,7 @@ class DigestService:
 
     # Building -----------------------------------------------------------------------------
     async def compute(self, period: Period) -> Digest:
-        rows = await asyncio.to_thread(q.read_digest_rows, self.settings.database_path, period)
+        rows = await asyncio.to_thread(q.read_digest_rows, location(self.settings), period)
         # The backlog's ages are counted to today, the day the team reads it (issue 14.18).
         as_of = self.clock()
         deadlines = await asyncio.to_thread(self._deadline_figures, period, as_of)
@@ -163,7 +163,7 @@ class DigestService:
         zone = self.settings.zone
         rules = Rules(DeadlinePolicy.from_settings(self.settings), zone)
         return read_deadline_report(
-            self.settings.database_path,
+            location(self.settings),
             rules,
             today=max(as_of, period.end).astimezone(zone).date(),
             since=period.start,
@@ -197,7 +197,7 @@ class DigestService:
             buf = io.BytesIO()
             await asyncio.to_thread(
                 export,
-                self.settings.database_path,
+                location(self.settings),
                 "xlsx",
                 buf,
                 ExportFilter(since=period.start, until=period.end),
@@ -261,7 +261,7 @@ class DigestService:
             digest = await self.compute(period)
             for lang in dict.fromkeys(lang for _, lang, _ in claimed):
                 packages[lang] = await self.build(period, lang, digest=digest)
-        except (sqlite3.Error, OSError) as exc:
+        except (sqlite3.Error, StorageUnavailable, OSError) as exc:
             log.error("digest %s could not be built: %s", period.label, exc)
             for r, _, _ in claimed:
                 await self._record(period, r, error=f"digest not built: {exc}", final=True)
@@ -555,7 +555,7 @@ def make_digest_command(
             return [Reply(catalog.text(language, "digest.bad_period"))]
         try:
             pkg = await service.build(period, language)
-        except (sqlite3.Error, OSError) as exc:
+        except (sqlite3.Error, StorageUnavailable, OSError) as exc:
             log.error("digest command for %s failed: %s", period.label, exc)
             return [Reply(catalog.text(language, "digest.failed"))]
         replies = [

@@ -43,8 +43,7 @@ from handlers.domain import PILLARS, STATUSES, TrackingCode
 from handlers.i18n import Catalog
 from storage import audit
 from storage import export_queries as eq
-from storage.database import connect_readonly as storage_readonly
-from storage.database import to_db
+from storage.database import StorageUnavailable, connect_read, is_postgres_url, location, to_db
 
 log = logging.getLogger(__name__)
 
@@ -157,13 +156,20 @@ class Counts:
 
 
 # Shared pieces ---------------------------------------------------------------------------
-def connect_readonly(db_path: Path | str) -> sqlite3.Connection:
-    """The read-only connection storage hands out; its failures as an ExportError."""
+def connect_readonly(db_path: Path | str) -> Any:
+    """The read connection storage hands out (storage.database.connect_read: the SQLite file
+    read-only, or a PostgreSQL snapshot when `db_path` is a postgresql:// URL); its failures
+    as an ExportError."""
+    if is_postgres_url(db_path):
+        try:
+            return connect_read(db_path)
+        except StorageUnavailable as exc:
+            raise ExportError(f"cannot read the database: {exc}") from exc
     path = Path(db_path)
     if not path.is_file():
         raise ExportError(f"database {path} not found")
     try:
-        return storage_readonly(path)
+        return connect_read(path)
     except sqlite3.Error as exc:
         raise ExportError(f"cannot read {path}: {exc} (has the bot been started on it once?)") from exc
 
@@ -386,7 +392,7 @@ def _records(
 
 # Entry point -----------------------------------------------------------------------------------
 def export(
-    db_path: Path,
+    db_path: Path | str,
     fmt: str,
     out: BinaryIO,
     filters: ExportFilter,
@@ -452,7 +458,7 @@ def export(
     return written
 
 
-def _audit_contact_export(db_path: Path, *, actor: str, fmt: str, filters: ExportFilter, counts: Counts) -> None:
+def _audit_contact_export(db_path: Path | str, *, actor: str, fmt: str, filters: ExportFilter, counts: Counts) -> None:
     """Record who took residents' contact details, before any of them leaves.
 
     A short write on its own connection; the bot's write connection is not involved, so
@@ -469,7 +475,7 @@ def _audit_contact_export(db_path: Path, *, actor: str, fmt: str, filters: Expor
         audit.record_now(
             db_path, actor=actor, action="export.include_contact", target="submissions", after=after, now=utcnow()
         )
-    except sqlite3.Error as exc:
+    except (sqlite3.Error, StorageUnavailable) as exc:
         raise AuditUnavailable(
             f"could not record the include-contact export in the audit log ({exc}); nothing exported"
         ) from exc
@@ -1759,7 +1765,7 @@ class _Capped(io.RawIOBase):
 
 
 def _export_bytes(
-    db_path: Path,
+    db_path: Path | str,
     fmt: str,
     filters: ExportFilter,
     lang: str,
@@ -1791,7 +1797,7 @@ async def _document(
     # (sqlite3 and the zlib/IO parts release the GIL; the rest shares it fairly).
     data, count = await asyncio.to_thread(
         _export_bytes,
-        Path(settings.database_path),
+        location(settings),
         fmt,
         filters,
         lang,

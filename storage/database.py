@@ -20,12 +20,12 @@ import logging
 import os
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Generator, Mapping, Sequence
+from collections.abc import AsyncIterator, Generator, Iterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, cast
 from urllib.parse import quote
 
 import aiosqlite
@@ -119,6 +119,54 @@ def connect_readonly(db_path: Path | str) -> sqlite3.Connection:
         conn.close()
         raise
     return conn
+
+
+def is_postgres_url(target: object) -> bool:
+    return isinstance(target, str) and target.startswith(("postgresql://", "postgres://"))
+
+
+def location(settings: Any) -> Path | str:
+    """Where the settings' database is: DATABASE_URL when set (PostgreSQL), else the SQLite
+    file at DATABASE_PATH. What connect_read and the worker-thread reads take."""
+    url = getattr(settings, "database_url", None)
+    return str(url) if url else Path(settings.database_path)
+
+
+class ReadCursor(Protocol):
+    def fetchone(self) -> Any: ...
+    def fetchall(self) -> list[Any]: ...
+    def __iter__(self) -> Iterator[Any]: ...
+
+
+class ReadConnection(Protocol):
+    """What the worker-thread reads (exports, digest, desk's overdue list, CLI) use of a
+    connection: sqlite3.Connection on the file, storage.pg_read.PgReadConnection on
+    PostgreSQL. `execute("BEGIN")` starts one snapshot for the statements that follow."""
+
+    def execute(self, sql: str, parameters: Any = ..., /) -> ReadCursor: ...
+    def close(self) -> None: ...
+
+
+def connect_read(target: Path | str) -> ReadConnection:
+    """A connection for long reads in a worker thread or the CLI, on either engine: the
+    SQLite file read-only (connect_readonly), or PostgreSQL (a postgresql:// URL) through
+    storage.pg_read, a read-only snapshot. Raises sqlite3.Error for a missing or foreign
+    file, StorageUnavailable when PostgreSQL cannot be reached."""
+    if is_postgres_url(target):
+        from storage.pg_read import PgReadConnection  # psycopg only when PostgreSQL is used
+
+        return PgReadConnection(str(target))
+    return connect_readonly(target)
+
+
+def stream(conn: ReadConnection, sql: str, params: Params = ()) -> Iterator[Any]:
+    """The rows of a long query, never all in memory: SQLite's cursor steps through the
+    file; PostgreSQL's read connection uses a server-side cursor (sqlite3's execute would
+    fetch every row first there)."""
+    streamer = getattr(conn, "stream", None)
+    if streamer is not None:
+        return cast(Iterator[Any], streamer(sql, params))
+    return iter(conn.execute(sql, params))
 
 
 def probe_writable(path: Path) -> None:
@@ -446,8 +494,8 @@ def connect(settings_or_url: Any) -> Any:
         target: str | Path = settings_or_url
     else:
         target = getattr(settings_or_url, "database_url", None) or settings_or_url.database_path
-    if isinstance(target, str) and target.startswith(("postgresql://", "postgres://")):
+    if is_postgres_url(target):
         from storage.pg import PgDatabase  # asyncpg is only imported when PostgreSQL is used
 
-        return PgDatabase(target)
+        return PgDatabase(str(target))
     return Database(target)

@@ -1,9 +1,12 @@
 """The SQL behind the weekly digest: aggregates for a period and the one before it.
 
-Runs on its own read-only sqlite3 connection, in a worker thread (asyncio.to_thread), so
-residents keep being answered on the write connection while a digest is computed (WAL lets
+Runs on its own read connection (storage.database.connect_read: the SQLite file read-only,
+or a PostgreSQL snapshot through storage/pg_read.py), in a worker thread (asyncio.to_thread),
+so residents keep being answered on the write connection while a digest is computed (WAL lets
 readers and the writer proceed together). All reads happen in one read transaction: every
-figure of a digest comes from the same snapshot.
+figure of a digest comes from the same snapshot. The SQL is SQLite's with `:name`
+parameters; storage/dialect.py translates it for PostgreSQL (INDEXED BY dropped: the
+PostgreSQL planner has the same indexes, storage/migrations/pg, and its statistics).
 
 Speed (bench/bench_digest.py, issue 20: < 100 ms with 20,000 in the week at 1,000,000
 stored, the cost following the week's rows, not the history): the queries are shaped for
@@ -18,7 +21,6 @@ rows of a status-ordered index.
 
 from __future__ import annotations
 
-import json
 import sqlite3
 from collections import Counter
 from dataclasses import dataclass, field
@@ -26,7 +28,8 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol
 
-from storage.database import Connection, connect_readonly, from_db, to_db
+from storage.database import Connection, ReadConnection, connect_read, from_db, to_db
+from storage.database import connect_readonly as connect_readonly  # the bench and tests open files with it
 from storage.vocabulary import KINDS, PILLARS, STATUSES
 
 
@@ -198,12 +201,20 @@ SELECT submission_id FROM supports INDEXED BY supports_created
 WHERE created_at >= :start AND created_at < :end
 """
 
-# Then the texts of the most-gaining candidates; only ideas are listed.
+# Then the texts of the most-gaining candidates; only ideas are listed. The ids are bound
+# one parameter each (at most GAIN_CANDIDATES): SQLite's json_each has no PostgreSQL twin.
 GAIN_CANDIDATES = 60
 GAINS_SQL = f"""
 SELECT {_SAMPLE_COLUMNS}, s.id FROM submissions AS s
-WHERE s.id IN (SELECT value FROM json_each(:ids)) AND s.hidden = 0 AND s.kind = 'idea'
+WHERE s.id IN ({{ids}}) AND s.hidden = 0 AND s.kind = 'idea'
 """
+
+
+def _gains_query(ids: list[int]) -> tuple[str, dict[str, int]]:
+    params = {f"id{i}": value for i, value in enumerate(ids)}
+    return GAINS_SQL.format(ids=", ".join(f":{name}" for name in params)), params
+
+
 GAINS_LIMIT = 3
 
 # Issue 18: the period's new links to masterplan sections (few: officials make them by
@@ -260,8 +271,9 @@ ORDER BY s.status_changed_at LIMIT :limit
 
 
 def read_digest_rows(db_path: Path | str, period: Period) -> DigestRows:
-    """Everything compute_digest needs for `period` (and the one before), hidden excluded."""
-    conn = connect_readonly(db_path)
+    """Everything compute_digest needs for `period` (and the one before), hidden excluded.
+    `db_path`: the SQLite file, or a postgresql:// URL (storage.database.location)."""
+    conn = connect_read(db_path)
     try:
         conn.execute("BEGIN")  # one snapshot for every figure
         return read_digest_rows_on(conn, period)
@@ -269,7 +281,7 @@ def read_digest_rows(db_path: Path | str, period: Period) -> DigestRows:
         conn.close()
 
 
-def read_digest_rows_on(conn: sqlite3.Connection, period: Period) -> DigestRows:
+def read_digest_rows_on(conn: ReadConnection, period: Period) -> DigestRows:
     bounds = _bounds(period)
     current: list[GroupCount] = []
     previous: list[GroupCount] = []
@@ -306,7 +318,7 @@ def read_digest_rows_on(conn: sqlite3.Connection, period: Period) -> DigestRows:
     )
 
 
-def _masterplan(conn: sqlite3.Connection, bounds: dict[str, str]) -> dict[str, Any]:
+def _masterplan(conn: ReadConnection, bounds: dict[str, str]) -> dict[str, Any]:
     try:
         links = [SectionLink(*r) for r in conn.execute(LINKS_SQL, {**bounds, "limit": LINKS_LIMIT})]
         sections = [
@@ -315,21 +327,23 @@ def _masterplan(conn: sqlite3.Connection, bounds: dict[str, str]) -> dict[str, A
             if r[2]
         ]
     except sqlite3.OperationalError:
-        return {}  # a database from before migration 0010, read as it is: no outline yet
+        # A SQLite database from before migration 0010, read as it is: no outline yet
+        # (PostgreSQL's schema is migrated when the bot opens it: the tables are there).
+        return {}
     return {"links": links, "sections": sections}
 
 
-def _gains(conn: sqlite3.Connection, gained: Counter[int]) -> list[Gain]:
+def _gains(conn: ReadConnection, gained: Counter[int]) -> list[Gain]:
     """The ideas that gained most supports in the period, whenever they were submitted."""
     candidates = [i for i, _ in gained.most_common(GAIN_CANDIDATES)]
     if not candidates:
         return []
-    ideas = [Gain(_sample(r), gained[r[10]]) for r in conn.execute(GAINS_SQL, {"ids": json.dumps(candidates)})]
+    ideas = [Gain(_sample(r), gained[r[10]]) for r in conn.execute(*_gains_query(candidates))]
     ideas.sort(key=lambda g: (-g.gained, -g.sample.supports, -g.sample.created_at.timestamp()))
     return ideas[:GAINS_LIMIT]
 
 
-def _movement(conn: sqlite3.Connection, bounds: dict[str, str]) -> dict[str, int]:
+def _movement(conn: ReadConnection, bounds: dict[str, str]) -> dict[str, int]:
     moved = {status: conn.execute(MOVEMENT_SQL, {**bounds, "status": status}).fetchone()[0] for status in MOVEMENT}
     for status, n in conn.execute(MOVEMENT_HIDDEN_SQL, bounds):
         if status in moved:
@@ -363,11 +377,11 @@ def _stamp(value: str) -> datetime:
     return moment
 
 
-def _samples(conn: sqlite3.Connection, sql: str, params: dict[str, object]) -> list[Sample]:
+def _samples(conn: ReadConnection, sql: str, params: dict[str, object]) -> list[Sample]:
     return [_sample(r) for r in conn.execute(sql, params)]
 
 
-def query_plans(conn: sqlite3.Connection, period: Period) -> dict[str, list[str]]:
+def query_plans(conn: ReadConnection, period: Period) -> dict[str, list[str]]:
     """EXPLAIN QUERY PLAN of every digest query: for the benchmark and a test that fails
     when a query stops using its index."""
     bounds = _bounds(period)
@@ -381,12 +395,12 @@ def query_plans(conn: sqlite3.Connection, period: Period) -> dict[str, list[str]
         "waiting": (WAITING_SQL, {**bounds, "status": "new", "limit": BACKLOG}),
         "moves": (MOVES_SQL, {**bounds, "status": "forwarded", "limit": MOVES_LIMIT}),
         "supports": (SUPPORTS_SQL, bounds),
-        "gains": (GAINS_SQL, {"ids": "[1, 2, 3]"}),
+        "gains": _gains_query([1, 2, 3]),
         "masterplan_links": (LINKS_SQL, {**bounds, "limit": LINKS_LIMIT}),
         "masterplan_sections": (SECTIONS_SQL, {**bounds, "limit": SECTIONS_LIMIT}),
     }
     return {
-        name: [row[3] for row in conn.execute("EXPLAIN QUERY PLAN " + sql, params)]  # type: ignore[arg-type]
+        name: [row[3] for row in conn.execute("EXPLAIN QUERY PLAN " + sql, params)]
         for name, (sql, params) in queries.items()
     }
 

@@ -1,7 +1,11 @@
 """The SQL behind the exports (bot/exports.py): one place for every query they run.
 
-Synchronous sqlite3 on the export's own read-only connection (WAL: the bot's writer
-carries on). `filters` is any object with since, until, pillar, kind, status and area
+Synchronous, on the export's own read connection (storage.database.connect_read: the
+SQLite file read-only, WAL letting the bot's writer carry on; or a PostgreSQL snapshot,
+storage/pg_read.py). One SQL text for both engines: booleans are counted with CASE (PostgreSQL
+cannot SUM a comparison) and tested with `<> 0` (its CASE WHEN needs a boolean); the long
+row query streams (storage.database.stream: a server-side cursor on PostgreSQL).
+`filters` is any object with since, until, pillar, kind, status and area
 (bot.exports.ExportFilter); bounds are aware datetimes, stored text compared as text.
 
 Outcomes live on the submission row itself: status_note (the programme, the rejection
@@ -16,7 +20,7 @@ import sqlite3
 from collections.abc import Iterator
 from typing import Any
 
-from storage.database import to_db
+from storage.database import ReadConnection, stream, to_db
 
 NO_PILLAR = "none"
 
@@ -32,9 +36,9 @@ SELECT_ROW = (
 ROW_WIDTH = 26
 # Contact identity, in SQL so an anonymous row cannot carry it whatever the caller does.
 SELECT_CONTACT = (
-    ", CASE WHEN s.anonymous THEN NULL ELSE COALESCE(s.submitter_name, u.display_name) END"
-    ", CASE WHEN s.anonymous THEN NULL ELSE u.channel END"
-    ", CASE WHEN s.anonymous THEN NULL ELSE u.platform_id END"
+    ", CASE WHEN s.anonymous <> 0 THEN NULL ELSE COALESCE(s.submitter_name, u.display_name) END"
+    ", CASE WHEN s.anonymous <> 0 THEN NULL ELSE u.channel END"
+    ", CASE WHEN s.anonymous <> 0 THEN NULL ELSE u.platform_id END"
 )
 
 
@@ -71,21 +75,22 @@ def where(filters: Any, *, hidden: bool = False) -> tuple[str, list[Any]]:
     return " AND ".join(clauses), params
 
 
-def counts(conn: sqlite3.Connection, filters: Any, *, geo: bool = False) -> tuple[int, int, int]:
+def counts(conn: ReadConnection, filters: Any, *, geo: bool = False) -> tuple[int, int, int]:
     """(total, anonymous, contactable) for the filters; geo: only GPS-located rows."""
     sql_where, params = where(filters)
     if geo:
         sql_where += " AND s.latitude IS NOT NULL AND s.longitude IS NOT NULL"
     row = conn.execute(
-        f"SELECT COUNT(*), COALESCE(SUM(s.anonymous <> 0), 0), COALESCE(SUM(s.anonymous = 0 AND "
-        f"(s.user_id IS NOT NULL OR s.submitter_name IS NOT NULL)), 0) FROM submissions s WHERE {sql_where}",
+        f"SELECT COUNT(*), COALESCE(SUM(CASE WHEN s.anonymous <> 0 THEN 1 ELSE 0 END), 0), "
+        f"COALESCE(SUM(CASE WHEN s.anonymous = 0 AND (s.user_id IS NOT NULL OR s.submitter_name IS NOT NULL) "
+        f"THEN 1 ELSE 0 END), 0) FROM submissions s WHERE {sql_where}",
         params,
     ).fetchone()
     return int(row[0]), int(row[1]), int(row[2])
 
 
 def rows(
-    conn: sqlite3.Connection, filters: Any, *, contact: bool, order: str = "s.id", masked_with: str | None = None
+    conn: ReadConnection, filters: Any, *, contact: bool, order: str = "s.id", masked_with: str | None = None
 ) -> Iterator[tuple[Any, ...]]:
     """SELECT_ROW (+ SELECT_CONTACT) for every matching submission, streamed. With
     `masked_with` (the masking rules' version), one more column at the end: the text as
@@ -98,10 +103,10 @@ def rows(
     sql += " FROM submissions s"
     if contact:
         sql += " LEFT JOIN users u ON u.id = s.user_id"
-    return iter(conn.execute(f"{sql} WHERE {sql_where} ORDER BY {order}", params))
+    return stream(conn, f"{sql} WHERE {sql_where} ORDER BY {order}", params)
 
 
-def grouped(conn: sqlite3.Connection, filters: Any, column: str) -> dict[Any, dict[str, int]]:
+def grouped(conn: ReadConnection, filters: Any, column: str) -> dict[Any, dict[str, int]]:
     """{value of `column`: {kind: count}} for the summary tables (pillar, area, status)."""
     if column not in ("pillar", "area", "status"):
         raise ValueError(column)
@@ -114,7 +119,7 @@ def grouped(conn: sqlite3.Connection, filters: Any, column: str) -> dict[Any, di
     return out
 
 
-def summary(conn: sqlite3.Connection, filters: Any) -> tuple[dict[Any, dict[str, int]], ...]:
+def summary(conn: ReadConnection, filters: Any) -> tuple[dict[Any, dict[str, int]], ...]:
     """grouped() by pillar, by area and by status, from one scan instead of three."""
     sql_where, params = where(filters)
     out: tuple[dict[Any, dict[str, int]], ...] = ({}, {}, {})
@@ -128,7 +133,7 @@ def summary(conn: sqlite3.Connection, filters: Any) -> tuple[dict[Any, dict[str,
     return out
 
 
-def hidden_count(conn: sqlite3.Connection, filters: Any) -> int:
+def hidden_count(conn: ReadConnection, filters: Any) -> int:
     sql_where, params = where(filters, hidden=True)
     return int(conn.execute(f"SELECT COUNT(*) FROM submissions s WHERE {sql_where}", params).fetchone()[0])
 
@@ -143,7 +148,7 @@ def annex_where(filters: Any) -> tuple[str, list[Any]]:
     return sql_where + f" AND s.status <> '{ANNEX_EXCLUDED_STATUS}'", params
 
 
-def annex_left_out(conn: sqlite3.Connection, filters: Any) -> tuple[int, int]:
+def annex_left_out(conn: ReadConnection, filters: Any) -> tuple[int, int]:
     """(rejected, hidden) submissions matching the filters, which the annex leaves out."""
     sql_where, params = where(filters)
     rejected = conn.execute(
@@ -152,7 +157,7 @@ def annex_left_out(conn: sqlite3.Connection, filters: Any) -> tuple[int, int]:
     return int(rejected), hidden_count(conn, filters)
 
 
-def annex_stats(conn: sqlite3.Connection, sql_where: str, params: list[Any]) -> list[tuple[Any, ...]]:
+def annex_stats(conn: ReadConnection, sql_where: str, params: list[Any]) -> list[tuple[Any, ...]]:
     return conn.execute(
         f"SELECT s.pillar, s.kind, COUNT(*), COALESCE(SUM(s.supports), 0) FROM submissions s "
         f"WHERE {sql_where} GROUP BY 1, 2",
@@ -160,14 +165,14 @@ def annex_stats(conn: sqlite3.Connection, sql_where: str, params: list[Any]) -> 
     ).fetchall()
 
 
-def annex_span(conn: sqlite3.Connection, sql_where: str, params: list[Any]) -> tuple[str | None, str | None]:
+def annex_span(conn: ReadConnection, sql_where: str, params: list[Any]) -> tuple[str | None, str | None]:
     first, last = conn.execute(
         f"SELECT MIN(s.created_at), MAX(s.created_at) FROM submissions s WHERE {sql_where}", params
     ).fetchone()
     return first, last
 
 
-def annex_subtopics(conn: sqlite3.Connection, sql_where: str, params: list[Any], limit: int) -> list[tuple[Any, ...]]:
+def annex_subtopics(conn: ReadConnection, sql_where: str, params: list[Any], limit: int) -> list[tuple[Any, ...]]:
     return conn.execute(
         f"SELECT s.subtopic, COUNT(*) AS n FROM submissions s WHERE {sql_where} AND s.subtopic IS NOT NULL "
         f"GROUP BY 1 ORDER BY n DESC, 1 LIMIT {int(limit)}",
@@ -175,7 +180,7 @@ def annex_subtopics(conn: sqlite3.Connection, sql_where: str, params: list[Any],
     ).fetchall()
 
 
-def annex_ideas(conn: sqlite3.Connection, sql_where: str, params: list[Any], limit: int) -> list[tuple[Any, ...]]:
+def annex_ideas(conn: ReadConnection, sql_where: str, params: list[Any], limit: int) -> list[tuple[Any, ...]]:
     return conn.execute(
         f"SELECT s.code, s.text, s.supports, s.area FROM submissions s WHERE {sql_where} AND s.kind = 'idea' "
         f"ORDER BY s.supports DESC, s.created_at LIMIT {int(limit)}",
@@ -183,7 +188,7 @@ def annex_ideas(conn: sqlite3.Connection, sql_where: str, params: list[Any], lim
     ).fetchall()
 
 
-def annex_quotes(conn: sqlite3.Connection, sql_where: str, params: list[Any], limit: int) -> list[tuple[Any, ...]]:
+def annex_quotes(conn: ReadConnection, sql_where: str, params: list[Any], limit: int) -> list[tuple[Any, ...]]:
     # Representative: the most-supported report of each leading sub-topic first, so the
     # quotes cover the pillar's main themes rather than one loud issue; then the
     # runners-up when the pillar has fewer themes than quotes.
@@ -191,31 +196,32 @@ def annex_quotes(conn: sqlite3.Connection, sql_where: str, params: list[Any], li
         f"SELECT code, text, area, created_at FROM (SELECT s.code, s.text, s.area, s.created_at, "
         f"s.supports, ROW_NUMBER() OVER (PARTITION BY COALESCE(s.subtopic, '') "
         f"ORDER BY s.supports DESC, s.created_at) AS rank, COUNT(*) OVER (PARTITION BY "
-        f"COALESCE(s.subtopic, '')) AS theme FROM submissions s WHERE {sql_where} AND s.kind = 'report') "
+        f"COALESCE(s.subtopic, '')) AS theme FROM submissions s WHERE {sql_where} AND s.kind = 'report') AS ranked "
         f"ORDER BY rank, theme DESC, supports DESC LIMIT {int(limit)}",
         params,
     ).fetchall()
 
 
-def annex_areas(conn: sqlite3.Connection, sql_where: str, params: list[Any]) -> list[tuple[Any, ...]]:
+def annex_areas(conn: ReadConnection, sql_where: str, params: list[Any]) -> list[tuple[Any, ...]]:
     return conn.execute(
-        f"SELECT s.area, SUM(s.kind = 'report'), SUM(s.kind = 'idea'), COALESCE(SUM(s.supports), 0), "
+        f"SELECT s.area, SUM(CASE WHEN s.kind = 'report' THEN 1 ELSE 0 END), "
+        f"SUM(CASE WHEN s.kind = 'idea' THEN 1 ELSE 0 END), COALESCE(SUM(s.supports), 0), "
         f"COUNT(*) AS n FROM submissions s WHERE {sql_where} GROUP BY 1 ORDER BY s.area IS NULL, n DESC, 1",
         params,
     ).fetchall()
 
 
-def annex_grid(conn: sqlite3.Connection, sql_where: str, params: list[Any]) -> list[tuple[Any, ...]]:
+def annex_grid(conn: ReadConnection, sql_where: str, params: list[Any]) -> list[tuple[Any, ...]]:
     return conn.execute(
         f"SELECT s.area, s.pillar, COUNT(*) FROM submissions s WHERE {sql_where} GROUP BY 1, 2", params
     ).fetchall()
 
 
-def annex_statuses(conn: sqlite3.Connection, sql_where: str, params: list[Any]) -> list[tuple[Any, ...]]:
+def annex_statuses(conn: ReadConnection, sql_where: str, params: list[Any]) -> list[tuple[Any, ...]]:
     return conn.execute(f"SELECT s.status, COUNT(*) FROM submissions s WHERE {sql_where} GROUP BY 1", params).fetchall()
 
 
-def annex_agencies(conn: sqlite3.Connection, sql_where: str, params: list[Any], limit: int) -> list[tuple[Any, ...]]:
+def annex_agencies(conn: ReadConnection, sql_where: str, params: list[Any], limit: int) -> list[tuple[Any, ...]]:
     """Agencies submissions were forwarded to, most first (whatever their status now)."""
     return conn.execute(
         f"SELECT s.forwarded_to, COUNT(*) AS n FROM submissions s WHERE {sql_where} "
@@ -226,16 +232,16 @@ def annex_agencies(conn: sqlite3.Connection, sql_where: str, params: list[Any], 
 
 
 # The masterplan's sections (issue 18) -----------------------------------------------------------
-def masterplan_loaded(conn: sqlite3.Connection) -> bool:
+def masterplan_loaded(conn: ReadConnection) -> bool:
     """An outline has been loaded: only then do exports carry the section column and view
     (a database from before migration 0010, read read-only, has no such table)."""
     try:
         return conn.execute("SELECT 1 FROM masterplan_sections LIMIT 1").fetchone() is not None
     except sqlite3.OperationalError:
-        return False
+        return False  # PostgreSQL's schema is always migrated: the table is there
 
 
-def section_numbers(conn: sqlite3.Connection) -> dict[str, str]:
+def section_numbers(conn: ReadConnection) -> dict[str, str]:
     """{code: section number} of every linked submission (a small share of all of them)."""
     return dict(
         conn.execute(
@@ -245,7 +251,7 @@ def section_numbers(conn: sqlite3.Connection) -> dict[str, str]:
     )
 
 
-def sections(conn: sqlite3.Connection) -> list[tuple[Any, ...]]:
+def sections(conn: ReadConnection) -> list[tuple[Any, ...]]:
     """(id, number, title, pillar, programme, area, retired) in outline order, retired last."""
     return conn.execute(
         "SELECT id, number, title, pillar, programme, area, retired_at IS NOT NULL FROM masterplan_sections "
@@ -253,7 +259,7 @@ def sections(conn: sqlite3.Connection) -> list[tuple[Any, ...]]:
     ).fetchall()
 
 
-def section_submissions(conn: sqlite3.Connection, sql_where: str, params: list[Any]) -> list[tuple[Any, ...]]:
+def section_submissions(conn: ReadConnection, sql_where: str, params: list[Any]) -> list[tuple[Any, ...]]:
     """(section id, code, kind, area, supports, text, created_at) of the linked submissions
     matching the export's WHERE, most supported first within a section."""
     return conn.execute(

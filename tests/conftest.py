@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
@@ -48,11 +48,17 @@ def migrated(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture
-def make_settings(tmp_path: Path):
+def make_settings(tmp_path: Path, engine: str, request: pytest.FixtureRequest):
+    """Settings built like production, on the test's engine: the SQLite file in tmp_path, or
+    (engine "postgres") DATABASE_URL naming a fresh schema of the test's own (pg_url)."""
     from bot.config import Settings
+
+    url = request.getfixturevalue("pg_url") if engine == "postgres" else None
 
     def build(**overrides: object) -> Settings:
         values: dict[str, object] = {"database_path": tmp_path / "suarawarga.db"}
+        if url is not None:
+            values["database_url"] = url
         values.update(overrides)
         return Settings(_env_file=None, **values)  # type: ignore[call-arg]
 
@@ -75,14 +81,24 @@ async def services(settings) -> AsyncIterator[object]:
 # One bot per test module for the web channels: starting uvicorn, the fakes and the
 # services for every test would triple the suite's time.
 @pytest.fixture(scope="module")
-def module_settings(tmp_path_factory):
+def module_settings(tmp_path_factory, engine: str, request: pytest.FixtureRequest):
     from bot.config import Settings
+
+    schemas: list[str] = []
+    server = request.getfixturevalue("pg_server") if engine == "postgres" else None
 
     def build(**overrides: object) -> Settings:
         folder = tmp_path_factory.mktemp("bot")
-        return Settings(_env_file=None, database_path=folder / "suarawarga.db", **overrides)  # type: ignore[call-arg]
+        values: dict[str, object] = {"database_path": folder / "suarawarga.db"}
+        if server is not None:
+            schemas.append(_create_schema(server))
+            values["database_url"] = _with_search_path(server, schemas[-1])
+        values.update(overrides)
+        return Settings(_env_file=None, **values)  # type: ignore[call-arg]
 
-    return build
+    yield build
+    for schema in schemas:
+        _drop_schema(server, schema)  # type: ignore[arg-type]
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
@@ -103,10 +119,15 @@ async def tg_bot(module_settings):
         yield driver
 
 
-# PostgreSQL ---------------------------------------------------------------------------------
-# Tests that take `pg_url` run on a real PostgreSQL named by TEST_DATABASE_URL, each in a
-# fresh schema dropped afterwards. Without TEST_DATABASE_URL they skip and the summary says
-# so; on CI (CI=true) a missing URL or an unreachable server fails them instead.
+# Engines -------------------------------------------------------------------------------------
+# Every test that builds the bot (make_settings, module_settings, and so settings, services
+# and the drivers) runs once per engine: `[sqlite]` on a file in tmp_path, `[postgres]` on
+# a fresh schema of the PostgreSQL named by TEST_DATABASE_URL, dropped afterwards. Tests that
+# are about the SQLite file itself (WAL, secure_delete, file backup, file locks, a file's
+# permissions) carry @pytest.mark.sqlite_only and run once; tests that take `pg_url` or
+# `pg_server` run once, naming PostgreSQL themselves (make_settings(database_url=pg_url)). Without TEST_DATABASE_URL the PostgreSQL half is not
+# generated and the summary says "PostgreSQL not tested"; on CI (CI=true) it is, and a
+# missing or unreachable server fails it.
 _pg_not_tested: list[str] = []
 
 
@@ -114,26 +135,80 @@ def _on_ci() -> bool:
     return os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 
+def _pg_wanted() -> bool:
+    return bool(os.environ.get("TEST_DATABASE_URL")) or _on_ci()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "sqlite_only(reason): about the SQLite file itself (WAL, secure_delete, file backup, "
+        "locks, permissions); runs on the sqlite engine only",
+    )
+
+
+# Modules whose PostgreSQL half still fails for a reason of the test's own (it seeds or reads
+# the SQLite file by hand, or times a SQLite lock); each runs on SQLite until converted.
+_NOT_YET_ON_POSTGRES = frozenset(
+    {
+        "test_conversation",
+        "test_deadlines",
+        "test_digest",
+        "test_digest_delivery",
+        "test_export_cli",
+        "test_faults",
+        "test_masterplan",
+        "test_open311",
+        "test_outbox",
+        "test_privacy_attacks",
+        "test_security",
+        "test_storage_faults",
+        "test_web",
+        "test_webdesk",
+        "test_whatsapp",
+    }
+)
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "engine" not in metafunc.fixturenames:
+        return
+    if {"pg_url", "pg_server"} & set(metafunc.fixturenames):
+        return  # the test names its PostgreSQL itself (database_url=pg_url); settings stay SQLite's
+    if (
+        metafunc.definition.get_closest_marker("sqlite_only") is not None
+        or metafunc.module.__name__.rpartition(".")[2] in _NOT_YET_ON_POSTGRES
+    ):
+        engines = ["sqlite"]
+    elif _pg_wanted():
+        engines = ["sqlite", "postgres"]
+    else:
+        if not _pg_not_tested:
+            _pg_not_tested.append("set TEST_DATABASE_URL")
+        engines = ["sqlite"]
+    # Module scope: a module's bots (wa_bot, tg_bot) start once per engine, not per test.
+    metafunc.parametrize("engine", engines, indirect=True, scope="module")
+
+
+@pytest.fixture(scope="module")
+def engine(request: pytest.FixtureRequest) -> str:
+    """The engine this run of the test builds the bot on: "sqlite" or "postgres"."""
+    return str(getattr(request, "param", "sqlite"))
+
+
 @pytest.fixture(scope="session")
 def pg_server() -> str:
     """TEST_DATABASE_URL, checked once to be reachable."""
-    import asyncio
-
     url = os.environ.get("TEST_DATABASE_URL", "")
     if not url:
         if _on_ci():
             pytest.fail("TEST_DATABASE_URL is not set on CI: PostgreSQL must be tested there")
         _pg_not_tested.append("set TEST_DATABASE_URL")
         pytest.skip("PostgreSQL not tested (set TEST_DATABASE_URL)")
-
-    async def reach() -> None:
-        import asyncpg
-
-        conn = await asyncpg.connect(url, timeout=5)
-        await conn.close()
-
     try:
-        asyncio.run(reach())
+        import psycopg
+
+        psycopg.connect(url, connect_timeout=5).close()
     except Exception as exc:  # any reason: refused, no such database, bad credentials
         if _on_ci():
             pytest.fail(f"PostgreSQL at TEST_DATABASE_URL is not reachable on CI: {exc}")
@@ -142,26 +217,54 @@ def pg_server() -> str:
     return url
 
 
-@pytest.fixture
-async def pg_url(pg_server: str) -> AsyncIterator[str]:
-    """A DATABASE_URL whose search_path is a fresh, empty schema, dropped after the test."""
+def _create_schema(server: str) -> str:
+    """A fresh, empty schema; its name is unique across xdist workers and processes."""
     import uuid
-    from urllib.parse import urlsplit, urlunsplit
 
-    import asyncpg
+    import psycopg
 
     schema = f"test_{uuid.uuid4().hex[:16]}"
-    admin = await asyncpg.connect(pg_server)
+    with psycopg.connect(server, autocommit=True) as admin:
+        admin.execute(f"CREATE SCHEMA {schema}")
+    return schema
+
+
+def _drop_schema(server: str, schema: str) -> None:
+    import psycopg
+
+    with psycopg.connect(server, autocommit=True) as admin:
+        admin.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+
+
+def _with_search_path(server: str, schema: str) -> str:
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(server)
+    query = "&".join(q for q in (parts.query, f"search_path={schema}") if q)
+    return urlunsplit((parts.scheme, parts.netloc, parts.path, query, parts.fragment))
+
+
+@pytest.fixture
+def pg_url(pg_server: str) -> Iterator[str]:
+    """A DATABASE_URL whose search_path is a fresh, empty schema, dropped after the test."""
+    schema = _create_schema(pg_server)
     try:
-        await admin.execute(f"CREATE SCHEMA {schema}")
-        parts = urlsplit(pg_server)
-        query = "&".join(q for q in (parts.query, f"search_path={schema}") if q)
-        yield urlunsplit((parts.scheme, parts.netloc, parts.path, query, parts.fragment))
+        yield _with_search_path(pg_server, schema)
     finally:
-        await admin.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
-        await admin.close()
+        _drop_schema(pg_server, schema)
+
+
+@pytest.fixture
+def db_target(settings) -> Path | str:
+    """Where the test's bot keeps its data: the SQLite file, or the PostgreSQL schema's URL
+    (tests/dbtools.py reads and seeds either)."""
+    from storage.database import location
+
+    return location(settings)
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:  # type: ignore[no-untyped-def]
-    if _pg_not_tested:
-        terminalreporter.write_line(f"PostgreSQL not tested ({_pg_not_tested[0]})", yellow=True)
+    # Computed here too: under pytest-xdist the workers collect, not this process.
+    reason = _pg_not_tested[0] if _pg_not_tested else None if _pg_wanted() else "set TEST_DATABASE_URL"
+    if reason:
+        terminalreporter.write_line(f"PostgreSQL not tested ({reason})", yellow=True)

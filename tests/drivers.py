@@ -1,7 +1,8 @@
 """Scenario drivers: one resident, one channel, the same five verbs everywhere.
 
 A driver is an async context manager with `send_text`, `press`, `send_location`,
-`send_photo` and `replies()` (texts the bot sent since the last call), plus `db_path`.
+`send_photo` and `replies()` (texts the bot sent since the last call), plus `db_path`: the
+bot's database, the SQLite file or on PostgreSQL its URL (tests/dbtools.py reads either).
 The same scenario (tests/scenarios.py) runs through every driver.
 """
 
@@ -15,6 +16,7 @@ from bot.app import open_services
 from bot.channels.telegram import TelegramChannel
 from bot.channels.terminal import TerminalChannel, parse_line
 from handlers.messages import Reply
+from storage.database import location
 from tests.fakes.http_server import serve
 from tests.fakes.telegram_api import FakeTelegram
 
@@ -26,7 +28,7 @@ class TerminalDriver:
 
     def __init__(self, make_settings, user_id: str = "warga1", **overrides: object):
         self.settings = make_settings(**overrides)
-        self.db_path: Path = self.settings.database_path
+        self.db_path: Path | str = location(self.settings)
         self.user_id = user_id
         self._stack = AsyncExitStack()
         self._new: list[Reply] = []
@@ -102,7 +104,7 @@ class TelegramPollingDriver:
             telegram_file_base_url=f"{url}/file/bot",
             **self.overrides,
         )
-        self.db_path = self.settings.database_path
+        self.db_path = location(self.settings)
         self.services = await self._stack.enter_async_context(open_services(self.settings))
         self.channel = TelegramChannel(self.settings, self.services.core, self.services.catalog)
         await self.channel.start()

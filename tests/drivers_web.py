@@ -27,6 +27,7 @@ from bot.channels.telegram import TelegramChannel
 from bot.channels.whatsapp import WhatsAppChannel
 from bot.config import Settings
 from bot.web import build_web_app
+from storage.database import location
 from tests.fakes import (
     DEFAULT_WA_TOKEN,
     PHONE_ID,
@@ -90,8 +91,9 @@ class _WebDriver:
         await self._stack.aclose()
 
     @property
-    def db_path(self) -> Path:
-        return Path(self.settings.database_path)
+    def db_path(self) -> Path | str:
+        """The SQLite file, or the PostgreSQL URL (tests/dbtools.py reads either)."""
+        return location(self.settings)
 
 
 class WhatsAppDriver(_WebDriver):

@@ -3,21 +3,21 @@
 from __future__ import annotations
 
 import re
-import sqlite3
 from datetime import timedelta
 
 import pytest
 
 from bot.app import open_services
 from handlers.messages import InputKind
-from storage.database import utcnow
+from storage.database import location, utcnow
+from tests import dbtools
 from tests.harness import Resident, code_in, texts
 
 ROAD = "Jalan di depan rumah saya rusak parah dan berlubang besar, bahaya untuk motor"
 
 
 def rows(settings, sql: str, params: tuple = ()) -> list[tuple]:
-    with sqlite3.connect(settings.database_path) as conn:
+    with dbtools.connect(location(settings)) as conn:
         return conn.execute(sql, params).fetchall()
 
 
@@ -365,7 +365,7 @@ async def test_housekeeping_forgets_old_message_ids_only(services, settings):
     """Handled ids older than 8 days go; recent and pending ones stay."""
     from bot.app import Housekeeping
 
-    with sqlite3.connect(settings.database_path) as conn:
+    with dbtools.connect(location(settings)) as conn:
         conn.executemany(
             "INSERT INTO inbound (channel, message_id, payload, received_at, handled_at) VALUES (?, ?, ?, ?, ?)",
             [

@@ -34,6 +34,8 @@ from handlers.deadlines import (
 from handlers.domain import TrackingCode
 from handlers.officials import OfficialDesk
 from storage import submissions, users
+from storage.database import location
+from tests import dbtools
 from tests.fakes import FakeTelegram, serve
 from tests.test_officials import FAST, OFFICIAL, ROAD, TelegramStack, add_resident, scalar
 
@@ -111,7 +113,7 @@ async def stack(make_settings, clock: Clock) -> AsyncIterator[tuple[TelegramStac
             channel = TelegramChannel(settings, core, services.catalog)
             await channel.start()
             services.channels["telegram"] = channel
-            tg = TelegramStack(fake, services, channel, worker, settings.database_path)
+            tg = TelegramStack(fake, services, channel, worker, location(settings))
             reminders = ReminderService(services.db, settings, services.catalog, clock=clock, on_outbox=worker.wake)
             await tg.start_worker()
             try:
@@ -327,7 +329,6 @@ async def test_deadline_report_gives_the_digest_its_figures(make_settings):
     indexed reads of the clocks kept on the rows (migration 0013), on the digest's sqlite3
     thread and on the bot's connection alike."""
     import contextlib as _c
-    import sqlite3
 
     from handlers.deadlines import Rules, stages_of
     from storage.deadlines import SubmissionDeadline, deadline_report, deadline_report_on, submission_deadlines
@@ -345,7 +346,7 @@ async def test_deadline_report_gives_the_digest_its_figures(make_settings):
         await tg.say(OFFICIAL, f"/status {road} selesai")
         async with tg.db.transaction() as conn:
             on_bot = await deadline_report(conn, rules, today=date(2026, 9, 1), **window)
-    with _c.closing(sqlite3.connect(tg.db_path)) as conn:
+    with _c.closing(dbtools.connect(tg.db_path)) as conn:
         report = deadline_report_on(conn, rules, today=date(2026, 9, 1), **window)
     assert on_bot == report
     assert report.overdue == 1
@@ -357,7 +358,7 @@ async def test_deadline_report_gives_the_digest_its_figures(make_settings):
     assert report.median_hours_to_first_response == 24.0 and report.median_hours_to_resolution == 24.0
     assert (report.first_responses, report.resolutions) == (2, 1)
     assert report.closures == {"confirmed": 0, "disputed": 0, "unconfirmed": 0, "waiting": 1}
-    with _c.closing(sqlite3.connect(tg.db_path)) as conn:
+    with _c.closing(dbtools.connect(tg.db_path)) as conn:
         columns = submission_deadlines(
             conn, stages_of(policy, WIB), policy.calendar.working_days_between, today=date(2026, 9, 1)
         )

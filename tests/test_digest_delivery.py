@@ -23,7 +23,9 @@ from bot.channels.whatsapp import WhatsAppChannel
 from bot.config import Settings
 from bot.digest_service import DigestScheduler, DigestService
 from handlers.i18n import Catalog
-from storage.database import Database, to_db
+from storage.database import Database, location, to_db
+from storage.database import connect as connect_db
+from tests import dbtools
 from tests.fakes.graph_api import PHONE_ID, FakeGraph
 from tests.fakes.http_server import serve
 from tests.fakes.telegram_api import FakeTelegram
@@ -78,7 +80,7 @@ class World:
     async def service(self, *, clock=lambda: MONDAY_MORNING, real_chart: bool = False, **kw: object) -> DigestService:
         """A service on its own Database connection, as a second process would have. The
         chart (0.3 s of matplotlib) is real only where a test looks at it."""
-        db = await self.stack.enter_async_context(Database(self.settings.database_path))
+        db = await self.stack.enter_async_context(connect_db(self.settings))
 
         async def no_wait(seconds: float) -> None:  # back-off is recorded, not slept
             self.delays.append(seconds)
@@ -93,7 +95,7 @@ class World:
         return [m for m in self.telegram_api.sent if m.method == method and (chat is None or str(m.chat_id) == chat)]
 
     def deliveries(self) -> dict[str, tuple[str, int]]:
-        with sqlite3.connect(self.settings.database_path) as conn:
+        with dbtools.connect(location(self.settings)) as conn:
             return {
                 r: (s, a)
                 for r, s, a in conn.execute(
@@ -241,7 +243,7 @@ async def test_a_failing_recipient_is_retried_and_does_not_stop_the_others(world
 
 async def test_a_crashed_senders_claim_is_taken_over_after_the_lease(world):
     """A process died mid-send: its 'sending' row must not block the week forever."""
-    with sqlite3.connect(world.settings.database_path) as conn:
+    with dbtools.connect(location(world.settings)) as conn:
         conn.execute(
             "INSERT INTO digest_deliveries (period_start, period_end, recipient, state, claimed_at) "
             "VALUES (?, ?, ?, 'sending', ?)",
@@ -254,7 +256,7 @@ async def test_a_crashed_senders_claim_is_taken_over_after_the_lease(world):
 
 
 async def test_a_recipient_that_keeps_failing_is_given_up_after_the_attempt_cap(world):
-    with sqlite3.connect(world.settings.database_path) as conn:
+    with dbtools.connect(location(world.settings)) as conn:
         conn.execute(
             "INSERT INTO digest_deliveries (period_start, period_end, recipient, state, attempts, "
             "last_error, claimed_at) VALUES (?, ?, ?, 'failed', 12, 'SMTP 550', ?)",

@@ -27,7 +27,8 @@ from click.testing import CliRunner
 
 from bot.cli_export import export
 from bot.exports import COLUMNS, CONTACT_COLUMNS
-from storage.database import to_db
+from storage.database import location, to_db
+from tests import dbtools
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -35,8 +36,8 @@ ROOT = Path(__file__).resolve().parent.parent
 @pytest.fixture
 def seeded(settings, migrated: Path) -> object:
     """Three submissions around the end of November, Magetan time (UTC+7)."""
-    shutil.copyfile(migrated, settings.database_path)
-    conn = sqlite3.connect(settings.database_path)
+    shutil.copyfile(migrated, location(settings))
+    conn = dbtools.connect(location(settings))
     stamp = to_db(datetime(2026, 11, 1, tzinfo=UTC))
     conn.execute(
         "INSERT INTO users (id, channel, platform_id, chat_id, display_name, language, consent_version, "

@@ -1,7 +1,8 @@
 """Exports (issue 6): every format read back and compared with the database.
 
-Real SQLite files in tmp_path, migrated by storage.Database like production; rows are
-seeded with plain SQL so each test states exactly what is in the database.
+On each engine (tests/conftest.py): a real SQLite file in tmp_path or a fresh PostgreSQL
+schema, migrated by the storage layer like production; rows are seeded with plain SQL
+(tests/dbtools.py) so each test states exactly what is in the database.
 """
 
 from __future__ import annotations
@@ -11,11 +12,11 @@ import csv
 import io
 import json
 import shutil
-import sqlite3
 import zipfile
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import openpyxl
@@ -40,7 +41,10 @@ from handlers.domain import PILLARS, TrackingCode
 from handlers.i18n import Catalog
 from handlers.messages import Incoming, InputKind
 from handlers.privacy import redact
-from storage.database import Database, to_db
+from storage.database import Database, location, to_db
+from storage.database import connect as connect_db
+from tests import dbtools
+from tests.dbtools import is_postgres
 
 JAKARTA = ZoneInfo("Asia/Jakarta")
 T0 = datetime(2026, 11, 2, 3, 0, tzinfo=UTC)  # 10:00 in Magetan
@@ -48,10 +52,14 @@ T0 = datetime(2026, 11, 2, 3, 0, tzinfo=UTC)  # 10:00 in Magetan
 
 # Seeding ---------------------------------------------------------------------------------
 @pytest.fixture
-def db_path(tmp_path: Path, migrated: Path) -> Path:
-    path = tmp_path / "suarawarga.db"
-    shutil.copyfile(migrated, path)
-    conn = sqlite3.connect(path)
+def db_path(settings, migrated: Path) -> Path | str:
+    """The test's database (the SQLite file, or the PostgreSQL schema's URL), migrated."""
+    path = location(settings)
+    if is_postgres(path):
+        asyncio.run(_migrate(settings))
+    else:
+        shutil.copyfile(migrated, path)
+    conn = dbtools.connect(path)
     conn.executemany(
         "INSERT INTO users (id, channel, platform_id, chat_id, display_name, language, consent_version, "
         "consent_at, created_at) VALUES (?, ?, ?, ?, ?, 'id', '2026-11', ?, ?)",
@@ -63,6 +71,11 @@ def db_path(tmp_path: Path, migrated: Path) -> Path:
     conn.commit()
     conn.close()
     return path
+
+
+async def _migrate(settings) -> None:
+    async with connect_db(settings):
+        pass
 
 
 _serial = iter(range(10**6))
@@ -97,17 +110,15 @@ def add(db: Path, **fields: object) -> str:
     row.update(fields)
     if row["anonymous"]:
         row["submitter_name"] = None
-    conn = sqlite3.connect(db)
-    conn.execute("PRAGMA synchronous = OFF")  # test data: no need to wait for the disk
+    conn = dbtools.connect(db)
     conn.execute(f"INSERT INTO submissions ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})", list(row.values()))
     conn.commit()
     conn.close()
     return code
 
 
-def db_rows(db: Path, where: str = "hidden = 0") -> dict[str, sqlite3.Row]:
-    conn = sqlite3.connect(db)
-    conn.row_factory = sqlite3.Row
+def db_rows(db: Path | str, where: str = "hidden = 0") -> dict[str, Any]:
+    conn = dbtools.connect(db)
     rows = {
         str(TrackingCode(r["code"])): r for r in conn.execute(f"SELECT * FROM submissions WHERE {where} ORDER BY id")
     }
@@ -216,7 +227,7 @@ def public(value: float | None) -> float | None:
     return None if value is None else round(value, 3)
 
 
-def check_record(record: dict[str, object], row: sqlite3.Row) -> None:
+def check_record(record: dict[str, object], row: Any) -> None:
     """One exported submission against its database row (JSON types)."""
     assert record["code"] == str(TrackingCode(row["code"]))
     for key in ("kind", "pillar", "subtopic", "language", "status", "supports", "channel"):
@@ -657,9 +668,7 @@ def test_include_contact_fills_named_rows_only_and_is_audited(db_path: Path) -> 
         "contact_id": "",
     }
 
-    conn = sqlite3.connect(db_path)
-    ((actor, action, after),) = conn.execute("SELECT actor, action, after FROM audit_log").fetchall()
-    conn.close()
+    ((actor, action, after),) = dbtools.rows(db_path, "SELECT actor, action, after FROM audit_log")
     assert (actor, action) == ("cli:rina", "export.include_contact")
     assert json.loads(after) == {
         "format": "csv",
@@ -675,9 +684,7 @@ def test_include_contact_never_reaches_the_public_annex(db_path: Path) -> None:
     add(db_path)
     with pytest.raises(ContactNotAllowed):
         run(db_path, "markdown", include_contact=True)
-    conn = sqlite3.connect(db_path)
-    assert conn.execute("SELECT COUNT(*) FROM audit_log").fetchone() == (0,)
-    conn.close()
+    assert dbtools.scalar(db_path, "SELECT COUNT(*) FROM audit_log") == 0
 
 
 def test_missing_database_is_a_clear_error(tmp_path: Path) -> None:
@@ -757,7 +764,7 @@ async def test_too_large_for_a_chat_points_to_the_cli(settings, bot_db, chat_row
 
 async def test_with_delivery_the_file_follows_and_residents_are_answered_meanwhile(services) -> None:
     """The handler returns at once; the resident's message is handled before the file is ready."""
-    seed_many(services.settings.database_path, 10_000)
+    seed_many(location(services.settings), 10_000)
     delivered: asyncio.Queue = asyncio.Queue()
 
     async def deliver(channel: str, chat_id: str, reply) -> None:
@@ -807,15 +814,15 @@ CATALOG = Catalog.load("id")
 @pytest.fixture
 async def bot_db(settings) -> AsyncIterator[Database]:
     """The bot's write connection, as the officials' desk hands it to the command."""
-    async with Database(settings.database_path) as db:
+    async with connect_db(settings) as db:
         yield db
 
 
 @pytest.fixture
 def chat_rows(settings, bot_db) -> None:
     """Four visible submissions in the bot's database."""
-    path = settings.database_path
-    conn = sqlite3.connect(path)
+    path = location(settings)
+    conn = dbtools.connect(path)
     conn.execute(
         "INSERT INTO users (id, channel, platform_id, chat_id, display_name, language, consent_version, "
         "consent_at, created_at) VALUES (1, 'whatsapp', '6281234500001', '6281234500001', 'Sari', 'id', "
@@ -830,8 +837,8 @@ def chat_rows(settings, bot_db) -> None:
     add(path, latitude=-7.61, longitude=111.29, pillar="economy", subtopic="agriculture")
 
 
-def seed_many(path: Path, count: int) -> None:
-    conn = sqlite3.connect(path)
+def seed_many(path: Path | str, count: int) -> None:
+    conn = dbtools.connect(path)
     stamp = to_db(T0)
     conn.executemany(
         "INSERT INTO submissions (code, kind, pillar, subtopic, text, language, area, channel, created_at, "
@@ -865,14 +872,12 @@ async def test_text_masked_at_saving_is_used_and_masked_again_when_the_rules_cha
         sari = Resident(services.core)
         await sari.agree()
         await sari.submit_report("Lampu jalan depan rumah mati, hubungi saya di 081234567890 ya")
-    db = settings.database_path
-    with sqlite3.connect(db) as conn:
-        [(masked, version)] = conn.execute("SELECT text_masked, masked_with FROM submissions").fetchall()
+    db = location(settings)
+    [(masked, version)] = dbtools.rows(db, "SELECT text_masked, masked_with FROM submissions")
     assert "081234567890" not in masked and "[telepon]" in masked and version == privacy.RULES_VERSION
-    with sqlite3.connect(db) as conn:  # prove the stored copy is what the export shows
-        conn.execute("UPDATE submissions SET text_masked = 'disimpan saat dikirim [telepon]'")
+    # Prove the stored copy is what the export shows.
+    dbtools.execute(db, "UPDATE submissions SET text_masked = 'disimpan saat dikirim [telepon]'")
     assert b"disimpan saat dikirim" in run(db, "csv")
-    with sqlite3.connect(db) as conn:  # masked by older rules: not reused
-        conn.execute("UPDATE submissions SET masked_with = 'older-rules'")
+    dbtools.execute(db, "UPDATE submissions SET masked_with = 'older-rules'")  # older rules: not reused
     fresh = run(db, "csv")
     assert b"disimpan saat dikirim" not in fresh and b"081234567890" not in fresh and b"[telepon]" in fresh

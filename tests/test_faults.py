@@ -11,7 +11,6 @@ import asyncio
 import contextlib
 import logging
 import random
-import sqlite3
 import sys
 from collections import Counter
 from datetime import timedelta
@@ -25,7 +24,8 @@ from bot.inbound_worker import InboundWorker
 from bot.web import build_web_app
 from handlers.messages import Incoming, InputKind
 from storage import database
-from storage.database import utcnow
+from storage.database import location, utcnow
+from tests import dbtools
 from tests.crowd import CODE, INTERNAL_ERROR, BotProcess, Resident
 from tests.drivers import TelegramPollingDriver
 from tests.drivers_web import graph_text
@@ -40,7 +40,7 @@ CANNOT_SAVE = "belum bisa kami simpan"
 
 
 def rows(db_path, sql: str, params: tuple = ()) -> list[tuple]:
-    with sqlite3.connect(db_path) as conn:
+    with dbtools.connect(db_path) as conn:
         return conn.execute(sql, params).fetchall()
 
 
@@ -235,7 +235,7 @@ async def test_same_message_twice_concurrently_through_the_core_has_one_effect(s
     first, second = await asyncio.gather(services.core.handle(message), services.core.handle(message))
     assert sorted([first.duplicate, second.duplicate]) == [False, True]
     assert next(r for r in (first, second) if r.duplicate).replies == []
-    drafts = rows(services.settings.database_path, "SELECT step FROM conversations")
+    drafts = rows(location(services.settings), "SELECT step FROM conversations")
     assert drafts == [("pillar",)]
 
 
@@ -373,7 +373,7 @@ async def test_brief_lock_by_another_process_delays_but_loses_nothing(short_busy
     watcher = _LogEvent("locked by another process")
     logging.getLogger("storage.database").addHandler(watcher)
     try:
-        async with _Locker(services.settings.database_path) as locker:
+        async with _Locker(location(services.settings)) as locker:
             press = asyncio.create_task(resident.press("Ya, kirim"))
             await asyncio.wait_for(watcher.event.wait(), 5)
             assert not press.done()
@@ -382,7 +382,7 @@ async def test_brief_lock_by_another_process_delays_but_loses_nothing(short_busy
     finally:
         logging.getLogger("storage.database").removeHandler(watcher)
     assert SAVED in answers[0].text
-    assert rows(services.settings.database_path, "SELECT count(*) FROM submissions") == [(1,)]
+    assert rows(location(services.settings), "SELECT count(*) FROM submissions") == [(1,)]
     assert any("locked by another process" in r.getMessage() and r.levelno == logging.WARNING for r in caplog.records)
 
 
@@ -394,16 +394,16 @@ async def test_long_lock_tells_the_resident_and_the_retry_succeeds(short_busy_ti
     resident = await _resident_at_confirm(services)
     send = next(b.payload for b in resident.last_buttons.buttons if b.label == "Ya, kirim")
     message = resident._incoming(InputKind.BUTTON, payload=send)
-    async with _Locker(services.settings.database_path) as locker:
+    async with _Locker(location(services.settings)) as locker:
         refused = await services.core.handle(message)
         await locker.release()
     assert [r.text for r in refused.replies] == [services.catalog.text("id", "error.storage")]
     assert CANNOT_SAVE in refused.replies[0].text
-    assert rows(services.settings.database_path, "SELECT count(*) FROM submissions") == [(0,)]
+    assert rows(location(services.settings), "SELECT count(*) FROM submissions") == [(0,)]
     assert any("could not save" in r.getMessage() and r.levelno >= logging.ERROR for r in caplog.records)
     again = await services.core.handle(message)
     assert not again.duplicate and SAVED in again.replies[0].text
-    assert rows(services.settings.database_path, "SELECT count(*) FROM submissions") == [(1,)]
+    assert rows(location(services.settings), "SELECT count(*) FROM submissions") == [(1,)]
 
 
 async def test_disk_full_keeps_what_was_acknowledged_and_recovers(services):
@@ -517,7 +517,7 @@ async def test_when_one_part_of_an_answer_fails_only_that_part_is_sent_again(mak
     texts = _texts(graph, "628555")
     assert sum(THANKS in t for t in texts) == 1, texts
     assert len(texts) == 3 and graph.sent_to("628555")[-1]["type"] == "interactive"  # the menu, once
-    assert rows(settings.database_path, "SELECT count(*) FROM inbound WHERE replies IS NOT NULL") == [(0,)]
+    assert rows(location(settings), "SELECT count(*) FROM inbound WHERE replies IS NOT NULL") == [(0,)]
 
 
 async def test_a_send_meta_accepted_but_answered_late_is_not_sent_twice(make_settings):
@@ -536,4 +536,4 @@ async def test_a_send_meta_accepted_but_answered_late_is_not_sent_twice(make_set
     texts = _texts(graph, "628556")
     assert sum(THANKS in t for t in texts) == 1 and len(texts) == 3, texts
     assert graph.sent_to("628556")[-1]["type"] == "interactive"
-    assert rows(settings.database_path, "SELECT count(*) FROM inbound WHERE replies IS NOT NULL") == [(0,)]
+    assert rows(location(settings), "SELECT count(*) FROM inbound WHERE replies IS NOT NULL") == [(0,)]

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import sqlite3
 from contextlib import contextmanager
 from datetime import UTC, datetime
 
@@ -27,6 +26,7 @@ from handlers.domain import CODE_ALPHABET, PILLARS, TrackingCode
 from handlers.messages import Incoming, InputKind
 from handlers.tagging import RulesError, Tagger, check_rules
 from storage.database import utcnow
+from tests import dbtools
 from tests.drivers_web import APP_SECRET, TELEGRAM_SECRET, TelegramWebhookDriver, WhatsAppDriver
 from tests.fakes import PHONE_ID, sign
 from tests.fakes.telegram_api import DEFAULT_TOKEN
@@ -58,7 +58,7 @@ def maybe(shape: st.SearchStrategy) -> st.SearchStrategy:
 
 
 def count(db_path, sql: str) -> int:
-    with sqlite3.connect(db_path) as conn:
+    with dbtools.connect(db_path) as conn:
         return conn.execute(sql).fetchone()[0]
 
 

@@ -14,7 +14,6 @@ import itertools
 import json
 import logging
 import random
-import sqlite3
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
@@ -30,7 +29,8 @@ from handlers.domain import TrackingCode
 from handlers.messages import Incoming, InputKind, Reply
 from handlers.officials import OfficialDesk, split_code
 from storage import submissions, users
-from storage.database import Database, utcnow
+from storage.database import Database, location, utcnow
+from tests import dbtools
 from tests.fakes import FakeTelegram, SentMessage, serve
 from tests.harness import Resident as CoreResident
 
@@ -110,7 +110,7 @@ async def add_submission(
 
 
 def scalar(db_path: Path, sql: str, *params: object) -> Any:
-    with contextlib.closing(sqlite3.connect(db_path)) as conn:
+    with contextlib.closing(dbtools.connect(db_path)) as conn:
         row = conn.execute(sql, params).fetchone()
         return row[0] if row else None
 
@@ -190,7 +190,7 @@ async def telegram_stack(
             channel = TelegramChannel(settings, core, services.catalog)
             await channel.start()
             services.channels["telegram"] = channel
-            stack = TelegramStack(fake, services, channel, worker, settings.database_path)
+            stack = TelegramStack(fake, services, channel, worker, location(settings))
             try:
                 if start_worker:
                     await stack.start_worker()
@@ -426,7 +426,7 @@ async def desk(make_settings) -> AsyncIterator[Desk]:
     settings = make_settings(officials=f"telegram:{OFFICIAL},whatsapp:628999")
     async with open_services(settings) as services:
         services.core.desk = OfficialDesk(services.catalog, services.tagger, zone=settings.zone)
-        yield Desk(services, settings.database_path)
+        yield Desk(services, location(settings))
 
 
 async def test_triage_list_is_oldest_first_paged_and_flags_untagged(desk):
@@ -498,7 +498,7 @@ async def test_retagging_is_recorded_as_a_correction(desk):
     assert await desk.text(f"/pilar {code} citra daerah & wisata") == (
         f"{code}: pilar Lingkungan → Citra Daerah & Wisata. Koreksi ini dicatat untuk memperbaiki aturan penandaan."
     )
-    with contextlib.closing(sqlite3.connect(desk.db_path)) as conn:
+    with contextlib.closing(dbtools.connect(desk.db_path)) as conn:
         corrections = conn.execute(
             "SELECT from_pillar, to_pillar, actor_role FROM pillar_corrections ORDER BY id"
         ).fetchall()

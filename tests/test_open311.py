@@ -3,11 +3,10 @@ codes, api_key checks, and a POSTed report that becomes a submission in the desk
 
 from __future__ import annotations
 
-import sqlite3
-
 import httpx
 import pytest
 
+from tests import dbtools
 from tests.test_officials import add_resident, add_submission, scalar
 from tests.test_webdesk import OPEN311_KEY, desk_stack
 
@@ -64,7 +63,7 @@ async def test_requests_list_is_public_masked_and_filtered_as_the_spec_says(make
             area="Sukomoro",
         )
         spam = await add_submission(desk.db, sari, "Spam spam spam spam spam spam spam")
-        with sqlite3.connect(desk.db_path) as conn:
+        with dbtools.connect(desk.db_path) as conn:
             conn.execute("UPDATE submissions SET hidden = 1 WHERE code = ?", (spam.value,))
             conn.execute("UPDATE submissions SET status = 'resolved' WHERE code = ?", (flood.value,))
 
@@ -173,12 +172,12 @@ async def test_a_posted_report_becomes_a_submission_in_the_desk(make_settings):
         [created] = response.json()
         code = created["service_request_id"]
         row = (
-            sqlite3.connect(desk.db_path)
+            dbtools.connect(desk.db_path)
             .execute("SELECT status, channel, pillar, subtopic, auto_pillar, area, user_id, anonymous FROM submissions")
             .fetchone()
         )
         assert row == ("new", "open311", "living", "transport", "living", "Maospati", None, 1)
-        dump = "\n".join(sqlite3.connect(desk.db_path).iterdump())
+        dump = "\n".join(dbtools.connect(desk.db_path).iterdump())
         for secret in ("budi@example.org", "Santoso", "081299998888", OPEN311_KEY):
             assert secret not in dump, secret
         assert scalar(desk.db_path, "SELECT count(*) FROM audit_log WHERE action = 'open311_request'") == 1

@@ -27,7 +27,7 @@ from bot.outbox import OutboxWorker, Pace
 from handlers.messages import Incoming, InputKind, Reply
 from handlers.officials import OfficialDesk
 from storage import outbox as ox
-from storage.database import utcnow
+from storage.database import location, utcnow
 from tests.fakes import DEFAULT_WA_TOKEN, PHONE_ID, FakeGraph, serve
 from tests.test_officials import OFFICIAL, add_resident, add_submission, scalar, telegram_stack
 
@@ -172,7 +172,7 @@ async def test_status_change_reaches_a_whatsapp_resident(wa_settings, graph):
         await graph.wait_for_sent(count=1)
         await worker.idle.wait()
         assert bodies(graph, "628111") == [f'News about your report {code}: its status is now "reviewed".']
-        db_path = bot.settings.database_path
+        db_path = location(bot.settings)
         assert scalar(db_path, "SELECT state || ' ' || platform_message_id FROM outbox") == f"sent {graph.sent_ids[0]}"
 
 
@@ -194,7 +194,7 @@ async def test_throttling_outages_and_drops_delay_but_deliver_each_once(wa_setti
 
         assert sorted(p["to"] for p in graph.sent) == residents
         assert len([c for c in graph.calls if c.fault]) == 5
-        db_path = bot.settings.database_path
+        db_path = location(bot.settings)
         assert scalar(db_path, "SELECT group_concat(DISTINCT state) FROM outbox") == "sent"
         assert scalar(db_path, "SELECT sum(attempts) FROM outbox") == 3 + 5
         assert (worker.sent, worker.retried, worker.failed) == (3, 5, 0)
@@ -358,7 +358,7 @@ async def test_refused_message_fails_without_blocking_the_next(wa_settings, grap
         await worker.idle.wait()
 
         assert [b.split('"')[1] for b in bodies(graph, "628701")] == ["selesai"]
-        db_path = bot.settings.database_path
+        db_path = location(bot.settings)
         error = scalar(db_path, "SELECT last_error FROM outbox WHERE state = 'failed'")
         assert "131009" in error and DEFAULT_WA_TOKEN not in error
         assert await _counts(bot) == {"failed": 1, "sent": 1}
@@ -424,7 +424,7 @@ async def test_a_notification_meta_accepted_but_answered_late_is_not_sent_twice(
             await bot.official(f"/status {code} ditinjau")
             await graph.wait_for_sent(count=1)
             await worker.idle.wait()
-            state = scalar(settings.database_path, "SELECT state FROM outbox")
+            state = scalar(location(settings), "SELECT state FROM outbox")
         finally:
             for started in bot.workers:
                 await started.stop()

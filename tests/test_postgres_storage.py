@@ -44,8 +44,8 @@ class TestDialect:
 
     def test_the_factory_picks_the_engine_from_the_settings(self, make_settings, tmp_path):
         """DATABASE_URL selects PostgreSQL; without it the SQLite file stays the default."""
-        assert isinstance(connect(make_settings()), Database)
-        assert connect(make_settings()).path == tmp_path / "suarawarga.db"
+        assert isinstance(connect(make_settings(database_url=None)), Database)
+        assert connect(make_settings(database_url=None)).path == tmp_path / "suarawarga.db"
         assert isinstance(connect(make_settings(database_url="postgresql://u@h:5432/d")), PgDatabase)
         assert isinstance(connect("postgresql://u@h/d"), PgDatabase)
         assert isinstance(connect(tmp_path / "x.db"), Database)

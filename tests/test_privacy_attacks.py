@@ -8,6 +8,7 @@ import re
 import sqlite3
 from pathlib import Path
 
+from tests import dbtools
 from tests.drivers_web import TelegramWebhookDriver, WhatsAppDriver
 
 LIGHT = "Lampu jalan SDN 1 Bendo mati, hubungi Pak Budi Santoso 081234567890"
@@ -91,7 +92,7 @@ class TestGroups:
             boss = sari.another(official, "Pak Camat")
             await boss.send_text(f"/balas {code} Petugas akan datang besok, telepon 081299990000")
 
-            with sqlite3.connect(sari.db_path) as conn:
+            with dbtools.connect(sari.db_path) as conn:
                 [(chat,)] = conn.execute("SELECT chat_id FROM users WHERE platform_id = '1001'").fetchall()
                 outbox = conn.execute("SELECT chat_id FROM outbox").fetchall()
 
@@ -136,10 +137,10 @@ class TestErasure:
             await sari.settled()
 
             backup = tmp_path / "after-erasure.db"
-            with sqlite3.connect(sari.db_path) as live, sqlite3.connect(backup) as copy:
+            with dbtools.connect(sari.db_path) as live, sqlite3.connect(backup) as copy:
                 live.backup(copy)
             files = _files(sari.db_path, backup)
-            with sqlite3.connect(sari.db_path) as conn:
+            with dbtools.connect(sari.db_path) as conn:
                 kept = conn.execute("SELECT text, anonymous, submitter_name FROM submissions").fetchall()
 
         for label, data in files.items():

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import sqlite3
-
 import pytest
 
+from tests import dbtools
 from tests.drivers import TelegramPollingDriver, TerminalDriver
 from tests.scenarios import SCENARIOS, play
 
@@ -25,7 +24,7 @@ async def test_scenario_over_channel(channel, scenario, make_settings):
     async with DRIVERS[channel](make_settings) as driver:
         code = await play(driver, SCENARIOS[scenario])
         assert code is not None
-        with sqlite3.connect(driver.db_path) as conn:
+        with dbtools.connect(driver.db_path) as conn:
             row = conn.execute(
                 "SELECT kind, pillar, channel, anonymous FROM submissions WHERE code = ?",
                 (code.replace("-", ""),),

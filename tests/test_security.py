@@ -12,12 +12,13 @@ from __future__ import annotations
 import io
 import json
 import logging
-import sqlite3
 
 import pytest
 import pytest_asyncio
 
 from bot.logs import RedactSecrets, setup_logging
+from storage.database import location
+from tests import dbtools
 from tests.drivers_web import TELEGRAM_SECRET
 from tests.fakes import PHONE_ID, sign, wa_text_message
 from tests.harness import Resident
@@ -27,7 +28,7 @@ SAVED = "sudah kami terima"
 
 
 def rows(db_path, sql: str, params: tuple = ()) -> list[tuple]:
-    with sqlite3.connect(db_path) as conn:
+    with dbtools.connect(db_path) as conn:
         return conn.execute(sql, params).fetchall()
 
 
@@ -147,7 +148,7 @@ async def test_injection_in_a_tracking_code_is_a_bad_code(officials_services):
         answers = await resident.command("status", raw)
         # One word: not a code. Several words: "status CODE note" is an official's command.
         assert "kode" in answers[0].text.lower() or "hanya untuk petugas" in answers[0].text, raw
-    assert rows(services.settings.database_path, "SELECT count(*) FROM submissions") == [(1,)]
+    assert rows(location(services.settings), "SELECT count(*) FROM submissions") == [(1,)]
 
 
 # --------------------------------------------------------------------------------------------
@@ -163,7 +164,7 @@ async def test_an_oversized_description_is_refused_with_its_length_and_nothing_i
     answers = await resident.say("jalan rusak " * 20_000)
     assert "terlalu panjang" in answers[0].text.lower() or "4000" in answers[0].text
     await resident.say(ROAD)  # the step was kept: a shorter text goes on
-    assert rows(services.settings.database_path, "SELECT count(*) FROM submissions") == [(0,)]
+    assert rows(location(services.settings), "SELECT count(*) FROM submissions") == [(0,)]
     assert "pilar" in resident.transcript[-1].text.lower()
 
 

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import logging
-import sqlite3
 
+from tests import dbtools
 from tests.drivers import TelegramPollingDriver
 from tests.scenarios import ROAD
 
 
 def count(db_path, sql: str) -> int:
-    with sqlite3.connect(db_path) as conn:
+    with dbtools.connect(db_path) as conn:
         return conn.execute(sql).fetchone()[0]
 
 

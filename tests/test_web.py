@@ -9,7 +9,6 @@ import itertools
 import json
 import os
 import socket
-import sqlite3
 import statistics
 import time
 from pathlib import Path
@@ -20,6 +19,7 @@ import pytest
 from bot.app import open_services
 from bot.web import MAX_BODY, WebServer, build_web_app
 from handlers.messages import StartupError
+from tests import dbtools
 from tests.drivers_web import (
     APP_SECRET,
     TELEGRAM_SECRET,
@@ -39,7 +39,7 @@ def resident(wa_bot) -> WhatsAppDriver:
 
 
 def stored(db_path: Path, wamid: str) -> int:
-    with contextlib.closing(sqlite3.connect(db_path)) as conn:
+    with contextlib.closing(dbtools.connect(db_path)) as conn:
         return conn.execute("SELECT COUNT(*) FROM inbound WHERE message_id = ?", (wamid,)).fetchone()[0]
 
 
@@ -121,7 +121,7 @@ async def test_the_signature_is_checked_over_the_raw_bytes(resident):
     ).status_code == 403
     assert (await resident.post(raw)).status_code == 200
     assert await resident.replies()  # the next question of the report
-    with contextlib.closing(sqlite3.connect(resident.db_path)) as conn:
+    with contextlib.closing(dbtools.connect(resident.db_path)) as conn:
         draft = conn.execute(
             "SELECT c.draft FROM conversations c JOIN users u ON u.id = c.user_id WHERE u.platform_id = ?",
             (resident.wa_id,),

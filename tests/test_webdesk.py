@@ -24,7 +24,7 @@ from bot.channels.telegram import TelegramChannel
 from bot.outbox import OutboxWorker
 from bot.web import build_web_app
 from storage import webdesk as store
-from storage.database import utcnow
+from storage.database import location, utcnow
 from tests.fakes import FakeTelegram, serve
 from tests.test_officials import FAST, OFFICIAL, TelegramStack, add_resident, add_submission, scalar
 
@@ -81,7 +81,7 @@ async def desk_stack(make_settings, **overrides: Any) -> AsyncIterator[DeskStack
             async with serve(app) as url:
                 # The links must point at this server: its port is known only now.
                 settings.public_url = url
-                stack = DeskStack(fake, services, channel, worker, settings.database_path, url=url)
+                stack = DeskStack(fake, services, channel, worker, location(settings), url=url)
                 await stack.start_worker()
                 try:
                     yield stack

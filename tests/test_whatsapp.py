@@ -10,7 +10,6 @@ import json
 import logging
 import re
 import shutil
-import sqlite3
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -30,6 +29,8 @@ from bot.channels.whatsapp import (
 from bot.inbound_worker import InboundWorker
 from bot.web import build_web_app
 from handlers.messages import Button, InputKind, Reply, WindowClosed
+from storage.database import location
+from tests import dbtools
 from tests.drivers_web import WhatsAppDriver, graph_choices
 from tests.fakes import (
     DEFAULT_WA_TOKEN,
@@ -69,7 +70,7 @@ def resident(wa_bot) -> WhatsAppDriver:
 
 
 def query(db_path: Path, sql: str, *params: object) -> list[tuple]:
-    with contextlib.closing(sqlite3.connect(db_path)) as conn:
+    with contextlib.closing(dbtools.connect(db_path)) as conn:
         return conn.execute(sql, params).fetchall()
 
 
@@ -451,9 +452,7 @@ async def test_a_message_accepted_before_a_crash_is_handled_after_restart(make_s
             assert answer.status_code == 200
             await channel.aclose()
         assert graph.sent == []
-        assert query(settings.database_path, "SELECT handled_at FROM inbound WHERE message_id = 'wamid.CRASH'") == [
-            (None,)
-        ]
+        assert query(location(settings), "SELECT handled_at FROM inbound WHERE message_id = 'wamid.CRASH'") == [(None,)]
 
         async with open_services(settings) as services:  # the restart
             channel = WhatsAppChannel(settings, db=services.db)
@@ -466,7 +465,7 @@ async def test_a_message_accepted_before_a_crash_is_handled_after_restart(make_s
     assert notice["to"] == "628999" and "pemberitahuan privasi" in notice["interactive"]["body"]["text"]
     # Before "Setuju" not even the answer is kept with the message.
     assert query(
-        settings.database_path,
+        location(settings),
         "SELECT payload IS NULL, handled_at IS NOT NULL, replies FROM inbound WHERE message_id = 'wamid.CRASH'",
     ) == [(1, 1, None)]
 
@@ -489,7 +488,7 @@ async def test_an_answer_meta_would_not_take_is_sent_later_once(make_settings):
             await worker.wait_idle()
             assert graph.sent == []
             assert query(
-                settings.database_path, "SELECT replies IS NOT NULL FROM inbound WHERE message_id = 'wamid.DOWN'"
+                location(settings), "SELECT replies IS NOT NULL FROM inbound WHERE message_id = 'wamid.DOWN'"
             ) == [(1,)]
             assert await worker.resend_owed(timedelta(0)) == 1  # Meta is back
             assert await worker.resend_owed(timedelta(0)) == 0  # nothing owed twice
@@ -497,7 +496,7 @@ async def test_an_answer_meta_would_not_take_is_sent_later_once(make_settings):
             await channel.aclose()
     thanks, menu = graph.sent
     assert thanks["to"] == menu["to"] == "628777" and "persetujuan Anda sudah kami catat" in thanks["text"]["body"]
-    assert query(settings.database_path, "SELECT replies FROM inbound WHERE message_id = 'wamid.DOWN'") == [(None,)]
+    assert query(location(settings), "SELECT replies FROM inbound WHERE message_id = 'wamid.DOWN'") == [(None,)]
 
 
 @on_bot

@@ -34,7 +34,7 @@ from handlers.domain import KINDS, PILLARS, STATUSES, TrackingCode
 from handlers.messages import Incoming, InputKind
 from storage import audit, desk, masterplan
 from storage import webdesk as store
-from storage.database import StorageUnavailable, connect_readonly, utcnow
+from storage.database import StorageUnavailable, connect_read, location, utcnow
 from storage.deadlines import latest_closure, submission_deadlines
 
 log = logging.getLogger(__name__)
@@ -244,10 +244,10 @@ class Desk:
 
     def _overdue_codes(self) -> frozenset[str]:
         """Tracking codes past a due date today (in working days, as /status and the
-        reminders count them). Read in a thread on a read-only connection of its own."""
+        reminders count them). Read in a thread on a read connection of its own (either engine)."""
         policy = DeadlinePolicy.from_settings(self.settings)
         zone = self.settings.zone
-        with contextlib.closing(connect_readonly(self.settings.database_path)) as conn:
+        with contextlib.closing(connect_read(location(self.settings))) as conn:
             owed = submission_deadlines(
                 conn,
                 stages_of(policy, zone),
@@ -601,7 +601,7 @@ class Desk:
         try:
             count = await asyncio.to_thread(
                 export,
-                self.settings.database_path,
+                location(self.settings),
                 fmt,
                 cast(BinaryIO, sink),
                 filters,
