@@ -210,9 +210,13 @@ class InboundWorker:
                     log.info("WhatsApp delivered a message again; it has no second effect")
             if batch.statuses:
                 await apply_statuses(conn, batch.statuses, now)
+        if self.shared:
+            # Ours, repeats included: a repeat may be one whose first store this instance could
+            # not confirm (503), left pending for this instance's retry to take.
+            self._accepted.update(message.wamid for message in messages)
+            if len(self._accepted) > 100_000:  # repeats of handled messages are never closed here
+                self._accepted = set(self._queued)
         for message in fresh:
-            if self.shared:
-                self._accepted.add(message.wamid)
             self._enqueue(message.wamid, message.sender, message.payload)
         return len(fresh)
 
