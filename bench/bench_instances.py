@@ -4,6 +4,8 @@
   consent, a guided report, /status), CPU per message of the bot and of its PostgreSQL
   backend, with the per-resident advisory lock (as shipped) and without it (the hook made
   a no-op here only), SQLite beside them;
+- write pool (--write-pool): 16 residents at once through one core, one write transaction
+  at a time (as before) against four (as shipped: storage/pg.py's WRITE_POOL_SIZE);
 - shared pacing: one rate slot taken in the database (storage/ratelimits.py, one
   INSERT ... ON CONFLICT DO UPDATE ... RETURNING on its own pool) against the in-memory
   pacer: CPU of the bot and wall time per slot, the interval tiny so nobody waits.
@@ -80,6 +82,74 @@ async def pacing(url: str, slots: int, runs: int) -> dict[str, Any]:
     return results
 
 
+async def write_pool(url: str, residents: int, runs: int, sizes: tuple[int, ...] = (1, 4)) -> dict[str, Any]:
+    """Residents writing at once (16 at a time) through one core on PostgreSQL, with one write
+    transaction at a time per process (as before) and with N (storage/pg.py's WRITE_POOL_SIZE
+    replaced here by a semaphore and a write pool of each size):
+    the bot's CPU per message and messages a second. The server's CPU is left out: the
+    shared server runs other people's tests at the same time."""
+    import tempfile
+
+    import asyncpg
+
+    from bot.app import open_services
+    from bot.config import Settings
+    from storage.pg import STATEMENT_CACHE_SIZE
+    from tests.harness import Resident
+
+    class Counting(Resident):
+        sent = 0
+
+        async def deliver(self, incoming: Any) -> Any:
+            self.sent += 1
+            return await super().deliver(incoming)
+
+    text = "Jalan di depan rumah saya rusak parah dan berlubang besar, bahaya untuk motor"
+    schema = f"bench_pool_{os.getpid()}"
+    admin = await asyncpg.connect(url)
+    results: dict[str, Any] = {}
+    try:
+        for size in sizes:
+            bot_us, rates = [], []
+            for r in range(runs):
+                await admin.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema}")
+                target = f"{url}{'&' if '?' in url else '?'}search_path={schema}"
+                with tempfile.TemporaryDirectory() as folder:
+                    settings = Settings(  # type: ignore[call-arg]
+                        _env_file=None, database_path=Path(folder) / "unused.db", database_url=target
+                    )
+                    async with open_services(settings) as services:
+                        db = services.db
+                        await db._writer.close()
+                        db._writer = await asyncpg.create_pool(
+                            target, min_size=size, max_size=size, statement_cache_size=STATEMENT_CACHE_SIZE
+                        )
+                        db._lock = asyncio.Semaphore(size)
+                        people = [Counting(services.core, user_id=f"{size}{r}{i:05}") for i in range(residents)]
+                        gate = asyncio.Semaphore(16)
+
+                        async def one(person: Counting) -> None:
+                            async with gate:
+                                await person.agree()
+                                await person.submit_report(text)
+                                await person.command("status")
+
+                        cpu0, wall0 = time.process_time(), time.perf_counter()
+                        await asyncio.gather(*(one(p) for p in people))
+                        wall = time.perf_counter() - wall0
+                        messages = sum(p.sent for p in people)
+                        bot_us.append((time.process_time() - cpu0) / messages * 1e6)
+                        rates.append(messages / wall)
+            results[f"{size} write transaction(s) at a time"] = {
+                "cpu_per_message_bot": summary(bot_us, "µs"),
+                "messages_per_second_16_residents_at_once": summary(rates, "msg/s", digits=0),
+            }
+    finally:
+        await admin.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+        await admin.close()
+    return results
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument(
@@ -89,10 +159,13 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--slots", type=int, default=3000)
     parser.add_argument("--skip-core", action="store_true", help="only the pacing figures")
+    parser.add_argument("--write-pool", action="store_true", help="also: N write transactions at a time")
     args = parser.parse_args()
     sections = {"shared pacing, per slot": asyncio.run(pacing(args.url, args.slots, args.runs))}
     if not args.skip_core:
         sections["resident messages (Core.handle)"] = asyncio.run(resident_lock(args.url, args.residents, args.runs))
+    if args.write_pool:
+        sections["one core, 16 residents at once"] = asyncio.run(write_pool(args.url, args.residents, args.runs))
     for title, groups in sections.items():
         print(title)
         for name, figures in groups.items():
