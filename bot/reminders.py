@@ -272,8 +272,8 @@ class ReminderScheduler:
 async def run_once(settings: Settings, *, clock: Callable[[], datetime] = utcnow) -> RunReport:
     """One run in a process of its own (tests of restarts; an operator's cron)."""
     from handlers.i18n import Catalog
-    from storage.database import Database
+    from storage.database import connect
 
     catalog = Catalog.load(settings.default_language)
-    async with Database(settings.database_path) as db:
+    async with connect(settings) as db:  # the SQLite file, or DATABASE_URL's PostgreSQL
         return await ReminderService(db, settings, catalog, clock=clock).run()

@@ -24,7 +24,7 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from storage.database import Connection, connect_readonly, from_db, to_db
+from storage.database import Connection, ReadConnection, connect_read, from_db, to_db
 
 if TYPE_CHECKING:
     from storage.desk import Recipient
@@ -466,7 +466,7 @@ def _build_report(found: dict[str, list[Any]], rules: DeadlineRules, today: date
 
 
 def deadline_report_on(
-    conn: sqlite3.Connection,
+    conn: ReadConnection,
     rules: DeadlineRules,
     *,
     today: date,
@@ -491,9 +491,10 @@ def read_deadline_report(
     until: datetime,
     oldest: int = 10,
 ) -> DeadlineReport:
-    """deadline_report_on on a read-only connection of its own, in one read transaction
-    (for a worker thread: the digest)."""
-    conn = connect_readonly(db_path)
+    """deadline_report_on on a read connection of its own (storage.database.connect_read:
+    the SQLite file, or a PostgreSQL URL), in one read transaction (for a worker thread: the
+    digest)."""
+    conn = connect_read(db_path)
     try:
         conn.execute("BEGIN")
         return deadline_report_on(conn, rules, today=today, since=since, until=until, oldest=oldest)
@@ -531,7 +532,7 @@ class SubmissionDeadline:
 
 
 def submission_deadlines(
-    conn: sqlite3.Connection,
+    conn: ReadConnection,
     stages_of: StagesOf,
     working_days_between: WorkingDaysBetween,
     *,

@@ -147,27 +147,25 @@ def pytest_configure(config: pytest.Config) -> None:
     )
 
 
-# Modules whose PostgreSQL half still fails for a reason of the test's own (it seeds or reads
-# the SQLite file by hand, or times a SQLite lock); each runs on SQLite until converted.
+# Tests (file::name; a whole file when only its name is given) whose PostgreSQL half fails
+# for a reason not yet settled; each runs on SQLite meanwhile:
+# - the WhatsApp crash/restart pair: on PostgreSQL the restarted process leaves a message
+#   accepted before its crash to "another instance" for ORPHANED_AFTER (60 s), so it is
+#   handled a minute later, not at start (bot/inbound_worker.py, several instances);
+# - pacing of one chat: on PostgreSQL two notices to one resident came less than
+#   per_chat_interval apart (the shared rate limits are being reworked, issue 16).
 _NOT_YET_ON_POSTGRES = frozenset(
     {
-        "test_conversation",
-        "test_deadlines",
-        "test_digest",
-        "test_digest_delivery",
-        "test_export_cli",
-        "test_faults",
-        "test_masterplan",
-        "test_open311",
-        "test_outbox",
-        "test_privacy_attacks",
-        "test_security",
-        "test_storage_faults",
-        "test_web",
-        "test_webdesk",
-        "test_whatsapp",
+        "test_outbox.py::test_pacing_spaces_one_chat_and_the_whole_channel",
+        "test_whatsapp.py::test_a_message_accepted_before_a_crash_is_handled_after_restart",
+        "test_whatsapp.py::test_an_answer_meta_would_not_take_is_sent_later_once",
     }
 )
+
+
+def _not_yet_on_postgres(nodeid: str) -> bool:
+    name = nodeid.rpartition("/")[2]
+    return name in _NOT_YET_ON_POSTGRES or name.partition("::")[0] in _NOT_YET_ON_POSTGRES
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -175,9 +173,8 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         return
     if {"pg_url", "pg_server"} & set(metafunc.fixturenames):
         return  # the test names its PostgreSQL itself (database_url=pg_url); settings stay SQLite's
-    if (
-        metafunc.definition.get_closest_marker("sqlite_only") is not None
-        or metafunc.module.__name__.rpartition(".")[2] in _NOT_YET_ON_POSTGRES
+    if metafunc.definition.get_closest_marker("sqlite_only") is not None or _not_yet_on_postgres(
+        metafunc.definition.nodeid
     ):
         engines = ["sqlite"]
     elif _pg_wanted():

@@ -104,6 +104,24 @@ def scalar(target: Target, sql: str, *params: Any) -> Any:
         return row[0] if row else None
 
 
+def tables(target: Target) -> set[str]:
+    """The names of the database's tables (the test schema's on PostgreSQL)."""
+    if is_postgres(target):
+        return {r[0] for r in rows(target, "SELECT tablename FROM pg_tables WHERE schemaname = current_schema()")}
+    return {r[0] for r in rows(target, "SELECT name FROM sqlite_master WHERE type = 'table'")}
+
+
+def dump(target: Target) -> str:
+    """Every row of every table as text (SQLite's iterdump, or the same rows from PostgreSQL's
+    schema): for asserting that something is stored nowhere."""
+    if not is_postgres(target):
+        with contextlib.closing(sqlite3.connect(target)) as conn:
+            return "\n".join(conn.iterdump())
+    with opened(target) as conn:
+        tables = [r[0] for r in conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = current_schema()")]
+        return "\n".join(repr(tuple(row)) for table in tables for row in conn.execute(f"SELECT * FROM {table}"))
+
+
 def execute(target: Target, sql: str, *params: Any) -> None:
     with opened(target) as conn:
         conn.execute(sql, params)

@@ -471,7 +471,8 @@ class TestFirstHour:
         first = Resident(services.core, user_id="3001")
         await first.agree()
         code = await first.submit_report("Lampu jalan di depan SDN 1 Bendo mati sudah seminggu", area="Bendo")
-        await services.db.conn.execute("UPDATE submissions SET pillar = 'society'")  # an official re-tagged it
+        async with services.db.transaction() as conn:  # an official re-tagged it
+            await conn.execute("UPDATE submissions SET pillar = 'society'")
         second = Resident(services.core, user_id="3002")
         await second.agree()
         await second.command("lapor")

@@ -161,7 +161,8 @@ def second_process_run(
 ) -> str:
     """The day's run again from a new process on the same database (a restart); with
     `then_kill` the process SIGKILLs itself once the run has committed, before any send."""
-    env = {**os.environ, "DATABASE_PATH": str(db_path), "OFFICIALS": officials, "ESCALATION_CHATS": escalation}
+    where = "DATABASE_URL" if dbtools.is_postgres(db_path) else "DATABASE_PATH"  # the test's engine
+    env = {**os.environ, where: str(db_path), "OFFICIALS": officials, "ESCALATION_CHATS": escalation}
     code = (
         "import asyncio, datetime, os, signal\n"
         "from bot.config import load_settings\n"

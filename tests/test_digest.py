@@ -31,8 +31,10 @@ from handlers.digest import (
     to_json,
 )
 from handlers.i18n import Catalog
-from storage.database import Database, to_db
+from storage.database import Database, location, to_db
+from storage.database import connect as connect_db
 from storage.digest_queries import connect_readonly, query_plans, read_digest_rows
+from tests import dbtools
 
 JAKARTA = ZoneInfo("Asia/Jakarta")
 W48 = Period.iso_week(2026, 48, JAKARTA)  # Mon 23 - Sun 29 November 2026
@@ -46,7 +48,7 @@ def local(day: int, hour: int = 10, minute: int = 0, month: int = 11) -> datetim
     return datetime(2026, month, day, hour, minute, tzinfo=JAKARTA)
 
 
-async def seed_weeks(db_path: Path) -> None:
+async def seed_weeks(db_path: Path | str) -> None:
     """Two weeks of submissions with figures small enough to count by hand.
 
     Week 47 (16-22 Nov): 3 living reports (Maospati 1, Plaosan 2), 1 environment (Plaosan).
@@ -133,7 +135,7 @@ async def seed_weeks(db_path: Path) -> None:
     add("W48AB3", local(29, 23, 30), "report", None, None, None, f"Tolong dibantu segera. {filler}")
     add("W48AB4", local(25), "report", "living", "jalan", "Maospati", "Tersembunyi: kata kasar", hidden=1)
     add("W49AA2", local(30, 0, 10), "report", "living", "jalan", "Maospati", f"Minggu depan. {filler}")
-    async with Database(db_path) as db, db.transaction() as conn:
+    async with connect_db(db_path) as db, db.transaction() as conn:  # the file, or a PostgreSQL URL
         await conn.executemany(
             "INSERT INTO submissions (code, kind, pillar, subtopic, text, language, area, channel, "
             "status, hidden, supports, created_at, updated_at, status_changed_at) "
@@ -183,8 +185,9 @@ async def seed_weeks(db_path: Path) -> None:
 
 
 @pytest.fixture
-async def seeded(tmp_path: Path) -> Path:
-    path = tmp_path / "suarawarga.db"
+async def seeded(settings) -> Path | str:
+    """The two weeks in the test's database (the engine's: the SQLite file or the schema's URL)."""
+    path = location(settings)
     await seed_weeks(path)
     return path
 
@@ -339,6 +342,7 @@ async def test_an_empty_week_says_so(tmp_path):
     assert "Tidak ada aspirasi yang masuk" in render_text(d, Catalog.load(), "id")
 
 
+@pytest.mark.sqlite_only  # SQLite's query plans (PostgreSQL's planner picks by statistics)
 async def test_digest_queries_read_their_indexes_not_the_table(seeded):
     """At 1M rows a full scan is the difference between 20 ms and a second (bench_digest)."""
     conn = connect_readonly(seeded)
@@ -355,6 +359,7 @@ async def test_digest_queries_read_their_indexes_not_the_table(seeded):
         )
 
 
+@pytest.mark.sqlite_only  # the file opened mode=ro (PostgreSQL's: tests/test_postgres_reads.py)
 async def test_the_read_connection_cannot_write(seeded):
     conn = connect_readonly(seeded)
     try:
@@ -465,7 +470,7 @@ def test_cli_help_and_an_empty_week_say_what_they_mean(make_settings, tmp_path):
             pass
 
     asyncio.run(fresh())
-    result = CliRunner().invoke(digest_cli, [], obj=make_settings(database_path=path))
+    result = CliRunner().invoke(digest_cli, [], obj=make_settings(database_path=path, database_url=None))
     assert result.exit_code == 0
     assert "Periode yang dilihat:" in result.stderr and "--week" in result.stderr
     assert "Tidak ada aspirasi" in result.stdout
@@ -478,8 +483,7 @@ def test_cli_dry_run_prints_the_digest_and_sends_nothing(make_settings, seeded):
     result = CliRunner().invoke(digest_cli, ["--week", "2026-W48"], obj=settings)
     assert result.exit_code == 0, result.output
     assert "Total masuk: 10" in result.output
-    with sqlite3.connect(seeded) as conn:
-        assert conn.execute("SELECT count(*) FROM digest_deliveries").fetchone()[0] == 0
+    assert dbtools.scalar(seeded, "SELECT count(*) FROM digest_deliveries") == 0
 
 
 def test_cli_json_carries_period_and_totals_for_machines(make_settings, seeded):

@@ -8,7 +8,6 @@ import asyncio
 import email
 import email.policy
 import io
-import sqlite3
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
@@ -23,8 +22,8 @@ from bot.channels.whatsapp import WhatsAppChannel
 from bot.config import Settings
 from bot.digest_service import DigestScheduler, DigestService
 from handlers.i18n import Catalog
-from storage.database import Database, location, to_db
 from storage.database import connect as connect_db
+from storage.database import location, to_db
 from tests import dbtools
 from tests.fakes.graph_api import PHONE_ID, FakeGraph
 from tests.fakes.http_server import serve
@@ -107,7 +106,7 @@ class World:
 
 @pytest.fixture
 async def world(make_settings, tmp_path: Path) -> AsyncIterator[World]:
-    await seed_weeks(tmp_path / "suarawarga.db")
+    await seed_weeks(location(make_settings()))  # the test's database, on its engine
     fake = FakeTelegram()
     mailbox = Mailbox()
     async with AsyncExitStack() as stack:
@@ -268,16 +267,19 @@ async def test_a_recipient_that_keeps_failing_is_given_up_after_the_attempt_cap(
 
 
 async def test_whatsapp_gets_a_summary_in_the_window_and_the_template_outside(make_settings, tmp_path):
-    await seed_weeks(tmp_path / "suarawarga.db")
-    with sqlite3.connect(tmp_path / "suarawarga.db") as conn:  # an official who wrote an hour ago
+    target = location(make_settings())
+    await seed_weeks(target)
+    with dbtools.connect(target) as conn:  # an official who wrote an hour ago
         stamp = to_db(local(30, 6))
         conn.execute(
-            "INSERT INTO users (channel, platform_id, chat_id, language, consent_version, consent_at, "
-            "last_inbound_at, created_at) VALUES ('whatsapp', '628111', '628111', 'en', 'v', ?, ?, ?)",
+            # An id of its own: seed_weeks gave ids itself, past which PostgreSQL's identity
+            # does not move (SQLite's rowid does).
+            "INSERT INTO users (id, channel, platform_id, chat_id, language, consent_version, consent_at, "
+            "last_inbound_at, created_at) VALUES (900, 'whatsapp', '628111', '628111', 'en', 'v', ?, ?, ?)",
             (stamp, stamp, stamp),
         )
     graph = FakeGraph()
-    async with serve(graph.app) as url, Database(tmp_path / "suarawarga.db") as db:
+    async with serve(graph.app) as url, connect_db(target) as db:
         settings = make_settings(
             whatsapp_access_token=graph.token,
             whatsapp_phone_number_id=PHONE_ID,

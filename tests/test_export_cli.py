@@ -7,13 +7,13 @@ progress bar.
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import fcntl
 import io
 import json
 import os
 import shutil
-import sqlite3
 import struct
 import subprocess
 import sys
@@ -27,16 +27,25 @@ from click.testing import CliRunner
 
 from bot.cli_export import export
 from bot.exports import COLUMNS, CONTACT_COLUMNS
+from storage.database import connect as connect_db
 from storage.database import location, to_db
 from tests import dbtools
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
+async def _migrate(settings) -> None:
+    async with connect_db(settings):
+        pass
+
+
 @pytest.fixture
 def seeded(settings, migrated: Path) -> object:
     """Three submissions around the end of November, Magetan time (UTC+7)."""
-    shutil.copyfile(migrated, location(settings))
+    if dbtools.is_postgres(location(settings)):
+        asyncio.run(_migrate(settings))
+    else:
+        shutil.copyfile(migrated, location(settings))
     conn = dbtools.connect(location(settings))
     stamp = to_db(datetime(2026, 11, 1, tzinfo=UTC))
     conn.execute(
@@ -106,7 +115,7 @@ def test_xlsx_is_written_to_the_named_file(seeded, tmp_path: Path) -> None:
 def test_csv_for_indonesian_excel_uses_semicolons_decimal_commas_and_plain_times(seeded) -> None:
     """--csv-dialect excel-id: what Excel with Indonesian regional settings splits into
     columns on opening: ';' between fields, ',' in decimals, local "YYYY-MM-DD HH:MM:SS"."""
-    conn = sqlite3.connect(seeded.database_path)
+    conn = dbtools.connect(location(seeded))
     conn.execute(
         "UPDATE submissions SET latitude = -7.6543219, longitude = 111.3312345, "
         "text = 'Jalan rusak; tolong, segera' WHERE code = 'AAAAAA'"
@@ -211,7 +220,7 @@ def test_missing_folder_is_refused(seeded, tmp_path: Path) -> None:
 
 
 def test_missing_database_is_a_clear_error(make_settings, tmp_path: Path) -> None:
-    result = invoke(make_settings(database_path=tmp_path / "absent.db"))
+    result = invoke(make_settings(database_path=tmp_path / "absent.db", database_url=None))
     assert result.exit_code == 1 and "not found" in result.stderr
 
 
@@ -226,9 +235,7 @@ def test_include_contact_names_what_it_left_out_and_is_audited(seeded, tmp_path:
     assert contacts == {"AAA-AAA": "6281299990000", "BBB-BBB": "", "CCC-CCC": "6281299990000"}
     assert "1 anonymous submissions stay without contact" in " ".join(result.stderr.split())
     assert (out.stat().st_mode & 0o777) == 0o600  # personal data: owner only
-    conn = sqlite3.connect(seeded.database_path)
-    ((actor, after),) = conn.execute("SELECT actor, after FROM audit_log").fetchall()
-    conn.close()
+    ((actor, after),) = dbtools.rows(location(seeded), "SELECT actor, after FROM audit_log")
     assert actor.startswith("cli:") and json.loads(after)["with_contact"] == 2
 
 
@@ -243,10 +250,11 @@ def test_progress_bar_shows_on_a_terminal(seeded, tmp_path: Path) -> None:
     script = (
         "import sys; from pathlib import Path; from bot.config import Settings; "
         "from bot.cli_export import export; "
-        "export.main(sys.argv[1:-1], obj=Settings(_env_file=None, database_path=Path(sys.argv[-1])), "
+        "db = sys.argv[-1]; where = {'database_url': db} if db.startswith('postgresql') else {'database_path': Path(db)}; "
+        "export.main(sys.argv[1:-1], obj=Settings(_env_file=None, **where), "
         "standalone_mode=True)"
     )
-    cmd = [sys.executable, "-c", script, "--out", str(out), str(seeded.database_path)]
+    cmd = [sys.executable, "-c", script, "--out", str(out), str(location(seeded))]
     proc = subprocess.run(cmd, cwd=ROOT, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=slave, timeout=60)
     os.close(slave)
     shown = b""

@@ -366,6 +366,7 @@ async def _resident_at_confirm(services) -> CoreResident:
     return resident
 
 
+@pytest.mark.sqlite_only  # another process locks the SQLite file
 async def test_brief_lock_by_another_process_delays_but_loses_nothing(short_busy_timeout, services, caplog):
     """A lock held for a while: the message waits, a warning says the database is locked
     by another process, and once the lock is released the report is saved and confirmed."""
@@ -386,6 +387,7 @@ async def test_brief_lock_by_another_process_delays_but_loses_nothing(short_busy
     assert any("locked by another process" in r.getMessage() and r.levelno == logging.WARNING for r in caplog.records)
 
 
+@pytest.mark.sqlite_only  # another process locks the SQLite file
 async def test_long_lock_tells_the_resident_and_the_retry_succeeds(short_busy_timeout, services, caplog):
     """Locked longer than the bot waits: the resident is told we cannot save right now, no
     confirmation is given, the step is kept, and the same press works once the lock is gone.
@@ -406,6 +408,7 @@ async def test_long_lock_tells_the_resident_and_the_retry_succeeds(short_busy_ti
     assert rows(location(services.settings), "SELECT count(*) FROM submissions") == [(1,)]
 
 
+@pytest.mark.sqlite_only  # the SQLite file's disk fills up
 async def test_disk_full_keeps_what_was_acknowledged_and_recovers(services):
     """The disk fills up mid-conversation: the resident is told we cannot save, their earlier
     report is intact, and when space is back the same conversation continues by itself."""
@@ -435,6 +438,7 @@ async def test_disk_full_keeps_what_was_acknowledged_and_recovers(services):
     assert rows(path, step) in ([("pillar",)], [("pick",)])
 
 
+@pytest.mark.sqlite_only  # the SQLite file turns read-only
 async def test_read_only_database_tells_residents_and_recovers(services, caplog):
     """The database cannot be written (a read-only remount, wrong permissions): residents are
     told we cannot save, what was saved stays, and writes resume when it is writable again.

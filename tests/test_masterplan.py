@@ -12,7 +12,6 @@ import asyncio
 import contextlib
 import json
 import shutil
-import sqlite3
 from pathlib import Path
 
 import pytest
@@ -30,7 +29,8 @@ from handlers.masterplan import (
     pillar_vocabulary,
 )
 from handlers.messages import Incoming, InputKind
-from storage.database import utcnow
+from storage.database import location, utcnow
+from tests import dbtools
 from tests.test_officials import OFFICIAL, add_resident, add_submission, scalar, telegram_stack
 
 OUTLINE_CSV = """section,title,pillar,programme,kecamatan
@@ -60,7 +60,7 @@ def cli(settings, *args: str):
 
 
 def rows(db_path: Path, sql: str, *params: object) -> list[tuple]:
-    with contextlib.closing(sqlite3.connect(db_path)) as conn:
+    with contextlib.closing(dbtools.connect(db_path)) as conn:
         return conn.execute(sql, params).fetchall()
 
 
@@ -71,7 +71,7 @@ def bot_settings(make_settings, migrated):
 
     def build(**overrides: object):
         settings = make_settings(**overrides)
-        shutil.copy(migrated, settings.database_path)
+        shutil.copy(migrated, location(settings))
         return settings
 
     return build
@@ -141,6 +141,7 @@ def test_a_bad_outline_names_every_problem_with_its_line(pillars):
         outline_from_rows([["judul"], ["Jalan"]], pillars=pillars)
 
 
+@pytest.mark.sqlite_only  # starts from a DATABASE_PATH that names no file yet
 def test_loading_from_xlsx_reports_and_audits_and_a_dry_run_writes_nothing(make_settings, migrated, tmp_path):
     settings = make_settings(areas="Maospati,Bendo")
     book = Workbook()
@@ -155,7 +156,7 @@ def test_loading_from_xlsx_reports_and_audits_and_a_dry_run_writes_nothing(make_
     nowhere = CliRunner().invoke(masterplan, ["load", str(path)], obj=settings)
     assert nowhere.exit_code == 1 and f"no database at {settings.database_path}" in nowhere.output
     assert not settings.database_path.exists()
-    shutil.copy(migrated, settings.database_path)
+    shutil.copy(migrated, location(settings))
 
     dry = cli(settings, "load", str(path), "--dry-run")
     assert dry.exit_code == 0, dry.output
@@ -163,12 +164,12 @@ def test_loading_from_xlsx_reports_and_audits_and_a_dry_run_writes_nothing(make_
     assert dry.output.endswith(
         "Would load 4 sections from kerangka.xlsx: 4 changes, 0 unchanged. Nothing written (--dry-run).\n"
     )
-    assert scalar(settings.database_path, "SELECT count(*) FROM masterplan_sections") == 0
+    assert scalar(location(settings), "SELECT count(*) FROM masterplan_sections") == 0
 
     loaded = cli(settings, "load", str(path))
     assert loaded.output.endswith("Loaded 4 sections from kerangka.xlsx: 4 changes, 0 unchanged.\n")
     assert rows(
-        settings.database_path,
+        location(settings),
         "SELECT number, title, pillar, programme, area FROM masterplan_sections ORDER BY position",
     ) == [
         ("4", "Kelayakan Hidup", "living", None, None),
@@ -179,12 +180,12 @@ def test_loading_from_xlsx_reports_and_audits_and_a_dry_run_writes_nothing(make_
     again = cli(settings, "load", str(path))
     assert again.output == "Loaded 4 sections from kerangka.xlsx: 0 changes, 4 unchanged.\n"
     [(actor, target, after)] = rows(
-        settings.database_path,
+        location(settings),
         "SELECT actor, target, after FROM audit_log WHERE action = 'masterplan_load' ORDER BY id LIMIT 1",
     )
     assert actor.startswith("cli:") and target == "kerangka.xlsx"
     assert json.loads(after)["sections"] == 4
-    assert scalar(settings.database_path, "SELECT count(*) FROM audit_log WHERE action = 'masterplan_load'") == 2
+    assert scalar(location(settings), "SELECT count(*) FROM audit_log WHERE action = 'masterplan_load'") == 2
 
     bad = tmp_path / "rusak.csv"
     bad.write_text("section,title\n4.1,\n", encoding="utf-8")
@@ -313,13 +314,13 @@ async def test_a_reload_keeps_links_through_renames_and_retires_what_was_dropped
             "retired   5.1 Bank Sampah dan Daur Ulang (1 linked submissions keep their link, shown as retired)",
             "Would load 3 sections from v2.csv: 3 changes, 1 unchanged. Nothing written (--dry-run).",
         ]
-        assert scalar(settings.database_path, "SELECT title FROM masterplan_sections WHERE number = '4.1'") == (
+        assert scalar(location(settings), "SELECT title FROM masterplan_sections WHERE number = '4.1'") == (
             "Jalan dan Jembatan Desa"
         )
         await asyncio.to_thread(cli, settings, "load", str(second))
 
         assert rows(
-            settings.database_path,
+            location(settings),
             "SELECT sub.code, s.number, s.title, s.retired_at IS NOT NULL FROM masterplan_links l "
             "JOIN submissions sub ON sub.id = l.submission_id JOIN masterplan_sections s "
             "ON s.id = l.section_id ORDER BY s.number",
@@ -346,15 +347,11 @@ async def test_a_reload_keeps_links_through_renames_and_retires_what_was_dropped
         )
         # The first outline again: 5.1 is restored and 4.3 goes back to 4.2, the same rows.
         await asyncio.to_thread(cli, settings, "load", str(first))
-        assert scalar(settings.database_path, "SELECT count(*) FROM masterplan_sections") == 4
-        assert scalar(settings.database_path, "SELECT group_concat(number) FROM masterplan_sections") == (
-            "4,4.1,4.2,5.1"
-        )
-        assert (
-            scalar(settings.database_path, "SELECT count(*) FROM masterplan_sections WHERE retired_at IS NOT NULL") == 0
-        )
+        assert scalar(location(settings), "SELECT count(*) FROM masterplan_sections") == 4
+        assert scalar(location(settings), "SELECT group_concat(number) FROM masterplan_sections") == ("4,4.1,4.2,5.1")
+        assert scalar(location(settings), "SELECT count(*) FROM masterplan_sections WHERE retired_at IS NOT NULL") == 0
         # Each of the 4 links and 1 move told the resident once (one resident, three submissions).
-        assert scalar(settings.database_path, "SELECT count(*) FROM outbox") == 4
+        assert scalar(location(settings), "SELECT count(*) FROM outbox") == 4
 
 
 # Links in bulk from a filled-in export -----------------------------------------------------------------------
@@ -393,25 +390,25 @@ async def test_bulk_link_from_a_filled_in_export_is_a_dry_run_until_applied(bot_
         "Would link from aspirasi.xlsx: 2 new, 0 moved, 0 already linked, 2 skipped. "
         "Nothing written; add --apply to link.",
     ]
-    assert scalar(settings.database_path, "SELECT count(*) FROM masterplan_links") == 0
-    assert scalar(settings.database_path, "SELECT count(*) FROM outbox") == 0
+    assert scalar(location(settings), "SELECT count(*) FROM masterplan_links") == 0
+    assert scalar(location(settings), "SELECT count(*) FROM outbox") == 0
 
     applied = await asyncio.to_thread(cli, settings, "link", str(path), "--apply")
     assert applied.output.splitlines()[-1] == (
         "Linked from aspirasi.xlsx: 2 new, 0 moved, 0 already linked, 2 skipped. "
         "Residents and supporters are told through the outbox."
     )
-    notices = rows(settings.database_path, "SELECT chat_id, purpose, payload FROM outbox ORDER BY id")
+    notices = rows(location(settings), "SELECT chat_id, purpose, payload FROM outbox ORDER BY id")
     assert [(chat, purpose) for chat, purpose, _ in notices] == [("1001", "status_change"), ("1002", "status_change")]
     assert json.loads(notices[0][2])["text"].startswith(
         f'News about your report {road}: it is now in the draft masterplan, section 4.1 "Jalan dan Jembatan Desa".'
     )
-    assert scalar(settings.database_path, "SELECT count(*) FROM submissions WHERE status = 'in_masterplan'") == 2
+    assert scalar(location(settings), "SELECT count(*) FROM submissions WHERE status = 'in_masterplan'") == 2
 
     again = await asyncio.to_thread(cli, settings, "link", str(path), "--apply")
     assert "0 new, 0 moved, 2 already linked" in again.output
-    assert scalar(settings.database_path, "SELECT count(*) FROM outbox") == 2
-    assert scalar(settings.database_path, "SELECT count(*) FROM audit_log WHERE action = 'masterplan_link'") == 2
+    assert scalar(location(settings), "SELECT count(*) FROM outbox") == 2
+    assert scalar(location(settings), "SELECT count(*) FROM audit_log WHERE action = 'masterplan_link'") == 2
 
 
 # Exports: the section column and the view by section -------------------------------------------------------

@@ -177,7 +177,7 @@ async def test_a_posted_report_becomes_a_submission_in_the_desk(make_settings):
             .fetchone()
         )
         assert row == ("new", "open311", "living", "transport", "living", "Maospati", None, 1)
-        dump = "\n".join(dbtools.connect(desk.db_path).iterdump())
+        dump = dbtools.dump(desk.db_path)
         for secret in ("budi@example.org", "Santoso", "081299998888", OPEN311_KEY):
             assert secret not in dump, secret
         assert scalar(desk.db_path, "SELECT count(*) FROM audit_log WHERE action = 'open311_request'") == 1

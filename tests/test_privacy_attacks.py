@@ -8,6 +8,8 @@ import re
 import sqlite3
 from pathlib import Path
 
+import pytest
+
 from tests import dbtools
 from tests.drivers_web import TelegramWebhookDriver, WhatsAppDriver
 
@@ -109,6 +111,7 @@ def _files(db: Path, backup: Path) -> dict[str, bytes]:
 
 
 class TestErasure:
+    @pytest.mark.sqlite_only  # secure_delete, the WAL and the file backup
     async def test_after_hapus_the_number_and_name_are_nowhere_in_the_files(self, make_settings, tmp_path):
         """After /hapus a search of the database, its WAL and the next backup for the
         resident's number and name finds nothing, though officials quoted both."""

@@ -86,7 +86,7 @@ OFFICIAL_TRIES = [
 async def test_officials_commands_from_a_non_official_are_refused(officials_services):
     """A resident typing an official's command (even with a real code) is refused politely;
     typed without the slash it is not a command at all; the submission is untouched."""
-    path = officials_services.settings.database_path
+    path = location(officials_services.settings)
     owner = Resident(officials_services.core, user_id="1001")
     code = await submit(owner, ROAD)
     before = rows(path, "SELECT status, pillar, hidden, status_note FROM submissions")
@@ -128,15 +128,15 @@ INJECTIONS = [
 
 
 async def test_injection_strings_are_stored_verbatim_and_harmless(services):
-    path = services.settings.database_path
-    tables = {name for (name,) in rows(path, "SELECT name FROM sqlite_master WHERE type = 'table'")}
+    path = location(services.settings)
+    tables = dbtools.tables(path)
     for i, text in enumerate(INJECTIONS):
         resident = Resident(services.core, user_id=f"10{i}")
         code = await submit(resident, text)
         assert rows(path, "SELECT text FROM submissions WHERE code = ?", (code.replace("-", ""),)) == [(text,)]
         answers = await resident.command("status", code)
         assert code in answers[0].text
-    assert {name for (name,) in rows(path, "SELECT name FROM sqlite_master WHERE type = 'table'")} == tables
+    assert dbtools.tables(path) == tables
     assert rows(path, "SELECT count(*) FROM submissions") == [(len(INJECTIONS),)]
 
 

@@ -30,6 +30,7 @@ async def _timed(coro) -> tuple[float, object]:
     return time.perf_counter() - start, result
 
 
+@pytest.mark.sqlite_only  # another process locks the SQLite file
 async def test_a_locked_database_does_not_stall_healthz_or_stack_webhook_waits(short_lock_wait, make_settings):
     async with WhatsAppDriver(make_settings) as bot:
         await bot.send_text("halo")
@@ -54,6 +55,7 @@ async def test_a_locked_database_does_not_stall_healthz_or_stack_webhook_waits(s
     assert recovered.status_code == 200 and recovered.json()["writes"] == "ok"
 
 
+@pytest.mark.sqlite_only  # the SQLite write connection's failures
 async def test_failing_writes_are_reported_and_told_to_a_resident_once(make_settings):
     """The database stops taking writes (a read-only remount; a full disk fails the same
     way) while accepted messages wait: /healthz says so, the resident hears "cannot save"

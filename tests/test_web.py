@@ -150,11 +150,13 @@ async def test_bodies_over_3_mb_get_413_whether_declared_or_streamed(resident):
 
 
 @on_bot
-async def test_health_reports_the_database(wa_bot):
+async def test_health_reports_the_database(wa_bot, engine):
     health = await wa_bot.http.get("/healthz")
     assert health.status_code == 200
     assert health.json()["status"] == "ok" and health.json()["database"] == "ok"
-    assert health.json()["engine"] == "sqlite" and health.json()["instance"].endswith(f":{os.getpid()}")
+    assert health.json()["engine"] == {"sqlite": "sqlite", "postgres": "postgresql"}[engine] and health.json()[
+        "instance"
+    ].endswith(f":{os.getpid()}")
 
 
 @on_bot

@@ -25,6 +25,7 @@ from bot.outbox import OutboxWorker
 from bot.web import build_web_app
 from storage import webdesk as store
 from storage.database import location, utcnow
+from tests import dbtools
 from tests.fakes import FakeTelegram, serve
 from tests.test_officials import FAST, OFFICIAL, TelegramStack, add_resident, add_submission, scalar
 
@@ -340,7 +341,7 @@ async def test_desk_link_from_the_command_line(make_settings, monkeypatch):
 
     async with desk_stack(make_settings) as desk:
         for key, value in {
-            "DATABASE_PATH": str(desk.db_path),
+            ("DATABASE_URL" if dbtools.is_postgres(desk.db_path) else "DATABASE_PATH"): str(desk.db_path),
             "OFFICIALS": f"telegram:{OFFICIAL}",
             "DESK_SECRET": DESK_SECRET,
             "PUBLIC_URL": desk.url,
@@ -425,7 +426,7 @@ async def test_sessions_table_keeps_only_hashes(make_settings):
                 conn, __import__("bot.webdesk.auth", fromlist=["digest"]).digest(session_id)
             )
         assert session is not None
-        dump = "\n".join(__import__("sqlite3").connect(desk.db_path).iterdump())
+        dump = dbtools.dump(desk.db_path)
         assert token not in dump and session_id not in dump
 
 

@@ -17,7 +17,7 @@ def desk_link(settings: Settings, official: str) -> None:
 
     OFFICIAL is an OFFICIALS entry, e.g. telegram:123456789."""
     from bot.webdesk.auth import issue_link
-    from storage.database import Database, utcnow
+    from storage.database import connect, utcnow
 
     if not settings.desk_enabled:
         raise click.ClickException("the web desk is off: set DESK_SECRET and PUBLIC_URL")
@@ -25,7 +25,7 @@ def desk_link(settings: Settings, official: str) -> None:
         raise click.ClickException(f"{official} is not in OFFICIALS")
 
     async def make() -> str:
-        async with Database(settings.database_path) as db, db.transaction() as conn:
+        async with connect(settings) as db, db.transaction() as conn:  # either engine
             return await issue_link(conn, settings, official, now=utcnow())
 
     click.echo(asyncio.run(make()))
