@@ -1,14 +1,17 @@
 """Consultations (issue 18): how long sending and closing one hold the write lock.
 
 `/konsultasi kirim` finds the audience, queues one outbox row per resident and records who was
-asked, in the official's transaction; `/konsultasi tutup` counts the answers and queues the
-result to every participant. Residents' messages wait behind that transaction (SQLite has one
-writer), so its length is what matters. Measured on a real SQLite file (WAL) seeded with N
+asked; `/konsultasi tutup` counts the answers and queues the result to every participant.
+Residents' messages wait behind each write transaction (SQLite has one writer, and the write
+connection runs on the event loop), so the longest one is what matters. Both modes are timed:
+`one` runs every chunk in a single transaction (as before the chunking), `chunked` a
+transaction per chunk (CHUNK residents), as the bot does. Meanwhile a "resident" writes a
+small transaction every 5 ms; its latency (from when it was due to its commit) is reported. Measured on a real SQLite file (WAL) seeded with N
 residents, each with one submission (pillar living, a kecamatan), 80% agreed to be contacted,
 a third on WhatsApp (half of those outside the 24-hour window, no template), half of the asked
 answering; the audience is the whole pillar (the largest a filter can give).
 
-    .venv/bin/python -m bench.bench_consult [--residents 10000 50000] [--json]
+    .venv/bin/python -m bench.bench_consult [--residents 10000 50000] [--chunk 1000] [--json]
 """
 
 from __future__ import annotations
@@ -18,11 +21,14 @@ import asyncio
 import sqlite3
 import tempfile
 import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 from bench.common import emit, peak_rss_mb, quiet_logs, settings_for
+from handlers.consultation import Transactions
 
 AREAS = ("Maospati", "Bendo", "Takeran", "Panekan", "Magetan", "Plaosan")
 
@@ -64,7 +70,82 @@ def seed(db_path: Path, residents: int) -> None:
     conn.close()
 
 
-async def measure(residents: int) -> dict[str, Any]:
+class Timed:
+    """`db.transaction`, timing each transaction (the longest is what residents wait behind)."""
+
+    def __init__(self, db: Any):
+        self.db = db
+        self.times: list[float] = []
+
+    @asynccontextmanager
+    async def __call__(self) -> AsyncIterator[Any]:
+        started = time.perf_counter()
+        async with self.db.transaction() as conn:
+            yield conn
+        self.times.append(time.perf_counter() - started)
+
+
+class Resident:
+    """Writes one small transaction every 5 ms, as residents' messages do, and records how
+    long each took from when it was due to its commit."""
+
+    def __init__(self, db: Any):
+        self.db = db
+        self.latencies: list[float] = []
+        self.running = True
+
+    async def run(self) -> None:
+        from storage.database import to_db, utcnow
+
+        loop = asyncio.get_running_loop()
+        due = loop.time()
+        while self.running:
+            # From when the message was due, not when the loop got round to it: a stalled
+            # event loop delays residents as much as a held lock does.
+            await asyncio.sleep(max(0.0, due - loop.time()))
+            async with self.db.transaction() as conn:
+                await conn.execute("UPDATE users SET last_inbound_at = ? WHERE id = 1", (to_db(utcnow()),))
+            self.latencies.append(loop.time() - due)
+            due = max(due + 0.005, loop.time())
+
+    def summary(self) -> dict[str, float]:
+        found = sorted(self.latencies)
+        if not found:
+            return {}
+
+        def at(q: float) -> float:
+            return round(1000 * found[min(len(found) - 1, int(q * len(found)))], 1)
+
+        return {"writes": len(found), "p50_ms": at(0.5), "p99_ms": at(0.99), "max_ms": at(1.0)}
+
+
+async def _timed_run(db: Any, work: Callable[[Transactions], Awaitable[Any]], *, one: bool) -> dict[str, Any]:
+    """Run `work` with a resident writing alongside; one transaction in all, or chunked."""
+    timed = Timed(db)
+    resident = Resident(db)
+    beside = asyncio.create_task(resident.run())
+    await asyncio.sleep(0.05)  # the resident is writing before the send starts
+    started = time.perf_counter()
+    if one:
+        from handlers.consultation import within
+
+        async with timed() as conn:
+            result = await work(within(conn))
+    else:
+        result = await work(timed)
+    total = time.perf_counter() - started
+    resident.running = False
+    await beside
+    return {
+        "result": result,
+        "total_s": round(total, 3),
+        "transactions": len(timed.times),
+        "longest_transaction_ms": round(1000 * max(timed.times), 1),
+        "resident": resident.summary(),
+    }
+
+
+async def measure(residents: int, *, one: bool, chunk: int) -> dict[str, Any]:
     from handlers import consultation
     from handlers.i18n import Catalog
     from storage import consultations as store
@@ -90,33 +171,48 @@ async def measure(residents: int) -> dict[str, Any]:
                     actor="bench",
                     now=utcnow(),
                 )
-            started = time.perf_counter()
-            async with db.transaction() as conn:
-                found = await consultation.send(conn, catalog, c, template=False, actor="bench", now=utcnow())
-            send_s = time.perf_counter() - started
+
+            async def send(tx: Transactions) -> Any:
+                return await consultation.send(
+                    tx, catalog, c.id, template=False, actor="bench", now=utcnow(), chunk=chunk
+                )
+
+            sent = await _timed_run(db, send, one=one)
+            found = sent.pop("result")
+            assert found is not None
             async with db.transaction() as conn:
                 await conn.execute(
                     "UPDATE consultation_recipients SET choice = 1 + (user_id % 2), answers = 1, answered_at = ? "
                     "WHERE consultation_id = ? AND delivery = 'queued' AND user_id % 2 = 0",
                     (utcnow().isoformat(), c.id),
                 )
-                sent = await store.get(conn, c.id)
-            assert sent is not None
-            started = time.perf_counter()
-            async with db.transaction() as conn:
-                tallied, told = await consultation.close(conn, catalog, sent, actor="bench", now=utcnow())
-            close_s = time.perf_counter() - started
+                assert await store.get(conn, c.id) is not None
+
+            async def close(tx: Transactions) -> Any:
+                return await consultation.close(tx, catalog, c.id, actor="bench", now=utcnow(), chunk=chunk)
+
+            closed = await _timed_run(db, close, one=one)
+            report = closed.pop("result")
+            assert report is not None
+            async with (
+                db.transaction() as conn,
+                conn.execute(
+                    "SELECT count(*), count(DISTINCT user_id) FROM outbox WHERE purpose = 'consultation'"
+                ) as cur,
+            ):
+                rows, people = await cur.fetchone()
+            assert rows == people == found.queued, "each resident queued once"
         finally:
             await db.close()
     return {
         "residents": residents,
-        "audience": len(found.candidates),
+        "mode": "one transaction" if one else f"chunked ({chunk})",
         "queued": found.queued,
-        "not_sent_no_window": len(found.no_window),
-        "send_transaction_s": round(send_s, 3),
-        "answered": tallied.answered,
-        "results_queued": told,
-        "close_transaction_s": round(close_s, 3),
+        "not_sent_no_window": found.no_window,
+        "send": sent,
+        "answered": report.tally.answered,
+        "results_queued": report.told,
+        "close": closed,
         "peak_rss_mb": round(peak_rss_mb(), 1),
     }
 
@@ -124,10 +220,16 @@ async def measure(residents: int) -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--residents", type=int, nargs="+", default=[10_000, 50_000])
+    parser.add_argument("--chunk", type=int, default=1000, help="residents per transaction (chunked mode)")
+    parser.add_argument("--modes", nargs="+", choices=("one", "chunked"), default=["one", "chunked"])
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     quiet_logs()
-    result = {str(n): asyncio.run(measure(n)) for n in args.residents}
+    result = {
+        f"{n} {mode}": asyncio.run(measure(n, one=mode == "one", chunk=args.chunk))
+        for n in args.residents
+        for mode in args.modes
+    }
     emit("consultations", result, args.json)
 
 

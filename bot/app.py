@@ -117,10 +117,18 @@ def _officials_desk(services: Services) -> OfficialDesk:
     # /masterplan KODE 4.2 (and /status KODE masuk_masterplan 4.2): the link, the status and
     # the notifications in the official's transaction.
     desk.register("masterplan", MasterplanCommand(catalog))
-    # /konsultasi: consultations to residents who raised a topic (issue 18), in the transaction.
+    # /konsultasi: consultations to residents who raised a topic (issue 18), after the message
+    # has committed: a send or close to tens of thousands writes in chunks of its own.
     desk.register(
         "consult",
-        ConsultationCommand(catalog, areas=settings.areas, template=bool(settings.whatsapp_template_consultation)),
+        ConsultationCommand(
+            catalog,
+            areas=settings.areas,
+            template=bool(settings.whatsapp_template_consultation),
+            db=services.db,
+            wake=lambda: services.core.on_outbox(),
+        ),
+        after_commit=True,
     )
     return desk
 

@@ -8,8 +8,10 @@
     suarawarga consult results 1 --xlsx hasil.xlsx --chart hasil.png
     suarawarga consult list
 
-Each command is one transaction on the bot's database, audited; the running bot's outbox
-worker sends what it queues (within its poll interval).
+Each command is audited; create, preview and results are one transaction each, send and close
+write in chunks of their own transactions (residents writing meanwhile wait a few ms, not
+seconds) and, run again after an interruption, finish what was left. The running bot's outbox
+worker sends what they queue (within its poll interval).
 """
 
 from __future__ import annotations
@@ -22,11 +24,14 @@ import click
 from bot.cli_masterplan import _actor, _database_exists
 from bot.config import Settings
 from handlers.consultation import (
+    CloseReport,
     ConsultError,
+    SendReport,
     close,
     parse_draft,
     question_message,
     reach,
+    read_rows,
     results_text,
     send,
     tally,
@@ -135,7 +140,7 @@ def preview(settings: Settings, cid: int) -> None:
 
     c, audience, no_window = asyncio.run(run())
     click.echo(
-        f"#{c.id} ({c.state}): {audience} residents, {no_window} not reachable (WhatsApp, no window, no template)"
+        f"#{c.id} ({c.phase}): {audience} residents, {no_window} not reachable (WhatsApp, no window, no template)"
     )
     message = question_message(catalog, settings.default_language, c)
     click.echo(message.text)
@@ -147,21 +152,23 @@ def preview(settings: Settings, cid: int) -> None:
 @click.argument("cid", type=int)
 @click.pass_obj
 def send_command(settings: Settings, cid: int) -> None:
-    """Queue the question to its audience through the outbox (once)."""
+    """Queue the question to its audience through the outbox (once; again: finish a send that stopped)."""
     catalog = _catalog(settings)
 
-    async def run() -> tuple[int, int]:
-        async with connect(settings) as db, db.transaction() as conn:
-            c = await _get(conn, cid)
-            if c.state != "draft":
-                raise click.ClickException(f"consultation #{cid} was already sent ({c.state})")
-            found = await send(conn, catalog, c, template=_template(settings), actor=_actor(), now=utcnow())
-            return found.queued, len(found.no_window)
+    async def run() -> SendReport:
+        async with connect(settings) as db:
+            async with db.transaction() as conn:
+                c = await _get(conn, cid)
+            found = await send(db.transaction, catalog, cid, template=_template(settings), actor=_actor(), now=utcnow())
+            if found is None:
+                raise click.ClickException(f"consultation #{cid} was already sent ({c.phase})")
+            return found
 
-    queued, no_window = asyncio.run(run())
+    found = asyncio.run(run())
     click.echo(
-        f"Consultation #{cid}: queued to {queued} residents; not sent to {no_window} "
-        "(WhatsApp outside the 24-hour window, no WHATSAPP_TEMPLATE_CONSULTATION)."
+        f"Consultation #{cid}: {'finished the interrupted send; ' if found.resumed else ''}queued to {found.queued} "
+        f"residents; not sent to {found.no_window} (WhatsApp outside the 24-hour window, no "
+        "WHATSAPP_TEMPLATE_CONSULTATION)."
     )
 
 
@@ -172,16 +179,20 @@ def close_command(settings: Settings, cid: int) -> None:
     """Close it: answers stop counting, and every participant is sent the result once."""
     catalog = _catalog(settings)
 
-    async def run() -> tuple[int, int]:
-        async with connect(settings) as db, db.transaction() as conn:
-            c = await _get(conn, cid)
-            if c.state != "sent":
-                raise click.ClickException(f"consultation #{cid} cannot be closed: it is {c.state}")
-            t, told = await close(conn, catalog, c, actor=_actor(), now=utcnow())
-            return t.answered, told
+    async def run() -> CloseReport:
+        async with connect(settings) as db:
+            async with db.transaction() as conn:
+                c = await _get(conn, cid)
+            closed = await close(db.transaction, catalog, cid, actor=_actor(), now=utcnow())
+            if closed is None:
+                raise click.ClickException(f"consultation #{cid} cannot be closed: it is {c.phase}")
+            return closed
 
-    answered, told = asyncio.run(run())
-    click.echo(f"Closed consultation #{cid}: {answered} answers; the result is queued to {told} participants.")
+    closed = asyncio.run(run())
+    click.echo(
+        f"Closed consultation #{cid}{' (finished the interrupted close)' if closed.resumed else ''}: "
+        f"{closed.tally.answered} answers; the result is queued to {closed.told} participants."
+    )
 
 
 @consult.command("results")
@@ -198,9 +209,10 @@ def results(
     lang = language if language and catalog.supports(language) else settings.default_language
 
     async def run() -> tuple[store.Consultation, list[store.Row]]:
-        async with connect(settings) as db, db.transaction() as conn:
-            c = await _get(conn, cid)
-            return c, await store.rows(conn, cid)
+        async with connect(settings) as db:
+            async with db.transaction() as conn:
+                c = await _get(conn, cid)
+            return c, await read_rows(db.transaction, cid)
 
     c, found = asyncio.run(run())
     counted = tally(found)
@@ -229,4 +241,4 @@ def list_command(settings: Settings) -> None:
             return await store.listing(conn, limit=50)
 
     for c in asyncio.run(run()):
-        click.echo(f"#{c.id:<4} {c.state:<7} {c.kind:<9} {c.question[:70]}")
+        click.echo(f"#{c.id:<4} {c.phase:<7} {c.kind:<9} {c.question[:70]}")

@@ -11,16 +11,21 @@ stands in, and with none configured the question is not sent and counted as such
 
 Officials: /konsultasi buat|lihat|kirim|tutup|hasil (English create|preview|send|close|
 results) in chat, `suarawarga consult ...` on the command line; both call the functions
-below in one transaction.
+below. Sending and closing write in bounded transactions (`Sending`, `Closing`: one range of
+residents or one chunk of results each, the event loop and the write lock free in between),
+so a pillar-wide consultation does not hold residents' messages for seconds; both are
+idempotent and resume where they stopped when run again (see storage/consultations.py).
 """
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from handlers.i18n import Catalog
@@ -48,6 +53,22 @@ PURPOSE = "consultation"
 # reopens the window) and then arrives ready to answer.
 FOLLOWUP_PURPOSE = "consultation_followup"
 RESULT_PURPOSE = "consultation_result"
+# Residents (by id) per transaction when sending, results per transaction when closing:
+# a few ms of writing each (bench/bench_consult.py).
+CHUNK = 1000
+# A unit of work on the database: `Database.transaction` (each call a transaction of its
+# own), or `within(conn)` (everything in the caller's one transaction).
+Transactions = Callable[[], AbstractAsyncContextManager[Connection]]
+
+
+def within(conn: Connection) -> Transactions:
+    """Run the chunked steps in an already open transaction (one transaction in all)."""
+
+    @asynccontextmanager
+    async def same() -> AsyncIterator[Connection]:
+        yield conn
+
+    return same
 
 
 class ConsultError(Exception):
@@ -257,7 +278,7 @@ async def _asked(conn: Connection, raw_id: str, user_id: int) -> store.Consultat
     if not (raw_id.isascii() and raw_id.isdigit()):
         return None
     c = await store.get(conn, int(raw_id))
-    if c is None or c.state == "draft" or not await store.is_recipient(conn, c.id, user_id):
+    if c is None or not c.asked or not await store.is_recipient(conn, c.id, user_id):
         return None
     return c
 
@@ -322,42 +343,159 @@ async def reach(conn: Connection, c: store.Consultation, *, now: datetime, templ
     return Reach(candidates, closed)
 
 
-async def send(
-    conn: Connection, catalog: Catalog, c: store.Consultation, *, template: bool, actor: str, now: datetime
-) -> Reach:
-    """Queue the question to its audience (once: a consultation is sent from draft only)."""
-    found = await reach(conn, c, now=now, template=template)
-    skipped = {x.recipient.user_id for x in found.no_window}
+def _question_payloads(catalog: Catalog, c: store.Consultation) -> Callable[[str], dict[str, Any]]:
     rendered: dict[str, dict[str, Any]] = {}
+
+    def payload(lang: str) -> dict[str, Any]:
+        if lang not in rendered:
+            made = question_message(catalog, lang, c).to_json()
+            # Outside WhatsApp's window the template carries it: {{1}} the number, {{2}} the question.
+            made["notice"] = {"type": "consultation", "id": c.id, "question": c.question}
+            rendered[lang] = made
+        return rendered[lang]
+
+    return payload
+
+
+@dataclass(frozen=True, slots=True)
+class SendReport:
+    queued: int
+    no_window: int
+    resumed: bool  # an interrupted send was finished
+
+
+class Sending:
+    """Queue the question to its audience, one range of residents (by id) per transaction.
+
+    Each range is read and written in one transaction: the audience in it, less those
+    already recorded as asked (the recipients' key), gets its outbox rows and its recipient
+    rows together, so a send killed at any point leaves whole ranges only, and running it
+    again (`start` on a consultation being sent) continues after the last one. Answers count
+    from the first range on (the worker may deliver them while later ranges are written)."""
+
+    def __init__(
+        self,
+        tx: Transactions,
+        catalog: Catalog,
+        consultation_id: int,
+        *,
+        template: bool,
+        actor: str,
+        now: datetime,
+        chunk: int = CHUNK,
+    ):
+        self.tx, self.catalog, self.id = tx, catalog, consultation_id
+        self.template, self.actor, self.now, self.chunk = template, actor, now, chunk
+        self.next = 1  # the first resident id of the next range
+        self.resumed = False
+        self._c: store.Consultation | None = None
+        self._payload: Callable[[str], dict[str, Any]] | None = None
+
+    async def start(self) -> bool:
+        """Claim the send (or pick up one that stopped); False when it is not a draft."""
+        async with self.tx() as conn:
+            await store.lock(conn, self.id)
+            c = await store.get(conn, self.id)
+            if c is None or c.state != "draft":
+                return False
+            self.resumed = not await store.begin_sending(conn, self.id, now=self.now)
+            self.next = await store.recorded_through(conn, self.id) + 1
+        self._c = c
+        self._payload = _question_payloads(self.catalog, c)
+        return True
+
+    async def step(self) -> bool:
+        """Write one range; True while ranges remain."""
+        assert self._c is not None and self._payload is not None, "start() first"
+        c, lo = self._c, self.next
+        hi = lo + self.chunk
+        async with self.tx() as conn:
+            await store.lock(conn, self.id)
+            now_c = await store.get(conn, self.id)
+            if now_c is None or now_c.state != "draft":
+                return False  # another sender finished it
+            aud = c.audience
+            found = await store.audience(
+                conn,
+                pillar=aud.get("pillar"),
+                subtopic=aud.get("subtopic"),
+                section=aud.get("section"),
+                areas=aud.get("areas") or (),
+                users=(lo, hi),
+            )
+            done = await store.recorded_in(conn, self.id, lo, hi)
+            fresh = [x for x in found if x.recipient.user_id not in done]
+            await _queue_question(conn, self.id, fresh, self._payload, template=self.template, now=self.now)
+            self.next = hi
+            return hi <= await store.last_user_id(conn)
+
+    async def finish(self) -> SendReport:
+        async with self.tx() as conn:
+            await store.lock(conn, self.id)
+            await store.mark_sent(conn, self.id, now=self.now)
+            queued, no_window = await store.deliveries(conn, self.id)
+            await audit.audit(
+                conn,
+                actor=self.actor,
+                action="consultation_send",
+                target=f"consultation:{self.id}",
+                after={
+                    "audience": self._c.audience if self._c else {},
+                    "queued": queued,
+                    "no_window": no_window,
+                    "resumed": self.resumed,
+                },
+                now=self.now,
+            )
+        return SendReport(queued, no_window, self.resumed)
+
+
+async def _queue_question(
+    conn: Connection,
+    consultation_id: int,
+    fresh: Sequence[store.Candidate],
+    payload: Callable[[str], dict[str, Any]],
+    *,
+    template: bool,
+    now: datetime,
+) -> None:
+    """One range's outbox rows and recipient rows (who could not be sent it: no_window)."""
     items: list[tuple[Recipient, dict[str, Any]]] = []
     followups: list[tuple[Recipient, dict[str, Any]]] = []
-    for x in found.candidates:
-        if x.recipient.user_id in skipped:
+    rows: list[tuple[store.Candidate, str]] = []
+    for x in fresh:
+        closed = x.recipient.channel == "whatsapp" and not whatsapp_window_open(x.last_inbound_at, now)
+        if closed and not template:
+            rows.append((x, "no_window"))
             continue
-        lang = x.recipient.language
-        if lang not in rendered:
-            payload = question_message(catalog, lang, c).to_json()
-            # Outside WhatsApp's window the template carries it: {{1}} the number, {{2}} the question.
-            payload["notice"] = {"type": "consultation", "id": c.id, "question": c.question}
-            rendered[lang] = payload
-        items.append((x.recipient, rendered[lang]))
-        if x.recipient.channel == "whatsapp" and not whatsapp_window_open(x.last_inbound_at, now):
-            followups.append((x.recipient, {k: v for k, v in rendered[lang].items() if k != "notice"}))
+        rows.append((x, "queued"))
+        items.append((x.recipient, payload(x.recipient.language)))
+        if closed:
+            followups.append((x.recipient, {k: v for k, v in payload(x.recipient.language).items() if k != "notice"}))
     await outbox.enqueue(conn, items, purpose=PURPOSE, now=now)
     await outbox.enqueue(conn, followups, purpose=FOLLOWUP_PURPOSE, now=now)  # after: per-chat order
-    await store.add_recipients(
-        conn, c.id, [(x, "no_window" if x.recipient.user_id in skipped else "queued") for x in found.candidates]
-    )
-    await store.mark_sent(conn, c.id, now=now)
-    await audit.audit(
-        conn,
-        actor=actor,
-        action="consultation_send",
-        target=f"consultation:{c.id}",
-        after={"audience": c.audience, "queued": found.queued, "no_window": len(found.no_window)},
-        now=now,
-    )
-    return found
+    await store.add_recipients(conn, consultation_id, rows)
+
+
+async def send(
+    tx: Transactions,
+    catalog: Catalog,
+    consultation_id: int,
+    *,
+    template: bool,
+    actor: str,
+    now: datetime,
+    chunk: int = CHUNK,
+) -> SendReport | None:
+    """Send a draft, or finish a send that stopped; None when it was already sent."""
+    sending = Sending(tx, catalog, consultation_id, template=template, actor=actor, now=now, chunk=chunk)
+    if not await sending.start():
+        return None
+    more = await sending.step()
+    while more:
+        await asyncio.sleep(0)  # residents' messages between two ranges
+        more = await sending.step()
+    return await sending.finish()
 
 
 # Results ---------------------------------------------------------------------------------------------------
@@ -425,7 +563,7 @@ def result_message(catalog: Catalog, lang: str, c: store.Consultation, t: Tally,
 def results_text(catalog: Catalog, lang: str, c: store.Consultation, t: Tally) -> str:
     """The officials' view: overall, by kecamatan, by kind of participant and channel."""
     tx = catalog.text
-    state = tx(lang, f"consult.states.{c.state}")
+    state = tx(lang, f"consult.states.{c.phase}")
     lines = [
         tx(lang, "consult.results_header", id=c.id, question=clip(c.question, 200), state=state),
         tx(lang, "consult.results_counts", asked=t.asked, answered=t.answered, not_sent=t.not_sent, changed=t.changed),
@@ -446,35 +584,130 @@ def results_text(catalog: Catalog, lang: str, c: store.Consultation, t: Tally) -
     return "\n".join(lines)
 
 
+async def read_rows(tx: Transactions, consultation_id: int, *, chunk: int = CHUNK) -> list[store.Row]:
+    """Everyone asked, read a page per transaction (in answer order, as `store.rows`)."""
+    found: list[store.Row] = []
+    after = 0
+    while True:
+        async with tx() as conn:
+            page, after = await store.rows_page(conn, consultation_id, after=after, limit=chunk)
+        found.extend(page)
+        if len(page) < chunk:
+            break
+        await asyncio.sleep(0)
+    found.sort(key=lambda r: (r.answered_at is not None, r.answered_at or datetime.min.replace(tzinfo=UTC)))
+    return found
+
+
+@dataclass(frozen=True, slots=True)
+class CloseReport:
+    consultation: store.Consultation
+    tally: Tally
+    told: int  # participants the result is queued to, in all
+    resumed: bool
+
+
+class Closing:
+    """Close a consultation (answers stop counting at once), then queue the result to every
+    participant not yet told, a chunk per transaction; `result_sent_at` marks each one in the
+    chunk's transaction, so running it again after a crash tells only those left."""
+
+    def __init__(
+        self, tx: Transactions, catalog: Catalog, consultation_id: int, *, actor: str, now: datetime, chunk: int = CHUNK
+    ):
+        self.tx, self.catalog, self.id = tx, catalog, consultation_id
+        self.actor, self.now, self.chunk = actor, now, chunk
+        self.after = 0
+        self.resumed = False
+        self.consultation: store.Consultation | None = None
+        self.tally = Tally()
+
+    async def start(self) -> bool:
+        """False when it is neither open nor closed with results still owed."""
+        async with self.tx() as conn:
+            await store.lock(conn, self.id)
+            c = await store.get(conn, self.id)
+            if c is None:
+                return False
+            if c.state == "sent":
+                await store.mark_closed(conn, self.id, now=self.now)
+            elif c.state == "closed" and await store.owed_results(conn, self.id, limit=1):
+                self.resumed = True
+            else:
+                return False
+            self.consultation = await store.get(conn, self.id)
+        # The answers no longer change: count them once, outside the write.
+        self.tally = tally(await read_rows(self.tx, self.id, chunk=self.chunk))
+        return True
+
+    async def step(self) -> bool:
+        """Queue one chunk of results; True while more may remain."""
+        c = self.consultation
+        assert c is not None, "start() first"
+        async with self.tx() as conn:
+            await store.lock(conn, self.id)
+            owed = await store.owed_results(conn, self.id, after=self.after, limit=self.chunk)
+            items = [
+                (p.recipient, {"text": result_message(self.catalog, p.recipient.language, c, self.tally, p.area)})
+                for p in owed
+            ]
+            await outbox.enqueue(conn, items, purpose=RESULT_PURPOSE, now=self.now)
+            await store.mark_results_sent(conn, self.id, [p.recipient.user_id for p in owed], now=self.now)
+        if owed:
+            self.after = owed[-1].recipient.user_id
+        return len(owed) == self.chunk
+
+    async def finish(self) -> CloseReport:
+        assert self.consultation is not None, "start() first"
+        async with self.tx() as conn:
+            told = await store.results_told(conn, self.id)
+            await audit.audit(
+                conn,
+                actor=self.actor,
+                action="consultation_close",
+                target=f"consultation:{self.id}",
+                after={"answered": self.tally.answered, "results_sent": told, "resumed": self.resumed},
+                now=self.now,
+            )
+        return CloseReport(self.consultation, self.tally, told, self.resumed)
+
+
 async def close(
-    conn: Connection, catalog: Catalog, c: store.Consultation, *, actor: str, now: datetime
-) -> tuple[Tally, int]:
-    """Close it and queue the result to every participant not yet told (once each)."""
-    await store.mark_closed(conn, c.id, now=now)
-    t = tally(await store.rows(conn, c.id))
-    owed = await store.owed_results(conn, c.id)
-    items = [(p.recipient, {"text": result_message(catalog, p.recipient.language, c, t, p.area)}) for p in owed]
-    await outbox.enqueue(conn, items, purpose=RESULT_PURPOSE, now=now)
-    await store.mark_results_sent(conn, c.id, [p.recipient.user_id for p in owed], now=now)
-    await audit.audit(
-        conn,
-        actor=actor,
-        action="consultation_close",
-        target=f"consultation:{c.id}",
-        after={"answered": t.answered, "results_sent": len(owed)},
-        now=now,
-    )
-    return t, len(owed)
+    tx: Transactions, catalog: Catalog, consultation_id: int, *, actor: str, now: datetime, chunk: int = CHUNK
+) -> CloseReport | None:
+    """Close it and queue the result to every participant not yet told (once each), or
+    finish a close that stopped; None when it cannot be closed (a draft, or closed and done)."""
+    closing = Closing(tx, catalog, consultation_id, actor=actor, now=now, chunk=chunk)
+    if not await closing.start():
+        return None
+    more = await closing.step()
+    while more:
+        await asyncio.sleep(0)  # residents' messages between two chunks
+        more = await closing.step()
+    return await closing.finish()
 
 
 # /konsultasi ------------------------------------------------------------------------------------------------
 class ConsultationCommand:
-    """/konsultasi (English /consult) in the official's transaction."""
+    """/konsultasi (English /consult). Registered to run after the official's message has
+    committed (`db` its transactions): a send or close of tens of thousands of residents
+    then writes in chunks between residents' messages. Without `db` (registered to run in
+    the message's transaction) the same steps run in that one transaction."""
 
-    def __init__(self, catalog: Catalog, *, areas: Sequence[str] = (), template: bool = False):
+    def __init__(
+        self,
+        catalog: Catalog,
+        *,
+        areas: Sequence[str] = (),
+        template: bool = False,
+        db: Any = None,
+        wake: Callable[[], None] = lambda: None,
+    ):
         self.catalog = catalog
         self.areas = tuple(areas)
         self.template = template  # WHATSAPP_TEMPLATE_CONSULTATION is configured
+        self.db = db  # Database or PgDatabase: its `transaction`
+        self.wake = wake  # the outbox worker, after a send or close queued rows
 
     def verb(self, word: str) -> str | None:
         return next((v for v in VERBS if _word(self.catalog, f"consult.verbs.{v}", word) or word == v), None)
@@ -490,52 +723,61 @@ class ConsultationCommand:
         msg: Incoming,
         now: datetime,
     ) -> list[Reply]:
-        assert conn is not None, "registered to run inside the official's transaction"
+        if conn is not None:
+            tx = within(conn)
+        else:
+            assert self.db is not None, "run after commit: needs the database"
+            tx = self.db.transaction
         lang, t = language, self.catalog.text
         word, _, rest = args.strip().partition(" ")
         verb = self.verb(word) if word else "list"
         if verb is None:
             return [Reply(t(lang, "consult.usage"))]
         if verb == "list":
-            return [Reply(await self._list(conn, lang))]
+            async with tx() as c_conn:
+                return [Reply(await self._list(c_conn, lang))]
         if verb == "create":
             try:
-                made = await create(conn, parse_draft(self.catalog, rest, areas=self.areas), actor=actor, now=now)
+                draft = parse_draft(self.catalog, rest, areas=self.areas)
+                async with tx() as c_conn:
+                    made = await create(c_conn, draft, actor=actor, now=now)
+                    found = await reach(c_conn, made, now=now, template=self.template)
             except ConsultError as exc:
                 return [Reply(t(lang, exc.key, **exc.params))]
-            found = await reach(conn, made, now=now, template=self.template)
             return [
                 Reply(t(lang, "consult.created", id=made.id, n=len(found.candidates), no_window=len(found.no_window)))
             ]
         raw = rest.strip().split(" ")[0]
-        c = await store.get(conn, int(raw)) if raw.isascii() and raw.isdigit() else None
+        async with tx() as c_conn:
+            c = await store.get(c_conn, int(raw)) if raw.isascii() and raw.isdigit() else None
         if c is None:
             return [Reply(t(lang, "consult.unknown", id=raw[:10] or "?"))]
         if verb == "preview":
-            found = await reach(conn, c, now=now, template=self.template)
+            async with tx() as c_conn:
+                found = await reach(c_conn, c, now=now, template=self.template)
             summary = t(
                 lang, "consult.preview_summary", id=c.id, n=len(found.candidates), no_window=len(found.no_window)
             )
             return [Reply(summary), question_message(self.catalog, lang, c, preview=True)]
         if verb == "send":
-            if c.state != "draft":
+            sent = await send(tx, self.catalog, c.id, template=self.template, actor=actor, now=now)
+            if sent is None:
                 return [Reply(t(lang, "consult.already_sent", id=c.id))]
-            found = await send(conn, self.catalog, c, template=self.template, actor=actor, now=now)
-            return [Reply(t(lang, "consult.sent", id=c.id, n=found.queued, no_window=len(found.no_window)))]
+            self.wake()
+            return [Reply(t(lang, "consult.sent", id=c.id, n=sent.queued, no_window=sent.no_window))]
         if verb == "close":
-            if c.state != "sent":
-                return [Reply(t(lang, "consult.cannot_close", id=c.id, state=t(lang, f"consult.states.{c.state}")))]
-            tallied, told = await close(conn, self.catalog, c, actor=actor, now=now)
-            closed = await store.get(conn, c.id)
-            assert closed is not None
+            closed = await close(tx, self.catalog, c.id, actor=actor, now=now)
+            if closed is None:
+                return [Reply(t(lang, "consult.cannot_close", id=c.id, state=t(lang, f"consult.states.{c.phase}")))]
+            self.wake()
             return [
                 Reply(
-                    t(lang, "consult.closed_told", id=c.id, n=told)
+                    t(lang, "consult.closed_told", id=c.id, n=closed.told)
                     + "\n\n"
-                    + results_text(self.catalog, lang, closed, tallied)
+                    + results_text(self.catalog, lang, closed.consultation, closed.tally)
                 )
             ]
-        tallied = tally(await store.rows(conn, c.id))
+        tallied = tally(await read_rows(tx, c.id))
         return [Reply(results_text(self.catalog, lang, c, tallied))]
 
     async def _list(self, conn: Connection, lang: str) -> str:
@@ -551,7 +793,7 @@ class ConsultationCommand:
                     "consult.list_line",
                     id=c.id,
                     question=clip(c.question, 60),
-                    state=t(lang, f"consult.states.{c.state}"),
+                    state=t(lang, f"consult.states.{c.phase}"),
                 )
             )
         lines.append(t(lang, "consult.usage"))

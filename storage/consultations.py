@@ -1,6 +1,13 @@
 """The consultation tables (issue 18): who agreed to be contacted again (`consult_contact`),
 the questions the team asks (`consultations`) and who was asked, with their one answer
-(`consultation_recipients`). Every function takes the caller's transaction."""
+(`consultation_recipients`). Every function takes the caller's transaction.
+
+Sending and closing a large consultation are written in bounded transactions (handlers/
+consultation.py): sending walks the residents by id range, one range per transaction, and
+`consultation_recipients`' key (consultation_id, user_id) is what makes each resident queued
+once; a consultation being sent is state 'draft' with `sent_at` set (no schema change: the
+state's CHECK allows draft, sent, closed), and everything up to its highest recorded
+resident is done. Closing queues the results by `result_sent_at IS NULL`."""
 
 from __future__ import annotations
 
@@ -8,12 +15,13 @@ import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 from storage.database import Connection, from_db, to_db
 from storage.desk import Recipient
 
 KINDS = ("paragraph", "choice", "open")
+NO_LIMIT = 1 << 62  # LIMIT -1 is SQLite only
 
 
 # Contact again ---------------------------------------------------------------------------------
@@ -59,6 +67,21 @@ class Consultation:
     created_at: datetime
     sent_at: datetime | None
     closed_at: datetime | None
+
+    @property
+    def sending(self) -> bool:
+        """Sending began (sent_at) and has not finished: re-running send completes it."""
+        return self.state == "draft" and self.sent_at is not None
+
+    @property
+    def phase(self) -> str:
+        """The state as officials see it: draft, sending, sent or closed."""
+        return "sending" if self.sending else self.state
+
+    @property
+    def asked(self) -> bool:
+        """Residents may have the question (sending, sent or closed): their answers count."""
+        return self.state != "draft" or self.sent_at is not None
 
 
 _COLUMNS = "id, kind, question, paragraph, options, audience, state, created_by, created_at, sent_at, closed_at"
@@ -121,9 +144,27 @@ async def listing(conn: Connection, *, limit: int = 20) -> list[Consultation]:
         return [_consultation(row) for row in await cur.fetchall()]
 
 
+async def lock(conn: Connection, consultation_id: int) -> None:
+    """Take the consultation's row lock for the rest of the transaction: two senders (the
+    chat and the CLI, or a resumed send) then write their ranges one after the other, and
+    each sees what the other committed (SQLite has one writer anyway)."""
+    await conn.execute("UPDATE consultations SET state = state WHERE id = ?", (consultation_id,))
+
+
+async def begin_sending(conn: Connection, consultation_id: int, *, now: datetime) -> bool:
+    """Mark a draft as being sent (sent_at set, state still draft); False when sending had
+    already begun (a resume) or it is no draft."""
+    cur = await conn.execute(
+        "UPDATE consultations SET sent_at = ? WHERE id = ? AND state = 'draft' AND sent_at IS NULL",
+        (to_db(now), consultation_id),
+    )
+    return bool(cur.rowcount)
+
+
 async def mark_sent(conn: Connection, consultation_id: int, *, now: datetime) -> None:
+    """Sending finished: every range of residents is written (sent_at stays when it began)."""
     await conn.execute(
-        "UPDATE consultations SET state = 'sent', sent_at = ? WHERE id = ? AND state = 'draft'",
+        "UPDATE consultations SET state = 'sent', sent_at = coalesce(sent_at, ?) WHERE id = ? AND state = 'draft'",
         (to_db(now), consultation_id),
     )
 
@@ -153,10 +194,12 @@ async def audience(
     subtopic: str | None = None,
     section: str | None = None,
     areas: Sequence[str] = (),
+    users: tuple[int, int] | None = None,
 ) -> list[Candidate]:
     """Residents who raised (or supported) a visible submission matching the filter, in
     the given kecamatan (any when empty), and agreed to be contacted again. One row each:
-    raising beats supporting, then the oldest submission gives the kecamatan."""
+    raising beats supporting, then the oldest submission gives the kecamatan. `users`
+    (lo, hi): only residents with lo <= id < hi (one range of a send)."""
     where = ["s.hidden = 0"]
     params: list[Any] = []
     if pillar:
@@ -175,17 +218,23 @@ async def audience(
         where.append(f"s.area IN ({', '.join('?' for _ in areas)})")
         params.extend(areas)
     cond = " AND ".join(where)
+    raised, supported, span = "s.user_id IS NOT NULL", "1 = 1", cast(tuple[int, ...], ())
+    if users is not None:
+        # A range of ids: the raisers through the submissions_user index; the supports
+        # scanned first (no index by user), CROSS JOIN keeping SQLite from walking every
+        # submission of the pillar for each range.
+        raised, supported, span = "s.user_id >= ? AND s.user_id < ?", "p.user_id >= ? AND p.user_id < ?", users
     async with conn.execute(
         "SELECT found.who, found.role, found.area, found.created_at, u.channel, u.chat_id, u.language, u.last_inbound_at FROM ("
         f"  SELECT s.user_id AS who, 0 AS role, s.area AS area, s.created_at AS created_at FROM submissions s "
-        f"  WHERE s.user_id IS NOT NULL AND {cond} "
+        f"  WHERE {raised} AND {cond} "
         "  UNION ALL "
         f"  SELECT p.user_id AS who, 1 AS role, s.area AS area, s.created_at AS created_at FROM supports p "
-        f"  JOIN submissions s ON s.id = p.submission_id WHERE {cond}"
+        f"  CROSS JOIN submissions s WHERE s.id = p.submission_id AND {supported} AND {cond}"
         ") found JOIN users u ON u.id = found.who "
         "JOIN consult_contact c ON c.user_id = found.who AND c.agreed = 1 "
         "ORDER BY found.who, found.role, found.created_at",
-        (*params, *params),
+        (*span, *params, *span, *params),
     ) as cur:
         rows = await cur.fetchall()
     found: dict[int, Candidate] = {}
@@ -198,6 +247,44 @@ async def audience(
                 "raised" if int(role) == 0 else "supported",
             )
     return list(found.values())
+
+
+async def last_user_id(conn: Connection) -> int:
+    """Where the ranges of a send end (residents who join later are past it)."""
+    async with conn.execute("SELECT coalesce(max(id), 0) FROM users") as cur:
+        row = await cur.fetchone()
+    return int(row[0]) if row else 0
+
+
+async def recorded_through(conn: Connection, consultation_id: int) -> int:
+    """The highest resident recorded as asked: a send resumes after it (each range is
+    written whole, in order)."""
+    async with conn.execute(
+        "SELECT coalesce(max(user_id), 0) FROM consultation_recipients WHERE consultation_id = ?", (consultation_id,)
+    ) as cur:
+        row = await cur.fetchone()
+    return int(row[0]) if row else 0
+
+
+async def recorded_in(conn: Connection, consultation_id: int, lo: int, hi: int) -> set[int]:
+    """Residents of one range already recorded as asked (by an earlier or another sender)."""
+    async with conn.execute(
+        "SELECT user_id FROM consultation_recipients WHERE consultation_id = ? AND user_id >= ? AND user_id < ?",
+        (consultation_id, lo, hi),
+    ) as cur:
+        return {int(r[0]) for r in await cur.fetchall()}
+
+
+async def deliveries(conn: Connection, consultation_id: int) -> tuple[int, int]:
+    """(queued, no_window) of everyone recorded as asked."""
+    async with conn.execute(
+        "SELECT coalesce(sum(CASE WHEN delivery = 'queued' THEN 1 ELSE 0 END), 0), "
+        "coalesce(sum(CASE WHEN delivery = 'no_window' THEN 1 ELSE 0 END), 0) "
+        "FROM consultation_recipients WHERE consultation_id = ?",
+        (consultation_id,),
+    ) as cur:
+        row = await cur.fetchone()
+    return (int(row[0]), int(row[1])) if row else (0, 0)
 
 
 async def add_recipients(conn: Connection, consultation_id: int, rows: Iterable[tuple[Candidate, str]]) -> None:
@@ -248,7 +335,7 @@ async def open_for(conn: Connection, user_id: int) -> Consultation | None:
     async with conn.execute(
         f"SELECT {', '.join('c.' + x.strip() for x in _COLUMNS.split(','))} FROM consultations c "
         "JOIN consultation_recipients r ON r.consultation_id = c.id AND r.user_id = ? "
-        "WHERE c.state = 'sent' ORDER BY c.id DESC LIMIT 1",
+        "WHERE c.state = 'sent' OR (c.state = 'draft' AND c.sent_at IS NOT NULL) ORDER BY c.id DESC LIMIT 1",
         (user_id,),
     ) as cur:
         row = await cur.fetchone()
@@ -278,19 +365,36 @@ async def rows(conn: Connection, consultation_id: int) -> list[Row]:
         return [Row(r[0], r[1], r[2], r[3], r[4], r[5], int(r[6]), from_db(r[7])) for r in await cur.fetchall()]
 
 
+async def rows_page(conn: Connection, consultation_id: int, *, after: int, limit: int) -> tuple[list[Row], int]:
+    """One page of `rows` by resident id (after `after`), and the last id on it: closing a
+    large consultation reads them in short transactions. In id order, not answer order."""
+    async with conn.execute(
+        "SELECT channel, area, role, delivery, choice, answer_masked, answers, answered_at, user_id "
+        "FROM consultation_recipients WHERE consultation_id = ? AND user_id > ? ORDER BY user_id LIMIT ?",
+        (consultation_id, after, limit),
+    ) as cur:
+        found = await cur.fetchall()
+    page = [Row(r[0], r[1], r[2], r[3], r[4], r[5], int(r[6]), from_db(r[7])) for r in found]
+    return page, int(found[-1][8]) if found else after
+
+
 @dataclass(frozen=True, slots=True)
 class Participant:
     recipient: Recipient
     area: str | None
 
 
-async def owed_results(conn: Connection, consultation_id: int) -> list[Participant]:
-    """Residents who answered, still agree to be contacted, and have not had the result."""
+async def owed_results(
+    conn: Connection, consultation_id: int, *, after: int = 0, limit: int | None = None
+) -> list[Participant]:
+    """Residents who answered, still agree to be contacted, and have not had the result;
+    by id, after `after`, at most `limit` (one chunk of a close)."""
     async with conn.execute(
         "SELECT u.id, u.channel, u.chat_id, u.language, r.area FROM consultation_recipients r "
         "JOIN users u ON u.id = r.user_id JOIN consult_contact c ON c.user_id = r.user_id AND c.agreed = 1 "
-        "WHERE r.consultation_id = ? AND r.answers > 0 AND r.result_sent_at IS NULL ORDER BY u.id",
-        (consultation_id,),
+        "WHERE r.consultation_id = ? AND r.user_id > ? AND r.answers > 0 AND r.result_sent_at IS NULL "
+        "ORDER BY r.user_id LIMIT ?",
+        (consultation_id, after, NO_LIMIT if limit is None else limit),
     ) as cur:
         return [Participant(Recipient(r[0], r[1], r[2], r[3]), r[4]) for r in await cur.fetchall()]
 
@@ -300,6 +404,15 @@ async def mark_results_sent(conn: Connection, consultation_id: int, user_ids: Se
         "UPDATE consultation_recipients SET result_sent_at = ? WHERE consultation_id = ? AND user_id = ?",
         [(to_db(now), consultation_id, u) for u in user_ids],
     )
+
+
+async def results_told(conn: Connection, consultation_id: int) -> int:
+    async with conn.execute(
+        "SELECT count(*) FROM consultation_recipients WHERE consultation_id = ? AND result_sent_at IS NOT NULL",
+        (consultation_id,),
+    ) as cur:
+        row = await cur.fetchone()
+    return int(row[0]) if row else 0
 
 
 # The digest and erasure ----------------------------------------------------------------------------------

@@ -10,9 +10,10 @@ no template (counted, not sent), and everyone who answered gets the result once.
 
 from __future__ import annotations
 
+from contextlib import asynccontextmanager
 from datetime import timedelta
 
-from handlers.consultation import ConsultationCommand
+from handlers.consultation import ConsultationCommand, Sending, answer_button
 from storage import consultations as store
 from storage.database import utcnow
 from tests.test_officials import OFFICIAL, add_resident, add_submission, telegram_stack
@@ -33,12 +34,25 @@ async def opt_in(db, user, agreed: bool = True) -> None:
         await store.set_contact(conn, user.id, agreed=agreed, now=utcnow())
 
 
+def register_consult(tg) -> None:
+    """/konsultasi as the app wires it: run after the official's message commits, in chunks."""
+    services = tg.services
+    services.core.desk.register(
+        "consult",
+        ConsultationCommand(
+            services.catalog,
+            areas=services.settings.areas,
+            template=False,
+            db=services.db,
+            wake=lambda: services.core.on_outbox(),
+        ),
+        after_commit=True,
+    )
+
+
 async def test_a_consultation_over_telegram_reaches_its_audience_and_results_go_back_once(make_settings):
     async with telegram_stack(make_settings) as tg:
-        catalog = tg.services.catalog
-        tg.services.core.desk.register(
-            "consult", ConsultationCommand(catalog, areas=tg.services.settings.areas, template=False)
-        )
+        register_consult(tg)
         # Sari reports through the chat and is asked, once, whether she may be consulted.
         assert "pemberitahuan privasi" in (await tg.say(1001, "halo"))[0].plain
         await tg.press(1001, "Setuju")
@@ -425,6 +439,17 @@ async def test_a_consultation_from_the_command_line_to_terminal_residents_with_s
             "• #1 Setujukah Anda dengan rancangan ini? (ditutup): 1 dari 2 menjawab, 1 tidak terkirim; "
             "terbanyak: Bendo (1)"
         )
+        # The printed `suarawarga digest` (no --send) has the same section.
+        from click.testing import CliRunner
+
+        from bot.cli_digest import digest
+
+        day = today.isoformat()
+        printed = await asyncio.to_thread(
+            CliRunner().invoke, digest, ["--since", day, "--until", day], obj=settings, catch_exceptions=False
+        )
+        assert printed.exit_code == 0, printed.output
+        assert printed.output[printed.output.index("KONSULTASI") :].splitlines()[1] == chapter[1]
 
 
 # What officials type --------------------------------------------------------------------------------------
@@ -460,3 +485,71 @@ def test_a_consultation_is_read_from_one_line_and_bad_ones_say_what_is_wrong():
         with pytest.raises(ConsultError) as caught:
             parse_draft(catalog, line, areas=areas)
         assert caught.value.key == key, line
+
+
+class Killed(Exception):
+    """The process dying between a range's writes and its commit."""
+
+
+async def test_a_send_that_stops_half_way_finishes_when_sent_again_and_asks_each_resident_once(make_settings):
+    async with telegram_stack(make_settings, start_worker=False) as tg:
+        catalog, db = tg.services.catalog, tg.db
+        register_consult(tg)
+        people = []
+        for n in range(23):  # ranges of 5 residents by id: 5 ranges, the last one partial
+            person = await add_resident(db, str(3000 + n), name=f"Warga {n}")
+            await add_submission(db, person, "Bus desa setiap pagi ke pasar", area="Maospati" if n % 2 else "Bendo")
+            if n % 4:
+                await opt_in(db, person)
+            people.append(person)
+        asked = {p.id for n, p in enumerate(people) if n % 4}
+        *_, created = await tg.say(  # the official's first message: the commands' help, then this
+            OFFICIAL, "/konsultasi buat pilihan pilar=living | Jam berapa bus berangkat? | 05.30 | 06.30"
+        )
+        assert created.plain.startswith(f"Konsultasi #1 dibuat (draf). Penerima saat ini: {len(asked)} warga")
+
+        # Two ranges commit; the third dies before its commit (rolled back with nothing of it kept).
+        commits = 0
+
+        @asynccontextmanager
+        async def dying():
+            nonlocal commits
+            async with db.transaction() as conn:
+                yield conn
+                if commits == 3:  # start, two ranges, then this one
+                    raise Killed
+                commits += 1
+
+        sending = Sending(dying, catalog, 1, template=False, actor="test", now=utcnow(), chunk=5)
+        assert await sending.start()
+        assert await sending.step() and await sending.step()
+        try:
+            await sending.step()
+        except Killed:
+            pass
+        else:
+            raise AssertionError("the third range should have died")
+        first = await scalar(db, "SELECT count(*) FROM consultation_recipients")
+        assert 0 < first < len(asked)
+        assert await scalar(db, "SELECT count(*) FROM outbox WHERE purpose = 'consultation'") == first
+        listing = (await tg.say(OFFICIAL, "/konsultasi daftar"))[0].plain
+        assert "(sedang dikirim)" in listing
+        # Someone of a range already written may answer while the rest is being sent.
+        early = min(asked)
+        async with db.transaction() as conn:
+            saved = await answer_button(conn, catalog, "id", early, "1:2", utcnow())
+        assert saved.replies[0].text.startswith("Terima kasih, jawaban Anda untuk konsultasi #1")
+
+        # Sent again (from chat): it picks up where it stopped.
+        [sent] = await tg.say(OFFICIAL, "/konsultasi kirim 1")
+        assert sent.plain.startswith(f"Konsultasi #1 dikirim ke {len(asked)} warga.")
+        async with (
+            db.transaction() as conn,
+            conn.execute("SELECT user_id, count(*) FROM outbox WHERE purpose = 'consultation' GROUP BY user_id") as cur,
+        ):
+            queued = {int(r[0]): int(r[1]) for r in await cur.fetchall()}
+        assert queued == dict.fromkeys(asked, 1)
+        assert await scalar(db, "SELECT count(*) FROM consultation_recipients") == len(asked)
+        assert await scalar(db, "SELECT answers FROM consultation_recipients WHERE user_id = ?", early) == 1
+        assert (await tg.say(OFFICIAL, "/konsultasi kirim 1"))[0].plain == "Konsultasi #1 sudah dikirim sebelumnya."
+        assert await scalar(db, "SELECT count(*) FROM outbox WHERE purpose = 'consultation'") == len(asked)
