@@ -87,11 +87,13 @@ def digest(
     asyncio.run(_migrate(settings))
     if send:
         sys.exit(asyncio.run(_send(settings, catalog, period)))
+    from bot.digest_service import with_consultations
     from storage.digest_queries import read_digest_rows
 
     result = compute_digest(
         period, read_digest_rows(location(settings), period), regency=settings.regency_name, as_of=utcnow()
     )
+    result = asyncio.run(with_consultations(settings, result))  # the Konsultasi section, as sent
     if result.empty:
         # A fresh install prints an empty digest: say which week that was, and how to ask
         # for another (stderr, so piped output stays the digest alone).

@@ -52,7 +52,6 @@ from handlers.digest import (
 from handlers.messages import DeliveryError, Document, Reply, WindowClosed
 from storage import consultations as consultation_store
 from storage import digest_queries as q
-from storage.consultations import Activity as ConsultationActivity
 from storage.database import StorageUnavailable, connect, location, utcnow
 from storage.deadlines import DeadlineReport, read_deadline_report
 
@@ -106,6 +105,24 @@ class DeliveryReport:
     failed: dict[str, str] = field(default_factory=dict)
 
 
+async def with_consultations(settings: Settings, digest: Digest, db: Any = None) -> Digest:
+    """Issue 18: the digest with its Konsultasi section (the consultations sent or closed in
+    its period, a few rows), on the bot's database when it is running, else on a connection
+    of its own (the CLI's printed digest and `--send`). One path for every digest."""
+    period = digest.period
+    try:
+        if db is not None:
+            async with db.transaction() as conn:
+                found = await consultation_store.activity(conn, since=period.start, until=period.end)
+        else:
+            async with connect(settings) as own, own.transaction() as conn:
+                found = await consultation_store.activity(conn, since=period.start, until=period.end)
+    except StorageUnavailable as exc:
+        log.warning("digest: consultations left out (%s)", exc)
+        found = []
+    return replace(digest, consultations=found)
+
+
 class DigestService:
     def __init__(
         self,
@@ -141,20 +158,7 @@ class DigestService:
         as_of = self.clock()
         deadlines = await asyncio.to_thread(self._deadline_figures, period, as_of)
         digest = compute_digest(period, rows, regency=self.settings.regency_name, as_of=as_of, deadlines=deadlines)
-        return replace(digest, consultations=await self._consultations(period))
-
-    async def _consultations(self, period: Period) -> list[ConsultationActivity]:
-        """Issue 18: the consultations sent or closed in the period (a few rows), on the
-        bot's database when it is running, else on a connection of its own (the CLI)."""
-        try:
-            if self.db is not None:
-                async with self.db.transaction() as conn:
-                    return await consultation_store.activity(conn, since=period.start, until=period.end)
-            async with connect(self.settings) as db, db.transaction() as conn:
-                return await consultation_store.activity(conn, since=period.start, until=period.end)
-        except StorageUnavailable as exc:
-            log.warning("digest: consultations left out (%s)", exc)
-            return []
+        return await with_consultations(self.settings, digest, self.db)
 
     def _deadline_figures(self, period: Period, as_of: datetime) -> DeadlineReport:
         """Issue 17: overdue as of today (working days, as /status and the reminders count
