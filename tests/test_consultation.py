@@ -13,7 +13,7 @@ from __future__ import annotations
 from contextlib import asynccontextmanager
 from datetime import timedelta
 
-from handlers.consultation import ConsultationCommand, Sending, answer_button
+from handlers.consultation import Closing, ConsultationCommand, Sending, answer_button
 from storage import consultations as store
 from storage.database import utcnow
 from tests.test_officials import OFFICIAL, add_resident, add_submission, telegram_stack
@@ -509,20 +509,19 @@ async def test_a_send_that_stops_half_way_finishes_when_sent_again_and_asks_each
         assert created.plain.startswith(f"Konsultasi #1 dibuat (draf). Penerima saat ini: {len(asked)} warga")
 
         # Two ranges commit; the third dies before its commit (rolled back with nothing of it kept).
-        commits = 0
+        die = False
 
         @asynccontextmanager
         async def dying():
-            nonlocal commits
             async with db.transaction() as conn:
                 yield conn
-                if commits == 3:  # start, two ranges, then this one
+                if die:
                     raise Killed
-                commits += 1
 
         sending = Sending(dying, catalog, 1, template=False, actor="test", now=utcnow(), chunk=5)
         assert await sending.start()
         assert await sending.step() and await sending.step()
+        die = True
         try:
             await sending.step()
         except Killed:
@@ -553,3 +552,31 @@ async def test_a_send_that_stops_half_way_finishes_when_sent_again_and_asks_each
         assert await scalar(db, "SELECT answers FROM consultation_recipients WHERE user_id = ?", early) == 1
         assert (await tg.say(OFFICIAL, "/konsultasi kirim 1"))[0].plain == "Konsultasi #1 sudah dikirim sebelumnya."
         assert await scalar(db, "SELECT count(*) FROM outbox WHERE purpose = 'consultation'") == len(asked)
+
+        # Closing stops the same way: two chunks of results commit, the third dies.
+        for who in sorted(asked):
+            async with db.transaction() as conn:
+                await answer_button(conn, catalog, "id", who, "1:1", utcnow())
+        die = False
+        closing = Closing(dying, catalog, 1, actor="test", now=utcnow(), chunk=5)
+        assert await closing.start()
+        assert await closing.step() and await closing.step()
+        die = True
+        try:
+            await closing.step()
+        except Killed:
+            pass
+        else:
+            raise AssertionError("the third chunk should have died")
+        assert await scalar(db, "SELECT count(*) FROM outbox WHERE purpose = 'consultation_result'") == 10
+        [closed] = await tg.say(OFFICIAL, "/konsultasi tutup 1")
+        assert closed.plain.startswith(f"Konsultasi #1 ditutup. Hasilnya dikirim ke {len(asked)} peserta.")
+        async with (
+            db.transaction() as conn,
+            conn.execute(
+                "SELECT user_id, count(*) FROM outbox WHERE purpose = 'consultation_result' GROUP BY user_id"
+            ) as cur,
+        ):
+            told = {int(r[0]): int(r[1]) for r in await cur.fetchall()}
+        assert told == dict.fromkeys(asked, 1)
+        assert (await tg.say(OFFICIAL, "/konsultasi tutup 1"))[0].plain.startswith("Konsultasi #1 tidak bisa ditutup")
