@@ -200,13 +200,21 @@ async def audience(
     the given kecamatan (any when empty), and agreed to be contacted again. One row each:
     raising beats supporting, then the oldest submission gives the kecamatan. `users`
     (lo, hi): only residents with lo <= id < hi (one range of a send)."""
-    where = ["s.hidden = 0"]
+    # For one range of ids the filter's columns are wrapped (`|| ''`, `+ 0`, the same in
+    # both engines) so the planner reaches the range through submissions_user, not every
+    # submission of the pillar through its index for each range.
+    ranged = users is not None
+
+    def col(name: str) -> str:
+        return f"{name} || ''" if ranged else name
+
+    where = ["s.hidden + 0 = 0" if ranged else "s.hidden = 0"]
     params: list[Any] = []
     if pillar:
-        where.append("s.pillar = ?")
+        where.append(f"{col('s.pillar')} = ?")
         params.append(pillar)
     if subtopic:
-        where.append("s.subtopic = ?")
+        where.append(f"{col('s.subtopic')} = ?")
         params.append(subtopic)
     if section:
         where.append(
@@ -215,7 +223,7 @@ async def audience(
         )
         params.append(section)
     if areas:
-        where.append(f"s.area IN ({', '.join('?' for _ in areas)})")
+        where.append(f"{col('s.area')} IN ({', '.join('?' for _ in areas)})")
         params.extend(areas)
     cond = " AND ".join(where)
     raised, supported, span = "s.user_id IS NOT NULL", "1 = 1", cast(tuple[int, ...], ())
