@@ -298,6 +298,9 @@ class Database:
     engine = "sqlite"
 
     def __init__(self, path: Path | str):
+        if str(path).startswith(("postgresql:", "postgres:")):
+            # Path("postgresql://u@h/db") would quietly become a file named after the URL.
+            raise ValueError("a PostgreSQL URL is not a SQLite file: use storage.database.connect()")
         self.path = Path(path)
         self._conn: LoopConnection | None = None
         self._reader: sqlite3.Connection | None = None
