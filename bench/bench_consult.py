@@ -11,7 +11,7 @@ residents, each with one submission (pillar living, a kecamatan), 80% agreed to 
 a third on WhatsApp (half of those outside the 24-hour window, no template), half of the asked
 answering; the audience is the whole pillar (the largest a filter can give).
 
-    .venv/bin/python -m bench.bench_consult [--residents 10000 50000] [--chunk 1000] [--json]
+    .venv/bin/python -m bench.bench_consult [--residents 10000 50000] [--chunk 250] [--json]
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import emit, peak_rss_mb, quiet_logs, settings_for
-from handlers.consultation import Transactions
+from handlers.consultation import CHUNK, Transactions
 
 AREAS = ("Maospati", "Bendo", "Takeran", "Panekan", "Magetan", "Plaosan")
 
@@ -220,7 +220,7 @@ async def measure(residents: int, *, one: bool, chunk: int) -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--residents", type=int, nargs="+", default=[10_000, 50_000])
-    parser.add_argument("--chunk", type=int, default=1000, help="residents per transaction (chunked mode)")
+    parser.add_argument("--chunk", type=int, default=CHUNK, help="residents per transaction (chunked mode)")
     parser.add_argument("--modes", nargs="+", choices=("one", "chunked"), default=["one", "chunked"])
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()

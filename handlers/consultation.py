@@ -54,8 +54,8 @@ PURPOSE = "consultation"
 FOLLOWUP_PURPOSE = "consultation_followup"
 RESULT_PURPOSE = "consultation_result"
 # Residents (by id) per transaction when sending, results per transaction when closing:
-# a few ms of writing each (bench/bench_consult.py).
-CHUNK = 1000
+# ~200 rows of writing each; 1,000 held residents ~25 ms at the median (bench/bench_consult.py).
+CHUNK = 250
 # A unit of work on the database: `Database.transaction` (each call a transaction of its
 # own), or `within(conn)` (everything in the caller's one transaction).
 Transactions = Callable[[], AbstractAsyncContextManager[Connection]]
