@@ -10,7 +10,13 @@ a fresh process so peak memory is its own:
 Printed: rows, this process's CPU, wall time, peak RSS. The table lives in a schema of its own
 (pgr_bench), dropped at the end.
 
+`--export N`: the bot's own CSV export (bot.exports.export, the read path of
+storage/pg_read.py) of N submissions seeded into a freshly migrated schema, in a child
+process: its CPU, wall time and peak memory, which must not grow with N (the rows stream
+through a server-side cursor).
+
     .venv/bin/python -m bench.bench_pg_read [--url postgresql://postgres@127.0.0.1:5432/test] [--rows 200000]
+    .venv/bin/python -m bench.bench_pg_read --export 1000000
 """
 
 from __future__ import annotations
@@ -96,6 +102,52 @@ WAYS = {
 }
 
 
+EXPORT_SCHEMA = "pgr_export"
+
+
+def _schema_url(url: str, schema: str) -> str:
+    return f"{url}{'&' if '?' in url else '?'}search_path={schema}"
+
+
+async def _seed_export(url: str, rows: int) -> None:
+    import asyncpg
+
+    from storage.pg import PgDatabase
+
+    conn = await asyncpg.connect(url)
+    await conn.execute(f"DROP SCHEMA IF EXISTS {EXPORT_SCHEMA} CASCADE; CREATE SCHEMA {EXPORT_SCHEMA}")
+    await conn.close()
+    target = _schema_url(url, EXPORT_SCHEMA)
+    async with PgDatabase(target):
+        pass  # migrated like the bot's own database
+    conn = await asyncpg.connect(target)
+    await conn.execute(
+        "INSERT INTO submissions (code, kind, pillar, subtopic, text, language, area, latitude, longitude, "
+        "anonymous, channel, status, supports, created_at, updated_at, status_changed_at) "
+        "SELECT 'C' || lpad(g::text, 7, '0'), CASE WHEN g % 3 = 0 THEN 'idea' ELSE 'report' END, 'living', "
+        "'transport', 'Jalan rusak berlubang di depan pasar, mohon segera diperbaiki nomor ' || g, 'id', "
+        "'Maospati', -7.6 - g % 100 * 0.001, 111.3 + g % 100 * 0.001, g % 2, 'whatsapp', 'new', g % 7, "
+        "'2026-11-0' || (g % 9 + 1) || 'T10:00:00.000000+00:00', '2026-11-10T10:00:00.000000+00:00', "
+        f"'2026-11-10T10:00:00.000000+00:00' FROM generate_series(1, {int(rows)}) g"
+    )
+    await conn.close()
+
+
+def _export_once(url: str) -> None:
+    from zoneinfo import ZoneInfo
+
+    from bot.exports import ExportFilter, export
+
+    with open(os.devnull, "wb") as sink:
+        cpu, wall = time.process_time(), time.perf_counter()
+        n = export(_schema_url(url, EXPORT_SCHEMA), "csv", sink, ExportFilter(), zone=ZoneInfo("Asia/Jakarta"))
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
+    print(
+        f"csv export on PostgreSQL {n:>9,} rows  cpu {time.process_time() - cpu:5.1f} s  "
+        f"wall {time.perf_counter() - wall:5.1f} s  peak {peak} MB"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument(
@@ -104,7 +156,21 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=200_000)
     parser.add_argument("--runs", type=int, default=2)
     parser.add_argument("--one", help=argparse.SUPPRESS)
+    parser.add_argument("--export", type=int, default=0, help="seed N submissions and time the CSV export")
     args = parser.parse_args()
+    if args.one == "export":
+        _export_once(args.url)
+        return
+    if args.export:
+        asyncio.run(_seed_export(args.url, args.export))
+        try:
+            for _ in range(args.runs):
+                subprocess.run(
+                    [sys.executable, "-m", "bench.bench_pg_read", "--url", args.url, "--one", "export"], check=True
+                )
+        finally:
+            asyncio.run(_drop(args.url, EXPORT_SCHEMA))
+        return
     if args.one:
         cpu, wall = time.process_time(), time.perf_counter()
         n = WAYS[args.one](args.url)
@@ -125,11 +191,11 @@ def main() -> None:
         asyncio.run(_drop(args.url))
 
 
-async def _drop(url: str) -> None:
+async def _drop(url: str, schema: str = "pgr_bench") -> None:
     import asyncpg
 
     conn = await asyncpg.connect(url)
-    await conn.execute("DROP SCHEMA IF EXISTS pgr_bench CASCADE")
+    await conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
     await conn.close()
 
 
