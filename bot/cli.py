@@ -17,7 +17,7 @@ from bot.logs import hold_early_records, replay_early_records, setup_logging
 hold_early_records()  # what the imports below log waits for the log's set-up
 
 from bot.config import ConfigError, Settings, load_settings  # noqa: E402
-from storage.database import NotADatabase  # noqa: E402
+from storage.database import NotADatabase, StorageUnavailable  # noqa: E402
 from storage.database import backup as storage_backup  # noqa: E402
 
 log = logging.getLogger(__name__)
@@ -61,10 +61,12 @@ class SuaraWargaGroup(click.Group):
             if name.name.startswith(".") and name.name.endswith(".part"):
                 where = f"cannot write into {name.parent}: "  # our temporary file, not the user's
             raise Unusable(f"{where}{exc.strerror or exc}") from None
-        except sqlite3.Error as exc:
+        except (sqlite3.Error, StorageUnavailable) as exc:
+            # StorageUnavailable: PostgreSQL (DATABASE_URL) down or refusing us, already
+            # worded without the password.
             log.debug("database error", exc_info=True)
             settings = ctx.obj if isinstance(ctx.obj, Settings) else None
-            where = f" ({settings.database_path})" if settings else ""
+            where = f" ({settings.database_path})" if settings and not settings.database_url else ""
             raise Unusable(f"database{where}: {exc}") from None
 
 
