@@ -214,8 +214,6 @@ class InboundWorker:
             # Ours, repeats included: a repeat may be one whose first store this instance could
             # not confirm (503), left pending for this instance's retry to take.
             self._accepted.update(message.wamid for message in messages)
-            if len(self._accepted) > 100_000:  # repeats of handled messages are never closed here
-                self._accepted = set(self._queued)
         for message in fresh:
             self._enqueue(message.wamid, message.sender, message.payload)
         return len(fresh)
@@ -271,7 +269,11 @@ class InboundWorker:
     async def sweep(self) -> int:
         """Queue rows still pending in the database that no lane holds; return how many. With
         several instances, only this one's rows and those another left for ORPHANED_AFTER."""
+        known = set(self._accepted)
         rows = await inbound.pending(self.db, CHANNEL)
+        # Ours no longer pending are done: forgotten here, not when closing (a close can fail,
+        # or leave the row pending for the retry, and the row must stay ours then).
+        self._accepted -= known - {row[0] for row in rows}
         orphaned = self.clock() - ORPHANED_AFTER
         queued = 0
         for row in rows:
@@ -473,7 +475,6 @@ class InboundWorker:
                 await self._commit([closing for closing, _ in batch])
                 for closing, incoming in batch:
                     self._queued.discard(closing.wamid)
-                    self._accepted.discard(closing.wamid)
                     if incoming is not None:
                         self.core.answered(incoming)
         finally:
