@@ -416,10 +416,10 @@ async def test_chart_is_a_portrait_png_for_phones(seeded, catalog):
 
 # The official's /ringkasan -------------------------------------------------------------------
 async def test_official_asks_for_a_week_in_chat_and_gets_text_chart_and_spreadsheet(make_settings, seeded):
-    settings = make_settings(database_path=seeded)
+    settings = make_settings()
     catalog = Catalog.load()
     command = make_digest_command(settings, catalog)
-    async with Database(seeded) as db, db.transaction() as conn:  # the desk calls inside the core's transaction
+    async with connect_db(seeded) as db, db.transaction() as conn:  # the desk calls inside the core's transaction
         replies = await command(
             conn,
             actor="telegram:1",
@@ -449,7 +449,7 @@ async def test_official_asks_for_a_week_in_chat_and_gets_text_chart_and_spreadsh
 
 # CLI --------------------------------------------------------------------------------------------
 def test_cli_html_carries_its_chart_and_the_chart_can_be_written_to_a_file(make_settings, seeded, tmp_path):
-    settings = make_settings(database_path=seeded)
+    settings = make_settings()
     chart = tmp_path / "grafik.png"
     result = CliRunner().invoke(
         digest_cli, ["--week", "2026-W48", "--format", "html", "--chart", str(chart)], obj=settings
@@ -477,9 +477,7 @@ def test_cli_help_and_an_empty_week_say_what_they_mean(make_settings, tmp_path):
 
 
 def test_cli_dry_run_prints_the_digest_and_sends_nothing(make_settings, seeded):
-    settings = make_settings(
-        database_path=seeded, digest_emails="tim@magetan.go.id", smtp_host="127.0.0.1", smtp_port=9
-    )
+    settings = make_settings(digest_emails="tim@magetan.go.id", smtp_host="127.0.0.1", smtp_port=9)
     result = CliRunner().invoke(digest_cli, ["--week", "2026-W48"], obj=settings)
     assert result.exit_code == 0, result.output
     assert "Total masuk: 10" in result.output
@@ -488,7 +486,7 @@ def test_cli_dry_run_prints_the_digest_and_sends_nothing(make_settings, seeded):
 
 def test_cli_json_carries_period_and_totals_for_machines(make_settings, seeded):
     """Monday to Thursday, against the four days before it (19-22 November)."""
-    settings = make_settings(database_path=seeded)
+    settings = make_settings()
     result = CliRunner().invoke(
         digest_cli, ["--since", "2026-11-23", "--until", "2026-11-26", "--format", "json"], obj=settings
     )
@@ -511,6 +509,6 @@ def test_cli_json_carries_period_and_totals_for_machines(make_settings, seeded):
     ],
 )
 def test_cli_bad_arguments_exit_2_with_a_clear_message(make_settings, seeded, args, message):
-    result = CliRunner().invoke(digest_cli, args, obj=make_settings(database_path=seeded))
+    result = CliRunner().invoke(digest_cli, args, obj=make_settings())
     assert result.exit_code == 2
     assert message in result.output

@@ -71,7 +71,7 @@ def bot_settings(make_settings, migrated):
 
     def build(**overrides: object):
         settings = make_settings(**overrides)
-        shutil.copy(migrated, location(settings))
+        shutil.copy(migrated, settings.database_path)  # on PostgreSQL the bot migrates its schema itself
         return settings
 
     return build
