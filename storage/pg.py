@@ -244,8 +244,9 @@ class PgDatabase:
                 await self._migrate(setup)
             finally:
                 await setup.close()
-            self._writer = await asyncpg.create_pool(self.url, min_size=1, max_size=WRITE_POOL_SIZE, **options)
-            self._reader = await asyncpg.create_pool(self.url, min_size=1, max_size=READ_POOL_SIZE, **options)
+            pooled = {**options, "reset": _keep_session}
+            self._writer = await asyncpg.create_pool(self.url, min_size=1, max_size=WRITE_POOL_SIZE, **pooled)
+            self._reader = await asyncpg.create_pool(self.url, min_size=1, max_size=READ_POOL_SIZE, **pooled)
         except (
             *_UNAVAILABLE,
             asyncpg.InvalidCatalogNameError,
@@ -409,6 +410,15 @@ class PgDatabase:
     async def compact_wal(self) -> None:
         """Nothing to do: SQLite's WAL file kept copies of erased rows; PostgreSQL's own WAL
         is recycled by the server (and VACUUM reclaims the dead tuples)."""
+
+
+async def _keep_session(conn: asyncpg.Connection) -> None:
+    """The pools' reset: nothing. asyncpg's default sends `RESET ALL; SELECT
+    pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *` at every release, one more round trip per
+    transaction (~1.4 a WhatsApp message, bench/bench_pg_instances.py). Our pooled
+    connections keep no session state to reset: no SET, no session advisory lock (the
+    resident lock is per transaction; leases and LISTEN have connections of their own), no
+    cursor outside a transaction; and asyncpg still rolls back a transaction left open."""
 
 
 def _reason(exc: BaseException) -> str:
