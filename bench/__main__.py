@@ -39,6 +39,7 @@ def plan(quick: bool) -> dict[str, tuple[list[str], float]]:
     benches: dict[str, tuple[list[str], float]] = {
         "telegram_ingest": ([py, "-m", "bench.bench_ingest", "--json", *quick_flag], 900),
         "whatsapp_ingest": ([py, "-m", "bench.bench_whatsapp", "--json", *quick_flag], 900),
+        "pg_instances": ([py, "-m", "bench.bench_pg_instances", "--json", *quick_flag], 1500),
         "tagging": (
             [py, "bench/bench_tagging.py", "--json", *(["--runs", "3", "--repeat", "5"] if quick else [])],
             300,
