@@ -259,7 +259,10 @@ class Core:
                 ):
                     # Handled before. Answers kept and never marked sent (the process died
                     # between saving and answering) are owed: the channel sends them now.
-                    if (msg.channel, msg.message_id) in self._answering:
+                    key = (msg.channel, msg.message_id)
+                    # Still being answered here, or answered with its kept copy not yet
+                    # dropped (that waits for the next transaction): nothing is owed.
+                    if key in self._answering or key in self._delivered or key in delivered:
                         return Outcome(duplicate=True)
                     _, owed = owed_replies(await inbound.owed_replies(conn, msg.channel, msg.message_id))
                     return Outcome(owed, duplicate=True)
@@ -277,7 +280,18 @@ class Core:
                 kept = keep(msg.chat_id, replies) if msg.message_id is not None and turn.user is not None else None
                 if kept is not None and msg.message_id is not None:
                     await inbound.keep_replies(conn, msg.channel, msg.message_id, kept)
-        except StorageUnavailable as exc:
+                    # Marked before the commit, not after: on PostgreSQL a repeat of this
+                    # message waiting on the resident's lock runs the moment we commit,
+                    # before this coroutine resumes, and would resend the kept answers
+                    # (tests/test_faults.py's concurrent duplicate, 1 run in 5 on PostgreSQL).
+                    self._answering[(msg.channel, msg.message_id)] = None
+                    if len(self._answering) > ANSWERING_LIMIT:  # a channel that never reports back
+                        del self._answering[next(iter(self._answering))]
+        except BaseException as exc:
+            if msg.message_id is not None:
+                self._answering.pop((msg.channel, msg.message_id), None)
+            if not isinstance(exc, StorageUnavailable):
+                raise
             self._delivered[:0] = delivered
             # The turn may have noted the privacy notice as shown; it was not (the resident
             # hears "cannot save" instead), so the retry shows the notice, not its reminder.
@@ -285,10 +299,6 @@ class Core:
             log.error("could not save a %s message: %s", msg.channel, exc)
             return self._cannot_save(msg, sender)
         replies = await self._after_commit(turn, replies)
-        if kept is not None:
-            self._answering[(msg.channel, msg.message_id)] = None  # type: ignore[index]
-            if len(self._answering) > ANSWERING_LIMIT:  # a channel that never reports back
-                del self._answering[next(iter(self._answering))]
         return Outcome(replies)
 
     def _cannot_save(self, msg: Incoming, sender: str) -> Outcome:
